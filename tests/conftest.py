@@ -1,0 +1,55 @@
+"""Session-wide real servers: one redis-server and one moto server for the whole test run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from trainer.local.servers import MotoServer, RedisServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CAT_DATASET = SHARED_DIR / "datasets" / "catvnoncat.h5"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
+    """Point every boto3 client of this process at moto server, with dummy credentials."""
+    values = {
+        "AWS_ENDPOINT_URL": moto_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    yield values
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+@pytest.fixture(scope="session")
+def cat_dataset() -> Path:
+    if not CAT_DATASET.exists():
+        pytest.skip(f"the cat benchmark is not at {CAT_DATASET}")
+    return CAT_DATASET
