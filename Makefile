@@ -44,3 +44,7 @@ bench: setup ## benchmark: local chain vs monolithic numpy on the cat set; write
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache lnn-runs
+
+# ---- terraform (issue 3) ---------------------------------------------------------------
+
+# ---- image, workflows, deploy (issue 4) ------------------------------------------------
