@@ -1,0 +1,27 @@
+"""boto3 clients. The standard variables (AWS_REGION, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>)
+decide where they point, so the same code talks to AWS or to an emulator."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Throttling and 5xx answers are retried by botocore with bounded exponential backoff.
+RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=60)
+
+
+@lru_cache(maxsize=None)
+def _client(service: str, endpoint: str | None, region: str | None) -> Any:
+    return boto3.client(service, config=RETRY_CONFIG, region_name=region)
+
+
+def client(service: str) -> Any:
+    # The cache key includes the endpoint so a changed environment (tests, local runner) gets
+    # a fresh client instead of one pointing at a server that is gone.
+    endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return _client(service, endpoint, region)

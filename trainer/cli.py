@@ -1,0 +1,224 @@
+"""`python -m trainer`: train locally, and inspect runs (status, plot, predict)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import RequestError, RunNotFound
+
+RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
+STALL_AFTER_S = 900.0
+
+CAT_REQUEST = {
+    "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
+    "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
+    "epochs": 2500, "learning_rate": 0.0075, "optimizer": "gd", "seed": 1, "init": "scaled_normal",
+}
+BUILTIN_REQUESTS: dict[str, dict[str, Any]] = {
+    "moons": {"neurons": {"layer1": 16, "layer2": 8, "layer3": 1},
+              "activations": {"layer1": "tanh", "layer2": "relu", "layer3": "sigmoid"},
+              "epochs": 600, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
+    "circles": {"neurons": {"layer1": 16, "layer2": 1}, "activations": {"layer1": "relu", "layer2": "sigmoid"},
+                "epochs": 400, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
+    "spirals": {"neurons": {"layer1": 64, "layer2": 32, "layer3": 3},
+                "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
+                "epochs": 600, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
+    "blobs": {"neurons": {"layer1": 16, "layer2": 4}, "activations": {"layer1": "relu", "layer2": "softmax"},
+              "epochs": 200, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
+}
+
+
+def demo_request(dataset: str) -> dict[str, Any]:
+    if dataset in BUILTIN_REQUESTS:
+        return {"dataset": dataset, "seed": 1, **BUILTIN_REQUESTS[dataset]}
+    return {"dataset": dataset, **CAT_REQUEST}
+
+
+def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
+    from tqdm import tqdm
+
+    from trainer.local import runner
+
+    started = time.monotonic()
+    with runner.local_servers() as (redis_server, _moto):
+        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password)
+        try:
+            launched = runner.launch(payload)
+        except RequestError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        run_id = launched["run_id"]
+        bar = tqdm(total=launched["epochs"], unit="epoch", desc=run_id, disable=quiet or as_json,
+                   file=sys.stderr, dynamic_ncols=True)
+
+        def progress(result: dict[str, Any]) -> None:
+            last = result.get("last_epoch")
+            if last:
+                bar.update(last["epoch"] + 1 - bar.n)
+                bar.set_postfix(cost=f"{last['cost']:.6f}")
+
+        dead = runner.drain(stack, on_result=progress)
+        bar.close()
+        record = runner.export_run(stack, run_id, RUNS_DIR)
+    run = record["run"]
+    summary = {
+        "run_id": run_id,
+        "status": run["status"],
+        "epochs": len(record["epochs"]),
+        "final_cost": run.get("final_cost"),
+        "train_accuracy": run.get("train_accuracy"),
+        "test_accuracy": run.get("test_accuracy"),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+    if not as_json:
+        print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
+        if run["status"] == "SUCCEEDED":
+            print(f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
+                  f"test accuracy {summary['test_accuracy']:.4f}")
+            print(f"  model: {record.get('model_path')}; history: {RUNS_DIR / run_id / 'run.json'}")
+        else:
+            print(f"  reason: {run.get('failure_reason')}")
+        for line in dead:
+            print(f"  undeliverable: {line}")
+    else:
+        print(json.dumps(summary))
+    return 0 if run["status"] == "SUCCEEDED" else 1
+
+
+def _load_record(run_id: str) -> dict[str, Any]:
+    """From DynamoDB when TABLE_NAME is configured (works against AWS), else the local runner's copy."""
+    if os.environ.get("TABLE_NAME"):
+        from trainer.stores.run_store import DynamoRunStore
+
+        store = DynamoRunStore(os.environ["TABLE_NAME"])
+        return {"run": store.get_run(run_id), "epochs": sorted(store.epochs(run_id), key=lambda e: e["epoch"])}
+    path = RUNS_DIR / run_id / "run.json"
+    if not path.is_file():
+        raise RunNotFound(f"no run {run_id!r}: set TABLE_NAME to read DynamoDB, or run it locally first ({path})")
+    return json.loads(path.read_text())
+
+
+def effective_status(run: dict[str, Any], stall_after_s: float, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    if run.get("status") == "RUNNING" and now - float(run.get("last_step_at", now)) > stall_after_s:
+        return "STALLED"
+    return str(run.get("status"))
+
+
+def _status(args: argparse.Namespace) -> int:
+    record = _load_record(args.run_id)
+    run = record["run"]
+    shown = {k: run.get(k) for k in ("run_id", "status", "final_cost", "train_accuracy", "test_accuracy",
+                                      "last_seq", "total_steps", "failure_reason", "failed_step", "model_uri")}
+    shown["status"] = effective_status(run, args.stall_after)
+    shown["epochs_recorded"] = len(record["epochs"])
+    print(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=1))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = _load_record(args.run_id)
+    epochs = record["epochs"]
+    if not epochs:
+        print(f"run {args.run_id} has no recorded epochs yet", file=sys.stderr)
+        return 1
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([e["epoch"] for e in epochs], [e["cost"] for e in epochs])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cost")
+    ax.set_title(f"LNN run {args.run_id}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from trainer import model_file
+    from trainer.data import normalize
+    from trainer.data.loader import DatasetError, check_raw, load_raw
+    from trainer.nn import layers
+
+    try:
+        activations, params, shift, scale = model_file.load(args.model)
+        raw = load_raw(args.dataset)
+    except (DatasetError, OSError, KeyError, ValueError) as exc:
+        print(f"cannot predict: {exc}", file=sys.stderr)
+        return 2
+    problems = check_raw(raw)
+    if problems:
+        print("cannot predict: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    x_raw = raw[f"{args.split}_set_x"]
+    x_raw = x_raw.reshape(x_raw.shape[0], -1)
+    if x_raw.shape[1] != shift.shape[0]:
+        print(f"cannot predict: the model expects {shift.shape[0]} features, the dataset has {x_raw.shape[1]}",
+              file=sys.stderr)
+        return 2
+    a = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
+    for i, act in enumerate(activations, start=1):
+        a = layers.forward(a, params[f"W{i}"], params[f"b{i}"], act, output=i == len(activations))
+    predictions = (a > 0).astype(int).ravel() if activations[-1] == "sigmoid" else np.argmax(a, axis=0)
+    labels = np.asarray(raw[f"{args.split}_set_y"]).reshape(-1).astype(int)
+    accuracy = float(np.mean(predictions == labels))
+    print(json.dumps({"split": args.split, "examples": int(labels.size), "accuracy": accuracy,
+                      "predictions": predictions.tolist() if args.show else None}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train REQUEST.json through the local runner")
+    p.add_argument("request", type=Path)
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
+    p = sub.add_parser("demo", help="train the original benchmark configuration on a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
+    p.add_argument("run_id")
+    p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
+    p = sub.add_parser("plot", help="plot a run's loss curve")
+    p.add_argument("run_id")
+    p.add_argument("-o", "--output", default="loss.png")
+    p = sub.add_parser("predict", help="predictions and accuracy of MODEL.npz on DATASET")
+    p.add_argument("model", type=Path)
+    p.add_argument("dataset")
+    p.add_argument("--split", choices=("train", "test"), default="test")
+    p.add_argument("--show", action="store_true", help="include every prediction")
+    args = parser.parse_args(argv)
+    # The local runner shows a progress bar; per-step JSON logs would drown it.
+    os.environ.setdefault("LNN_LOG_LEVEL", "WARNING")
+
+    try:
+        if args.command == "train":
+            try:
+                payload = json.loads(args.request.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                print(f"cannot read the request {args.request}: {exc}", file=sys.stderr)
+                return 2
+            return _train(payload, args.json)
+        if args.command == "demo":
+            return _train(demo_request(args.dataset), args.json)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "plot":
+            return _plot(args)
+        return _predict(args)
+    except RunNotFound as exc:
+        print(str(exc), file=sys.stderr)
+        return 2

@@ -1,0 +1,184 @@
+"""Datasets in: built-in names, local .h5/.npz files, or s3:// objects.
+
+Only the four expected arrays are read; `.npz` is opened with allow_pickle=False and `.h5` reads
+numeric datasets only, so a crafted file cannot make us deserialise objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data import normalize
+from trainer.data.builtin import BUILTIN
+
+REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
+MAX_DATASET_BYTES = 2 * 1024**3
+
+BlobReader = Callable[[str, str], bytes]
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message says why."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket or not key:
+        raise DatasetError(f"dataset URI {uri!r} must look like s3://bucket/key.h5")
+    return bucket, key
+
+
+def _read_bytes(source: str, read_blob: BlobReader | None, allowed_bucket: str | None) -> tuple[bytes, str]:
+    if source.startswith("s3://"):
+        bucket, key = parse_s3_uri(source)
+        if allowed_bucket is not None and bucket != allowed_bucket:
+            raise DatasetError(f"dataset bucket {bucket!r} is not the configured bucket {allowed_bucket!r}")
+        if read_blob is None:
+            raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
+        return read_blob(bucket, key), key
+    path = Path(source)
+    if not path.is_file():
+        raise DatasetError(f"dataset {source!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing file")
+    if path.stat().st_size > MAX_DATASET_BYTES:
+        raise DatasetError(f"dataset {source!r} is larger than {MAX_DATASET_BYTES} bytes")
+    return path.read_bytes(), path.name
+
+
+def _read_h5(blob: bytes) -> dict[str, np.ndarray]:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(io.BytesIO(blob), "r") as handle:
+        missing = [k for k in REQUIRED_KEYS if k not in handle]
+        if missing:
+            raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
+        for key in REQUIRED_KEYS:
+            node = handle[key]
+            if not isinstance(node, h5py.Dataset) or node.dtype.kind not in "biuf":
+                raise DatasetError(f"dataset key {key!r} is not a numeric array")
+            out[key] = node[()]
+    return out
+
+
+def _read_npz(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+        missing = [k for k in REQUIRED_KEYS if k not in archive.files]
+        if missing:
+            raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
+        out = {}
+        for key in REQUIRED_KEYS:
+            try:
+                value = archive[key]
+            except ValueError as exc:  # object arrays need pickle, which we refuse
+                raise DatasetError(f"dataset key {key!r} is not a plain numeric array") from exc
+            if value.dtype.kind not in "biuf":
+                raise DatasetError(f"dataset key {key!r} is not a numeric array")
+            out[key] = value
+    return out
+
+
+def load_raw(source: str, read_blob: BlobReader | None = None, allowed_bucket: str | None = None):
+    """The four arrays as stored (examples on the first axis). Raises DatasetError."""
+    if source in BUILTIN:
+        return BUILTIN[source]()
+    blob, name = _read_bytes(source, read_blob, allowed_bucket)
+    try:
+        if name.endswith((".h5", ".hdf5")):
+            return _read_h5(blob)
+        if name.endswith(".npz"):
+            return _read_npz(blob)
+    except DatasetError:
+        raise
+    except Exception as exc:  # h5py/zipfile raise many kinds on a truncated or foreign file
+        raise DatasetError(f"dataset {source!r} is unreadable ({type(exc).__name__}: {exc})") from exc
+    raise DatasetError(f"dataset {source!r} must be a .h5 or .npz file")
+
+
+def _labels(y: np.ndarray, key: str, problems: list[str]) -> np.ndarray:
+    flat = np.asarray(y)
+    if flat.ndim == 2 and 1 in flat.shape:
+        flat = flat.reshape(-1)
+    if flat.ndim != 1:
+        problems.append(f"{key} must be a vector of labels, got shape {tuple(y.shape)}")
+        return flat.reshape(-1)
+    if flat.dtype.kind == "f" and not np.all(np.isfinite(flat)):
+        problems.append(f"{key} contains NaN or infinity")
+    elif flat.size and (np.any(flat < 0) or np.any(np.floor(flat) != flat)):
+        problems.append(f"{key} must hold integer class labels 0..K-1")
+    return flat
+
+
+def check_raw(raw: dict[str, np.ndarray]) -> list[str]:
+    """Every shape/content problem of the raw arrays (empty when usable)."""
+    problems: list[str] = []
+    x_train, x_test = np.asarray(raw["train_set_x"]), np.asarray(raw["test_set_x"])
+    y_train = _labels(raw["train_set_y"], "train_set_y", problems)
+    y_test = _labels(raw["test_set_y"], "test_set_y", problems)
+    if x_train.ndim < 1 or x_train.shape[0] == 0:
+        problems.append("train_set_x has no examples")
+    if x_test.ndim < 1 or x_test.shape[0] == 0:
+        problems.append("test_set_x has no examples")
+    if x_train.ndim >= 1 and x_train.shape[0] != y_train.shape[0]:
+        problems.append(f"train_set_x has {x_train.shape[0]} examples but train_set_y has {y_train.shape[0]} labels")
+    if x_test.ndim >= 1 and x_test.shape[0] != y_test.shape[0]:
+        problems.append(f"test_set_x has {x_test.shape[0]} examples but test_set_y has {y_test.shape[0]} labels")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        problems.append(f"train_set_x examples have shape {x_train.shape[1:]} but test_set_x {x_test.shape[1:]}")
+    for key, x in (("train_set_x", x_train), ("test_set_x", x_test)):
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            problems.append(f"{key} contains NaN or infinity")
+    return problems
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Normalised, column-layout data ready for the network."""
+
+    x_train: np.ndarray  # (features, m)
+    y_train: np.ndarray  # (1, m)
+    x_test: np.ndarray
+    y_test: np.ndarray
+    shift: np.ndarray  # (features, 1) normalisation statistics
+    scale: np.ndarray
+    classes: int
+
+    @property
+    def features(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def examples(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(array.shape).encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+        return h.hexdigest()[:16]
+
+
+def prepare(raw: dict[str, np.ndarray], method: str, dtype: str) -> Dataset:
+    m_train, m_test = raw["train_set_x"].shape[0], raw["test_set_x"].shape[0]
+    x_train_raw = np.asarray(raw["train_set_x"]).reshape(m_train, -1)
+    x_test_raw = np.asarray(raw["test_set_x"]).reshape(m_test, -1)
+    stats = normalize.fit(method, x_train_raw)
+    y_train = np.asarray(raw["train_set_y"]).reshape(1, -1).astype(dtype)
+    y_test = np.asarray(raw["test_set_y"]).reshape(1, -1).astype(dtype)
+    classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    return Dataset(
+        x_train=normalize.apply(stats, x_train_raw, dtype),
+        y_train=y_train,
+        x_test=normalize.apply(stats, x_test_raw, dtype),
+        y_test=y_test,
+        shift=stats["shift"],
+        scale=stats["scale"],
+        classes=classes,
+    )

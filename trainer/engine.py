@@ -1,0 +1,178 @@
+"""Executes one state of the chain on an in-memory working set. No I/O here.
+
+Each step names the tensors it reads (`inputs_of`) so the caller can fetch exactly those from
+the tensor store in one round trip; what it writes is marked dirty, and what no later step
+reads is dropped at once, so a hand-off only moves live state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trainer.nn import layers, losses, optimizers
+from trainer.runconfig import RunConfig
+from trainer.statemachine import Event
+
+
+@dataclass
+class TrainData:
+    """The run's read-only inputs, column layout."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    shift: np.ndarray
+    scale: np.ndarray
+
+
+@dataclass
+class WorkingSet:
+    """Tensors held by this invocation; `dirty` are those not yet in the tensor store."""
+
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.tensors[name]
+
+    def load(self, values: dict[str, np.ndarray]) -> None:
+        self.tensors.update(values)
+
+    def put(self, name: str, value: np.ndarray) -> None:
+        self.tensors[name] = value
+        self.dirty.add(name)
+
+    def drop(self, name: str) -> None:
+        self.tensors.pop(name, None)
+        self.dirty.discard(name)
+
+    def take_dirty(self) -> dict[str, np.ndarray]:
+        out = {name: self.tensors[name] for name in sorted(self.dirty)}
+        self.dirty.clear()
+        return out
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    epoch_cost: float | None = None  # set by the step that completes an epoch
+
+
+def param_names(config: RunConfig) -> list[str]:
+    names = []
+    for layer in range(1, config.layers + 1):
+        names += [f"W{layer}", f"b{layer}", *optimizers.state_names(config.optimizer, layer)]
+    return names
+
+
+def inputs_of(config: RunConfig, event: Event) -> list[str]:
+    """Tensor-store names the step reads (the training data comes from TrainData)."""
+    L, layer = config.layers, event.layer
+    if event.state == "start":
+        return []
+    if event.state == "finish":
+        return [n for layer_ in range(1, L + 1) for n in (f"W{layer_}", f"b{layer_}")]
+    if event.state == "forward" and layer <= L:
+        names = [f"W{layer}", f"b{layer}"]
+        if layer > 1:
+            names.append(f"A{layer - 1}")
+            if config.l2:
+                names.append("l2sum")
+        return names
+    if event.state == "forward":  # the loss
+        return [f"Z{L}", "cost", *(["l2sum"] if config.l2 else [])]
+    names = [f"W{layer}", f"b{layer}", *optimizers.state_names(config.optimizer, layer)]
+    names += ["dZ"] if layer == L else [f"dA{layer}", f"A{layer}"]
+    if layer > 1:
+        names.append(f"A{layer - 1}")
+    elif event.batch == config.batches - 1:
+        names.append("cost")  # the step that closes the epoch reports its cost
+    return names
+
+
+def batch_columns(config: RunConfig, epoch: int, batch: int) -> np.ndarray | None:
+    """Example indices of a mini-batch: a fresh permutation per epoch from the run's seed."""
+    if config.full_batch:
+        return None
+    order = np.random.default_rng([config.seed, epoch]).permutation(config.examples)
+    return order[batch * config.batch_size : (batch + 1) * config.batch_size]
+
+
+def _batch(data: TrainData, columns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if columns is None:
+        return data.x_train, data.y_train
+    return data.x_train[:, columns], data.y_train[:, columns]
+
+
+def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:
+    L, layer = config.layers, event.layer
+    if event.state == "start":
+        ws.put("cost", np.zeros(1, dtype=np.float64))
+        return StepOutcome()
+    if event.state == "finish":
+        return StepOutcome()
+    columns = batch_columns(config, event.epoch, event.batch)
+    x, y = _batch(data, columns)
+    m = x.shape[1]
+    if event.state == "forward" and layer <= L:
+        a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+        w, b = ws[f"W{layer}"], ws[f"b{layer}"]
+        out = layers.forward(a_prev, w, b, config.activations[layer - 1], output=layer == L)
+        ws.put(f"Z{L}" if layer == L else f"A{layer}", out)
+        if config.l2:
+            previous = ws["l2sum"][0] if layer > 1 else 0.0
+            ws.put("l2sum", np.array([previous + layers.l2_term(w)], dtype=np.float64))
+        return StepOutcome()
+    if event.state == "forward":  # the loss, once layer > L
+        cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], y)
+        if config.l2:
+            cost += config.l2 / (2 * m) * float(ws["l2sum"][0])
+            ws.drop("l2sum")
+        ws.drop(f"Z{L}")
+        ws.put("dZ", dz)
+        ws.put("cost", ws["cost"] + cost * (m / config.examples))
+        return StepOutcome()
+    # backward: gradients of this layer, then its update (the notes' "propagate backward, update")
+    if layer == L:
+        dz = ws["dZ"]
+        ws.drop("dZ")
+    else:
+        dz = layers.hidden_dz(ws[f"dA{layer}"], ws[f"A{layer}"], config.activations[layer - 1])
+        ws.drop(f"dA{layer}")
+        ws.drop(f"A{layer}")
+    a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+    grads, da_prev = layers.backward(dz, a_prev, ws[f"W{layer}"], config.l2, m, need_da_prev=layer > 1)
+    grads = {f"dW{layer}": grads["dW"], f"db{layer}": grads["db"]}
+    state = {n: ws[n] for n in optimizers.state_names(config.optimizer, layer)}
+    params = {f"W{layer}": ws[f"W{layer}"], f"b{layer}": ws[f"b{layer}"]}
+    update_count = event.epoch * config.batches + event.batch + 1
+    new_params, new_state = optimizers.update(
+        config.optimizer, layer, params, grads, state, config.learning_rate, update_count
+    )
+    for name, value in {**new_params, **new_state}.items():
+        ws.put(name, value)
+    if da_prev is not None:
+        ws.put(f"dA{layer - 1}", da_prev)
+    if layer == 1 and event.batch == config.batches - 1:
+        return StepOutcome(epoch_cost=float(ws["cost"][0]))
+    return StepOutcome()
+
+
+def predict(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Class predictions (1, m) for column-layout inputs."""
+    a = x
+    for layer in range(1, config.layers + 1):
+        a = layers.forward(a, params[f"W{layer}"], params[f"b{layer}"], config.activations[layer - 1],
+                           output=layer == config.layers)
+    if config.output_activation == "sigmoid":
+        return (a > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
+    return np.argmax(a, axis=0).reshape(1, -1)
+
+
+def accuracy(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(predict(config, params, x) == y.astype(np.int64)))

@@ -1,0 +1,24 @@
+"""Errors that carry a message meant for the user."""
+
+from __future__ import annotations
+
+
+class RequestError(ValueError):
+    """A training request that cannot be accepted; lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid training request ({len(problems)} problem(s)):\n{lines}")
+
+
+class EventError(ValueError):
+    """A trainer event that is malformed or does not belong to the run's plan."""
+
+
+class ChainError(RuntimeError):
+    """The chain's stored position contradicts the event: lost state or a foreign event."""
+
+
+class RunNotFound(LookupError):
+    """No run with that id."""

@@ -1,0 +1,36 @@
+"""One layer's forward step and one layer's backward step: each is its own state of the chain."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer.nn.activations import FORWARD, derivative_from_output
+
+
+def forward(a_prev: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, output: bool) -> np.ndarray:
+    """Z = W·A_prev + b; a hidden layer returns A = g(Z), the output layer returns Z itself
+    (the loss step works from Z for numerical stability)."""
+    z = w @ a_prev + b
+    return z if output else FORWARD[activation](z)
+
+
+def hidden_dz(da: np.ndarray, a: np.ndarray, activation: str) -> np.ndarray:
+    return da * derivative_from_output(activation, a)
+
+
+def backward(
+    dz: np.ndarray, a_prev: np.ndarray, w: np.ndarray, l2: float, batch_size: int, need_da_prev: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Gradients of W and b from dJ/dZ (already divided by the batch size), and dJ/dA_prev
+    computed with the weights before their update."""
+    dtype = w.dtype.type
+    dw = dz @ a_prev.T
+    if l2:
+        dw = dw + (dtype(l2) / dtype(batch_size)) * w
+    db = np.sum(dz, axis=1, keepdims=True)
+    da_prev = w.T @ dz if need_da_prev else None
+    return {"dW": dw, "db": db}, da_prev
+
+
+def l2_term(w: np.ndarray) -> float:
+    return float(np.sum(np.square(w)))

@@ -1,0 +1,185 @@
+"""The training request: schema, defaults, and validation that reports every problem at once."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainer.data.normalize import NORMALIZATIONS
+from trainer.errors import RequestError
+from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from trainer.nn.init import INITS
+from trainer.nn.optimizers import OPTIMIZERS
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+LAYER_KEY = re.compile(r"^layer([1-9][0-9]*)$")
+MAX_EPOCHS = 1_000_000
+MAX_NEURONS = 1_000_000
+MAX_LAYERS = 64
+
+
+class TrainingRequest(BaseModel):
+    """What a user asks LNN to train. Only the first five fields are required."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(min_length=1, max_length=1024)
+    neurons: dict[str, Any]
+    activations: dict[str, Any]
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    learning_rate: float = Field(gt=0, le=10)
+    optimizer: Literal["gd", "momentum", "adam"] = "gd"
+    batch_size: int | None = Field(default=None, ge=1, le=10_000_000)
+    l2: float = Field(default=0.0, ge=0, le=1000)
+    seed: int = Field(default=1, ge=0, le=2**32 - 1)
+    init: Literal["scaled_normal", "he", "xavier"] = "scaled_normal"
+    normalize: Literal["auto", "none", "minmax", "standardize"] = "auto"
+    dtype: Literal["float64", "float32"] = "float64"
+    chain: Literal["fused", "per_step"] = "fused"
+    max_steps_per_invocation: int = Field(default=2000, ge=1, le=1_000_000)
+    time_margin_ms: int = Field(default=15_000, ge=1_000, le=600_000)
+    notify_every: int = Field(default=0, ge=0, le=MAX_EPOCHS)
+    checkpoint_every: int = Field(default=0, ge=0, le=MAX_EPOCHS)
+    run_id: str | None = None
+
+    @field_validator("learning_rate", "l2")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_ID_PATTERN.match(value):
+            raise ValueError("must be 1-64 letters, digits, '-' or '_', starting with a letter or digit")
+        return value
+
+    @property
+    def layers(self) -> int:
+        return len(self.neurons)
+
+    def neuron_list(self) -> list[int]:
+        return [int(self.neurons[f"layer{i}"]) for i in range(1, self.layers + 1)]
+
+    def activation_list(self) -> list[str]:
+        return [str(self.activations[f"layer{i}"]) for i in range(1, self.layers + 1)]
+
+
+def _pydantic_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "request"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{where}: unknown field")
+        elif item["type"] == "missing":
+            problems.append(f"{where}: required field is missing")
+        else:
+            problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return problems
+
+
+def _layer_problems(payload: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    neurons, activations = payload.get("neurons"), payload.get("activations")
+    if not isinstance(neurons, dict) or not isinstance(activations, dict):
+        return problems  # the schema check reports the wrong type
+    for name, mapping in (("neurons", neurons), ("activations", activations)):
+        numbers = []
+        for key in mapping:
+            match = LAYER_KEY.match(str(key))
+            if not match:
+                problems.append(f"{name}: key {key!r} is not of the form layerN")
+            else:
+                numbers.append(int(match.group(1)))
+        if numbers and sorted(numbers) != list(range(1, len(numbers) + 1)):
+            problems.append(f"{name}: layer keys must run layer1..layer{len(numbers)} without gaps")
+        if not mapping:
+            problems.append(f"{name}: at least one layer is required")
+        if len(mapping) > MAX_LAYERS:
+            problems.append(f"{name}: at most {MAX_LAYERS} layers")
+    if set(neurons) != set(activations):
+        problems.append(
+            "neurons and activations must name the same layers "
+            f"(neurons: {sorted(neurons)}, activations: {sorted(activations)})"
+        )
+    for key, value in neurons.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_NEURONS:
+            problems.append(f"neurons.{key}: must be a positive integer (at most {MAX_NEURONS}), got {value!r}")
+    count = len(activations)
+    for key, value in activations.items():
+        if value not in ALL_ACTIVATIONS:
+            problems.append(f"activations.{key}: unknown activation {value!r} (expected one of {', '.join(ALL_ACTIVATIONS)})")
+            continue
+        is_output = key == f"layer{count}"
+        if is_output and value not in OUTPUT_ACTIVATIONS:
+            problems.append(f"activations.{key}: the output layer must be sigmoid or softmax, not {value!r}")
+        if not is_output and value not in HIDDEN_ACTIVATIONS:
+            problems.append(f"activations.{key}: {value!r} is only allowed on the output layer")
+    return problems
+
+
+def parse(payload: Any) -> tuple[TrainingRequest | None, list[str]]:
+    """The request and the list of problems with it that need no data to find."""
+    if not isinstance(payload, dict):
+        return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
+    problems = _layer_problems(payload)
+    request = None
+    try:
+        request = TrainingRequest.model_validate(payload)
+    except ValidationError as exc:
+        problems = _pydantic_problems(exc) + problems
+    return (request if not problems else None), problems
+
+
+def check_against_data(
+    request: TrainingRequest, features: int, examples: int, classes: int, memory_mb: int
+) -> list[str]:
+    """Problems that only the loaded dataset reveals."""
+    problems: list[str] = []
+    sizes = request.neuron_list()
+    output, activation = sizes[-1], request.activation_list()[-1]
+    if activation == "sigmoid":
+        if output != 1:
+            problems.append(f"neurons.layer{request.layers}: a sigmoid output layer needs 1 neuron, got {output}")
+        if classes > 2:
+            problems.append(
+                f"activations.layer{request.layers}: labels have {classes} classes; use softmax with {classes} neurons"
+            )
+    elif output != classes:
+        problems.append(
+            f"neurons.layer{request.layers}: a softmax output layer needs one neuron per class "
+            f"({classes} in the labels), got {output}"
+        )
+    if request.batch_size is not None and request.batch_size > examples:
+        problems.append(f"batch_size: {request.batch_size} is larger than the {examples} training examples")
+    needed = estimate_bytes(request, features, examples)
+    if needed > memory_mb * 1024 * 1024 * 0.8:
+        problems.append(
+            f"network too large: needs about {needed / 2**20:.0f} MiB, more than 80% of the "
+            f"{memory_mb} MiB the trainer is given"
+        )
+    return problems
+
+
+def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> int:
+    itemsize = 8 if request.dtype == "float64" else 4
+    sizes = [features, *request.neuron_list()]
+    params = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
+    slots = {"gd": 2, "momentum": 4, "adam": 6}[request.optimizer]  # params, grads, optimizer state
+    batch = request.batch_size or examples
+    activations = sum(sizes[1:]) * batch * 3
+    data = features * examples * 2  # training set plus its working copies
+    return itemsize * (params * slots + activations + data)
+
+
+def raise_if(problems: list[str]) -> None:
+    if problems:
+        raise RequestError(problems)
+
+
+__all__ = ["INITS", "NORMALIZATIONS", "OPTIMIZERS", "RequestError", "TrainingRequest", "check_against_data", "parse"]

@@ -1,0 +1,58 @@
+"""The adapters a handler uses. Built from the environment in Lambda; the local runner and the
+tests install their own (a local invoker), so all of them run the very same handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trainer.invoker import Invoker, LambdaInvoker
+from trainer.notifier import SnsNotifier
+from trainer.secrets import secret_string
+from trainer.settings import Settings
+from trainer.stores.blob_store import S3BlobStore
+from trainer.stores.run_store import DynamoRunStore
+from trainer.stores.tensor_store import RedisTensorStore, connect
+
+
+@dataclass
+class Services:
+    settings: Settings
+    tensor_store: RedisTensorStore
+    run_store: DynamoRunStore
+    notifier: SnsNotifier
+    invoker: Invoker
+    blob_store: S3BlobStore
+
+
+def build(settings: Settings, invoker: Invoker | None = None) -> Services:
+    password = secret_string(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
+    redis_client = connect(settings.redis_host, settings.redis_port, password, settings.redis_tls,
+                           settings.redis_ca_file)
+    return Services(
+        settings=settings,
+        tensor_store=RedisTensorStore(redis_client),
+        run_store=DynamoRunStore(settings.table_name),
+        notifier=SnsNotifier(settings.sns_topic_arn),
+        invoker=invoker or LambdaInvoker(settings.trainer_function_arn),
+        blob_store=S3BlobStore(settings.model_bucket),
+    )
+
+
+_installed: Services | None = None
+_from_env: Services | None = None
+
+
+def install(services: Services | None) -> None:
+    """Use these adapters instead of the environment's (local runner, tests)."""
+    global _installed
+    _installed = services
+
+
+def current() -> Services:
+    """The installed adapters, or ones built from the environment once per execution environment."""
+    global _from_env
+    if _installed is not None:
+        return _installed
+    if _from_env is None:
+        _from_env = build(Settings.from_env())
+    return _from_env

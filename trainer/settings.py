@@ -1,0 +1,49 @@
+"""Configuration from the environment (names in DESIGN.md)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    model_bucket: str
+    sns_topic_arn: str
+    trainer_function_arn: str
+    launch_function_arn: str
+    redis_host: str
+    redis_port: int
+    redis_auth_secret_arn: str | None
+    redis_tls: bool
+    redis_ca_file: str | None
+    memory_mb: int
+    handoff_claim_ttl_s: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        missing = [n for n in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "REDIS_HOST")
+                   if not os.environ.get(n)]
+        if missing:
+            raise RuntimeError(f"missing configuration: set {', '.join(missing)} in the environment")
+        return cls(
+            table_name=os.environ["TABLE_NAME"],
+            model_bucket=os.environ["MODEL_BUCKET"],
+            sns_topic_arn=os.environ["SNS_TOPIC_ARN"],
+            trainer_function_arn=os.environ["TRAINER_FUNCTION_ARN"],
+            launch_function_arn=os.environ.get("LAUNCH_FUNCTION_ARN", ""),
+            redis_host=os.environ["REDIS_HOST"],
+            redis_port=int(os.environ.get("REDIS_PORT", "6379")),
+            redis_auth_secret_arn=os.environ.get("REDIS_AUTH_SECRET_ARN") or None,
+            redis_tls=_flag("REDIS_TLS", True),
+            redis_ca_file=os.environ.get("REDIS_CA_FILE") or None,
+            memory_mb=int(os.environ.get("TRAINER_MEMORY_MB") or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                          or 10240),
+            handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
+        )

@@ -1,0 +1,145 @@
+"""DynamoDB run store. One table: the run item (pk RUN#id, sk RUN) and one item per epoch
+(pk RUN#id, sk EPOCH#000001). Every write is an idempotent put or a guarded update, so a step
+that is re-run after a crash writes the same items again, harmlessly."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from trainer.aws import client
+from trainer.errors import RunNotFound
+
+_ser, _deser = TypeSerializer(), TypeDeserializer()
+STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+
+
+def _pk(run_id: str) -> str:
+    return f"RUN#{run_id}"
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(_number(v)) for k, v in values.items() if v is not None}
+
+
+def _number(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    out = {}
+    for key, raw in item.items():
+        value = _deser.deserialize(raw)
+        if isinstance(value, Decimal):
+            value = int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+        out[key] = value
+    return out
+
+
+class DynamoRunStore:
+    def __init__(self, table_name: str):
+        self.table = table_name
+        self.db = client("dynamodb")
+
+    def create_run(self, run_id: str, request: dict[str, Any], config_json: str, total_steps: int) -> None:
+        now = time.time()
+        item = _item(
+            {
+                "pk": _pk(run_id), "sk": "RUN", "run_id": run_id, "status": "RUNNING",
+                "request": json.dumps(request, sort_keys=True), "config": config_json,
+                "total_steps": total_steps, "last_seq": -1, "created_at": now, "updated_at": now,
+                "last_step_at": now,
+            }
+        )
+        self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+
+    def exists(self, run_id: str) -> bool:
+        resp = self.db.get_item(TableName=self.table, Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
+                                ProjectionExpression="pk", ConsistentRead=True)
+        return "Item" in resp
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        resp = self.db.get_item(TableName=self.table, Key=_item({"pk": _pk(run_id), "sk": "RUN"}), ConsistentRead=True)
+        if "Item" not in resp:
+            raise RunNotFound(f"no run {run_id!r} in table {self.table}")
+        return _plain(resp["Item"])
+
+    def _update(self, run_id: str, values: dict[str, Any], condition: str | None = None,
+                condition_values: dict[str, Any] | None = None) -> None:
+        names = {f"#k{i}": k for i, k in enumerate(values)}
+        vals = {f":v{i}": _ser.serialize(_number(v)) for i, v in enumerate(values.values())}
+        for key, value in (condition_values or {}).items():
+            vals[key] = _ser.serialize(_number(value))
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": _item({"pk": _pk(run_id), "sk": "RUN"}),
+            "UpdateExpression": "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": vals,
+        }
+        kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
+        self.db.update_item(**kwargs)
+
+    def record_progress(self, run_id: str, last_seq: int) -> None:
+        """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
+        now = time.time()
+        try:
+            self._update(run_id, {"last_seq": last_seq, "last_step_at": now, "updated_at": now},
+                         condition="#k0 < :v0")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def put_epochs(self, run_id: str, epochs: list[dict[str, Any]]) -> None:
+        for start in range(0, len(epochs), 25):
+            requests = [
+                {"PutRequest": {"Item": _item({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e})}}
+                for e in epochs[start : start + 25]
+            ]
+            pending: dict[str, Any] = {self.table: requests}
+            for attempt in range(8):
+                resp = self.db.batch_write_item(RequestItems=pending)
+                pending = resp.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError(f"DynamoDB kept {len(pending[self.table])} epoch items unprocessed")
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": _item({":pk": _pk(run_id), ":prefix": "EPOCH#"}),
+        }
+        while True:
+            resp = self.db.query(**kwargs)
+            items += [_plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> None:
+        now = time.time()
+        self._update(run_id, {"status": "SUCCEEDED", "finished_at": now, "updated_at": now, **metrics})
+
+    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> None:
+        now = time.time()
+        self._update(run_id, {"status": "FAILED", "failure_reason": reason[:2000], "failed_step": step,
+                              "error_type": error_type, "updated_at": now})
+
+    def mark_status(self, run_id: str, status: str) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self._update(run_id, {"status": status, "updated_at": time.time()})

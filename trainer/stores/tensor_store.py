@@ -1,0 +1,182 @@
+"""Redis tensor store: the chain's working state between invocations.
+
+Keys are `lnn:{RUN_ID}:...`; the braces are a Redis hash tag, so every key of a run maps to one
+slot and the multi-key commit script stays valid on a clustered cache. Each step's reads go out
+as one pipeline and its writes as one script call: one round trip each way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from trainer.stores.codec import decode, encode
+
+DEFAULT_TTL_S = 7 * 24 * 3600
+NO_CURSOR = -2  # the run has no cursor in the store: unknown run, or the cache lost it
+
+# Apply a step's writes only if the chain is exactly where this invocation found it, so a
+# duplicate or a retry racing the original can never apply the same steps twice.
+_COMMIT = """
+local cur = redis.call('GET', KEYS[1])
+if (cur or '') ~= ARGV[1] then return cur or false end
+local ttl = tonumber(ARGV[3])
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
+return 'OK'
+"""
+
+# Create a run only once: a second launch with the same id must not overwrite its state.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ttl = tonumber(ARGV[1])
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end
+redis.call('SET', KEYS[1], '-1', 'EX', ttl)
+return 1
+"""
+
+
+@dataclass
+class TrafficCounters:
+    round_trips: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {"round_trips": self.round_trips, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written}
+
+
+def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
+    """A client that retries connection errors with bounded exponential backoff."""
+    return redis.Redis(
+        host=host,
+        port=port,
+        password=password,
+        ssl=tls,
+        ssl_ca_certs=ca_file if tls else None,
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=30,
+    )
+
+
+class RedisTensorStore:
+    def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S):
+        self.client = client
+        self.ttl_s = ttl_s
+        self.traffic = TrafficCounters()
+        self._commit = client.register_script(_COMMIT)
+        self._create = client.register_script(_CREATE)
+
+    # -- keys: built only from a validated run id and names the code chooses -------------
+    @staticmethod
+    def _key(run_id: str, kind: str, name: str = "") -> str:
+        return f"lnn:{{{run_id}}}:{kind}" + (f":{name}" if name else "")
+
+    def _tensor_keys(self, run_id: str, names: list[str]) -> list[str]:
+        return [self._key(run_id, "t", n) for n in names]
+
+    # -- run life cycle ---------------------------------------------------------------------
+    def create_run(self, run_id: str, config_json: str, tensors: dict[str, np.ndarray]) -> bool:
+        names = list(tensors)
+        blobs = [encode(tensors[n]) for n in names]
+        keys = [self._key(run_id, "cursor"), self._key(run_id, "config"), *self._tensor_keys(run_id, names)]
+        self.traffic.round_trips += 1
+        self.traffic.bytes_written += sum(map(len, blobs))
+        return bool(self._create(keys=keys, args=[self.ttl_s, config_json, *blobs]))
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self.client.exists(self._key(run_id, "cursor"), self._key(run_id, "config")))
+
+    def config(self, run_id: str) -> str | None:
+        value = self.client.get(self._key(run_id, "config"))
+        self.traffic.round_trips += 1
+        return value.decode() if value is not None else None
+
+    def read_step(self, run_id: str, names: list[str]) -> tuple[int, bool, dict[str, np.ndarray]]:
+        """(cursor, cancel requested, tensors) in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(self._key(run_id, "cursor"))
+        pipe.exists(self._key(run_id, "cancel"))
+        for key in self._tensor_keys(run_id, names):
+            pipe.get(key)
+        cursor, cancel, *values = pipe.execute()
+        self.traffic.round_trips += 1
+        # Missing tensors are left out rather than raised: a duplicate event after the run ended
+        # finds its inputs gone, and only needs the cursor to know it has nothing to do.
+        present = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        cursor_value = int(cursor) if cursor is not None else NO_CURSOR
+        return cursor_value, bool(cancel), self._decode(list(present), list(present.values()))
+
+    def read(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
+        if not names:
+            return {}
+        values = self.client.mget(self._tensor_keys(run_id, names))
+        self.traffic.round_trips += 1
+        return self._decode(names, values)
+
+    def _decode(self, names: list[str], values: list[bytes | None]) -> dict[str, np.ndarray]:
+        missing = [n for n, v in zip(names, values, strict=True) if v is None]
+        if missing:
+            raise KeyError(f"tensors missing from the cache: {', '.join(missing)}")
+        self.traffic.bytes_read += sum(len(v) for v in values if v is not None)
+        return {n: decode(v) for n, v in zip(names, values, strict=True)}
+
+    def commit(self, run_id: str, expected_cursor: int, new_cursor: int, tensors: dict[str, np.ndarray]) -> bool:
+        """Write `tensors` and move the cursor, atomically, only if the cursor is unchanged."""
+        names = list(tensors)
+        blobs = [encode(tensors[n]) for n in names]
+        keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
+        result = self._commit(keys=keys, args=[str(expected_cursor), str(new_cursor), self.ttl_s, *blobs])
+        self.traffic.round_trips += 1
+        self.traffic.bytes_written += sum(map(len, blobs))
+        return result == b"OK"
+
+    def cursor(self, run_id: str) -> int:
+        value = self.client.get(self._key(run_id, "cursor"))
+        return int(value) if value is not None else NO_CURSOR
+
+    # -- hand-off claims: one successor invocation per committed step ----------------------
+    def claim_handoff(self, run_id: str, seq: int, token: str, pending_ttl_s: int) -> bool:
+        return bool(self.client.set(self._key(run_id, "handoff", str(seq)), token, nx=True, ex=pending_ttl_s))
+
+    def confirm_handoff(self, run_id: str, seq: int) -> None:
+        self.client.set(self._key(run_id, "handoff", str(seq)), "sent", ex=self.ttl_s)
+
+    def release_handoff(self, run_id: str, seq: int, token: str) -> None:
+        key = self._key(run_id, "handoff", str(seq))
+        if self.client.get(key) == token.encode():
+            self.client.delete(key)
+
+    # -- data: read-only inputs, written once at launch --------------------------------------
+    def put_data(self, run_id: str, arrays: dict[str, np.ndarray]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for name, value in arrays.items():
+            blob = encode(value)
+            self.traffic.bytes_written += len(blob)
+            pipe.set(self._key(run_id, "data", name), blob, ex=self.ttl_s)
+        pipe.execute()
+        self.traffic.round_trips += 1
+
+    def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
+        values = self.client.mget([self._key(run_id, "data", n) for n in names])
+        self.traffic.round_trips += 1
+        return self._decode(names, values)
+
+    # -- cancel and clean-up -----------------------------------------------------------------
+    def request_cancel(self, run_id: str) -> None:
+        self.client.set(self._key(run_id, "cancel"), "1", ex=self.ttl_s)
+
+    def delete_run(self, run_id: str, keep_cursor: bool = True) -> int:
+        """Remove a run's tensors and data; the cursor stays so late duplicates are still refused."""
+        keys = [k for k in self.client.scan_iter(match=f"lnn:{{{run_id}}}:*", count=500)]
+        if keep_cursor:
+            keep = {self._key(run_id, "cursor").encode(), self._key(run_id, "config").encode()}
+            keys = [k for k in keys if k not in keep]
+        return int(self.client.delete(*keys)) if keys else 0
