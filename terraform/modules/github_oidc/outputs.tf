@@ -1,0 +1,24 @@
+output "oidc_provider_arn" {
+  description = "ARN of the GitHub OIDC identity provider the roles trust (created or looked up)."
+  value       = local.oidc_provider_arn
+}
+
+output "plan_role_arn" {
+  description = "Role that pull-request workflows assume to run terraform plan (read-only)."
+  value       = aws_iam_role.plan.arn
+}
+
+output "plan_role_name" {
+  description = "Name of the plan role."
+  value       = aws_iam_role.plan.name
+}
+
+output "deploy_role_arn" {
+  description = "Role that workflows on main assume to push the image and update the two functions."
+  value       = aws_iam_role.deploy.arn
+}
+
+output "deploy_role_name" {
+  description = "Name of the deploy role."
+  value       = aws_iam_role.deploy.name
+}
