@@ -10,7 +10,6 @@ so the retry recomputes the same steps from the same inputs.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +65,13 @@ def _data(svc: services_mod.Services, config: RunConfig) -> engine.TrainData:
     return cached
 
 
-def _hand_off(svc: services_mod.Services, run_id: str, committed_seq: int, event: Event | None) -> bool:
-    """Invoke the successor of `committed_seq` unless another copy already did."""
+def _hand_off(svc: services_mod.Services, run_id: str, committed_seq: int, event: Event | None,
+              delivered_seq: int) -> bool:
+    """Invoke the successor of `committed_seq` unless another copy already did. The claim token
+    is the delivered event's seq, so Lambda's retry of this very event may finish the job."""
     if event is None:
         return False
-    token = uuid.uuid4().hex
+    token = f"event-{delivered_seq}"
     if not svc.tensor_store.claim_handoff(run_id, committed_seq, token, svc.settings.handoff_claim_ttl_s):
         return False
     try:
@@ -121,7 +122,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         raise ChainError(f"run {run_id!r} lost its chain position in the cache")
     if cursor >= event.seq:
         successor = event_at(plan, run_id, cursor + 1) if cursor + 1 < plan.total_steps else None
-        sent = _hand_off(svc, run_id, cursor, successor)
+        sent = _hand_off(svc, run_id, cursor, successor, event.seq)
         logger.info("duplicate event", extra={"run_id": run_id, "seq": event.seq, "cursor": cursor, "resent": sent})
         return {**result, "status": "DUPLICATE", "last_seq": cursor,
                 "next_event": successor.to_dict() if sent and successor else None}
@@ -175,7 +176,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         svc.tensor_store.delete_run(run_id)
     else:
         svc.run_store.record_progress(run_id, current.seq)
-        _hand_off(svc, run_id, current.seq, successor)
+        _hand_off(svc, run_id, current.seq, successor, event.seq)
     logger.info("steps applied", extra={
         "run_id": run_id, "first_seq": event.seq, "last_seq": current.seq, "steps": executed,
         "duration_ms": round((time.monotonic() - started) * 1000, 3),

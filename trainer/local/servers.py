@@ -1,15 +1,20 @@
 """Real local servers for the local runner and the tests: redis-server and moto server.
 
 Both are started as child processes on free loopback ports and stopped on exit, so nothing is
-left running and nothing collides with another run on the same machine.
+left running and nothing collides with another run on the same machine. redis-server speaks TLS
+only (a throwaway CA and server certificate for 127.0.0.1/localhost) and requires a password,
+like the ElastiCache replication group it stands in for.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -56,35 +61,142 @@ def find_redis_server() -> str:
         ) from exc
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    """Create `path` readable by its owner only, before any secret byte is written to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+
+
+def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for `hosts`, signed by it, written to `directory`.
+
+    Returns the paths {"ca": ..., "cert": ..., "key": ...}; the private keys are 0600 and the CA's
+    key is never written (nothing else can ever be signed with it).
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory = Path(directory)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LNN local test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": directory / "ca.crt", "cert": directory / "server.crt", "key": directory / "server.key"}
+    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_private(paths["key"], key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
 @dataclass
 class RedisServer:
-    """A throwaway redis-server with a password, bound to loopback, persistence off."""
+    """A throwaway redis-server with a password, bound to loopback, persistence off.
+
+    With `tls` (the default) it listens for TLS connections only (`port 0`, `tls-port`): clients
+    verify it with `ca_file`; client certificates are not required (the password is the auth).
+    """
 
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    tls: bool = True
     process: subprocess.Popen | None = None
     workdir: str | None = None
+    ca_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's CA and checks its host name."""
+        context = ssl.create_default_context(cafile=self.ca_file)
+        context.check_hostname = True
+        return context
 
     def start(self) -> RedisServer:
         self.workdir = tempfile.mkdtemp(prefix="lnn-redis-")
-        conf = Path(self.workdir) / "redis.conf"
+        Path(self.workdir).chmod(0o700)
+        lines = [
+            "bind 127.0.0.1", f"requirepass {self.password}", 'save ""', "appendonly no",
+            f"dir {self.workdir}", "protected-mode yes",
+        ]
+        if self.tls:
+            files = make_tls_files(self.workdir)
+            self.ca_file = str(files["ca"])
+            lines += [
+                "port 0", f"tls-port {self.port}", f"tls-cert-file {files['cert']}", f"tls-key-file {files['key']}",
+                f"tls-ca-cert-file {files['ca']}", "tls-auth-clients no", "tls-protocols \"TLSv1.2 TLSv1.3\"",
+            ]
+        else:
+            lines.append(f"port {self.port}")
         # The password goes in a 0600 config file, never on a command line others can read.
-        conf.write_text(
-            f"port {self.port}\nbind 127.0.0.1\nrequirepass {self.password}\n"
-            f'save ""\nappendonly no\ndir {self.workdir}\nprotected-mode yes\n'
-        )
-        conf.chmod(0o600)
+        conf = Path(self.workdir) / "redis.conf"
+        _write_private(conf, ("\n".join(lines) + "\n").encode())
         self.process = subprocess.Popen(
             [find_redis_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
         def ping() -> bool:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
-                return b"PONG" in sock.recv(64)
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                sock = self.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") if self.tls else raw
+                with sock:
+                    sock.settimeout(2)
+                    sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
+                    reply = b""
+                    while b"PONG" not in reply and len(reply) < 256:
+                        chunk = sock.recv(64)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    return b"PONG" in reply
 
-        _wait_for(ping, "redis-server", self.process)
+        try:
+            _wait_for(ping, "redis-server", self.process)
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for redis.Redis that reach this server (TLS, password)."""
+        kwargs: dict[str, object] = {"host": "127.0.0.1", "port": self.port, "password": self.password}
+        if self.tls:
+            kwargs.update(ssl=True, ssl_ca_certs=self.ca_file)
+        return kwargs
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -39,6 +39,13 @@ redis.call('SET', KEYS[1], '-1', 'EX', ttl)
 return 1
 """
 
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 1 end
+if v == ARGV[1] then return 1 end
+return 0
+"""
+
 
 @dataclass
 class TrafficCounters:
@@ -73,6 +80,7 @@ class RedisTensorStore:
         self.traffic = TrafficCounters()
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
+        self._claim = client.register_script(_CLAIM)
 
     # -- keys: built only from a validated run id and names the code chooses -------------
     @staticmethod
@@ -144,7 +152,10 @@ class RedisTensorStore:
 
     # -- hand-off claims: one successor invocation per committed step ----------------------
     def claim_handoff(self, run_id: str, seq: int, token: str, pending_ttl_s: int) -> bool:
-        return bool(self.client.set(self._key(run_id, "handoff", str(seq)), token, nx=True, ex=pending_ttl_s))
+        """True for the first claimant, and again for a redelivery of the same event (same
+        token) while the hand-off is still unconfirmed: a crash between claim and invoke must not
+        strand the chain until the claim expires."""
+        return bool(self._claim(keys=[self._key(run_id, "handoff", str(seq))], args=[token, pending_ttl_s]))
 
     def confirm_handoff(self, run_id: str, seq: int) -> None:
         self.client.set(self._key(run_id, "handoff", str(seq)), "sent", ex=self.ttl_s)

@@ -1,0 +1,104 @@
+"""Driving a run through the real handlers with the local invoker, with optional disturbances."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from trainer import model_file
+from trainer.data.loader import load_raw, prepare
+from trainer.handlers import trainer as trainer_handler
+from trainer.local import runner
+from trainer.nn import monolithic
+from trainer.nn.init import initialise
+
+
+class InjectedFault(RuntimeError):
+    """A crash the test causes on purpose."""
+
+
+def run_to_end(stack: runner.LocalStack, payload: dict[str, Any], pick: Callable[[list], int] | None = None,
+               max_deliveries: int = 100_000) -> tuple[str, int]:
+    """Launch and deliver until the queue is empty; a failed delivery is redelivered (Lambda's
+    retry). Returns (run_id, deliveries)."""
+    stack.invoker.queue.clear()
+    run_id = runner.launch(payload)["run_id"]
+    deliveries = 0
+    queue = stack.invoker.queue
+    while queue:
+        index = pick(list(queue)) if pick else 0
+        event = queue[index]
+        del queue[index]
+        deliveries += 1
+        assert deliveries < max_deliveries, "the chain does not end"
+        try:
+            trainer_handler.handler(event, runner.LocalContext())
+        except InjectedFault:
+            queue.appendleft(event)
+    return run_id, deliveries
+
+
+def final_params(stack: runner.LocalStack, run_id: str) -> dict[str, np.ndarray]:
+    blob = stack.services.blob_store.get(f"models/{run_id}/model.npz")
+    _, params, _, _ = model_file.load(blob)
+    return params
+
+
+def monolithic_reference(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[float]]:
+    dtype = payload.get("dtype", "float64")
+    ds = prepare(load_raw(payload["dataset"]), payload.get("normalize", "auto"), dtype)
+    n = len(payload["neurons"])
+    sizes = [ds.features] + [payload["neurons"][f"layer{i}"] for i in range(1, n + 1)]
+    params = initialise(sizes, payload.get("init", "scaled_normal"), payload.get("seed", 1), dtype)
+    return monolithic.train(
+        ds.x_train, ds.y_train, params, [payload["activations"][f"layer{i}"] for i in range(1, n + 1)],
+        payload["epochs"], payload["learning_rate"], payload.get("optimizer", "gd"), payload.get("l2", 0.0),
+        payload.get("batch_size"), payload.get("seed", 1),
+    )
+
+
+class Faults:
+    """Raises InjectedFault at random points around a step's I/O, with a seeded RNG."""
+
+    def __init__(self, stack: runner.LocalStack, probability: float, seed: int):
+        self.rng = random.Random(seed)
+        self.probability = probability
+        self.injected = 0
+        self.stack = stack
+        self._saved: list[tuple[object, str, object]] = []
+
+    def _maybe(self) -> None:
+        if self.rng.random() < self.probability:
+            self.injected += 1
+            raise InjectedFault("injected crash")
+
+    def _wrap(self, owner: object, name: str, before: bool, after: bool) -> None:
+        original = getattr(owner, name)
+
+        def wrapped(*args, **kwargs):
+            if before:
+                self._maybe()
+            result = original(*args, **kwargs)
+            if after:
+                self._maybe()
+            return result
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, wrapped)
+
+    def __enter__(self) -> Faults:
+        svc = self.stack.services
+        self._wrap(svc.tensor_store, "read_step", before=True, after=False)
+        self._wrap(svc.tensor_store, "commit", before=True, after=True)  # after = crash once applied
+        self._wrap(svc.tensor_store, "claim_handoff", before=False, after=True)
+        self._wrap(svc.invoker, "invoke_async", before=True, after=True)
+        self._wrap(svc.run_store, "put_epochs", before=True, after=False)
+        self._wrap(svc.run_store, "record_progress", before=True, after=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, _original in reversed(self._saved):
+            delattr(owner, name)  # the instance attribute shadowed the class method
