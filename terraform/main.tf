@@ -1,0 +1,175 @@
+# LNN: the whole AWS stack. Deploy order (see README.md): the registry first, push an image, then
+# everything else -- a container-image function cannot be created before its image exists.
+
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = local.tags
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  tags = merge({ Project = "lnn", ManagedBy = "terraform", Deployment = var.name }, var.tags)
+
+  bucket_name = coalesce(var.bucket_name, "${var.name}-${data.aws_caller_identity.current.account_id}-${var.aws_region}")
+  image_uri   = var.image_digest == null ? "${module.registry.repository_url}:${var.image_tag}" : "${module.registry.repository_url}@${var.image_digest}"
+}
+
+# ---- the stack's customer-managed key (logs, table, bucket, topic, queue, secret, cache, images) --
+
+data "aws_iam_policy_document" "kms" {
+  #checkov:skip=CKV_AWS_109:A key policy's Resource "*" means this key only; the account statement lets IAM policies (which name the key ARN) grant use.
+  #checkov:skip=CKV_AWS_111:Same: key policies are attached to the key, "*" cannot address anything else.
+  #checkov:skip=CKV_AWS_356:Same: in a key policy "*" is the key itself.
+
+  statement {
+    sid       = "AccountAdministersAndDelegatesToIam"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+
+  statement {
+    sid       = "CloudWatchLogsEncryptsThisStacksLogGroups"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${var.aws_region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${data.aws_partition.current.partition}:logs:${var.aws_region}:${data.aws_caller_identity.current.account_id}:log-group:*"]
+    }
+  }
+}
+
+resource "aws_kms_key" "this" {
+  description             = "LNN ${var.name}: encrypts logs, table, bucket, topic, queue, secret, cache and images"
+  enable_key_rotation     = true
+  deletion_window_in_days = var.kms_deletion_window_in_days
+  policy                  = data.aws_iam_policy_document.kms.json
+
+  tags = local.tags
+}
+
+resource "aws_kms_alias" "this" {
+  name          = "alias/${var.name}"
+  target_key_id = aws_kms_key.this.key_id
+}
+
+# ---- modules --------------------------------------------------------------------------------------
+
+module "network" {
+  source = "./modules/network"
+
+  name                  = var.name
+  vpc_cidr              = var.vpc_cidr
+  private_subnet_cidrs  = var.private_subnet_cidrs
+  availability_zones    = var.availability_zones
+  redis_port            = 6379
+  enable_flow_logs      = var.enable_flow_logs
+  log_retention_in_days = var.log_retention_in_days
+  kms_key_arn           = aws_kms_key.this.arn
+  tags                  = local.tags
+}
+
+module "cache" {
+  source = "./modules/cache"
+
+  name                           = var.name
+  subnet_ids                     = module.network.private_subnet_ids
+  security_group_ids             = [module.network.redis_security_group_id]
+  node_type                      = var.redis_node_type
+  engine_version                 = var.redis_engine_version
+  port                           = 6379
+  num_cache_clusters             = var.redis_num_cache_clusters
+  snapshot_retention_limit       = var.redis_snapshot_retention_limit
+  secret_recovery_window_in_days = var.secret_recovery_window_in_days
+  kms_key_arn                    = aws_kms_key.this.arn
+  tags                           = local.tags
+}
+
+module "storage" {
+  source = "./modules/storage"
+
+  table_name          = "${var.name}-runs"
+  bucket_name         = local.bucket_name
+  deletion_protection = var.dynamodb_deletion_protection
+  force_destroy       = var.force_destroy
+  kms_key_arn         = aws_kms_key.this.arn
+  tags                = local.tags
+}
+
+module "notifications" {
+  source = "./modules/notifications"
+
+  name        = "${var.name}-runs"
+  email       = var.notification_email
+  kms_key_arn = aws_kms_key.this.arn
+  tags        = local.tags
+}
+
+module "registry" {
+  source = "./modules/registry"
+
+  name         = var.name
+  force_delete = var.force_destroy
+  kms_key_arn  = aws_kms_key.this.arn
+  tags         = local.tags
+}
+
+module "functions" {
+  source = "./modules/functions"
+
+  name_prefix                  = var.name
+  image_uri                    = local.image_uri
+  architecture                 = var.lambda_architecture
+  launch_memory_size           = var.launch_memory_size
+  trainer_memory_size          = var.trainer_memory_size
+  launch_timeout               = var.launch_timeout
+  trainer_timeout              = var.trainer_timeout
+  log_retention_in_days        = var.log_retention_in_days
+  maximum_retry_attempts       = var.async_maximum_retry_attempts
+  maximum_event_age_in_seconds = var.async_maximum_event_age_in_seconds
+
+  subnet_ids         = module.network.private_subnet_ids
+  security_group_ids = [module.network.lambda_security_group_id]
+
+  table_name            = module.storage.table_name
+  table_arn             = module.storage.table_arn
+  bucket_name           = module.storage.bucket_name
+  bucket_arn            = module.storage.bucket_arn
+  sns_topic_arn         = module.notifications.topic_arn
+  redis_host            = module.cache.primary_endpoint_address
+  redis_port            = module.cache.port
+  redis_auth_secret_arn = module.cache.auth_token_secret_arn
+  kms_key_arn           = aws_kms_key.this.arn
+  tags                  = local.tags
+}
+
+# Optional: OIDC roles for GitHub Actions (plan on pull requests, deploy on main).
+module "github_oidc" {
+  source = "./modules/github_oidc"
+  count  = var.github_repository == null ? 0 : 1
+
+  name_prefix          = var.name
+  github_repository    = var.github_repository
+  create_oidc_provider = var.create_github_oidc_provider
+  ecr_repository_arn   = module.registry.repository_arn
+  function_arns        = values(module.functions.function_arns)
+  state_bucket_arn     = var.terraform_state_bucket_arn
+  allow_tag_pushes     = var.github_allow_tag_pushes
+  tags                 = local.tags
+}

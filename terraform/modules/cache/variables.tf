@@ -1,0 +1,133 @@
+variable "name" {
+  description = "Replication group ID and name prefix (lowercase letters, digits and hyphens, at most 40 characters)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,38}[a-z0-9]$", var.name)) && !strcontains(var.name, "--")
+    error_message = "name must be 2-40 lowercase letters, digits or single hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "subnet_ids" {
+  description = "Private subnet IDs for the ElastiCache subnet group (at least two, in different availability zones)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "subnet_ids must hold at least two subnets."
+  }
+}
+
+variable "security_group_ids" {
+  description = "Security groups of the replication group (the Redis group that admits 6379 from the Lambdas only)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.security_group_ids) >= 1
+    error_message = "security_group_ids must hold at least one security group."
+  }
+}
+
+variable "node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.small"
+
+  validation {
+    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.node_type))
+    error_message = "node_type must look like cache.<family>.<size>, e.g. cache.t4g.small."
+  }
+}
+
+variable "engine_version" {
+  description = "Redis engine version, pinned (major.minor)."
+  type        = string
+  default     = "7.1"
+
+  validation {
+    condition     = can(regex("^[6-7]\\.[0-9]+$", var.engine_version))
+    error_message = "engine_version must be a Redis 6.x or 7.x version in major.minor form, e.g. 7.1."
+  }
+}
+
+variable "port" {
+  description = "TCP port Redis listens on."
+  type        = number
+  default     = 6379
+
+  validation {
+    condition     = var.port >= 1024 && var.port <= 65535 && floor(var.port) == var.port
+    error_message = "port must be an integer between 1024 and 65535."
+  }
+}
+
+variable "num_cache_clusters" {
+  description = "Number of nodes (one primary and its replicas); two or more enables automatic failover across availability zones."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.num_cache_clusters >= 1 && var.num_cache_clusters <= 6 && floor(var.num_cache_clusters) == var.num_cache_clusters
+    error_message = "num_cache_clusters must be an integer between 1 and 6."
+  }
+}
+
+variable "snapshot_retention_limit" {
+  description = "Days of automatic snapshots to keep (0 disables them)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.snapshot_retention_limit >= 0 && var.snapshot_retention_limit <= 35 && floor(var.snapshot_retention_limit) == var.snapshot_retention_limit
+    error_message = "snapshot_retention_limit must be an integer between 0 and 35."
+  }
+}
+
+variable "snapshot_window" {
+  description = "Daily UTC window for automatic snapshots (hh24:mi-hh24:mi)."
+  type        = string
+  default     = "03:00-04:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$", var.snapshot_window))
+    error_message = "snapshot_window must be of the form hh24:mi-hh24:mi, e.g. 03:00-04:00."
+  }
+}
+
+variable "maintenance_window" {
+  description = "Weekly UTC maintenance window (ddd:hh24:mi-ddd:hh24:mi)."
+  type        = string
+  default     = "sun:05:00-sun:06:00"
+
+  validation {
+    condition     = can(regex("^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]-(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]$", var.maintenance_window))
+    error_message = "maintenance_window must be of the form ddd:hh24:mi-ddd:hh24:mi, e.g. sun:05:00-sun:06:00."
+  }
+}
+
+variable "kms_key_arn" {
+  description = "ARN of the KMS key that encrypts the data at rest and the auth-token secret."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN."
+  }
+}
+
+variable "secret_recovery_window_in_days" {
+  description = "Days Secrets Manager keeps the deleted auth-token secret recoverable (0 deletes it at once; otherwise 7-30)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_in_days == 0 || (var.secret_recovery_window_in_days >= 7 && var.secret_recovery_window_in_days <= 30)
+    error_message = "secret_recovery_window_in_days must be 0 or between 7 and 30."
+  }
+}
+
+variable "tags" {
+  description = "Tags applied to every resource of the module."
+  type        = map(string)
+  default     = {}
+}

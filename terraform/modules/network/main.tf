@@ -1,0 +1,228 @@
+# Private-only network: no internet gateway, no NAT gateway. The in-VPC Lambdas reach AWS through
+# VPC endpoints (gateway endpoints for S3 and DynamoDB, interface endpoints for Lambda, SNS and
+# Secrets Manager), and Redis admits TCP 6379 only from the Lambdas' security group.
+
+data "aws_region" "current" {}
+
+data "aws_availability_zones" "available" {
+  count = length(var.availability_zones) == 0 ? 1 : 0
+  state = "available"
+}
+
+locals {
+  azs = length(var.availability_zones) == 0 ? slice(data.aws_availability_zones.available[0].names, 0, 2) : var.availability_zones
+
+  gateway_services   = toset(["s3", "dynamodb"])
+  interface_services = toset(["lambda", "sns", "secretsmanager"])
+}
+
+resource "aws_vpc" "this" {
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true # required by the interface endpoints' private DNS names
+
+  tags = merge(var.tags, { Name = var.name })
+}
+
+# The default security group admits nothing and lets nothing out; every resource uses its own.
+resource "aws_default_security_group" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-default-closed" })
+}
+
+resource "aws_subnet" "this" {
+  count = 2
+
+  vpc_id                  = aws_vpc.this.id
+  cidr_block              = var.private_subnet_cidrs[count.index]
+  availability_zone       = local.azs[count.index]
+  map_public_ip_on_launch = false
+
+  tags = merge(var.tags, { Name = "${var.name}-private-${local.azs[count.index]}", Tier = "private" })
+}
+
+# One route table without any default route: the only paths out are the gateway endpoints.
+resource "aws_route_table" "this" {
+  vpc_id = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-private" })
+}
+
+resource "aws_route_table_association" "this" {
+  count = 2
+
+  subnet_id      = aws_subnet.this[count.index].id
+  route_table_id = aws_route_table.this.id
+}
+
+resource "aws_vpc_endpoint" "gateway" {
+  for_each = local.gateway_services
+
+  vpc_id            = aws_vpc.this.id
+  service_name      = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = [aws_route_table.this.id]
+
+  tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
+}
+
+resource "aws_vpc_endpoint" "interface" {
+  for_each = local.interface_services
+
+  vpc_id              = aws_vpc.this.id
+  service_name        = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
+  vpc_endpoint_type   = "Interface"
+  private_dns_enabled = true
+  subnet_ids          = aws_subnet.this[*].id
+  security_group_ids  = [aws_security_group.endpoints.id]
+
+  tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
+}
+
+# ---- security groups --------------------------------------------------------------------------
+
+resource "aws_security_group" "lambda" {
+  name        = "${var.name}-lambda"
+  description = "LNN Lambdas: egress to Redis and to the VPC endpoints only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-lambda" })
+}
+
+resource "aws_security_group" "redis" {
+  name        = "${var.name}-redis"
+  description = "LNN Redis: TCP ${var.redis_port} from the Lambdas' security group only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-redis" })
+}
+
+resource "aws_security_group" "endpoints" {
+  name        = "${var.name}-endpoints"
+  description = "LNN interface endpoints: HTTPS from the Lambdas' security group only"
+  vpc_id      = aws_vpc.this.id
+
+  tags = merge(var.tags, { Name = "${var.name}-endpoints" })
+}
+
+# Notes: "port 6379 open within the VPC only" -- the only way in is from the Lambdas' group.
+resource "aws_vpc_security_group_ingress_rule" "redis_from_lambda" {
+  security_group_id            = aws_security_group.redis.id
+  description                  = "Redis from the LNN Lambdas"
+  ip_protocol                  = "tcp"
+  from_port                    = var.redis_port
+  to_port                      = var.redis_port
+  referenced_security_group_id = aws_security_group.lambda.id
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_lambda" {
+  security_group_id            = aws_security_group.endpoints.id
+  description                  = "HTTPS to the interface endpoints from the LNN Lambdas"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.lambda.id
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_redis" {
+  security_group_id            = aws_security_group.lambda.id
+  description                  = "Redis"
+  ip_protocol                  = "tcp"
+  from_port                    = var.redis_port
+  to_port                      = var.redis_port
+  referenced_security_group_id = aws_security_group.redis.id
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_endpoints" {
+  security_group_id            = aws_security_group.lambda.id
+  description                  = "HTTPS to the interface endpoints (Lambda, SNS, Secrets Manager)"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.endpoints.id
+
+  tags = var.tags
+}
+
+resource "aws_vpc_security_group_egress_rule" "lambda_to_gateway_endpoints" {
+  for_each = local.gateway_services
+
+  security_group_id = aws_security_group.lambda.id
+  description       = "HTTPS to ${each.key} through its gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.gateway[each.key].prefix_list_id
+
+  tags = var.tags
+}
+
+# ---- flow logs --------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "this" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  name              = "/aws/vpc/${var.name}/flow-logs"
+  retention_in_days = var.log_retention_in_days
+  kms_key_id        = var.kms_key_arn
+
+  #checkov:skip=CKV_AWS_338:Short retention is a requirement of the original notes ("maximum of 7 days"); it is a variable.
+
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "flow_logs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  statement {
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["${aws_cloudwatch_log_group.this[0].arn}:*"]
+  }
+}
+
+resource "aws_iam_role" "this" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  name               = "${var.name}-flow-logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "this" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  name   = "write-flow-logs"
+  role   = aws_iam_role.this[0].id
+  policy = data.aws_iam_policy_document.flow_logs[0].json
+}
+
+resource "aws_flow_log" "this" {
+  count = var.enable_flow_logs ? 1 : 0
+
+  vpc_id               = aws_vpc.this.id
+  traffic_type         = "ALL"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.this[0].arn
+  iam_role_arn         = aws_iam_role.this[0].arn
+
+  tags = merge(var.tags, { Name = "${var.name}-flow-logs" })
+}

@@ -1,0 +1,418 @@
+# The functions module: the environment contract with the Python code, the container image, the
+# VPC placement, the 7-day log groups, asynchronous invocation, the recursion setting and
+# least-privilege IAM (original notes, General Notes items 1, 2, 3, 5, 6 and 7).
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  name_prefix           = "lnn"
+  image_uri             = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn:v1"
+  subnet_ids            = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+  security_group_ids    = ["sg-0lambda"]
+  table_name            = "lnn-runs"
+  table_arn             = "arn:aws:dynamodb:us-east-1:123456789012:table/lnn-runs"
+  bucket_name           = "lnn-bucket"
+  bucket_arn            = "arn:aws:s3:::lnn-bucket"
+  sns_topic_arn         = "arn:aws:sns:us-east-1:123456789012:lnn-runs"
+  redis_host            = "master.lnn.abcdef.use1.cache.amazonaws.com"
+  redis_port            = 6379
+  redis_auth_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lnn/redis-auth-token-AbCdEf"
+  kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+}
+
+run "note7_log_groups_keep_7_days_and_exist_before_the_functions" {
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition     = alltrue([for g in aws_cloudwatch_log_group.this : g.retention_in_days == 7])
+    error_message = "every function log group must keep logs for 7 days"
+  }
+
+  assert {
+    condition     = toset([for g in aws_cloudwatch_log_group.this : g.name]) == toset(["/aws/lambda/lnn-launch", "/aws/lambda/lnn-trainer"])
+    error_message = "each function must have its own log group named /aws/lambda/<function name>"
+  }
+}
+
+run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
+      "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
+      "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS",
+    ])])
+    error_message = "both functions must carry exactly the environment the Python code reads"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].environment[0].variables["TRAINER_FUNCTION_ARN"] == "arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer"
+    error_message = "TRAINER_FUNCTION_ARN must be the trainer's ARN, built from its name"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["launch"].environment[0].variables["LAUNCH_FUNCTION_ARN"] == "arn:aws:lambda:us-east-1:123456789012:function:lnn-launch"
+    error_message = "LAUNCH_FUNCTION_ARN must be the launcher's ARN, built from its name"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["launch"].environment[0].variables["SNS_TOPIC_ARN"] == var.sns_topic_arn
+    error_message = "SNS_TOPIC_ARN must be the topic's ARN"
+  }
+
+  assert {
+    condition = (
+      aws_lambda_function.this["trainer"].environment[0].variables["TABLE_NAME"] == "lnn-runs" &&
+      aws_lambda_function.this["trainer"].environment[0].variables["MODEL_BUCKET"] == "lnn-bucket" &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_HOST"] == var.redis_host &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_PORT"] == "6379" &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_TLS"] == "true" &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_AUTH_SECRET_ARN"] == var.redis_auth_secret_arn
+    )
+    error_message = "table, bucket and Redis settings must reach the functions unchanged"
+  }
+}
+
+run "image_package_and_handler_commands" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition     = alltrue([for f in aws_lambda_function.this : f.package_type == "Image" && f.image_uri == var.image_uri])
+    error_message = "both functions must run the container image"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["launch"].image_config[0].command == tolist(["trainer.handlers.launch.handler"])
+    error_message = "LaunchLambda must run trainer.handlers.launch.handler"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].image_config[0].command == tolist(["trainer.handlers.trainer.handler"])
+    error_message = "TrainerLambda must run trainer.handlers.trainer.handler"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].memory_size == 2048 && aws_lambda_function.this["trainer"].timeout == 900
+    error_message = "trainer memory and timeout defaults changed"
+  }
+}
+
+run "note5_functions_run_in_the_vpc" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition = alltrue([for f in aws_lambda_function.this :
+      toset(f.vpc_config[0].subnet_ids) == toset(var.subnet_ids) &&
+      toset(f.vpc_config[0].security_group_ids) == toset(var.security_group_ids)
+    ])
+    error_message = "both functions must run in the private subnets with the Lambdas' security group"
+  }
+}
+
+run "trainer_recursion_allowed" {
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition     = aws_lambda_function_recursion_config.this.recursive_loop == "Allow"
+    error_message = "the trainer must be allowed to invoke itself beyond Lambda's ~16-hop loop detection"
+  }
+
+  assert {
+    condition     = aws_lambda_function_recursion_config.this.function_name == aws_lambda_function.this["trainer"].function_name
+    error_message = "the recursion setting must apply to the trainer"
+  }
+}
+
+run "async_invoke_config_with_on_failure_destination" {
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition = alltrue([for c in aws_lambda_function_event_invoke_config.this :
+      c.maximum_retry_attempts == 2 &&
+      c.maximum_event_age_in_seconds == 3600 &&
+      c.destination_config[0].on_failure[0].destination == aws_sqs_queue.this.arn
+    ])
+    error_message = "asynchronous invocations must retry, expire and land in the failure queue"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this.kms_master_key_id == var.kms_key_arn
+    error_message = "the failure queue must be encrypted with the stack's key"
+  }
+}
+
+run "iam_least_privilege" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  # Notes item 2: publish permission on the topic only.
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : s.resources == toset([var.sns_topic_arn]) if contains(s.actions, "sns:Publish")
+    ])])
+    error_message = "sns:Publish must be granted on the topic only"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : length([
+      for s in d.statement : s if contains(s.actions, "sns:Publish")
+    ]) == 1])
+    error_message = "exactly one statement grants sns:Publish"
+  }
+
+  # Notes item 3: the code never calls the ElastiCache API, so no elasticache action is granted.
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : alltrue([for a in s.actions : !startswith(lower(a), "elasticache:")])
+    ])])
+    error_message = "no ElastiCache control-plane permission may be granted"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : s.resources == toset(["arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer"]) if contains(s.actions, "lambda:InvokeFunction")
+    ])])
+    error_message = "lambda:InvokeFunction must be granted on the trainer only"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : s.resources == toset([var.table_arn]) if anytrue([for a in s.actions : startswith(a, "dynamodb:")])
+    ])])
+    error_message = "DynamoDB actions must be granted on the table only"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : alltrue([for r in s.resources : r == var.bucket_arn || r == "${var.bucket_arn}/*"]) if anytrue([for a in s.actions : startswith(a, "s3:")])
+    ])])
+    error_message = "S3 actions must be granted on the bucket only"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : s.resources == toset([var.redis_auth_secret_arn]) if contains(s.actions, "secretsmanager:GetSecretValue")
+    ])])
+    error_message = "secretsmanager:GetSecretValue must be granted on the auth-token secret only"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : alltrue([for a in s.actions : startswith(a, "ec2:")]) if contains(s.resources, "*")
+    ])])
+    error_message = "only the VPC network-interface actions may use the * resource"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for a in ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"] :
+      anytrue([for s in d.statement : contains(s.actions, a)])
+    ])])
+    error_message = "the roles must allow Lambda to manage its VPC network interfaces"
+  }
+}
+
+# ---- every validation rejects a bad value ----
+
+run "rejects_bad_name_prefix" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    name_prefix = "9lnn"
+  }
+
+  expect_failures = [var.name_prefix]
+}
+
+run "rejects_bad_image_uri" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    image_uri = "docker.io/library/python:3.12"
+  }
+
+  expect_failures = [var.image_uri]
+}
+
+run "rejects_bad_architecture" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    architecture = "i386"
+  }
+
+  expect_failures = [var.architecture]
+}
+
+run "rejects_bad_launch_memory_size" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    launch_memory_size = 64
+  }
+
+  expect_failures = [var.launch_memory_size]
+}
+
+run "rejects_bad_trainer_memory_size" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    trainer_memory_size = 10241
+  }
+
+  expect_failures = [var.trainer_memory_size]
+}
+
+run "rejects_bad_launch_timeout" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    launch_timeout = 0
+  }
+
+  expect_failures = [var.launch_timeout]
+}
+
+run "rejects_bad_trainer_timeout" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    trainer_timeout = 901
+  }
+
+  expect_failures = [var.trainer_timeout]
+}
+
+run "rejects_bad_log_retention_in_days" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    log_retention_in_days = 8
+  }
+
+  expect_failures = [var.log_retention_in_days]
+}
+
+run "rejects_bad_maximum_retry_attempts" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    maximum_retry_attempts = 3
+  }
+
+  expect_failures = [var.maximum_retry_attempts]
+}
+
+run "rejects_bad_maximum_event_age_in_seconds" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    maximum_event_age_in_seconds = 30
+  }
+
+  expect_failures = [var.maximum_event_age_in_seconds]
+}
+
+run "rejects_bad_subnet_ids" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    subnet_ids = []
+  }
+
+  expect_failures = [var.subnet_ids]
+}
+
+run "rejects_bad_security_group_ids" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    security_group_ids = []
+  }
+
+  expect_failures = [var.security_group_ids]
+}
+
+run "rejects_bad_kms_key_arn" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    kms_key_arn = "alias/lnn"
+  }
+
+  expect_failures = [var.kms_key_arn]
+}

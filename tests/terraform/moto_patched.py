@@ -1,0 +1,212 @@
+"""moto server with the few AWS APIs the LNN Terraform stack needs and moto 5.2 lacks.
+
+Run as ``python -m tests.terraform.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
+``python -m moto.server``). The test harness starts it as a child process for the
+apply / plan / destroy cycle only; the session-wide moto server of tests/conftest.py stays unpatched.
+
+Each patch below covers exactly one API that the AWS provider calls and moto lacks or gets
+wrong, and is written so that it can be dropped as soon as moto implements the API itself:
+
+1. ``CreateReplicationGroup`` (member clusters) -- moto ignores ``NumCacheClusters`` when cluster
+   mode is disabled (it creates one node unless ``ReplicasPerNodeGroup`` is given) and never
+   registers the member clusters as cache clusters, so the provider's follow-up
+   ``DescribeCacheClusters`` on the first member fails with CacheClusterNotFound and
+   ``num_cache_clusters`` would never match. The patch creates ``NumCacheClusters`` members and a
+   cache cluster for each, carrying the group's settings (encryption, auth, windows, ...).
+2. ``DeleteReplicationGroup`` -- moto marks the group "deleting" forever; the provider waits until
+   the group is gone. The patch removes the group and its member clusters.
+3. ``DeleteCacheSubnetGroup`` -- not implemented in moto; ``terraform destroy`` of
+   ``aws_elasticache_subnet_group`` calls it. The patch implements it.
+4. ``PutFunctionRecursionConfig`` / ``GetFunctionRecursionConfig`` -- not implemented in moto
+   (the API behind ``aws_lambda_function_recursion_config``: Put on create/update/delete, Get on
+   read). The patch stores the function's ``RecursiveLoop`` setting (default ``Terminate``).
+5. ``DescribeSecurityGroupRules`` (descriptions) -- moto returns a rule's ``Description`` only for
+   CIDR rules; for rules that reference a security group or a prefix list it drops it, so every
+   ``aws_vpc_security_group_{ingress,egress}_rule`` with a description would plan a change forever.
+   The patch returns the description the rule was created with.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from urllib.parse import unquote
+
+
+def _patch_create_replication_group_member_clusters() -> None:
+    """Patch 1: CreateReplicationGroup creates NumCacheClusters member cache clusters."""
+    from moto.elasticache import models
+
+    original_set_disabled = models.ReplicationGroup._set_node_members_clusters_disabled
+
+    def set_members_disabled(self: Any, **kwargs: Any) -> None:
+        # moto derives the node count from ReplicasPerNodeGroup only; honour NumCacheClusters.
+        if not kwargs.get("replicas_per_node_group") and (kwargs.get("num_cache_clusters") or 1) > 1:
+            kwargs["replicas_per_node_group"] = kwargs["num_cache_clusters"] - 1
+        original_set_disabled(self, **kwargs)
+
+    models.ReplicationGroup._set_node_members_clusters_disabled = set_members_disabled
+
+    original_create = models.ElastiCacheBackend.create_replication_group
+
+    def create_replication_group(self: Any, **kwargs: Any) -> Any:
+        group = original_create(self, **kwargs)
+        for node_group in group.node_groups:
+            for member in node_group["node_group_members"]:
+                cluster = models.CacheCluster(
+                    account_id=self.account_id,
+                    region_name=self.region_name,
+                    cache_cluster_id=member["cache_cluster_id"],
+                    cache_node_type=group.cache_node_type,
+                    replication_group_id=group.replication_group_id,
+                    az_mode="single-az",
+                    preferred_availability_zone=member.get("preferred_availability_zone"),
+                    num_cache_nodes=1,
+                    engine=group.engine,
+                    engine_version=group.engine_version,
+                    cache_parameter_group_name=group.cache_parameter_group_name,
+                    cache_subnet_group_name=group.cache_subnet_group_name,
+                    transit_encryption_enabled=group.transit_encryption_enabled,
+                    network_type=group.network_type,
+                    ip_discovery=group.ip_discovery,
+                    snapshot_name=None,
+                    preferred_maintenance_window=group.preferred_maintenance_window,
+                    port=group.port,
+                    notification_topic_arn=group.notification_topic_arn,
+                    auto_minor_version_upgrade=group.auto_minor_version_upgrade,
+                    snapshot_retention_limit=group.snapshot_retention_limit,
+                    snapshot_window=group.snapshot_window,
+                    auth_token=kwargs.get("auth_token"),
+                    outpost_mode=None,
+                    preferred_outpost_arn=None,
+                    preferred_availability_zones=None,
+                    cache_security_group_names=group.cache_security_group_names,
+                    security_group_ids=group.security_group_ids,
+                    tags=None,
+                    snapshot_arns=None,
+                    preferred_outpost_arns=None,
+                    log_delivery_configurations=[],
+                    cache_node_ids_to_remove=None,
+                    cache_node_ids_to_reboot=None,
+                )
+                # Attributes DescribeCacheClusters returns that CacheCluster's constructor lacks.
+                cluster.at_rest_encryption_enabled = group.at_rest_encryption_enabled
+                cluster.transit_encryption_mode = group.transit_encryption_mode
+                cluster.security_groups = [
+                    {"SecurityGroupId": sg, "Status": "active"} for sg in group.security_group_ids or []
+                ]
+                cluster.cache_parameter_group = {
+                    "CacheParameterGroupName": group.cache_parameter_group_name,
+                    "ParameterApplyStatus": "in-sync",
+                    "CacheNodeIdsToReboot": [],
+                }
+                self.cache_clusters[cluster.cache_cluster_id] = cluster
+        return group
+
+    models.ElastiCacheBackend.create_replication_group = create_replication_group
+
+
+def _patch_delete_replication_group() -> None:
+    """Patch 2: DeleteReplicationGroup really removes the group (and its member clusters)."""
+    from moto.elasticache import models
+
+    original_delete = models.ElastiCacheBackend.delete_replication_group
+
+    def delete_replication_group(self: Any, replication_group_id: str, retain_primary_cluster: Any) -> Any:
+        group = original_delete(self, replication_group_id, retain_primary_cluster)
+        self.replication_groups.pop(replication_group_id, None)
+        for cluster_id in [
+            cid for cid, c in self.cache_clusters.items() if getattr(c, "replication_group_id", None) == replication_group_id
+        ]:
+            del self.cache_clusters[cluster_id]
+        return group
+
+    models.ElastiCacheBackend.delete_replication_group = delete_replication_group
+
+
+def _patch_delete_cache_subnet_group() -> None:
+    """Patch 3: DeleteCacheSubnetGroup."""
+    from moto.core.responses import EmptyResult
+    from moto.elasticache import models, responses
+    from moto.elasticache.exceptions import CacheSubnetGroupNotFound
+
+    def backend_delete(self: Any, cache_subnet_group_name: str) -> None:
+        if cache_subnet_group_name not in self.cache_subnet_groups:
+            raise CacheSubnetGroupNotFound(cache_subnet_group_name)
+        del self.cache_subnet_groups[cache_subnet_group_name]
+
+    def response_delete(self: Any) -> Any:
+        self.elasticache_backend.delete_cache_subnet_group(self._get_param("CacheSubnetGroupName"))
+        return EmptyResult()
+
+    models.ElastiCacheBackend.delete_cache_subnet_group = backend_delete
+    responses.ElastiCacheResponse.delete_cache_subnet_group = response_delete
+
+
+def _patch_function_recursion_config() -> None:
+    """Patch 4: PutFunctionRecursionConfig and GetFunctionRecursionConfig (one resource, one API)."""
+    from moto.awslambda import responses, urls
+
+    urls.url_paths[r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/recursion-config/?$"] = (
+        responses.LambdaResponse.dispatch
+    )
+
+    def _function(self: Any) -> Any:
+        name = unquote(self.path.rstrip("/").split("/")[-2])
+        return self.backend.get_function(name)  # raises ResourceNotFound for an unknown function
+
+    def put_function_recursion_config(self: Any) -> str:
+        function = _function(self)
+        loop = json.loads(self.body or "{}").get("RecursiveLoop", "Terminate")
+        function.lnn_recursive_loop = loop
+        return json.dumps({"RecursiveLoop": loop})
+
+    def get_function_recursion_config(self: Any) -> str:
+        function = _function(self)
+        return json.dumps({"RecursiveLoop": getattr(function, "lnn_recursive_loop", "Terminate")})
+
+    responses.LambdaResponse.put_function_recursion_config = put_function_recursion_config
+    responses.LambdaResponse.get_function_recursion_config = get_function_recursion_config
+
+
+def _patch_describe_security_group_rules_descriptions() -> None:
+    """Patch 5: DescribeSecurityGroupRules returns descriptions of group and prefix-list rules."""
+    from moto.ec2.models import security_groups
+
+    rule_cls = security_groups.SecurityGroupRule
+    original_init = rule_cls.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        prefix_list = kwargs.get("prefix_list_id", args[7] if len(args) > 7 else None)
+        self.lnn_prefix_list_description = (prefix_list or {}).get("Description")
+
+    def description(self: Any) -> str | None:
+        return (
+            self.ip_range.get("Description")
+            or self.source_group.get("Description")
+            or getattr(self, "lnn_prefix_list_description", None)
+        )
+
+    rule_cls.__init__ = init
+    rule_cls.description = property(description)
+
+
+def apply_patches() -> None:
+    _patch_create_replication_group_member_clusters()
+    _patch_delete_replication_group()
+    _patch_delete_cache_subnet_group()
+    _patch_function_recursion_config()
+    _patch_describe_security_group_rules_descriptions()
+
+
+def main(argv: list[str] | None = None) -> None:
+    apply_patches()
+    from moto.server import main as moto_main
+
+    moto_main(argv if argv is not None else sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
