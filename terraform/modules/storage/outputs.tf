@@ -10,7 +10,7 @@ output "table_arn" {
 
 output "bucket_name" {
   description = "Name of the S3 bucket (MODEL_BUCKET)."
-  value       = aws_s3_bucket.this.id
+  value       = aws_s3_bucket.this.bucket
 }
 
 output "bucket_arn" {

@@ -1,0 +1,223 @@
+# The network module: private subnets only, endpoints instead of a NAT gateway, Redis reachable on
+# 6379 only from the Lambdas' security group (original notes, General Notes items 4 and 5).
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  name               = "lnn"
+  availability_zones = ["us-east-1a", "us-east-1b"]
+  kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+}
+
+run "note4_6379_admitted_only_from_the_lambdas_group" {
+  module {
+    source = "./modules/network"
+  }
+
+  assert {
+    condition = (
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.security_group_id == aws_security_group.redis.id &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.ip_protocol == "tcp" &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.from_port == 6379 &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.to_port == 6379
+    )
+    error_message = "the Redis group must admit TCP 6379 and nothing else"
+  }
+
+  assert {
+    condition = (
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.referenced_security_group_id == aws_security_group.lambda.id &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.cidr_ipv4 == null &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.cidr_ipv6 == null &&
+      aws_vpc_security_group_ingress_rule.redis_from_lambda.prefix_list_id == null
+    )
+    error_message = "6379 must be admitted from the Lambdas' security group only, never from a CIDR"
+  }
+
+  assert {
+    condition     = aws_security_group.redis.vpc_id == aws_vpc.this.id && aws_security_group.lambda.vpc_id == aws_vpc.this.id
+    error_message = "both groups must live in the stack's VPC (port 6379 open within the VPC only)"
+  }
+
+  assert {
+    condition     = aws_vpc_security_group_egress_rule.lambda_to_redis.referenced_security_group_id == aws_security_group.redis.id && aws_vpc_security_group_egress_rule.lambda_to_redis.from_port == 6379
+    error_message = "the Lambdas' group must be allowed out to Redis on 6379"
+  }
+}
+
+run "default_security_group_closed" {
+  module {
+    source = "./modules/network"
+  }
+
+  assert {
+    condition     = length(aws_default_security_group.this.ingress) == 0 && length(aws_default_security_group.this.egress) == 0
+    error_message = "the VPC's default security group must admit and emit nothing"
+  }
+}
+
+run "private_subnets_in_two_zones_and_endpoints_instead_of_nat" {
+  module {
+    source = "./modules/network"
+  }
+
+  assert {
+    condition     = length(aws_subnet.this) == 2 && length(distinct([for s in aws_subnet.this : s.availability_zone])) == 2
+    error_message = "two private subnets in two availability zones"
+  }
+
+  assert {
+    condition     = alltrue([for s in aws_subnet.this : !s.map_public_ip_on_launch])
+    error_message = "subnets must not hand out public IPs"
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_endpoint.gateway)) == toset(["s3", "dynamodb"]) && alltrue([for e in aws_vpc_endpoint.gateway : e.vpc_endpoint_type == "Gateway"])
+    error_message = "S3 and DynamoDB must be reached through gateway endpoints"
+  }
+
+  assert {
+    condition     = toset(keys(aws_vpc_endpoint.interface)) == toset(["lambda", "sns", "secretsmanager"]) && alltrue([for e in aws_vpc_endpoint.interface : e.vpc_endpoint_type == "Interface" && e.private_dns_enabled])
+    error_message = "Lambda, SNS and Secrets Manager must be reached through interface endpoints with private DNS"
+  }
+
+  assert {
+    condition     = alltrue([for e in aws_vpc_endpoint.interface : e.service_name == "com.amazonaws.us-east-1.${e.tags["Name"] == "lnn-lambda" ? "lambda" : e.tags["Name"] == "lnn-sns" ? "sns" : "secretsmanager"}"])
+    error_message = "interface endpoints must name the region's services"
+  }
+
+  assert {
+    condition     = length(aws_route_table.this.route) == 0
+    error_message = "the private route table must have no default route (no NAT, no internet gateway)"
+  }
+}
+
+run "flow_logs_keep_7_days" {
+  module {
+    source = "./modules/network"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_log_group.this[0].retention_in_days == 7 && aws_flow_log.this[0].traffic_type == "ALL"
+    error_message = "VPC flow logs must go to a log group with 7-day retention"
+  }
+}
+
+run "availability_zones_default_to_the_regions_first_two" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    availability_zones = []
+  }
+
+  assert {
+    condition     = [for s in aws_subnet.this : s.availability_zone] == ["us-east-1a", "us-east-1b"]
+    error_message = "without availability_zones the first two zones of the region are used"
+  }
+}
+
+# ---- every validation rejects a bad value ----
+
+run "rejects_bad_name" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    name = "LNN_Stack"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "rejects_bad_vpc_cidr" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    vpc_cidr = "10.0.0.0/8"
+  }
+
+  expect_failures = [var.vpc_cidr]
+}
+
+run "rejects_bad_private_subnet_cidrs" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    private_subnet_cidrs = ["10.42.1.0/24"]
+  }
+
+  expect_failures = [var.private_subnet_cidrs]
+}
+
+run "rejects_bad_availability_zones" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    availability_zones = ["us-east-1a", "us-east-1a"]
+  }
+
+  expect_failures = [var.availability_zones]
+}
+
+run "rejects_bad_redis_port" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    redis_port = 80
+  }
+
+  expect_failures = [var.redis_port]
+}
+
+run "rejects_bad_log_retention_in_days" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    log_retention_in_days = 10
+  }
+
+  expect_failures = [var.log_retention_in_days]
+}
+
+run "rejects_bad_kms_key_arn" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    kms_key_arn = "not-an-arn"
+  }
+
+  expect_failures = [var.kms_key_arn]
+}

@@ -1,0 +1,89 @@
+# The registry module: the ECR repository for the Lambda image.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  name        = "lnn"
+  kms_key_arn = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+}
+
+run "immutable_scanned_encrypted_with_lifecycle" {
+  module {
+    source = "./modules/registry"
+  }
+
+  assert {
+    condition     = aws_ecr_repository.this.image_tag_mutability == "IMMUTABLE" && aws_ecr_repository.this.image_scanning_configuration[0].scan_on_push
+    error_message = "tags must be immutable and images scanned on push"
+  }
+
+  assert {
+    condition     = aws_ecr_repository.this.encryption_configuration[0].encryption_type == "KMS" && aws_ecr_repository.this.encryption_configuration[0].kms_key == var.kms_key_arn
+    error_message = "images must be encrypted with the stack's key"
+  }
+
+  assert {
+    condition     = length(jsondecode(aws_ecr_lifecycle_policy.this.policy).rules) == 2
+    error_message = "the lifecycle policy must expire untagged and old images"
+  }
+}
+
+# ---- every validation rejects a bad value ----
+
+run "rejects_bad_name" {
+  command = plan
+
+  module {
+    source = "./modules/registry"
+  }
+
+  variables {
+    name = "LNN"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "rejects_bad_keep_tagged_images" {
+  command = plan
+
+  module {
+    source = "./modules/registry"
+  }
+
+  variables {
+    keep_tagged_images = 0
+  }
+
+  expect_failures = [var.keep_tagged_images]
+}
+
+run "rejects_bad_untagged_expiry_days" {
+  command = plan
+
+  module {
+    source = "./modules/registry"
+  }
+
+  variables {
+    untagged_expiry_days = 0
+  }
+
+  expect_failures = [var.untagged_expiry_days]
+}
+
+run "rejects_bad_kms_key_arn" {
+  command = plan
+
+  module {
+    source = "./modules/registry"
+  }
+
+  variables {
+    kms_key_arn = "alias/lnn"
+  }
+
+  expect_failures = [var.kms_key_arn]
+}

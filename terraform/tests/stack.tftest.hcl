@@ -1,0 +1,319 @@
+# The root configuration: the modules wired together, the outputs, the optional CI roles, and the
+# validation of every root variable.
+
+mock_provider "aws" {
+  source = "./tests/mocks"
+}
+
+variables {
+  availability_zones = ["us-east-1a", "us-east-1b"]
+  image_tag          = "v1"
+}
+
+run "whole_stack_applies_and_exposes_its_outputs" {
+  assert {
+    condition     = output.launch_function_name == "lnn-launch" && output.trainer_function_name == "lnn-trainer"
+    error_message = "function names follow the deployment name"
+  }
+
+  assert {
+    condition     = output.image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn:v1"
+    error_message = "the image is the ECR repository at the given tag"
+  }
+
+  assert {
+    condition     = endswith(output.redis_endpoint, ":6379")
+    error_message = "Redis listens on 6379"
+  }
+
+  assert {
+    condition     = output.table_name == "lnn-runs" && output.bucket_name == "lnn-123456789012-us-east-1"
+    error_message = "table and bucket names derive from the deployment name, account and region"
+  }
+
+  assert {
+    condition     = startswith(output.launch_command, "aws lambda invoke --region us-east-1 --function-name lnn-launch ")
+    error_message = "the launch command must be ready to paste"
+  }
+
+  assert {
+    condition     = output.github_plan_role_arn == null && output.github_deploy_role_arn == null
+    error_message = "no CI roles without github_repository"
+  }
+}
+
+run "image_digest_takes_precedence_over_tag" {
+  command = plan
+
+  variables {
+    image_digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  }
+
+  assert {
+    condition     = output.image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    error_message = "a digest pins the image"
+  }
+}
+
+run "github_repository_adds_the_ci_roles" {
+  variables {
+    github_repository = "example-org/lnn"
+  }
+
+  assert {
+    condition     = output.github_plan_role_arn != null && output.github_deploy_role_arn != null
+    error_message = "github_repository creates the plan and deploy roles"
+  }
+}
+
+# ---- every validation rejects a bad value ----
+
+run "rejects_bad_aws_region" {
+  command = plan
+
+  variables {
+    aws_region = "US East"
+  }
+
+  expect_failures = [var.aws_region]
+}
+
+run "rejects_bad_name" {
+  command = plan
+
+  variables {
+    name = "Lnn"
+  }
+
+  expect_failures = [var.name]
+}
+
+run "rejects_bad_vpc_cidr" {
+  command = plan
+
+  variables {
+    vpc_cidr = "10.42.0.0/28"
+  }
+
+  expect_failures = [var.vpc_cidr]
+}
+
+run "rejects_bad_private_subnet_cidrs" {
+  command = plan
+
+  variables {
+    private_subnet_cidrs = ["10.42.1.0/24", "10.42.2.0/33"]
+  }
+
+  expect_failures = [var.private_subnet_cidrs]
+}
+
+run "rejects_bad_availability_zones" {
+  command = plan
+
+  variables {
+    availability_zones = ["us-east-1a"]
+  }
+
+  expect_failures = [var.availability_zones]
+}
+
+run "rejects_bad_image_tag" {
+  command = plan
+
+  variables {
+    image_tag = "-bad"
+  }
+
+  expect_failures = [var.image_tag]
+}
+
+run "rejects_bad_image_digest" {
+  command = plan
+
+  variables {
+    image_digest = "sha256:xyz"
+  }
+
+  expect_failures = [var.image_digest]
+}
+
+run "rejects_bad_lambda_architecture" {
+  command = plan
+
+  variables {
+    lambda_architecture = "arm"
+  }
+
+  expect_failures = [var.lambda_architecture]
+}
+
+run "rejects_bad_launch_memory_size" {
+  command = plan
+
+  variables {
+    launch_memory_size = 100
+  }
+
+  expect_failures = [var.launch_memory_size]
+}
+
+run "rejects_bad_trainer_memory_size" {
+  command = plan
+
+  variables {
+    trainer_memory_size = 20480
+  }
+
+  expect_failures = [var.trainer_memory_size]
+}
+
+run "rejects_bad_launch_timeout" {
+  command = plan
+
+  variables {
+    launch_timeout = 1000
+  }
+
+  expect_failures = [var.launch_timeout]
+}
+
+run "rejects_bad_trainer_timeout" {
+  command = plan
+
+  variables {
+    trainer_timeout = 0
+  }
+
+  expect_failures = [var.trainer_timeout]
+}
+
+run "rejects_bad_log_retention_in_days" {
+  command = plan
+
+  variables {
+    log_retention_in_days = 2
+  }
+
+  expect_failures = [var.log_retention_in_days]
+}
+
+run "rejects_bad_async_maximum_retry_attempts" {
+  command = plan
+
+  variables {
+    async_maximum_retry_attempts = 5
+  }
+
+  expect_failures = [var.async_maximum_retry_attempts]
+}
+
+run "rejects_bad_async_maximum_event_age_in_seconds" {
+  command = plan
+
+  variables {
+    async_maximum_event_age_in_seconds = 21601
+  }
+
+  expect_failures = [var.async_maximum_event_age_in_seconds]
+}
+
+run "rejects_bad_redis_node_type" {
+  command = plan
+
+  variables {
+    redis_node_type = "m5.large"
+  }
+
+  expect_failures = [var.redis_node_type]
+}
+
+run "rejects_bad_redis_engine_version" {
+  command = plan
+
+  variables {
+    redis_engine_version = "5.0.6"
+  }
+
+  expect_failures = [var.redis_engine_version]
+}
+
+run "rejects_bad_redis_num_cache_clusters" {
+  command = plan
+
+  variables {
+    redis_num_cache_clusters = 0
+  }
+
+  expect_failures = [var.redis_num_cache_clusters]
+}
+
+run "rejects_bad_redis_snapshot_retention_limit" {
+  command = plan
+
+  variables {
+    redis_snapshot_retention_limit = -1
+  }
+
+  expect_failures = [var.redis_snapshot_retention_limit]
+}
+
+run "rejects_bad_secret_recovery_window_in_days" {
+  command = plan
+
+  variables {
+    secret_recovery_window_in_days = 31
+  }
+
+  expect_failures = [var.secret_recovery_window_in_days]
+}
+
+run "rejects_bad_bucket_name" {
+  command = plan
+
+  variables {
+    bucket_name = "My_Bucket"
+  }
+
+  expect_failures = [var.bucket_name]
+}
+
+run "rejects_bad_notification_email" {
+  command = plan
+
+  variables {
+    notification_email = "nobody"
+  }
+
+  expect_failures = [var.notification_email]
+}
+
+run "rejects_bad_kms_deletion_window_in_days" {
+  command = plan
+
+  variables {
+    kms_deletion_window_in_days = 6
+  }
+
+  expect_failures = [var.kms_deletion_window_in_days]
+}
+
+run "rejects_bad_github_repository" {
+  command = plan
+
+  variables {
+    github_repository = "lnn"
+  }
+
+  expect_failures = [var.github_repository]
+}
+
+run "rejects_bad_terraform_state_bucket_arn" {
+  command = plan
+
+  variables {
+    terraform_state_bucket_arn = "my-state-bucket"
+  }
+
+  expect_failures = [var.terraform_state_bucket_arn]
+}
