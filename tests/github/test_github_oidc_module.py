@@ -1,0 +1,156 @@
+"""terraform/modules/github_oidc: formatted, every variable typed/described/validated, and the IAM
+it writes trusts only this repository and grants only what plan and deploy need."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE = REPO_ROOT / "terraform" / "modules" / "github_oidc"
+
+
+def text(name: str) -> str:
+    return (MODULE / name).read_text()
+
+
+def block(source: str, header_regex: str) -> str:
+    match = re.search(header_regex + r"\s*\{", source)
+    assert match, f"no block {header_regex!r}"
+    depth, start = 1, match.end()
+    for index in range(start, len(source)):
+        depth += {"{": 1, "}": -1}.get(source[index], 0)
+        if depth == 0:
+            return source[start:index]
+    raise AssertionError("unbalanced")
+
+
+def statements(document: str) -> dict[str, str]:
+    """sid -> statement body of a data "aws_iam_policy_document"."""
+    out = {}
+    for match in re.finditer(r"\bstatement\s*\{", document):
+        body = block(document[match.start() :], r"statement")
+        sid = re.search(r'sid\s*=\s*"([^"]+)"', body)
+        out[sid.group(1) if sid else f"#{len(out)}"] = body
+    return out
+
+
+def test_module_files_and_terraform_fmt() -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (MODULE / name).exists(), name
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        pytest.fail("terraform is needed (make setup / hashicorp/setup-terraform)")
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-diff", "-recursive", str(MODULE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_interface() -> None:
+    variables = text("variables.tf")
+    for name in (
+        "name_prefix",
+        "github_repository",
+        "create_oidc_provider",
+        "ecr_repository_arn",
+        "function_arns",
+        "state_bucket_arn",
+        "tags",
+    ):
+        body = block(variables, rf'variable\s+"{name}"')
+        assert "description" in body and "type" in body, name
+        if name not in ("create_oidc_provider", "tags"):
+            assert "validation" in body, f"{name} is not validated"
+    assert re.search(r"default\s*=\s*true", block(variables, r'variable\s+"create_oidc_provider"'))
+    assert re.search(r"default\s*=\s*null", block(variables, r'variable\s+"state_bucket_arn"'))
+    assert "list(string)" in block(variables, r'variable\s+"function_arns"')
+    outputs = text("outputs.tf")
+    for name in ("plan_role_arn", "deploy_role_arn"):
+        assert "description" in block(outputs, rf'output\s+"{name}"')
+
+
+def test_github_repository_validation_rejects_wildcards() -> None:
+    body = block(text("variables.tf"), r'variable\s+"github_repository"')
+    pattern = re.search(r'regex\("(.+?)", var\.github_repository\)', body).group(1).replace("\\\\", "\\")
+    regex = re.compile(pattern)
+    for good in ("octo/lnn", "my-org/lambda.neural_network"):
+        assert regex.search(good), good
+    for bad in ("octo/*", "*/*", "octo", "octo/lnn/extra", "repo:octo/lnn"):
+        assert not regex.search(bad), bad
+
+
+def test_trust_only_this_repository_per_event() -> None:
+    main = text("main.tf")
+    assert 'oidc_host         = "token.actions.githubusercontent.com"' in main
+    assert 'plan_subjects   = ["repo:${var.github_repository}:pull_request"]' in main
+    assert '["repo:${var.github_repository}:ref:refs/heads/main"]' in main
+    for document in ("plan_trust", "deploy_trust"):
+        body = block(main, rf'data\s+"aws_iam_policy_document"\s+"{document}"')
+        assert '"sts:AssumeRoleWithWebIdentity"' in body
+        assert "${local.oidc_host}:aud" in body and '"sts.amazonaws.com"' in body
+        assert "${local.oidc_host}:sub" in body
+        assert "*" not in body.replace('"*"', "")  # no wildcard subject in the trust policy itself
+
+
+def test_deploy_role_is_limited_to_this_repository_and_these_functions() -> None:
+    document = block(text("main.tf"), r'data\s+"aws_iam_policy_document"\s+"deploy"')
+    found = statements(document)
+    assert set(found) == {"LogInToTheRegistry", "PushToThisRepositoryOnly", "RollTheseFunctionsOntoTheImage"}
+    assert '"ecr:GetAuthorizationToken"' in found["LogInToTheRegistry"]
+    assert 'resources = ["*"]' in found["LogInToTheRegistry"]
+    assert "resources = [var.ecr_repository_arn]" in found["PushToThisRepositoryOnly"]
+    assert "resources = var.function_arns" in found["RollTheseFunctionsOntoTheImage"]
+    lambda_actions = set(re.findall(r'"(lambda:[A-Za-z]+)"', found["RollTheseFunctionsOntoTheImage"]))
+    assert lambda_actions == {
+        "lambda:UpdateFunctionCode",
+        "lambda:GetFunction",
+        "lambda:GetFunctionConfiguration",
+    }
+    # The only Resource "*" is the registry login, which IAM cannot scope (commented in main.tf).
+    assert document.count('resources = ["*"]') == 1
+
+
+def test_plan_role_reads_configuration_not_data() -> None:
+    document = block(text("main.tf"), r'data\s+"aws_iam_policy_document"\s+"plan"')
+    describe = statements(document)["DescribeTheStack"]
+    actions = re.findall(r'"([a-z0-9-]+:[A-Za-z*]+)"', describe)
+    assert actions
+    read_verbs = ("Describe", "Get", "List")
+    for action in actions:
+        verb = action.split(":", 1)[1]
+        assert verb.startswith(read_verbs), f"{action} is not read-only"
+    for data_read in (
+        "s3:GetObject",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:Scan",
+        "secretsmanager:GetSecretValue",
+        "kms:Decrypt",
+        "sqs:ReceiveMessage",
+        "lambda:InvokeFunction",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ):
+        assert f'"{data_read}"' not in describe, data_read
+    # State bucket: read only, and only when given.
+    assert "ReadTheTerraformState" in document
+    state = document[document.index("ReadTheTerraformState") :]
+    assert re.search(r"for_each\s*=\s*var\.state_bucket_arn == null \? \[\] :", document)
+    state_actions = set(re.findall(r'"(s3:[A-Za-z]+)"', state))
+    assert state_actions == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion"}
+
+
+def test_everything_is_tagged() -> None:
+    main = text("main.tf")
+    tagged = r'resource\s+"(aws_iam_role|aws_iam_openid_connect_provider)"\s+"(\w+)"'
+    for resource in re.finditer(tagged, main):
+        body = block(main[resource.start() :], rf'resource\s+"{resource.group(1)}"\s+"{resource.group(2)}"')
+        assert "tags = var.tags" in body, resource.group(0)
