@@ -1,0 +1,156 @@
+"""LaunchLambda: every problem of a bad request in one message, and nothing written anywhere."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.errors import RequestError
+from trainer.local import runner
+
+GOOD = {
+    "dataset": "moons",
+    "neurons": {"layer1": 4, "layer2": 1},
+    "activations": {"layer1": "relu", "layer2": "sigmoid"},
+    "epochs": 3,
+    "learning_rate": 0.1,
+}
+
+
+def _with(**changes):
+    payload = {**GOOD, **changes}
+    return {k: v for k, v in payload.items() if v is not ...}
+
+
+def _npz(tmp_path: Path, name: str, **arrays) -> str:
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return str(path)
+
+
+BAD_REQUESTS = [
+    ("not an object", [1, 2], ["must be a JSON object"]),
+    ("missing required", {"dataset": "moons"}, ["neurons: required field is missing",
+                                                "epochs: required field is missing",
+                                                "learning_rate: required field is missing"]),
+    ("unknown activation", _with(activations={"layer1": "swish", "layer2": "sigmoid"}),
+     ["activations.layer1: unknown activation 'swish'"]),
+    ("neurons not positive", _with(neurons={"layer1": 0, "layer2": 1}), ["neurons.layer1: must be a positive integer"]),
+    ("neurons not integer", _with(neurons={"layer1": 2.5, "layer2": 1}), ["neurons.layer1: must be a positive integer"]),
+    ("layer gap", _with(neurons={"layer1": 4, "layer3": 1}, activations={"layer1": "relu", "layer3": "sigmoid"}),
+     ["layer keys must run layer1..layer2 without gaps"]),
+    ("bad layer key", _with(neurons={"first": 4, "layer2": 1}), ["key 'first' is not of the form layerN",
+                                                                 "must name the same layers"]),
+    ("softmax hidden", _with(activations={"layer1": "softmax", "layer2": "sigmoid"}),
+     ["'softmax' is only allowed on the output layer"]),
+    ("relu output", _with(activations={"layer1": "relu", "layer2": "relu"}),
+     ["the output layer must be sigmoid or softmax"]),
+    ("output does not match binary labels", _with(neurons={"layer1": 4, "layer2": 3}),
+     ["a sigmoid output layer needs 1 neuron, got 3"]),
+    ("softmax with wrong class count", _with(dataset="spirals", activations={"layer1": "relu", "layer2": "softmax"},
+                                             neurons={"layer1": 4, "layer2": 2}),
+     ["one neuron per class (3 in the labels), got 2"]),
+    ("epochs out of range", _with(epochs=0), ["epochs: Input should be greater than or equal to 1"]),
+    ("learning rate out of range", _with(learning_rate=-1), ["learning_rate: Input should be greater than 0"]),
+    ("learning rate not finite", _with(learning_rate=float("nan")), ["learning_rate"]),
+    ("batch size out of range", _with(batch_size=0), ["batch_size: Input should be greater than or equal to 1"]),
+    ("batch larger than the data", _with(batch_size=100_000), ["batch_size: 100000 is larger than the"]),
+    ("unknown optimizer", _with(optimizer="sgd2"), ["optimizer: Input should be 'gd', 'momentum' or 'adam'"]),
+    ("unknown field", _with(epoch=5), ["epoch: unknown field"]),
+    ("missing dataset", _with(dataset="/nonexistent/data.h5"), ["neither a built-in", "nor an existing file"]),
+    ("bucket outside the stack", _with(dataset="s3://someone-elses-bucket/cats.h5"),
+     ["is not the configured bucket"]),
+    ("network too large", _with(neurons={"layer1": 100_000, "layer2": 100_000, "layer3": 1},
+                                activations={"layer1": "relu", "layer2": "relu", "layer3": "sigmoid"}),
+     ["network too large"]),
+    ("bad run id", _with(run_id="../../etc"), ["run_id: must be 1-64 letters"]),
+    ("several at once", _with(epochs=-3, learning_rate=0, activations={"layer1": "nope", "layer2": "sigmoid"}),
+     ["epochs", "learning_rate", "unknown activation 'nope'"]),
+]
+
+
+def _footprint(stack: runner.LocalStack) -> tuple[int, int, int]:
+    svc = stack.services
+    keys = sum(1 for _ in svc.tensor_store.client.scan_iter(count=1000))
+    items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
+    objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
+    return keys, items, objects + len(stack.invoker.queue)
+
+
+@pytest.mark.parametrize(("name", "payload", "messages"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload, messages) -> None:
+    stack.invoker.queue.clear()
+    before = _footprint(stack)
+    with pytest.raises(RequestError) as caught:
+        runner.launch(payload)
+    text = str(caught.value)
+    assert text.startswith("invalid training request")
+    for message in messages:
+        assert message in text, f"{message!r} not in {text!r}"
+    assert _footprint(stack) == before
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"train_set_x": np.zeros((5, 2))}, "missing keys: train_set_y, test_set_x, test_set_y"),
+        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.zeros(4), "test_set_x": np.zeros((3, 2)),
+          "test_set_y": np.zeros(3)}, "train_set_x has 5 examples but train_set_y has 4 labels"),
+        ({"train_set_x": np.full((5, 2), np.nan), "train_set_y": np.zeros(5), "test_set_x": np.zeros((3, 2)),
+          "test_set_y": np.zeros(3)}, "train_set_x contains NaN or infinity"),
+        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.array([0, 1, -1, 0, 1]),
+          "test_set_x": np.zeros((3, 2)), "test_set_y": np.zeros(3)}, "integer class labels"),
+        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.zeros(5), "test_set_x": np.zeros((3, 3)),
+          "test_set_y": np.zeros(3)}, "examples have shape (2,) but test_set_x (3,)"),
+    ],
+)
+def test_bad_datasets_are_named(stack, tmp_path, arrays, message) -> None:
+    before = _footprint(stack)
+    with pytest.raises(RequestError, match=r"dataset: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        runner.launch(_with(dataset=_npz(tmp_path, "bad.npz", **arrays)))
+    assert _footprint(stack) == before
+
+
+def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack, tmp_path) -> None:
+    good = io.BytesIO()
+    np.savez(good, train_set_x=np.zeros((4, 2)), train_set_y=np.zeros(4), test_set_x=np.zeros((2, 2)),
+             test_set_y=np.zeros(2))
+    truncated = tmp_path / "cut.npz"
+    truncated.write_bytes(good.getvalue()[:100])
+    foreign = tmp_path / "text.h5"
+    foreign.write_text("not hdf5 at all")
+    for path in (truncated, foreign):
+        with pytest.raises(RequestError, match="is unreadable"):
+            runner.launch(_with(dataset=str(path)))
+
+
+def test_a_good_request_launches_and_names_its_run(stack) -> None:
+    stack.invoker.queue.clear()
+    result = runner.launch(_with(run_id="launch-ok-1"))
+    assert result["run_id"] == "launch-ok-1" and result["status"] == "RUNNING"
+    assert result["total_steps"] == 3 * (1 + 5) + 1
+    assert list(stack.invoker.queue) == [
+        {"state": "start", "run_id": "launch-ok-1", "epoch": 0, "layer": 0, "batch": 0, "seq": 0}
+    ]
+    run = stack.services.run_store.get_run("launch-ok-1")
+    assert run["status"] == "RUNNING" and run["total_steps"] == result["total_steps"]
+    with pytest.raises(RequestError, match="a run 'launch-ok-1' already exists"):
+        runner.launch(_with(run_id="launch-ok-1"))
+    stack.invoker.queue.clear()
+
+
+def test_s3_datasets_in_the_configured_bucket_are_read(stack, tmp_path) -> None:
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(0)
+    np.savez(buffer, train_set_x=rng.integers(0, 255, (20, 3, 3), dtype=np.uint8), train_set_y=rng.integers(0, 2, 20),
+             test_set_x=rng.integers(0, 255, (6, 3, 3), dtype=np.uint8), test_set_y=rng.integers(0, 2, 6))
+    key = stack.services.blob_store.put("datasets/tiny.npz", buffer.getvalue())
+    stack.invoker.queue.clear()
+    result = runner.launch(_with(dataset=key))
+    assert result["examples"] == 20
+    stack.invoker.queue.clear()
+    with pytest.raises(RequestError, match="cannot read"):
+        runner.launch(_with(dataset=f"s3://{stack.services.blob_store.bucket}/datasets/absent.npz"))

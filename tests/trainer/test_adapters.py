@@ -1,0 +1,87 @@
+"""The AWS adapters against moto server, through the real SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.trainer.chain_helpers import run_to_end
+from trainer.aws import client
+from trainer.invoker import LambdaInvoker
+from trainer.local.provision import provision
+from trainer.notifier import SnsNotifier
+
+
+def test_lambda_invoker_sends_an_asynchronous_invoke(aws_env) -> None:
+    env = provision("invoker-test", "pw", create_functions=True)
+    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+    calls = []
+    invoker.lambda_.meta.events.register("before-call.lambda.Invoke", lambda params, **_: calls.append(params))
+    # invoke_async raises unless the service answers 202 Accepted, the asynchronous contract.
+    invoker.invoke_async({"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0})
+    assert calls[0]["headers"]["X-Amz-Invocation-Type"] == "Event"
+    assert json.loads(calls[0]["body"]) == {"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0,
+                                            "seq": 0}
+
+
+def _subscribe_queue(topic_arn: str, name: str) -> str:
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
+                            Attributes={"RawMessageDelivery": "true"})
+    return url
+
+
+def _drain_queue(url: str) -> list[dict]:
+    sqs, messages = client("sqs"), []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            if messages:
+                break
+            time.sleep(0.2)
+            continue
+        messages += [json.loads(m["Body"]) for m in got]
+    return messages
+
+
+def test_notifier_messages_reach_a_subscribed_queue(aws_env) -> None:
+    topic = client("sns").create_topic(Name="notifier-test")["TopicArn"]
+    url = _subscribe_queue(topic, "notifier-test-q")
+    SnsNotifier(topic).publish("FAILED", "run-9", {"step": "forward#3", "reason": "boom"})
+    assert _drain_queue(url) == [{"kind": "FAILED", "run_id": "run-9", "step": "forward#3", "reason": "boom"}]
+
+
+def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
+    url = _subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
+    payload = {"dataset": "moons", "neurons": {"layer1": 4, "layer2": 1},
+               "activations": {"layer1": "relu", "layer2": "sigmoid"}, "epochs": 4, "learning_rate": 0.1,
+               "notify_every": 2, "chain": "per_step"}
+    run_id, _ = run_to_end(stack, payload)
+    messages = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    kinds = [m["kind"] for m in messages]
+    assert kinds.count("PROGRESS") == 2 and kinds[-1] == "SUCCEEDED"
+    summary = messages[-1]
+    run = stack.services.run_store.get_run(run_id)
+    assert summary["final_cost"] == pytest.approx(run["final_cost"])
+    assert summary["test_accuracy"] == pytest.approx(run["test_accuracy"])
+    assert summary["model_uri"] == f"s3://{stack.services.blob_store.bucket}/models/{run_id}/model.npz"
+
+
+def test_run_store_keeps_the_run_and_one_item_per_epoch(stack) -> None:
+    payload = {"dataset": "circles", "neurons": {"layer1": 4, "layer2": 1},
+               "activations": {"layer1": "tanh", "layer2": "sigmoid"}, "epochs": 5, "learning_rate": 0.1}
+    run_id, _ = run_to_end(stack, payload)
+    store = stack.services.run_store
+    run = store.get_run(run_id)
+    assert run["status"] == "SUCCEEDED"
+    assert json.loads(run["request"])["epochs"] == 5
+    assert run["finished_at"] >= run["created_at"]
+    epochs = sorted(store.epochs(run_id), key=lambda e: e["epoch"])
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
+    assert all(e["duration_s"] >= 0 and e["cost"] > 0 for e in epochs)
+    assert epochs[-1]["cost"] == pytest.approx(run["final_cost"])

@@ -1,0 +1,89 @@
+"""`python -m trainer` as a user runs it: its own redis-server and moto server, then inspection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _cli(*args: str, runs_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
+    environment.update({"LNN_RUNS_DIR": str(runs_dir), **(env or {})})
+    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=REPO_ROOT, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, dict]:
+    runs = tmp_path_factory.mktemp("runs")
+    request = runs / "request.json"
+    request.write_text(json.dumps({
+        "dataset": "spirals", "neurons": {"layer1": 16, "layer2": 3},
+        "activations": {"layer1": "relu", "layer2": "softmax"}, "epochs": 40, "learning_rate": 0.02,
+        "optimizer": "adam", "batch_size": 64, "init": "he",
+    }))
+    done = _cli("train", str(request), "--json", runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    return runs, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_train_prints_one_json_summary_last(trained) -> None:
+    _, summary = trained
+    assert set(summary) == {"run_id", "status", "epochs", "final_cost", "train_accuracy", "test_accuracy",
+                            "duration_s"}
+    assert summary["status"] == "SUCCEEDED" and summary["epochs"] == 40
+    assert summary["test_accuracy"] > 0.5  # three classes: chance is a third
+
+
+def test_status_reads_the_run_back(trained) -> None:
+    runs, summary = trained
+    done = _cli("status", summary["run_id"], runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["status"] == "SUCCEEDED" and status["epochs_recorded"] == 40
+    assert status["final_cost"] == pytest.approx(summary["final_cost"])
+
+
+def test_plot_writes_a_png(trained, tmp_path) -> None:
+    runs, summary = trained
+    out = tmp_path / "loss.png"
+    done = _cli("plot", summary["run_id"], "-o", str(out), runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_predict_reproduces_the_test_accuracy(trained) -> None:
+    runs, summary = trained
+    model = runs / summary["run_id"] / "model.npz"
+    done = _cli("predict", str(model), "spirals", runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_unknown_runs_and_bad_requests_are_clear(tmp_path) -> None:
+    done = _cli("status", "no-such-run", runs_dir=tmp_path)
+    assert done.returncode == 2 and "no run 'no-such-run'" in done.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"dataset": "moons", "neurons": {"layer1": -1}, "activations": {"layer1": "x"},
+                               "epochs": 1, "learning_rate": 1}))
+    done = _cli("train", str(bad), runs_dir=tmp_path)
+    assert done.returncode == 2
+    assert "invalid training request" in done.stderr and "neurons.layer1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.cat
+def test_demo_trains_the_cat_benchmark_to_the_original_accuracy(cat_dataset, tmp_path) -> None:
+    done = _cli("demo", "--dataset", str(cat_dataset), "--json", runs_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 2500
+    assert summary["test_accuracy"] >= 0.76
+    assert summary["final_cost"] == pytest.approx(0.0884, abs=5e-4)
