@@ -1,0 +1,102 @@
+"""`terraform test`: the *.tftest.hcl files under terraform/tests, run with the mocked AWS provider.
+
+The run names carry the original notes' General Notes items they cover; the parametrised test
+below maps each item (as the issue phrases it) to the runs that prove it, so a renamed or deleted
+run cannot silently drop an item.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import TERRAFORM_DIR, Terraform, explain
+
+TESTS_DIR = TERRAFORM_DIR / "tests"
+
+GENERAL_NOTES = {
+    "1/6 function ARNs and topic ARN in the environment (no cycle)": [
+        ("functions", "notes1_6_environment_has_the_arns_topic_and_redis_settings"),
+    ],
+    "2 SNS publish permission scoped to the topic": [("functions", "iam_least_privilege")],
+    "3 ElastiCache permissions: none, the code only speaks Redis": [("functions", "iam_least_privilege")],
+    "4 ElastiCache subnet group": [("cache", "note4_subnet_group_in_the_private_subnets")],
+    "4 security group: 6379 only from the Lambdas' group, within the VPC": [
+        ("network", "note4_6379_admitted_only_from_the_lambdas_group"),
+    ],
+    "5 Lambdas in the VPC": [("functions", "note5_functions_run_in_the_vpc")],
+    "7 CloudWatch log retention 7 days": [
+        ("functions", "note7_log_groups_keep_7_days_and_exist_before_the_functions"),
+        ("network", "flow_logs_keep_7_days"),
+    ],
+    "trainer recursion allowed": [("functions", "trainer_recursion_allowed")],
+}
+
+
+@pytest.fixture(scope="module")
+def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str, str], str]:
+    result = terraform.run("test", "-json", "-no-color", cwd=initialised_copy, timeout=900)
+    statuses: dict[tuple[str, str], str] = {}
+    summary = None
+    for line in result.stdout.splitlines():
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        run = message.get("test_run")
+        if message.get("type") == "test_run" and run and run.get("progress") == "complete":
+            statuses[(Path(run["path"]).name.removesuffix(".tftest.hcl"), run["run"])] = run["status"]
+        if message.get("type") == "test_summary":
+            summary = message["test_summary"]
+    assert summary is not None, explain(result)
+    failed = {k: v for k, v in statuses.items() if v != "pass"}
+    assert result.returncode == 0 and summary["status"] == "pass" and not failed, (
+        f"failed runs: {failed}\n" + explain(result, limit=20000)
+    )
+    return statuses
+
+
+def test_terraform_test_passes(test_results: dict[tuple[str, str], str]) -> None:
+    files = {path.name.removesuffix(".tftest.hcl") for path in TESTS_DIR.glob("*.tftest.hcl")}
+    assert files == {name for name, _ in test_results}, "every test file must have run"
+    assert all(status == "pass" for status in test_results.values())
+    assert len(test_results) >= 80
+
+
+@pytest.mark.parametrize("note", sorted(GENERAL_NOTES))
+def test_general_note_is_covered(note: str, test_results: dict[tuple[str, str], str]) -> None:
+    for key in GENERAL_NOTES[note]:
+        assert test_results.get(key) == "pass", f"{note}: run {key} missing or not passing"
+
+
+def validated_variables(path: Path) -> list[str]:
+    text = path.read_text()
+    return [
+        name
+        for name, body in re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', text, re.S | re.M)
+        if "validation {" in body
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variables_file", "test_file"),
+    [
+        ("variables.tf", "stack"),
+        *[(f"modules/{m}/variables.tf", m) for m in ("network", "cache", "storage", "notifications", "registry", "functions")],
+    ],
+)
+def test_every_validation_has_a_rejecting_run(
+    variables_file: str, test_file: str, test_results: dict[tuple[str, str], str]
+) -> None:
+    variables = validated_variables(TERRAFORM_DIR / variables_file)
+    assert variables
+    text = (TESTS_DIR / f"{test_file}.tftest.hcl").read_text()
+    for name in variables:
+        run = f"rejects_bad_{name}"
+        block = re.search(rf'run "{run}" \{{(.*?)\n\}}', text, re.S)
+        assert block, f"{variables_file}: no run {run} in {test_file}.tftest.hcl"
+        assert f"expect_failures = [var.{name}]" in block.group(1), run
+        assert test_results.get((test_file, run)) == "pass", run
