@@ -46,6 +46,27 @@ clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache lnn-runs
 
 # ---- terraform (issue 3) ---------------------------------------------------------------
+# checkov lives in its own virtual environment (its dependencies clash with the project's lock).
+# `make test` needs it: tests/terraform/test_checkov.py runs it offline over terraform/.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+.PHONY: checkov-setup checkov tf-test
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON_BIN) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov-setup: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## checkov (pinned) in its own venv, .venv-checkov
+
+checkov: checkov-setup ## checkov over terraform/, offline
+	$(CHECKOV) -d terraform --framework terraform --skip-download --quiet --compact
+
+tf-test: setup checkov-setup ## the Terraform tests only: fmt, validate, terraform test, moto apply cycle, checkov
+	$(PY) -m pytest tests/terraform
 
 # ---- image, workflows, deploy (issue 4) ------------------------------------------------
 # The image is built by GitHub Actions (.github/workflows/image.yml); these targets do the same by

@@ -309,7 +309,7 @@ variable "github_allow_tag_pushes" {
 }
 
 variable "terraform_state_bucket_arn" {
-  description = "ARN of the S3 bucket holding the Terraform state, which the CI roles may read (and the deploy role write); null for none."
+  description = "ARN of the S3 bucket holding the Terraform state, which the plan role may read; null for none."
   type        = string
   default     = null
 

@@ -117,7 +117,9 @@ def _patch_delete_replication_group() -> None:
         group = original_delete(self, replication_group_id, retain_primary_cluster)
         self.replication_groups.pop(replication_group_id, None)
         for cluster_id in [
-            cid for cid, c in self.cache_clusters.items() if getattr(c, "replication_group_id", None) == replication_group_id
+            cid
+            for cid, c in self.cache_clusters.items()
+            if getattr(c, "replication_group_id", None) == replication_group_id
         ]:
             del self.cache_clusters[cluster_id]
         return group

@@ -109,7 +109,7 @@ class Stack:
     moto: PatchedMoto
     destroyed: bool = False
 
-    def client(self, service: str):  # noqa: ANN201 - boto3 clients have no common base type
+    def client(self, service: str):  # boto3 clients have no common base type
         return boto3.client(
             service,
             region_name=REGION,

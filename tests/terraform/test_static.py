@@ -47,7 +47,9 @@ def test_every_module_has_the_standard_files() -> None:
 
 
 def test_provider_range_admits_5_100_and_stops_before_6() -> None:
-    for versions in [TERRAFORM_DIR / "versions.tf"] + [TERRAFORM_DIR / "modules" / m / "versions.tf" for m in OWN_MODULES]:
+    for versions in [TERRAFORM_DIR / "versions.tf"] + [
+        TERRAFORM_DIR / "modules" / m / "versions.tf" for m in OWN_MODULES
+    ]:
         assert 'version = ">= 5.100, < 6.0"' in versions.read_text(), versions
 
 
@@ -80,7 +82,14 @@ def test_committed_provider_block_works_against_real_aws() -> None:
         if ".terraform" in path.parts or not path.is_file() or path.suffix not in {".tf", ".hcl", ".example"}:
             continue
         text = path.read_text()
-        for forbidden in ("skip_credentials_validation", "skip_requesting_account_id", "endpoints {",
-                          "127.0.0.1", "localhost", "/opt/", "/tmp/"):
+        for forbidden in (
+            "skip_credentials_validation",
+            "skip_requesting_account_id",
+            "endpoints {",
+            "127.0.0.1",
+            "localhost",
+            "/opt/",
+            "/tmp/",
+        ):
             assert forbidden not in text, f"{path}: {forbidden}"
     assert not list(TERRAFORM_DIR.rglob("*_override.tf")), "override files belong to the test harness only"

@@ -53,8 +53,8 @@ def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str
             summary = message["test_summary"]
     assert summary is not None, explain(result)
     failed = {k: v for k, v in statuses.items() if v != "pass"}
-    assert result.returncode == 0 and summary["status"] == "pass" and not failed, (
-        f"failed runs: {failed}\n" + explain(result, limit=20000)
+    assert result.returncode == 0 and summary["status"] == "pass" and not failed, f"failed runs: {failed}\n" + explain(
+        result, limit=20000
     )
     return statuses
 
@@ -85,7 +85,10 @@ def validated_variables(path: Path) -> list[str]:
     ("variables_file", "test_file"),
     [
         ("variables.tf", "stack"),
-        *[(f"modules/{m}/variables.tf", m) for m in ("network", "cache", "storage", "notifications", "registry", "functions")],
+        *[
+            (f"modules/{m}/variables.tf", m)
+            for m in ("network", "cache", "storage", "notifications", "registry", "functions")
+        ],
     ],
 )
 def test_every_validation_has_a_rejecting_run(
