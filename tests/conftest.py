@@ -17,7 +17,8 @@ CAT_DATASET = SHARED_DIR / "datasets" / "catvnoncat.h5"
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
+    """TLS only (its CA in `.ca_file`) and a password, as the ElastiCache group: tests use that path."""
+    with RedisServer(tls=True) as server:
         yield server
 
 
@@ -53,3 +54,15 @@ def cat_dataset() -> Path:
     if not CAT_DATASET.exists():
         pytest.skip(f"the cat benchmark is not at {CAT_DATASET}")
     return CAT_DATASET
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
+    from tests.trainer.chain_helpers import REPORT
+
+    if REPORT.runs:
+        terminalreporter.write_sep("-", "fault injection")
+        terminalreporter.write_line(
+            f"runs tried: {REPORT.runs}, faults injected: {REPORT.faults}, "
+            f"runs that ended identical: {REPORT.identical}"
+        )

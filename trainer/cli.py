@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainer import lifecycle
 from trainer.errors import RequestError, RunNotFound
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
-STALL_AFTER_S = 900.0
+STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
 
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
@@ -47,7 +48,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
 
     started = time.monotonic()
     with runner.local_servers() as (redis_server, _moto):
-        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password)
+        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password,
+                               redis_tls=True, redis_ca_file=redis_server.ca_file)
         try:
             launched = runner.launch(payload)
         except RequestError as exc:
@@ -63,7 +65,16 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
                 bar.update(last["epoch"] + 1 - bar.n)
                 bar.set_postfix(cost=f"{last['cost']:.6f}")
 
-        dead = runner.drain(stack, on_result=progress)
+        cancel_marker = RUNS_DIR / run_id / "CANCEL"
+
+        def check_cancel(_event: dict[str, Any]) -> None:
+            # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
+            if cancel_marker.exists() and not stack.services.tensor_store.cancel_requested(run_id):
+                lifecycle.cancel(stack.services, run_id)
+
+        (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
+        dead = runner.drain(stack, on_result=progress, before_invoke=check_cancel)
+        cancel_marker.unlink(missing_ok=True)
         bar.close()
         record = runner.export_run(stack, run_id, RUNS_DIR)
     run = record["run"]
@@ -91,6 +102,69 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     return 0 if run["status"] == "SUCCEEDED" else 1
 
 
+def _invoke_launch_function(payload: dict[str, Any]) -> int:
+    """Resume/cancel against AWS go through LaunchLambda: only it can reach the cache in the VPC."""
+    from trainer.aws import client
+
+    resp = client("lambda").invoke(FunctionName=os.environ["LAUNCH_FUNCTION_ARN"],
+                                   Payload=json.dumps(payload).encode())
+    body = json.loads(resp["Payload"].read() or b"null")
+    if resp.get("FunctionError"):
+        print(body.get("errorMessage", body) if isinstance(body, dict) else body, file=sys.stderr)
+        return 2
+    print(json.dumps(body))
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    if os.environ.get("LAUNCH_FUNCTION_ARN"):
+        return _invoke_launch_function({"action": "resume", "run_id": args.run_id})
+    from trainer.local import runner
+
+    run_dir = RUNS_DIR / args.run_id
+    if not (run_dir / "run.json").is_file():
+        raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
+    started = time.monotonic()
+    with runner.local_servers() as (redis_server, _moto):
+        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password,
+                               redis_tls=redis_server.tls, redis_ca_file=redis_server.ca_file)
+        run_id = runner.restore_run(stack, run_dir)
+        try:
+            resumed = lifecycle.resume(stack.services, run_id)
+        except RequestError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        print(f"resuming {run_id} from step {resumed['resumed_from_seq']} ({resumed['source']})", file=sys.stderr)
+        runner.drain(stack)
+        record = runner.export_run(stack, run_id, RUNS_DIR)
+    run = record["run"]
+    print(json.dumps({"run_id": run_id, "status": run["status"], "final_cost": run.get("final_cost"),
+                      "test_accuracy": run.get("test_accuracy"),
+                      "duration_s": round(time.monotonic() - started, 3)}))
+    return 0 if run["status"] == "SUCCEEDED" else 1
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    if os.environ.get("LAUNCH_FUNCTION_ARN"):
+        return _invoke_launch_function({"action": "cancel", "run_id": args.run_id})
+    run_dir = RUNS_DIR / args.run_id
+    if not run_dir.is_dir():
+        raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to cancel on AWS)")
+    record_path = run_dir / "run.json"
+    if record_path.is_file():  # the run is over: its local copy is what there is to cancel
+        record = json.loads(record_path.read_text())
+        if record["run"]["status"] in ("SUCCEEDED", "CANCELLED"):
+            print(f"run {args.run_id} is {record['run']['status']} already", file=sys.stderr)
+            return 2
+        record["run"]["status"] = "CANCELLED"
+        record_path.write_text(json.dumps(record, indent=1, default=str))
+        (run_dir / "state.npz").unlink(missing_ok=True)
+    else:  # a local runner is training it: it checks this marker before every step
+        (run_dir / "CANCEL").touch()
+    print(json.dumps({"run_id": args.run_id, "status": "CANCELLED"}))
+    return 0
+
+
 def _load_record(run_id: str) -> dict[str, Any]:
     """From DynamoDB when TABLE_NAME is configured (works against AWS), else the local runner's copy."""
     if os.environ.get("TABLE_NAME"):
@@ -104,19 +178,12 @@ def _load_record(run_id: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def effective_status(run: dict[str, Any], stall_after_s: float, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    if run.get("status") == "RUNNING" and now - float(run.get("last_step_at", now)) > stall_after_s:
-        return "STALLED"
-    return str(run.get("status"))
-
-
 def _status(args: argparse.Namespace) -> int:
     record = _load_record(args.run_id)
     run = record["run"]
     shown = {k: run.get(k) for k in ("run_id", "status", "final_cost", "train_accuracy", "test_accuracy",
                                       "last_seq", "total_steps", "failure_reason", "failed_step", "model_uri")}
-    shown["status"] = effective_status(run, args.stall_after)
+    shown["status"] = lifecycle.effective_status(run, args.stall_after)
     shown["epochs_recorded"] = len(record["epochs"])
     print(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=1))
     return 0
@@ -192,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
     p.add_argument("run_id")
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
+    p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
+    p.add_argument("run_id")
+    p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
+    p.add_argument("run_id")
     p = sub.add_parser("plot", help="plot a run's loss curve")
     p.add_argument("run_id")
     p.add_argument("-o", "--output", default="loss.png")
@@ -216,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(demo_request(args.dataset), args.json)
         if args.command == "status":
             return _status(args)
+        if args.command == "resume":
+            return _resume(args)
+        if args.command == "cancel":
+            return _cancel(args)
         if args.command == "plot":
             return _plot(args)
         return _predict(args)

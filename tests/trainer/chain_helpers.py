@@ -36,9 +36,35 @@ def run_to_end(stack: runner.LocalStack, payload: dict[str, Any], pick: Callable
         assert deliveries < max_deliveries, "the chain does not end"
         try:
             trainer_handler.handler(event, runner.LocalContext())
-        except InjectedFault:
+        except trainer_handler.StepFailed as exc:
+            if not isinstance(exc.__cause__, InjectedFault):
+                raise
             queue.appendleft(event)
     return run_id, deliveries
+
+
+def deliver_all(stack: runner.LocalStack, limit: int | None = None) -> int:
+    """Deliver queued events in order (at most `limit`); returns how many were delivered."""
+    delivered = 0
+    while stack.invoker.queue and (limit is None or delivered < limit):
+        trainer_handler.handler(stack.invoker.queue.popleft(), runner.LocalContext())
+        delivered += 1
+    return delivered
+
+
+class FaultReport:
+    """Counts for the fault-injection suite, printed at the end of the test session."""
+
+    def __init__(self) -> None:
+        self.runs = self.faults = self.identical = 0
+
+    def record(self, faults: int, identical: bool) -> None:
+        self.runs += 1
+        self.faults += faults
+        self.identical += int(identical)
+
+
+REPORT = FaultReport()
 
 
 def final_params(stack: runner.LocalStack, run_id: str) -> dict[str, np.ndarray]:
@@ -86,7 +112,7 @@ class Faults:
                 self._maybe()
             return result
 
-        self._saved.append((owner, name, original))
+        self._saved.append((owner, name, original if name in vars(owner) else None))
         setattr(owner, name, wrapped)
 
     def __enter__(self) -> Faults:
@@ -100,5 +126,8 @@ class Faults:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for owner, name, _original in reversed(self._saved):
-            delattr(owner, name)  # the instance attribute shadowed the class method
+        for owner, name, original in reversed(self._saved):
+            if original is None:
+                delattr(owner, name)  # the instance attribute shadowed the class method
+            else:
+                setattr(owner, name, original)

@@ -9,12 +9,12 @@ import secrets
 import time
 from typing import Any
 
-from trainer.logs import get_logger
-
+from trainer import lifecycle
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, check_raw, load_raw, prepare
-from trainer.errors import RequestError
+from trainer.errors import RequestError, RunNotFound
+from trainer.logs import get_logger
 from trainer.nn import optimizers
 from trainer.nn.init import initialise
 from trainer.runconfig import RunConfig
@@ -107,4 +107,16 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    return launch(event, services_mod.current())
+    """A training request, or {"action": "resume" | "cancel", "run_id": ...}."""
+    svc = services_mod.current()
+    if isinstance(event, dict) and "action" in event:
+        action, extra = event.get("action"), sorted(set(event) - {"action", "run_id"})
+        if action not in ("resume", "cancel") or extra:
+            problems = [f"action: {action!r} is not one of resume, cancel"] if action not in ("resume", "cancel") else []
+            problems += [f"{k}: unknown field" for k in extra]
+            raise RequestError(problems)
+        try:
+            return (lifecycle.resume if action == "resume" else lifecycle.cancel)(svc, event.get("run_id"))
+        except RunNotFound as exc:
+            raise RequestError([f"run_id: {exc}"]) from exc
+    return launch(event, svc)

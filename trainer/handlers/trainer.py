@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.logs import get_logger
-
-from trainer import engine, model_file
+from trainer import checkpoints, engine, model_file
 from trainer import services as services_mod
 from trainer.errors import ChainError, EventError
+from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, check_in_plan, event_at, next_event, parse_event
 from trainer.stores.tensor_store import NO_CURSOR
@@ -83,6 +82,17 @@ def _hand_off(svc: services_mod.Services, run_id: str, committed_seq: int, event
     return True
 
 
+def _checkpoint(svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, event: Event) -> None:
+    """Parameters and optimizer state as they stand after `event`, the step closing an epoch.
+    Written before the commit: a re-run overwrites it with the same bytes."""
+    names = engine.param_names(config)
+    missing = [n for n in names if n not in ws]
+    tensors = {n: ws[n] for n in names if n in ws}
+    if missing:
+        tensors.update(svc.tensor_store.read(config.run_id, missing))
+    checkpoints.save(svc.blob_store, config.run_id, event.epoch, event.seq, tensors)
+
+
 def _finish(svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData,
             cost: float | None) -> dict[str, Any]:
     params = {n: ws[n] for n in engine.inputs_of(config, Event("finish", config.run_id, 0, 0, 0, 0))}
@@ -115,8 +125,9 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         names = [*names, "cost"]
     cursor, cancel, tensors = svc.tensor_store.read_step(run_id, names)
     if cancel:
-        svc.run_store.mark_status(run_id, "CANCELLED")
         svc.tensor_store.delete_run(run_id)
+        svc.run_store.mark_status(run_id, "CANCELLED")
+        logger.info("run cancelled", extra={"run_id": run_id, "seq": event.seq})
         return {**result, "status": "CANCELLED"}
     if cursor == NO_CURSOR:
         raise ChainError(f"run {run_id!r} lost its chain position in the cache")
@@ -155,6 +166,8 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
             epochs.append({"epoch": current.epoch, "cost": outcome.epoch_cost,
                            "duration_s": round(now - epoch_started, 6)})
             epoch_started = now
+            if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
+                _checkpoint(svc, config, ws, current)
         successor = next_event(plan, current)
         budget_left = executed < config.max_steps_per_invocation
         time_left = context.get_remaining_time_in_millis() > config.time_margin_ms
@@ -187,6 +200,10 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
             "next_event": successor.to_dict() if successor else None}
 
 
+class StepFailed(RuntimeError):
+    """A step's unrecoverable error, named with its run and step for the on-failure destination."""
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     svc = services_mod.current()
     try:
@@ -200,14 +217,16 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         logger.exception("step failed", extra={"run_id": run_id, "step": step})
         if isinstance(run_id, str):
             _mark_failed(svc, run_id, step, exc)
-        raise
+        # What reaches the on-failure destination (errorMessage) names the run and the step.
+        raise StepFailed(f"run {run_id} step {step}: {type(exc).__name__}: {exc}") from exc
 
 
 def _mark_failed(svc: services_mod.Services, run_id: str, step: str, exc: Exception) -> None:
     """Best effort: the original error is what the caller must see, not a second one."""
     reason = f"{type(exc).__name__}: {exc}"
     try:
-        svc.run_store.mark_failed(run_id, reason, step, type(exc).__name__)
+        if not svc.run_store.mark_failed(run_id, reason, step, type(exc).__name__):
+            return  # finished or cancelled already: a late duplicate's error changes nothing
         svc.notifier.publish("FAILED", run_id, {"step": step, "error_type": type(exc).__name__, "reason": reason})
     except Exception:
         logger.exception("could not record the failure", extra={"run_id": run_id})

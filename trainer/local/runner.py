@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trainer import services as services_mod
 from trainer.handlers import launch as launch_handler
 from trainer.handlers import trainer as trainer_handler
@@ -123,4 +125,35 @@ def export_run(stack: LocalStack, run_id: str, out_dir: Path) -> dict[str, Any]:
         model = stack.services.blob_store.get(f"models/{run_id}/model.npz")
         (run_dir / "model.npz").write_bytes(model)
         record["model_path"] = str(run_dir / "model.npz")
+        (run_dir / "state.npz").unlink(missing_ok=True)
+    elif run.get("status") == "FAILED":
+        # The cache dies with this process: keep the run's state so `resume` can restore it.
+        cursor, config, tensors, data = stack.services.tensor_store.dump_run(run_id)
+        if config is not None:
+            np.savez(run_dir / "state.npz", cursor=np.array(cursor), config=np.array(config),
+                     **{f"t_{k}": v for k, v in tensors.items()}, **{f"d_{k}": v for k, v in data.items()})
     return record
+
+
+def restore_run(stack: LocalStack, run_dir: Path) -> str:
+    """Load a run exported by `export_run` into this stack's emulator and cache."""
+    record = json.loads((run_dir / "run.json").read_text())
+    run = record["run"]
+    run_id = run["run_id"]
+    store = stack.services.run_store
+    store.db.put_item(TableName=store.table, Item=_dynamo_item(run))
+    store.put_epochs(run_id, [{k: e[k] for k in ("epoch", "cost", "duration_s")} for e in record["epochs"]])
+    state_path = run_dir / "state.npz"
+    if state_path.is_file():
+        with np.load(state_path, allow_pickle=False) as state:
+            tensors = {k[2:]: state[k] for k in state.files if k.startswith("t_")}
+            data = {k[2:]: state[k] for k in state.files if k.startswith("d_")}
+            stack.services.tensor_store.put_data(run_id, data)
+            stack.services.tensor_store.create_run(run_id, str(state["config"]), tensors, cursor=int(state["cursor"]))
+    return run_id
+
+
+def _dynamo_item(run: dict[str, Any]) -> dict[str, Any]:
+    from trainer.stores.run_store import _item
+
+    return _item(run)

@@ -81,7 +81,7 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     directory = Path(directory)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LNN local test CA")])
@@ -189,6 +189,28 @@ class RedisServer:
         except BaseException:
             self.stop()
             raise
+        return self
+
+    def restart(self) -> RedisServer:
+        """Kill the server and start it again with the same port, certificates and password but
+        empty memory: what a replaced cache node looks like to its clients."""
+        import redis
+
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = subprocess.Popen(
+            [find_redis_server(), str(Path(self.workdir) / "redis.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def ready() -> bool:
+            try:
+                return bool(redis.Redis(**self.client_kwargs(), socket_timeout=1).ping())
+            except redis.ConnectionError:
+                return False
+
+        _wait_for(ready, "redis-server", self.process)
         return self
 
     def client_kwargs(self) -> dict[str, object]:

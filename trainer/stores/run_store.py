@@ -75,8 +75,8 @@ class DynamoRunStore:
         return _plain(resp["Item"])
 
     def _update(self, run_id: str, values: dict[str, Any], condition: str | None = None,
-                condition_values: dict[str, Any] | None = None) -> None:
-        names = {f"#k{i}": k for i, k in enumerate(values)}
+                condition_values: dict[str, Any] | None = None, extra_names: dict[str, str] | None = None) -> None:
+        names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
         vals = {f":v{i}": _ser.serialize(_number(v)) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
             vals[key] = _ser.serialize(_number(value))
@@ -94,8 +94,11 @@ class DynamoRunStore:
         """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
         now = time.time()
         try:
-            self._update(run_id, {"last_seq": last_seq, "last_step_at": now, "updated_at": now},
-                         condition="#k0 < :v0")
+            # A step that commits after a failed attempt (Lambda's retry got through) puts a
+            # FAILED run back to RUNNING; a CANCELLED or finished run is left alone.
+            self._update(run_id, {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": "RUNNING"},
+                         condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
+                         condition_values={":failed": "FAILED"})
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -134,10 +137,21 @@ class DynamoRunStore:
         now = time.time()
         self._update(run_id, {"status": "SUCCEEDED", "finished_at": now, "updated_at": now, **metrics})
 
-    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> None:
+    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> bool:
+        """FAILED, unless the run has finished or been cancelled meanwhile (a late duplicate's
+        error must not overwrite SUCCEEDED)."""
         now = time.time()
-        self._update(run_id, {"status": "FAILED", "failure_reason": reason[:2000], "failed_step": step,
-                              "error_type": error_type, "updated_at": now})
+        try:
+            self._update(run_id, {"status": "FAILED", "failure_reason": reason[:2000], "failed_step": step,
+                                  "error_type": error_type, "updated_at": now},
+                         condition="#s = :running OR #s = :failed", condition_values={":running": "RUNNING",
+                                                                                 ":failed": "FAILED"},
+                         extra_names={"#s": "status"})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def mark_status(self, run_id: str, status: str) -> None:
         if status not in STATUSES:

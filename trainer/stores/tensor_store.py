@@ -34,8 +34,8 @@ return 'OK'
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local ttl = tonumber(ARGV[1])
-for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end
-redis.call('SET', KEYS[1], '-1', 'EX', ttl)
+for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 return 1
 """
 
@@ -91,13 +91,14 @@ class RedisTensorStore:
         return [self._key(run_id, "t", n) for n in names]
 
     # -- run life cycle ---------------------------------------------------------------------
-    def create_run(self, run_id: str, config_json: str, tensors: dict[str, np.ndarray]) -> bool:
+    def create_run(self, run_id: str, config_json: str, tensors: dict[str, np.ndarray], cursor: int = -1) -> bool:
+        """Write a run's state, positioned after step `cursor`; refused if the run has state already."""
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
         keys = [self._key(run_id, "cursor"), self._key(run_id, "config"), *self._tensor_keys(run_id, names)]
         self.traffic.round_trips += 1
         self.traffic.bytes_written += sum(map(len, blobs))
-        return bool(self._create(keys=keys, args=[self.ttl_s, config_json, *blobs]))
+        return bool(self._create(keys=keys, args=[self.ttl_s, str(cursor), config_json, *blobs]))
 
     def exists(self, run_id: str) -> bool:
         return bool(self.client.exists(self._key(run_id, "cursor"), self._key(run_id, "config")))
@@ -184,10 +185,29 @@ class RedisTensorStore:
     def request_cancel(self, run_id: str) -> None:
         self.client.set(self._key(run_id, "cancel"), "1", ex=self.ttl_s)
 
+    def cancel_requested(self, run_id: str) -> bool:
+        return bool(self.client.exists(self._key(run_id, "cancel")))
+
+    def run_keys(self, run_id: str) -> list[bytes]:
+        return list(self.client.scan_iter(match=f"lnn:{{{run_id}}}:*", count=500))
+
     def delete_run(self, run_id: str, keep_cursor: bool = True) -> int:
-        """Remove a run's tensors and data; the cursor stays so late duplicates are still refused."""
-        keys = [k for k in self.client.scan_iter(match=f"lnn:{{{run_id}}}:*", count=500)]
+        """Remove a run's tensors and data; the cursor, config and cancel mark stay (until their
+        TTL) so that late duplicates are still recognised and refused."""
+        keys = self.run_keys(run_id)
         if keep_cursor:
-            keep = {self._key(run_id, "cursor").encode(), self._key(run_id, "config").encode()}
+            keep = {self._key(run_id, k).encode() for k in ("cursor", "config", "cancel")}
             keys = [k for k in keys if k not in keep]
         return int(self.client.delete(*keys)) if keys else 0
+
+    def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(cursor, config, tensors, data) of a run: what a local resume needs to restore it."""
+        tensors, data = {}, {}
+        prefix = f"lnn:{{{run_id}}}:"
+        for key in self.run_keys(run_id):
+            kind, _, name = key.decode()[len(prefix):].partition(":")
+            if kind in ("t", "data"):
+                value = self.client.get(key)
+                if value is not None:
+                    (tensors if kind == "t" else data)[name] = decode(value)
+        return self.cursor(run_id), self.config(run_id), tensors, data
