@@ -30,7 +30,7 @@ lint: setup ## ruff over the package and the tests
 	$(VENV)/bin/ruff check trainer tests
 	$(VENV)/bin/ruff format --check trainer tests
 
-test: setup lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
+test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
 	$(PY) -m pytest
 
 demo: setup ## train the cat benchmark (or DATASET=...) through the local runner
