@@ -28,6 +28,8 @@ import h5py
 import numpy as np
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from trainer import secrets as secrets_mod
 from trainer import services as services_mod
@@ -45,6 +47,7 @@ from trainer.stores import codec
 from trainer.stores.codec import CodecError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+NO_RETRY = Retry(NoBackoff(), 0)  # a refusal is the answer under test, not a blip to retry
 TRAINER_DIR = REPO_ROOT / "trainer"
 
 
@@ -124,7 +127,7 @@ def test_session_redis_is_tls_with_password(redis_server: RedisServer):
 
 def test_plaintext_connection_is_refused(redis_server: RedisServer):
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password,
-                         socket_timeout=3, socket_connect_timeout=3)
+                         socket_timeout=3, socket_connect_timeout=3, retry=NO_RETRY)
     with pytest.raises(redis.ConnectionError):
         client.ping()
     # At the wire: a plaintext AUTH + PING never gets an answer, only a closed connection.
@@ -149,7 +152,8 @@ def test_tls_without_password_is_refused(redis_server: RedisServer):
     assert _tls_exchange(redis_server, b"PING\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(redis_server, b"GET lnn:{x}:cursor\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(redis_server, b"AUTH not-the-password\r\n").startswith(b"-WRONGPASS")
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, ssl=True, ssl_ca_certs=redis_server.ca_file)
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, ssl=True, ssl_ca_certs=redis_server.ca_file,
+                         retry=NO_RETRY)
     with pytest.raises(redis.AuthenticationError):
         client.ping()
 
@@ -157,7 +161,7 @@ def test_tls_without_password_is_refused(redis_server: RedisServer):
 def test_tls_client_verifies_the_server(redis_server: RedisServer):
     """A client that does not trust the server's CA refuses to talk (no silent unverified TLS)."""
     client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password, ssl=True,
-                         socket_connect_timeout=3)
+                         socket_connect_timeout=3, retry=NO_RETRY)
     with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
         client.ping()
 
@@ -315,7 +319,7 @@ def test_h5_reads_only_numeric_expected_datasets(stack, tmp_path: Path):
         for key, value in arrays.items():
             handle.create_dataset(key, data=value)
         handle.create_dataset("list_classes", data=np.array([b"a", b"b"], dtype=object), dtype=h5py.string_dtype())
-    request, dataset = launch_handler.validate(small_request(dataset=str(extra)), stack.services)
+    _, dataset = launch_handler.validate(small_request(dataset=str(extra)), stack.services)
     assert dataset.examples == 120
 
 
@@ -435,7 +439,7 @@ def test_bad_run_ids_are_refused_by_request_and_event(run_id):
 
 
 def test_bad_run_ids_write_nothing(stack):
-    for run_id in ("../x", "a" * 65, "x}:y"):
+    for run_id in ("../x", "a" * 65, "x}:y", "run\n"):
         error = refused(small_request(run_id=run_id), stack.services)
         assert any(p.startswith("run_id") for p in error.problems), error.problems
 
