@@ -14,8 +14,9 @@ from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_A
 from trainer.nn.init import INITS
 from trainer.nn.optimizers import OPTIMIZERS
 
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-LAYER_KEY = re.compile(r"^layer([1-9][0-9]*)$")
+# \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
+RUN_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+LAYER_KEY = re.compile(r"\Alayer([1-9][0-9]*)\Z")
 MAX_EPOCHS = 1_000_000
 MAX_NEURONS = 1_000_000
 MAX_LAYERS = 64
@@ -24,7 +25,8 @@ MAX_LAYERS = 64
 class TrainingRequest(BaseModel):
     """What a user asks LNN to train. Only the first five fields are required."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: JSON true/false or "3" is not a number here; a request says what it means.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     dataset: str = Field(min_length=1, max_length=1024)
     neurons: dict[str, Any]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from trainer.data.builtin import BUILTIN
 
 REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
 MAX_DATASET_BYTES = 2 * 1024**3
+MAX_ABS_VALUE = 1e30
 
 BlobReader = Callable[[str, str], bytes]
 
@@ -43,6 +45,10 @@ def _read_bytes(source: str, read_blob: BlobReader | None, allowed_bucket: str |
         if read_blob is None:
             raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
         return read_blob(bucket, key), key
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        # On Lambda the only datasets are the stack's bucket and the built-ins, never the
+        # function's own file system.
+        raise DatasetError(f"dataset {source!r} must be an s3:// URI in the configured bucket or a built-in name")
     path = Path(source)
     if not path.is_file():
         raise DatasetError(f"dataset {source!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing file")
@@ -131,9 +137,14 @@ def check_raw(raw: dict[str, np.ndarray]) -> list[str]:
         problems.append(f"test_set_x has {x_test.shape[0]} examples but test_set_y has {y_test.shape[0]} labels")
     if x_train.shape[1:] != x_test.shape[1:]:
         problems.append(f"train_set_x examples have shape {x_train.shape[1:]} but test_set_x {x_test.shape[1:]}")
+    if x_train.ndim >= 1 and x_train.shape[0] and int(np.prod(x_train.shape[1:], dtype=np.int64)) == 0:
+        problems.append(f"train_set_x examples have no features (shape {x_train.shape[1:]})")
     for key, x in (("train_set_x", x_train), ("test_set_x", x_test)):
         if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
             problems.append(f"{key} contains NaN or infinity")
+        elif x.dtype.kind == "f" and x.size and float(np.max(np.abs(x))) > MAX_ABS_VALUE:
+            # Larger values overflow once normalised or cast to float32; no network trains on them.
+            problems.append(f"{key} has values beyond ±{MAX_ABS_VALUE:g}; rescale the data")
     return problems
 
 
