@@ -27,6 +27,13 @@ class TrainData:
     shift: np.ndarray
     scale: np.ndarray
 
+    def __post_init__(self) -> None:
+        # Examples-major memory (each example's features contiguous), as the launch's
+        # normalisation lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the
+        # row-major copy the codec returns (the largest products of a step); values unchanged.
+        self.x_train = np.asfortranarray(self.x_train)
+        self.x_test = np.asfortranarray(self.x_test)
+
 
 @dataclass
 class WorkingSet:

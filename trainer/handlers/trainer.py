@@ -10,6 +10,7 @@ so the retry recomputes the same steps from the same inputs.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,36 @@ class _NoDeadline:
 
     def get_remaining_time_in_millis(self) -> int:
         return 15 * 60 * 1000
+
+
+class _HistoryWriter:
+    """Writes the epoch history while the steps go on (numpy releases the GIL), one full DynamoDB batch
+    (25 items) at a time; finish() writes the rest and waits, re-raising any error, before the commit,
+    as the single write after the loop did. The puts are idempotent, so a retry may repeat them."""
+
+    BATCH = 25
+
+    def __init__(self, run_store: Any, run_id: str):
+        self.run_store, self.run_id, self.sent = run_store, run_id, 0
+        self.executor: ThreadPoolExecutor | None = None
+        self.futures: list[Future] = []
+
+    def add(self, epochs: list[dict[str, Any]]) -> None:
+        if len(epochs) - self.sent >= self.BATCH:
+            self.executor = self.executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="lnn-history")
+            batch = epochs[self.sent : self.sent + self.BATCH]
+            self.futures.append(self.executor.submit(self.run_store.put_epochs, self.run_id, batch))
+            self.sent += self.BATCH
+
+    def finish(self, epochs: list[dict[str, Any]]) -> None:
+        try:
+            if self.sent < len(epochs):
+                self.run_store.put_epochs(self.run_id, epochs[self.sent :])
+            for future in self.futures:
+                future.result()
+        finally:
+            if self.executor:
+                self.executor.shutdown(wait=True)
 
 
 def _config(svc: services_mod.Services, run_id: str) -> RunConfig:
@@ -146,6 +177,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
     started = time.monotonic()
     epoch_started = started
     epochs: list[dict[str, Any]] = []
+    history = _HistoryWriter(svc.run_store, run_id)
     current, executed, status = event, 0, "RUNNING"
     successor: Event | None = None
     while True:
@@ -166,6 +198,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
             epochs.append({"epoch": current.epoch, "cost": outcome.epoch_cost,
                            "duration_s": round(now - epoch_started, 6)})
             epoch_started = now
+            history.add(epochs)
             if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
                 _checkpoint(svc, config, ws, current)
         successor = next_event(plan, current)
@@ -176,7 +209,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         current = successor
 
     if epochs:
-        svc.run_store.put_epochs(run_id, epochs)
+        history.finish(epochs)
         if config.notify_every:
             for item in epochs:
                 if (item["epoch"] + 1) % config.notify_every == 0:
