@@ -4,7 +4,7 @@ decide where they point, so the same code talks to AWS or to an emulator."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -14,7 +14,7 @@ from botocore.config import Config
 RETRY_CONFIG = Config(retries={"mode": "standard", "max_attempts": 6}, connect_timeout=10, read_timeout=60)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _client(service: str, endpoint: str | None, region: str | None) -> Any:
     return boto3.client(service, config=RETRY_CONFIG, region_name=region)
 

@@ -16,8 +16,9 @@ def _prefix(run_id: str) -> str:
 
 def save(blob_store: S3BlobStore, run_id: str, epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> str:
     buffer = io.BytesIO()
-    np.savez(buffer, **{f"t_{name}": value for name, value in tensors.items()}, seq=np.array(seq),
-             epoch=np.array(epoch))
+    np.savez(
+        buffer, **{f"t_{name}": value for name, value in tensors.items()}, seq=np.array(seq), epoch=np.array(epoch)
+    )
     return blob_store.put(f"{_prefix(run_id)}epoch-{epoch:06d}.npz", buffer.getvalue())
 
 

@@ -19,19 +19,49 @@ STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
     "activations": {"layer1": "relu", "layer2": "relu", "layer3": "relu", "layer4": "sigmoid"},
-    "epochs": 2500, "learning_rate": 0.0075, "optimizer": "gd", "seed": 1, "init": "scaled_normal",
+    "epochs": 2500,
+    "learning_rate": 0.0075,
+    "optimizer": "gd",
+    "seed": 1,
+    "init": "scaled_normal",
 }
 BUILTIN_REQUESTS: dict[str, dict[str, Any]] = {
-    "moons": {"neurons": {"layer1": 16, "layer2": 8, "layer3": 1},
-              "activations": {"layer1": "tanh", "layer2": "relu", "layer3": "sigmoid"},
-              "epochs": 600, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
-    "circles": {"neurons": {"layer1": 16, "layer2": 1}, "activations": {"layer1": "relu", "layer2": "sigmoid"},
-                "epochs": 400, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
-    "spirals": {"neurons": {"layer1": 64, "layer2": 32, "layer3": 3},
-                "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
-                "epochs": 600, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
-    "blobs": {"neurons": {"layer1": 16, "layer2": 4}, "activations": {"layer1": "relu", "layer2": "softmax"},
-              "epochs": 200, "learning_rate": 0.01, "optimizer": "adam", "batch_size": 64, "init": "he"},
+    "moons": {
+        "neurons": {"layer1": 16, "layer2": 8, "layer3": 1},
+        "activations": {"layer1": "tanh", "layer2": "relu", "layer3": "sigmoid"},
+        "epochs": 600,
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_size": 64,
+        "init": "he",
+    },
+    "circles": {
+        "neurons": {"layer1": 16, "layer2": 1},
+        "activations": {"layer1": "relu", "layer2": "sigmoid"},
+        "epochs": 400,
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_size": 64,
+        "init": "he",
+    },
+    "spirals": {
+        "neurons": {"layer1": 64, "layer2": 32, "layer3": 3},
+        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
+        "epochs": 600,
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_size": 64,
+        "init": "he",
+    },
+    "blobs": {
+        "neurons": {"layer1": 16, "layer2": 4},
+        "activations": {"layer1": "relu", "layer2": "softmax"},
+        "epochs": 200,
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_size": 64,
+        "init": "he",
+    },
 }
 
 
@@ -48,16 +78,23 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
 
     started = time.monotonic()
     with runner.local_servers() as (redis_server, _moto):
-        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password,
-                               redis_tls=True, redis_ca_file=redis_server.ca_file)
+        stack = runner.connect(
+            "127.0.0.1", redis_server.port, redis_server.password, redis_tls=True, redis_ca_file=redis_server.ca_file
+        )
         try:
             launched = runner.launch(payload)
         except RequestError as exc:
             print(str(exc), file=sys.stderr)
             return 2
         run_id = launched["run_id"]
-        bar = tqdm(total=launched["epochs"], unit="epoch", desc=run_id, disable=quiet or as_json,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=launched["epochs"],
+            unit="epoch",
+            desc=run_id,
+            disable=quiet or as_json,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
         def progress(result: dict[str, Any]) -> None:
             last = result.get("last_epoch")
@@ -90,8 +127,10 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     if not as_json:
         print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
         if run["status"] == "SUCCEEDED":
-            print(f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
-                  f"test accuracy {summary['test_accuracy']:.4f}")
+            print(
+                f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
+                f"test accuracy {summary['test_accuracy']:.4f}"
+            )
             print(f"  model: {record.get('model_path')}; history: {RUNS_DIR / run_id / 'run.json'}")
         else:
             print(f"  reason: {run.get('failure_reason')}")
@@ -106,8 +145,7 @@ def _invoke_launch_function(payload: dict[str, Any]) -> int:
     """Resume/cancel against AWS go through LaunchLambda: only it can reach the cache in the VPC."""
     from trainer.aws import client
 
-    resp = client("lambda").invoke(FunctionName=os.environ["LAUNCH_FUNCTION_ARN"],
-                                   Payload=json.dumps(payload).encode())
+    resp = client("lambda").invoke(FunctionName=os.environ["LAUNCH_FUNCTION_ARN"], Payload=json.dumps(payload).encode())
     body = json.loads(resp["Payload"].read() or b"null")
     if resp.get("FunctionError"):
         print(body.get("errorMessage", body) if isinstance(body, dict) else body, file=sys.stderr)
@@ -126,8 +164,13 @@ def _resume(args: argparse.Namespace) -> int:
         raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
     started = time.monotonic()
     with runner.local_servers() as (redis_server, _moto):
-        stack = runner.connect("127.0.0.1", redis_server.port, redis_server.password,
-                               redis_tls=redis_server.tls, redis_ca_file=redis_server.ca_file)
+        stack = runner.connect(
+            "127.0.0.1",
+            redis_server.port,
+            redis_server.password,
+            redis_tls=redis_server.tls,
+            redis_ca_file=redis_server.ca_file,
+        )
         run_id = runner.restore_run(stack, run_dir)
         try:
             resumed = lifecycle.resume(stack.services, run_id)
@@ -138,9 +181,17 @@ def _resume(args: argparse.Namespace) -> int:
         runner.drain(stack)
         record = runner.export_run(stack, run_id, RUNS_DIR)
     run = record["run"]
-    print(json.dumps({"run_id": run_id, "status": run["status"], "final_cost": run.get("final_cost"),
-                      "test_accuracy": run.get("test_accuracy"),
-                      "duration_s": round(time.monotonic() - started, 3)}))
+    print(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "status": run["status"],
+                "final_cost": run.get("final_cost"),
+                "test_accuracy": run.get("test_accuracy"),
+                "duration_s": round(time.monotonic() - started, 3),
+            }
+        )
+    )
     return 0 if run["status"] == "SUCCEEDED" else 1
 
 
@@ -181,8 +232,21 @@ def _load_record(run_id: str) -> dict[str, Any]:
 def _status(args: argparse.Namespace) -> int:
     record = _load_record(args.run_id)
     run = record["run"]
-    shown = {k: run.get(k) for k in ("run_id", "status", "final_cost", "train_accuracy", "test_accuracy",
-                                      "last_seq", "total_steps", "failure_reason", "failed_step", "model_uri")}
+    shown = {
+        k: run.get(k)
+        for k in (
+            "run_id",
+            "status",
+            "final_cost",
+            "train_accuracy",
+            "test_accuracy",
+            "last_seq",
+            "total_steps",
+            "failure_reason",
+            "failed_step",
+            "model_uri",
+        )
+    }
     shown["status"] = lifecycle.effective_status(run, args.stall_after)
     shown["epochs_recorded"] = len(record["epochs"])
     print(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=1))
@@ -233,8 +297,10 @@ def _predict(args: argparse.Namespace) -> int:
     x_raw = raw[f"{args.split}_set_x"]
     x_raw = x_raw.reshape(x_raw.shape[0], -1)
     if x_raw.shape[1] != shift.shape[0]:
-        print(f"cannot predict: the model expects {shift.shape[0]} features, the dataset has {x_raw.shape[1]}",
-              file=sys.stderr)
+        print(
+            f"cannot predict: the model expects {shift.shape[0]} features, the dataset has {x_raw.shape[1]}",
+            file=sys.stderr,
+        )
         return 2
     a = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
     for i, act in enumerate(activations, start=1):
@@ -242,8 +308,16 @@ def _predict(args: argparse.Namespace) -> int:
     predictions = (a > 0).astype(int).ravel() if activations[-1] == "sigmoid" else np.argmax(a, axis=0)
     labels = np.asarray(raw[f"{args.split}_set_y"]).reshape(-1).astype(int)
     accuracy = float(np.mean(predictions == labels))
-    print(json.dumps({"split": args.split, "examples": int(labels.size), "accuracy": accuracy,
-                      "predictions": predictions.tolist() if args.show else None}))
+    print(
+        json.dumps(
+            {
+                "split": args.split,
+                "examples": int(labels.size),
+                "accuracy": accuracy,
+                "predictions": predictions.tolist() if args.show else None,
+            }
+        )
+    )
     return 0
 
 

@@ -174,8 +174,9 @@ def predict(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray) -> 
     """Class predictions (1, m) for column-layout inputs."""
     a = x
     for layer in range(1, config.layers + 1):
-        a = layers.forward(a, params[f"W{layer}"], params[f"b{layer}"], config.activations[layer - 1],
-                           output=layer == config.layers)
+        a = layers.forward(
+            a, params[f"W{layer}"], params[f"b{layer}"], config.activations[layer - 1], output=layer == config.layers
+        )
     if config.output_activation == "sigmoid":
         return (a > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
     return np.argmax(a, axis=0).reshape(1, -1)

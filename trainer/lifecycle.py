@@ -18,8 +18,9 @@ from trainer.stores.tensor_store import NO_CURSOR
 DEFAULT_STALL_AFTER_S = 900.0
 
 
-def effective_status(run: dict[str, Any], stall_after_s: float = DEFAULT_STALL_AFTER_S,
-                     now: float | None = None) -> str:
+def effective_status(
+    run: dict[str, Any], stall_after_s: float = DEFAULT_STALL_AFTER_S, now: float | None = None
+) -> str:
     """RUNNING with no step for `stall_after_s` seconds is STALLED."""
     now = time.time() if now is None else now
     if run.get("status") == "RUNNING" and now - float(run.get("last_step_at", now)) > stall_after_s:
@@ -77,10 +78,17 @@ def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[s
     dataset = prepare(raw, request.get("normalize", "auto"), config.dtype)
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
-    svc.tensor_store.put_data(config.run_id, {
-        "x_train": dataset.x_train, "y_train": dataset.y_train, "x_test": dataset.x_test,
-        "y_test": dataset.y_test, "shift": dataset.shift, "scale": dataset.scale,
-    })
+    svc.tensor_store.put_data(
+        config.run_id,
+        {
+            "x_train": dataset.x_train,
+            "y_train": dataset.y_train,
+            "x_test": dataset.x_test,
+            "y_test": dataset.y_test,
+            "shift": dataset.shift,
+            "scale": dataset.scale,
+        },
+    )
 
 
 def cancel(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:

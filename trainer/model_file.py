@@ -13,8 +13,14 @@ def dumps(config: RunConfig, params: dict[str, np.ndarray], shift: np.ndarray, s
     buffer = io.BytesIO()
     arrays = {f"W{i}": params[f"W{i}"] for i in range(1, config.layers + 1)}
     arrays |= {f"b{i}": params[f"b{i}"] for i in range(1, config.layers + 1)}
-    np.savez(buffer, **arrays, activations=np.array(config.activations), shift=shift, scale=scale,
-             dtype=np.array(config.dtype))
+    np.savez(
+        buffer,
+        **arrays,
+        activations=np.array(config.activations),
+        shift=shift,
+        scale=scale,
+        dtype=np.array(config.dtype),
+    )
     return buffer.getvalue()
 
 

@@ -115,7 +115,9 @@ def _layer_problems(payload: dict[str, Any]) -> list[str]:
     count = len(activations)
     for key, value in activations.items():
         if value not in ALL_ACTIVATIONS:
-            problems.append(f"activations.{key}: unknown activation {value!r} (expected one of {', '.join(ALL_ACTIVATIONS)})")
+            problems.append(
+                f"activations.{key}: unknown activation {value!r} (expected one of {', '.join(ALL_ACTIVATIONS)})"
+            )
             continue
         is_output = key == f"layer{count}"
         if is_output and value not in OUTPUT_ACTIVATIONS:

@@ -26,8 +26,9 @@ class Services:
 
 def build(settings: Settings, invoker: Invoker | None = None) -> Services:
     password = secret_string(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
-    redis_client = connect(settings.redis_host, settings.redis_port, password, settings.redis_tls,
-                           settings.redis_ca_file)
+    redis_client = connect(
+        settings.redis_host, settings.redis_port, password, settings.redis_tls, settings.redis_ca_file
+    )
     return Services(
         settings=settings,
         tensor_store=RedisTensorStore(redis_client),

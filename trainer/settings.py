@@ -28,8 +28,11 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        missing = [n for n in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "REDIS_HOST")
-                   if not os.environ.get(n)]
+        missing = [
+            n
+            for n in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "REDIS_HOST")
+            if not os.environ.get(n)
+        ]
         if missing:
             raise RuntimeError(f"missing configuration: set {', '.join(missing)} in the environment")
         return cls(
@@ -43,7 +46,8 @@ class Settings:
             redis_auth_secret_arn=os.environ.get("REDIS_AUTH_SECRET_ARN") or None,
             redis_tls=_flag("REDIS_TLS", True),
             redis_ca_file=os.environ.get("REDIS_CA_FILE") or None,
-            memory_mb=int(os.environ.get("TRAINER_MEMORY_MB") or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-                          or 10240),
+            memory_mb=int(
+                os.environ.get("TRAINER_MEMORY_MB") or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 10240
+            ),
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
         )

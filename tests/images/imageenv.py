@@ -155,9 +155,9 @@ def build(root: Path | None = None) -> ImageEnv:
 
     python = find_python312()
     version = python_version(python)
-    key = hashlib.sha256(
-        LOCK_FILE.read_bytes() + version.encode() + " ".join(PIP_INSTALL_ARGS).encode()
-    ).hexdigest()[:16]
+    key = hashlib.sha256(LOCK_FILE.read_bytes() + version.encode() + " ".join(PIP_INSTALL_ARGS).encode()).hexdigest()[
+        :16
+    ]
     cached = CACHE_DIR / f"py{version}-{key}"
     deps_dir = cached / "opt" / "deps"
     venv_dir = cached / "python"

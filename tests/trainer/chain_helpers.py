@@ -20,8 +20,12 @@ class InjectedFault(RuntimeError):
     """A crash the test causes on purpose."""
 
 
-def run_to_end(stack: runner.LocalStack, payload: dict[str, Any], pick: Callable[[list], int] | None = None,
-               max_deliveries: int = 100_000) -> tuple[str, int]:
+def run_to_end(
+    stack: runner.LocalStack,
+    payload: dict[str, Any],
+    pick: Callable[[list], int] | None = None,
+    max_deliveries: int = 100_000,
+) -> tuple[str, int]:
     """Launch and deliver until the queue is empty; a failed delivery is redelivered (Lambda's
     retry). Returns (run_id, deliveries)."""
     stack.invoker.queue.clear()
@@ -80,9 +84,16 @@ def monolithic_reference(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray]
     sizes = [ds.features] + [payload["neurons"][f"layer{i}"] for i in range(1, n + 1)]
     params = initialise(sizes, payload.get("init", "scaled_normal"), payload.get("seed", 1), dtype)
     return monolithic.train(
-        ds.x_train, ds.y_train, params, [payload["activations"][f"layer{i}"] for i in range(1, n + 1)],
-        payload["epochs"], payload["learning_rate"], payload.get("optimizer", "gd"), payload.get("l2", 0.0),
-        payload.get("batch_size"), payload.get("seed", 1),
+        ds.x_train,
+        ds.y_train,
+        params,
+        [payload["activations"][f"layer{i}"] for i in range(1, n + 1)],
+        payload["epochs"],
+        payload["learning_rate"],
+        payload.get("optimizer", "gd"),
+        payload.get("l2", 0.0),
+        payload.get("batch_size"),
+        payload.get("seed", 1),
     )
 
 

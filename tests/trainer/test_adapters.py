@@ -22,16 +22,21 @@ def test_lambda_invoker_sends_an_asynchronous_invoke(aws_env) -> None:
     # invoke_async raises unless the service answers 202 Accepted, the asynchronous contract.
     invoker.invoke_async({"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0})
     assert calls[0]["headers"]["X-Amz-Invocation-Type"] == "Event"
-    assert json.loads(calls[0]["body"]) == {"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0,
-                                            "seq": 0}
+    assert json.loads(calls[0]["body"]) == {
+        "state": "start",
+        "run_id": "r",
+        "epoch": 0,
+        "layer": 0,
+        "batch": 0,
+        "seq": 0,
+    }
 
 
 def _subscribe_queue(topic_arn: str, name: str) -> str:
     sqs = client("sqs")
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
-                            Attributes={"RawMessageDelivery": "true"})
+    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     return url
 
 
@@ -58,9 +63,15 @@ def test_notifier_messages_reach_a_subscribed_queue(aws_env) -> None:
 
 def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
     url = _subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
-    payload = {"dataset": "moons", "neurons": {"layer1": 4, "layer2": 1},
-               "activations": {"layer1": "relu", "layer2": "sigmoid"}, "epochs": 4, "learning_rate": 0.1,
-               "notify_every": 2, "chain": "per_step"}
+    payload = {
+        "dataset": "moons",
+        "neurons": {"layer1": 4, "layer2": 1},
+        "activations": {"layer1": "relu", "layer2": "sigmoid"},
+        "epochs": 4,
+        "learning_rate": 0.1,
+        "notify_every": 2,
+        "chain": "per_step",
+    }
     run_id, _ = run_to_end(stack, payload)
     messages = [m for m in _drain_queue(url) if m["run_id"] == run_id]
     kinds = [m["kind"] for m in messages]
@@ -73,8 +84,13 @@ def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
 
 
 def test_run_store_keeps_the_run_and_one_item_per_epoch(stack) -> None:
-    payload = {"dataset": "circles", "neurons": {"layer1": 4, "layer2": 1},
-               "activations": {"layer1": "tanh", "layer2": "sigmoid"}, "epochs": 5, "learning_rate": 0.1}
+    payload = {
+        "dataset": "circles",
+        "neurons": {"layer1": 4, "layer2": 1},
+        "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+        "epochs": 5,
+        "learning_rate": 0.1,
+    }
     run_id, _ = run_to_end(stack, payload)
     store = stack.services.run_store
     run = store.get_run(run_id)

@@ -20,11 +20,18 @@ SMALL = {
 VARIANTS = {
     "full-batch-gd": {},
     "minibatch-adam-l2": {"optimizer": "adam", "batch_size": 64, "l2": 0.3, "init": "he"},
-    "momentum-leaky": {"optimizer": "momentum", "activations": {"layer1": "leaky_relu", "layer2": "sigmoid",
-                                                                "layer3": "sigmoid"}},
-    "softmax-spirals": {"dataset": "spirals", "neurons": {"layer1": 8, "layer2": 5, "layer3": 3},
-                        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
-                        "batch_size": 100, "optimizer": "adam", "normalize": "standardize"},
+    "momentum-leaky": {
+        "optimizer": "momentum",
+        "activations": {"layer1": "leaky_relu", "layer2": "sigmoid", "layer3": "sigmoid"},
+    },
+    "softmax-spirals": {
+        "dataset": "spirals",
+        "neurons": {"layer1": 8, "layer2": 5, "layer3": 3},
+        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
+        "batch_size": 100,
+        "optimizer": "adam",
+        "normalize": "standardize",
+    },
     "float32": {"dtype": "float32", "optimizer": "adam", "batch_size": 50},
 }
 

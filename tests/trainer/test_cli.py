@@ -16,19 +16,34 @@ from tests.conftest import REPO_ROOT
 def _cli(*args: str, runs_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
     environment.update({"LNN_RUNS_DIR": str(runs_dir), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "trainer", *args], cwd=REPO_ROOT, env=environment,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", *args],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     runs = tmp_path_factory.mktemp("runs")
     request = runs / "request.json"
-    request.write_text(json.dumps({
-        "dataset": "spirals", "neurons": {"layer1": 16, "layer2": 3},
-        "activations": {"layer1": "relu", "layer2": "softmax"}, "epochs": 40, "learning_rate": 0.02,
-        "optimizer": "adam", "batch_size": 64, "init": "he",
-    }))
+    request.write_text(
+        json.dumps(
+            {
+                "dataset": "spirals",
+                "neurons": {"layer1": 16, "layer2": 3},
+                "activations": {"layer1": "relu", "layer2": "softmax"},
+                "epochs": 40,
+                "learning_rate": 0.02,
+                "optimizer": "adam",
+                "batch_size": 64,
+                "init": "he",
+            }
+        )
+    )
     done = _cli("train", str(request), "--json", runs_dir=runs)
     assert done.returncode == 0, done.stderr
     return runs, json.loads(done.stdout.strip().splitlines()[-1])
@@ -36,8 +51,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_train_prints_one_json_summary_last(trained) -> None:
     _, summary = trained
-    assert set(summary) == {"run_id", "status", "epochs", "final_cost", "train_accuracy", "test_accuracy",
-                            "duration_s"}
+    assert set(summary) == {"run_id", "status", "epochs", "final_cost", "train_accuracy", "test_accuracy", "duration_s"}
     assert summary["status"] == "SUCCEEDED" and summary["epochs"] == 40
     assert summary["test_accuracy"] > 0.5  # three classes: chance is a third
 
@@ -71,8 +85,17 @@ def test_unknown_runs_and_bad_requests_are_clear(tmp_path) -> None:
     done = _cli("status", "no-such-run", runs_dir=tmp_path)
     assert done.returncode == 2 and "no run 'no-such-run'" in done.stderr
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"dataset": "moons", "neurons": {"layer1": -1}, "activations": {"layer1": "x"},
-                               "epochs": 1, "learning_rate": 1}))
+    bad.write_text(
+        json.dumps(
+            {
+                "dataset": "moons",
+                "neurons": {"layer1": -1},
+                "activations": {"layer1": "x"},
+                "epochs": 1,
+                "learning_rate": 1,
+            }
+        )
+    )
     done = _cli("train", str(bad), runs_dir=tmp_path)
     assert done.returncode == 2
     assert "invalid training request" in done.stderr and "neurons.layer1" in done.stderr

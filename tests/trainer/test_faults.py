@@ -47,8 +47,12 @@ class AwsFaults(Faults):
 @pytest.mark.parametrize("campaign", range(6))
 def test_disturbed_runs_end_identical(stack, campaign: int) -> None:
     rng = random.Random(1000 + campaign)
-    payload = {**BASE, "chain": rng.choice(["per_step", "fused"]), "max_steps_per_invocation": rng.randint(3, 12),
-               "seed": campaign}
+    payload = {
+        **BASE,
+        "chain": rng.choice(["per_step", "fused"]),
+        "max_steps_per_invocation": rng.randint(3, 12),
+        "seed": campaign,
+    }
     reference, _ = run_to_end(stack, payload)
     copies = rng.choice([1, 2, 3])
     original = stack.invoker.invoke_async

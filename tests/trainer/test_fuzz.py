@@ -31,9 +31,18 @@ from trainer.request import RUN_ID_PATTERN, TrainingRequest, parse
 from trainer.statemachine import EVENT_KEYS, STATES, Event, parse_event
 
 # Bounded and deterministic: the same examples on every machine, no example database.
-FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.filter_too_much, HealthCheck.data_too_large])
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
 
 FIELDS = set(TrainingRequest.model_fields)
 # A problem names a field ("epochs: ...", "neurons.layer2: ...", "dataset: ...") or the request as a whole.
@@ -41,8 +50,13 @@ PROBLEM = re.compile(r"^(?P<field>[a-z_0-9]+)(\.[^:]*)?:|^neurons and activation
 RUN_ID_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-GOOD_REQUEST = {"dataset": "moons", "neurons": {"layer1": 3, "layer2": 1},
-                "activations": {"layer1": "relu", "layer2": "sigmoid"}, "epochs": 2, "learning_rate": 0.1}
+GOOD_REQUEST = {
+    "dataset": "moons",
+    "neurons": {"layer1": 3, "layer2": 1},
+    "activations": {"layer1": "relu", "layer2": "sigmoid"},
+    "epochs": 2,
+    "learning_rate": 0.1,
+}
 
 
 def names_a_field(problem: str) -> bool:
@@ -55,11 +69,34 @@ def names_a_field(problem: str) -> bool:
 
 # -- JSON-like values ----------------------------------------------------------------------------
 
-SPECIAL_NUMBERS = st.sampled_from([0, -1, 1, 2**31, 2**63, 10**30, -(10**30), 0.0, -0.0, 1e-320, 1e308,
-                                   float("nan"), float("inf"), float("-inf"), 1.5, True, False])
+SPECIAL_NUMBERS = st.sampled_from(
+    [
+        0,
+        -1,
+        1,
+        2**31,
+        2**63,
+        10**30,
+        -(10**30),
+        0.0,
+        -0.0,
+        1e-320,
+        1e308,
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+        1.5,
+        True,
+        False,
+    ]
+)
 JSON_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12), SPECIAL_NUMBERS,
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    SPECIAL_NUMBERS,
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
@@ -68,12 +105,28 @@ JSON_VALUES = st.recursive(
 )
 
 LAYER_KEYS = st.one_of(
-    st.sampled_from(["layer1", "layer2", "layer3", "layer0", "layer01", "Layer1", "layer", "layer1 ",
-                     "layer-1", "layer99", "layer1\n", "layer٣", "layer\u00b2"]),
+    st.sampled_from(
+        [
+            "layer1",
+            "layer2",
+            "layer3",
+            "layer0",
+            "layer01",
+            "Layer1",
+            "layer",
+            "layer1 ",
+            "layer-1",
+            "layer99",
+            "layer1\n",
+            "layer٣",
+            "layer\u00b2",
+        ]
+    ),
     st.text(max_size=6),
 )
 LAYER_VALUES = st.one_of(
-    st.integers(min_value=-3, max_value=12), st.sampled_from([10**7, 2**64, 1.0, 2.5, True, "4", None]),
+    st.integers(min_value=-3, max_value=12),
+    st.sampled_from([10**7, 2**64, 1.0, 2.5, True, "4", None]),
     st.sampled_from(["relu", "tanh", "sigmoid", "softmax", "leaky_relu", "Relu", "linear", ""]),
     JSON_VALUES,
 )
@@ -85,8 +138,10 @@ def layer_maps(draw) -> tuple[dict, dict]:
     roll = draw(st.randoms(use_true_random=True)).random()
     kind = "good" if roll < 0.6 else "mutated" if roll < 0.85 else "random"
     if kind == "random":
-        return (draw(st.dictionaries(LAYER_KEYS, LAYER_VALUES, max_size=4)),
-                draw(st.dictionaries(LAYER_KEYS, LAYER_VALUES, max_size=4)))
+        return (
+            draw(st.dictionaries(LAYER_KEYS, LAYER_VALUES, max_size=4)),
+            draw(st.dictionaries(LAYER_KEYS, LAYER_VALUES, max_size=4)),
+        )
     count = draw(st.integers(min_value=1, max_value=3))
     neurons = {f"layer{i}": draw(st.integers(min_value=1, max_value=6)) for i in range(1, count + 1)}
     hidden = st.sampled_from(["relu", "tanh", "sigmoid", "leaky_relu"])
@@ -126,8 +181,10 @@ def field_value(valid: st.SearchStrategy) -> st.SearchStrategy:
 
 RUN_IDS = mostly(
     st.from_regex(RUN_ID_CHARS, fullmatch=True),
-    st.one_of(st.sampled_from(["..", "a/b", "run*", "{x}", "a b", "a" * 65, "", "run\n", "-x", "x:y", "é"]),
-              st.text(max_size=70)),
+    st.one_of(
+        st.sampled_from(["..", "a/b", "run*", "{x}", "a b", "a" * 65, "", "run\n", "-x", "x:y", "é"]),
+        st.text(max_size=70),
+    ),
     one_in=2,
 )
 OPTIONAL = {
@@ -149,12 +206,29 @@ OPTIONAL = {
 
 def dataset_values(bucket: str) -> st.SearchStrategy:
     builtin = st.sampled_from(["moons", "circles", "moons", "circles", "blobs", "spirals"])
-    return mostly(builtin, st.one_of(
-        st.sampled_from([f"s3://{bucket}/missing.npz", "s3://other-bucket/data.h5", f"s3://{bucket}",
-                         "s3://", "/nonexistent/x.npz", "../../etc/passwd", "/etc/hostname", "moons.h5", "",
-                         "x" * 1100, "nul\0.npz", "/dev/null", "/proc/self/environ"]),
-        JSON_VALUES,
-    ))
+    return mostly(
+        builtin,
+        st.one_of(
+            st.sampled_from(
+                [
+                    f"s3://{bucket}/missing.npz",
+                    "s3://other-bucket/data.h5",
+                    f"s3://{bucket}",
+                    "s3://",
+                    "/nonexistent/x.npz",
+                    "../../etc/passwd",
+                    "/etc/hostname",
+                    "moons.h5",
+                    "",
+                    "x" * 1100,
+                    "nul\0.npz",
+                    "/dev/null",
+                    "/proc/self/environ",
+                ]
+            ),
+            JSON_VALUES,
+        ),
+    )
 
 
 @st.composite
@@ -181,6 +255,7 @@ def requests(draw, bucket: str) -> Any:
 
 # -- shared checks -------------------------------------------------------------------------------
 
+
 def written_state(svc) -> tuple[int, int, int]:
     keys = svc.tensor_store.client.dbsize()
     items = aws_client("dynamodb").scan(TableName=svc.settings.table_name, Select="COUNT")["Count"]
@@ -188,8 +263,17 @@ def written_state(svc) -> tuple[int, int, int]:
     return keys, items, objects
 
 
-NUMERIC_FIELDS = ("epochs", "learning_rate", "batch_size", "l2", "seed", "max_steps_per_invocation",
-                  "time_margin_ms", "notify_every", "checkpoint_every")
+NUMERIC_FIELDS = (
+    "epochs",
+    "learning_rate",
+    "batch_size",
+    "l2",
+    "seed",
+    "max_steps_per_invocation",
+    "time_margin_ms",
+    "notify_every",
+    "checkpoint_every",
+)
 
 
 def check_accepted_request(request: TrainingRequest, payload: Any) -> None:
@@ -219,6 +303,7 @@ def check_refusal(problems: list[str], payload: Any) -> None:
 
 
 # -- request validator -----------------------------------------------------------------------------
+
 
 @settings(FUZZ, max_examples=400)
 @given(payload=st.one_of(JSON_VALUES, requests("lnn-bucket")))
@@ -268,15 +353,20 @@ def test_launch_validate_accepts_or_refuses_and_writes_nothing(svc, data):
 
 # -- trainer event parser --------------------------------------------------------------------------
 
+
 @st.composite
 def events(draw) -> Any:
     if chance(draw, 1 / 8):
         return draw(JSON_VALUES)
-    counters = mostly(st.integers(min_value=0, max_value=50),
-                      st.one_of(SPECIAL_NUMBERS, JSON_VALUES, st.sampled_from([-1, 2**40 - 1, 2**40, 2**64])), 6)
+    counters = mostly(
+        st.integers(min_value=0, max_value=50),
+        st.one_of(SPECIAL_NUMBERS, JSON_VALUES, st.sampled_from([-1, 2**40 - 1, 2**40, 2**64])),
+        6,
+    )
     event = {
-        "state": draw(mostly(st.sampled_from(STATES),
-                             st.one_of(st.sampled_from(["Start", "loss", "", "finish "]), JSON_VALUES))),
+        "state": draw(
+            mostly(st.sampled_from(STATES), st.one_of(st.sampled_from(["Start", "loss", "", "finish "]), JSON_VALUES))
+        ),
         "run_id": draw(mostly(RUN_IDS, JSON_VALUES, 6)),
         **{key: draw(counters) for key in ("epoch", "layer", "batch", "seq")},
     }
@@ -303,8 +393,7 @@ def test_parse_event_returns_a_valid_event_or_event_error(payload):
     event_("accepted")
     assert isinstance(event, Event)
     assert event.state in STATES
-    assert isinstance(event.run_id, str) and RUN_ID_CHARS.fullmatch(event.run_id), \
-        f"accepted run_id {event.run_id!r}"
+    assert isinstance(event.run_id, str) and RUN_ID_CHARS.fullmatch(event.run_id), f"accepted run_id {event.run_id!r}"
     assert RUN_ID_PATTERN.match(event.run_id)
     for value in (event.epoch, event.layer, event.batch, event.seq):
         assert type(value) is int and 0 <= value < 2**40
@@ -334,10 +423,25 @@ def raw_arrays(draw) -> dict[str, Any]:
         if key not in arrays or key in final or np.ndim(arrays[key]) == 0:
             continue
         value = arrays[key]
-        mutation = draw(st.sampled_from([
-            "odd_value", "label_range", "label_negative", "label_fraction", "length", "drop", "rename", "object",
-            "string", "scalar", "2d_labels", "transpose", "complex",
-        ]))
+        mutation = draw(
+            st.sampled_from(
+                [
+                    "odd_value",
+                    "label_range",
+                    "label_negative",
+                    "label_fraction",
+                    "length",
+                    "drop",
+                    "rename",
+                    "object",
+                    "string",
+                    "scalar",
+                    "2d_labels",
+                    "transpose",
+                    "complex",
+                ]
+            )
+        )
         if mutation == "odd_value" and value.size and value.dtype.kind == "f":
             value = value.copy()
             value.flat[draw(st.integers(min_value=0, max_value=value.size - 1))] = draw(ODD_FLOATS)
@@ -388,8 +492,11 @@ def _bytes_of(arrays: dict[str, Any], fmt: str) -> bytes:
             for key, value in arrays.items():
                 value = np.asarray(value)
                 if value.dtype.kind == "O":
-                    handle.create_dataset(key, data=np.array([str(v).encode() for v in value.ravel()],
-                                                             dtype=object), dtype=h5py.string_dtype())
+                    handle.create_dataset(
+                        key,
+                        data=np.array([str(v).encode() for v in value.ravel()], dtype=object),
+                        dtype=h5py.string_dtype(),
+                    )
                 elif value.dtype.kind == "U":
                     handle.create_dataset(key, data=value.astype("S"))
                 else:
@@ -420,8 +527,11 @@ def dataset_files(draw) -> tuple[str, bytes]:
 
 
 @settings(FUZZ, max_examples=250)
-@given(file=dataset_files(), method=st.sampled_from(["auto", "none", "minmax", "standardize"]),
-       dtype=st.sampled_from(["float64", "float32"]))
+@given(
+    file=dataset_files(),
+    method=st.sampled_from(["auto", "none", "minmax", "standardize"]),
+    dtype=st.sampled_from(["float64", "float32"]),
+)
 def test_loader_refuses_bad_files_with_dataset_error_or_problems(file, method, dtype):
     fmt, blob = file
     with tempfile.TemporaryDirectory(prefix="lnn-fuzz-") as tmp:
@@ -449,19 +559,23 @@ def test_loader_refuses_bad_files_with_dataset_error_or_problems(file, method, d
     assert dataset.features >= 1, "accepted a dataset whose examples have no features"
     assert dataset.examples >= 1 and dataset.x_test.shape[1] >= 1
     for name in ("x_train", "x_test", "y_train", "y_test", "shift", "scale"):
-        assert np.all(np.isfinite(getattr(dataset, name))), \
+        assert np.all(np.isfinite(getattr(dataset, name))), (
             f"accepted data whose {name} is not finite after {method}/{dtype} normalisation"
+        )
     if dataset.classes <= 2**20:  # more classes than any output layer may have: refused by check_against_data
         labels = np.concatenate([dataset.y_train.ravel(), dataset.y_test.ravel()])
         assert np.all(labels >= 0) and np.all(labels == np.floor(labels)) and np.all(labels < dataset.classes)
 
 
-@pytest.mark.parametrize(("x", "method", "dtype"), [
-    (np.array([[1e308], [-1e308], [0.0]]), "minmax", "float64"),  # span overflows to inf
-    (np.array([[1e308], [-1e308], [0.0]]), "minmax", "float32"),
-    (np.array([[1e39], [1.0], [0.0]]), "auto", "float32"),  # finite in float64, inf in float32
-    (np.array([[1e39], [1.0], [0.0]]), "none", "float32"),
-])
+@pytest.mark.parametrize(
+    ("x", "method", "dtype"),
+    [
+        (np.array([[1e308], [-1e308], [0.0]]), "minmax", "float64"),  # span overflows to inf
+        (np.array([[1e308], [-1e308], [0.0]]), "minmax", "float32"),
+        (np.array([[1e39], [1.0], [0.0]]), "auto", "float32"),  # finite in float64, inf in float32
+        (np.array([[1e39], [1.0], [0.0]]), "none", "float32"),
+    ],
+)
 def test_finite_data_that_overflows_when_normalised_is_refused(tmp_path: Path, x, method, dtype):
     """Finite raw data can still become inf/NaN after normalisation or the float32 cast: either
     check_raw (or validate) refuses it, or the prepared data is finite."""
@@ -473,22 +587,32 @@ def test_finite_data_that_overflows_when_normalised_is_refused(tmp_path: Path, x
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         dataset = prepare(raw, method, dtype)
-    assert np.all(np.isfinite(dataset.x_train)) and np.all(np.isfinite(dataset.x_test)), \
+    assert np.all(np.isfinite(dataset.x_train)) and np.all(np.isfinite(dataset.x_test)), (
         f"{method}/{dtype}: accepted data that is not finite once normalised"
+    )
 
 
 def test_examples_without_features_are_refused(tmp_path: Path):
     path = tmp_path / "empty-features.npz"
-    np.savez(path, train_set_x=np.zeros((4, 0)), train_set_y=np.array([0, 1, 0, 1]),
-             test_set_x=np.zeros((2, 0)), test_set_y=np.array([0, 1]))
+    np.savez(
+        path,
+        train_set_x=np.zeros((4, 0)),
+        train_set_y=np.array([0, 1, 0, 1]),
+        test_set_x=np.zeros((2, 0)),
+        test_set_y=np.array([0, 1]),
+    )
     problems = check_raw(load_raw(str(path)))
     assert any("feature" in p for p in problems), problems
 
 
 def test_truncated_npz_and_h5_are_dataset_errors(tmp_path: Path):
     """The two classic corruptions, each at several cut points (deterministic, no hypothesis)."""
-    arrays = {"train_set_x": np.ones((8, 3)), "train_set_y": np.zeros(8), "test_set_x": np.ones((4, 3)),
-              "test_set_y": np.zeros(4)}
+    arrays = {
+        "train_set_x": np.ones((8, 3)),
+        "train_set_y": np.zeros(8),
+        "test_set_x": np.ones((4, 3)),
+        "test_set_y": np.zeros(4),
+    }
     for fmt in ("npz", "h5"):
         blob = _bytes_of(arrays, fmt)
         for cut in (0, 1, 10, len(blob) // 3, len(blob) // 2, len(blob) - 20, len(blob) - 1):
@@ -511,7 +635,15 @@ def test_dataset_errors_reach_the_user_as_request_errors(svc, tmp_path: Path):
     path.write_bytes(b"PK\x03\x04 truncated")
     before = written_state(svc)
     with pytest.raises(RequestError) as info:
-        launch_handler.validate({"dataset": str(path), "neurons": {"layer1": 1}, "activations": {"layer1": "sigmoid"},
-                                 "epochs": 1, "learning_rate": 0.1}, svc)
+        launch_handler.validate(
+            {
+                "dataset": str(path),
+                "neurons": {"layer1": 1},
+                "activations": {"layer1": "sigmoid"},
+                "epochs": 1,
+                "learning_rate": 0.1,
+            },
+            svc,
+        )
     assert [p for p in info.value.problems if p.startswith("dataset:")]
     assert written_state(svc) == before

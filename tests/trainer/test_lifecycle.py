@@ -97,8 +97,9 @@ def own_redis(stack):
     """A redis-server this test may kill, and the stack wired to it; the session stack after."""
     saved = services_mod._installed
     server = RedisServer().start()
-    local = runner.connect("127.0.0.1", server.port, server.password, redis_tls=server.tls,
-                           redis_ca_file=server.ca_file)
+    local = runner.connect(
+        "127.0.0.1", server.port, server.password, redis_tls=server.tls, redis_ca_file=server.ca_file
+    )
     yield server, local
     server.stop()
     services_mod.install(saved)
@@ -162,14 +163,26 @@ def test_cli_resumes_a_failed_local_run(stack, reference, tmp_path) -> None:
     assert (tmp_path / run_id / "state.npz").is_file()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "LAUNCH_FUNCTION_ARN"}
     env["LNN_RUNS_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "trainer", "resume", run_id], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "resume", run_id],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "SUCCEEDED"
     from trainer import model_file
 
     _, params, _, _ = model_file.load((tmp_path / run_id / "model.npz").read_bytes())
     assert _same(params, reference)
-    done = subprocess.run([sys.executable, "-m", "trainer", "cancel", run_id], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "cancel", run_id],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "SUCCEEDED already" in done.stderr

@@ -53,6 +53,7 @@ TRAINER_DIR = REPO_ROOT / "trainer"
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def small_request(**overrides) -> dict:
     payload = {
         "dataset": "moons",
@@ -116,18 +117,31 @@ def run_small(stack: runner.LocalStack, payload: dict, before_invoke=None) -> di
 
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
 
+
 def test_session_redis_is_tls_with_password(redis_server: RedisServer):
     assert redis_server.tls is True
     assert redis_server.ca_file and Path(redis_server.ca_file).is_file()
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password, ssl=True,
-                         ssl_ca_certs=redis_server.ca_file, ssl_check_hostname=True)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        ssl=True,
+        ssl_ca_certs=redis_server.ca_file,
+        ssl_check_hostname=True,
+    )
     assert client.ping() is True
     assert client.connection_pool.connection_class is redis.connection.SSLConnection
 
 
 def test_plaintext_connection_is_refused(redis_server: RedisServer):
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password,
-                         socket_timeout=3, socket_connect_timeout=3, retry=NO_RETRY)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        socket_timeout=3,
+        socket_connect_timeout=3,
+        retry=NO_RETRY,
+    )
     with pytest.raises(redis.ConnectionError):
         client.ping()
     # At the wire: a plaintext AUTH + PING never gets an answer, only a closed connection.
@@ -142,8 +156,10 @@ def test_plaintext_connection_is_refused(redis_server: RedisServer):
 
 def _tls_exchange(redis_server: RedisServer, command: bytes) -> bytes:
     context = ssl.create_default_context(cafile=redis_server.ca_file)
-    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=3) as raw, \
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+    with (
+        socket.create_connection(("127.0.0.1", redis_server.port), timeout=3) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
         sock.sendall(command)
         return sock.recv(256)
 
@@ -152,16 +168,23 @@ def test_tls_without_password_is_refused(redis_server: RedisServer):
     assert _tls_exchange(redis_server, b"PING\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(redis_server, b"GET lnn:{x}:cursor\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(redis_server, b"AUTH not-the-password\r\n").startswith(b"-WRONGPASS")
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, ssl=True, ssl_ca_certs=redis_server.ca_file,
-                         retry=NO_RETRY)
+    client = redis.Redis(
+        host="127.0.0.1", port=redis_server.port, ssl=True, ssl_ca_certs=redis_server.ca_file, retry=NO_RETRY
+    )
     with pytest.raises(redis.AuthenticationError):
         client.ping()
 
 
 def test_tls_client_verifies_the_server(redis_server: RedisServer):
     """A client that does not trust the server's CA refuses to talk (no silent unverified TLS)."""
-    client = redis.Redis(host="127.0.0.1", port=redis_server.port, password=redis_server.password, ssl=True,
-                         socket_connect_timeout=3, retry=NO_RETRY)
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=redis_server.port,
+        password=redis_server.password,
+        ssl=True,
+        socket_connect_timeout=3,
+        retry=NO_RETRY,
+    )
     with pytest.raises(redis.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
         client.ping()
 
@@ -188,10 +211,14 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(redis_server
     for key in [k for k in os.environ if "REDIS" in k and k not in ("REDIS_HOST",)]:
         monkeypatch.delenv(key)
     env = {
-        "TABLE_NAME": stack.env["TABLE_NAME"], "MODEL_BUCKET": stack.env["MODEL_BUCKET"],
-        "SNS_TOPIC_ARN": stack.env["SNS_TOPIC_ARN"], "TRAINER_FUNCTION_ARN": stack.env["TRAINER_FUNCTION_ARN"],
-        "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port),
-        "REDIS_AUTH_SECRET_ARN": stack.env["REDIS_AUTH_SECRET_ARN"], "REDIS_CA_FILE": redis_server.ca_file,
+        "TABLE_NAME": stack.env["TABLE_NAME"],
+        "MODEL_BUCKET": stack.env["MODEL_BUCKET"],
+        "SNS_TOPIC_ARN": stack.env["SNS_TOPIC_ARN"],
+        "TRAINER_FUNCTION_ARN": stack.env["TRAINER_FUNCTION_ARN"],
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(redis_server.port),
+        "REDIS_AUTH_SECRET_ARN": stack.env["REDIS_AUTH_SECRET_ARN"],
+        "REDIS_CA_FILE": redis_server.ca_file,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -211,7 +238,8 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(redis_server
 
     # A wrong token in the secret: refused by the server, not silently unauthenticated.
     wrong = aws_client("secretsmanager").create_secret(
-        Name=f"sec-wrong-{secrets.token_hex(3)}", SecretString="not-the-password")["ARN"]
+        Name=f"sec-wrong-{secrets.token_hex(3)}", SecretString="not-the-password"
+    )["ARN"]
     monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", wrong)
     bad = services_mod.build(Settings.from_env(), invoker=stack.invoker)
     with pytest.raises(redis.AuthenticationError):
@@ -234,8 +262,14 @@ def test_local_runner_trains_over_tls(tmp_path: Path):
     path.write_text(json.dumps(request))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "REDIS_"))}
     env["LNN_RUNS_DIR"] = str(tmp_path / "runs")
-    done = subprocess.run([sys.executable, "-m", "trainer", "train", str(path), "--json"], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "train", str(path), "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "SUCCEEDED"
@@ -249,8 +283,10 @@ def test_password_and_data_never_reach_the_logs(stack, redis_server, monkeypatch
         run_small(stack, small_request())
         # A failing step logs its exception too: that path must not leak either.
         with pytest.raises(EventError):
-            trainer_handler.handler({"state": "start", "run_id": "../x", "epoch": 0, "layer": 0, "batch": 0,
-                                     "seq": 0}, runner.LocalContext())
+            trainer_handler.handler(
+                {"state": "start", "run_id": "../x", "epoch": 0, "layer": 0, "batch": 0, "seq": 0},
+                runner.LocalContext(),
+            )
     text = stream.getvalue()
     assert text.strip(), "the handlers logged nothing at INFO"
     assert redis_server.password not in text
@@ -260,6 +296,7 @@ def test_password_and_data_never_reach_the_logs(stack, redis_server, monkeypatch
 
 
 # -- 2. No pickle ----------------------------------------------------------------------------
+
 
 class _Boom:
     """Unpickling this would create the marker file: proof that nothing was unpickled."""
@@ -272,8 +309,12 @@ class _Boom:
 
 def _arrays(m: int = 120) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"train_set_x": rng.normal(size=(m, 3)), "train_set_y": (rng.random(m) > 0.5).astype(np.int64),
-            "test_set_x": rng.normal(size=(m // 2, 3)), "test_set_y": (rng.random(m // 2) > 0.5).astype(np.int64)}
+    return {
+        "train_set_x": rng.normal(size=(m, 3)),
+        "train_set_y": (rng.random(m) > 0.5).astype(np.int64),
+        "test_set_x": rng.normal(size=(m // 2, 3)),
+        "test_set_y": (rng.random(m // 2) > 0.5).astype(np.int64),
+    }
 
 
 def test_pickled_npz_is_refused_and_nothing_runs(stack, tmp_path: Path):
@@ -285,16 +326,18 @@ def test_pickled_npz_is_refused_and_nothing_runs(stack, tmp_path: Path):
     object_npz = tmp_path / "object.npz"
     np.savez(object_npz, **arrays)
     error = refused(small_request(dataset=str(object_npz)), stack.services)
-    assert any(p.startswith("dataset:") and "train_set_x" in p and "numeric" in p for p in error.problems), \
+    assert any(p.startswith("dataset:") and "train_set_x" in p and "numeric" in p for p in error.problems), (
         error.problems
+    )
     # A bare pickle renamed .npz.
     raw_pickle = tmp_path / "raw.npz"
     raw_pickle.write_bytes(pickle.dumps(_Boom()))
     error = refused(small_request(dataset=str(raw_pickle)), stack.services)
     assert any(p.startswith("dataset:") and "unreadable" in p for p in error.problems), error.problems
     # The same object array as an s3 object in the configured bucket.
-    aws_client("s3").put_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/object.npz",
-                                Body=object_npz.read_bytes())
+    aws_client("s3").put_object(
+        Bucket=stack.env["MODEL_BUCKET"], Key="uploads/object.npz", Body=object_npz.read_bytes()
+    )
     error = refused(small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/object.npz"), stack.services)
     assert any("train_set_x" in p and "numeric" in p for p in error.problems), error.problems
     aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/object.npz")
@@ -307,8 +350,7 @@ def test_h5_reads_only_numeric_expected_datasets(stack, tmp_path: Path):
     with h5py.File(path, "w") as handle:
         for key, value in arrays.items():
             if key == "test_set_x":
-                handle.create_dataset(key, data=np.array([b"x"] * 60, dtype=object),
-                                      dtype=h5py.string_dtype())
+                handle.create_dataset(key, data=np.array([b"x"] * 60, dtype=object), dtype=h5py.string_dtype())
             else:
                 handle.create_dataset(key, data=value)
     error = refused(small_request(dataset=str(path)), stack.services)
@@ -378,8 +420,10 @@ def test_no_module_imports_pickle_or_allows_it():
             else:
                 names = []
             offenders += [f"{path}:{node.lineno} imports {n}" for n in names if n in _PICKLE_MODULES]
-            if isinstance(node, ast.keyword) and node.arg in ("allow_pickle", "fix_imports") and not (
-                isinstance(node.value, ast.Constant) and node.value.value is False
+            if (
+                isinstance(node, ast.keyword)
+                and node.arg in ("allow_pickle", "fix_imports")
+                and not (isinstance(node.value, ast.Constant) and node.value.value is False)
             ):
                 offenders.append(f"{path}:{node.value.lineno} passes {node.arg}={ast.unparse(node.value)}")
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("np.load", "numpy.load"):
@@ -387,8 +431,12 @@ def test_no_module_imports_pickle_or_allows_it():
                 value = given.get("allow_pickle")
                 if not (isinstance(value, ast.Constant) and value.value is False):
                     offenders.append(f"{path}:{node.lineno} calls np.load without allow_pickle=False")
-            if isinstance(node, ast.Attribute) and node.attr in ("loads", "load") and \
-                    isinstance(node.value, ast.Name) and node.value.id in _PICKLE_MODULES:
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("loads", "load")
+                and isinstance(node.value, ast.Name)
+                and node.value.id in _PICKLE_MODULES
+            ):
                 offenders.append(f"{path}:{node.lineno} calls {node.value.id}.{node.attr}")
         assert "allow_pickle=True" not in path.read_text().replace(" ", ""), path
     assert not offenders, "\n".join(offenders)
@@ -396,10 +444,12 @@ def test_no_module_imports_pickle_or_allows_it():
 
 # -- 3. Requests cannot reach outside their run ------------------------------------------------
 
+
 def test_dataset_in_another_bucket_is_refused(stack):
     error = refused(small_request(dataset="s3://other-bucket/datasets/cats.h5"), stack.services)
-    assert any(p.startswith("dataset:") and "other-bucket" in p and stack.env["MODEL_BUCKET"] in p
-               for p in error.problems), error.problems
+    assert any(
+        p.startswith("dataset:") and "other-bucket" in p and stack.env["MODEL_BUCKET"] in p for p in error.problems
+    ), error.problems
     for uri in ("s3://", "s3:///key.npz", "s3://bucket-only", f"s3://{stack.env['MODEL_BUCKET']}evil/x.npz"):
         error = refused(small_request(dataset=uri), stack.services)
         assert any(p.startswith("dataset:") for p in error.problems), (uri, error.problems)
@@ -411,7 +461,8 @@ def test_dataset_in_the_configured_bucket_is_read(stack, tmp_path: Path):
     aws_client("s3").put_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/ok.npz", Body=buffer.getvalue())
     try:
         _, dataset = launch_handler.validate(
-            small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/ok.npz"), stack.services)
+            small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/ok.npz"), stack.services
+        )
         assert dataset.examples == 120
     finally:
         aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/ok.npz")
@@ -420,14 +471,42 @@ def test_dataset_in_the_configured_bucket_is_read(stack, tmp_path: Path):
 
 
 def test_local_paths_must_exist(stack, tmp_path: Path):
-    for source in (str(tmp_path / "missing.npz"), str(tmp_path), "../../../etc/shadow.h5", "/dev/zero",
-                   "moons.npz", "nul\0byte.npz"):
+    for source in (
+        str(tmp_path / "missing.npz"),
+        str(tmp_path),
+        "../../../etc/shadow.h5",
+        "/dev/zero",
+        "moons.npz",
+        "nul\0byte.npz",
+    ):
         error = refused(small_request(dataset=source), stack.services)
         assert any(p.startswith("dataset:") for p in error.problems), (source, error.problems)
 
 
-BAD_RUN_IDS = ["..", "../other", "a/b", "run*", "run{x}", "{run}", "a b", " run", "run\n", "a" * 65, "", "-run",
-               "_run", "run:1", "lnn:{x}", "run\\x", "ru\u00efn", "run.1", "*", "?", "run[1]", "a\0b"]
+BAD_RUN_IDS = [
+    "..",
+    "../other",
+    "a/b",
+    "run*",
+    "run{x}",
+    "{run}",
+    "a b",
+    " run",
+    "run\n",
+    "a" * 65,
+    "",
+    "-run",
+    "_run",
+    "run:1",
+    "lnn:{x}",
+    "run\\x",
+    "ru\u00efn",
+    "run.1",
+    "*",
+    "?",
+    "run[1]",
+    "a\0b",
+]
 
 
 @pytest.mark.parametrize("run_id", BAD_RUN_IDS)
@@ -448,8 +527,10 @@ def test_good_run_ids_are_accepted():
     for run_id in ("a", "A1", "2024-01-01_run", "x" * 64):
         request, problems = parse(small_request(run_id=run_id))
         assert request is not None and not problems, problems
-        assert parse_event({"state": "start", "run_id": run_id, "epoch": 0, "layer": 0, "batch": 0,
-                            "seq": 0}).run_id == run_id
+        assert (
+            parse_event({"state": "start", "run_id": run_id, "epoch": 0, "layer": 0, "batch": 0, "seq": 0}).run_id
+            == run_id
+        )
 
 
 def test_redis_keys_hold_only_the_validated_run_id(stack):
@@ -472,6 +553,7 @@ def test_redis_keys_hold_only_the_validated_run_id(stack):
 
 
 # -- 4. Structured logs --------------------------------------------------------------------------
+
 
 def test_logs_are_json_lines_with_run_and_step(stack, monkeypatch):
     monkeypatch.setenv("LNN_LOG_LEVEL", "INFO")

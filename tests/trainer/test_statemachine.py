@@ -18,10 +18,18 @@ def test_transitions_follow_the_notes() -> None:
     plan = Plan(layers=2, epochs=2, batches=1)
     states = [(e.state, e.epoch, e.layer) for e in walk(plan)]
     assert states == [
-        ("start", 0, 0), ("forward", 0, 1), ("forward", 0, 2), ("forward", 0, 3),
-        ("backward", 0, 2), ("backward", 0, 1),
-        ("start", 1, 0), ("forward", 1, 1), ("forward", 1, 2), ("forward", 1, 3),
-        ("backward", 1, 2), ("backward", 1, 1),
+        ("start", 0, 0),
+        ("forward", 0, 1),
+        ("forward", 0, 2),
+        ("forward", 0, 3),
+        ("backward", 0, 2),
+        ("backward", 0, 1),
+        ("start", 1, 0),
+        ("forward", 1, 1),
+        ("forward", 1, 2),
+        ("forward", 1, 3),
+        ("backward", 1, 2),
+        ("backward", 1, 1),
         ("finish", 1, 0),
     ]
 

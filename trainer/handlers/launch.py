@@ -38,8 +38,9 @@ def validate(payload: Any, svc: services_mod.Services):
             raw_problems = check_raw(raw)
             problems += [f"dataset: {p}" for p in raw_problems]
             if not raw_problems:
-                dataset = prepare(raw, request.normalize if request else "auto",
-                                  request.dtype if request else "float64")
+                dataset = prepare(
+                    raw, request.normalize if request else "auto", request.dtype if request else "float64"
+                )
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
         except Exception as exc:  # an S3 error (no such key, access denied) names the problem too
@@ -48,8 +49,10 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += request_mod.check_against_data(
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
-    if request is not None and request.run_id and (
-        svc.tensor_store.exists(request.run_id) or svc.run_store.exists(request.run_id)
+    if (
+        request is not None
+        and request.run_id
+        and (svc.tensor_store.exists(request.run_id) or svc.run_store.exists(request.run_id))
     ):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
     if problems:
@@ -83,10 +86,17 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     )
     params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
     state = optimizers.initial_state(request.optimizer, params, config.layers)
-    svc.tensor_store.put_data(run_id, {
-        "x_train": dataset.x_train, "y_train": dataset.y_train, "x_test": dataset.x_test,
-        "y_test": dataset.y_test, "shift": dataset.shift, "scale": dataset.scale,
-    })
+    svc.tensor_store.put_data(
+        run_id,
+        {
+            "x_train": dataset.x_train,
+            "y_train": dataset.y_train,
+            "x_test": dataset.x_test,
+            "y_test": dataset.y_test,
+            "shift": dataset.shift,
+            "scale": dataset.scale,
+        },
+    )
     if not svc.tensor_store.create_run(run_id, config.to_json(), {**params, **state}):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
     svc.run_store.create_run(run_id, request.model_dump(mode="json"), config.to_json(), config.plan.total_steps)
@@ -112,7 +122,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "action" in event:
         action, extra = event.get("action"), sorted(set(event) - {"action", "run_id"})
         if action not in ("resume", "cancel") or extra:
-            problems = [f"action: {action!r} is not one of resume, cancel"] if action not in ("resume", "cancel") else []
+            problems = (
+                [f"action: {action!r} is not one of resume, cancel"] if action not in ("resume", "cancel") else []
+            )
             problems += [f"{k}: unknown field" for k in extra]
             raise RequestError(problems)
         try:

@@ -85,9 +85,7 @@ def _data(svc: services_mod.Services, config: RunConfig) -> engine.TrainData:
     key = (config.run_id, config.data_digest)
     cached = _data_cache.get(key)
     if cached is None:
-        arrays = svc.tensor_store.get_data(
-            config.run_id, ["x_train", "y_train", "x_test", "y_test", "shift", "scale"]
-        )
+        arrays = svc.tensor_store.get_data(config.run_id, ["x_train", "y_train", "x_test", "y_test", "shift", "scale"])
         cached = engine.TrainData(**arrays)
         while len(_data_cache) >= _DATA_CACHE_RUNS:
             _data_cache.pop(next(iter(_data_cache)))
@@ -95,8 +93,9 @@ def _data(svc: services_mod.Services, config: RunConfig) -> engine.TrainData:
     return cached
 
 
-def _hand_off(svc: services_mod.Services, run_id: str, committed_seq: int, event: Event | None,
-              delivered_seq: int) -> bool:
+def _hand_off(
+    svc: services_mod.Services, run_id: str, committed_seq: int, event: Event | None, delivered_seq: int
+) -> bool:
     """Invoke the successor of `committed_seq` unless another copy already did. The claim token
     is the delivered event's seq, so Lambda's retry of this very event may finish the job."""
     if event is None:
@@ -124,8 +123,9 @@ def _checkpoint(svc: services_mod.Services, config: RunConfig, ws: engine.Workin
     checkpoints.save(svc.blob_store, config.run_id, event.epoch, event.seq, tensors)
 
 
-def _finish(svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData,
-            cost: float | None) -> dict[str, Any]:
+def _finish(
+    svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData, cost: float | None
+) -> dict[str, Any]:
     params = {n: ws[n] for n in engine.inputs_of(config, Event("finish", config.run_id, 0, 0, 0, 0))}
     metrics = {
         "final_cost": cost,
@@ -166,8 +166,12 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         successor = event_at(plan, run_id, cursor + 1) if cursor + 1 < plan.total_steps else None
         sent = _hand_off(svc, run_id, cursor, successor, event.seq)
         logger.info("duplicate event", extra={"run_id": run_id, "seq": event.seq, "cursor": cursor, "resent": sent})
-        return {**result, "status": "DUPLICATE", "last_seq": cursor,
-                "next_event": successor.to_dict() if sent and successor else None}
+        return {
+            **result,
+            "status": "DUPLICATE",
+            "last_seq": cursor,
+            "next_event": successor.to_dict() if sent and successor else None,
+        }
     if cursor < event.seq - 1:
         raise ChainError(f"event seq {event.seq} arrived but the run's last applied step is {cursor}")
 
@@ -195,8 +199,9 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         executed += 1
         if outcome.epoch_cost is not None:
             now = time.monotonic()
-            epochs.append({"epoch": current.epoch, "cost": outcome.epoch_cost,
-                           "duration_s": round(now - epoch_started, 6)})
+            epochs.append(
+                {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
+            )
             epoch_started = now
             history.add(epochs)
             if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
@@ -223,14 +228,26 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
     else:
         svc.run_store.record_progress(run_id, current.seq)
         _hand_off(svc, run_id, current.seq, successor, event.seq)
-    logger.info("steps applied", extra={
-        "run_id": run_id, "first_seq": event.seq, "last_seq": current.seq, "steps": executed,
-        "duration_ms": round((time.monotonic() - started) * 1000, 3),
-    })
+    logger.info(
+        "steps applied",
+        extra={
+            "run_id": run_id,
+            "first_seq": event.seq,
+            "last_seq": current.seq,
+            "steps": executed,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+        },
+    )
     last_cost = epochs[-1] if epochs else None
-    return {**result, "status": status, "steps_executed": executed, "last_seq": current.seq,
-            "epoch": current.epoch, "last_epoch": last_cost,
-            "next_event": successor.to_dict() if successor else None}
+    return {
+        **result,
+        "status": status,
+        "steps_executed": executed,
+        "last_seq": current.seq,
+        "epoch": current.epoch,
+        "last_epoch": last_cost,
+        "next_event": successor.to_dict() if successor else None,
+    }
 
 
 class StepFailed(RuntimeError):

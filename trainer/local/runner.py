@@ -46,16 +46,28 @@ class LocalStack:
     env: dict[str, str]
 
 
-def connect(redis_host: str, redis_port: int, redis_password: str, prefix: str | None = None,
-            redis_tls: bool = False, redis_ca_file: str | None = None) -> LocalStack:
+def connect(
+    redis_host: str,
+    redis_port: int,
+    redis_password: str,
+    prefix: str | None = None,
+    redis_tls: bool = False,
+    redis_ca_file: str | None = None,
+) -> LocalStack:
     """Provision the emulator's resources (AWS_* must point at it) and install local adapters."""
     prefix = prefix or f"lnn-{secrets.token_hex(3)}"
     env = provision(prefix, redis_password)
     settings = Settings(
-        table_name=env["TABLE_NAME"], model_bucket=env["MODEL_BUCKET"], sns_topic_arn=env["SNS_TOPIC_ARN"],
-        trainer_function_arn=env["TRAINER_FUNCTION_ARN"], launch_function_arn=env["LAUNCH_FUNCTION_ARN"],
-        redis_host=redis_host, redis_port=redis_port, redis_auth_secret_arn=env["REDIS_AUTH_SECRET_ARN"],
-        redis_tls=redis_tls, redis_ca_file=redis_ca_file,
+        table_name=env["TABLE_NAME"],
+        model_bucket=env["MODEL_BUCKET"],
+        sns_topic_arn=env["SNS_TOPIC_ARN"],
+        trainer_function_arn=env["TRAINER_FUNCTION_ARN"],
+        launch_function_arn=env["LAUNCH_FUNCTION_ARN"],
+        redis_host=redis_host,
+        redis_port=redis_port,
+        redis_auth_secret_arn=env["REDIS_AUTH_SECRET_ARN"],
+        redis_tls=redis_tls,
+        redis_ca_file=redis_ca_file,
         memory_mb=int(os.environ.get("TRAINER_MEMORY_MB", "10240")),
         handoff_claim_ttl_s=30,
     )
@@ -68,14 +80,26 @@ def connect(redis_host: str, redis_port: int, redis_password: str, prefix: str |
 @contextmanager
 def local_servers() -> Iterator[tuple[RedisServer, MotoServer]]:
     """Start redis-server and moto server, point this process's AWS clients at moto, stop both at the end."""
-    keys = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
-            "AWS_DEFAULT_REGION")
+    keys = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    )
     saved = {k: os.environ.get(k) for k in keys}
     with RedisServer() as redis_server, MotoServer() as moto:
-        os.environ.update({
-            "AWS_ENDPOINT_URL": moto.endpoint_url, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_SESSION_TOKEN": "local", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        })
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": moto.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
+        )
         try:
             yield redis_server, moto
         finally:
@@ -87,8 +111,11 @@ def local_servers() -> Iterator[tuple[RedisServer, MotoServer]]:
                     os.environ[key] = value
 
 
-def drain(stack: LocalStack, on_result: Callable[[dict[str, Any]], None] | None = None,
-          before_invoke: Callable[[dict[str, Any]], None] | None = None) -> list[str]:
+def drain(
+    stack: LocalStack,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    before_invoke: Callable[[dict[str, Any]], None] | None = None,
+) -> list[str]:
     """Deliver queued trainer events until the chain ends, retrying a failed delivery as Lambda
     does; returns the errors of events that exhausted their attempts (the on-failure destination)."""
     dead_letters: list[str] = []
@@ -130,8 +157,13 @@ def export_run(stack: LocalStack, run_id: str, out_dir: Path) -> dict[str, Any]:
         # The cache dies with this process: keep the run's state so `resume` can restore it.
         cursor, config, tensors, data = stack.services.tensor_store.dump_run(run_id)
         if config is not None:
-            np.savez(run_dir / "state.npz", cursor=np.array(cursor), config=np.array(config),
-                     **{f"t_{k}": v for k, v in tensors.items()}, **{f"d_{k}": v for k, v in data.items()})
+            np.savez(
+                run_dir / "state.npz",
+                cursor=np.array(cursor),
+                config=np.array(config),
+                **{f"t_{k}": v for k, v in tensors.items()},
+                **{f"d_{k}": v for k, v in data.items()},
+            )
     return record
 
 

@@ -87,14 +87,27 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "LNN local test CA")])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -111,7 +124,8 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -121,8 +135,10 @@ def make_tls_files(directory: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",
     paths = {"ca": directory / "ca.crt", "cert": directory / "server.crt", "key": directory / "server.key"}
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_private(paths["key"], key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write_private(
+        paths["key"],
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     return paths
 
 
@@ -151,15 +167,24 @@ class RedisServer:
         self.workdir = tempfile.mkdtemp(prefix="lnn-redis-")
         Path(self.workdir).chmod(0o700)
         lines = [
-            "bind 127.0.0.1", f"requirepass {self.password}", 'save ""', "appendonly no",
-            f"dir {self.workdir}", "protected-mode yes",
+            "bind 127.0.0.1",
+            f"requirepass {self.password}",
+            'save ""',
+            "appendonly no",
+            f"dir {self.workdir}",
+            "protected-mode yes",
         ]
         if self.tls:
             files = make_tls_files(self.workdir)
             self.ca_file = str(files["ca"])
             lines += [
-                "port 0", f"tls-port {self.port}", f"tls-cert-file {files['cert']}", f"tls-key-file {files['key']}",
-                f"tls-ca-cert-file {files['ca']}", "tls-auth-clients no", "tls-protocols \"TLSv1.2 TLSv1.3\"",
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {files['cert']}",
+                f"tls-key-file {files['key']}",
+                f"tls-ca-cert-file {files['ca']}",
+                "tls-auth-clients no",
+                'tls-protocols "TLSv1.2 TLSv1.3"',
             ]
         else:
             lines.append(f"port {self.port}")
@@ -201,7 +226,8 @@ class RedisServer:
             self.process.wait(timeout=10)
         self.process = subprocess.Popen(
             [find_redis_server(), str(Path(self.workdir) / "redis.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def ready() -> bool:

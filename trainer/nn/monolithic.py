@@ -44,23 +44,28 @@ def train(
             l2sum = 0.0
             for layer in range(1, n_layers + 1):
                 w = params[f"W{layer}"]
-                acts.append(layers.forward(acts[-1], w, params[f"b{layer}"], activations[layer - 1],
-                                           output=layer == n_layers))
+                acts.append(
+                    layers.forward(acts[-1], w, params[f"b{layer}"], activations[layer - 1], output=layer == n_layers)
+                )
                 l2sum = l2sum + layers.l2_term(w)
             cost, dz = losses.loss_and_gradient(activations[-1], acts[-1], yb)
             if l2:
                 cost += l2 / (2 * m) * l2sum
             epoch_cost = epoch_cost + cost * (m / m_total)
             for layer in range(n_layers, 0, -1):
-                if layer < n_layers:
-                    dz = layers.hidden_dz(da, acts[layer], activations[layer - 1])  # noqa: F821
-                grads, da = layers.backward(dz, acts[layer - 1], params[f"W{layer}"], l2, m,
-                                            need_da_prev=layer > 1)
+                grads, da_prev = layers.backward(dz, acts[layer - 1], params[f"W{layer}"], l2, m, layer > 1)
                 new_params, new_state = optimizers.update(
-                    optimizer, layer, params, {f"dW{layer}": grads["dW"], f"db{layer}": grads["db"]},
-                    state, learning_rate, epoch * batches + batch + 1,
+                    optimizer,
+                    layer,
+                    params,
+                    {f"dW{layer}": grads["dW"], f"db{layer}": grads["db"]},
+                    state,
+                    learning_rate,
+                    epoch * batches + batch + 1,
                 )
                 params.update(new_params)
                 state.update(new_state)
+                if da_prev is not None:
+                    dz = layers.hidden_dz(da_prev, acts[layer - 1], activations[layer - 2])
         costs.append(float(epoch_cost[0]))
     return params, costs

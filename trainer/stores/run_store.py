@@ -55,17 +55,28 @@ class DynamoRunStore:
         now = time.time()
         item = _item(
             {
-                "pk": _pk(run_id), "sk": "RUN", "run_id": run_id, "status": "RUNNING",
-                "request": json.dumps(request, sort_keys=True), "config": config_json,
-                "total_steps": total_steps, "last_seq": -1, "created_at": now, "updated_at": now,
+                "pk": _pk(run_id),
+                "sk": "RUN",
+                "run_id": run_id,
+                "status": "RUNNING",
+                "request": json.dumps(request, sort_keys=True),
+                "config": config_json,
+                "total_steps": total_steps,
+                "last_seq": -1,
+                "created_at": now,
+                "updated_at": now,
                 "last_step_at": now,
             }
         )
         self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def exists(self, run_id: str) -> bool:
-        resp = self.db.get_item(TableName=self.table, Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
-                                ProjectionExpression="pk", ConsistentRead=True)
+        resp = self.db.get_item(
+            TableName=self.table,
+            Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
+            ProjectionExpression="pk",
+            ConsistentRead=True,
+        )
         return "Item" in resp
 
     def get_run(self, run_id: str) -> dict[str, Any]:
@@ -74,8 +85,14 @@ class DynamoRunStore:
             raise RunNotFound(f"no run {run_id!r} in table {self.table}")
         return _plain(resp["Item"])
 
-    def _update(self, run_id: str, values: dict[str, Any], condition: str | None = None,
-                condition_values: dict[str, Any] | None = None, extra_names: dict[str, str] | None = None) -> None:
+    def _update(
+        self,
+        run_id: str,
+        values: dict[str, Any],
+        condition: str | None = None,
+        condition_values: dict[str, Any] | None = None,
+        extra_names: dict[str, str] | None = None,
+    ) -> None:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
         vals = {f":v{i}": _ser.serialize(_number(v)) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
@@ -96,9 +113,12 @@ class DynamoRunStore:
         try:
             # A step that commits after a failed attempt (Lambda's retry got through) puts a
             # FAILED run back to RUNNING; a CANCELLED or finished run is left alone.
-            self._update(run_id, {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": "RUNNING"},
-                         condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
-                         condition_values={":failed": "FAILED"})
+            self._update(
+                run_id,
+                {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": "RUNNING"},
+                condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
+                condition_values={":failed": "FAILED"},
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
@@ -142,11 +162,19 @@ class DynamoRunStore:
         error must not overwrite SUCCEEDED)."""
         now = time.time()
         try:
-            self._update(run_id, {"status": "FAILED", "failure_reason": reason[:2000], "failed_step": step,
-                                  "error_type": error_type, "updated_at": now},
-                         condition="#s = :running OR #s = :failed", condition_values={":running": "RUNNING",
-                                                                                 ":failed": "FAILED"},
-                         extra_names={"#s": "status"})
+            self._update(
+                run_id,
+                {
+                    "status": "FAILED",
+                    "failure_reason": reason[:2000],
+                    "failed_step": step,
+                    "error_type": error_type,
+                    "updated_at": now,
+                },
+                condition="#s = :running OR #s = :failed",
+                condition_values={":running": "RUNNING", ":failed": "FAILED"},
+                extra_names={"#s": "status"},
+            )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise

@@ -205,7 +205,7 @@ class RedisTensorStore:
         tensors, data = {}, {}
         prefix = f"lnn:{{{run_id}}}:"
         for key in self.run_keys(run_id):
-            kind, _, name = key.decode()[len(prefix):].partition(":")
+            kind, _, name = key.decode()[len(prefix) :].partition(":")
             if kind in ("t", "data"):
                 value = self.client.get(key)
                 if value is not None:

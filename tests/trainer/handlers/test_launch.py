@@ -33,26 +33,58 @@ def _npz(tmp_path: Path, name: str, **arrays) -> str:
 
 BAD_REQUESTS = [
     ("not an object", [1, 2], ["must be a JSON object"]),
-    ("missing required", {"dataset": "moons"}, ["neurons: required field is missing",
-                                                "epochs: required field is missing",
-                                                "learning_rate: required field is missing"]),
-    ("unknown activation", _with(activations={"layer1": "swish", "layer2": "sigmoid"}),
-     ["activations.layer1: unknown activation 'swish'"]),
+    (
+        "missing required",
+        {"dataset": "moons"},
+        [
+            "neurons: required field is missing",
+            "epochs: required field is missing",
+            "learning_rate: required field is missing",
+        ],
+    ),
+    (
+        "unknown activation",
+        _with(activations={"layer1": "swish", "layer2": "sigmoid"}),
+        ["activations.layer1: unknown activation 'swish'"],
+    ),
     ("neurons not positive", _with(neurons={"layer1": 0, "layer2": 1}), ["neurons.layer1: must be a positive integer"]),
-    ("neurons not integer", _with(neurons={"layer1": 2.5, "layer2": 1}), ["neurons.layer1: must be a positive integer"]),
-    ("layer gap", _with(neurons={"layer1": 4, "layer3": 1}, activations={"layer1": "relu", "layer3": "sigmoid"}),
-     ["layer keys must run layer1..layer2 without gaps"]),
-    ("bad layer key", _with(neurons={"first": 4, "layer2": 1}), ["key 'first' is not of the form layerN",
-                                                                 "must name the same layers"]),
-    ("softmax hidden", _with(activations={"layer1": "softmax", "layer2": "sigmoid"}),
-     ["'softmax' is only allowed on the output layer"]),
-    ("relu output", _with(activations={"layer1": "relu", "layer2": "relu"}),
-     ["the output layer must be sigmoid or softmax"]),
-    ("output does not match binary labels", _with(neurons={"layer1": 4, "layer2": 3}),
-     ["a sigmoid output layer needs 1 neuron, got 3"]),
-    ("softmax with wrong class count", _with(dataset="spirals", activations={"layer1": "relu", "layer2": "softmax"},
-                                             neurons={"layer1": 4, "layer2": 2}),
-     ["one neuron per class (3 in the labels), got 2"]),
+    (
+        "neurons not integer",
+        _with(neurons={"layer1": 2.5, "layer2": 1}),
+        ["neurons.layer1: must be a positive integer"],
+    ),
+    (
+        "layer gap",
+        _with(neurons={"layer1": 4, "layer3": 1}, activations={"layer1": "relu", "layer3": "sigmoid"}),
+        ["layer keys must run layer1..layer2 without gaps"],
+    ),
+    (
+        "bad layer key",
+        _with(neurons={"first": 4, "layer2": 1}),
+        ["key 'first' is not of the form layerN", "must name the same layers"],
+    ),
+    (
+        "softmax hidden",
+        _with(activations={"layer1": "softmax", "layer2": "sigmoid"}),
+        ["'softmax' is only allowed on the output layer"],
+    ),
+    (
+        "relu output",
+        _with(activations={"layer1": "relu", "layer2": "relu"}),
+        ["the output layer must be sigmoid or softmax"],
+    ),
+    (
+        "output does not match binary labels",
+        _with(neurons={"layer1": 4, "layer2": 3}),
+        ["a sigmoid output layer needs 1 neuron, got 3"],
+    ),
+    (
+        "softmax with wrong class count",
+        _with(
+            dataset="spirals", activations={"layer1": "relu", "layer2": "softmax"}, neurons={"layer1": 4, "layer2": 2}
+        ),
+        ["one neuron per class (3 in the labels), got 2"],
+    ),
     ("epochs out of range", _with(epochs=0), ["epochs: Input should be greater than or equal to 1"]),
     ("learning rate out of range", _with(learning_rate=-1), ["learning_rate: Input should be greater than 0"]),
     ("learning rate not finite", _with(learning_rate=float("nan")), ["learning_rate"]),
@@ -61,14 +93,21 @@ BAD_REQUESTS = [
     ("unknown optimizer", _with(optimizer="sgd2"), ["optimizer: Input should be 'gd', 'momentum' or 'adam'"]),
     ("unknown field", _with(epoch=5), ["epoch: unknown field"]),
     ("missing dataset", _with(dataset="/nonexistent/data.h5"), ["neither a built-in", "nor an existing file"]),
-    ("bucket outside the stack", _with(dataset="s3://someone-elses-bucket/cats.h5"),
-     ["is not the configured bucket"]),
-    ("network too large", _with(neurons={"layer1": 100_000, "layer2": 100_000, "layer3": 1},
-                                activations={"layer1": "relu", "layer2": "relu", "layer3": "sigmoid"}),
-     ["network too large"]),
+    ("bucket outside the stack", _with(dataset="s3://someone-elses-bucket/cats.h5"), ["is not the configured bucket"]),
+    (
+        "network too large",
+        _with(
+            neurons={"layer1": 100_000, "layer2": 100_000, "layer3": 1},
+            activations={"layer1": "relu", "layer2": "relu", "layer3": "sigmoid"},
+        ),
+        ["network too large"],
+    ),
     ("bad run id", _with(run_id="../../etc"), ["run_id: must be 1-64 letters"]),
-    ("several at once", _with(epochs=-3, learning_rate=0, activations={"layer1": "nope", "layer2": "sigmoid"}),
-     ["epochs", "learning_rate", "unknown activation 'nope'"]),
+    (
+        "several at once",
+        _with(epochs=-3, learning_rate=0, activations={"layer1": "nope", "layer2": "sigmoid"}),
+        ["epochs", "learning_rate", "unknown activation 'nope'"],
+    ),
 ]
 
 
@@ -97,14 +136,42 @@ def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload
     ("arrays", "message"),
     [
         ({"train_set_x": np.zeros((5, 2))}, "missing keys: train_set_y, test_set_x, test_set_y"),
-        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.zeros(4), "test_set_x": np.zeros((3, 2)),
-          "test_set_y": np.zeros(3)}, "train_set_x has 5 examples but train_set_y has 4 labels"),
-        ({"train_set_x": np.full((5, 2), np.nan), "train_set_y": np.zeros(5), "test_set_x": np.zeros((3, 2)),
-          "test_set_y": np.zeros(3)}, "train_set_x contains NaN or infinity"),
-        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.array([0, 1, -1, 0, 1]),
-          "test_set_x": np.zeros((3, 2)), "test_set_y": np.zeros(3)}, "integer class labels"),
-        ({"train_set_x": np.zeros((5, 2)), "train_set_y": np.zeros(5), "test_set_x": np.zeros((3, 3)),
-          "test_set_y": np.zeros(3)}, "examples have shape (2,) but test_set_x (3,)"),
+        (
+            {
+                "train_set_x": np.zeros((5, 2)),
+                "train_set_y": np.zeros(4),
+                "test_set_x": np.zeros((3, 2)),
+                "test_set_y": np.zeros(3),
+            },
+            "train_set_x has 5 examples but train_set_y has 4 labels",
+        ),
+        (
+            {
+                "train_set_x": np.full((5, 2), np.nan),
+                "train_set_y": np.zeros(5),
+                "test_set_x": np.zeros((3, 2)),
+                "test_set_y": np.zeros(3),
+            },
+            "train_set_x contains NaN or infinity",
+        ),
+        (
+            {
+                "train_set_x": np.zeros((5, 2)),
+                "train_set_y": np.array([0, 1, -1, 0, 1]),
+                "test_set_x": np.zeros((3, 2)),
+                "test_set_y": np.zeros(3),
+            },
+            "integer class labels",
+        ),
+        (
+            {
+                "train_set_x": np.zeros((5, 2)),
+                "train_set_y": np.zeros(5),
+                "test_set_x": np.zeros((3, 3)),
+                "test_set_y": np.zeros(3),
+            },
+            "examples have shape (2,) but test_set_x (3,)",
+        ),
     ],
 )
 def test_bad_datasets_are_named(stack, tmp_path, arrays, message) -> None:
@@ -116,8 +183,9 @@ def test_bad_datasets_are_named(stack, tmp_path, arrays, message) -> None:
 
 def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack, tmp_path) -> None:
     good = io.BytesIO()
-    np.savez(good, train_set_x=np.zeros((4, 2)), train_set_y=np.zeros(4), test_set_x=np.zeros((2, 2)),
-             test_set_y=np.zeros(2))
+    np.savez(
+        good, train_set_x=np.zeros((4, 2)), train_set_y=np.zeros(4), test_set_x=np.zeros((2, 2)), test_set_y=np.zeros(2)
+    )
     truncated = tmp_path / "cut.npz"
     truncated.write_bytes(good.getvalue()[:100])
     foreign = tmp_path / "text.h5"
@@ -145,8 +213,13 @@ def test_a_good_request_launches_and_names_its_run(stack) -> None:
 def test_s3_datasets_in_the_configured_bucket_are_read(stack, tmp_path) -> None:
     buffer = io.BytesIO()
     rng = np.random.default_rng(0)
-    np.savez(buffer, train_set_x=rng.integers(0, 255, (20, 3, 3), dtype=np.uint8), train_set_y=rng.integers(0, 2, 20),
-             test_set_x=rng.integers(0, 255, (6, 3, 3), dtype=np.uint8), test_set_y=rng.integers(0, 2, 6))
+    np.savez(
+        buffer,
+        train_set_x=rng.integers(0, 255, (20, 3, 3), dtype=np.uint8),
+        train_set_y=rng.integers(0, 2, 20),
+        test_set_x=rng.integers(0, 255, (6, 3, 3), dtype=np.uint8),
+        test_set_y=rng.integers(0, 2, 6),
+    )
     key = stack.services.blob_store.put("datasets/tiny.npz", buffer.getvalue())
     stack.invoker.queue.clear()
     result = runner.launch(_with(dataset=key))

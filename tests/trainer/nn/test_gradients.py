@@ -24,8 +24,11 @@ def _analytic(params, x, y, activations, l2):
     n = len(activations)
     acts = [x]
     for layer in range(1, n + 1):
-        acts.append(layers.forward(acts[-1], params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1],
-                                   output=layer == n))
+        acts.append(
+            layers.forward(
+                acts[-1], params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1], output=layer == n
+            )
+        )
     _, dz = losses.loss_and_gradient(activations[-1], acts[-1], y)
     grads, da = {}, None
     for layer in range(n, 0, -1):
