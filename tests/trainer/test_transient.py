@@ -1,0 +1,116 @@
+"""Transient errors are retried with bounded backoff inside the step, before anything fails:
+a dropped Redis connection, DynamoDB throttling, Lambda 429/5xx on the hand-off."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
+
+from tests.trainer.chain_helpers import REPORT, deliver_all, final_params, run_to_end
+from trainer.handlers import trainer as trainer_handler
+from trainer.invoker import LambdaInvoker
+from trainer.local import runner
+from trainer.local.provision import provision
+from trainer.stores.run_store import DynamoRunStore
+
+PAYLOAD = {
+    "dataset": "moons",
+    "neurons": {"layer1": 5, "layer2": 1},
+    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+    "epochs": 6,
+    "learning_rate": 0.1,
+    "chain": "per_step",
+}
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self.body = body
+
+    def stream(self, **_kwargs):
+        yield self.body
+
+
+@contextmanager
+def _fail_first(client, operation: str, times: int, status: int, code: str) -> Iterator[list[int]]:
+    """Answer the first `times` calls of `operation` with an error, as the service would; the
+    SDK's own retry logic sees them. (The clients are shared, so the hook is removed after.)"""
+    seen: list[int] = []
+
+    def before_send(request, **_kwargs):
+        if len(seen) < times:
+            seen.append(status)
+            body = json.dumps({"__type": code, "message": "injected"}).encode()
+            return AWSResponse(request.url, status, {"x-amzn-ErrorType": code}, _Raw(body))
+        return None
+
+    event = f"before-send.{client.meta.service_model.endpoint_prefix}.{operation}"
+    client.meta.events.register(event, before_send)
+    try:
+        yield seen
+    finally:
+        client.meta.events.unregister(event, before_send)
+
+
+def test_dynamodb_throttling_is_retried_by_the_sdk(stack) -> None:
+    store = DynamoRunStore(stack.services.run_store.table)
+    store.create_run("throttled-1", {}, "{}", 5)
+    with _fail_first(store.db, "UpdateItem", times=2, status=400, code="ThrottlingException") as seen:
+        store.record_progress("throttled-1", 3)
+    assert seen == [400, 400]
+    assert store.get_run("throttled-1")["last_seq"] == 3
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequestsException"), (503, "ServiceException")])
+def test_lambda_429_and_5xx_on_the_hand_off_are_retried(aws_env, status: int, code: str) -> None:
+    env = provision(f"transient-{status}", "pw", create_functions=True)
+    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+    with _fail_first(invoker.lambda_, "Invoke", times=2, status=status, code=code) as seen:
+        invoker.invoke_async({"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0})
+    assert seen == [status, status]
+
+
+def test_retries_are_bounded(aws_env) -> None:
+    env = provision("transient-bounded", "pw", create_functions=True)
+    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+    with (
+        _fail_first(invoker.lambda_, "Invoke", times=100, status=429, code="TooManyRequestsException") as seen,
+        pytest.raises(ClientError, match="TooManyRequests"),
+    ):
+        invoker.invoke_async({"state": "start"})
+    assert len(seen) == 7  # the first attempt and 6 retries (trainer.aws.RETRY_CONFIG), then it gives up
+
+
+def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
+    reference, _ = run_to_end(stack, PAYLOAD)
+    stack.invoker.queue.clear()
+    run_id = runner.launch(PAYLOAD)["run_id"]
+    admin = stack.services.tensor_store.client
+    resets = 0
+    while stack.invoker.queue:
+        deliver_all(stack, limit=3)
+        # Drop every client connection, ours included: the next command meets a reset socket.
+        admin.client_kill_filter(_type="normal", skipme=False)
+        resets += 1
+    run = stack.services.run_store.get_run(run_id)
+    expected, got = final_params(stack, reference), final_params(stack, run_id)
+    identical = run["status"] == "SUCCEEDED" and all(np.array_equal(expected[k], got[k]) for k in expected)
+    REPORT.record(faults=resets, identical=identical)
+    assert resets > 5 and identical
+
+
+def test_the_failure_message_names_run_and_step(stack) -> None:
+    stack.invoker.queue.clear()
+    run_id = runner.launch(PAYLOAD)["run_id"]
+    event = stack.invoker.queue.popleft()
+    stack.services.tensor_store.client.delete(f"lnn:{{{run_id}}}:cursor")  # the cache lost the run
+    with pytest.raises(trainer_handler.StepFailed, match=rf"run {run_id} step start#0: ChainError"):
+        trainer_handler.handler(event, runner.LocalContext())
+    run = stack.services.run_store.get_run(run_id)
+    assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
