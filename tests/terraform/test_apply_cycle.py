@@ -14,18 +14,15 @@ through boto3 for the original notes' General Notes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
 
-from trainer.local.servers import free_port
+from trainer.local.servers import MotoServer
 
 from .conftest import REPO_ROOT, Terraform, copy_configuration, explain
 
@@ -55,50 +52,9 @@ github_repository              = "example-org/lnn"
 """
 
 
-@dataclass
-class PatchedMoto:
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> PatchedMoto:
-        self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("moto_patched.py")), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd=REPO_ROOT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"patched moto server exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        request = urllib.request.Request(
-            f"{self.endpoint_url}/moto-api/config",
-            data=b'{"lambda": {"use_docker": false}}',
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=5).close()
-        return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+def patched_moto_server() -> MotoServer:
+    """moto server with the emulator patches of moto_patched.py (see its docstring)."""
+    return MotoServer(program=(str(Path(__file__).with_name("moto_patched.py")),), cwd=str(REPO_ROOT))
 
 
 @dataclass
@@ -106,7 +62,7 @@ class Stack:
     workdir: Path
     env: dict[str, str]
     outputs: dict[str, object]
-    moto: PatchedMoto
+    moto: MotoServer
     destroyed: bool = False
 
     def client(self, service: str):  # boto3 clients have no common base type
@@ -120,8 +76,8 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def patched_moto() -> Iterator[PatchedMoto]:
-    server = PatchedMoto().start()
+def patched_moto() -> Iterator[MotoServer]:
+    server = patched_moto_server().start()
     try:
         yield server
     finally:
@@ -129,7 +85,7 @@ def patched_moto() -> Iterator[PatchedMoto]:
 
 
 @pytest.fixture(scope="module")
-def stack(terraform: Terraform, patched_moto: PatchedMoto, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(terraform: Terraform, patched_moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     workdir = copy_configuration(tmp_path_factory.mktemp("terraform-cycle") / "terraform")
     (workdir / "moto_override.tf").write_text(OVERRIDE)
     (workdir / "ci.auto.tfvars").write_text(TFVARS)

@@ -269,6 +269,9 @@ class MotoServer:
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    # What to run with the interpreter: moto's own server, or a launcher that patches it first.
+    program: tuple[str, ...] = ("-m", "moto.server")
+    cwd: str | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -277,7 +280,8 @@ class MotoServer:
     def start(self) -> MotoServer:
         env = dict(os.environ)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, *self.program, "-H", "127.0.0.1", "-p", str(self.port)],
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
