@@ -598,6 +598,14 @@ def render(result: dict[str, Any]) -> str:
                 f"{_mb(r['handoff_needed_bytes_per_epoch'])} MB/epoch strictly needed "
                 f"(ratio {r['handoff_overhead_ratio']:.4f}); dataset once: {_mb(r['data_bytes'])} MB"
             )
+    steps = next(r["invocations"] for r in result["rows"] if r["mode"] == "per_step")  # one per step of the plan
+    lines += ["", f"Redis per step ({steps} steps in the run; the dataset load included):"]
+    for r in result["rows"]:
+        if r["mode"] != "monolithic":
+            lines.append(
+                f"  {r['mode']:<8} {r['dtype']}: {r['round_trips'] / steps:.4f} round trips/step, "
+                f"{r['state_bytes'] / steps / 1e3:.3f} kB/step"
+            )
     m = result["model"]
     lines += [
         "",

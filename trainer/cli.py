@@ -154,6 +154,21 @@ def _invoke_launch_function(payload: dict[str, Any]) -> int:
     return 0
 
 
+def _launch(args: argparse.Namespace) -> int:
+    if not os.environ.get("LAUNCH_FUNCTION_ARN"):
+        print(
+            "launch starts a run on AWS: set LAUNCH_FUNCTION_ARN (the stack's output), or use `train` to run it here",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        payload = json.loads(args.request.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read the request {args.request}: {exc}", file=sys.stderr)
+        return 2
+    return _invoke_launch_function(payload)
+
+
 def _resume(args: argparse.Namespace) -> int:
     if os.environ.get("LAUNCH_FUNCTION_ARN"):
         return _invoke_launch_function({"action": "resume", "run_id": args.run_id})
@@ -327,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train REQUEST.json through the local runner")
     p.add_argument("request", type=Path)
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
+    p = sub.add_parser("launch", help="start REQUEST.json on AWS through LaunchLambda (LAUNCH_FUNCTION_ARN)")
+    p.add_argument("request", type=Path)
     p = sub.add_parser("demo", help="train the original benchmark configuration on a dataset")
     p.add_argument("--dataset", required=True)
     p.add_argument("--json", action="store_true")
@@ -361,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(demo_request(args.dataset), args.json)
         if args.command == "status":
             return _status(args)
+        if args.command == "launch":
+            return _launch(args)
         if args.command == "resume":
             return _resume(args)
         if args.command == "cancel":

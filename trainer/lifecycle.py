@@ -15,7 +15,8 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
 from trainer.stores.tensor_store import NO_CURSOR
 
-DEFAULT_STALL_AFTER_S = 900.0
+# Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats.
+DEFAULT_STALL_AFTER_S = 1800.0
 
 
 def effective_status(

@@ -44,7 +44,7 @@ class TrainingRequest(BaseModel):
     max_steps_per_invocation: int = Field(default=2000, ge=1, le=1_000_000)
     time_margin_ms: int = Field(default=15_000, ge=1_000, le=600_000)
     notify_every: int = Field(default=0, ge=0, le=MAX_EPOCHS)
-    checkpoint_every: int = Field(default=0, ge=0, le=MAX_EPOCHS)
+    checkpoint_every: int = Field(default=250, ge=0, le=MAX_EPOCHS)
     run_id: str | None = None
 
     @field_validator("learning_rate", "l2")

@@ -5,6 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+# Every variable the handlers read; the Terraform functions module sets exactly these.
+ENVIRONMENT = (
+    "SNS_TOPIC_ARN",
+    "TRAINER_FUNCTION_ARN",
+    "LAUNCH_FUNCTION_ARN",
+    "TABLE_NAME",
+    "MODEL_BUCKET",
+    "REDIS_HOST",
+    "REDIS_PORT",
+    "REDIS_AUTH_SECRET_ARN",
+    "REDIS_TLS",
+    "TRAINER_MEMORY_MB",
+)
+
 
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name)

@@ -47,6 +47,8 @@ locals {
     REDIS_PORT            = tostring(var.redis_port)
     REDIS_AUTH_SECRET_ARN = var.redis_auth_secret_arn
     REDIS_TLS             = "true"
+    # LaunchLambda refuses a network too large for the trainer's memory, not for its own.
+    TRAINER_MEMORY_MB = tostring(var.trainer_memory_size)
   }
 }
 
