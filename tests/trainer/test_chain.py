@@ -8,7 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from tests.trainer.chain_helpers import REPORT, Faults, final_params, monolithic_reference, run_to_end
+from tests.trainer.chain_helpers import REPORT, Faults, InjectedFault, final_params, monolithic_reference, run_to_end
+from trainer.runconfig import RunConfig
 
 SMALL = {
     "dataset": "moons",
@@ -126,3 +127,56 @@ def test_duplicates_delivered_out_of_order_end_bit_identical(stack) -> None:
         del stack.invoker.invoke_async
     expected, got = final_params(stack, reference), final_params(stack, run_id)
     assert all(np.array_equal(expected[k], got[k]) for k in expected)
+
+
+def test_the_training_set_is_loaded_once_per_warm_environment(stack) -> None:
+    from trainer.handlers import trainer as trainer_handler
+
+    store = stack.services.tensor_store
+    loads = []
+    original = store.get_data
+
+    def counting(run_id, names):
+        loads.append(run_id)
+        return original(run_id, names)
+
+    store.get_data = counting
+    try:
+        run_id, deliveries = run_to_end(stack, _payload("minibatch-adam-l2", "fused", max_steps_per_invocation=8))
+    finally:
+        del store.get_data
+    assert deliveries > 5 and loads == [run_id]
+    key = next(k for k in trainer_handler._data_cache if k[0] == run_id)
+    assert key[1] == RunConfig.from_json(stack.services.run_store.get_run(run_id)["config"]).data_digest
+
+
+def test_a_crash_redoes_at_most_the_steps_since_the_last_hand_off(stack) -> None:
+    from trainer import engine
+
+    budget = 9
+    payload = _payload("full-batch-gd", "fused", max_steps_per_invocation=budget)
+    executed = []
+    original_step = engine.run_step
+    store = stack.services.tensor_store
+    original_commit = store.commit
+    crashed = []
+
+    def counting_step(*args, **kwargs):
+        executed.append(1)
+        return original_step(*args, **kwargs)
+
+    def crash_once(run_id, expected, new, tensors):
+        if not crashed and expected > 2 * budget:
+            crashed.append(new - expected)  # the steps this invocation computed
+            raise InjectedFault("crash before the commit")
+        return original_commit(run_id, expected, new, tensors)
+
+    engine.run_step, store.commit = counting_step, crash_once
+    try:
+        run_id, _ = run_to_end(stack, payload)
+    finally:
+        engine.run_step = original_step
+        del store.commit
+    total = stack.services.run_store.get_run(run_id)["total_steps"]
+    redone = len(executed) - (total - 1)  # finish is not an engine step
+    assert crashed and 0 < redone == crashed[0] <= budget

@@ -13,6 +13,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from tests.trainer.chain_helpers import REPORT, deliver_all, final_params, run_to_end
+from tests.trainer.test_adapters import _drain_queue, _subscribe_queue
 from trainer.handlers import trainer as trainer_handler
 from trainer.invoker import LambdaInvoker
 from trainer.local import runner
@@ -106,6 +107,7 @@ def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
 
 
 def test_the_failure_message_names_run_and_step(stack) -> None:
+    url = _subscribe_queue(stack.services.notifier.topic_arn, "failure-messages-q")
     stack.invoker.queue.clear()
     run_id = runner.launch(PAYLOAD)["run_id"]
     event = stack.invoker.queue.popleft()
@@ -114,3 +116,6 @@ def test_the_failure_message_names_run_and_step(stack) -> None:
         trainer_handler.handler(event, runner.LocalContext())
     run = stack.services.run_store.get_run(run_id)
     assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
+    published = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    assert [(m["kind"], m["step"], m["error_type"]) for m in published] == [("FAILED", "start#0", "ChainError")]
+    assert "lost its chain position" in published[0]["reason"]
