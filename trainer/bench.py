@@ -667,8 +667,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--per-step-epochs",
         type=int,
-        default=250,
-        help="per_step runs this many epochs and is extrapolated (one invocation per step is slow)",
+        default=DEFAULT_EPOCHS,
+        help="per_step runs this many epochs (fewer: the rest is extrapolated, and the table says so)",
     )
     p.add_argument("--hop-ms", type=float, default=50.0, help="modelled latency of one asynchronous hand-off")
     p.add_argument("--redis-rtt-ms", type=float, default=0.5, help="modelled network RTT to ElastiCache")
