@@ -79,17 +79,7 @@ def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[s
     dataset = prepare(raw, request.get("normalize", "auto"), config.dtype)
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
-    svc.tensor_store.put_data(
-        config.run_id,
-        {
-            "x_train": dataset.x_train,
-            "y_train": dataset.y_train,
-            "x_test": dataset.x_test,
-            "y_test": dataset.y_test,
-            "shift": dataset.shift,
-            "scale": dataset.scale,
-        },
-    )
+    svc.tensor_store.put_data(config.run_id, dataset.arrays())
 
 
 def cancel(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:

@@ -168,6 +168,17 @@ class Dataset:
     def examples(self) -> int:
         return int(self.x_train.shape[1])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a run keeps in the cache, by the names the trainer reads them with."""
+        return {
+            "x_train": self.x_train,
+            "y_train": self.y_train,
+            "x_test": self.x_test,
+            "y_test": self.y_test,
+            "shift": self.shift,
+            "scale": self.scale,
+        }
+
     def digest(self) -> str:
         h = hashlib.sha256()
         for array in (self.x_train, self.y_train, self.x_test, self.y_test):

@@ -86,17 +86,7 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     )
     params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
     state = optimizers.initial_state(request.optimizer, params, config.layers)
-    svc.tensor_store.put_data(
-        run_id,
-        {
-            "x_train": dataset.x_train,
-            "y_train": dataset.y_train,
-            "x_test": dataset.x_test,
-            "y_test": dataset.y_test,
-            "shift": dataset.shift,
-            "scale": dataset.scale,
-        },
-    )
+    svc.tensor_store.put_data(run_id, dataset.arrays())
     if not svc.tensor_store.create_run(run_id, config.to_json(), {**params, **state}):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
     svc.run_store.create_run(run_id, request.model_dump(mode="json"), config.to_json(), config.plan.total_steps)
