@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 UV_VERSION := 0.9.10
 DATASET ?=
+DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
 .PHONY: help setup test lint demo bench clean
@@ -37,7 +38,7 @@ demo: setup ## train the cat benchmark (or DATASET=...) through the local runner
 	@if [ -n "$(DATASET)" ]; then ds="$(DATASET)"; \
 	elif [ -f "$(CAT_H5)" ]; then ds="$(CAT_H5)"; echo "demo: training the cat/non-cat benchmark ($(CAT_H5))"; \
 	else ds="moons"; echo "demo: $(CAT_H5) is not here; training the built-in 'moons' dataset instead"; fi; \
-	$(PY) -m trainer demo --dataset "$$ds"
+	$(PY) -m trainer demo --dataset "$$ds" $(DEMO_FLAGS)
 
 bench: setup ## benchmark: local chain vs monolithic numpy on the cat set; writes bench-results.json
 	$(PY) -m trainer.bench --output bench-results.json

@@ -49,13 +49,6 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
             os.environ[key] = old
 
 
-@pytest.fixture(scope="session")
-def cat_dataset() -> Path:
-    if not CAT_DATASET.exists():
-        pytest.skip(f"the cat benchmark is not at {CAT_DATASET}")
-    return CAT_DATASET
-
-
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
     from tests.trainer.chain_helpers import REPORT
