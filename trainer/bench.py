@@ -698,15 +698,8 @@ def main(argv: list[str] | None = None, stack: Any = None) -> int:
         if stack is None:
             from trainer.local import runner
 
-            with runner.local_servers() as (redis_server, moto):
+            with runner.local_stack() as (stack, redis_server, moto):
                 SERVER_PIDS[:] = [p.pid for p in (redis_server.process, moto.process) if p is not None]
-                stack = runner.connect(
-                    "127.0.0.1",
-                    redis_server.port,
-                    redis_server.password,
-                    redis_tls=getattr(redis_server, "tls", False),
-                    redis_ca_file=getattr(redis_server, "ca_file", None),
-                )
                 result = run(opts, stack, Path(tmp))
         else:
             result = run(opts, stack, Path(tmp))

@@ -77,10 +77,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     from trainer.local import runner
 
     started = time.monotonic()
-    with runner.local_servers() as (redis_server, _moto):
-        stack = runner.connect(
-            "127.0.0.1", redis_server.port, redis_server.password, redis_tls=True, redis_ca_file=redis_server.ca_file
-        )
+    with runner.local_stack() as (stack, _redis, _moto):
         try:
             launched = runner.launch(payload)
         except RequestError as exc:
@@ -178,14 +175,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not (run_dir / "run.json").is_file():
         raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
     started = time.monotonic()
-    with runner.local_servers() as (redis_server, _moto):
-        stack = runner.connect(
-            "127.0.0.1",
-            redis_server.port,
-            redis_server.password,
-            redis_tls=redis_server.tls,
-            redis_ca_file=redis_server.ca_file,
-        )
+    with runner.local_stack() as (stack, _redis, _moto):
         run_id = runner.restore_run(stack, run_dir)
         try:
             resumed = lifecycle.resume(stack.services, run_id)
@@ -294,10 +284,9 @@ def _plot(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from trainer import model_file
+    from trainer import engine, model_file
     from trainer.data import normalize
     from trainer.data.loader import DatasetError, check_raw, load_raw
-    from trainer.nn import layers
 
     try:
         activations, params, shift, scale = model_file.load(args.model)
@@ -317,10 +306,8 @@ def _predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    a = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
-    for i, act in enumerate(activations, start=1):
-        a = layers.forward(a, params[f"W{i}"], params[f"b{i}"], act, output=i == len(activations))
-    predictions = (a > 0).astype(int).ravel() if activations[-1] == "sigmoid" else np.argmax(a, axis=0)
+    x = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
+    predictions = engine.predict(activations, params, x).ravel()
     labels = np.asarray(raw[f"{args.split}_set_y"]).reshape(-1).astype(int)
     accuracy = float(np.mean(predictions == labels))
     print(

@@ -83,7 +83,7 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
     if event.state == "start":
         return []
     if event.state == "finish":
-        return [n for layer_ in range(1, L + 1) for n in (f"W{layer_}", f"b{layer_}")]
+        return [*(n for layer_ in range(1, L + 1) for n in (f"W{layer_}", f"b{layer_}")), "cost"]
     if event.state == "forward" and layer <= L:
         names = [f"W{layer}", f"b{layer}"]
         if layer > 1:
@@ -170,17 +170,15 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
     return StepOutcome()
 
 
-def predict(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Class predictions (1, m) for column-layout inputs."""
-    a = x
-    for layer in range(1, config.layers + 1):
-        a = layers.forward(
-            a, params[f"W{layer}"], params[f"b{layer}"], config.activations[layer - 1], output=layer == config.layers
-        )
-    if config.output_activation == "sigmoid":
+    a, count = x, len(activations)
+    for layer in range(1, count + 1):
+        a = layers.forward(a, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1], output=layer == count)
+    if activations[-1] == "sigmoid":
         return (a > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
     return np.argmax(a, axis=0).reshape(1, -1)
 
 
 def accuracy(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(predict(config, params, x) == y.astype(np.int64)))
+    return float(np.mean(predict(config.activations, params, x) == y.astype(np.int64)))

@@ -46,7 +46,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     plan = config.plan
     store = svc.tensor_store
     cursor = store.cursor(run_id)
-    if cursor != NO_CURSOR and store.config(run_id) is not None and _data_present(svc, run_id):
+    if cursor != NO_CURSOR and store.config(run_id) is not None and store.has_data(run_id):
         source = "cache"
     else:
         found = checkpoints.latest(svc.blob_store, run_id)
@@ -64,14 +64,6 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     event = event_at(plan, run_id, cursor + 1)
     svc.invoker.invoke_async(event.to_dict())
     return {"run_id": run_id, "status": "RUNNING", "resumed_from_seq": cursor + 1, "source": source}
-
-
-def _data_present(svc: services_mod.Services, run_id: str) -> bool:
-    try:
-        svc.tensor_store.get_data(run_id, ["y_train"])
-    except KeyError:
-        return False
-    return True
 
 
 def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:

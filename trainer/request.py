@@ -8,11 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from trainer.data.normalize import NORMALIZATIONS
-from trainer.errors import RequestError
 from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
-from trainer.nn.init import INITS
-from trainer.nn.optimizers import OPTIMIZERS
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
 RUN_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -179,11 +175,3 @@ def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> in
     activations = sum(sizes[1:]) * batch * 3
     data = features * examples * 2  # training set plus its working copies
     return itemsize * (params * slots + activations + data)
-
-
-def raise_if(problems: list[str]) -> None:
-    if problems:
-        raise RequestError(problems)
-
-
-__all__ = ["INITS", "NORMALIZATIONS", "OPTIMIZERS", "RequestError", "TrainingRequest", "check_against_data", "parse"]

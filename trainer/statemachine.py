@@ -48,9 +48,6 @@ class Event:
     batch: int
     seq: int
 
-    def is_loss_for(self, plan: Plan) -> bool:
-        return self.state == "forward" and self.layer == plan.layers + 1
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -124,11 +124,11 @@ def _checkpoint(svc: services_mod.Services, config: RunConfig, ws: engine.Workin
 
 
 def _finish(
-    svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData, cost: float | None
+    svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData
 ) -> dict[str, Any]:
     params = {n: ws[n] for n in engine.inputs_of(config, Event("finish", config.run_id, 0, 0, 0, 0))}
     metrics = {
-        "final_cost": cost,
+        "final_cost": float(ws["cost"][0]),
         "train_accuracy": engine.accuracy(config, params, data.x_train, data.y_train),
         "test_accuracy": engine.accuracy(config, params, data.x_test, data.y_test),
     }
@@ -151,10 +151,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
     check_in_plan(plan, event)
     result: dict[str, Any] = {"run_id": run_id, "steps_executed": 0, "last_seq": None, "next_event": None}
 
-    names = engine.inputs_of(config, event)
-    if event.state == "finish":
-        names = [*names, "cost"]
-    cursor, cancel, tensors = svc.tensor_store.read_step(run_id, names)
+    cursor, cancel, tensors = svc.tensor_store.read_step(run_id, engine.inputs_of(config, event))
     if cancel:
         svc.tensor_store.delete_run(run_id)
         svc.run_store.mark_status(run_id, "CANCELLED")
@@ -189,8 +186,7 @@ def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, 
         if missing:
             ws.load(svc.tensor_store.read(run_id, missing))
         if current.state == "finish":
-            cost = float(ws["cost"][0]) if "cost" in ws else None
-            metrics = _finish(svc, config, ws, data, cost)
+            metrics = _finish(svc, config, ws, data)
             executed += 1
             status, successor = "SUCCEEDED", None
             result["metrics"] = metrics

@@ -111,6 +111,20 @@ def local_servers() -> Iterator[tuple[RedisServer, MotoServer]]:
                     os.environ[key] = value
 
 
+@contextmanager
+def local_stack() -> Iterator[tuple[LocalStack, RedisServer, MotoServer]]:
+    """`local_servers()` with the emulator provisioned and the local adapters installed (TLS Redis)."""
+    with local_servers() as (redis_server, moto):
+        stack = connect(
+            "127.0.0.1",
+            redis_server.port,
+            redis_server.password,
+            redis_tls=redis_server.tls,
+            redis_ca_file=redis_server.ca_file,
+        )
+        yield stack, redis_server, moto
+
+
 def drain(
     stack: LocalStack,
     on_result: Callable[[dict[str, Any]], None] | None = None,
@@ -173,7 +187,7 @@ def restore_run(stack: LocalStack, run_dir: Path) -> str:
     run = record["run"]
     run_id = run["run_id"]
     store = stack.services.run_store
-    store.db.put_item(TableName=store.table, Item=_dynamo_item(run))
+    store.restore_run(run)
     store.put_epochs(run_id, [{k: e[k] for k in ("epoch", "cost", "duration_s")} for e in record["epochs"]])
     state_path = run_dir / "state.npz"
     if state_path.is_file():
@@ -183,9 +197,3 @@ def restore_run(stack: LocalStack, run_dir: Path) -> str:
             stack.services.tensor_store.put_data(run_id, data)
             stack.services.tensor_store.create_run(run_id, str(state["config"]), tensors, cursor=int(state["cursor"]))
     return run_id
-
-
-def _dynamo_item(run: dict[str, Any]) -> dict[str, Any]:
-    from trainer.stores.run_store import _item
-
-    return _item(run)

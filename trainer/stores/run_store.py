@@ -70,6 +70,10 @@ class DynamoRunStore:
         )
         self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
+    def restore_run(self, run: dict[str, Any]) -> None:
+        """Put back a run item exported earlier (the local runner's resume), as it was."""
+        self.db.put_item(TableName=self.table, Item=_item({**run, "pk": _pk(run["run_id"]), "sk": "RUN"}))
+
     def exists(self, run_id: str) -> bool:
         resp = self.db.get_item(
             TableName=self.table,

@@ -53,9 +53,6 @@ class TrafficCounters:
     bytes_read: int = 0
     bytes_written: int = 0
 
-    def snapshot(self) -> dict[str, int]:
-        return {"round_trips": self.round_trips, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written}
-
 
 def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
     """A client that retries connection errors with bounded exponential backoff."""
@@ -175,6 +172,9 @@ class RedisTensorStore:
             pipe.set(self._key(run_id, "data", name), blob, ex=self.ttl_s)
         pipe.execute()
         self.traffic.round_trips += 1
+
+    def has_data(self, run_id: str) -> bool:
+        return bool(self.client.exists(self._key(run_id, "data", "x_train")))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
         values = self.client.mget([self._key(run_id, "data", n) for n in names])
