@@ -184,9 +184,9 @@ def metered(store: Any) -> Iterator[Meter]:
         patch(store, name, wrapper)
 
     wrap_state("create_run", lambda a, k, r: a[2] if r else None)
-    wrap_state("read_step", lambda a, k, r: r[2])
-    wrap_state("read", lambda a, k, r: r)
-    wrap_state("commit", lambda a, k, r: a[3] if r else None)
+    wrap_state("snapshot", lambda a, k, r: r[2])
+    wrap_state("read_at", lambda a, k, r: r)
+    wrap_state("commit", lambda a, k, r: a[3] if r == "OK" else None)
     try:
         yield meter
     finally:
@@ -303,7 +303,7 @@ def run_chain(
     sent_before = stack.invoker.sent
     with metered(stack.services.tensor_store) as meter:
         t, cpu = time.perf_counter(), _cpu_s()
-        launched = runner.launch(payload)
+        launched = runner.launch(stack, payload)
         results: list[dict[str, Any]] = []
         dead = runner.drain(stack, on_result=results.append)
         wall, cpu = time.perf_counter() - t, _cpu_s() - cpu

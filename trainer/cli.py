@@ -79,7 +79,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     started = time.monotonic()
     with runner.local_stack() as (stack, _redis, _moto):
         try:
-            launched = runner.launch(payload)
+            launched = runner.launch(stack, payload)
         except RequestError as exc:
             print(str(exc), file=sys.stderr)
             return 2

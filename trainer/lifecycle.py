@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
-from trainer import checkpoints
+from trainer import checkpoints, effects
 from trainer import services as services_mod
 from trainer.data.loader import load_raw, prepare
 from trainer.errors import RequestError
@@ -14,6 +15,7 @@ from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
 from trainer.stores.tensor_store import NO_CURSOR
+from trainer.vocabulary import Notice, RunStatus
 
 # Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats.
 DEFAULT_STALL_AFTER_S = 1800.0
@@ -21,12 +23,12 @@ DEFAULT_STALL_AFTER_S = 1800.0
 
 def effective_status(
     run: dict[str, Any], stall_after_s: float = DEFAULT_STALL_AFTER_S, now: float | None = None
-) -> str:
+) -> RunStatus:
     """RUNNING with no step for `stall_after_s` seconds is STALLED."""
     now = time.time() if now is None else now
-    if run.get("status") == "RUNNING" and now - float(run.get("last_step_at", now)) > stall_after_s:
-        return "STALLED"
-    return str(run.get("status"))
+    if run.get("status") == RunStatus.RUNNING and now - float(run.get("last_step_at", now)) > stall_after_s:
+        return RunStatus.STALLED
+    return RunStatus(run.get("status"))
 
 
 def _checked_run(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     epoch checkpoint when the cache lost the run."""
     run = _checked_run(svc, run_id)
     status = effective_status(run, stall_after_s)
-    if status not in ("FAILED", "STALLED"):
+    if status not in (RunStatus.FAILED, RunStatus.STALLED):
         raise RequestError([f"run_id: run {run_id!r} is {status}; only FAILED or STALLED runs can resume"])
     config = RunConfig.from_json(run["config"])
     plan = config.plan
@@ -59,11 +61,13 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         source = f"checkpoint (epoch {epoch})"
     if cursor + 1 >= plan.total_steps:
         raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
-    svc.run_store.mark_status(run_id, "RUNNING")
+    svc.run_store.resumed(run_id)
     svc.run_store.record_progress(run_id, cursor)
-    event = event_at(plan, run_id, cursor + 1)
-    svc.invoker.invoke_async(event.to_dict())
-    return {"run_id": run_id, "status": "RUNNING", "resumed_from_seq": cursor + 1, "source": source}
+    # A position committed but not completed (the run failed after its commit) is completed first:
+    # the event at the cursor finds itself behind and does exactly that, then hands on.
+    start = cursor if store.outbox(run_id, cursor) is not None and not store.done(run_id, cursor) else cursor + 1
+    svc.invoker.invoke_async(event_at(plan, run_id, start).to_dict())
+    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": source}
 
 
 def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:
@@ -75,12 +79,27 @@ def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[s
 
 
 def cancel(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
-    """Mark the run CANCELLED and remove its cache state; a step still in flight sees the cancel
-    mark when it next reads the cache and stops there."""
+    """Mark the run CANCELLED, remove its cache state and say so once. The cancel mark comes first:
+    from then on no commit is accepted, so no step still in flight can bring state back."""
     run = _checked_run(svc, run_id)
-    if run["status"] in ("SUCCEEDED", "CANCELLED"):
+    if run["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
         raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
     svc.tensor_store.request_cancel(run_id)
     removed = svc.tensor_store.delete_run(run_id)
-    svc.run_store.mark_status(run_id, "CANCELLED")
-    return {"run_id": run_id, "status": "CANCELLED", "keys_removed": removed}
+    svc.run_store.mark_status(run_id, RunStatus.CANCELLED)
+    body = {"epochs_done": _epochs_done(svc, run)}
+    effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), _NO_DEADLINE)
+    return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
+
+
+def _epochs_done(svc: services_mod.Services, run: dict[str, Any]) -> int:
+    config = RunConfig.from_json(run["config"])
+    return max(0, int(run.get("last_seq", -1)) + 1) // config.plan.steps_per_epoch
+
+
+class _Unbounded:
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+_NO_DEADLINE = _Unbounded()

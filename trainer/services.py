@@ -1,5 +1,6 @@
-"""The adapters a handler uses. Built from the environment in Lambda; the local runner and the
-tests install their own (a local invoker), so all of them run the very same handlers."""
+"""The adapters a handler uses. Built from the environment once per Lambda execution environment;
+the local runner and the tests build their own and pass them in, so all of them run the very same
+handlers."""
 
 from __future__ import annotations
 
@@ -39,21 +40,12 @@ def build(settings: Settings, invoker: Invoker | None = None) -> Services:
     )
 
 
-_installed: Services | None = None
 _from_env: Services | None = None
 
 
-def install(services: Services | None) -> None:
-    """Use these adapters instead of the environment's (local runner, tests)."""
-    global _installed
-    _installed = services
-
-
 def current() -> Services:
-    """The installed adapters, or ones built from the environment once per execution environment."""
+    """Adapters built from the environment, once per execution environment (the cold start)."""
     global _from_env
-    if _installed is not None:
-        return _installed
     if _from_env is None:
         _from_env = build(Settings.from_env())
     return _from_env

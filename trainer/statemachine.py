@@ -10,12 +10,23 @@ run's plan (no foreign, replayed-out-of-plan or runaway events) without any stor
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from trainer.errors import EventError
 from trainer.request import RUN_ID_PATTERN
 
-STATES = ("start", "forward", "backward", "finish")
+
+class State(StrEnum):
+    """A step's kind; the value is what an event carries on the wire."""
+
+    START = "start"
+    FORWARD = "forward"  # layers 1..L, then the loss at layer L+1
+    BACKWARD = "backward"
+    FINISH = "finish"
+
+
+STATES = tuple(State)
 EVENT_KEYS = ("state", "run_id", "epoch", "layer", "batch", "seq")
 
 
@@ -41,7 +52,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class Event:
-    state: str
+    state: State
     run_id: str
     epoch: int
     layer: int
@@ -77,30 +88,30 @@ def parse_event(payload: Any) -> Event:
             problems.append(f"{key} must be a non-negative integer")
     if problems:
         raise EventError("invalid trainer event: " + "; ".join(problems))
-    return Event(state, run_id, payload["epoch"], payload["layer"], payload["batch"], payload["seq"])
+    return Event(State(state), run_id, payload["epoch"], payload["layer"], payload["batch"], payload["seq"])
 
 
 def first_event(run_id: str) -> Event:
-    return Event("start", run_id, 0, 0, 0, 0)
+    return Event(State.START, run_id, 0, 0, 0, 0)
 
 
 def next_event(plan: Plan, event: Event) -> Event | None:
     """The transition function. None after finish: a run never steps past its plan."""
     seq = event.seq + 1
-    if event.state == "start":
-        return Event("forward", event.run_id, event.epoch, 1, 0, seq)
-    if event.state == "forward":
+    if event.state == State.START:
+        return Event(State.FORWARD, event.run_id, event.epoch, 1, 0, seq)
+    if event.state == State.FORWARD:
         if event.layer <= plan.layers:
-            return Event("forward", event.run_id, event.epoch, event.layer + 1, event.batch, seq)
-        return Event("backward", event.run_id, event.epoch, plan.layers, event.batch, seq)
-    if event.state == "backward":
+            return Event(State.FORWARD, event.run_id, event.epoch, event.layer + 1, event.batch, seq)
+        return Event(State.BACKWARD, event.run_id, event.epoch, plan.layers, event.batch, seq)
+    if event.state == State.BACKWARD:
         if event.layer > 1:
-            return Event("backward", event.run_id, event.epoch, event.layer - 1, event.batch, seq)
+            return Event(State.BACKWARD, event.run_id, event.epoch, event.layer - 1, event.batch, seq)
         if event.batch + 1 < plan.batches:
-            return Event("forward", event.run_id, event.epoch, 1, event.batch + 1, seq)
+            return Event(State.FORWARD, event.run_id, event.epoch, 1, event.batch + 1, seq)
         if event.epoch + 1 < plan.epochs:
-            return Event("start", event.run_id, event.epoch + 1, 0, 0, seq)
-        return Event("finish", event.run_id, event.epoch, 0, 0, seq)
+            return Event(State.START, event.run_id, event.epoch + 1, 0, 0, seq)
+        return Event(State.FINISH, event.run_id, event.epoch, 0, 0, seq)
     return None
 
 
@@ -109,14 +120,14 @@ def event_at(plan: Plan, run_id: str, seq: int) -> Event:
     if not 0 <= seq < plan.total_steps:
         raise EventError(f"step {seq} is outside the run's plan of {plan.total_steps} steps")
     if seq == plan.total_steps - 1:
-        return Event("finish", run_id, plan.epochs - 1, 0, 0, seq)
+        return Event(State.FINISH, run_id, plan.epochs - 1, 0, 0, seq)
     epoch, offset = divmod(seq, plan.steps_per_epoch)
     if offset == 0:
-        return Event("start", run_id, epoch, 0, 0, seq)
+        return Event(State.START, run_id, epoch, 0, 0, seq)
     batch, within = divmod(offset - 1, plan.steps_per_batch)
     if within <= plan.layers:  # forward 1..L, then the loss at L+1
-        return Event("forward", run_id, epoch, within + 1, batch, seq)
-    return Event("backward", run_id, epoch, plan.steps_per_batch - within, batch, seq)
+        return Event(State.FORWARD, run_id, epoch, within + 1, batch, seq)
+    return Event(State.BACKWARD, run_id, epoch, plan.steps_per_batch - within, batch, seq)
 
 
 def check_in_plan(plan: Plan, event: Event) -> None:

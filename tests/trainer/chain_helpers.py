@@ -29,7 +29,7 @@ def run_to_end(
     """Launch and deliver until the queue is empty; a failed delivery is redelivered (Lambda's
     retry). Returns (run_id, deliveries)."""
     stack.invoker.queue.clear()
-    run_id = runner.launch(payload)["run_id"]
+    run_id = runner.launch(stack, payload)["run_id"]
     deliveries = 0
     queue = stack.invoker.queue
     while queue:
@@ -39,7 +39,7 @@ def run_to_end(
         deliveries += 1
         assert deliveries < max_deliveries, "the chain does not end"
         try:
-            trainer_handler.handler(event, runner.LocalContext())
+            trainer_handler.run(event, runner.LocalContext(), stack.services)
         except trainer_handler.StepFailed as exc:
             if not isinstance(exc.__cause__, InjectedFault):
                 raise
@@ -51,7 +51,7 @@ def deliver_all(stack: runner.LocalStack, limit: int | None = None) -> int:
     """Deliver queued events in order (at most `limit`); returns how many were delivered."""
     delivered = 0
     while stack.invoker.queue and (limit is None or delivered < limit):
-        trainer_handler.handler(stack.invoker.queue.popleft(), runner.LocalContext())
+        trainer_handler.run(stack.invoker.queue.popleft(), runner.LocalContext(), stack.services)
         delivered += 1
     return delivered
 
@@ -61,11 +61,15 @@ class FaultReport:
 
     def __init__(self) -> None:
         self.runs = self.faults = self.identical = 0
+        self.copies: list[tuple[str, object, bool]] = []  # (scenario, dispatcher figures, identical)
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1
         self.faults += faults
         self.identical += int(identical)
+
+    def record_copies(self, scenario: str, figures: object, identical: bool) -> None:
+        self.copies.append((scenario, figures, identical))
 
 
 REPORT = FaultReport()
@@ -128,9 +132,10 @@ class Faults:
 
     def __enter__(self) -> Faults:
         svc = self.stack.services
-        self._wrap(svc.tensor_store, "read_step", before=True, after=False)
+        self._wrap(svc.tensor_store, "snapshot", before=True, after=False)
         self._wrap(svc.tensor_store, "commit", before=True, after=True)  # after = crash once applied
-        self._wrap(svc.tensor_store, "claim_handoff", before=False, after=True)
+        self._wrap(svc.tensor_store, "claim", before=False, after=True)
+        self._wrap(svc.tensor_store, "mark_done", before=True, after=True)
         self._wrap(svc.invoker, "invoke_async", before=True, after=True)
         self._wrap(svc.run_store, "put_epochs", before=True, after=False)
         self._wrap(svc.run_store, "record_progress", before=True, after=False)

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from trainer import services
 from trainer.local import runner
 
 
 @pytest.fixture(scope="session")
-def stack(redis_server, aws_env) -> Iterator[runner.LocalStack]:
+def stack(redis_server, aws_env) -> runner.LocalStack:
     local = runner.connect(
         "127.0.0.1",
         redis_server.port,
         redis_server.password,
         redis_tls=getattr(redis_server, "tls", False),
         redis_ca_file=getattr(redis_server, "ca_file", None),
+        claim_lease_s=1,  # a crash injected inside a completion is waited out quickly
     )
-    yield local
-    services.install(None)
+    return local
 
 
 @pytest.fixture

@@ -130,7 +130,7 @@ def test_duplicates_delivered_out_of_order_end_bit_identical(stack) -> None:
 
 
 def test_the_training_set_is_loaded_once_per_warm_environment(stack) -> None:
-    from trainer.handlers import trainer as trainer_handler
+    from trainer import warm
 
     store = stack.services.tensor_store
     loads = []
@@ -146,7 +146,7 @@ def test_the_training_set_is_loaded_once_per_warm_environment(stack) -> None:
     finally:
         del store.get_data
     assert deliveries > 5 and loads == [run_id]
-    key = next(k for k in trainer_handler._data_cache if k[0] == run_id)
+    key = next(k for k in warm.cached_data_keys() if k[0] == run_id)
     assert key[1] == RunConfig.from_json(stack.services.run_store.get_run(run_id)["config"]).data_digest
 
 
@@ -165,11 +165,11 @@ def test_a_crash_redoes_at_most_the_steps_since_the_last_hand_off(stack) -> None
         executed.append(1)
         return original_step(*args, **kwargs)
 
-    def crash_once(run_id, expected, new, tensors):
+    def crash_once(run_id, expected, new, tensors, outbox):
         if not crashed and expected > 2 * budget:
             crashed.append(new - expected)  # the steps this invocation computed
             raise InjectedFault("crash before the commit")
-        return original_commit(run_id, expected, new, tensors)
+        return original_commit(run_id, expected, new, tensors, outbox)
 
     engine.run_step, store.commit = counting_step, crash_once
     try:

@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import REPO_ROOT
 from tests.trainer.chain_helpers import REPORT, InjectedFault, deliver_all, final_params, run_to_end
 from trainer import lifecycle
-from trainer import services as services_mod
 from trainer.errors import RequestError
 from trainer.handlers import launch as launch_handler
 from trainer.local import runner
@@ -47,7 +46,7 @@ def _same(a: dict, b: dict) -> bool:
 def _fail_after(stack, deliveries: int) -> str:
     """Launch, deliver `deliveries` events, then make every further step crash until Lambda gives up."""
     stack.invoker.queue.clear()
-    run_id = runner.launch(PAYLOAD)["run_id"]
+    run_id = runner.launch(stack, PAYLOAD)["run_id"]
     deliver_all(stack, limit=deliveries)
     original = stack.services.tensor_store.commit
 
@@ -78,7 +77,7 @@ def test_a_failed_run_resumes_from_the_cache_bit_identical(stack, reference) -> 
 
 def test_a_stalled_run_is_detected_and_resumes(stack, reference) -> None:
     stack.invoker.queue.clear()
-    run_id = runner.launch(PAYLOAD)["run_id"]
+    run_id = runner.launch(stack, PAYLOAD)["run_id"]
     deliver_all(stack, limit=4)
     stack.invoker.queue.clear()  # the hand-off was lost: nothing will ever deliver the next step
     run = stack.services.run_store.get_run(run_id)
@@ -95,19 +94,17 @@ def test_a_stalled_run_is_detected_and_resumes(stack, reference) -> None:
 @pytest.fixture
 def own_redis(stack):
     """A redis-server this test may kill, and the stack wired to it; the session stack after."""
-    saved = services_mod._installed
     server = RedisServer().start()
     local = runner.connect(
         "127.0.0.1", server.port, server.password, redis_tls=server.tls, redis_ca_file=server.ca_file
     )
     yield server, local
     server.stop()
-    services_mod.install(saved)
 
 
 def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(own_redis, reference) -> None:
     server, local = own_redis
-    run_id = runner.launch(PAYLOAD)["run_id"]
+    run_id = runner.launch(local, PAYLOAD)["run_id"]
     deliver_all(local, limit=7)  # past the first checkpoint (epoch 2)
     assert local.services.tensor_store.cursor(run_id) > 2 * (1 + 2 * 3)
     # A replaced cache node: same address, empty memory.
@@ -126,7 +123,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(own_redis, refer
 
 def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
     stack.invoker.queue.clear()
-    run_id = runner.launch({**PAYLOAD, "chain": "per_step"})["run_id"]
+    run_id = runner.launch(stack, {**PAYLOAD, "chain": "per_step"})["run_id"]
     deliver_all(stack, limit=5)
     result = lifecycle.cancel(stack.services, run_id)
     assert result["status"] == "CANCELLED" and result["keys_removed"] > 0
@@ -154,7 +151,7 @@ def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
 )
 def test_launch_actions_refuse_bad_requests(stack, payload, message) -> None:
     with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        launch_handler.handler(payload, runner.LocalContext())
+        launch_handler.run(payload, runner.LocalContext(), stack.services)
 
 
 def test_cli_resumes_a_failed_local_run(stack, reference, tmp_path) -> None:

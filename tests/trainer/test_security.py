@@ -107,7 +107,7 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 def run_small(stack: runner.LocalStack, payload: dict, before_invoke=None) -> dict:
     stack.invoker.queue.clear()
-    launched = runner.launch(payload)
+    launched = runner.launch(stack, payload)
     dead = runner.drain(stack, before_invoke=before_invoke)
     assert not dead, dead
     run = stack.services.run_store.get_run(launched["run_id"])
@@ -283,9 +283,10 @@ def test_password_and_data_never_reach_the_logs(stack, redis_server, monkeypatch
         run_small(stack, small_request())
         # A failing step logs its exception too: that path must not leak either.
         with pytest.raises(EventError):
-            trainer_handler.handler(
+            trainer_handler.run(
                 {"state": "start", "run_id": "../x", "epoch": 0, "layer": 0, "batch": 0, "seq": 0},
                 runner.LocalContext(),
+                stack.services,
             )
     text = stream.getvalue()
     assert text.strip(), "the handlers logged nothing at INFO"

@@ -91,7 +91,7 @@ def test_retries_are_bounded(aws_env) -> None:
 def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
     reference, _ = run_to_end(stack, PAYLOAD)
     stack.invoker.queue.clear()
-    run_id = runner.launch(PAYLOAD)["run_id"]
+    run_id = runner.launch(stack, PAYLOAD)["run_id"]
     admin = stack.services.tensor_store.client
     resets = 0
     while stack.invoker.queue:
@@ -109,11 +109,11 @@ def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
 def test_the_failure_message_names_run_and_step(stack) -> None:
     url = _subscribe_queue(stack.services.notifier.topic_arn, "failure-messages-q")
     stack.invoker.queue.clear()
-    run_id = runner.launch(PAYLOAD)["run_id"]
+    run_id = runner.launch(stack, PAYLOAD)["run_id"]
     event = stack.invoker.queue.popleft()
     stack.services.tensor_store.client.delete(f"lnn:{{{run_id}}}:cursor")  # the cache lost the run
     with pytest.raises(trainer_handler.StepFailed, match=rf"run {run_id} step start#0: ChainError"):
-        trainer_handler.handler(event, runner.LocalContext())
+        trainer_handler.run(event, runner.LocalContext(), stack.services)
     run = stack.services.run_store.get_run(run_id)
     assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
     published = [m for m in _drain_queue(url) if m["run_id"] == run_id]

@@ -19,6 +19,7 @@ from trainer.nn import optimizers
 from trainer.nn.init import initialise
 from trainer.runconfig import RunConfig
 from trainer.statemachine import first_event
+from trainer.vocabulary import RunStatus
 
 logger = get_logger("lnn-launch")
 
@@ -98,7 +99,7 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     logger.info("run launched", extra={"run_id": run_id, "total_steps": config.plan.total_steps})
     return {
         "run_id": run_id,
-        "status": "RUNNING",
+        "status": RunStatus.RUNNING,
         "epochs": config.epochs,
         "layers": config.layers,
         "total_steps": config.plan.total_steps,
@@ -107,8 +108,12 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
 
 
 def handler(event: Any, context: Any) -> dict[str, Any]:
+    """The Lambda entry point: adapters built from the environment once per execution environment."""
+    return run(event, context, services_mod.current())
+
+
+def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     """A training request, or {"action": "resume" | "cancel", "run_id": ...}."""
-    svc = services_mod.current()
     if isinstance(event, dict) and "action" in event:
         action, extra = event.get("action"), sorted(set(event) - {"action", "run_id"})
         if action not in ("resume", "cancel") or extra:

@@ -1,278 +1,291 @@
 """TrainerLambda: executes states of the chain and hands the next one on.
 
-At-least-once safety: the step(s) of an invocation are computed in memory and applied by one
-atomic commit that succeeds only if the chain's cursor is still where the invocation found it.
-A duplicate finds the cursor past its seq and at most re-sends the hand-off (guarded by a
-claim so exactly one successor is invoked); a crash before the commit leaves nothing applied,
-so the retry recomputes the same steps from the same inputs.
+The life of one invocation (`Invocation.handle`): triage the event against the chain's position
+(cancelled, behind, ahead, or next), run the steps in memory from one consistent snapshot, commit
+them with their outbox in one atomic write guarded by the cursor, then complete the committed
+position: its effects and its one hand-off (trainer.effects). Nothing is visible before the
+commit, so of several copies of one event only the one that commits leaves a trace; a copy that
+finds itself behind completes what the current position may have left undone, and nothing else.
+
+A snapshot is one chain position: the first read takes the cursor and the inputs atomically, and
+every later read of a fused invocation re-checks the cursor in the same atomic step (read_at), so
+a copy whose position was committed by another stops at its next read instead of computing on a
+mix of two positions.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
-from trainer import checkpoints, engine, model_file
+from trainer import effects, engine, warm
 from trainer import services as services_mod
 from trainer.errors import ChainError, EventError
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
-from trainer.statemachine import Event, check_in_plan, event_at, next_event, parse_event
-from trainer.stores.tensor_store import NO_CURSOR
+from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
+from trainer.stores.run_store import FAILURE_REASON
+from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
+from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
-
-# Read-only inputs stay in memory for later invocations of the same run in this execution
-# environment; keyed by run and content digest so a stale copy can never be used.
-_config_cache: dict[str, RunConfig] = {}
-_data_cache: dict[tuple[str, str], engine.TrainData] = {}
-_DATA_CACHE_RUNS = 2
-
-
-@dataclass
-class _NoDeadline:
-    """Context for callers without a Lambda deadline (local runner, tests)."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15 * 60 * 1000
-
-
-class _HistoryWriter:
-    """Writes the epoch history while the steps go on (numpy releases the GIL), one full DynamoDB batch
-    (25 items) at a time; finish() writes the rest and waits, re-raising any error, before the commit,
-    as the single write after the loop did. The puts are idempotent, so a retry may repeat them."""
-
-    BATCH = 25
-
-    def __init__(self, run_store: Any, run_id: str):
-        self.run_store, self.run_id, self.sent = run_store, run_id, 0
-        self.executor: ThreadPoolExecutor | None = None
-        self.futures: list[Future] = []
-
-    def add(self, epochs: list[dict[str, Any]]) -> None:
-        if len(epochs) - self.sent >= self.BATCH:
-            self.executor = self.executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="lnn-history")
-            batch = epochs[self.sent : self.sent + self.BATCH]
-            self.futures.append(self.executor.submit(self.run_store.put_epochs, self.run_id, batch))
-            self.sent += self.BATCH
-
-    def finish(self, epochs: list[dict[str, Any]]) -> None:
-        try:
-            if self.sent < len(epochs):
-                self.run_store.put_epochs(self.run_id, epochs[self.sent :])
-            for future in self.futures:
-                future.result()
-        finally:
-            if self.executor:
-                self.executor.shutdown(wait=True)
-
-
-def _config(svc: services_mod.Services, run_id: str) -> RunConfig:
-    cached = _config_cache.get(run_id)
-    if cached is not None:
-        return cached
-    text = svc.tensor_store.config(run_id)
-    if text is None:
-        raise ChainError(f"run {run_id!r} has no state in the cache (unknown run, or the cache lost it)")
-    config = RunConfig.from_json(text)
-    _config_cache[run_id] = config
-    return config
-
-
-def _data(svc: services_mod.Services, config: RunConfig) -> engine.TrainData:
-    key = (config.run_id, config.data_digest)
-    cached = _data_cache.get(key)
-    if cached is None:
-        arrays = svc.tensor_store.get_data(config.run_id, ["x_train", "y_train", "x_test", "y_test", "shift", "scale"])
-        cached = engine.TrainData(**arrays)
-        while len(_data_cache) >= _DATA_CACHE_RUNS:
-            _data_cache.pop(next(iter(_data_cache)))
-        _data_cache[key] = cached
-    return cached
-
-
-def _hand_off(
-    svc: services_mod.Services, run_id: str, committed_seq: int, event: Event | None, delivered_seq: int
-) -> bool:
-    """Invoke the successor of `committed_seq` unless another copy already did. The claim token
-    is the delivered event's seq, so Lambda's retry of this very event may finish the job."""
-    if event is None:
-        return False
-    token = f"event-{delivered_seq}"
-    if not svc.tensor_store.claim_handoff(run_id, committed_seq, token, svc.settings.handoff_claim_ttl_s):
-        return False
-    try:
-        svc.invoker.invoke_async(event.to_dict())
-    except Exception:
-        svc.tensor_store.release_handoff(run_id, committed_seq, token)
-        raise
-    svc.tensor_store.confirm_handoff(run_id, committed_seq)
-    return True
-
-
-def _checkpoint(svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, event: Event) -> None:
-    """Parameters and optimizer state as they stand after `event`, the step closing an epoch.
-    Written before the commit: a re-run overwrites it with the same bytes."""
-    names = engine.param_names(config)
-    missing = [n for n in names if n not in ws]
-    tensors = {n: ws[n] for n in names if n in ws}
-    if missing:
-        tensors.update(svc.tensor_store.read(config.run_id, missing))
-    checkpoints.save(svc.blob_store, config.run_id, event.epoch, event.seq, tensors)
-
-
-def _finish(
-    svc: services_mod.Services, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData
-) -> dict[str, Any]:
-    params = {n: ws[n] for n in engine.inputs_of(config, Event("finish", config.run_id, 0, 0, 0, 0))}
-    metrics = {
-        "final_cost": float(ws["cost"][0]),
-        "train_accuracy": engine.accuracy(config, params, data.x_train, data.y_train),
-        "test_accuracy": engine.accuracy(config, params, data.x_test, data.y_test),
-    }
-    key = f"models/{config.run_id}/model.npz"
-    metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
-    run = svc.run_store.get_run(config.run_id)
-    metrics["duration_s"] = round(time.time() - float(run["created_at"]), 3)
-    metrics["epochs"] = config.epochs
-    svc.run_store.mark_succeeded(config.run_id, metrics)
-    svc.notifier.publish("SUCCEEDED", config.run_id, metrics)
-    return metrics
-
-
-def handle(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
-    context = context if hasattr(context, "get_remaining_time_in_millis") else _NoDeadline()
-    event = parse_event(payload)
-    run_id = event.run_id
-    config = _config(svc, run_id)
-    plan = config.plan
-    check_in_plan(plan, event)
-    result: dict[str, Any] = {"run_id": run_id, "steps_executed": 0, "last_seq": None, "next_event": None}
-
-    cursor, cancel, tensors = svc.tensor_store.read_step(run_id, engine.inputs_of(config, event))
-    if cancel:
-        svc.tensor_store.delete_run(run_id)
-        svc.run_store.mark_status(run_id, "CANCELLED")
-        logger.info("run cancelled", extra={"run_id": run_id, "seq": event.seq})
-        return {**result, "status": "CANCELLED"}
-    if cursor == NO_CURSOR:
-        raise ChainError(f"run {run_id!r} lost its chain position in the cache")
-    if cursor >= event.seq:
-        successor = event_at(plan, run_id, cursor + 1) if cursor + 1 < plan.total_steps else None
-        sent = _hand_off(svc, run_id, cursor, successor, event.seq)
-        logger.info("duplicate event", extra={"run_id": run_id, "seq": event.seq, "cursor": cursor, "resent": sent})
-        return {
-            **result,
-            "status": "DUPLICATE",
-            "last_seq": cursor,
-            "next_event": successor.to_dict() if sent and successor else None,
-        }
-    if cursor < event.seq - 1:
-        raise ChainError(f"event seq {event.seq} arrived but the run's last applied step is {cursor}")
-
-    data = _data(svc, config)
-    ws = engine.WorkingSet()
-    ws.load(tensors)
-    started = time.monotonic()
-    epoch_started = started
-    epochs: list[dict[str, Any]] = []
-    history = _HistoryWriter(svc.run_store, run_id)
-    current, executed, status = event, 0, "RUNNING"
-    successor: Event | None = None
-    while True:
-        missing = [n for n in engine.inputs_of(config, current) if n not in ws]
-        if missing:
-            ws.load(svc.tensor_store.read(run_id, missing))
-        if current.state == "finish":
-            metrics = _finish(svc, config, ws, data)
-            executed += 1
-            status, successor = "SUCCEEDED", None
-            result["metrics"] = metrics
-            break
-        outcome = engine.run_step(config, current, ws, data)
-        executed += 1
-        if outcome.epoch_cost is not None:
-            now = time.monotonic()
-            epochs.append(
-                {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
-            )
-            epoch_started = now
-            history.add(epochs)
-            if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
-                _checkpoint(svc, config, ws, current)
-        successor = next_event(plan, current)
-        budget_left = executed < config.max_steps_per_invocation
-        time_left = context.get_remaining_time_in_millis() > config.time_margin_ms
-        if config.chain == "per_step" or not budget_left or not time_left or successor is None:
-            break
-        current = successor
-
-    if epochs:
-        history.finish(epochs)
-        if config.notify_every:
-            for item in epochs:
-                if (item["epoch"] + 1) % config.notify_every == 0:
-                    svc.notifier.publish("PROGRESS", run_id, item)
-    dirty = ws.take_dirty() if status == "RUNNING" else {}
-    if not svc.tensor_store.commit(run_id, event.seq - 1, current.seq, dirty):
-        logger.info("lost the commit race to a duplicate", extra={"run_id": run_id, "seq": event.seq})
-        return {**result, "status": "DUPLICATE", "last_seq": svc.tensor_store.cursor(run_id)}
-    if status == "SUCCEEDED":
-        svc.tensor_store.delete_run(run_id)
-    else:
-        svc.run_store.record_progress(run_id, current.seq)
-        _hand_off(svc, run_id, current.seq, successor, event.seq)
-    logger.info(
-        "steps applied",
-        extra={
-            "run_id": run_id,
-            "first_seq": event.seq,
-            "last_seq": current.seq,
-            "steps": executed,
-            "duration_ms": round((time.monotonic() - started) * 1000, 3),
-        },
-    )
-    last_cost = epochs[-1] if epochs else None
-    return {
-        **result,
-        "status": status,
-        "steps_executed": executed,
-        "last_seq": current.seq,
-        "epoch": current.epoch,
-        "last_epoch": last_cost,
-        "next_event": successor.to_dict() if successor else None,
-    }
 
 
 class StepFailed(RuntimeError):
     """A step's unrecoverable error, named with its run and step for the on-failure destination."""
 
 
+class Triage(Enum):
+    CANCELLED = "cancelled"  # the user cancelled the run
+    BEHIND = "behind"  # the chain is at or past this event: a duplicate, a retry, or a late copy
+    AHEAD = "ahead"  # the chain is before this event's predecessor: a stale event after a resume
+    NEXT = "next"  # the chain is exactly before this event: run it
+
+
+@dataclass
+class _NoDeadline:
+    """Context for callers without a Lambda deadline."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15 * 60 * 1000
+
+
+@dataclass
+class Steps:
+    """What an invocation computed in memory, not yet visible anywhere."""
+
+    last: Event
+    executed: int
+    outbox: effects.Outbox
+    ws: engine.WorkingSet = field(default_factory=engine.WorkingSet)
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    svc = services_mod.current()
+    """The Lambda entry point: adapters built from the environment once per execution environment."""
+    return run(event, context, services_mod.current())
+
+
+def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
+    """One invocation with the given adapters."""
     try:
-        return handle(event, context, svc)
+        event = parse_event(payload)
     except EventError:
         logger.warning("refused a malformed trainer event")
         raise
-    except Exception as exc:
-        run_id = event.get("run_id") if isinstance(event, dict) else None
-        step = f"{event.get('state')}#{event.get('seq')}" if isinstance(event, dict) else "?"
-        logger.exception("step failed", extra={"run_id": run_id, "step": step})
-        if isinstance(run_id, str):
-            _mark_failed(svc, run_id, step, exc)
-        # What reaches the on-failure destination (errorMessage) names the run and the step.
-        raise StepFailed(f"run {run_id} step {step}: {type(exc).__name__}: {exc}") from exc
-
-
-def _mark_failed(svc: services_mod.Services, run_id: str, step: str, exc: Exception) -> None:
-    """Best effort: the original error is what the caller must see, not a second one."""
-    reason = f"{type(exc).__name__}: {exc}"
+    invocation = Invocation(event, context, svc)
     try:
-        if not svc.run_store.mark_failed(run_id, reason, step, type(exc).__name__):
-            return  # finished or cancelled already: a late duplicate's error changes nothing
-        svc.notifier.publish("FAILED", run_id, {"step": step, "error_type": type(exc).__name__, "reason": reason})
-    except Exception:
-        logger.exception("could not record the failure", extra={"run_id": run_id})
+        return invocation.handle()
+    except Superseded as exc:
+        return invocation.superseded(exc)
+    except Exception as exc:
+        # Raised either way, so that Lambda's retry may finish what this copy could not; recorded
+        # as the run's failure only by the copy that holds the run's position.
+        if invocation.holds_position():
+            invocation.record_failure(exc)
+        raise StepFailed(f"run {event.run_id} step {invocation.step}: {type(exc).__name__}: {exc}") from exc
+
+
+class Invocation:
+    def __init__(self, event: Event, context: Any, svc: services_mod.Services):
+        self.event, self.svc = event, svc
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else _NoDeadline()
+        self.token = secrets.token_hex(8)  # this copy's own: concurrent copies never share a claim
+        self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
+        self.completing: int | None = None  # the committed position this copy is completing
+        self.config: RunConfig | None = None
+        self.snapshot: dict[str, Any] = {}
+        self.cursor = NO_CURSOR
+
+    # -- the life of an invocation ------------------------------------------------------------
+    def handle(self) -> dict[str, Any]:
+        self.config = warm.run_config(self.svc, self.run_id)
+        check_in_plan(self.config.plan, self.event)
+        triage = self.triage()
+        if triage is Triage.CANCELLED:
+            return self.stop_cancelled()
+        if triage is Triage.BEHIND:
+            return self.complete_current()
+        if triage is Triage.AHEAD:
+            return self.ignore_stale()
+        steps = self.run_steps()
+        if not self.commit(steps):
+            return self.lost_race()
+        self.complete(steps)
+        return self.report(steps)
+
+    # -- decisions ------------------------------------------------------------------------------
+    def triage(self) -> Triage:
+        inputs = engine.inputs_of(self.config, self.event)
+        self.cursor, cancelled, self.snapshot = self.svc.tensor_store.snapshot(self.run_id, inputs)
+        if cancelled:
+            return Triage.CANCELLED
+        if self.cursor == NO_CURSOR:
+            raise ChainError(f"run {self.run_id!r} lost its chain position in the cache")
+        if self.cursor >= self.event.seq:
+            return Triage.BEHIND
+        if self.cursor < self.event.seq - 1:
+            return Triage.AHEAD
+        return Triage.NEXT
+
+    def holds_position(self) -> bool:
+        """Whether this copy's failure is the run's: it was completing the current position, or
+        nobody has committed its event yet (or the chain's position is gone). A copy whose
+        position was taken by another failed on nothing the run depends on."""
+        try:
+            cursor = self.svc.tensor_store.cursor(self.run_id)
+        except Exception:
+            return True  # the cache itself is failing: that is the run's problem
+        if self.completing is not None:
+            return cursor == self.completing
+        return cursor in (NO_CURSOR, self.event.seq - 1)
+
+    # -- the steps, in memory -------------------------------------------------------------------
+    def run_steps(self) -> Steps:
+        config, position = self.config, self.event.seq - 1
+        data = warm.training_data(self.svc, config)
+        ws = engine.WorkingSet()
+        ws.load(self.snapshot)
+        epochs: list[dict[str, Any]] = []
+        current, executed, epoch_started = self.event, 0, time.monotonic()
+        metrics, checkpoint_epoch, successor = None, None, None
+        while True:
+            missing = [n for n in engine.inputs_of(config, current) if n not in ws]
+            ws.load(self.svc.tensor_store.read_at(self.run_id, position, missing))
+            executed += 1
+            if current.state == State.FINISH:
+                metrics, successor = effects.finish_metrics(self.svc, config, ws, data), None
+                break
+            outcome = engine.run_step(config, current, ws, data)
+            successor = next_event(config.plan, current)
+            if outcome.epoch_cost is not None:
+                now = time.monotonic()
+                epochs.append(
+                    {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
+                )
+                epoch_started = now
+                if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
+                    checkpoint_epoch = current.epoch
+                    break  # the committed state is then exactly the checkpoint
+            if not self.may_continue(executed, successor):
+                break
+            current = successor
+        outbox = effects.Outbox(
+            seq=current.seq,
+            epochs=epochs,
+            checkpoint_epoch=checkpoint_epoch,
+            metrics=metrics,
+            successor=successor.to_dict() if successor else None,
+        )
+        return Steps(last=current, executed=executed, outbox=outbox, ws=ws)
+
+    def may_continue(self, executed: int, successor: Event | None) -> bool:
+        config = self.config
+        return (
+            config.chain != "per_step"
+            and successor is not None
+            and executed < config.max_steps_per_invocation
+            and self.context.get_remaining_time_in_millis() > config.time_margin_ms
+        )
+
+    # -- the commit point ---------------------------------------------------------------------
+    def commit(self, steps: Steps) -> bool:
+        dirty = steps.ws.take_dirty() if steps.outbox.metrics is None else {}
+        result = self.svc.tensor_store.commit(
+            self.run_id, self.event.seq - 1, steps.last.seq, dirty, steps.outbox.to_json()
+        )
+        if result is CommitResult.OK:
+            self.completing = steps.last.seq
+        return result is CommitResult.OK
+
+    # -- after the commit -----------------------------------------------------------------------
+    def complete(self, steps: Steps) -> Claim:
+        def tensors(names: list[str]) -> dict[str, Any]:
+            held = {n: steps.ws[n] for n in names if n in steps.ws}
+            missing = [n for n in names if n not in held]
+            return {**held, **self.svc.tensor_store.read_at(self.run_id, steps.last.seq, missing)}
+
+        return effects.complete(self.svc, self.config, steps.outbox, tensors, self.token, self.context)
+
+    def complete_current(self) -> dict[str, Any]:
+        """A copy behind the chain: finish the current position's completion if its committer
+        could not (it crashed, or this is its retry); otherwise nothing."""
+        position = self.cursor
+        text = self.svc.tensor_store.outbox(self.run_id, position)
+        answer = None
+        if text is not None:
+            outbox = effects.Outbox.from_json(text)
+            self.completing = position
+
+            def tensors(names: list[str]) -> dict[str, Any]:
+                return self.svc.tensor_store.read_at(self.run_id, position, names)
+
+            answer = effects.complete(self.svc, self.config, outbox, tensors, self.token, self.context)
+        completed = answer is Claim.ACQUIRED
+        logger.info(
+            "duplicate event",
+            extra={"run_id": self.run_id, "seq": self.event.seq, "cursor": position, "completed": completed},
+        )
+        return self.result(Outcome.DUPLICATE, last_seq=position, completed=completed)
+
+    def stop_cancelled(self) -> dict[str, Any]:
+        logger.info("run cancelled", extra={"run_id": self.run_id, "seq": self.event.seq})
+        return self.result(Outcome.CANCELLED)
+
+    def ignore_stale(self) -> dict[str, Any]:
+        logger.info("stale event", extra={"run_id": self.run_id, "seq": self.event.seq, "cursor": self.cursor})
+        return self.result(Outcome.DUPLICATE, last_seq=self.cursor)
+
+    def lost_race(self) -> dict[str, Any]:
+        logger.info("lost the commit race to another copy", extra={"run_id": self.run_id, "seq": self.event.seq})
+        return self.result(Outcome.DUPLICATE, last_seq=self.svc.tensor_store.cursor(self.run_id))
+
+    def superseded(self, exc: Superseded) -> dict[str, Any]:
+        """Another copy committed this position while this one was reading: stop, nothing done."""
+        logger.info("superseded copy stopped", extra={"run_id": self.run_id, "seq": self.event.seq, "reason": str(exc)})
+        return self.result(Outcome.DUPLICATE)
+
+    def record_failure(self, exc: Exception) -> None:
+        """FAILED with the reason, and one FAILED message per failed step (per resume)."""
+        logger.exception("step failed", extra={"run_id": self.run_id, "step": self.step})
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
+            if run is None:
+                return  # finished or cancelled already: a late copy's error changes nothing
+            body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
+            key = f"{self.event.seq}.{run.get('resumes', 0)}"
+            effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+        except Exception:
+            # Best effort: the original error is what the caller must see, not a second one.
+            logger.exception("could not record the failure", extra={"run_id": self.run_id})
+
+    # -- results --------------------------------------------------------------------------------
+    def report(self, steps: Steps) -> dict[str, Any]:
+        logger.info(
+            "steps applied",
+            extra={
+                "run_id": self.run_id,
+                "first_seq": self.event.seq,
+                "last_seq": steps.last.seq,
+                "steps": steps.executed,
+            },
+        )
+        outbox = steps.outbox
+        status = Outcome.SUCCEEDED if outbox.metrics is not None else Outcome.APPLIED
+        extra: dict[str, Any] = {"metrics": outbox.metrics} if outbox.metrics is not None else {}
+        return self.result(
+            status,
+            steps_executed=steps.executed,
+            last_seq=steps.last.seq,
+            epoch=steps.last.epoch,
+            last_epoch=outbox.epochs[-1] if outbox.epochs else None,
+            next_event=outbox.successor,
+            **extra,
+        )
+
+    def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
+        base = {"run_id": self.run_id, "status": str(status), "steps_executed": 0, "last_seq": None, "next_event": None}
+        return {**base, **values}

@@ -53,8 +53,9 @@ def connect(
     prefix: str | None = None,
     redis_tls: bool = False,
     redis_ca_file: str | None = None,
+    claim_lease_s: int = 30,
 ) -> LocalStack:
-    """Provision the emulator's resources (AWS_* must point at it) and install local adapters."""
+    """Provision the emulator's resources (AWS_* must point at it) and build local adapters."""
     prefix = prefix or f"lnn-{secrets.token_hex(3)}"
     env = provision(prefix, redis_password)
     settings = Settings(
@@ -69,11 +70,10 @@ def connect(
         redis_tls=redis_tls,
         redis_ca_file=redis_ca_file,
         memory_mb=int(os.environ.get("TRAINER_MEMORY_MB", "10240")),
-        handoff_claim_ttl_s=30,
+        handoff_claim_ttl_s=claim_lease_s,
     )
     invoker = LocalInvoker()
     svc = services_mod.build(settings, invoker)
-    services_mod.install(svc)
     return LocalStack(services=svc, invoker=invoker, env=env)
 
 
@@ -103,7 +103,6 @@ def local_servers() -> Iterator[tuple[RedisServer, MotoServer]]:
         try:
             yield redis_server, moto
         finally:
-            services_mod.install(None)
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -113,7 +112,7 @@ def local_servers() -> Iterator[tuple[RedisServer, MotoServer]]:
 
 @contextmanager
 def local_stack() -> Iterator[tuple[LocalStack, RedisServer, MotoServer]]:
-    """`local_servers()` with the emulator provisioned and the local adapters installed (TLS Redis)."""
+    """`local_servers()` with the emulator provisioned and the local adapters built (TLS Redis)."""
     with local_servers() as (redis_server, moto):
         stack = connect(
             "127.0.0.1",
@@ -139,7 +138,7 @@ def drain(
             try:
                 if before_invoke:
                     before_invoke(event)
-                result = trainer_handler.handler(event, LocalContext())
+                result = trainer_handler.run(event, LocalContext(), stack.services)
             except Exception as exc:
                 if attempt == LAMBDA_ATTEMPTS:
                     dead_letters.append(f"{event.get('run_id')} step {event.get('seq')}: {type(exc).__name__}: {exc}")
@@ -150,8 +149,8 @@ def drain(
     return dead_letters
 
 
-def launch(payload: dict[str, Any]) -> dict[str, Any]:
-    return launch_handler.handler(payload, LocalContext())
+def launch(stack: LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
+    return launch_handler.run(payload, LocalContext(), stack.services)
 
 
 def export_run(stack: LocalStack, run_id: str, out_dir: Path) -> dict[str, Any]:

@@ -13,9 +13,12 @@ from botocore.exceptions import ClientError
 
 from trainer.aws import client
 from trainer.errors import RunNotFound
+from trainer.vocabulary import Claim, Notice, RunStatus
 
 _ser, _deser = TypeSerializer(), TypeDeserializer()
-STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+# The one name of a failed run's reason: in the run item, the FAILED message and the CLI.
+FAILURE_REASON = "failure_reason"
+STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 def _pk(run_id: str) -> str:
@@ -58,7 +61,7 @@ class DynamoRunStore:
                 "pk": _pk(run_id),
                 "sk": "RUN",
                 "run_id": run_id,
-                "status": "RUNNING",
+                "status": RunStatus.RUNNING,
                 "request": json.dumps(request, sort_keys=True),
                 "config": config_json,
                 "total_steps": total_steps,
@@ -96,7 +99,7 @@ class DynamoRunStore:
         condition: str | None = None,
         condition_values: dict[str, Any] | None = None,
         extra_names: dict[str, str] | None = None,
-    ) -> None:
+    ) -> dict[str, Any]:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
         vals = {f":v{i}": _ser.serialize(_number(v)) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
@@ -109,7 +112,7 @@ class DynamoRunStore:
             "ExpressionAttributeValues": vals,
         }
         kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
-        self.db.update_item(**kwargs)
+        return _plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"])
 
     def record_progress(self, run_id: str, last_seq: int) -> None:
         """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
@@ -119,9 +122,9 @@ class DynamoRunStore:
             # FAILED run back to RUNNING; a CANCELLED or finished run is left alone.
             self._update(
                 run_id,
-                {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": "RUNNING"},
+                {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": RunStatus.RUNNING},
                 condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
-                condition_values={":failed": "FAILED"},
+                condition_values={":failed": RunStatus.FAILED},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -158,34 +161,99 @@ class DynamoRunStore:
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> None:
-        now = time.time()
-        self._update(run_id, {"status": "SUCCEEDED", "finished_at": now, "updated_at": now, **metrics})
+        """SUCCEEDED with the run's metrics; the same values whichever copy writes them (they come
+        from the committed outbox), so a repeat is harmless. A cancelled run stays CANCELLED."""
+        self._guarded(
+            run_id,
+            {"status": RunStatus.SUCCEEDED, "updated_at": time.time(), **metrics},
+            "#s <> :cancelled",
+            {":cancelled": RunStatus.CANCELLED},
+        )
 
-    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> bool:
-        """FAILED, unless the run has finished or been cancelled meanwhile (a late duplicate's
-        error must not overwrite SUCCEEDED)."""
-        now = time.time()
+    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> dict[str, Any] | None:
+        """FAILED, unless the run has finished or been cancelled meanwhile (a late copy's error must
+        not overwrite SUCCEEDED). Returns the run as it now stands, or None if it was left alone."""
+        return self._guarded(
+            run_id,
+            {
+                "status": RunStatus.FAILED,
+                FAILURE_REASON: reason[:2000],
+                "failed_step": step,
+                "error_type": error_type,
+                "updated_at": time.time(),
+            },
+            "#s = :running OR #s = :failed",
+            {":running": RunStatus.RUNNING, ":failed": RunStatus.FAILED},
+        )
+
+    def mark_status(self, run_id: str, status: RunStatus) -> None:
+        if status not in STORED_STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        self._update(run_id, {"status": RunStatus(status), "updated_at": time.time()})
+
+    def resumed(self, run_id: str) -> None:
+        """RUNNING again, one resume more: a later failure at the same step is news again."""
+        self.db.update_item(
+            TableName=self.table,
+            Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
+            UpdateExpression="SET #s = :running, updated_at = :now ADD resumes :one",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_item({":running": RunStatus.RUNNING, ":now": time.time(), ":one": 1}),
+        )
+
+    def _guarded(
+        self, run_id: str, values: dict[str, Any], condition: str, condition_values: dict[str, Any]
+    ) -> dict[str, Any] | None:
         try:
-            self._update(
-                run_id,
-                {
-                    "status": "FAILED",
-                    "failure_reason": reason[:2000],
-                    "failed_step": step,
-                    "error_type": error_type,
-                    "updated_at": now,
-                },
-                condition="#s = :running OR #s = :failed",
-                condition_values={":running": "RUNNING", ":failed": "FAILED"},
-                extra_names={"#s": "status"},
+            return self._update(run_id, values, condition, condition_values, {"#s": "status"})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return None
+
+    # -- notices: one SNS message of each kind and key ---------------------------------------
+    def claim_notice(self, run_id: str, kind: Notice, key: str, token: str, lease_s: float) -> Claim:
+        """Claim the publication of message (kind, key). A pending claim is a lease that a crashed
+        claimant's retry may take over once it expires; a sent one is final."""
+        now = time.time()
+        item = {"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}", "state": "pending", "token": token}
+        try:
+            self.db.put_item(
+                TableName=self.table,
+                Item=_item({**item, "lease_until": now + lease_s}),
+                ConditionExpression="attribute_not_exists(pk) OR (#st = :pending AND lease_until < :now)",
+                ExpressionAttributeNames={"#st": "state"},
+                ExpressionAttributeValues=_item({":pending": "pending", ":now": now}),
+            )
+            return Claim.ACQUIRED
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        found = self.db.get_item(
+            TableName=self.table, Key=_item({"pk": item["pk"], "sk": item["sk"]}), ConsistentRead=True
+        )
+        state = _plain(found.get("Item", {})).get("state")
+        return Claim.DONE if state == "sent" else Claim.BUSY
+
+    def release_notice(self, run_id: str, kind: Notice, key: str, token: str) -> None:
+        try:
+            self.db.delete_item(
+                TableName=self.table,
+                Key=_item({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+                ConditionExpression="#st = :pending AND #tk = :token",
+                ExpressionAttributeNames={"#st": "state", "#tk": "token"},
+                ExpressionAttributeValues=_item({":pending": "pending", ":token": token}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            return False
-        return True
 
-    def mark_status(self, run_id: str, status: str) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        self._update(run_id, {"status": status, "updated_at": time.time()})
+    def notice_sent(self, run_id: str, kind: Notice, key: str) -> None:
+        self.db.update_item(
+            TableName=self.table,
+            Key=_item({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+            UpdateExpression="SET #st = :sent, sent_at = :now",
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues=_item({":sent": "sent", ":now": time.time()}),
+        )

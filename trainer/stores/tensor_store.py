@@ -8,6 +8,7 @@ as one pipeline and its writes as one script call: one round trip each way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 import redis
@@ -15,19 +16,40 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from trainer.stores.codec import decode, encode
+from trainer.vocabulary import Claim
 
 DEFAULT_TTL_S = 7 * 24 * 3600
 NO_CURSOR = -2  # the run has no cursor in the store: unknown run, or the cache lost it
 
-# Apply a step's writes only if the chain is exactly where this invocation found it, so a
-# duplicate or a retry racing the original can never apply the same steps twice.
+# Apply an invocation's writes only if the chain is exactly where the invocation found it and the
+# run is not cancelled, so a duplicate or a retry racing the original can never apply the same steps
+# twice. The outbox (what the commit leaves to do: history, messages, hand-off) is written with
+# the tensors, so whoever completes the position later finds exactly what the committer meant.
 _COMMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'CANCELLED' end
 local cur = redis.call('GET', KEYS[1])
-if (cur or '') ~= ARGV[1] then return cur or false end
+if (cur or '') ~= ARGV[1] then return 'MOVED' end
 local ttl = tonumber(ARGV[3])
-for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 2], 'EX', ttl) end
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
+for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 return 'OK'
+"""
+
+# The cursor, the cancel mark and tensors, read in one atomic step: what an invocation starts from.
+_SNAPSHOT = """
+local out = {redis.call('GET', KEYS[1]) or false, redis.call('EXISTS', KEYS[2])}
+for i = 3, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) or false end
+return out
+"""
+
+# Tensors as they stand at chain position ARGV[1], or nothing if the chain has moved on since: a
+# later read of an invocation can never mix tensors of two positions.
+_READ_AT = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return false end
+local out = {}
+for i = 2, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) or false end
+return out
 """
 
 # Create a run only once: a second launch with the same id must not overwrite its state.
@@ -39,12 +61,25 @@ redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 return 1
 """
 
+# One claimant at a time for a once-only effect: a pending claim is a lease (it expires, so a
+# crashed claimant's retry can take over); 'sent' is final.
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 1 end
-if v == ARGV[1] then return 1 end
-return 0
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 'ACQUIRED' end
+if v == 'sent' then return 'DONE' end
+if v == ARGV[1] then return 'ACQUIRED' end
+return 'BUSY'
 """
+
+
+class Superseded(RuntimeError):
+    """The chain moved past the position this invocation read from: another copy committed."""
+
+
+class CommitResult(StrEnum):
+    OK = "OK"
+    MOVED = "MOVED"  # another copy committed first
+    CANCELLED = "CANCELLED"
 
 
 @dataclass
@@ -78,6 +113,8 @@ class RedisTensorStore:
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
+        self._snapshot = client.register_script(_SNAPSHOT)
+        self._read_at = client.register_script(_READ_AT)
 
     # -- keys: built only from a validated run id and names the code chooses -------------
     @staticmethod
@@ -105,27 +142,27 @@ class RedisTensorStore:
         self.traffic.round_trips += 1
         return value.decode() if value is not None else None
 
-    def read_step(self, run_id: str, names: list[str]) -> tuple[int, bool, dict[str, np.ndarray]]:
-        """(cursor, cancel requested, tensors) in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(self._key(run_id, "cursor"))
-        pipe.exists(self._key(run_id, "cancel"))
-        for key in self._tensor_keys(run_id, names):
-            pipe.get(key)
-        cursor, cancel, *values = pipe.execute()
+    def snapshot(self, run_id: str, names: list[str]) -> tuple[int, bool, dict[str, np.ndarray]]:
+        """(cursor, cancel requested, tensors), read atomically in one round trip."""
+        keys = [self._key(run_id, "cursor"), self._key(run_id, "cancel"), *self._tensor_keys(run_id, names)]
+        cursor, cancel, *values = self._snapshot(keys=keys)
         self.traffic.round_trips += 1
         # Missing tensors are left out rather than raised: a duplicate event after the run ended
         # finds its inputs gone, and only needs the cursor to know it has nothing to do.
-        present = {n: v for n, v in zip(names, values, strict=True) if v is not None}
-        cursor_value = int(cursor) if cursor is not None else NO_CURSOR
+        present = {n: v for n, v in zip(names, values, strict=True) if v}
+        cursor_value = int(cursor) if cursor else NO_CURSOR
         return cursor_value, bool(cancel), self._decode(list(present), list(present.values()))
 
-    def read(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
+    def read_at(self, run_id: str, position: int, names: list[str]) -> dict[str, np.ndarray]:
+        """Tensors as they stand at chain position `position`; Superseded if the chain has moved."""
         if not names:
             return {}
-        values = self.client.mget(self._tensor_keys(run_id, names))
+        keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
+        values = self._read_at(keys=keys, args=[str(position)])
         self.traffic.round_trips += 1
-        return self._decode(names, values)
+        if values is None:
+            raise Superseded(f"run {run_id}: the chain moved past step {position}")
+        return self._decode(names, [v or None for v in values])
 
     def _decode(self, names: list[str], values: list[bytes | None]) -> dict[str, np.ndarray]:
         missing = [n for n, v in zip(names, values, strict=True) if v is None]
@@ -134,31 +171,47 @@ class RedisTensorStore:
         self.traffic.bytes_read += sum(len(v) for v in values if v is not None)
         return {n: decode(v) for n, v in zip(names, values, strict=True)}
 
-    def commit(self, run_id: str, expected_cursor: int, new_cursor: int, tensors: dict[str, np.ndarray]) -> bool:
-        """Write `tensors` and move the cursor, atomically, only if the cursor is unchanged."""
+    def commit(
+        self, run_id: str, expected_cursor: int, new_cursor: int, tensors: dict[str, np.ndarray], outbox: str
+    ) -> CommitResult:
+        """Write `tensors` and the outbox of `new_cursor` and move the cursor, atomically, only if the
+        cursor is still `expected_cursor` and the run is not cancelled."""
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
-        keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
-        result = self._commit(keys=keys, args=[str(expected_cursor), str(new_cursor), self.ttl_s, *blobs])
+        keys = [
+            self._key(run_id, "cursor"),
+            self._key(run_id, "cancel"),
+            self._key(run_id, "outbox", str(new_cursor)),
+            *self._tensor_keys(run_id, names),
+        ]
+        args = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
+        result = self._commit(keys=keys, args=args)
         self.traffic.round_trips += 1
         self.traffic.bytes_written += sum(map(len, blobs))
-        return result == b"OK"
+        return CommitResult(result.decode())
+
+    def outbox(self, run_id: str, seq: int) -> str | None:
+        """What the commit of `seq` left to do, or None (no commit there: launch or a resume)."""
+        value = self.client.get(self._key(run_id, "outbox", str(seq)))
+        return value.decode() if value is not None else None
 
     def cursor(self, run_id: str) -> int:
         value = self.client.get(self._key(run_id, "cursor"))
         return int(value) if value is not None else NO_CURSOR
 
-    # -- hand-off claims: one successor invocation per committed step ----------------------
-    def claim_handoff(self, run_id: str, seq: int, token: str, pending_ttl_s: int) -> bool:
-        """True for the first claimant, and again for a redelivery of the same event (same
-        token) while the hand-off is still unconfirmed: a crash between claim and invoke must not
-        strand the chain until the claim expires."""
-        return bool(self._claim(keys=[self._key(run_id, "handoff", str(seq))], args=[token, pending_ttl_s]))
+    # -- once-only effects of a committed position -------------------------------------------
+    def claim(self, run_id: str, seq: int, token: str, lease_s: int) -> Claim:
+        """Claim the completion of position `seq` (its effects and its one hand-off) for `token`."""
+        result = self._claim(keys=[self._key(run_id, "handoff", str(seq))], args=[token, lease_s])
+        return Claim(result.decode())
 
-    def confirm_handoff(self, run_id: str, seq: int) -> None:
+    def mark_done(self, run_id: str, seq: int) -> None:
         self.client.set(self._key(run_id, "handoff", str(seq)), "sent", ex=self.ttl_s)
 
-    def release_handoff(self, run_id: str, seq: int, token: str) -> None:
+    def done(self, run_id: str, seq: int) -> bool:
+        return self.client.get(self._key(run_id, "handoff", str(seq))) == b"sent"
+
+    def release(self, run_id: str, seq: int, token: str) -> None:
         key = self._key(run_id, "handoff", str(seq))
         if self.client.get(key) == token.encode():
             self.client.delete(key)
@@ -192,12 +245,13 @@ class RedisTensorStore:
         return list(self.client.scan_iter(match=f"lnn:{{{run_id}}}:*", count=500))
 
     def delete_run(self, run_id: str, keep_cursor: bool = True) -> int:
-        """Remove a run's tensors and data; the cursor, config and cancel mark stay (until their
-        TTL) so that late duplicates are still recognised and refused."""
+        """Remove a run's tensors and data. With `keep_cursor`, the chain's bookkeeping (cursor,
+        config, cancel mark, outboxes and claims) stays until its TTL, so that late duplicates are
+        still recognised and do nothing."""
         keys = self.run_keys(run_id)
         if keep_cursor:
-            keep = {self._key(run_id, k).encode() for k in ("cursor", "config", "cancel")}
-            keys = [k for k in keys if k not in keep]
+            prefix = self._key(run_id, "")
+            keys = [k for k in keys if k.decode()[len(prefix) :].partition(":")[0] in ("t", "data")]
         return int(self.client.delete(*keys)) if keys else 0
 
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -124,7 +124,7 @@ def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload
     stack.invoker.queue.clear()
     before = _footprint(stack)
     with pytest.raises(RequestError) as caught:
-        runner.launch(payload)
+        runner.launch(stack, payload)
     text = str(caught.value)
     assert text.startswith("invalid training request")
     for message in messages:
@@ -177,7 +177,7 @@ def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload
 def test_bad_datasets_are_named(stack, tmp_path, arrays, message) -> None:
     before = _footprint(stack)
     with pytest.raises(RequestError, match=r"dataset: .*" + message.replace("(", r"\(").replace(")", r"\)")):
-        runner.launch(_with(dataset=_npz(tmp_path, "bad.npz", **arrays)))
+        runner.launch(stack, _with(dataset=_npz(tmp_path, "bad.npz", **arrays)))
     assert _footprint(stack) == before
 
 
@@ -192,12 +192,12 @@ def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack, tmp_path)
     foreign.write_text("not hdf5 at all")
     for path in (truncated, foreign):
         with pytest.raises(RequestError, match="is unreadable"):
-            runner.launch(_with(dataset=str(path)))
+            runner.launch(stack, _with(dataset=str(path)))
 
 
 def test_a_good_request_launches_and_names_its_run(stack) -> None:
     stack.invoker.queue.clear()
-    result = runner.launch(_with(run_id="launch-ok-1"))
+    result = runner.launch(stack, _with(run_id="launch-ok-1"))
     assert result["run_id"] == "launch-ok-1" and result["status"] == "RUNNING"
     assert result["total_steps"] == 3 * (1 + 5) + 1
     assert list(stack.invoker.queue) == [
@@ -206,7 +206,7 @@ def test_a_good_request_launches_and_names_its_run(stack) -> None:
     run = stack.services.run_store.get_run("launch-ok-1")
     assert run["status"] == "RUNNING" and run["total_steps"] == result["total_steps"]
     with pytest.raises(RequestError, match="a run 'launch-ok-1' already exists"):
-        runner.launch(_with(run_id="launch-ok-1"))
+        runner.launch(stack, _with(run_id="launch-ok-1"))
     stack.invoker.queue.clear()
 
 
@@ -222,8 +222,8 @@ def test_s3_datasets_in_the_configured_bucket_are_read(stack, tmp_path) -> None:
     )
     key = stack.services.blob_store.put("datasets/tiny.npz", buffer.getvalue())
     stack.invoker.queue.clear()
-    result = runner.launch(_with(dataset=key))
+    result = runner.launch(stack, _with(dataset=key))
     assert result["examples"] == 20
     stack.invoker.queue.clear()
     with pytest.raises(RequestError, match="cannot read"):
-        runner.launch(_with(dataset=f"s3://{stack.services.blob_store.bucket}/datasets/absent.npz"))
+        runner.launch(stack, _with(dataset=f"s3://{stack.services.blob_store.bucket}/datasets/absent.npz"))

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from trainer.stores import codec
-from trainer.stores.tensor_store import NO_CURSOR
+from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
+from trainer.vocabulary import Claim
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "int64", "uint8"])
@@ -28,28 +31,60 @@ def test_commit_applies_once_and_only_from_the_expected_position(stack) -> None:
     assert store.create_run("store-1", "{}", {"W1": np.ones((2, 2))})
     assert not store.create_run("store-1", "{}", {"W1": np.zeros((2, 2))}), "a second create must not overwrite"
     assert store.cursor("store-1") == -1
-    assert store.commit("store-1", -1, 3, {"W1": np.full((2, 2), 7.0)})
-    assert not store.commit("store-1", -1, 3, {"W1": np.full((2, 2), 9.0)}), "a duplicate commit is refused"
-    cursor, cancel, tensors = store.read_step("store-1", ["W1", "absent"])
+    assert store.commit("store-1", -1, 3, {"W1": np.full((2, 2), 7.0)}, '{"seq": 3}') is CommitResult.OK
+    again = store.commit("store-1", -1, 3, {"W1": np.full((2, 2), 9.0)}, '{"seq": 3, "x": 1}')
+    assert again is CommitResult.MOVED, "a duplicate commit is refused"
+    cursor, cancel, tensors = store.snapshot("store-1", ["W1", "absent"])
     assert cursor == 3 and not cancel and list(tensors) == ["W1"] and tensors["W1"][0, 0] == 7.0
+    assert store.outbox("store-1", 3) == '{"seq": 3}', "the outbox is the winner's"
     assert 0 < store.client.ttl("lnn:{store-1}:t:W1") <= store.ttl_s
     assert store.cursor("never-created") == NO_CURSOR
+
+
+def test_a_later_read_from_a_position_that_moved_is_refused(stack) -> None:
+    store = stack.services.tensor_store
+    store.create_run("store-4", "{}", {"W1": np.ones(2), "W2": np.ones(2)})
+    assert store.read_at("store-4", -1, ["W2"])["W2"][0] == 1.0
+    store.commit("store-4", -1, 1, {"W2": np.full(2, 5.0)}, "{}")
+    with pytest.raises(Superseded):
+        store.read_at("store-4", -1, ["W2"])  # it would have mixed position 1's W2 into position -1
+    assert store.read_at("store-4", 1, ["W1", "W2"])["W2"][0] == 5.0
+
+
+def test_no_commit_is_accepted_once_the_run_is_cancelled(stack) -> None:
+    store = stack.services.tensor_store
+    store.create_run("store-5", "{}", {"W1": np.ones(2)})
+    store.request_cancel("store-5")
+    assert store.commit("store-5", -1, 0, {"W1": np.zeros(2)}, "{}") is CommitResult.CANCELLED
+    assert store.cursor("store-5") == -1 and store.read_at("store-5", -1, ["W1"])["W1"][0] == 1.0
 
 
 def test_a_step_reads_in_one_round_trip_and_commits_in_one(stack) -> None:
     store = stack.services.tensor_store
     store.create_run("store-2", "{}", {"W1": np.ones(3), "b1": np.ones(1)})
     before = store.traffic.round_trips
-    store.read_step("store-2", ["W1", "b1"])
+    store.snapshot("store-2", ["W1", "b1"])
     assert store.traffic.round_trips == before + 1
-    store.commit("store-2", -1, 0, {"W1": np.zeros(3), "b1": np.zeros(1)})
+    store.commit("store-2", -1, 0, {"W1": np.zeros(3), "b1": np.zeros(1)}, "{}")
     assert store.traffic.round_trips == before + 2
 
 
-def test_hand_off_claims_admit_one_sender_and_the_same_event_again(stack) -> None:
+def test_completion_claims_admit_one_copy_at_a_time_and_end_when_done(stack) -> None:
     store = stack.services.tensor_store
-    assert store.claim_handoff("store-3", 5, "event-5", 30)
-    assert not store.claim_handoff("store-3", 5, "event-4", 30), "another event must not send it again"
-    assert store.claim_handoff("store-3", 5, "event-5", 30), "a redelivery of the same event may finish it"
-    store.confirm_handoff("store-3", 5)
-    assert not store.claim_handoff("store-3", 5, "event-5", 30), "once sent, never again"
+    assert store.claim("store-3", 5, "copy-a", 30) is Claim.ACQUIRED
+    assert store.claim("store-3", 5, "copy-b", 30) is Claim.BUSY, "a concurrent copy must wait"
+    assert store.claim("store-3", 5, "copy-a", 30) is Claim.ACQUIRED, "the holder keeps its claim"
+    store.release("store-3", 5, "copy-a")
+    assert store.claim("store-3", 5, "copy-b", 1) is Claim.ACQUIRED, "a released claim is free"
+    store.mark_done("store-3", 5)
+    assert store.claim("store-3", 5, "copy-a", 30) is Claim.DONE, "once done, never again"
+    assert store.done("store-3", 5)
+
+
+def test_a_crashed_claimants_lease_runs_out(stack) -> None:
+    store = stack.services.tensor_store
+    assert store.claim("store-6", 2, "crashed", 1) is Claim.ACQUIRED
+    assert store.claim("store-6", 2, "retry", 1) is Claim.BUSY
+    store.client.pexpire("lnn:{store-6}:handoff:2", 1)  # the lease's end, without waiting a second
+    time.sleep(0.01)
+    assert store.claim("store-6", 2, "retry", 1) is Claim.ACQUIRED

@@ -1,0 +1,165 @@
+"""What a committed chain position leaves visible, done exactly once whoever completes it.
+
+An invocation computes its steps in memory and commits them with an outbox: the epoch items, the
+checkpoint, the messages and the successor its steps call for. Nothing of that is visible before
+the commit, so a copy that loses the commit race leaves no trace. After the commit, the position
+is completed by whichever copy holds its claim (the committer, or a duplicate or retry of any
+event at that position when the committer died):
+
+    epoch items -> checkpoint -> PROGRESS messages -> model, SUCCEEDED, summary (finish only)
+      -> heartbeat -> the successor's invocation -> done (-> the cache state, after finish)
+
+Every step is idempotent (the same items, bytes and values, taken from the outbox) or guarded
+once-only (messages), so a completion that crashes half way is simply done again. Only one
+claimant completes a position at a time, and the chain moves past a position only after it is
+done: a copy that finds the cursor moved knows every effect of the positions behind it is there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from trainer import checkpoints, engine, model_file, warm
+from trainer.logs import get_logger
+from trainer.runconfig import RunConfig
+from trainer.statemachine import Event, State
+from trainer.vocabulary import Claim, Notice
+
+logger = get_logger("lnn-effects")
+
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """The effects of the steps committed up to `seq`, stored with that commit."""
+
+    seq: int
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_epoch: int | None = None  # the committed state closes this epoch: save it
+    metrics: dict[str, Any] | None = None  # set when `seq` is the finish step
+    successor: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Outbox:
+        return cls(**json.loads(text))
+
+
+class Deadline(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+TensorSource = Callable[[list[str]], dict[str, np.ndarray]]
+
+
+def await_claim(claim: Callable[[], Claim], lease_s: float, deadline: Deadline, margin_ms: int = 1000) -> Claim:
+    """Claim, waiting out another claimant's lease (it finishes, or it died and its lease ends);
+    BUSY only when this invocation's own time runs out first."""
+    give_up = time.monotonic() + 2 * lease_s + 1  # a lease ends after lease_s; the rest is slack
+    while True:
+        answer = claim()
+        if answer is not Claim.BUSY:
+            return answer
+        if time.monotonic() > give_up or deadline.get_remaining_time_in_millis() < margin_ms:
+            return Claim.BUSY
+        time.sleep(_POLL_S)
+
+
+def publish_once(
+    svc: Any, kind: Notice, run_id: str, key: str, body: dict[str, Any], token: str, deadline: Deadline
+) -> bool:
+    """Publish message (kind, key) unless it was published already; True if this call published.
+    The one window that can repeat it is a crash between the publish and its 'sent' mark."""
+    lease_s = svc.settings.handoff_claim_ttl_s
+    answer = await_claim(lambda: svc.run_store.claim_notice(run_id, kind, key, token, lease_s), lease_s, deadline)
+    if answer is Claim.BUSY:
+        raise TimeoutError(f"message {kind} {key} of run {run_id} is held by another copy past its lease")
+    if answer is Claim.DONE:
+        return False
+    try:
+        svc.notifier.publish(kind, run_id, body)
+    except Exception:
+        svc.run_store.release_notice(run_id, kind, key, token)  # not sent: a retry need not wait
+        raise
+    svc.run_store.notice_sent(run_id, kind, key)
+    return True
+
+
+def complete(
+    svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline
+) -> Claim:
+    """Make the effects of committed position `outbox.seq` visible and hand the chain on, once.
+    DONE: another copy completed it; BUSY: another copy is completing it; ACQUIRED: this one did."""
+    run_id, seq, lease_s = config.run_id, outbox.seq, svc.settings.handoff_claim_ttl_s
+    answer = await_claim(lambda: svc.tensor_store.claim(run_id, seq, token, lease_s), lease_s, deadline)
+    if answer is not Claim.ACQUIRED:
+        return answer
+    try:
+        _record_history(svc, config, outbox, tensors)
+        _notify_progress(svc, config, outbox, token, deadline)
+        if outbox.metrics is not None:
+            _finish(svc, config, outbox, tensors, token, deadline)
+        else:
+            svc.run_store.record_progress(run_id, seq)
+        if outbox.successor is not None:
+            svc.invoker.invoke_async(outbox.successor)
+    except Exception:
+        svc.tensor_store.release(run_id, seq, token)
+        raise
+    svc.tensor_store.mark_done(run_id, seq)
+    if outbox.metrics is not None:
+        svc.tensor_store.delete_run(run_id)  # only now: a retry of the finish still needs the weights
+    return Claim.ACQUIRED
+
+
+def _record_history(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource) -> None:
+    if outbox.epochs:
+        svc.run_store.put_epochs(config.run_id, outbox.epochs)
+    if outbox.checkpoint_epoch is not None:
+        # The epoch's cost too: a resume from the last epoch's checkpoint goes straight to the finish.
+        names = [*engine.param_names(config), "cost"]
+        checkpoints.save(svc.blob_store, config.run_id, outbox.checkpoint_epoch, outbox.seq, tensors(names))
+
+
+def _notify_progress(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadline: Deadline) -> None:
+    if not config.notify_every:
+        return
+    for item in outbox.epochs:
+        if (item["epoch"] + 1) % config.notify_every == 0:
+            publish_once(svc, Notice.PROGRESS, config.run_id, f"epoch-{item['epoch']}", item, token, deadline)
+
+
+def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline) -> None:
+    finish = Event(State.FINISH, config.run_id, 0, 0, 0, 0)
+    params = tensors([n for n in engine.inputs_of(config, finish) if n != "cost"])
+    data = warm.training_data(svc, config)
+    metrics = {**outbox.metrics}
+    key = f"models/{config.run_id}/model.npz"
+    metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
+    svc.run_store.mark_succeeded(config.run_id, metrics)
+    publish_once(svc, Notice.SUCCEEDED, config.run_id, "run", metrics, token, deadline)
+
+
+def finish_metrics(svc: Any, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData) -> dict[str, Any]:
+    """The run's final figures, computed once by the copy that commits the finish step."""
+    finish = Event(State.FINISH, config.run_id, 0, 0, 0, 0)
+    params = {n: ws[n] for n in engine.inputs_of(config, finish) if n != "cost"}
+    run = svc.run_store.get_run(config.run_id)
+    now = time.time()
+    return {
+        "final_cost": float(ws["cost"][0]),
+        "train_accuracy": engine.accuracy(config, params, data.x_train, data.y_train),
+        "test_accuracy": engine.accuracy(config, params, data.x_test, data.y_test),
+        "duration_s": round(now - float(run["created_at"]), 3),
+        "finished_at": now,
+        "epochs": config.epochs,
+    }

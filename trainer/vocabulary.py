@@ -1,0 +1,41 @@
+"""The words the run's records and messages use, as enums (values are what is stored and sent)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """A run's status in the run store. STALLED is derived (no heartbeat), never stored."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    STALLED = "STALLED"
+
+
+class Notice(StrEnum):
+    """The kinds of SNS message a run publishes; each at most once per key (see effects.publish_once)."""
+
+    PROGRESS = "PROGRESS"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class Outcome(StrEnum):
+    """What one trainer invocation did, in its result."""
+
+    APPLIED = "RUNNING"  # steps committed, the chain goes on
+    SUCCEEDED = "SUCCEEDED"  # the finish step committed
+    DUPLICATE = "DUPLICATE"  # another copy holds or passed this position: nothing visible done
+    CANCELLED = "CANCELLED"
+
+
+class Claim(StrEnum):
+    """The answer to a claim on a once-only effect (a hand-off, a notification)."""
+
+    ACQUIRED = "ACQUIRED"  # this copy does it now
+    DONE = "DONE"  # done already
+    BUSY = "BUSY"  # another copy holds a live lease on it

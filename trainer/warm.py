@@ -1,0 +1,44 @@
+"""Read-only inputs of a run kept in memory by a warm execution environment: the run's config and
+its training data, loaded once and then reused by every later invocation of the same run.
+
+Both are written once at launch and never change: the data is keyed by the run and the digest
+of its content, so a stale copy can never be used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer import engine
+from trainer.errors import ChainError
+from trainer.runconfig import RunConfig
+
+_configs: dict[str, RunConfig] = {}
+_data: dict[tuple[str, str], engine.TrainData] = {}
+_DATA_RUNS = 2  # a warm environment serves one run at a time, mostly; bound the memory anyway
+
+
+def run_config(svc: Any, run_id: str) -> RunConfig:
+    cached = _configs.get(run_id)
+    if cached is None:
+        text = svc.tensor_store.config(run_id)
+        if text is None:
+            raise ChainError(f"run {run_id!r} has no state in the cache (unknown run, or the cache lost it)")
+        cached = _configs[run_id] = RunConfig.from_json(text)
+    return cached
+
+
+def training_data(svc: Any, config: RunConfig) -> engine.TrainData:
+    key = (config.run_id, config.data_digest)
+    cached = _data.get(key)
+    if cached is None:
+        arrays = svc.tensor_store.get_data(config.run_id, ["x_train", "y_train", "x_test", "y_test", "shift", "scale"])
+        cached = engine.TrainData(**arrays)
+        while len(_data) >= _DATA_RUNS:
+            _data.pop(next(iter(_data)))
+        _data[key] = cached
+    return cached
+
+
+def cached_data_keys() -> list[tuple[str, str]]:
+    return list(_data)
