@@ -7,14 +7,14 @@ import io
 
 import numpy as np
 
-from trainer.stores.blob_store import S3BlobStore
+from trainer.ports import BlobStore
 
 
 def _prefix(run_id: str) -> str:
     return f"checkpoints/{run_id}/"
 
 
-def save(blob_store: S3BlobStore, run_id: str, epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> str:
+def save(blob_store: BlobStore, run_id: str, epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> str:
     buffer = io.BytesIO()
     np.savez(
         buffer, **{f"t_{name}": value for name, value in tensors.items()}, seq=np.array(seq), epoch=np.array(epoch)
@@ -22,12 +22,9 @@ def save(blob_store: S3BlobStore, run_id: str, epoch: int, seq: int, tensors: di
     return blob_store.put(f"{_prefix(run_id)}epoch-{epoch:06d}.npz", buffer.getvalue())
 
 
-def latest(blob_store: S3BlobStore, run_id: str) -> tuple[int, int, dict[str, np.ndarray]] | None:
+def latest(blob_store: BlobStore, run_id: str) -> tuple[int, int, dict[str, np.ndarray]] | None:
     """(seq, epoch, tensors) of the newest checkpoint, or None."""
-    keys: list[str] = []
-    paginator = blob_store.s3.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=blob_store.bucket, Prefix=_prefix(run_id)):
-        keys += [item["Key"] for item in page.get("Contents", [])]
+    keys = blob_store.keys(_prefix(run_id))
     if not keys:
         return None
     blob = blob_store.get(max(keys))  # zero-padded epoch numbers sort in order

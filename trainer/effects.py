@@ -58,6 +58,13 @@ class Deadline(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
 
 
+class NoDeadline:
+    """For callers without a Lambda deadline (a resume or cancel from the CLI, the tests)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15 * 60 * 1000
+
+
 TensorSource = Callable[[list[str]], dict[str, np.ndarray]]
 
 

@@ -88,18 +88,10 @@ def cancel(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
     removed = svc.tensor_store.delete_run(run_id)
     svc.run_store.mark_status(run_id, RunStatus.CANCELLED)
     body = {"epochs_done": _epochs_done(svc, run)}
-    effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), _NO_DEADLINE)
+    effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
     return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
 
 
 def _epochs_done(svc: services_mod.Services, run: dict[str, Any]) -> int:
     config = RunConfig.from_json(run["config"])
     return max(0, int(run.get("last_seq", -1)) + 1) // config.plan.steps_per_epoch
-
-
-class _Unbounded:
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-_NO_DEADLINE = _Unbounded()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from trainer.invoker import Invoker, LambdaInvoker
 from trainer.notifier import SnsNotifier
+from trainer.ports import BlobStore, Notifier, RunStore, TensorStore
 from trainer.secrets import secret_string
 from trainer.settings import Settings
 from trainer.stores.blob_store import S3BlobStore
@@ -18,11 +19,11 @@ from trainer.stores.tensor_store import RedisTensorStore, connect
 @dataclass
 class Services:
     settings: Settings
-    tensor_store: RedisTensorStore
-    run_store: DynamoRunStore
-    notifier: SnsNotifier
+    tensor_store: TensorStore
+    run_store: RunStore
+    notifier: Notifier
     invoker: Invoker
-    blob_store: S3BlobStore
+    blob_store: BlobStore
 
 
 def build(settings: Settings, invoker: Invoker | None = None) -> Services:

@@ -192,8 +192,8 @@ func TestLNNStack(t *testing.T) {
 				return s, nil
 			case "FAILED", "CANCELLED":
 				reason := ""
-				if item.Item["reason"] != nil {
-					reason = aws.StringValue(item.Item["reason"].S)
+				if item.Item["failure_reason"] != nil {
+					reason = aws.StringValue(item.Item["failure_reason"].S)
 				}
 				return s, retry.FatalError{Underlying: fmt.Errorf("run ended %s: %s", s, reason)}
 			default:

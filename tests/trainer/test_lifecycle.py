@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.trainer.test_adapters import _drain_queue, _subscribe_queue
 from tests.trainer.chain_helpers import REPORT, InjectedFault, deliver_all, final_params, run_to_end
 from trainer import lifecycle
 from trainer.errors import RequestError
@@ -122,13 +123,14 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(own_redis, refer
 
 
 def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
+    url = _subscribe_queue(stack.services.notifier.topic_arn, "cancel-messages-q")
     stack.invoker.queue.clear()
     run_id = runner.launch(stack, {**PAYLOAD, "chain": "per_step"})["run_id"]
     deliver_all(stack, limit=5)
     result = lifecycle.cancel(stack.services, run_id)
     assert result["status"] == "CANCELLED" and result["keys_removed"] > 0
-    left = {k.decode().rsplit(":", 1)[-1] for k in stack.services.tensor_store.run_keys(run_id)}
-    assert left == {"cursor", "config", "cancel"}
+    left = {k.decode().split(":")[2] for k in stack.services.tensor_store.run_keys(run_id)}
+    assert left == {"cursor", "config", "cancel", "outbox", "handoff"}, "no tensor and no data is left"
     cursor = stack.services.tensor_store.cursor(run_id)
     deliveries = deliver_all(stack)
     assert deliveries == 1, "the step in flight stops, nothing is handed on"
@@ -136,6 +138,8 @@ def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
     assert stack.services.run_store.get_run(run_id)["status"] == "CANCELLED"
     with pytest.raises(RequestError, match="CANCELLED already"):
         lifecycle.cancel(stack.services, run_id)
+    published = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    assert [m["kind"] for m in published] == ["CANCELLED"] and published[0]["epochs_done"] == 0
     with pytest.raises(RequestError, match="only FAILED or STALLED"):
         lifecycle.resume(stack.services, run_id)
 

@@ -118,4 +118,4 @@ def test_the_failure_message_names_run_and_step(stack) -> None:
     assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
     published = [m for m in _drain_queue(url) if m["run_id"] == run_id]
     assert [(m["kind"], m["step"], m["error_type"]) for m in published] == [("FAILED", "start#0", "ChainError")]
-    assert "lost its chain position" in published[0]["reason"]
+    assert "lost its chain position" in published[0]["failure_reason"]

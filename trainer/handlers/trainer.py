@@ -46,14 +46,6 @@ class Triage(Enum):
 
 
 @dataclass
-class _NoDeadline:
-    """Context for callers without a Lambda deadline."""
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15 * 60 * 1000
-
-
-@dataclass
 class Steps:
     """What an invocation computed in memory, not yet visible anywhere."""
 
@@ -91,7 +83,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
 class Invocation:
     def __init__(self, event: Event, context: Any, svc: services_mod.Services):
         self.event, self.svc = event, svc
-        self.context = context if hasattr(context, "get_remaining_time_in_millis") else _NoDeadline()
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
         self.token = secrets.token_hex(8)  # this copy's own: concurrent copies never share a claim
         self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
         self.completing: int | None = None  # the committed position this copy is completing

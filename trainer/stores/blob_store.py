@@ -19,3 +19,9 @@ class S3BlobStore:
 
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
+
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found += [item["Key"] for item in page.get("Contents", [])]
+        return found
