@@ -184,7 +184,8 @@ class Invocation:
 
     # -- the commit point ---------------------------------------------------------------------
     def commit(self, steps: Steps) -> bool:
-        dirty = steps.ws.take_dirty() if steps.outbox.metrics is None else {}
+        # The finish's weights too: whichever copy completes the finish writes the model from them.
+        dirty = steps.ws.take_dirty()
         result = self.svc.tensor_store.commit(
             self.run_id, self.event.seq - 1, steps.last.seq, dirty, steps.outbox.to_json()
         )
