@@ -399,7 +399,7 @@ def test_tensor_store_refuses_a_forged_cache_value(stack):
     store.client.set(key, codec.MAGIC + len(header).to_bytes(2, "little") + header + pickle.dumps(_Boom()), ex=60)
     try:
         with pytest.raises(CodecError):
-            store.read(run_id, ["W1"])
+            store.snapshot(run_id, ["W1"])
     finally:
         store.client.delete(key)
 

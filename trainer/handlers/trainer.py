@@ -87,6 +87,7 @@ class Invocation:
         self.token = secrets.token_hex(8)  # this copy's own: concurrent copies never share a claim
         self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
         self.completing: int | None = None  # the committed position this copy is completing
+        self.started = time.monotonic()
         self.config: RunConfig | None = None
         self.snapshot: dict[str, Any] = {}
         self.cursor = NO_CURSOR
@@ -264,6 +265,7 @@ class Invocation:
                 "first_seq": self.event.seq,
                 "last_seq": steps.last.seq,
                 "steps": steps.executed,
+                "duration_ms": round((time.monotonic() - self.started) * 1000, 3),
             },
         )
         outbox = steps.outbox
