@@ -72,15 +72,16 @@ def demo_request(dataset: str) -> dict[str, Any]:
 
 
 def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
+    """Train on the local cloud: LaunchLambda through the Lambda API, the chain in its own processes."""
     from tqdm import tqdm
 
-    from trainer.local import runner
+    from trainer.local import cloud_runner, runner
 
     started = time.monotonic()
-    with runner.local_stack() as (stack, _redis, _moto):
+    with cloud_runner.cloud_session() as session:
         try:
-            launched = runner.launch(payload)
-        except RequestError as exc:
+            launched = cloud_runner.invoke_launch(session, cloud_runner.stage_dataset(session, payload))
+        except cloud_runner.LaunchRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
         run_id = launched["run_id"]
@@ -92,25 +93,26 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             file=sys.stderr,
             dynamic_ncols=True,
         )
+        steps_per_epoch = max(1, launched["total_steps"] // max(1, launched["epochs"]))
 
-        def progress(result: dict[str, Any]) -> None:
-            last = result.get("last_epoch")
-            if last:
-                bar.update(last["epoch"] + 1 - bar.n)
-                bar.set_postfix(cost=f"{last['cost']:.6f}")
+        def progress(run: dict[str, Any]) -> None:
+            done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
+            bar.update(done - bar.n)
 
+        # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
-
-        def check_cancel(_event: dict[str, Any]) -> None:
-            # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
-            if cancel_marker.exists() and not stack.services.tensor_store.cancel_requested(run_id):
-                lifecycle.cancel(stack.services, run_id)
-
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
-        dead = runner.drain(stack, on_result=progress, before_invoke=check_cancel)
+        final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
         cancel_marker.unlink(missing_ok=True)
+        if final.get("status") == "SUCCEEDED":
+            bar.update(launched["epochs"] - bar.n)
         bar.close()
-        record = runner.export_run(stack, run_id, RUNS_DIR)
+        dead = [
+            f"{r['requestPayload'].get('run_id')} step {r['requestPayload'].get('seq')}: "
+            f"{r['requestContext']['condition']}: {(r.get('responsePayload') or {}).get('errorMessage', '')}"
+            for r in session.failure_records()
+        ]
+        record = runner.export_run(session.stack, run_id, RUNS_DIR)
     run = record["run"]
     summary = {
         "run_id": run_id,
@@ -326,7 +328,7 @@ def _predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train REQUEST.json through the local runner")
+    p = sub.add_parser("train", help="train REQUEST.json on the local cloud (the functions run as processes)")
     p.add_argument("request", type=Path)
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
     p = sub.add_parser("launch", help="start REQUEST.json on AWS through LaunchLambda (LAUNCH_FUNCTION_ARN)")
