@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="account concurrency limit")
     parser.add_argument("--retry-delay", type=float, default=1.0, help="seconds before an async retry")
     parser.add_argument("--chaos", type=str, default=None, help="chaos settings as JSON (lambda_service.Chaos)")
+    parser.add_argument("--ready-file", type=Path, help="also write the ready line here (for a detached start)")
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lnn-cloud-"))
@@ -268,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cloud.start()
-    print(json.dumps({"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)}), flush=True)
+    ready = json.dumps({"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)})
+    if args.ready_file:
+        args.ready_file.write_text(ready + "\n")
+    print(ready, flush=True)
     try:
         while not stop.wait(0.5):
             pass
