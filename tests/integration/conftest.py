@@ -28,6 +28,31 @@ RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; 
 REGION = "us-east-1"
 
 
+def descendants(pid: int) -> set[int]:
+    """pid and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's bookkeeping remains
+
+
 @pytest.fixture(scope="session")
 def cloud_image() -> Iterator[ImageEnv]:
     env = build()
@@ -53,13 +78,19 @@ def cloud(cloud_image: ImageEnv, tmp_path_factory) -> Iterator[CloudProcess]:
         ),
         log_path=log,
     )
+    seen: set[int] = set()
     with process:
         yield process
+        assert process.process is not None
+        seen = descendants(process.process.pid)
+    # Stopping the cloud stops every execution environment and redis-server it started.
+    assert [pid for pid in seen if running(pid)] == []
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cloud_env(cloud: CloudProcess) -> Iterator[dict[str, str]]:
-    """This process's AWS clients point at the local cloud (the one endpoint for every service)."""
+    """This process's AWS clients point at the local cloud (the one endpoint for every service)
+    while a module of these tests runs; restored afterwards."""
     values = {
         "AWS_ENDPOINT_URL": cloud.endpoint_url,
         "AWS_ACCESS_KEY_ID": "local",

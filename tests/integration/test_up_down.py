@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.integration.conftest import descendants, running
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 REQUEST = {
@@ -23,31 +24,6 @@ REQUEST = {
     "learning_rate": 0.5,
     "seed": 7,
 }
-
-
-def descendants(pid: int) -> set[int]:
-    """pid and every process below it, from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"  # a zombie has exited; only its parent's bookkeeping remains
 
 
 def user_env(cloud_dir: Path) -> dict[str, str]:
