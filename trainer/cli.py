@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import lifecycle
-from trainer.errors import RequestError, RunNotFound
+from trainer.errors import RunNotFound
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
@@ -171,22 +171,23 @@ def _launch(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     if os.environ.get("LAUNCH_FUNCTION_ARN"):
         return _invoke_launch_function({"action": "resume", "run_id": args.run_id})
-    from trainer.local import runner
+    from trainer.local import cloud_runner, runner
 
     run_dir = RUNS_DIR / args.run_id
     if not (run_dir / "run.json").is_file():
         raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
     started = time.monotonic()
-    with runner.local_stack() as (stack, _redis, _moto):
-        run_id = runner.restore_run(stack, run_dir)
+    with cloud_runner.cloud_session() as session:
+        # The saved run goes into the new stack's table and cache; LaunchLambda resumes it, as on AWS.
+        run_id = runner.restore_run(session.stack, run_dir)
         try:
-            resumed = lifecycle.resume(stack.services, run_id)
-        except RequestError as exc:
+            resumed = cloud_runner.invoke_launch(session, {"action": "resume", "run_id": run_id})
+        except cloud_runner.LaunchRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
         print(f"resuming {run_id} from step {resumed['resumed_from_seq']} ({resumed['source']})", file=sys.stderr)
-        runner.drain(stack)
-        record = runner.export_run(stack, run_id, RUNS_DIR)
+        cloud_runner.follow(session, run_id)
+        record = runner.export_run(session.stack, run_id, RUNS_DIR)
     run = record["run"]
     print(
         json.dumps(
