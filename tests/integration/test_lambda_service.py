@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -209,3 +210,63 @@ def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, c
     assert record["requestPayload"]["seq"] == 15
     item = run_item(cloud_env, stack["TABLE_NAME"], launched["run_id"])
     assert item["status"] == "RUNNING" and int(item["last_seq"]) == 14
+
+
+def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud_env) -> None:
+    from botocore.config import Config
+
+    name = make_function(cloud_env, "sleep")
+    aws("lambda", cloud_env).put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=cloud_env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    busy = threading.Thread(target=lambda: lam.invoke(FunctionName=name, Payload=b'{"seconds": 2}'))
+    busy.start()
+    time.sleep(1.0)  # the first has its environment (started and busy)
+    try:
+        with pytest.raises(ClientError) as throttled:
+            lam.invoke(FunctionName=name, Payload=b'{"seconds": 0}')
+    finally:
+        busy.join()
+    assert throttled.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
+    """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
+    starts) and goes to the on-failure destination as EventAgeExceeded."""
+    from trainer.local.lambda_service import FunctionConfig, LambdaService, Runtime, _AsyncEvent
+
+    config = FunctionConfig(
+        name="f",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        handler="lnn_test_functions.sleep",
+        environment=(),
+        timeout_s=3,
+        memory_mb=128,
+        max_event_age_s=60,
+        on_failure="arn:aws:sqs:us-east-1:123456789012:q",
+    )
+    sent: list[tuple[str, dict]] = []
+    service = LambdaService(
+        runtime=Runtime(python="/nonexistent/python", environ={}, cwd=str(tmp_path)),
+        configs=lambda _name: config,
+        cloud_env={},
+        send_to_destination=lambda arn, record: sent.append((arn, record)),
+        log_dir=tmp_path,
+        account_concurrency=1,
+    )
+    try:
+        old = _AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
+        service._deliver(old)
+    finally:
+        service.close()
+    ((arn, record),) = sent
+    assert arn == config.on_failure
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 0 and "responsePayload" not in record
+    assert record["requestPayload"] == {"tag": 1}
+    assert service.stats.environments_started == 0 and service.stats.dropped_age == 1
