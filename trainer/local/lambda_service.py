@@ -592,7 +592,14 @@ class LambdaService:
                 self._lock.notify_all()
                 return failed
             self.stats.environment_start_s.append(env.ready_s or 0.0)
-            self._all.add(env)
+            closing = self._closed
+            if not closing:
+                self._all.add(env)
+        if closing:  # started while the service was closing: it must not outlive it
+            env.kill()
+            env.stop()
+            doc = {"errorType": "ServiceException", "errorMessage": "the Lambda service is shutting down"}
+            return Attempt(str(uuid.uuid4()), False, json.dumps(doc).encode(), "ServiceException")
         return env
 
     def _release(self, config: FunctionConfig, env: ExecutionEnvironment) -> None:
@@ -607,6 +614,7 @@ class LambdaService:
     def _retire(self, pool: _Pool, env: ExecutionEnvironment) -> None:
         pool.count -= 1
         self._all.discard(env)
+        env.kill()  # at once: a reaping thread may not run before this process exits
         threading.Thread(target=env.stop, daemon=True).start()
 
     # ---- control ------------------------------------------------------------------------------
