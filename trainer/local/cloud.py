@@ -159,7 +159,7 @@ class LocalCloud:
         self._server = make_server(
             "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
         )
-        threading.Thread(target=self._server.serve_forever, name="local-cloud-http", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
         return self
 
     def _config(self, function: str) -> FunctionConfig:
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         args.ready_file.write_text(ready + "\n")
     print(ready, flush=True)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.05):
             pass
     finally:
         cloud.stop()

@@ -648,8 +648,11 @@ class LambdaService:
             self._lock.notify_all()
         for env in envs:
             env.kill()
-        for env in envs:
-            env.stop()
+        stoppers = [threading.Thread(target=env.stop) for env in envs]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
 
 
 def venv_runtime(repo_root: Path, python: str | None = None) -> Runtime:
