@@ -11,7 +11,7 @@ DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
-.PHONY: help setup test lint demo bench clean
+.PHONY: help setup test lint demo bench clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,11 +34,17 @@ lint: setup ## ruff over the package and the tests
 test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
 	$(PY) -m pytest
 
-demo: setup ## train the cat benchmark (or DATASET=...) through the local runner
+demo: setup ## train the cat benchmark (or DATASET=...) on the local cloud
 	@if [ -n "$(DATASET)" ]; then ds="$(DATASET)"; \
 	elif [ -f "$(CAT_H5)" ]; then ds="$(CAT_H5)"; echo "demo: training the cat/non-cat benchmark ($(CAT_H5))"; \
 	else ds="moons"; echo "demo: $(CAT_H5) is not here; training the built-in 'moons' dataset instead"; fi; \
 	$(PY) -m trainer demo --dataset "$$ds" $(DEMO_FLAGS)
+
+up: setup ## start the local cloud in the background and print its exports (eval "$$(make -s up)")
+	@$(PY) -m trainer.local.up up
+
+down: ## stop the local cloud and every process it started
+	@$(PY) -m trainer.local.up down
 
 bench: setup ## benchmark: local chain vs monolithic numpy on the cat set; writes bench-results.json
 	$(PY) -m trainer.bench --output bench-results.json

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import lifecycle
-from trainer.errors import RequestError, RunNotFound
+from trainer.errors import RunNotFound
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
@@ -72,15 +72,16 @@ def demo_request(dataset: str) -> dict[str, Any]:
 
 
 def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
+    """Train on the local cloud: LaunchLambda through the Lambda API, the chain in its own processes."""
     from tqdm import tqdm
 
-    from trainer.local import runner
+    from trainer.local import cloud_runner, runner
 
     started = time.monotonic()
-    with runner.local_stack() as (stack, _redis, _moto):
+    with cloud_runner.cloud_session() as session:
         try:
-            launched = runner.launch(stack, payload)
-        except RequestError as exc:
+            launched = cloud_runner.invoke_launch(session, cloud_runner.stage_dataset(session, payload))
+        except cloud_runner.LaunchRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
         run_id = launched["run_id"]
@@ -92,25 +93,26 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             file=sys.stderr,
             dynamic_ncols=True,
         )
+        steps_per_epoch = max(1, launched["total_steps"] // max(1, launched["epochs"]))
 
-        def progress(result: dict[str, Any]) -> None:
-            last = result.get("last_epoch")
-            if last:
-                bar.update(last["epoch"] + 1 - bar.n)
-                bar.set_postfix(cost=f"{last['cost']:.6f}")
+        def progress(run: dict[str, Any]) -> None:
+            done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
+            bar.update(done - bar.n)
 
+        # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
-
-        def check_cancel(_event: dict[str, Any]) -> None:
-            # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
-            if cancel_marker.exists() and not stack.services.tensor_store.cancel_requested(run_id):
-                lifecycle.cancel(stack.services, run_id)
-
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
-        dead = runner.drain(stack, on_result=progress, before_invoke=check_cancel)
+        final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
         cancel_marker.unlink(missing_ok=True)
+        if final.get("status") == "SUCCEEDED":
+            bar.update(launched["epochs"] - bar.n)
         bar.close()
-        record = runner.export_run(stack, run_id, RUNS_DIR)
+        dead = [
+            f"{r['requestPayload'].get('run_id')} step {r['requestPayload'].get('seq')}: "
+            f"{r['requestContext']['condition']}: {(r.get('responsePayload') or {}).get('errorMessage', '')}"
+            for r in session.failure_records()
+        ]
+        record = runner.export_run(session.stack, run_id, RUNS_DIR)
     run = record["run"]
     summary = {
         "run_id": run_id,
@@ -169,22 +171,23 @@ def _launch(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     if os.environ.get("LAUNCH_FUNCTION_ARN"):
         return _invoke_launch_function({"action": "resume", "run_id": args.run_id})
-    from trainer.local import runner
+    from trainer.local import cloud_runner, runner
 
     run_dir = RUNS_DIR / args.run_id
     if not (run_dir / "run.json").is_file():
         raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
     started = time.monotonic()
-    with runner.local_stack() as (stack, _redis, _moto):
-        run_id = runner.restore_run(stack, run_dir)
+    with cloud_runner.cloud_session() as session:
+        # The saved run goes into the new stack's table and cache; LaunchLambda resumes it, as on AWS.
+        run_id = runner.restore_run(session.stack, run_dir)
         try:
-            resumed = lifecycle.resume(stack.services, run_id)
-        except RequestError as exc:
+            resumed = cloud_runner.invoke_launch(session, {"action": "resume", "run_id": run_id})
+        except cloud_runner.LaunchRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
         print(f"resuming {run_id} from step {resumed['resumed_from_seq']} ({resumed['source']})", file=sys.stderr)
-        runner.drain(stack)
-        record = runner.export_run(stack, run_id, RUNS_DIR)
+        cloud_runner.follow(session, run_id)
+        record = runner.export_run(session.stack, run_id, RUNS_DIR)
     run = record["run"]
     print(
         json.dumps(
@@ -326,7 +329,7 @@ def _predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train REQUEST.json through the local runner")
+    p = sub.add_parser("train", help="train REQUEST.json on the local cloud (the functions run as processes)")
     p.add_argument("request", type=Path)
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
     p = sub.add_parser("launch", help="start REQUEST.json on AWS through LaunchLambda (LAUNCH_FUNCTION_ARN)")

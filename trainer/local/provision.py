@@ -54,3 +54,81 @@ def provision(
         "TRAINER_FUNCTION_ARN": trainer_arn,
         "LAUNCH_FUNCTION_ARN": launch_arn,
     }
+
+
+HANDLERS = {"launch": "trainer.handlers.launch.handler", "trainer": "trainer.handlers.trainer.handler"}
+
+
+def provision_stack(
+    prefix: str,
+    region: str = "us-east-1",
+    trainer_timeout_s: int = 900,
+    trainer_memory_mb: int = 10240,
+    allow_recursion: bool = True,
+    max_retry_attempts: int = 2,
+) -> dict[str, str]:
+    """The stack as the Terraform root module shapes it, created through the AWS APIs of the endpoint
+    the environment points at (the local cloud): the Redis token in Secrets Manager and a TLS
+    replication group with that token, whose primary endpoint goes into the functions' environment;
+    the two functions (image, handler as the command) with their environment, timeout and memory;
+    the trainer's async invoke config (retries, on-failure SQS queue) and recursion config.
+    Returns the names a user exports (functions, table, bucket, topic, queue)."""
+    import secrets as secrets_mod
+
+    token = secrets_mod.token_urlsafe(32)
+    env = provision(prefix, token, region=region)
+    group = client("elasticache").create_replication_group(
+        ReplicationGroupId=f"{prefix}-cache",
+        ReplicationGroupDescription="LNN tensors",
+        Engine="redis",
+        CacheNodeType="cache.t4g.small",
+        NumCacheClusters=1,
+        TransitEncryptionEnabled=True,
+        AtRestEncryptionEnabled=True,
+        AuthToken=token,
+    )["ReplicationGroup"]
+    primary = group["NodeGroups"][0]["PrimaryEndpoint"]
+    dlq = client("sqs").create_queue(QueueName=f"{prefix}-trainer-failures")["QueueUrl"]
+    dlq_arn = client("sqs").get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    role = client("iam").create_role(
+        RoleName=f"{prefix}-role",
+        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}',
+    )["Role"]["Arn"]
+    function_env = {
+        **{k: env[k] for k in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN", "REDIS_AUTH_SECRET_ARN")},
+        "TRAINER_FUNCTION_ARN": env["TRAINER_FUNCTION_ARN"],
+        "LAUNCH_FUNCTION_ARN": env["LAUNCH_FUNCTION_ARN"],
+        "REDIS_HOST": primary["Address"],
+        "REDIS_PORT": str(primary["Port"]),
+        "REDIS_TLS": "true",
+        "TRAINER_MEMORY_MB": str(trainer_memory_mb),
+    }
+    lam = client("lambda")
+    for kind, timeout, memory in (("launch", 300, 2048), ("trainer", trainer_timeout_s, trainer_memory_mb)):
+        lam.create_function(
+            FunctionName=f"{prefix}-{kind}",
+            Role=role,
+            PackageType="Image",
+            Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{prefix}:latest"},
+            ImageConfig={"Command": [HANDLERS[kind]]},
+            Timeout=timeout,
+            MemorySize=memory,
+            Environment={"Variables": function_env},
+        )
+    lam.put_function_event_invoke_config(
+        FunctionName=f"{prefix}-trainer",
+        MaximumRetryAttempts=max_retry_attempts,
+        MaximumEventAgeInSeconds=3600,
+        DestinationConfig={"OnFailure": {"Destination": dlq_arn}},
+    )
+    lam.put_function_recursion_config(
+        FunctionName=f"{prefix}-trainer", RecursiveLoop="Allow" if allow_recursion else "Terminate"
+    )
+    return {
+        **env,
+        "LAUNCH_FUNCTION_NAME": f"{prefix}-launch",
+        "TRAINER_FUNCTION_NAME": f"{prefix}-trainer",
+        "REPLICATION_GROUP_ID": f"{prefix}-cache",
+        "FAILURE_QUEUE_URL": dlq,
+    }

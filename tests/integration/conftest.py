@@ -1,0 +1,152 @@
+"""The local cloud for the integration tests: one `python -m trainer.local.cloud` process whose
+execution environments run the image's own Python environment (3.12, built from requirements.lock
+as tests/images builds it), and stacks provisioned in it through the AWS APIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))
+
+from imageenv import ImageEnv, build
+
+from trainer.local.cloud import CloudProcess
+from trainer.local.provision import provision_stack
+
+RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the tests do not
+REGION = "us-east-1"
+
+
+def descendants(pid: int) -> set[int]:
+    """pid and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's bookkeeping remains
+
+
+@pytest.fixture(scope="session")
+def cloud_image() -> Iterator[ImageEnv]:
+    env = build()
+    # Test-only handlers beside the trainer package (the image itself never contains them).
+    shutil.copy(Path(__file__).with_name("functions.py"), env.task_root / "lnn_test_functions.py")
+    yield env
+    shutil.rmtree(env.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cloud(cloud_image: ImageEnv, tmp_path_factory) -> Iterator[CloudProcess]:
+    log = tmp_path_factory.mktemp("cloud") / "cloud.log"
+    process = CloudProcess(
+        args=(
+            "--image-root",
+            str(cloud_image.root),
+            "--python",
+            str(cloud_image.python),
+            "--retry-delay",
+            str(RETRY_DELAY_S),
+            "--concurrency",
+            "4",
+        ),
+        log_path=log,
+    )
+    seen: set[int] = set()
+    with process:
+        yield process
+        assert process.process is not None
+        seen = descendants(process.process.pid)
+    # Stopping the cloud stops every execution environment and redis-server it started.
+    assert [pid for pid in seen if running(pid)] == []
+
+
+@pytest.fixture(scope="module")
+def cloud_env(cloud: CloudProcess) -> Iterator[dict[str, str]]:
+    """This process's AWS clients point at the local cloud (the one endpoint for every service)
+    while a module of these tests runs; restored afterwards."""
+    values = {
+        "AWS_ENDPOINT_URL": cloud.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_SESSION_TOKEN": "local",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    yield values
+    for key, old in saved.items():
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def aws(service: str, cloud_env: dict[str, str]) -> Any:
+    return boto3.client(service, endpoint_url=cloud_env["AWS_ENDPOINT_URL"], region_name=REGION)
+
+
+@pytest.fixture
+def stack(cloud_env: dict[str, str]) -> dict[str, str]:
+    return provision_stack("it" + secrets.token_hex(3), trainer_memory_mb=2048)
+
+
+def run_item(cloud_env: dict[str, str], table: str, run_id: str) -> dict[str, Any]:
+    item = aws("dynamodb", cloud_env).get_item(
+        TableName=table, Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}}, ConsistentRead=True
+    )["Item"]
+    return {k: next(iter(v.values())) for k, v in item.items()}
+
+
+def wait_for_status(
+    cloud_env: dict[str, str], table: str, run_id: str, timeout_s: float = 180, settle: bool = False
+) -> dict[str, Any]:
+    """The run item once it leaves RUNNING (or, with `settle`, once its progress stops moving)."""
+    deadline = time.monotonic() + timeout_s
+    last, still = None, 0
+    while time.monotonic() < deadline:
+        item = run_item(cloud_env, table, run_id)
+        if item["status"] != "RUNNING":
+            return item
+        if settle:
+            still = still + 1 if item.get("last_seq") == last else 0
+            last = item.get("last_seq")
+            if still >= 20:
+                return item
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} still RUNNING after {timeout_s:.0f} s")
+
+
+def invoke(cloud_env: dict[str, str], function: str, payload: Any, invocation_type: str = "RequestResponse"):
+    resp = aws("lambda", cloud_env).invoke(
+        FunctionName=function, InvocationType=invocation_type, Payload=json.dumps(payload).encode()
+    )
+    body = resp["Payload"].read()
+    return resp, (json.loads(body) if body else None)

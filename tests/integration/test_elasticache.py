@@ -1,0 +1,50 @@
+"""ElastiCache, local: a replication group created through the ElastiCache API is a real TLS
+redis-server requiring the group's auth token, at the primary endpoint the API reports; deleting
+the group stops it."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.conftest import aws
+
+
+def test_a_replication_group_is_a_real_tls_redis_with_its_token(cloud, cloud_env) -> None:
+    ec = aws("elasticache", cloud_env)
+    group_id, token = f"g{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+    ec.create_replication_group(
+        ReplicationGroupId=group_id,
+        ReplicationGroupDescription="test",
+        Engine="redis",
+        CacheNodeType="cache.t4g.micro",
+        NumCacheClusters=1,
+        TransitEncryptionEnabled=True,
+        AuthToken=token,
+    )
+    (group,) = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"]
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    assert group["TransitEncryptionEnabled"] and group["AuthTokenEnabled"]
+    ca = str(Path(cloud.workdir) / "elasticache-ca.pem")  # what the functions get as REDIS_CA_FILE
+    tls = {"host": endpoint["Address"], "port": endpoint["Port"], "ssl": True, "ssl_ca_certs": ca}
+    assert redis.Redis(**tls, password=token, socket_timeout=5).ping() is True
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(**tls, password="not-the-token", socket_timeout=5).ping()
+    with pytest.raises(redis.ConnectionError):  # TLS only: a plaintext client gets nowhere
+        redis.Redis(host=endpoint["Address"], port=endpoint["Port"], password=token, socket_timeout=2).ping()
+
+    ec.delete_replication_group(ReplicationGroupId=group_id)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis(**tls, password=token, socket_timeout=1).ping()
+        except redis.ConnectionError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the group's redis-server still answers after DeleteReplicationGroup")
+    assert group_id not in [g["ReplicationGroupId"] for g in ec.describe_replication_groups()["ReplicationGroups"]]

@@ -1,0 +1,272 @@
+"""The local Lambda service, driven through the AWS SDK as a user's code drives AWS Lambda: Invoke
+is executed by real `python -m awslambdaric` processes configured by the control-plane calls."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.integration.conftest import REGION, aws, invoke, run_item, wait_for_status
+from trainer.local.lambda_service import Chaos
+
+ACCOUNT = "123456789012"
+SMALL_RUN = {
+    "dataset": "moons",
+    "neurons": {"layer1": 8, "layer2": 1},
+    "activations": {"layer1": "relu", "layer2": "sigmoid"},
+    "epochs": 5,
+    "learning_rate": 0.5,
+    "seed": 7,
+    "chain": "per_step",
+}
+
+
+def make_function(cloud_env, handler: str, timeout: int = 3, env: dict | None = None, memory: int = 256) -> str:
+    name = f"fn-{handler.split('.')[-1]}-{secrets.token_hex(3)}"
+    lam = aws("lambda", cloud_env)
+    role = f"arn:aws:iam::{ACCOUNT}:role/lnn-test-functions"
+    aws("iam", cloud_env).create_role(
+        RoleName=f"r-{name}",
+        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
+    )
+    lam.create_function(
+        FunctionName=name,
+        Role=role.replace("lnn-test-functions", f"r-{name}"),
+        PackageType="Image",
+        Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/test:latest"},
+        ImageConfig={"Command": [f"lnn_test_functions.{handler}"]},
+        Timeout=timeout,
+        MemorySize=memory,
+        Environment={"Variables": env or {}},
+    )
+    return name
+
+
+def failure_queue(cloud_env) -> tuple[str, str]:
+    sqs = aws("sqs", cloud_env)
+    url = sqs.create_queue(QueueName=f"dlq-{secrets.token_hex(3)}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn
+
+
+def receive(cloud_env, url: str, count: int, timeout_s: float = 60) -> list[dict]:
+    sqs, got = aws("sqs", cloud_env), []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            got.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return got
+
+
+def test_the_configuration_decides_how_the_function_runs(cloud_env) -> None:
+    name = make_function(cloud_env, "describe", timeout=7, env={"GREETING": "hello"}, memory=512)
+    resp, body = invoke(cloud_env, name, {"x": 1})
+    assert resp["StatusCode"] == 200 and "FunctionError" not in resp
+    assert resp["ExecutedVersion"] == "$LATEST"
+    assert body["event"] == {"x": 1}
+    assert body["greeting"] == "hello" and int(body["memory_mb"]) == 512 and body["function_name"] == name
+    assert 5000 < body["remaining_ms"] <= 7000  # the deadline is the function's timeout
+    assert "Lineage=" in body["trace"]  # the X-Ray header Lambda hands the runtime
+    # A configuration change reaches the next invocation (a new environment), as on AWS.
+    aws("lambda", cloud_env).update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"GREETING": "changed"}}
+    )
+    _, again = invoke(cloud_env, name, {})
+    assert again["greeting"] == "changed" and again["pid"] != body["pid"]
+
+
+def test_warm_reuse_and_a_new_environment_when_all_are_busy(cloud_env) -> None:
+    name = make_function(cloud_env, "sleep")
+    _, first = invoke(cloud_env, name, {"seconds": 0})
+    _, second = invoke(cloud_env, name, {"seconds": 0})
+    assert first["pid"] == second["pid"]  # warm
+    results: list[dict] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(invoke(cloud_env, name, {"seconds": 1})[1])) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["pid"] for r in results}) == 2  # both busy at once: two environments
+
+
+def test_a_function_error_comes_back_as_aws_returns_it(cloud_env) -> None:
+    name = make_function(cloud_env, "fail")
+    resp, body = invoke(cloud_env, name, {"tag": "sync"})
+    assert resp["StatusCode"] == 200 and resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "RuntimeError" and body["errorMessage"] == "failing on purpose: sync"
+
+
+def test_past_its_timeout_the_environment_is_killed_and_the_invocation_fails(cloud, cloud_env) -> None:
+    name = make_function(cloud_env, "sleep", timeout=1)
+    started = time.monotonic()
+    resp, body = invoke(cloud_env, name, {"seconds": 30})
+    elapsed = time.monotonic() - started
+    assert resp["FunctionError"] == "Unhandled"
+    assert "Task timed out after 1.00 seconds" in body["errorMessage"]
+    assert elapsed < 10
+    _, after = invoke(cloud_env, name, {"seconds": 0})  # a fresh environment serves the next one
+    assert after["slept"] == 0
+
+
+def test_bad_input_is_answered_as_aws_answers_it(cloud_env) -> None:
+    lam = aws("lambda", cloud_env)
+    with pytest.raises(ClientError) as unknown:
+        lam.invoke(FunctionName="no-such-function", Payload=b"{}")
+    assert unknown.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert unknown.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert "Function not found" in str(unknown.value)
+    name = make_function(cloud_env, "describe")
+    with pytest.raises(ClientError) as malformed:
+        lam.invoke(FunctionName=name, Payload=b"{not json")
+    assert malformed.value.response["Error"]["Code"] == "InvalidRequestContentException"
+    big = json.dumps({"blob": "x" * (6 * 1024 * 1024)}).encode()
+    with pytest.raises(ClientError) as too_big:
+        lam.invoke(FunctionName=name, Payload=big)
+    assert too_big.value.response["Error"]["Code"] == "RequestTooLargeException"
+    async_big = json.dumps({"blob": "x" * (1024 * 1024)}).encode()
+    with pytest.raises(ClientError) as too_big_async:
+        lam.invoke(FunctionName=name, InvocationType="Event", Payload=async_big)
+    assert too_big_async.value.response["Error"]["Code"] == "RequestTooLargeException"
+    just_fits = json.dumps({"blob": "x" * (1024 * 1024 - 100)}).encode()
+    assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=just_fits)["StatusCode"] == 202
+
+
+def test_an_async_event_is_retried_then_sent_to_the_on_failure_destination(cloud, cloud_env) -> None:
+    name = make_function(cloud_env, "fail")
+    url, arn = failure_queue(cloud_env)
+    aws("lambda", cloud_env).put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=1, DestinationConfig={"OnFailure": {"Destination": arn}}
+    )
+    resp, _ = invoke(cloud_env, name, {"tag": "async"}, "Event")
+    assert resp["StatusCode"] == 202
+    (record,) = receive(cloud_env, url, 1)
+    assert record["version"] == "1.0"
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # one attempt + MaximumRetryAttempts
+    assert record["requestContext"]["functionArn"].endswith(f"function:{name}:$LATEST")
+    assert record["requestPayload"] == {"tag": "async"}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorMessage"] == "failing on purpose: async"
+
+
+def test_chaos_mode_duplicates_kills_and_retries_with_counts(cloud, cloud_env) -> None:
+    name = make_function(cloud_env, "sleep")
+    url, arn = failure_queue(cloud_env)
+    aws("lambda", cloud_env).put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=2, DestinationConfig={"OnFailure": {"Destination": arn}}
+    )
+    cloud.reset_stats()
+    cloud.set_chaos(Chaos(seed=3, duplicates=2, kill_probability=0.3, kill_window_s=0.1, max_delay_s=0.05))
+    try:
+        events = 8
+        for tag in range(events):
+            assert invoke(cloud_env, name, {"seconds": 0.3, "tag": tag}, "Event")[0]["StatusCode"] == 202
+        cloud.wait_idle()
+        stats = cloud.stats()
+    finally:
+        cloud.set_chaos(Chaos())
+    assert stats["events_accepted"] == events and stats["duplicate_copies"] == events
+    assert stats["kills"] > 0 and stats["retries"] >= stats["kills"] - stats["destination_records"]
+    assert stats["deliveries"] == 2 * events + stats["retries"]
+    assert stats["overlapping_deliveries"] > 0 and stats["max_concurrent_copies"] == 2
+    # Every copy that exhausted its attempts left a destination record; none other did.
+    assert len(receive(cloud_env, url, stats["destination_records"], timeout_s=5)) == stats["destination_records"]
+    shown = ("deliveries", "duplicate_copies", "overlapping_deliveries", "kills", "retries", "destination_records")
+    print(f"\n[chaos] {json.dumps({k: stats[k] for k in shown})}")
+
+
+def test_a_training_chain_runs_through_the_lambda_api(cloud, cloud_env, stack) -> None:
+    cloud.reset_stats()
+    resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], SMALL_RUN)
+    assert "FunctionError" not in resp, launched
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], launched["run_id"])
+    assert item["status"] == "SUCCEEDED", item
+    cloud.wait_idle()
+    stats = cloud.stats()
+    assert stats["events_accepted"] == launched["total_steps"]  # one async hand-off per step
+    assert stats["deliveries"] == launched["total_steps"] and stats["function_errors"] == 0
+    start = stats["environment_start_s"]
+    print(f"\n[cloud] environments started {start['count']}, start-up mean {start['mean']} s, max {start['max']} s")
+
+
+def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, cloud_env) -> None:
+    from trainer.local.provision import provision_stack
+
+    stack = provision_stack("rec" + secrets.token_hex(3), trainer_memory_mb=2048, allow_recursion=False)
+    resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], SMALL_RUN)
+    assert "FunctionError" not in resp, launched
+    (record,) = receive(cloud_env, stack["FAILURE_QUEUE_URL"], 1)
+    assert record["requestContext"]["condition"] == "RecursiveInvocationException"
+    # Launch is hop 1, so the trainer ran hops 2..16: 15 steps, seq 0..14, before Lambda stopped it.
+    assert record["requestPayload"]["seq"] == 15
+    item = run_item(cloud_env, stack["TABLE_NAME"], launched["run_id"])
+    assert item["status"] == "RUNNING" and int(item["last_seq"]) == 14
+
+
+def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud_env) -> None:
+    from botocore.config import Config
+
+    name = make_function(cloud_env, "sleep")
+    aws("lambda", cloud_env).put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=cloud_env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    busy = threading.Thread(target=lambda: lam.invoke(FunctionName=name, Payload=b'{"seconds": 2}'))
+    busy.start()
+    time.sleep(1.0)  # the first has its environment (started and busy)
+    try:
+        with pytest.raises(ClientError) as throttled:
+            lam.invoke(FunctionName=name, Payload=b'{"seconds": 0}')
+    finally:
+        busy.join()
+    assert throttled.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
+    """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
+    starts) and goes to the on-failure destination as EventAgeExceeded."""
+    from trainer.local.lambda_service import FunctionConfig, LambdaService, Runtime, _AsyncEvent
+
+    config = FunctionConfig(
+        name="f",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:f",
+        handler="lnn_test_functions.sleep",
+        environment=(),
+        timeout_s=3,
+        memory_mb=128,
+        max_event_age_s=60,
+        on_failure="arn:aws:sqs:us-east-1:123456789012:q",
+    )
+    sent: list[tuple[str, dict]] = []
+    service = LambdaService(
+        runtime=Runtime(python="/nonexistent/python", environ={}, cwd=str(tmp_path)),
+        configs=lambda _name: config,
+        cloud_env={},
+        send_to_destination=lambda arn, record: sent.append((arn, record)),
+        log_dir=tmp_path,
+        account_concurrency=1,
+    )
+    try:
+        old = _AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
+        service._deliver(old)
+    finally:
+        service.close()
+    ((arn, record),) = sent
+    assert arn == config.on_failure
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert record["requestContext"]["approximateInvokeCount"] == 0 and "responsePayload" not in record
+    assert record["requestPayload"] == {"tag": 1}
+    assert service.stats.environments_started == 0 and service.stats.dropped_age == 1

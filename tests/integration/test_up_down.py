@@ -1,0 +1,121 @@
+"""`make up`, the README's commands with the real AWS CLI (awscli v1 from the dev lock), `make down`:
+the run id comes back from `aws lambda invoke`, the run reaches SUCCEEDED, the SNS summary is read
+back through an SQS queue subscribed to the topic, the model downloads, and no process is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import descendants, running
+
+PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
+REQUEST = {
+    "dataset": "moons",
+    "neurons": {"layer1": 8, "layer2": 1},
+    "activations": {"layer1": "relu", "layer2": "sigmoid"},
+    "epochs": 30,
+    "learning_rate": 0.5,
+    "seed": 7,
+}
+
+
+def user_env(cloud_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LNN_")) and k != "TABLE_NAME"}
+    env["LNN_CLOUD_DIR"] = str(cloud_dir)
+    env["PATH"] = f"{REPO_ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = REPO_ROOT, timeout: float = 300) -> str:
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
+    env = user_env(tmp_path / "cloud")
+    out = run(["make", "-s", "up"], env)
+    seen: set[int] = set()
+    try:
+        lines = [line.removeprefix("export ") for line in out.splitlines() if line.startswith("export ")]
+        exports = dict(line.split("=", 1) for line in lines)
+        assert {"AWS_ENDPOINT_URL", "AWS_REGION", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "SNS_TOPIC_ARN"} <= set(exports)
+        cloud_pid = json.loads((tmp_path / "cloud" / "state.json").read_text())["pid"]
+        cli = {**env, **exports}
+        # awscli v1's SQS commands set an endpoint of their own over AWS_ENDPOINT_URL: name it.
+        sqs = ["aws", "sqs", "--endpoint-url", exports["AWS_ENDPOINT_URL"]]
+
+        queue_url = json.loads(run([*sqs, "create-queue", "--queue-name", "lnn-summaries"], cli))["QueueUrl"]
+        queue_arn = json.loads(
+            run([*sqs, "get-queue-attributes", "--queue-url", queue_url, "--attribute-names", "QueueArn"], cli)
+        )["Attributes"]["QueueArn"]
+        run(
+            [
+                "aws",
+                "sns",
+                "subscribe",
+                "--topic-arn",
+                exports["SNS_TOPIC_ARN"],
+                "--protocol",
+                "sqs",
+                "--notification-endpoint",
+                queue_arn,
+            ],
+            cli,
+        )
+
+        # The README's command, awscli v1 form (v1 sends --payload as given; v2 needs
+        # --cli-binary-format raw-in-base64-out for the same).
+        run(
+            [
+                "aws",
+                "lambda",
+                "invoke",
+                "--function-name",
+                exports["LAUNCH_FUNCTION_NAME"],
+                "--payload",
+                json.dumps(REQUEST),
+                "out.json",
+            ],
+            cli,
+            cwd=tmp_path,
+        )
+        launched = json.loads((tmp_path / "out.json").read_text())
+        run_id = launched["run_id"]
+        assert launched["status"] == "RUNNING"
+
+        deadline, status = time.monotonic() + 120, {}
+        while time.monotonic() < deadline:
+            seen |= descendants(cloud_pid)
+            status = json.loads(run([PYTHON, "-m", "trainer", "status", run_id], cli))
+            if status["status"] != "RUNNING":
+                break
+            time.sleep(0.3)
+        assert status["status"] == "SUCCEEDED", status
+
+        summaries = []
+        deadline = time.monotonic() + 30
+        while not summaries and time.monotonic() < deadline:
+            received = json.loads(
+                run([*sqs, "receive-message", "--queue-url", queue_url, "--wait-time-seconds", "1"], cli) or "{}"
+            )
+            summaries += [json.loads(json.loads(m["Body"])["Message"]) for m in received.get("Messages", [])]
+        assert [(s["kind"], s["run_id"]) for s in summaries] == [("SUCCEEDED", run_id)]
+        assert summaries[0]["test_accuracy"] == pytest.approx(status["test_accuracy"])
+
+        run(["aws", "s3", "cp", status["model_uri"], str(tmp_path / "model.npz")], cli)
+        predicted = json.loads(run([PYTHON, "-m", "trainer", "predict", str(tmp_path / "model.npz"), "moons"], cli))
+        assert predicted["accuracy"] == pytest.approx(status["test_accuracy"])
+        seen |= descendants(cloud_pid)
+    finally:
+        run(["make", "-s", "down"], env)
+    assert len(seen) >= 4  # the cloud, its redis-server and the functions' execution environments
+    assert [pid for pid in seen if running(pid)] == []
+    assert not (tmp_path / "cloud" / "state.json").exists()

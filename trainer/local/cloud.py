@@ -1,0 +1,364 @@
+"""The local cloud: one endpoint that answers as AWS does, for the SDKs, the AWS CLI and Terraform.
+
+    python -m trainer.local.cloud [--port P] [--image-root DIR | --python PY] [--chaos-seed ...]
+
+One process serves:
+- moto's control and data planes (DynamoDB, S3, SNS, SQS, Secrets Manager, IAM, ECR, EC2, Lambda's
+  control plane...), with the patches the stack needs (function recursion config, replication group
+  members, deletes) and ElastiCache replication groups that are real redis-servers
+  (trainer.local.elasticache);
+- Lambda's Invoke, executed for real by trainer.local.lambda_service;
+- /_lnn/stats (GET), /_lnn/chaos (POST, JSON of lambda_service.Chaos), /_lnn/reset-stats (POST),
+  /_lnn/idle (GET): the service's counters and controls, for tests.
+
+When ready it prints one JSON line ({"endpoint_url": ..., "pid": ...}) on stdout. SIGTERM or SIGINT
+stops every execution environment and redis-server it started, then the process.
+
+`CloudProcess` starts it as a child process (the demo, `make up`, the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from trainer.local.lambda_service import (
+    Chaos,
+    FunctionConfig,
+    FunctionNotFound,
+    LambdaService,
+    Runtime,
+    venv_runtime,
+)
+from trainer.local.servers import free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
+CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d+/(?P<region>[a-z0-9-]+)/")
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+def moto_function_config(function: str, region: str) -> FunctionConfig:
+    """The function's configuration from moto's Lambda control plane (in this process)."""
+    from moto.awslambda.exceptions import UnknownFunctionException
+    from moto.awslambda.models import lambda_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    name = function
+    if function.startswith("arn:"):
+        parts = function.split(":")
+        region, name = parts[3], parts[6]
+    name = name.split(":")[0]
+    try:
+        fn = lambda_backends[DEFAULT_ACCOUNT_ID][region].get_function(name)
+    except UnknownFunctionException as exc:
+        raise FunctionNotFound(f"arn:aws:lambda:{region}:{DEFAULT_ACCOUNT_ID}:function:{name}") from exc
+    invoke_config = fn.event_invoke_config[0].config if fn.event_invoke_config else {}
+    on_failure = ((invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+    command = list(fn.image_config.cmd or [])
+    reserved = fn.reserved_concurrency
+    return FunctionConfig(
+        name=fn.function_name,
+        arn=fn.function_arn,
+        handler=command[0] if command else str(fn.handler),
+        environment=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
+        timeout_s=int(fn.timeout),
+        memory_mb=int(fn.memory_size),
+        max_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
+        max_event_age_s=int(invoke_config.get("MaximumEventAgeInSeconds", 21600)),
+        on_failure=on_failure or None,
+        recursive_loop=getattr(fn, "lnn_recursive_loop", "Terminate"),
+        reserved_concurrency=int(reserved) if reserved not in (None, "") else None,
+    )
+
+
+def sqs_destination(endpoint_url: str):
+    def send(destination_arn: str, record: dict[str, Any]) -> None:
+        import boto3
+
+        if ":sqs:" not in destination_arn:
+            print(f"local cloud: on-failure destination {destination_arn} is not an SQS queue; dropped", flush=True)
+            return
+        _, _, _, region, account, queue = destination_arn.split(":", 5)
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        url = sqs.get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+
+    return send
+
+
+class LocalCloud:
+    def __init__(
+        self,
+        port: int,
+        runtime: Runtime,
+        workdir: Path,
+        chaos: Chaos | None = None,
+        retry_delay_s: float = 1.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.port = port
+        self.endpoint_url = f"http://127.0.0.1:{port}"
+        self.workdir = workdir
+        self.runtime = runtime
+        self.chaos = chaos
+        self.retry_delay_s = retry_delay_s
+        self.concurrency = concurrency
+        self.service: LambdaService | None = None
+        self.elasticache = None
+        self._server = None
+
+    def start(self) -> LocalCloud:
+        os.environ["MOTO_PORT"] = str(self.port)  # moto builds queue URLs and the like from it
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        from tests.terraform.moto_patched import apply_patches
+        from trainer.local.elasticache import LocalElastiCache
+
+        apply_patches()
+        self.elasticache = LocalElastiCache(self.workdir / "elasticache-ca.pem")
+        self.elasticache.patch_moto()
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        cloud_env = {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            **LOCAL_CREDENTIALS,
+            "REDIS_CA_FILE": str(self.elasticache.ca_bundle),
+        }
+        self.service = LambdaService(
+            runtime=self.runtime,
+            configs=self._config,
+            cloud_env=cloud_env,
+            send_to_destination=sqs_destination(self.endpoint_url),
+            log_dir=self.workdir / "logs",
+            account_concurrency=self.concurrency,
+            retry_delay_s=self.retry_delay_s,
+            chaos=self.chaos,
+        )
+        self._server = make_server(
+            "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
+        )
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
+        return self
+
+    def _config(self, function: str) -> FunctionConfig:
+        return moto_function_config(function, self._region)
+
+    _region = "us-east-1"
+
+    def _app(self, moto_app: Any):
+        cloud = self
+
+        def app(environ: dict[str, Any], start_response: Any) -> Any:
+            path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+            if path.startswith("/_lnn/"):
+                return cloud._control(path, method, environ, start_response)
+            match = INVOKE_PATH.match(path)
+            if method == "POST" and match:
+                scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(length) if length else b""
+                function = unquote(match.group("function"))
+                region = scope.group("region") if scope else cloud._region
+                assert cloud.service is not None
+
+                def configs(name: str) -> FunctionConfig:
+                    return moto_function_config(name, region)
+
+                answer = cloud.service.invoke(
+                    function,
+                    environ.get("HTTP_X_AMZ_INVOCATION_TYPE", "RequestResponse"),
+                    body,
+                    environ.get("HTTP_X_AMZN_TRACE_ID"),
+                    configs=configs,
+                )
+                reason = HTTPStatus(answer.status).phrase
+                start_response(f"{answer.status} {reason}", list(answer.headers.items()))
+                return [answer.body]
+            return moto_app(environ, start_response)
+
+        return app
+
+    def _control(self, path: str, method: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        assert self.service is not None
+        if path == "/_lnn/stats" and method == "GET":
+            body: Any = self.service.snapshot()
+        elif path == "/_lnn/idle" and method == "GET":
+            body = {"idle": self.service.idle()}
+        elif path == "/_lnn/chaos" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            self.service.set_chaos(Chaos(**json.loads(environ["wsgi.input"].read(length) or b"{}")))
+            body = asdict(self.service.chaos)
+        elif path == "/_lnn/reset-stats" and method == "POST":
+            self.service.reset_stats()
+            body = {}
+        else:
+            start_response("404 Not Found", [("Content-Type", "application/json")])
+            return [b'{"message":"unknown local cloud control"}']
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(body).encode()]
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.close()
+        if self.elasticache is not None:
+            self.elasticache.stop_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def image_runtime(image_root: Path, python: str) -> Runtime:
+    """The image's file system as tests/images lays it out (root/opt/deps, root/var/task)."""
+    deps, task = image_root / "opt" / "deps", image_root / "var" / "task"
+    environ = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(image_root),
+        "PYTHONPATH": f"{deps}{os.pathsep}{task}",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+        "LAMBDA_TASK_ROOT": str(task),
+    }
+    return Runtime(python=python, environ=environ, cwd=str(task))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.local.cloud", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
+    parser.add_argument("--python", default=sys.executable, help="the execution environments' interpreter")
+    parser.add_argument("--image-root", type=Path, help="run the functions from this image file system")
+    parser.add_argument("--workdir", type=Path, help="logs and the CA bundle (default: a temporary folder)")
+    parser.add_argument("--concurrency", type=int, default=8, help="account concurrency limit")
+    parser.add_argument("--retry-delay", type=float, default=1.0, help="seconds before an async retry")
+    parser.add_argument("--chaos", type=str, default=None, help="chaos settings as JSON (lambda_service.Chaos)")
+    parser.add_argument("--ready-file", type=Path, help="also write the ready line here (for a detached start)")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lnn-cloud-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    runtime = image_runtime(args.image_root, args.python) if args.image_root else venv_runtime(REPO_ROOT, args.python)
+    chaos = Chaos(**json.loads(args.chaos)) if args.chaos else None
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the logs
+    cloud = LocalCloud(args.port or free_port(), runtime, workdir, chaos, args.retry_delay, args.concurrency)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    cloud.start()
+    ready = json.dumps({"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)})
+    if args.ready_file:
+        args.ready_file.write_text(ready + "\n")
+    print(ready, flush=True)
+    try:
+        while not stop.wait(0.05):
+            pass
+    finally:
+        cloud.stop()
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+@dataclass
+class CloudProcess:
+    """The local cloud as a child process; stop() ends it and everything it started."""
+
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+    endpoint_url: str = ""
+    workdir: str = ""
+
+    def start(self, timeout_s: float = 60) -> CloudProcess:
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trainer.local.cloud", *self.args],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env},
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        assert self.process.stdout is not None
+        ready: dict[str, Any] = {}
+
+        def read() -> None:
+            line = self.process.stdout.readline()  # type: ignore[union-attr]
+            if line:
+                ready.update(json.loads(line))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout_s)
+        if not ready:
+            self.stop()
+            raise RuntimeError(f"the local cloud did not start within {timeout_s:.0f} s")
+        self.endpoint_url, self.workdir = ready["endpoint_url"], ready["workdir"]
+        return self
+
+    def _call(self, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.endpoint_url}{path}", data=data, method="POST" if data else "GET")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("/_lnn/stats")
+
+    def set_chaos(self, chaos: Chaos) -> dict[str, Any]:
+        return self._call("/_lnn/chaos", asdict(chaos))
+
+    def reset_stats(self) -> None:
+        self._call("/_lnn/reset-stats", {})
+
+    def wait_idle(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._call("/_lnn/idle")["idle"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Lambda service still has queued events after {timeout_s:.0f} s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.process and self.process.stdout:
+            self.process.stdout.close()
+
+    def __enter__(self) -> CloudProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
