@@ -1,0 +1,125 @@
+"""Exactly-once effects through the Lambda service's chaos mode: every hand-off delivered twice to
+different execution environments at nearly the same moment, environments killed mid-invocation
+and the events retried as Lambda retries them, copies delayed and reordered. Against the same
+request run calmly, the run must leave the same weights, epoch items and checkpoints, one
+SUCCEEDED message, one PROGRESS message per epoch and no FAILED message."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import aws, invoke, wait_for_status
+from trainer.local.lambda_service import Chaos
+
+BASE = {
+    "dataset": "moons",
+    "neurons": {"layer1": 5, "layer2": 3, "layer3": 1},
+    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
+    "epochs": 4,
+    "learning_rate": 0.05,
+    "notify_every": 1,
+    "checkpoint_every": 1,
+}
+SCENARIOS = {
+    "per-step": ({"chain": "per_step"}, 21),
+    "fused-small-budget": ({"chain": "fused", "max_steps_per_invocation": 3, "batch_size": 100}, 22),
+    "minibatch-adam": ({"chain": "fused", "max_steps_per_invocation": 5, "optimizer": "adam", "batch_size": 64}, 23),
+}
+
+
+@pytest.fixture
+def chaos_stack(cloud_env: dict[str, str], stack: dict[str, str]) -> dict[str, str]:
+    """The stack with a short completion lease (a killed holder's retry takes over within a
+    second or two, not the default 30 s) and a queue subscribed to its topic."""
+    lam = aws("lambda", cloud_env)
+    function = stack["TRAINER_FUNCTION_NAME"]
+    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=function, Environment={"Variables": {**variables, "HANDOFF_CLAIM_TTL_S": "2"}}
+    )
+    sqs = aws("sqs", cloud_env)
+    url = sqs.create_queue(QueueName=f"{function}-messages")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws("sns", cloud_env).subscribe(
+        TopicArn=stack["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return {**stack, "MESSAGES_QUEUE_URL": url}
+
+
+def _messages(cloud_env: dict[str, str], url: str) -> dict[str, dict[str, list]]:
+    sqs, by_run = aws("sqs", cloud_env), {}
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in got:
+            body = json.loads(message["Body"])
+            by_run.setdefault(body["run_id"], {}).setdefault(body["kind"], []).append(body.get("epoch"))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return by_run
+
+
+def _npz(cloud_env: dict[str, str], bucket: str, key: str) -> dict[str, np.ndarray]:
+    body = aws("s3", cloud_env).get_object(Bucket=bucket, Key=key)["Body"].read()
+    with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def _left_behind(cloud_env: dict[str, str], stack: dict[str, str], run_id: str) -> dict[str, Any]:
+    bucket = stack["MODEL_BUCKET"]
+    items = aws("dynamodb", cloud_env).query(
+        TableName=stack["TABLE_NAME"],
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :e)",
+        ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":e": {"S": "EPOCH#"}},
+    )["Items"]
+    listed = aws("s3", cloud_env).list_objects_v2(Bucket=bucket, Prefix=f"checkpoints/{run_id}/").get("Contents", [])
+    return {
+        "model": {k: v for k, v in _npz(cloud_env, bucket, f"models/{run_id}/model.npz").items() if k[0] in "Wb"},
+        "epochs": sorted((int(i["epoch"]["N"]), i["cost"]["N"]) for i in items),
+        "checkpoints": {o["Key"].rsplit("/", 1)[1]: _npz(cloud_env, bucket, o["Key"]) for o in listed},
+    }
+
+
+def _train(cloud, cloud_env, stack, request: dict, chaos: Chaos) -> tuple[dict, dict]:
+    cloud.reset_stats()
+    cloud.set_chaos(chaos)
+    try:
+        resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
+        assert "FunctionError" not in resp, launched
+        item = wait_for_status(cloud_env, stack["TABLE_NAME"], request["run_id"], timeout_s=300)
+        cloud.wait_idle(timeout_s=300)
+        return item, cloud.stats()
+    finally:
+        cloud.set_chaos(Chaos())
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_chaos_leaves_exactly_the_calm_runs_effects(cloud, cloud_env, chaos_stack, scenario: str) -> None:
+    overrides, seed = SCENARIOS[scenario]
+    request = {**BASE, **overrides}
+    calm, _ = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": "calm"}, Chaos())
+    chaos = Chaos(seed=seed, duplicates=2, kill_probability=0.15, kill_window_s=0.03, max_delay_s=0.02)
+    stormy, stats = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": "stormy"}, chaos)
+    print(f"\n[exactly once, {scenario}] {json.dumps({k: v for k, v in stats.items() if k != 'chaos'})}")
+    assert calm["status"] == stormy["status"] == "SUCCEEDED", (calm, stormy)
+    assert stats["overlapping_deliveries"] > 0 and stats["kills"] > 0 and stats["retries"] > 0
+
+    expected, got = (_left_behind(cloud_env, chaos_stack, r) for r in ("calm", "stormy"))
+    assert expected["model"].keys() == got["model"].keys()
+    assert all(np.array_equal(expected["model"][k], got["model"][k]) for k in expected["model"]), "weights"
+    assert got["epochs"] == expected["epochs"] and len(got["epochs"]) == request["epochs"]
+    assert got["checkpoints"].keys() == expected["checkpoints"].keys()
+    assert len(got["checkpoints"]) == request["epochs"]
+    for key, tensors in expected["checkpoints"].items():
+        assert all(np.array_equal(got["checkpoints"][key][n], v) for n, v in tensors.items()), key
+    for column in ("final_cost", "train_accuracy", "test_accuracy"):
+        assert stormy[column] == calm[column]
+
+    messages = _messages(cloud_env, chaos_stack["MESSAGES_QUEUE_URL"])
+    for run_id in ("calm", "stormy"):
+        kinds = messages[run_id]
+        assert kinds["SUCCEEDED"] == [None], f"{run_id}: exactly one SUCCEEDED message"
+        assert sorted(kinds["PROGRESS"]) == list(range(request["epochs"])), f"{run_id}: one PROGRESS per epoch"
+        assert "FAILED" not in kinds and "CANCELLED" not in kinds
