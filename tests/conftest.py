@@ -51,7 +51,7 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
-    from tests.trainer.chain_helpers import REPORT
+    from tests.integration.chain.chain_helpers import REPORT
 
     for scenario, figures, identical in REPORT.copies:
         terminalreporter.write_line(

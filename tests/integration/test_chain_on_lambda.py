@@ -1,4 +1,4 @@
-"""The chain equivalence of tests/trainer/test_chain.py on the real path: LaunchLambda invoked through
+"""The chain equivalence of tests/integration/chain/test_chain.py on the real path: LaunchLambda invoked through
 the Lambda API, every step run by the TrainerLambda in its own execution environments (the image's
 Python), handed on by the production invoker. Costs and weights agree with plain numpy."""
 
@@ -9,9 +9,9 @@ import secrets
 import numpy as np
 import pytest
 
+from tests.integration.chain.chain_helpers import monolithic_reference
+from tests.integration.chain.test_chain import VARIANTS, _payload
 from tests.integration.conftest import aws, invoke, wait_for_status
-from tests.trainer.chain_helpers import monolithic_reference
-from tests.trainer.test_chain import VARIANTS, _payload
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore

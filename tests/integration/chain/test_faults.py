@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.trainer.chain_helpers import REPORT, Faults, InjectedFault, final_params, run_to_end
+from tests.integration.chain.chain_helpers import REPORT, Faults, InjectedFault, final_params, run_to_end
 
 BASE = {
     "dataset": "circles",

@@ -8,7 +8,14 @@ import random
 import numpy as np
 import pytest
 
-from tests.trainer.chain_helpers import REPORT, Faults, InjectedFault, final_params, monolithic_reference, run_to_end
+from tests.integration.chain.chain_helpers import (
+    REPORT,
+    Faults,
+    InjectedFault,
+    final_params,
+    monolithic_reference,
+    run_to_end,
+)
 from trainer.runconfig import RunConfig
 
 SMALL = {

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.trainer.chain_helpers import REPORT, InjectedFault, deliver_all, final_params, run_to_end
-from tests.trainer.test_adapters import _drain_queue, _subscribe_queue
+from tests.integration.chain.chain_helpers import REPORT, InjectedFault, deliver_all, final_params, run_to_end
+from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
 from trainer import lifecycle
 from trainer.errors import RequestError
 from trainer.handlers import launch as launch_handler

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.trainer.chain_helpers import REPORT, deliver_all, final_params, run_to_end
-from tests.trainer.copies import Chaos, Dispatcher
+from tests.integration.chain.chain_helpers import REPORT, deliver_all, final_params, run_to_end
+from tests.integration.chain.copies import Chaos, Dispatcher
 from trainer import checkpoints, lifecycle, services
 from trainer.aws import client
 from trainer.handlers import trainer as trainer_handler

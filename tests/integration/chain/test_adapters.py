@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.trainer.chain_helpers import run_to_end
+from tests.integration.chain.chain_helpers import run_to_end
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
 from trainer.local.provision import provision

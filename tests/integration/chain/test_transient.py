@@ -12,8 +12,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from tests.trainer.chain_helpers import REPORT, deliver_all, final_params, run_to_end
-from tests.trainer.test_adapters import _drain_queue, _subscribe_queue
+from tests.integration.chain.chain_helpers import REPORT, deliver_all, final_params, run_to_end
+from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
 from trainer.handlers import trainer as trainer_handler
 from trainer.invoker import LambdaInvoker
 from trainer.local import runner
