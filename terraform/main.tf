@@ -1,5 +1,5 @@
-# LNN: the whole AWS stack. Deploy order (see README.md): the registry first, push an image, then
-# everything else -- a container-image function cannot be created before its image exists.
+# LNN: the whole AWS stack. Deploy order (see README.md): the state bucket, the registry, an image,
+# then everything else -- a container-image function cannot be created before its image exists.
 
 provider "aws" {
   region = var.aws_region
@@ -17,6 +17,40 @@ locals {
 
   bucket_name = coalesce(var.bucket_name, "${var.name}-${data.aws_caller_identity.current.account_id}-${var.aws_region}")
   image_uri   = var.image_digest == null ? "${module.registry.repository_url}:${var.image_tag}" : "${module.registry.repository_url}@${var.image_digest}"
+
+  # The one place the Redis port is chosen: the security groups, the cache and the functions'
+  # environment all take it from here.
+  redis_port = 6379
+
+  # What each profile changes; everything else is the same. dev trades availability for about half
+  # the idle cost (README.md, "What an idle stack costs").
+  profiles = {
+    dev  = { redis_num_cache_clusters = 1, interface_endpoint_zones = 1 }
+    prod = { redis_num_cache_clusters = 2, interface_endpoint_zones = 2 }
+  }
+  redis_num_cache_clusters = coalesce(var.redis_num_cache_clusters, local.profiles[var.profile].redis_num_cache_clusters)
+
+  # Memory Redis may fill on each node type (maxmemory, after ElastiCache's default 25 % reserved
+  # memory), so LaunchLambda can refuse a dataset that would not fit instead of failing mid-run.
+  redis_node_memory_mib = {
+    "cache.t4g.micro"  = 512
+    "cache.t4g.small"  = 1403
+    "cache.t4g.medium" = 3164
+    "cache.t3.micro"   = 512
+    "cache.t3.small"   = 1403
+    "cache.t3.medium"  = 3164
+    "cache.m7g.large"  = 6533
+    "cache.r7g.large"  = 13384
+  }
+  redis_usable_memory_mib = coalesce(var.redis_usable_memory_mib, floor(lookup(local.redis_node_memory_mib, var.redis_node_type, 0) * 0.75))
+
+  # Built from the names (the functions module uses the same rule), so the registry's pull policy
+  # and the CI roles do not depend on the functions: they can exist before the first image.
+  function_names = { launch = "${var.name}-launch", trainer = "${var.name}-trainer" }
+  function_arns  = { for k, n in local.function_names : k => "arn:${data.aws_partition.current.partition}:lambda:${var.aws_region}:${data.aws_caller_identity.current.account_id}:function:${n}" }
+  # Same reason: the auth-token secret by name (the cache module's "<name>/redis-auth-token") plus
+  # the six random characters Secrets Manager appends, so the plan role does not pull in the cache.
+  redis_secret_arn_pattern = "arn:${data.aws_partition.current.partition}:secretsmanager:${var.aws_region}:${data.aws_caller_identity.current.account_id}:secret:${var.name}/redis-auth-token-??????"
 }
 
 # ---- the stack's customer-managed key (logs, table, bucket, topic, queue, secret, cache, images) --
@@ -78,7 +112,8 @@ module "network" {
   vpc_cidr              = var.vpc_cidr
   private_subnet_cidrs  = var.private_subnet_cidrs
   availability_zones    = var.availability_zones
-  redis_port            = 6379
+  redis_port            = local.redis_port
+  endpoint_zone_count   = local.profiles[var.profile].interface_endpoint_zones
   enable_flow_logs      = var.enable_flow_logs
   log_retention_in_days = var.log_retention_in_days
   kms_key_arn           = aws_kms_key.this.arn
@@ -93,8 +128,8 @@ module "cache" {
   security_group_ids             = [module.network.redis_security_group_id]
   node_type                      = var.redis_node_type
   engine_version                 = var.redis_engine_version
-  port                           = 6379
-  num_cache_clusters             = var.redis_num_cache_clusters
+  port                           = local.redis_port
+  num_cache_clusters             = local.redis_num_cache_clusters
   snapshot_retention_limit       = var.redis_snapshot_retention_limit
   secret_recovery_window_in_days = var.secret_recovery_window_in_days
   kms_key_arn                    = aws_kms_key.this.arn
@@ -124,10 +159,11 @@ module "notifications" {
 module "registry" {
   source = "./modules/registry"
 
-  name         = var.name
-  force_delete = var.force_destroy
-  kms_key_arn  = aws_kms_key.this.arn
-  tags         = local.tags
+  name          = var.name
+  force_delete  = var.force_destroy
+  function_arns = values(local.function_arns)
+  kms_key_arn   = aws_kms_key.this.arn
+  tags          = local.tags
 }
 
 module "functions" {
@@ -155,21 +191,28 @@ module "functions" {
   redis_host            = module.cache.primary_endpoint_address
   redis_port            = module.cache.port
   redis_auth_secret_arn = module.cache.auth_token_secret_arn
+  cache_capacity_mib    = local.redis_usable_memory_mib
   kms_key_arn           = aws_kms_key.this.arn
   tags                  = local.tags
 }
 
-# Optional: OIDC roles for GitHub Actions (plan on pull requests, deploy on main).
+# Optional: OIDC roles for GitHub Actions (plan on pull requests, image rollout and apply on main).
 module "github_oidc" {
   source = "./modules/github_oidc"
   count  = var.github_repository == null ? 0 : 1
 
-  name_prefix          = var.name
-  github_repository    = var.github_repository
-  create_oidc_provider = var.create_github_oidc_provider
-  ecr_repository_arn   = module.registry.repository_arn
-  function_arns        = values(module.functions.function_arns)
-  state_bucket_arn     = var.terraform_state_bucket_arn
-  allow_tag_pushes     = var.github_allow_tag_pushes
-  tags                 = local.tags
+  name_prefix           = var.name
+  github_repository     = var.github_repository
+  create_oidc_provider  = var.create_github_oidc_provider
+  ecr_repository_arn    = module.registry.repository_arn
+  function_arns         = values(local.function_arns)
+  state_bucket_arn      = var.terraform_state_bucket_arn
+  stack_bucket_arn      = "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}"
+  kms_key_arn           = aws_kms_key.this.arn
+  redis_secret_arn      = local.redis_secret_arn_pattern
+  plan_environment      = var.github_plan_environment
+  apply_environment     = var.github_apply_environment
+  terratest_environment = var.github_terratest_environment
+  allow_tag_pushes      = var.github_allow_tag_pushes
+  tags                  = local.tags
 }

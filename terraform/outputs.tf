@@ -24,8 +24,8 @@ output "ecr_repository_url" {
 }
 
 output "image_uri" {
-  description = "Image the functions run."
-  value       = local.image_uri
+  description = "Image the functions run (rolled out by .github/scripts/rollout.sh after their creation)."
+  value       = module.functions.image_uri
 }
 
 output "table_name" {
@@ -71,4 +71,14 @@ output "github_plan_role_arn" {
 output "github_deploy_role_arn" {
   description = "Role GitHub Actions assumes to deploy (null without github_repository)."
   value       = one(module.github_oidc[*].deploy_role_arn)
+}
+
+output "github_apply_role_arn" {
+  description = "Role GitHub Actions assumes to apply the stack (null without github_repository)."
+  value       = one(module.github_oidc[*].apply_role_arn)
+}
+
+output "lambda_architecture" {
+  description = "Instruction set of the functions, which the image must be built for."
+  value       = var.lambda_architecture
 }

@@ -20,6 +20,17 @@ variable "name" {
   }
 }
 
+variable "profile" {
+  description = "dev: one Redis node and the interface endpoints in one zone (about half the idle cost, no failover); prod: two Redis nodes with Multi-AZ failover and endpoints in both zones."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = contains(["dev", "prod"], var.profile)
+    error_message = "profile must be dev or prod."
+  }
+}
+
 variable "tags" {
   description = "Tags applied to every resource (in addition to Project and ManagedBy)."
   type        = map(string)
@@ -51,7 +62,7 @@ variable "private_subnet_cidrs" {
 }
 
 variable "availability_zones" {
-  description = "Two availability zones for the private subnets; empty picks the region's first two."
+  description = "Two availability zones for the private subnets; empty picks the region's first two standard zones (never Local or Wavelength Zones)."
   type        = list(string)
   default     = []
 
@@ -147,7 +158,7 @@ variable "trainer_timeout" {
 }
 
 variable "log_retention_in_days" {
-  description = "Retention of every log group in days (notes: a maximum of 7 days)."
+  description = "Retention of every log group in days (7 by default)."
   type        = number
   default     = 7
 
@@ -193,24 +204,37 @@ variable "redis_node_type" {
 }
 
 variable "redis_engine_version" {
-  description = "Redis engine version, pinned (major.minor)."
+  description = "Redis engine version, pinned: 6.2, 7.0 or 7.1 (the versions ElastiCache offers whose parameter group family the cache module derives)."
   type        = string
   default     = "7.1"
 
   validation {
-    condition     = can(regex("^[6-7]\\.[0-9]+$", var.redis_engine_version))
-    error_message = "redis_engine_version must be a Redis 6.x or 7.x version in major.minor form, e.g. 7.1."
+    # "6.x" and "6.0" would pass a looser pattern but name no default parameter group; the family
+    # the cache module derives is redis6.x for 6.2 and redis7 for 7.x.
+    condition     = contains(["6.2", "7.0", "7.1"], var.redis_engine_version)
+    error_message = "redis_engine_version must be 6.2, 7.0 or 7.1."
   }
 }
 
 variable "redis_num_cache_clusters" {
-  description = "Redis nodes (primary + replicas, 1-6); 2 or more enables Multi-AZ automatic failover."
+  description = "Redis nodes (primary + replicas, 1-6); 2 or more enables Multi-AZ automatic failover. null: the profile's (dev 1, prod 2)."
   type        = number
-  default     = 2
+  default     = null
 
   validation {
-    condition     = var.redis_num_cache_clusters >= 1 && var.redis_num_cache_clusters <= 6 && floor(var.redis_num_cache_clusters) == var.redis_num_cache_clusters
-    error_message = "redis_num_cache_clusters must be an integer between 1 and 6."
+    condition     = var.redis_num_cache_clusters == null || try(var.redis_num_cache_clusters >= 1 && var.redis_num_cache_clusters <= 6 && floor(var.redis_num_cache_clusters) == var.redis_num_cache_clusters, false)
+    error_message = "redis_num_cache_clusters must be null or an integer between 1 and 6."
+  }
+}
+
+variable "redis_usable_memory_mib" {
+  description = "Memory Redis may fill, in MiB, which LaunchLambda checks a dataset against. null: derived from redis_node_type (known types only)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.redis_usable_memory_mib == null ? contains(keys(local.redis_node_memory_mib), var.redis_node_type) : try(var.redis_usable_memory_mib >= 64, false)
+    error_message = "redis_usable_memory_mib must be at least 64, and must be set when redis_node_type is not one of the node types the root module knows (locals.redis_node_memory_mib)."
   }
 }
 
@@ -308,8 +332,41 @@ variable "github_allow_tag_pushes" {
   default     = false
 }
 
+variable "github_plan_environment" {
+  description = "GitHub environment the plan job runs in; only jobs of that environment can assume the plan role. Give it required reviewers: the plan role can read the state, which holds the Redis auth token."
+  type        = string
+  default     = "terraform-plan"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_plan_environment))
+    error_message = "github_plan_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
+  }
+}
+
+variable "github_apply_environment" {
+  description = "GitHub environment the apply job runs in; only jobs of that environment can assume the apply role."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_apply_environment))
+    error_message = "github_apply_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
+  }
+}
+
+variable "github_terratest_environment" {
+  description = "GitHub environment of the end-to-end test workflow, whose jobs may also assume the apply role (AWS_TERRATEST_ROLE_ARN = github_apply_role_arn); null for none."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_terratest_environment == null || can(regex("^[A-Za-z0-9_.-]{1,255}$", coalesce(var.github_terratest_environment, "x")))
+    error_message = "github_terratest_environment must be null or a GitHub environment name."
+  }
+}
+
 variable "terraform_state_bucket_arn" {
-  description = "ARN of the S3 bucket holding the Terraform state, which the plan role may read; null for none."
+  description = "ARN of the S3 bucket holding the Terraform state (made by make bootstrap): the plan role reads it, the apply role reads and writes it; null for none."
   type        = string
   default     = null
 

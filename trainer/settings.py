@@ -17,6 +17,7 @@ ENVIRONMENT = (
     "REDIS_AUTH_SECRET_ARN",
     "REDIS_TLS",
     "TRAINER_MEMORY_MB",
+    "CACHE_CAPACITY_MIB",
 )
 
 
@@ -39,6 +40,8 @@ class Settings:
     redis_ca_file: str | None
     memory_mb: int
     handoff_claim_ttl_s: int
+    # Memory Redis may fill (None: unknown, nothing checked); LaunchLambda refuses a larger run.
+    cache_capacity_mib: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -64,4 +67,5 @@ class Settings:
                 os.environ.get("TRAINER_MEMORY_MB") or os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 10240
             ),
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
+            cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
         )

@@ -9,6 +9,7 @@ variables {
   name               = "lnn"
   subnet_ids         = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
   security_group_ids = ["sg-0redis"]
+  port               = 6379
   kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
 }
 
@@ -157,20 +158,6 @@ run "rejects_bad_node_type" {
   expect_failures = [var.node_type]
 }
 
-run "rejects_bad_engine_version" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    engine_version = "latest"
-  }
-
-  expect_failures = [var.engine_version]
-}
-
 run "rejects_bad_port" {
   command = plan
 
@@ -267,4 +254,46 @@ run "rejects_bad_secret_recovery_window_in_days" {
   }
 
   expect_failures = [var.secret_recovery_window_in_days]
+}
+
+# The default parameter group's volatile-lru would evict run state (every LNN key has a TTL).
+run "own_parameter_group_never_evicts" {
+  command = plan
+
+  module {
+    source = "./modules/cache"
+  }
+
+  assert {
+    condition     = aws_elasticache_replication_group.this.parameter_group_name == aws_elasticache_parameter_group.this.name
+    error_message = "the replication group uses the stack's own parameter group"
+  }
+
+  assert {
+    condition     = one([for p in aws_elasticache_parameter_group.this.parameter : p.value if p.name == "maxmemory-policy"]) == "noeviction"
+    error_message = "maxmemory-policy must be noeviction"
+  }
+
+  assert {
+    condition     = aws_elasticache_parameter_group.this.family == "redis7"
+    error_message = "a 7.x engine takes the redis7 family"
+  }
+}
+
+# "default.redis6" does not exist: every 6.x engine is in the redis6.x family.
+run "redis6_engine_takes_the_redis6x_family" {
+  command = plan
+
+  module {
+    source = "./modules/cache"
+  }
+
+  variables {
+    engine_version = "6.2"
+  }
+
+  assert {
+    condition     = aws_elasticache_parameter_group.this.family == "redis6.x"
+    error_message = "a 6.x engine takes the redis6.x family"
+  }
 }

@@ -18,6 +18,7 @@ variables {
   sns_topic_arn         = "arn:aws:sns:us-east-1:123456789012:lnn-runs"
   redis_host            = "master.lnn.abcdef.use1.cache.amazonaws.com"
   redis_port            = 6379
+  cache_capacity_mib    = 1052
   redis_auth_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lnn/redis-auth-token-AbCdEf"
   kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
 }
@@ -47,6 +48,7 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
     condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
       "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
+      "CACHE_CAPACITY_MIB",
     ])])
     error_message = "both functions must carry exactly the environment the Python code reads"
   }

@@ -8,6 +8,7 @@ mock_provider "aws" {
 variables {
   name               = "lnn"
   availability_zones = ["us-east-1a", "us-east-1b"]
+  redis_port         = 6379
   kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
 }
 
@@ -120,6 +121,28 @@ run "availability_zones_default_to_the_regions_first_two" {
     condition     = [for s in aws_subnet.this : s.availability_zone] == ["us-east-1a", "us-east-1b"]
     error_message = "without availability_zones the first two zones of the region are used"
   }
+
+  assert {
+    condition     = one(data.aws_availability_zones.available[0].filter).name == "zone-type" && one(data.aws_availability_zones.available[0].filter).values == toset(["availability-zone"])
+    error_message = "only standard zones: an opted-in Local Zone (us-east-1-bos-1a sorts first) must never be picked"
+  }
+}
+
+run "endpoints_in_one_zone_when_asked" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    endpoint_zone_count = 1
+  }
+
+  assert {
+    condition     = alltrue([for e in aws_vpc_endpoint.interface : length(e.subnet_ids) == 1])
+    error_message = "endpoint_zone_count = 1 puts each interface endpoint in one subnet"
+  }
 }
 
 # ---- every validation rejects a bad value ----
@@ -220,4 +243,18 @@ run "rejects_bad_kms_key_arn" {
   }
 
   expect_failures = [var.kms_key_arn]
+}
+
+run "rejects_bad_endpoint_zone_count" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  variables {
+    endpoint_zone_count = 3
+  }
+
+  expect_failures = [var.endpoint_zone_count]
 }

@@ -87,3 +87,30 @@ run "rejects_bad_kms_key_arn" {
 
   expect_failures = [var.kms_key_arn]
 }
+
+# Lambda pulls with the repository policy; without it CreateFunction has to add it as a side
+# effect, which only works when the applying role may set repository policies.
+run "repository_policy_lets_only_these_functions_pull" {
+  command = plan
+
+  module {
+    source = "./modules/registry"
+  }
+
+  variables {
+    function_arns = ["arn:aws:lambda:us-east-1:123456789012:function:lnn-launch", "arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer"]
+  }
+
+  assert {
+    condition     = length(aws_ecr_repository_policy.this) == 1
+    error_message = "a repository policy exists when there are functions"
+  }
+
+  assert {
+    condition = (
+      one(data.aws_iam_policy_document.lambda_pull[0].statement).actions == toset(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]) &&
+      toset(one(one(data.aws_iam_policy_document.lambda_pull[0].statement).condition).values) == toset(["arn:aws:lambda:us-east-1:123456789012:function:lnn-launch", "arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer"])
+    )
+    error_message = "only the two functions' pulls are allowed"
+  }
+}

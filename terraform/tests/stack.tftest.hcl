@@ -42,7 +42,9 @@ run "whole_stack_applies_and_exposes_its_outputs" {
   }
 }
 
-run "image_digest_takes_precedence_over_tag" {
+# The image is Terraform's only when the functions are created: afterwards the rollout script owns
+# it, so neither a new digest nor a plain apply rolls the running functions to another image.
+run "image_digest_only_matters_when_the_functions_are_created" {
   command = plan
 
   variables {
@@ -50,8 +52,13 @@ run "image_digest_takes_precedence_over_tag" {
   }
 
   assert {
-    condition     = output.image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-    error_message = "a digest pins the image"
+    condition     = local.image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    error_message = "a digest pins the image the functions are created with"
+  }
+
+  assert {
+    condition     = output.image_uri == "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn:v1"
+    error_message = "the functions created by the first run keep their image (ignore_changes): the output shows what runs"
   }
 }
 
@@ -61,9 +68,91 @@ run "github_repository_adds_the_ci_roles" {
   }
 
   assert {
-    condition     = output.github_plan_role_arn != null && output.github_deploy_role_arn != null
-    error_message = "github_repository creates the plan and deploy roles"
+    condition     = output.github_plan_role_arn != null && output.github_deploy_role_arn != null && output.github_apply_role_arn != null
+    error_message = "github_repository creates the plan, deploy and apply roles (AWS_APPLY_ROLE_ARN exists)"
   }
+
+  # The deploy role and the registry's pull policy name the functions by ARNs built from their
+  # names, so `terraform apply -target=module.github_oidc` needs no image; the two rules must agree.
+  assert {
+    condition     = [for arn in values(local.function_arns) : element(split(":", arn), 6)] == values(module.functions.function_names)
+    error_message = "the function ARNs built from names must be the functions' ARNs"
+  }
+}
+
+run "profiles_set_the_idle_cost" {
+  command = plan
+
+  variables {
+    profile = "dev"
+  }
+
+  assert {
+    condition     = local.redis_num_cache_clusters == 1 && local.profiles["dev"].interface_endpoint_zones == 1
+    error_message = "dev: one cache node, endpoints in one zone"
+  }
+}
+
+run "prod_profile_is_the_default" {
+  command = plan
+
+  assert {
+    condition     = var.profile == "prod" && local.redis_num_cache_clusters == 2 && local.profiles["prod"].interface_endpoint_zones == 2
+    error_message = "prod: two cache nodes, endpoints in both zones"
+  }
+}
+
+run "explicit_node_count_wins_over_the_profile" {
+  command = plan
+
+  variables {
+    profile                  = "dev"
+    redis_num_cache_clusters = 3
+  }
+
+  assert {
+    condition     = local.redis_num_cache_clusters == 3
+    error_message = "redis_num_cache_clusters overrides the profile"
+  }
+}
+
+run "cache_capacity_reaches_launch" {
+  command = plan
+
+  assert {
+    condition     = local.redis_usable_memory_mib == 1052
+    error_message = "cache.t4g.small: 1403 MiB maxmemory less the 25 % reserved"
+  }
+}
+
+run "rejects_bad_profile" {
+  command = plan
+
+  variables {
+    profile = "staging"
+  }
+
+  expect_failures = [var.profile]
+}
+
+run "rejects_the_redis6x_version_that_names_no_parameter_group" {
+  command = plan
+
+  variables {
+    redis_engine_version = "6.x"
+  }
+
+  expect_failures = [var.redis_engine_version]
+}
+
+run "rejects_bad_redis_usable_memory_mib" {
+  command = plan
+
+  variables {
+    redis_node_type = "cache.x2gd.large"
+  }
+
+  expect_failures = [var.redis_usable_memory_mib]
 }
 
 # ---- every validation rejects a bad value ----
@@ -222,7 +311,8 @@ run "rejects_bad_redis_node_type" {
   command = plan
 
   variables {
-    redis_node_type = "m5.large"
+    redis_node_type         = "m5.large"
+    redis_usable_memory_mib = 1000
   }
 
   expect_failures = [var.redis_node_type]
@@ -316,4 +406,48 @@ run "rejects_bad_terraform_state_bucket_arn" {
   }
 
   expect_failures = [var.terraform_state_bucket_arn]
+}
+
+run "explicit_usable_memory_for_an_unknown_node_type" {
+  command = plan
+
+  variables {
+    redis_node_type         = "cache.x2gd.large"
+    redis_usable_memory_mib = 20000
+  }
+
+  assert {
+    condition     = local.redis_usable_memory_mib == 20000
+    error_message = "redis_usable_memory_mib is used as given"
+  }
+}
+
+run "rejects_bad_github_plan_environment" {
+  command = plan
+
+  variables {
+    github_plan_environment = "plan env"
+  }
+
+  expect_failures = [var.github_plan_environment]
+}
+
+run "rejects_bad_github_apply_environment" {
+  command = plan
+
+  variables {
+    github_apply_environment = ""
+  }
+
+  expect_failures = [var.github_apply_environment]
+}
+
+run "rejects_bad_github_terratest_environment" {
+  command = plan
+
+  variables {
+    github_terratest_environment = "tt/env"
+  }
+
+  expect_failures = [var.github_terratest_environment]
 }

@@ -1,5 +1,5 @@
 """terraform/modules/github_oidc: formatted, every variable typed/described/validated, and the IAM
-it writes trusts only this repository and grants only what plan and deploy need."""
+it writes trusts only this repository and grants only what plan, deploy and apply need."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ MODULE = REPO_ROOT / "terraform" / "modules" / "github_oidc"
 
 
 def text(name: str) -> str:
+    """A file of the module; "main.tf" stands for the module's code (main.tf and iam.tf)."""
+    if name == "main.tf":
+        return (MODULE / "main.tf").read_text() + (MODULE / "iam.tf").read_text()
     return (MODULE / name).read_text()
 
 
@@ -73,7 +76,7 @@ def test_interface() -> None:
     assert re.search(r"default\s*=\s*null", block(variables, r'variable\s+"state_bucket_arn"'))
     assert "list(string)" in block(variables, r'variable\s+"function_arns"')
     outputs = text("outputs.tf")
-    for name in ("plan_role_arn", "deploy_role_arn"):
+    for name in ("plan_role_arn", "deploy_role_arn", "apply_role_arn"):
         assert "description" in block(outputs, rf'output\s+"{name}"')
 
 
@@ -90,9 +93,14 @@ def test_github_repository_validation_rejects_wildcards() -> None:
 def test_trust_only_this_repository_per_event() -> None:
     main = text("main.tf")
     assert 'oidc_host         = "token.actions.githubusercontent.com"' in main
-    assert 'plan_subjects   = ["repo:${var.github_repository}:pull_request"]' in main
+    # Plan and apply: only jobs of a GitHub environment (reviewers approve them); a pull request's
+    # own workflow file cannot get the plan role's token without that approval.
+    flat = re.sub(r"\s+", " ", main)
+    assert 'plan_subjects = ["repo:${var.github_repository}:environment:${var.plan_environment}"]' in flat
+    assert 'apply_subjects = ["repo:${var.github_repository}:environment:${var.apply_environment}"]' in flat
+    assert ":pull_request" not in main.replace("pull_request events", "")
     assert '["repo:${var.github_repository}:ref:refs/heads/main"]' in main
-    for document in ("plan_trust", "deploy_trust"):
+    for document in ("plan_trust", "deploy_trust", "apply_trust"):
         body = block(main, rf'data\s+"aws_iam_policy_document"\s+"{document}"')
         assert '"sts:AssumeRoleWithWebIdentity"' in body
         assert "${local.oidc_host}:aud" in body and '"sts.amazonaws.com"' in body
@@ -140,6 +148,14 @@ def test_plan_role_reads_configuration_not_data() -> None:
         "ecr:GetDownloadUrlForLayer",
     ):
         assert f'"{data_read}"' not in describe, data_read
+    # What a plan refreshes beyond configuration: exactly the auth-token secret, the stack key, the
+    # stack bucket's existence (finding: without these the read-only role could not plan).
+    found = statements(document)
+    assert "resources = [var.redis_secret_arn]" in found["RefreshTheAuthTokenSecret"]
+    assert '"secretsmanager:GetSecretValue"' in found["RefreshTheAuthTokenSecret"]
+    assert "resources = [var.kms_key_arn]" in found["DecryptWithTheStackKey"]
+    assert '"s3:ListBucket"' in found["HeadTheStackBucket"] and "var.stack_bucket_arn" in found["HeadTheStackBucket"]
+    assert '"secretsmanager:GetRandomPassword"' in found["GenerateTheAuthTokenCandidate"]
     # State bucket: read only, and only when given.
     assert "ReadTheTerraformState" in document
     state = document[document.index("ReadTheTerraformState") :]
@@ -154,3 +170,24 @@ def test_everything_is_tagged() -> None:
     for resource in re.finditer(tagged, main):
         body = block(main[resource.start() :], rf'resource\s+"{resource.group(1)}"\s+"{resource.group(2)}"')
         assert "tags = var.tags" in body, resource.group(0)
+
+
+def test_apply_role_manages_only_this_deployments_roles() -> None:
+    document = block(text("main.tf"), r'data\s+"aws_iam_policy_document"\s+"apply"')
+    found = statements(document)
+    assert "var.name_prefix" in found["ManageTheStacksRoles"] and '"iam:*"' in found["ManageTheStacksRoles"]
+    assert '"iam:*"' not in found["ManageTheStacksServices"]
+    services = set(re.findall(r'"([a-z0-9-]+):\*"', found["ManageTheStacksServices"]))
+    assert services == {
+        "ec2",
+        "elasticache",
+        "dynamodb",
+        "s3",
+        "sns",
+        "sqs",
+        "lambda",
+        "logs",
+        "ecr",
+        "kms",
+        "secretsmanager",
+    }

@@ -158,5 +158,8 @@ def terraform(tmp_path_factory: pytest.TempPathFactory) -> Terraform:
 def initialised_copy(terraform: Terraform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One initialised copy of terraform/ for the read-only checks (validate, terraform test)."""
     workdir = copy_configuration(tmp_path_factory.mktemp("terraform-static") / "terraform")
+    # These checks need no state: a local backend replaces the S3 one (the deploy rehearsal in
+    # test_apply_cycle.py inits the real backend block against the emulator's S3).
+    (workdir / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
     terraform.init(workdir)
     yield workdir

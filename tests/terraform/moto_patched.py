@@ -24,6 +24,18 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
    CIDR rules; for rules that reference a security group or a prefix list it drops it, so every
    ``aws_vpc_security_group_{ingress,egress}_rule`` with a description would plan a change forever.
    The patch returns the description the rule was created with.
+6. ``CreateCacheParameterGroup`` / ``ModifyCacheParameterGroup`` / ``DescribeCacheParameterGroups``
+   / ``DescribeCacheParameters`` / ``DeleteCacheParameterGroup`` -- not implemented in moto; the
+   stack's own parameter group (``maxmemory-policy = noeviction``) is an
+   ``aws_elasticache_parameter_group``, whose create, read and delete call them, and whose tags
+   are read with ``ListTagsForResource`` on a ``parametergroup`` ARN (moto's ARN pattern lacks it).
+   The patch keeps the groups and their user-set parameters in memory.
+7. S3 bucket policies and ``aws:SecureTransport`` -- moto's policy evaluation knows only the
+   StringEquals condition operator and treats every other condition as met, so the standard
+   TLS-only statement (Deny when ``Bool aws:SecureTransport = false``) denies every request and
+   the state bucket becomes unreadable. Clients reach AWS over TLS; the emulator's plain-HTTP
+   listener stands in for that endpoint, so the patch evaluates bucket policies as for a TLS
+   request: such a statement never applies.
 """
 
 from __future__ import annotations
@@ -195,12 +207,118 @@ def _patch_describe_security_group_rules_descriptions() -> None:
     rule_cls.description = property(description)
 
 
+def _patch_cache_parameter_groups() -> None:
+    """Patch 6: cache parameter groups (create, modify, describe, describe parameters, delete)."""
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.elasticache import models, responses
+    from moto.elasticache.exceptions import ElastiCacheException
+
+    class CacheParameterGroupNotFound(ElastiCacheException):
+        code = "CacheParameterGroupNotFound"
+
+        def __init__(self, name: str) -> None:
+            super().__init__(f"CacheParameterGroup {name} not found.")
+
+    original_init = models.ElastiCacheBackend.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.arn_regex = models.re_compile(
+            r"^arn:aws:elasticache:.*:[0-9]*:(cluster|snapshot|subnetgroup|replicationgroup|user|parametergroup):.*$"
+        )
+        self.lnn_parameter_groups: dict[str, dict[str, Any]] = {}
+
+    def groups(self: Any) -> dict[str, dict[str, Any]]:
+        return self.elasticache_backend.lnn_parameter_groups
+
+    def existing(self: Any, name: str) -> dict[str, Any]:
+        if name not in groups(self):
+            raise CacheParameterGroupNotFound(name)
+        return groups(self)[name]
+
+    def create(self: Any) -> ActionResult:
+        params = self._get_params()
+        name = params["CacheParameterGroupName"]
+        backend = self.elasticache_backend
+        arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:parametergroup:{name}"
+        groups(self)[name] = {
+            "description": {
+                "CacheParameterGroupName": name,
+                "CacheParameterGroupFamily": params["CacheParameterGroupFamily"],
+                "Description": params.get("Description", ""),
+                "IsGlobal": False,
+                "ARN": arn,
+            },
+            "parameters": {},
+        }
+        if params.get("Tags"):
+            backend.tagging_service.tag_resource(arn, params["Tags"])
+        return ActionResult({"CacheParameterGroup": groups(self)[name]["description"]})
+
+    def modify(self: Any) -> ActionResult:
+        params = self._get_params()
+        group = existing(self, params["CacheParameterGroupName"])
+        for item in params.get("ParameterNameValues", []):
+            group["parameters"][item["ParameterName"]] = item["ParameterValue"]
+        return ActionResult({"CacheParameterGroupName": params["CacheParameterGroupName"]})
+
+    def describe_groups(self: Any) -> ActionResult:
+        name = self._get_param("CacheParameterGroupName")
+        found = [existing(self, name)] if name else list(groups(self).values())
+        return ActionResult({"CacheParameterGroups": [g["description"] for g in found]})
+
+    def describe_parameters(self: Any) -> ActionResult:
+        group = existing(self, self._get_param("CacheParameterGroupName"))
+        # Only user-set values are kept: the provider asks for Source=user.
+        parameters = [
+            {"ParameterName": k, "ParameterValue": v, "Source": "user", "IsModifiable": True}
+            for k, v in sorted(group["parameters"].items())
+        ]
+        return ActionResult({"Parameters": parameters})
+
+    def delete(self: Any) -> EmptyResult:
+        name = self._get_param("CacheParameterGroupName")
+        existing(self, name)
+        del groups(self)[name]
+        return EmptyResult()
+
+    models.ElastiCacheBackend.__init__ = init
+    responses.ElastiCacheResponse.create_cache_parameter_group = create
+    responses.ElastiCacheResponse.modify_cache_parameter_group = modify
+    responses.ElastiCacheResponse.describe_cache_parameter_groups = describe_groups
+    responses.ElastiCacheResponse.describe_cache_parameters = describe_parameters
+    responses.ElastiCacheResponse.delete_cache_parameter_group = delete
+
+
+def _patch_bucket_policy_secure_transport() -> None:
+    """Patch 7: bucket policies see aws:SecureTransport = true (the endpoint stands in for TLS)."""
+    from moto.s3 import models
+
+    def applies_to_tls(statement: dict[str, Any]) -> bool:
+        secure = statement.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+        return secure is None or str(secure).lower() == "true"
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        from moto.iam.access_control import IAMPolicy, PermissionResult
+
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        policy = json.loads(self.policy.decode())
+        statements = policy["Statement"] if isinstance(policy["Statement"], list) else [policy["Statement"]]
+        policy["Statement"] = [st for st in statements if applies_to_tls(st)]
+        return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+    models.FakeBucket.get_permission = get_permission
+
+
 def apply_patches() -> None:
     _patch_create_replication_group_member_clusters()
     _patch_delete_replication_group()
     _patch_delete_cache_subnet_group()
     _patch_function_recursion_config()
     _patch_describe_security_group_rules_descriptions()
+    _patch_cache_parameter_groups()
+    _patch_bucket_policy_secure_transport()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,32 +1,60 @@
-"""The whole stack against moto server: apply -> plan shows no changes -> destroy.
+"""The documented deploy path, rehearsed end to end against moto server, then the stack inspected.
+
+The steps are the README's (terraform/README.md, "Deploy"), in its order, each from a fresh copy of
+terraform/ and through the same make targets and .github/scripts the user and the workflows run:
+
+1. ``make bootstrap``: the state bucket, in the emulator's S3;
+2. ``make init``: the S3 backend with its lock file (use_lockfile) in that bucket;
+3. ``make registry``: the key, the ECR repository and the CI roles, before any image exists;
+4. the image "push": an image manifest put into the emulator's ECR (no Docker here), its digest
+   recorded as ``make push`` records it;
+5. ``make deploy``: the whole stack, the functions created on that digest (moto checks the image
+   exists in its ECR: MOTO_LAMBDA_STUB_ECR=false);
+6. a second image pushed and rolled out with ``make rollout`` (.github/scripts/rollout.sh, the
+   image workflow's step);
+7. ``terraform plan`` from another fresh copy with the same backend (.github/scripts/plan.sh, the
+   terraform workflow's step): no changes, the rollout included;
+8. ``terraform destroy`` from that copy: nothing left but the state bucket.
+
+The invoke-and-train part of the path needs a local Lambda service that runs the image; it is not
+part of this rehearsal. The plans of steps 5 and 7, plus an in-place update and the documented
+auth-token rotation (which replaces the cache), are rendered by .github/scripts/plan_comment.py and
+checked as a reviewer would read them.
 
 moto runs as a child process on a free port, started from tests/terraform/moto_patched.py, which
 adds the few APIs this stack needs and moto 5.2 lacks (each patch is documented there). The
-session-wide moto server of tests/conftest.py is a plain child process that cannot be patched, so
-this cycle has its own.
-
-The provider reaches moto through its standard endpoint variable (AWS_ENDPOINT_URL) and a test-only
-override file, written into the temporary copy only, that skips the credential and metadata checks
-and uses path-style S3 addressing. Between apply and destroy, the applied resources are inspected
-through boto3 for the original notes' General Notes.
+provider reaches moto through its standard endpoint variable (AWS_ENDPOINT_URL) and a test-only
+override file, written into the temporary copies only; the backend through a backend-config file
+given with TF_CLI_ARGS_init, so the committed backend block and scripts run unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import pytest
 
+from tests.github.plan_comment_module import load as load_plan_comment
 from trainer.local.servers import MotoServer
 
 from .conftest import REPO_ROOT, Terraform, copy_configuration, explain
 
 REGION = "us-east-1"
+NAME = "lnn-ci"
+STATE_BUCKET = "lnn-ci-tfstate"
+SCRIPTS = REPO_ROOT / ".github" / "scripts"
+plan_comment = load_plan_comment()
 
 OVERRIDE = """\
 # Written by tests/terraform/test_apply_cycle.py into a temporary copy only: moto accepts any
@@ -41,14 +69,22 @@ provider "aws" {
 }
 """
 
-TFVARS = """\
-name                           = "lnn-ci"
-image_tag                      = "ci"
+BACKEND_CONFIG = """\
+use_path_style              = true
+skip_credentials_validation = true
+skip_metadata_api_check     = true
+skip_region_validation      = true
+endpoints = {{ s3 = "{endpoint}" }}
+"""
+
+TFVARS = f"""\
+name                           = "{NAME}"
 force_destroy                  = true
 dynamodb_deletion_protection   = false
 secret_recovery_window_in_days = 0
 kms_deletion_window_in_days    = 7
 github_repository              = "example-org/lnn"
+terraform_state_bucket_arn     = "arn:aws:s3:::{STATE_BUCKET}"
 """
 
 
@@ -63,6 +99,11 @@ class Stack:
     env: dict[str, str]
     outputs: dict[str, object]
     moto: MotoServer
+    tmp: Path
+    first_digest: str = ""
+    rolled_digest: str = ""
+    first_plan: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
     destroyed: bool = False
 
     def client(self, service: str):  # boto3 clients have no common base type
@@ -74,10 +115,77 @@ class Stack:
             aws_secret_access_key="testing",
         )
 
+    def fresh_copy(self, name: str) -> Path:
+        workdir = copy_configuration(self.tmp / name / "terraform")
+        (workdir / "moto_override.tf").write_text(OVERRIDE)
+        (workdir / "ci.auto.tfvars").write_text(TFVARS)
+        return workdir
+
+
+def push_image(stack: Stack, tag: str) -> str:
+    """What `make push` leaves behind, without Docker: an image manifest in ECR; its digest."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "tag": tag}).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": len(config),
+            "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+        },
+        "layers": [],
+    }
+    image = stack.client("ecr").put_image(repositoryName=NAME, imageManifest=json.dumps(manifest), imageTag=tag)
+    return image["image"]["imageId"]["imageDigest"]
+
+
+def make(stack: Stack, target: str, workdir: Path, timeout: float = 900, **variables: str) -> None:
+    args = ["make", "--no-print-directory", "-C", str(REPO_ROOT), target, f"TF_DIR={workdir}"]
+    args += [f"{k}={v}" for k, v in variables.items()]
+    started = time.monotonic()
+    result = subprocess.run(args, env=stack.env, capture_output=True, text=True, timeout=timeout, check=False)
+    stack.timings[f"make {target}"] = time.monotonic() - started
+    assert result.returncode == 0, explain(result, limit=20000)
+
+
+def plan(stack: Stack, workdir: Path, out: Path, *args: str) -> int:
+    """.github/scripts/plan.sh, as the terraform workflow runs it; its exit code file."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(SCRIPTS / "plan.sh"), str(out), *args],
+        cwd=workdir,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    stack.timings[f"plan {out.name}"] = time.monotonic() - started
+    code = int((out / "exitcode").read_text())
+    assert code in (0, 2), explain(result, limit=20000) + (out / "plan.txt").read_text()[-5000:]
+    return code
+
+
+def comment(out: Path) -> str:
+    code = int((out / "exitcode").read_text())
+    return plan_comment.render(
+        code, (out / "plan.txt").read_text(), json.loads((out / "plan.json").read_text()), artifact_url="https://x/a/1"
+    )
+
+
+def readme_deploy_targets() -> list[str]:
+    """The make targets of terraform/README.md's deploy block, in order."""
+    readme = (REPO_ROOT / "terraform" / "README.md").read_text()
+    block = readme.split("<!-- deploy-path: rehearsed by tests/terraform/test_apply_cycle.py -->", 1)[1]
+    block = block.split("```sh", 1)[1].split("```", 1)[0]
+    return re.findall(r"^make (\w+)", block, flags=re.MULTILINE)
+
 
 @pytest.fixture(scope="module")
 def patched_moto() -> Iterator[MotoServer]:
-    server = patched_moto_server().start()
+    # Lambda then checks that a function's image exists in ECR and resolves its digest, as AWS does.
+    with mock.patch.dict(os.environ, {"MOTO_LAMBDA_STUB_ECR": "false"}):
+        server = patched_moto_server().start()
     try:
         yield server
     finally:
@@ -86,38 +194,136 @@ def patched_moto() -> Iterator[MotoServer]:
 
 @pytest.fixture(scope="module")
 def stack(terraform: Terraform, patched_moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    workdir = copy_configuration(tmp_path_factory.mktemp("terraform-cycle") / "terraform")
-    (workdir / "moto_override.tf").write_text(OVERRIDE)
-    (workdir / "ci.auto.tfvars").write_text(TFVARS)
-    env = {
-        "AWS_ENDPOINT_URL": patched_moto.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    terraform.init(workdir)
-    started = time.monotonic()
-    applied = terraform.run("apply", "-auto-approve", "-input=false", "-no-color", cwd=workdir, env=env, timeout=900)
-    assert applied.returncode == 0, explain(applied, limit=20000)
-    print(f"terraform apply against moto: {time.monotonic() - started:.0f} s")
-    out = terraform.run("output", "-json", cwd=workdir, env=env)
-    assert out.returncode == 0, explain(out)
-    outputs = {k: v["value"] for k, v in json.loads(out.stdout).items()}
-    stack = Stack(workdir, env, outputs, patched_moto)
+    tmp = tmp_path_factory.mktemp("deploy-rehearsal")
+    backend = tmp / "emulator.s3.tfbackend"
+    backend.write_text(BACKEND_CONFIG.format(endpoint=patched_moto.endpoint_url))
+    env = terraform.env(
+        {
+            "AWS_ENDPOINT_URL": patched_moto.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "TF_STATE_BUCKET": STATE_BUCKET,
+            "TF_CLI_ARGS_init": f"-backend-config={backend}",
+            "TF_CLI_ARGS_apply": "-auto-approve",
+            # The AWS CLI of the dev lock (awscli) for the scripts.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+    )
+    stack = Stack(tmp / "first" / "terraform", env, {}, patched_moto, tmp)
+    stack.workdir = stack.fresh_copy("first")
+    assert readme_deploy_targets() == ["bootstrap", "init", "registry", "push", "deploy", "push", "rollout"]
     try:
+        make(stack, "bootstrap", stack.workdir, AWS_REGION=REGION)
+        make(stack, "init", stack.workdir, AWS_REGION=REGION)
+        make(stack, "registry", stack.workdir)
+        stack.first_digest = push_image(stack, "v1")
+        stack.first_plan = tmp / "plan-first-apply"
+        assert plan(stack, stack.workdir, stack.first_plan, f"-var=image_digest={stack.first_digest}") == 2
+        make(stack, "deploy", stack.workdir, IMAGE_DIGEST=stack.first_digest)
+        out = terraform.run("output", "-json", cwd=stack.workdir, env=env)
+        assert out.returncode == 0, explain(out)
+        stack.outputs = {k: v["value"] for k, v in json.loads(out.stdout).items()}
+        stack.rolled_digest = push_image(stack, "v2")
+        make(
+            stack,
+            "rollout",
+            stack.workdir,
+            IMAGE_DIGEST=stack.rolled_digest,
+            ECR_REPOSITORY_URL=str(stack.outputs["ecr_repository_url"]),
+            LAUNCH_FUNCTION_NAME=f"{NAME}-launch",
+            TRAINER_FUNCTION_NAME=f"{NAME}-trainer",
+        )
         yield stack
     finally:
         if not stack.destroyed:  # a test failed before the destroy test: still clean up
-            terraform.run("destroy", "-auto-approve", "-input=false", "-no-color", cwd=workdir, env=env, timeout=900)
+            terraform.run(
+                "destroy", "-auto-approve", "-input=false", "-no-color", cwd=stack.workdir, env=env, timeout=900
+            )
+        print("deploy rehearsal timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in stack.timings.items()))
 
 
-def test_plan_after_apply_shows_no_changes(terraform: Terraform, stack: Stack) -> None:
-    plan = terraform.run(
-        "plan", "-detailed-exitcode", "-input=false", "-no-color", cwd=stack.workdir, env=stack.env, timeout=600
+# ---- the path ---------------------------------------------------------------------------------------
+
+
+def test_state_is_in_the_bucket_with_its_lock_released(stack: Stack) -> None:
+    s3 = stack.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=STATE_BUCKET).get("Contents", [])]
+    assert "lnn/terraform.tfstate" in keys
+    assert "lnn/terraform.tfstate.tflock" not in keys  # use_lockfile: taken during apply, then released
+    assert s3.get_bucket_versioning(Bucket=STATE_BUCKET)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=STATE_BUCKET)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    block = s3.get_public_access_block(Bucket=STATE_BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    state = json.loads(s3.get_object(Bucket=STATE_BUCKET, Key="lnn/terraform.tfstate")["Body"].read())
+    assert any(r["type"] == "aws_lambda_function" for r in state["resources"])
+
+
+def test_the_rollout_owns_the_image(stack: Stack) -> None:
+    lam = stack.client("lambda")
+    for name in (f"{NAME}-launch", f"{NAME}-trainer"):
+        code = lam.get_function(FunctionName=name)["Code"]
+        assert code["ResolvedImageUri"].endswith(stack.rolled_digest), code
+
+
+def test_second_plan_from_a_fresh_directory_shows_no_changes(stack: Stack) -> None:
+    """Same backend, nothing local: the state is found, and the rolled-out image is not reverted."""
+    workdir = stack.fresh_copy("second")
+    out = stack.tmp / "plan-no-changes"
+    assert plan(stack, workdir, out) == 0, (out / "plan.txt").read_text()[-5000:]
+    body = comment(out)
+    assert "### Terraform plan: no changes" in body and "[!CAUTION]" not in body and "| resource |" not in body
+
+
+def test_first_apply_plan_reads_as_a_creation(stack: Stack) -> None:
+    assert stack.first_plan is not None
+    body = comment(stack.first_plan)
+    headline = re.search(r"### Terraform plan: (\d+) to add, 0 to change, 0 to destroy, 0 to replace", body)
+    assert headline and int(headline.group(1)) > 30, body[:2000]
+    assert "[!CAUTION]" not in body
+    assert '| `module.functions.aws_lambda_function.this["trainer"]` | add |' in body
+    assert "<details><summary>Full plan</summary>" in body and len(body) <= plan_comment.GITHUB_COMMENT_LIMIT
+    # The whole stack's plan is longer than a comment may be: the text is cut, with the pointer.
+    text = (stack.first_plan / "plan.txt").read_text()
+    plan_json = json.loads((stack.first_plan / "plan.json").read_text())
+    uncut = plan_comment.render(2, text, plan_json, artifact_url="https://x/a/1", limit=10**9)
+    if len(uncut) > plan_comment.GITHUB_COMMENT_LIMIT:
+        assert "cut to fit a comment" in body and "https://x/a/1" in body
+    else:
+        assert body == uncut and "Plan: " in body
+
+
+def test_in_place_update_plan_has_no_warning(stack: Stack) -> None:
+    out = stack.tmp / "plan-in-place"
+    assert plan(stack, stack.fresh_copy("in-place"), out, "-refresh=false", "-var=log_retention_in_days=14") == 2
+    body = comment(out)
+    assert re.search(r"### Terraform plan: 0 to add, \d+ to change, 0 to destroy, 0 to replace", body), body[:2000]
+    # Log groups hold data, but an in-place retention change destroys nothing.
+    assert "[!CAUTION]" not in body
+    assert '| `module.functions.aws_cloudwatch_log_group.this["trainer"]` | change |' in body
+
+
+def test_auth_token_rotation_plan_warns_first_that_the_cache_is_replaced(stack: Stack) -> None:
+    """The README's rotation command replaces the cache: the reviewer must see that before anything."""
+    out = stack.tmp / "plan-replace"
+    args = (
+        "-refresh=false",
+        "-replace=module.cache.aws_secretsmanager_secret_version.this",
+        "-replace=module.cache.aws_elasticache_replication_group.this",
     )
-    assert plan.returncode == 0, "exit 2 means the re-plan found changes\n" + explain(plan, limit=20000)
+    assert plan(stack, stack.fresh_copy("replace"), out, *args) == 2
+    body = comment(out)
+    assert body.startswith(plan_comment.MARKER + "\n> [!CAUTION]")
+    warning = body[: body.index("### Terraform plan")]
+    assert (
+        "`module.cache.aws_elasticache_replication_group.this` (ElastiCache replication group): **replace**" in warning
+    )
+    assert "module.cache.aws_secretsmanager_secret_version.this" in warning
+    # The functions' REDIS_HOST is only known after the new cache exists: they change in place too.
+    assert "### Terraform plan: 0 to add, 2 to change, 0 to destroy, 2 to replace" in body, body[:2000]
 
 
 def test_outputs(stack: Stack) -> None:
@@ -125,12 +331,36 @@ def test_outputs(stack: Stack) -> None:
     assert o["launch_function_name"] == "lnn-ci-launch" and o["trainer_function_name"] == "lnn-ci-trainer"
     assert o["launch_function_arn"].endswith(":function:lnn-ci-launch")
     assert o["ecr_repository_url"].endswith("/lnn-ci")
-    assert o["image_uri"] == f"{o['ecr_repository_url']}:ci"
+    assert o["image_uri"] == f"{o['ecr_repository_url']}@{stack.first_digest}"
     assert o["table_name"] == "lnn-ci-runs"
     assert o["sns_topic_arn"].endswith(":lnn-ci-runs")
     assert o["redis_endpoint"].endswith(":6379")
     assert o["launch_command"].startswith("aws lambda invoke --region us-east-1 --function-name lnn-ci-launch ")
-    assert o["github_plan_role_arn"] and o["github_deploy_role_arn"]
+    assert o["github_plan_role_arn"] and o["github_deploy_role_arn"] and o["github_apply_role_arn"]
+
+
+def test_cache_never_evicts_and_launch_knows_its_capacity(stack: Stack) -> None:
+    cache = stack.client("elasticache")
+    group = cache.describe_replication_groups(ReplicationGroupId=NAME)["ReplicationGroups"][0]
+    member = cache.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])["CacheClusters"][0]
+    name = member["CacheParameterGroup"]["CacheParameterGroupName"]
+    assert name == NAME
+    (described,) = cache.describe_cache_parameter_groups(CacheParameterGroupName=name)["CacheParameterGroups"]
+    assert described["CacheParameterGroupFamily"] == "redis7"
+    params = cache.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
+    assert {p["ParameterName"]: p["ParameterValue"] for p in params} == {"maxmemory-policy": "noeviction"}
+    env = stack.client("lambda").get_function(FunctionName=f"{NAME}-launch")["Configuration"]["Environment"]
+    assert env["Variables"]["CACHE_CAPACITY_MIB"] == "1052"
+
+
+def test_only_the_stacks_functions_may_pull_the_image(stack: Stack) -> None:
+    policy = json.loads(stack.client("ecr").get_repository_policy(repositoryName=NAME)["policyText"])
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert sorted(statement["Condition"]["StringLike"]["aws:sourceArn"]) == sorted(
+        [stack.outputs["launch_function_arn"], stack.outputs["trainer_function_arn"]]
+    )
 
 
 def test_functions_are_images_in_the_vpc_with_the_environment(stack: Stack) -> None:
@@ -222,14 +452,39 @@ def test_iam_least_privilege(stack: Stack) -> None:
         assert star and all(a.startswith("ec2:") for a in star), star
 
 
-def test_destroy_removes_everything(terraform: Terraform, stack: Stack) -> None:
-    destroyed = terraform.run(
-        "destroy", "-auto-approve", "-input=false", "-no-color", cwd=stack.workdir, env=stack.env, timeout=900
+def test_destroy_from_a_fresh_directory_leaves_nothing_behind(terraform: Terraform, stack: Stack) -> None:
+    workdir = stack.fresh_copy("destroy")
+    init = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO_ROOT), "init", f"TF_DIR={workdir}", f"AWS_REGION={REGION}"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
+    assert init.returncode == 0, explain(init)
+    started = time.monotonic()
+    destroyed = terraform.run(
+        "destroy", "-auto-approve", "-input=false", "-no-color", cwd=workdir, env=stack.env, timeout=900
+    )
+    stack.timings["destroy"] = time.monotonic() - started
     stack.destroyed = destroyed.returncode == 0
     assert destroyed.returncode == 0, explain(destroyed, limit=20000)
-    state = terraform.run("state", "list", cwd=stack.workdir, env=stack.env)
-    assert state.stdout.strip() == "", state.stdout
-    assert stack.client("lambda").list_functions()["Functions"] == []
-    assert stack.client("elasticache").describe_replication_groups()["ReplicationGroups"] == []
-    assert stack.client("elasticache").describe_cache_subnet_groups()["CacheSubnetGroups"] == []
+    state = terraform.run("state", "list", cwd=workdir, env=stack.env)
+    assert state.returncode == 0 and state.stdout.strip() == "", explain(state)
+    c = stack.client
+    assert c("lambda").list_functions()["Functions"] == []
+    assert c("elasticache").describe_replication_groups()["ReplicationGroups"] == []
+    assert c("elasticache").describe_cache_subnet_groups()["CacheSubnetGroups"] == []
+    assert c("elasticache").describe_cache_parameter_groups()["CacheParameterGroups"] == []
+    assert c("ecr").describe_repositories()["repositories"] == []
+    assert c("dynamodb").list_tables()["TableNames"] == []
+    assert [b["Name"] for b in c("s3").list_buckets()["Buckets"]] == [STATE_BUCKET]
+    assert c("sns").list_topics()["Topics"] == [] and c("sqs").list_queues().get("QueueUrls", []) == []
+    assert c("secretsmanager").list_secrets()["SecretList"] == []
+    assert c("logs").describe_log_groups()["logGroups"] == []
+    assert [v for v in c("ec2").describe_vpcs()["Vpcs"] if not v["IsDefault"]] == []
+    assert [r["RoleName"] for r in c("iam").list_roles()["Roles"] if r["RoleName"].startswith(NAME)] == []
+    keys = [c("kms").describe_key(KeyId=k["KeyId"])["KeyMetadata"] for k in c("kms").list_keys()["Keys"]]
+    stack_keys = [k for k in keys if k.get("Description", "").startswith(f"LNN {NAME}:")]
+    assert stack_keys and all(k["KeyState"] == "PendingDeletion" for k in stack_keys), stack_keys

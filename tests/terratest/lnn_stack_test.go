@@ -1,7 +1,16 @@
+//go:build terratest
+
 // End-to-end test of the LNN stack: deploy it (unique names), train a small model through
 // LaunchLambda, check the results, destroy everything.
 //
-//	cd tests/terratest && go mod tidy && go test -v -count=1 -timeout 30m ./...
+//	cd tests/terratest && go mod tidy && go test -tags terratest -v -count=1 -timeout 100m ./...
+//
+// Behind the terratest build tag so that `go test ./...` and `go vet ./...` never start a real
+// deployment by accident. Creating and destroying VPC functions and a Multi-AZ cache takes 30-60
+// minutes; a Go timeout kills the test without running its deferred Destroy, so the stack's working
+// copy (state included, local backend) is kept under LNN_TERRATEST_WORKDIR, where
+// .github/scripts/terratest_cleanup.sh destroys whatever is left and then checks by tag that
+// nothing tagged Test=terratest remains.
 //
 // Endpoints: the same variables as the Terraform tests. With AWS_ENDPOINT_URL set (moto server),
 // every AWS call of Terraform and of this test goes there; without it, to the real account in
@@ -77,7 +86,8 @@ func TestLNNStack(t *testing.T) {
 	t.Parallel()
 
 	id := strings.ToLower(random.UniqueId())
-	name := "lnntt-" + id
+	// Inside the apply role's "<name_prefix>-*" role prefix (the workflow assumes that role).
+	name := "lnn-tt-" + id
 	imageTag := "terratest-" + id
 	repoRoot, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
@@ -87,7 +97,7 @@ func TestLNNStack(t *testing.T) {
 		envVars["AWS_ENDPOINT_URL"] = url
 	}
 	options := terraform.WithDefaultRetryableErrors(t, &terraform.Options{
-		TerraformDir: filepath.Join(repoRoot, "terraform"),
+		TerraformDir: workCopy(t, repoRoot, name),
 		Vars: map[string]interface{}{
 			"name":                           name,
 			"aws_region":                     region(),
@@ -229,4 +239,18 @@ func pushImage(t *testing.T, repoRoot, repositoryURL, tag string) {
 		Args:       []string{"build", "--provenance=false", "-f", "images/trainer/Dockerfile", "-t", image, "."},
 	})
 	shell.RunCommand(t, shell.Command{Command: "docker", Args: []string{"push", image}})
+}
+
+// workCopy copies terraform/ to LNN_TERRATEST_WORKDIR/<name> (or a temporary directory) with a
+// local backend: the state outlives a killed test, for the cleanup script.
+func workCopy(t *testing.T, repoRoot, name string) string {
+	root := os.Getenv("LNN_TERRATEST_WORKDIR")
+	if root == "" {
+		root = t.TempDir()
+	}
+	dir := filepath.Join(root, name)
+	shell.RunCommand(t, shell.Command{Command: "cp", Args: []string{"-R", filepath.Join(repoRoot, "terraform"), dir}})
+	override := "terraform {\n  backend \"local\" {}\n}\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "backend_override.tf"), []byte(override), 0o600))
+	return dir
 }

@@ -12,7 +12,8 @@ here, where no AWS account and no Go toolchain are at hand.
   the SNS topic exists            test_the_sns_topic_is_created_and_exported (configuration)
   outputs the Go test reads       test_outputs_the_go_test_reads_exist
   unique names, deferred Destroy, test_go_test_is_idiomatic_and_bounded
-  t.Parallel, -timeout 30m
+  t.Parallel, build tag, timeout,
+  cleanup by tag
 
 The configuration mirrors read the Terraform source (a deployed stack is what the Go test checks;
 the Terraform suite in tests/terraform plans it against moto). They are deliberately literal: a
@@ -141,5 +142,13 @@ def test_go_test_is_idiomatic_and_bounded() -> None:
     assert 'os.Getenv("AWS_ENDPOINT_URL")' in go
     mod = read(GO_MOD)
     assert re.search(r"github\.com/gruntwork-io/terratest v0\.\d+\.\d+", mod)
+    # Never run by a plain `go test ./...`; a Go timeout well inside the job's, and a cleanup step
+    # that runs even when the Go timeout skipped the deferred Destroy.
+    assert go.startswith("//go:build terratest\n")
+    assert 'name := "lnn-tt-" + id' in go and 'backend \\"local\\"' in go
     workflow = read(WORKFLOW)
-    assert "-timeout 30m" in workflow
+    go_timeout = int(re.search(r"go test -tags terratest -v -count=1 -timeout (\d+)m", workflow).group(1))
+    job_timeout = int(re.search(r"timeout-minutes: (\d+)", workflow).group(1))
+    assert 60 <= go_timeout < job_timeout
+    cleanup = workflow[workflow.index("Destroy what the test left") :]
+    assert "if: always()" in cleanup and "terratest_cleanup.sh" in cleanup

@@ -9,7 +9,7 @@ import secrets
 import time
 from typing import Any
 
-from trainer import lifecycle
+from trainer import capacity, lifecycle
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, check_raw, load_raw, prepare
@@ -50,6 +50,7 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += request_mod.check_against_data(
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
+        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
     if (
         request is not None
         and request.run_id

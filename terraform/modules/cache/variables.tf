@@ -40,20 +40,14 @@ variable "node_type" {
 }
 
 variable "engine_version" {
-  description = "Redis engine version, pinned (major.minor)."
+  description = "Redis engine version, pinned (6.2, 7.0 or 7.1; the root module validates it)."
   type        = string
   default     = "7.1"
-
-  validation {
-    condition     = can(regex("^[6-7]\\.[0-9]+$", var.engine_version))
-    error_message = "engine_version must be a Redis 6.x or 7.x version in major.minor form, e.g. 7.1."
-  }
 }
 
 variable "port" {
-  description = "TCP port Redis listens on."
+  description = "TCP port Redis listens on (the root module chooses it, for the security groups too)."
   type        = number
-  default     = 6379
 
   validation {
     condition     = var.port >= 1024 && var.port <= 65535 && floor(var.port) == var.port

@@ -27,3 +27,8 @@ output "failure_queue_arn" {
   description = "ARN of the SQS queue that receives failed asynchronous invocations."
   value       = aws_sqs_queue.this.arn
 }
+
+output "image_uri" {
+  description = "Image the functions run: the one they were created with, or the last one rolled out."
+  value       = aws_lambda_function.this["trainer"].image_uri
+}

@@ -74,7 +74,7 @@ variable "trainer_timeout" {
 }
 
 variable "log_retention_in_days" {
-  description = "Retention of the functions' log groups in days (notes: a maximum of 7 days)."
+  description = "Retention of the functions' log groups in days (7 by default)."
   type        = number
   default     = 7
 
@@ -159,7 +159,11 @@ variable "redis_host" {
 variable "redis_port" {
   description = "Port of Redis (REDIS_PORT)."
   type        = number
-  default     = 6379
+}
+
+variable "cache_capacity_mib" {
+  description = "Memory Redis may fill, in MiB (CACHE_CAPACITY_MIB): LaunchLambda refuses a dataset that would not fit."
+  type        = number
 }
 
 variable "redis_auth_secret_arn" {

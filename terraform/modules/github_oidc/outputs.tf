@@ -22,3 +22,8 @@ output "deploy_role_name" {
   description = "Name of the deploy role."
   value       = aws_iam_role.deploy.name
 }
+
+output "apply_role_arn" {
+  description = "ARN of the role the terraform apply job assumes (AWS_APPLY_ROLE_ARN)."
+  value       = aws_iam_role.apply.arn
+}

@@ -44,6 +44,39 @@ variable "function_arns" {
   }
 }
 
+variable "stack_bucket_arn" {
+  description = "ARN of the stack's dataset and model bucket (the plan role may check it exists)."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "ARN of the stack's KMS key (the plan role may decrypt the auth-token secret with it)."
+  type        = string
+}
+
+variable "redis_secret_arn" {
+  description = "ARN of the Redis auth-token secret, which a plan refreshes."
+  type        = string
+}
+
+variable "plan_environment" {
+  description = "GitHub environment whose jobs may assume the plan role (give it required reviewers)."
+  type        = string
+  default     = "terraform-plan"
+}
+
+variable "apply_environment" {
+  description = "GitHub environment whose jobs may assume the apply role."
+  type        = string
+  default     = "production"
+}
+
+variable "terratest_environment" {
+  description = "GitHub environment of the end-to-end test (terratest.yml) that may also assume the apply role; null for none."
+  type        = string
+  default     = null
+}
+
 variable "state_bucket_arn" {
   description = "ARN of the S3 bucket holding the Terraform state, which the plan role may read; null for none."
   type        = string

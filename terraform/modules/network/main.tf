@@ -4,9 +4,17 @@
 
 data "aws_region" "current" {}
 
+# Standard zones only: an account that opted in to a Local Zone sees it in the same list, and its
+# name can sort first (us-east-1-bos-1a < us-east-1a), but interface endpoints and cache nodes may
+# not exist there.
 data "aws_availability_zones" "available" {
   count = length(var.availability_zones) == 0 ? 1 : 0
   state = "available"
+
+  filter {
+    name   = "zone-type"
+    values = ["availability-zone"]
+  }
 
   #checkov:skip=CKV_AWS_394:Only the first two of the provider's name-sorted list are used (slice below), so a zone AWS adds later cannot move the subnets; set availability_zones to pin them explicitly.
 }
@@ -76,8 +84,10 @@ resource "aws_vpc_endpoint" "interface" {
   service_name        = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
-  subnet_ids          = aws_subnet.this[*].id
-  security_group_ids  = [aws_security_group.endpoints.id]
+  # Each zone an endpoint is in costs an hourly fee; the dev profile keeps one (the other subnet
+  # reaches it across zones).
+  subnet_ids         = slice(aws_subnet.this[*].id, 0, var.endpoint_zone_count)
+  security_group_ids = [aws_security_group.endpoints.id]
 
   tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
 }
@@ -112,7 +122,7 @@ resource "aws_security_group" "endpoints" {
   tags = merge(var.tags, { Name = "${var.name}-endpoints" })
 }
 
-# Notes: "port 6379 open within the VPC only" -- the only way in is from the Lambdas' group.
+# Redis is reachable from the Lambdas' group only, never from a CIDR range.
 resource "aws_vpc_security_group_ingress_rule" "redis_from_lambda" {
   security_group_id            = aws_security_group.redis.id
   description                  = "Redis from the LNN Lambdas"
@@ -179,46 +189,9 @@ resource "aws_cloudwatch_log_group" "this" {
   retention_in_days = var.log_retention_in_days
   kms_key_id        = var.kms_key_arn
 
-  #checkov:skip=CKV_AWS_338:Short retention is a requirement of the original notes ("maximum of 7 days"); it is a variable.
+  #checkov:skip=CKV_AWS_338:Flow logs are for recent incidents; 7 days by default keeps the cost down, and retention is a variable.
 
   tags = var.tags
-}
-
-data "aws_iam_policy_document" "flow_logs_assume" {
-  statement {
-    actions = ["sts:AssumeRole"]
-
-    principals {
-      type        = "Service"
-      identifiers = ["vpc-flow-logs.amazonaws.com"]
-    }
-  }
-}
-
-data "aws_iam_policy_document" "flow_logs" {
-  count = var.enable_flow_logs ? 1 : 0
-
-  statement {
-    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = ["${aws_cloudwatch_log_group.this[0].arn}:*"]
-  }
-}
-
-resource "aws_iam_role" "this" {
-  count = var.enable_flow_logs ? 1 : 0
-
-  name               = "${var.name}-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
-
-  tags = var.tags
-}
-
-resource "aws_iam_role_policy" "this" {
-  count = var.enable_flow_logs ? 1 : 0
-
-  name   = "write-flow-logs"
-  role   = aws_iam_role.this[0].id
-  policy = data.aws_iam_policy_document.flow_logs[0].json
 }
 
 resource "aws_flow_log" "this" {

@@ -44,11 +44,21 @@ variable "availability_zones" {
 variable "redis_port" {
   description = "TCP port of the Redis replication group; the Redis security group admits only this port, only from the Lambdas' group."
   type        = number
-  default     = 6379
 
   validation {
     condition     = var.redis_port >= 1024 && var.redis_port <= 65535 && floor(var.redis_port) == var.redis_port
     error_message = "redis_port must be an integer between 1024 and 65535."
+  }
+}
+
+variable "endpoint_zone_count" {
+  description = "Zones (of the two private subnets) the interface endpoints are placed in: 1 or 2."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = contains([1, 2], var.endpoint_zone_count)
+    error_message = "endpoint_zone_count must be 1 or 2."
   }
 }
 

@@ -51,3 +51,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "function_arns" {
+  description = "ARNs of the Lambda functions that may pull images from the repository (empty: no repository policy)."
+  type        = list(string)
+  default     = []
+}

@@ -1,0 +1,127 @@
+# One role per function, least privilege.
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "this" {
+  for_each = local.functions
+
+  name               = each.value.name
+  description        = "Execution role of ${each.value.name}"
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "this" {
+  for_each = local.functions
+
+  #checkov:skip=CKV_AWS_111:The only unscoped write actions are the VPC network-interface ones (statement VpcNetworkInterfaces); Lambda creates the ENI before its ID exists, see the comment there.
+  #checkov:skip=CKV_AWS_356:Same statement: ec2:Describe* support no resource-level permissions and the ENI does not exist yet when Lambda creates it; every other statement names its resource ARN.
+
+  statement {
+    sid       = "WriteOwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.this[each.key].arn}:*"]
+  }
+
+  # The equivalent of AWSLambdaVPCAccessExecutionRole. "*" is unavoidable: ec2:DescribeNetworkInterfaces
+  # and ec2:DescribeSubnets support no resource-level permissions at all, and Lambda calls
+  # Create/Delete/AssignPrivateIp/UnassignPrivateIp on network interfaces whose IDs do not exist
+  # when the policy is written (Lambda creates and recycles them on the function's behalf).
+  statement {
+    sid = "VpcNetworkInterfaces"
+    actions = [
+      "ec2:CreateNetworkInterface",
+      "ec2:DescribeNetworkInterfaces",
+      "ec2:DescribeSubnets",
+      "ec2:DeleteNetworkInterface",
+      "ec2:AssignPrivateIpAddresses",
+      "ec2:UnassignPrivateIpAddresses",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid = "RunHistory"
+    actions = [
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+      "dynamodb:Query",
+      "dynamodb:BatchWriteItem",
+    ]
+    resources = [var.table_arn]
+  }
+
+  statement {
+    sid       = "DatasetsModelsCheckpoints"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${var.bucket_arn}/*"]
+  }
+
+  statement {
+    sid       = "ListBucket"
+    actions   = ["s3:ListBucket"]
+    resources = [var.bucket_arn]
+  }
+
+  statement {
+    sid       = "PublishRunNotifications"
+    actions   = ["sns:Publish"]
+    resources = [var.sns_topic_arn]
+  }
+
+  # Both functions invoke the trainer (launch starts it, the trainer hands on the next step).
+  statement {
+    sid       = "InvokeTrainer"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [local.function_arns["trainer"]]
+  }
+
+  statement {
+    sid       = "ReadRedisAuthToken"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.redis_auth_secret_arn]
+  }
+
+  # The asynchronous-invocation on-failure destination is sent to with the function's role.
+  statement {
+    sid       = "SendFailedEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.this.arn]
+  }
+
+  # Everything above is encrypted with the stack's key.
+  statement {
+    sid       = "UseStackKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+
+  # No ElastiCache statement: the code never calls the ElastiCache API; it speaks the Redis
+  # protocol to REDIS_HOST:REDIS_PORT, which IAM does not govern (the auth token and the security
+  # groups do).
+}
+
+resource "aws_iam_role_policy" "this" {
+  for_each = local.functions
+
+  name   = "${each.value.name}-least-privilege"
+  role   = aws_iam_role.this[each.key].id
+  policy = data.aws_iam_policy_document.this[each.key].json
+}
