@@ -71,11 +71,11 @@ def test_launch_refuses_a_dataset_too_large_for_the_cache_and_writes_nothing(tin
     with pytest.raises(
         RequestError, match=r"dataset: the run needs about \d+ MiB in the cache, more than 90% of the 1 MiB"
     ):
-        runner.launch({**GOOD, "dataset": str(path)})
+        runner.launch(tiny_cache, {**GOOD, "dataset": str(path)})
     assert _footprint(tiny_cache) == before
 
 
 def test_launch_accepts_a_run_that_fits(tiny_cache) -> None:
-    result = runner.launch({**GOOD, "run_id": "fits-the-cache"})
+    result = runner.launch(tiny_cache, {**GOOD, "run_id": "fits-the-cache"})
     assert result["run_id"] == "fits-the-cache" and result["status"] == "RUNNING"
     tiny_cache.invoker.queue.clear()
