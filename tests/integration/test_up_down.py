@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import descendants, running
+from tests.integration.conftest import descendants, still_running
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 REQUEST = {
@@ -117,5 +117,5 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
     finally:
         run(["make", "-s", "down"], env)
     assert len(seen) >= 4  # the cloud, its redis-server and the functions' execution environments
-    assert [pid for pid in seen if running(pid)] == []
+    assert still_running(seen) == []
     assert not (tmp_path / "cloud" / "state.json").exists()

@@ -332,6 +332,7 @@ class LambdaService:
         self._order = itertools.count()
         self._in_flight = 0
         self._closed = False
+        self._reapers: list[threading.Thread] = []
         self._dispatchers = [
             threading.Thread(target=self._dispatch, name=f"lambda-async-{i}", daemon=True)
             for i in range(account_concurrency)
@@ -584,17 +585,19 @@ class LambdaService:
                 pool.count -= 1
                 self._lock.notify_all()
             raise
+        with self._lock:
+            # Known from its first moment, so that close() kills it even while it starts.
+            self._all.add(env)
         failed = env.wait_ready()
         with self._lock:
             self.stats.environments_started += 1
             if failed is not None:
                 pool.count -= 1
+                self._all.discard(env)
                 self._lock.notify_all()
                 return failed
             self.stats.environment_start_s.append(env.ready_s or 0.0)
             closing = self._closed
-            if not closing:
-                self._all.add(env)
         if closing:  # started while the service was closing: it must not outlive it
             env.kill()
             env.stop()
@@ -614,8 +617,10 @@ class LambdaService:
     def _retire(self, pool: _Pool, env: ExecutionEnvironment) -> None:
         pool.count -= 1
         self._all.discard(env)
-        env.kill()  # at once: a reaping thread may not run before this process exits
-        threading.Thread(target=env.stop, daemon=True).start()
+        env.kill()  # at once; the reaping thread is waited for by close()
+        reaper = threading.Thread(target=env.stop, daemon=True)
+        self._reapers.append(reaper)
+        reaper.start()
 
     # ---- control ------------------------------------------------------------------------------
     def set_chaos(self, chaos: Chaos) -> None:
@@ -651,8 +656,8 @@ class LambdaService:
         stoppers = [threading.Thread(target=env.stop) for env in envs]
         for thread in stoppers:
             thread.start()
-        for thread in stoppers:
-            thread.join()
+        for thread in stoppers + self._reapers:
+            thread.join(timeout=15)
 
 
 def venv_runtime(repo_root: Path, python: str | None = None) -> Runtime:

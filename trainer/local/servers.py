@@ -253,6 +253,7 @@ class RedisServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=10)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
