@@ -21,7 +21,7 @@ part of this rehearsal. The plans of steps 5 and 7, plus an in-place update and 
 auth-token rotation (which replaces the cache), are rendered by .github/scripts/plan_comment.py and
 checked as a reviewer would read them.
 
-moto runs as a child process on a free port, started from tests/terraform/moto_patched.py, which
+moto runs as a child process on a free port, started from trainer/local/moto_patched.py (the local cloud applies the same patches), which
 adds the few APIs this stack needs and moto 5.2 lacks (each patch is documented there). The
 provider reaches moto through its standard endpoint variable (AWS_ENDPOINT_URL) and a test-only
 override file, written into the temporary copies only; the backend through a backend-config file
@@ -90,7 +90,7 @@ terraform_state_bucket_arn     = "arn:aws:s3:::{STATE_BUCKET}"
 
 def patched_moto_server() -> MotoServer:
     """moto server with the emulator patches of moto_patched.py (see its docstring)."""
-    return MotoServer(program=(str(Path(__file__).with_name("moto_patched.py")),), cwd=str(REPO_ROOT))
+    return MotoServer(program=("-m", "trainer.local.moto_patched"), cwd=str(REPO_ROOT))
 
 
 @dataclass

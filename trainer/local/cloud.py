@@ -134,8 +134,8 @@ class LocalCloud:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        from tests.terraform.moto_patched import apply_patches
         from trainer.local.elasticache import LocalElastiCache
+        from trainer.local.moto_patched import apply_patches
 
         apply_patches()
         self.elasticache = LocalElastiCache(self.workdir / "elasticache-ca.pem")

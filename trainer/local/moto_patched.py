@@ -1,8 +1,9 @@
 """moto server with the few AWS APIs the LNN Terraform stack needs and moto 5.2 lacks.
 
-Run as ``python -m tests.terraform.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
-``python -m moto.server``). The test harness starts it as a child process for the
-apply / plan / destroy cycle only; the session-wide moto server of tests/conftest.py stays unpatched.
+Run as ``python -m trainer.local.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
+``python -m moto.server``). The Terraform rehearsal starts it as a child process, and the local
+cloud (trainer.local.cloud) applies the same patches; the session-wide moto server of the
+in-process tests stays unpatched.
 
 Each patch below covers exactly one API that the AWS provider calls and moto lacks or gets
 wrong, and is written so that it can be dropped as soon as moto implements the API itself:
