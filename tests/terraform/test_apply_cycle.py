@@ -21,11 +21,12 @@ part of this rehearsal. The plans of steps 5 and 7, plus an in-place update and 
 auth-token rotation (which replaces the cache), are rendered by .github/scripts/plan_comment.py and
 checked as a reviewer would read them.
 
-moto runs as a child process on a free port, started from trainer/local/moto_patched.py (the local cloud applies the same patches), which
-adds the few APIs this stack needs and moto 5.2 lacks (each patch is documented there). The
-provider reaches moto through its standard endpoint variable (AWS_ENDPOINT_URL) and a test-only
-override file, written into the temporary copies only; the backend through a backend-config file
-given with TF_CLI_ARGS_init, so the committed backend block and scripts run unchanged.
+moto runs as a child process on a free port, started from trainer/local/moto_patched.py (the local
+cloud applies the same patches), which adds the few APIs this stack needs and moto 5.2 lacks (each
+patch is documented there). The provider reaches moto through its standard endpoint variable
+(AWS_ENDPOINT_URL) and a test-only override file, written into the temporary copies only; the
+backend through a backend-config file given with TF_CLI_ARGS_init, so the committed backend block
+and scripts run unchanged.
 """
 
 from __future__ import annotations
