@@ -68,16 +68,24 @@ class NoDeadline:
 TensorSource = Callable[[list[str]], dict[str, np.ndarray]]
 
 
-def await_claim(claim: Callable[[], Claim], lease_s: float, deadline: Deadline, margin_ms: int = 1000) -> Claim:
+class CompletionBusy(RuntimeError):
+    """Another copy holds a completion claim and this invocation's time ran out waiting for it.
+    Not the run's failure: raised so that Lambda's retry comes back for it (on AWS the retry's
+    delay, a minute and more, outlasts the lease of a holder that died)."""
+
+
+def await_claim(
+    claim: Callable[[], Claim], lease_s: float, deadline: Deadline, what: str, margin_ms: int = 1000
+) -> Claim:
     """Claim, waiting out another claimant's lease (it finishes, or it died and its lease ends);
-    BUSY only when this invocation's own time runs out first."""
+    CompletionBusy when this invocation's own time runs out first."""
     give_up = time.monotonic() + 2 * lease_s + 1  # a lease ends after lease_s; the rest is slack
     while True:
         answer = claim()
         if answer is not Claim.BUSY:
             return answer
         if time.monotonic() > give_up or deadline.get_remaining_time_in_millis() < margin_ms:
-            return Claim.BUSY
+            raise CompletionBusy(f"{what} is held by another copy")
         time.sleep(_POLL_S)
 
 
@@ -87,9 +95,8 @@ def publish_once(
     """Publish message (kind, key) unless it was published already; True if this call published.
     The one window that can repeat it is a crash between the publish and its 'sent' mark."""
     lease_s = svc.settings.handoff_claim_ttl_s
-    answer = await_claim(lambda: svc.run_store.claim_notice(run_id, kind, key, token, lease_s), lease_s, deadline)
-    if answer is Claim.BUSY:
-        raise TimeoutError(f"message {kind} {key} of run {run_id} is held by another copy past its lease")
+    claim = lambda: svc.run_store.claim_notice(run_id, kind, key, token, lease_s)  # noqa: E731
+    answer = await_claim(claim, lease_s, deadline, f"message {kind} {key} of run {run_id}")
     if answer is Claim.DONE:
         return False
     try:
@@ -105,9 +112,10 @@ def complete(
     svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline
 ) -> Claim:
     """Make the effects of committed position `outbox.seq` visible and hand the chain on, once.
-    DONE: another copy completed it; BUSY: another copy is completing it; ACQUIRED: this one did."""
+    DONE: another copy completed it; ACQUIRED: this one did."""
     run_id, seq, lease_s = config.run_id, outbox.seq, svc.settings.handoff_claim_ttl_s
-    answer = await_claim(lambda: svc.tensor_store.claim(run_id, seq, token, lease_s), lease_s, deadline)
+    claim = lambda: svc.tensor_store.claim(run_id, seq, token, lease_s)  # noqa: E731
+    answer = await_claim(claim, lease_s, deadline, f"the completion of step {seq} of run {run_id}")
     if answer is not Claim.ACQUIRED:
         return answer
     try:

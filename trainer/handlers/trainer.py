@@ -72,6 +72,9 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
         return invocation.handle()
     except Superseded as exc:
         return invocation.superseded(exc)
+    except effects.CompletionBusy as exc:
+        logger.info("completion held by another copy", extra={"run_id": event.run_id, "seq": event.seq})
+        raise StepFailed(f"run {event.run_id} step {invocation.step}: {exc}; Lambda's retry comes back for it") from exc
     except Exception as exc:
         # Raised either way, so that Lambda's retry may finish what this copy could not; recorded
         # as the run's failure only by the copy that holds the run's position.

@@ -35,7 +35,7 @@ BASE = {
     "checkpoint_every": 1,
 }
 SCENARIOS = {
-    "per-step": ({"chain": "per_step"}, Chaos(seed=11, kill_probability=0.05)),
+    "per-step": ({"chain": "per_step"}, Chaos(seed=11, kill_probability=0.15)),
     "fused-small-budget": (
         {"chain": "fused", "max_steps_per_invocation": 3, "optimizer": "momentum", "batch_size": 100},
         Chaos(seed=12, kill_probability=0.2),
