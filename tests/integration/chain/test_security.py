@@ -46,7 +46,7 @@ from trainer.statemachine import parse_event
 from trainer.stores import codec
 from trainer.stores.codec import CodecError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 NO_RETRY = Retry(NoBackoff(), 0)  # a refusal is the answer under test, not a blip to retry
 TRAINER_DIR = REPO_ROOT / "trainer"
 
