@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer import lifecycle
 from trainer.errors import RunNotFound
+from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
@@ -104,7 +105,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
         final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
         cancel_marker.unlink(missing_ok=True)
-        if final.get("status") == "SUCCEEDED":
+        if final.get("status") == RunStatus.SUCCEEDED:
             bar.update(launched["epochs"] - bar.n)
         bar.close()
         dead = [
@@ -125,7 +126,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     }
     if not as_json:
         print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
-        if run["status"] == "SUCCEEDED":
+        if run["status"] == RunStatus.SUCCEEDED:
             print(
                 f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
                 f"test accuracy {summary['test_accuracy']:.4f}"
@@ -137,7 +138,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             print(f"  undeliverable: {line}")
     else:
         print(json.dumps(summary))
-    return 0 if run["status"] == "SUCCEEDED" else 1
+    return 0 if run["status"] == RunStatus.SUCCEEDED else 1
 
 
 def _invoke_launch_function(payload: dict[str, Any]) -> int:
@@ -200,7 +201,7 @@ def _resume(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 0 if run["status"] == "SUCCEEDED" else 1
+    return 0 if run["status"] == RunStatus.SUCCEEDED else 1
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -212,15 +213,15 @@ def _cancel(args: argparse.Namespace) -> int:
     record_path = run_dir / "run.json"
     if record_path.is_file():  # the run is over: its local copy is what there is to cancel
         record = json.loads(record_path.read_text())
-        if record["run"]["status"] in ("SUCCEEDED", "CANCELLED"):
+        if record["run"]["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
             print(f"run {args.run_id} is {record['run']['status']} already", file=sys.stderr)
             return 2
-        record["run"]["status"] = "CANCELLED"
+        record["run"]["status"] = RunStatus.CANCELLED
         record_path.write_text(json.dumps(record, indent=1, default=str))
         (run_dir / "state.npz").unlink(missing_ok=True)
     else:  # a local runner is training it: it checks this marker before every step
         (run_dir / "CANCEL").touch()
-    print(json.dumps({"run_id": args.run_id, "status": "CANCELLED"}))
+    print(json.dumps({"run_id": args.run_id, "status": RunStatus.CANCELLED}))
     return 0
 
 

@@ -23,6 +23,7 @@ from trainer.local.cloud import LOCAL_CREDENTIALS, CloudProcess
 from trainer.local.provision import provision_stack
 from trainer.local.runner import LocalStack
 from trainer.settings import Settings
+from trainer.vocabulary import RunStatus
 
 POLL_S = 0.25
 
@@ -139,7 +140,7 @@ def follow(
     cancelled = False
     while time.monotonic() < deadline:
         run = store.get_run(run_id)
-        if run.get("status") != "RUNNING":
+        if run.get("status") != RunStatus.RUNNING:
             return run
         if on_progress:
             on_progress(run)

@@ -22,6 +22,7 @@ from trainer.invoker import LocalInvoker
 from trainer.local.provision import provision
 from trainer.local.servers import MotoServer, RedisServer
 from trainer.settings import Settings
+from trainer.vocabulary import RunStatus
 
 LAMBDA_ATTEMPTS = 3  # one delivery plus Lambda's two automatic retries of an async event
 
@@ -161,12 +162,12 @@ def export_run(stack: LocalStack, run_id: str, out_dir: Path) -> dict[str, Any]:
     epochs = sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])
     record = {"run": run, "epochs": epochs}
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
-    if run.get("status") == "SUCCEEDED":
+    if run.get("status") == RunStatus.SUCCEEDED:
         model = stack.services.blob_store.get(f"models/{run_id}/model.npz")
         (run_dir / "model.npz").write_bytes(model)
         record["model_path"] = str(run_dir / "model.npz")
         (run_dir / "state.npz").unlink(missing_ok=True)
-    elif run.get("status") == "FAILED":
+    elif run.get("status") == RunStatus.FAILED:
         # The cache dies with this process: keep the run's state so `resume` can restore it.
         cursor, config, tensors, data = stack.services.tensor_store.dump_run(run_id)
         if config is not None:
