@@ -180,5 +180,12 @@ def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarr
     return np.argmax(a, axis=0).reshape(1, -1)
 
 
+def accuracy_of(
+    activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> float:
+    """Share of the examples whose predicted class is their label."""
+    return float(np.mean(predict(activations, params, x) == y.astype(np.int64)))
+
+
 def accuracy(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(predict(config.activations, params, x) == y.astype(np.int64)))
+    return accuracy_of(config.activations, params, x, y)
