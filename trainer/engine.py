@@ -18,7 +18,7 @@ from trainer.statemachine import Event
 
 @dataclass
 class TrainData:
-    """The run's read-only inputs, column layout."""
+    """The run's read-only inputs, column layout, and the mini-batch the steps are working on."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -26,6 +26,13 @@ class TrainData:
     y_test: np.ndarray
     shift: np.ndarray
     scale: np.ndarray
+    # One batch's columns at a time: the seven-odd steps of a batch share them, and the examples of
+    # the first layer's forward step are gathered again only by its backward step's read of X.
+    _batch_key: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _batch_cols: np.ndarray | None = field(default=None, init=False, repr=False)
+    _batch_x: np.ndarray | None = field(default=None, init=False, repr=False)
+    _order_key: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _order: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Examples-major memory (each example's features contiguous), as the launch's
@@ -33,6 +40,39 @@ class TrainData:
         # row-major copy the codec returns (the largest products of a step); values unchanged.
         self.x_train = np.asfortranarray(self.x_train)
         self.x_test = np.asfortranarray(self.x_test)
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        key = (seed, epoch, self.x_train.shape[1])
+        if self._order_key != key:
+            self._order, self._order_key = epoch_permutation(seed, epoch, self.x_train.shape[1]), key
+        assert self._order is not None
+        return self._order
+
+    def columns(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray | None:
+        if config.full_batch:
+            return None
+        key = (config.seed, epoch, batch)
+        if self._batch_key != key:
+            order = self.epoch_order(config.seed, epoch)
+            self._batch_cols = order[batch * config.batch_size : (batch + 1) * config.batch_size]
+            self._batch_key, self._batch_x = key, None
+        return self._batch_cols
+
+    def x(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray:
+        columns = self.columns(config, epoch, batch)
+        if columns is None:
+            return self.x_train
+        if self._batch_x is None:
+            self._batch_x = self.x_train[:, columns]
+        return self._batch_x
+
+    def y(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray:
+        columns = self.columns(config, epoch, batch)
+        return self.y_train if columns is None else self.y_train[:, columns]
+
+    def batch_size(self, config: RunConfig, epoch: int, batch: int) -> int:
+        columns = self.columns(config, epoch, batch)
+        return self.x_train.shape[1] if columns is None else len(columns)
 
 
 @dataclass
@@ -102,18 +142,9 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
     return names
 
 
-def batch_columns(config: RunConfig, epoch: int, batch: int) -> np.ndarray | None:
-    """Example indices of a mini-batch: a fresh permutation per epoch from the run's seed."""
-    if config.full_batch:
-        return None
-    order = np.random.default_rng([config.seed, epoch]).permutation(config.examples)
-    return order[batch * config.batch_size : (batch + 1) * config.batch_size]
-
-
-def _batch(data: TrainData, columns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    if columns is None:
-        return data.x_train, data.y_train
-    return data.x_train[:, columns], data.y_train[:, columns]
+def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
+    """The order of the examples in an epoch of mini-batches: a fresh permutation from the run's seed."""
+    return np.random.default_rng([seed, epoch]).permutation(examples)
 
 
 def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:
@@ -123,11 +154,10 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
         return StepOutcome()
     if event.state == "finish":
         return StepOutcome()
-    columns = batch_columns(config, event.epoch, event.batch)
-    x, y = _batch(data, columns)
-    m = x.shape[1]
+    epoch, batch = event.epoch, event.batch
+    m = data.batch_size(config, epoch, batch)
     if event.state == "forward" and layer <= L:
-        a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+        a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
         w, b = ws[f"W{layer}"], ws[f"b{layer}"]
         out = layers.forward(a_prev, w, b, config.activations[layer - 1], output=layer == L)
         ws.put(f"Z{L}" if layer == L else f"A{layer}", out)
@@ -136,7 +166,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
             ws.put("l2sum", np.array([previous + layers.l2_term(w)], dtype=np.float64))
         return StepOutcome()
     if event.state == "forward":  # the loss, once layer > L
-        cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], y)
+        cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], data.y(config, epoch, batch))
         if config.l2:
             cost += config.l2 / (2 * m) * float(ws["l2sum"][0])
             ws.drop("l2sum")
@@ -152,7 +182,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
         dz = layers.hidden_dz(ws[f"dA{layer}"], ws[f"A{layer}"], config.activations[layer - 1])
         ws.drop(f"dA{layer}")
         ws.drop(f"A{layer}")
-    a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+    a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
     grads, da_prev = layers.backward(dz, a_prev, ws[f"W{layer}"], config.l2, m, need_da_prev=layer > 1)
     grads = {f"dW{layer}": grads["dW"], f"db{layer}": grads["db"]}
     state = {n: ws[n] for n in optimizers.state_names(config.optimizer, layer)}

@@ -224,10 +224,10 @@ def run_torch(dataset: str, network: dict[str, Any], epochs: int, dtype: str, th
     for i in range(1, len(sizes)):
         params[f"W{i}"].tofile(folder / f"W{i}.bin")
         params[f"b{i}"].reshape(-1).tofile(folder / f"b{i}.bin")
-    if batch < m:  # LNN's batches, epoch by epoch (engine.batch_columns' order)
-        np.stack([np.random.default_rng([request.seed, e]).permutation(m) for e in range(epochs)]).astype(
-            np.int64
-        ).tofile(folder / "order.bin")
+    if batch < m:  # LNN's batches, epoch by epoch
+        np.stack([engine.epoch_permutation(request.seed, e, m) for e in range(epochs)]).astype(np.int64).tofile(
+            folder / "order.bin"
+        )
     spec = {
         "threads": threads,
         "dtype": dtype,
