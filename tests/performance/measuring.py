@@ -268,3 +268,13 @@ def parse_importtime(stderr: str) -> dict[str, Any]:
             top[name] = top.get(name, 0.0) + cumulative_us / 1e6
     ranked = sorted(top.items(), key=lambda item: -item[1])
     return {"total_s": sum(top.values()), "top": [{"module": m, "s": s} for m, s in ranked[:12]]}
+
+
+def importtime_by_package(stderr: str) -> dict[str, float]:
+    """Self time of every import, summed by top-level package (where the time really goes: a
+    package's cumulative time also counts what it happens to import first)."""
+    out: dict[str, float] = {}
+    for match in _IMPORTTIME.finditer(stderr):
+        package = match.group(4).split(".")[0]
+        out[package] = out.get(package, 0.0) + int(match.group(1)) / 1e6
+    return dict(sorted(out.items(), key=lambda item: -item[1]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import expit, softmax
 
 LEAKY_SLOPE = 0.01
 
@@ -31,12 +30,25 @@ def tanh(z: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    # expit never overflows, so a saturated unit gives exactly 0 or 1, not NaN.
-    return expit(z)
+    # exp only ever sees -|z|, so it never overflows: a saturated unit gives 0 or 1, not NaN, and
+    # small outputs keep their relative precision (e/(1+e), not 1 - something).
+    e = np.exp(-np.abs(z))
+    p = 1 / (1 + e)
+    return np.where(z >= 0, p, e * p)
 
 
 def softmax_columns(z: np.ndarray) -> np.ndarray:
-    return softmax(z, axis=0)
+    """Softmax over each column (one example per column), shifted by the column's max: no overflow."""
+    e = np.exp(z - np.max(z, axis=0, keepdims=True))
+    return e / np.sum(e, axis=0, keepdims=True)
+
+
+def log_softmax_columns(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log softmax, softmax) over each column, from one shift and one exp."""
+    shifted = z - np.max(z, axis=0, keepdims=True)
+    e = np.exp(shifted)
+    total = np.sum(e, axis=0, keepdims=True)
+    return shifted - np.log(total), e / total
 
 
 FORWARD: dict[str, Callable[[np.ndarray], np.ndarray]] = {
