@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.data import normalize
 from trainer.nn import layers, losses, optimizers
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event
@@ -35,11 +36,18 @@ class TrainData:
     _order: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Examples-major memory (each example's features contiguous), as the launch's
-        # normalisation lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the
-        # row-major copy the codec returns (the largest products of a step); values unchanged.
-        self.x_train = np.asfortranarray(self.x_train)
-        self.x_test = np.asfortranarray(self.x_test)
+        # Integer x arrive raw (loader.Dataset.compact) and are normalised here, into the run's
+        # dtype (the labels'), exactly as the launch would have. Either way the result is
+        # examples-major in memory (each example's features contiguous), as the normalisation
+        # lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the row-major copy
+        # the codec returns (the largest products of a step); values unchanged.
+        stats = {"shift": self.shift, "scale": self.scale}
+        for name in ("x_train", "x_test"):
+            x = getattr(self, name)
+            if x.dtype.kind in "ui":
+                setattr(self, name, normalize.apply_columns(stats, x, self.y_train.dtype))
+            else:
+                setattr(self, name, np.asfortranarray(x))
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         key = (seed, epoch, self.x_train.shape[1])
