@@ -36,16 +36,21 @@ def apply_columns(stats: dict[str, np.ndarray], x_raw_columns: np.ndarray, dtype
     cast to `dtype`, as one expression would do it; done a block of examples at a time, so the
     float64 working space stays small whatever the dtype and the size of the set."""
     features, m = x_raw_columns.shape
+    # One transposing copy of the raw values (the narrow ones, when they are integers), so that
+    # every block below reads and writes contiguous memory.
+    x_raw_columns = np.asfortranarray(x_raw_columns)
     out = np.empty((features, m), dtype=dtype, order="F")
     shift, scale = stats["shift"], stats["scale"]
-    block = np.empty((features, min(m, CHUNK_EXAMPLES)), dtype=np.float64, order="F")
+    in_place = out.dtype == np.float64  # the float64 result is its own working space
+    block = None if in_place else np.empty((features, min(m, CHUNK_EXAMPLES)), dtype=np.float64, order="F")
     for start in range(0, m, CHUNK_EXAMPLES):
         stop = min(m, start + CHUNK_EXAMPLES)
-        work = block[:, : stop - start]
+        work = out[:, start:stop] if block is None else block[:, : stop - start]
         work[...] = x_raw_columns[:, start:stop]
         np.subtract(work, shift, out=work)
         np.divide(work, scale, out=work)
-        out[:, start:stop] = work
+        if block is not None:
+            out[:, start:stop] = work
     return out
 
 
