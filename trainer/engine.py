@@ -36,8 +36,8 @@ class TrainData:
     _order: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Integer x arrive raw (loader.Dataset.compact) and are normalised here, into the run's
-        # dtype (the labels'), exactly as the launch would have. Either way the result is
+        # Integer x arrive raw and examples first (loader.Dataset.compact) and are normalised here,
+        # into the run's dtype (the labels'), exactly as the launch would have. Either way the result is
         # examples-major in memory (each example's features contiguous), as the normalisation
         # lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the row-major copy
         # the codec returns (the largest products of a step); values unchanged.
@@ -45,7 +45,7 @@ class TrainData:
         for name in ("x_train", "x_test"):
             x = getattr(self, name)
             if x.dtype.kind in "ui":
-                setattr(self, name, normalize.apply_columns(stats, x, self.y_train.dtype))
+                setattr(self, name, normalize.apply(stats, x, self.y_train.dtype))
             else:
                 setattr(self, name, np.asfortranarray(x))
 
@@ -208,14 +208,24 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
     return StepOutcome()
 
 
+PREDICT_CHUNK = 4096  # examples per forward pass: the activations of a large set never all exist at once
+
+
 def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Class predictions (1, m) for column-layout inputs."""
-    a, count = x, len(activations)
-    for layer in range(1, count + 1):
-        a = layers.forward(a, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1], output=layer == count)
-    if activations[-1] == "sigmoid":
-        return (a > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
-    return np.argmax(a, axis=0).reshape(1, -1)
+    """Class predictions (1, m) for column-layout inputs; each example's independent of the others,
+    so they are computed a block of examples at a time."""
+    count, m = len(activations), x.shape[1]
+    out = np.empty((1, m), dtype=np.int64)
+    for start in range(0, m, PREDICT_CHUNK):
+        a = x[:, start : start + PREDICT_CHUNK]
+        for layer in range(1, count + 1):
+            w, b = params[f"W{layer}"], params[f"b{layer}"]
+            a = layers.forward(a, w, b, activations[layer - 1], output=layer == count)
+        if activations[-1] == "sigmoid":
+            out[:, start : start + PREDICT_CHUNK] = a > 0  # sigmoid(z) > 0.5 exactly when z > 0
+        else:
+            out[0, start : start + PREDICT_CHUNK] = np.argmax(a, axis=0)
+    return out
 
 
 def accuracy_of(

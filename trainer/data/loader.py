@@ -190,12 +190,13 @@ class Dataset:
         return self.x_train_raw.dtype.kind in "ui" and self.x_train_raw.dtype.itemsize < np.dtype(self.dtype).itemsize
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays a run keeps in the cache, by the names the trainer reads them with; the x
-        arrays column layout (features, m), raw when compact."""
+        """The arrays a run keeps in the cache, by the names the trainer reads them with. The x
+        arrays are normalised, column layout (features, m); or, when compact, raw integers as read,
+        examples first (m, features): stored without a transposing copy (engine.TrainData)."""
         return {
-            "x_train": self.x_train_raw.T if self.compact else self.x_train,
+            "x_train": self.x_train_raw if self.compact else self.x_train,
             "y_train": self.y_train,
-            "x_test": self.x_test_raw.T if self.compact else self.x_test,
+            "x_test": self.x_test_raw if self.compact else self.x_test,
             "y_test": self.y_test,
             "shift": self.shift,
             "scale": self.scale,

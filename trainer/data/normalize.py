@@ -54,6 +54,6 @@ def apply_columns(stats: dict[str, np.ndarray], x_raw_columns: np.ndarray, dtype
     return out
 
 
-def apply(stats: dict[str, np.ndarray], x_raw: np.ndarray, dtype: str) -> np.ndarray:
+def apply(stats: dict[str, np.ndarray], x_raw: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     """Examples-first raw data (m, features) to the network's column layout (features, m)."""
     return apply_columns(stats, x_raw.T, dtype)
