@@ -11,7 +11,7 @@ DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
-.PHONY: help setup test lint demo bench clean up down
+.PHONY: help setup test lint demo bench torch-venv clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,8 +46,22 @@ up: setup ## start the local cloud in the background and print its exports (eval
 down: ## stop the local cloud and every process it started
 	@$(PY) -m trainer.local.up down
 
-bench: setup ## benchmark: local chain vs monolithic numpy on the cat set; writes bench-results.json
-	$(PY) -m trainer.bench --output bench-results.json
+bench: setup ## benchmark (tests/performance): LNN vs monolithic numpy and PyTorch (.venv-torch, when made), data path, cold start, cost; writes bench-results.json
+	@test -x $(TORCH_VENV)/bin/python || echo "bench: $(TORCH_VENV) is absent, so no PyTorch rows (make torch-venv makes it)"
+	$(PY) -m tests.performance --output bench-results.json
+
+# PyTorch for the bench's comparison rows, in a virtual environment of its own: never in the lock
+# files. pip finds the CPU build on this machine's disk; uv would fetch a multi-GB CUDA build.
+TORCH_VENV := .venv-torch
+TORCH_VERSION := 2.13.0
+
+$(TORCH_VENV)/.installed-$(TORCH_VERSION):
+	rm -rf $(TORCH_VENV)
+	$(PYTHON_BIN) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	touch $@
+
+torch-venv: $(TORCH_VENV)/.installed-$(TORCH_VERSION) ## PyTorch (CPU, pinned) in .venv-torch, for make bench
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache lnn-runs

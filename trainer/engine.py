@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.data import normalize
 from trainer.nn import layers, losses, optimizers
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event
@@ -18,7 +19,7 @@ from trainer.statemachine import Event
 
 @dataclass
 class TrainData:
-    """The run's read-only inputs, column layout."""
+    """The run's read-only inputs, column layout, and the mini-batch the steps are working on."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -26,13 +27,60 @@ class TrainData:
     y_test: np.ndarray
     shift: np.ndarray
     scale: np.ndarray
+    # One batch's columns at a time: the seven-odd steps of a batch share them, and the examples of
+    # the first layer's forward step are gathered again only by its backward step's read of X.
+    _batch_key: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _batch_cols: np.ndarray | None = field(default=None, init=False, repr=False)
+    _batch_x: np.ndarray | None = field(default=None, init=False, repr=False)
+    _order_key: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
+    _order: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Examples-major memory (each example's features contiguous), as the launch's
-        # normalisation lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the
-        # row-major copy the codec returns (the largest products of a step); values unchanged.
-        self.x_train = np.asfortranarray(self.x_train)
-        self.x_test = np.asfortranarray(self.x_test)
+        # Integer x arrive raw and examples first (loader.Dataset.compact) and are normalised here,
+        # into the run's dtype (the labels'), exactly as the launch would have. Either way the result is
+        # examples-major in memory (each example's features contiguous), as the normalisation
+        # lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the row-major copy
+        # the codec returns (the largest products of a step); values unchanged.
+        stats = {"shift": self.shift, "scale": self.scale}
+        for name in ("x_train", "x_test"):
+            x = getattr(self, name)
+            if x.dtype.kind in "ui":
+                setattr(self, name, normalize.apply(stats, x, self.y_train.dtype))
+            else:
+                setattr(self, name, np.asfortranarray(x))
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        key = (seed, epoch, self.x_train.shape[1])
+        if self._order_key != key:
+            self._order, self._order_key = epoch_permutation(seed, epoch, self.x_train.shape[1]), key
+        assert self._order is not None
+        return self._order
+
+    def columns(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray | None:
+        if config.full_batch:
+            return None
+        key = (config.seed, epoch, batch)
+        if self._batch_key != key:
+            order = self.epoch_order(config.seed, epoch)
+            self._batch_cols = order[batch * config.batch_size : (batch + 1) * config.batch_size]
+            self._batch_key, self._batch_x = key, None
+        return self._batch_cols
+
+    def x(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray:
+        columns = self.columns(config, epoch, batch)
+        if columns is None:
+            return self.x_train
+        if self._batch_x is None:
+            self._batch_x = self.x_train[:, columns]
+        return self._batch_x
+
+    def y(self, config: RunConfig, epoch: int, batch: int) -> np.ndarray:
+        columns = self.columns(config, epoch, batch)
+        return self.y_train if columns is None else self.y_train[:, columns]
+
+    def batch_size(self, config: RunConfig, epoch: int, batch: int) -> int:
+        columns = self.columns(config, epoch, batch)
+        return self.x_train.shape[1] if columns is None else len(columns)
 
 
 @dataclass
@@ -102,18 +150,9 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
     return names
 
 
-def batch_columns(config: RunConfig, epoch: int, batch: int) -> np.ndarray | None:
-    """Example indices of a mini-batch: a fresh permutation per epoch from the run's seed."""
-    if config.full_batch:
-        return None
-    order = np.random.default_rng([config.seed, epoch]).permutation(config.examples)
-    return order[batch * config.batch_size : (batch + 1) * config.batch_size]
-
-
-def _batch(data: TrainData, columns: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    if columns is None:
-        return data.x_train, data.y_train
-    return data.x_train[:, columns], data.y_train[:, columns]
+def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
+    """The order of the examples in an epoch of mini-batches: a fresh permutation from the run's seed."""
+    return np.random.default_rng([seed, epoch]).permutation(examples)
 
 
 def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:
@@ -123,11 +162,10 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
         return StepOutcome()
     if event.state == "finish":
         return StepOutcome()
-    columns = batch_columns(config, event.epoch, event.batch)
-    x, y = _batch(data, columns)
-    m = x.shape[1]
+    epoch, batch = event.epoch, event.batch
+    m = data.batch_size(config, epoch, batch)
     if event.state == "forward" and layer <= L:
-        a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+        a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
         w, b = ws[f"W{layer}"], ws[f"b{layer}"]
         out = layers.forward(a_prev, w, b, config.activations[layer - 1], output=layer == L)
         ws.put(f"Z{L}" if layer == L else f"A{layer}", out)
@@ -136,7 +174,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
             ws.put("l2sum", np.array([previous + layers.l2_term(w)], dtype=np.float64))
         return StepOutcome()
     if event.state == "forward":  # the loss, once layer > L
-        cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], y)
+        cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], data.y(config, epoch, batch))
         if config.l2:
             cost += config.l2 / (2 * m) * float(ws["l2sum"][0])
             ws.drop("l2sum")
@@ -152,7 +190,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
         dz = layers.hidden_dz(ws[f"dA{layer}"], ws[f"A{layer}"], config.activations[layer - 1])
         ws.drop(f"dA{layer}")
         ws.drop(f"A{layer}")
-    a_prev = x if layer == 1 else ws[f"A{layer - 1}"]
+    a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
     grads, da_prev = layers.backward(dz, a_prev, ws[f"W{layer}"], config.l2, m, need_da_prev=layer > 1)
     grads = {f"dW{layer}": grads["dW"], f"db{layer}": grads["db"]}
     state = {n: ws[n] for n in optimizers.state_names(config.optimizer, layer)}
@@ -170,15 +208,32 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
     return StepOutcome()
 
 
+PREDICT_CHUNK = 4096  # examples per forward pass: the activations of a large set never all exist at once
+
+
 def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Class predictions (1, m) for column-layout inputs."""
-    a, count = x, len(activations)
-    for layer in range(1, count + 1):
-        a = layers.forward(a, params[f"W{layer}"], params[f"b{layer}"], activations[layer - 1], output=layer == count)
-    if activations[-1] == "sigmoid":
-        return (a > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
-    return np.argmax(a, axis=0).reshape(1, -1)
+    """Class predictions (1, m) for column-layout inputs; each example's independent of the others,
+    so they are computed a block of examples at a time."""
+    count, m = len(activations), x.shape[1]
+    out = np.empty((1, m), dtype=np.int64)
+    for start in range(0, m, PREDICT_CHUNK):
+        a = x[:, start : start + PREDICT_CHUNK]
+        for layer in range(1, count + 1):
+            w, b = params[f"W{layer}"], params[f"b{layer}"]
+            a = layers.forward(a, w, b, activations[layer - 1], output=layer == count)
+        if activations[-1] == "sigmoid":
+            out[:, start : start + PREDICT_CHUNK] = a > 0  # sigmoid(z) > 0.5 exactly when z > 0
+        else:
+            out[0, start : start + PREDICT_CHUNK] = np.argmax(a, axis=0)
+    return out
+
+
+def accuracy_of(
+    activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> float:
+    """Share of the examples whose predicted class is their label."""
+    return float(np.mean(predict(activations, params, x) == y.astype(np.int64)))
 
 
 def accuracy(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(predict(config.activations, params, x) == y.astype(np.int64)))
+    return accuracy_of(config.activations, params, x, y)

@@ -11,6 +11,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -150,40 +151,64 @@ def check_raw(raw: dict[str, np.ndarray]) -> list[str]:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Normalised, column-layout data ready for the network."""
+    """A checked dataset, its normalisation statistics, and the run's dtype. The normalised,
+    column-layout arrays (features, m) are computed from the raw ones when first asked for."""
 
-    x_train: np.ndarray  # (features, m)
-    y_train: np.ndarray  # (1, m)
-    x_test: np.ndarray
+    x_train_raw: np.ndarray  # (m, features), examples first, as read
+    y_train: np.ndarray  # (1, m) in the run's dtype
+    x_test_raw: np.ndarray
     y_test: np.ndarray
     shift: np.ndarray  # (features, 1) normalisation statistics
     scale: np.ndarray
     classes: int
+    dtype: str
+
+    @cached_property
+    def x_train(self) -> np.ndarray:
+        return normalize.apply(self._stats, self.x_train_raw, self.dtype)
+
+    @cached_property
+    def x_test(self) -> np.ndarray:
+        return normalize.apply(self._stats, self.x_test_raw, self.dtype)
+
+    @property
+    def _stats(self) -> dict[str, np.ndarray]:
+        return {"shift": self.shift, "scale": self.scale}
 
     @property
     def features(self) -> int:
-        return int(self.x_train.shape[0])
+        return int(self.x_train_raw.shape[1])
 
     @property
     def examples(self) -> int:
-        return int(self.x_train.shape[1])
+        return int(self.x_train_raw.shape[0])
+
+    @property
+    def compact(self) -> bool:
+        """Integer raw data narrower than the run's dtype (images: uint8) travels raw: a fraction of
+        the bytes to write, move and read, normalised by the trainer (engine.TrainData)."""
+        return self.x_train_raw.dtype.kind in "ui" and self.x_train_raw.dtype.itemsize < np.dtype(self.dtype).itemsize
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays a run keeps in the cache, by the names the trainer reads them with."""
+        """The arrays a run keeps in the cache, by the names the trainer reads them with. The x
+        arrays are normalised, column layout (features, m); or, when compact, raw integers as read,
+        examples first (m, features): stored without a transposing copy (engine.TrainData)."""
         return {
-            "x_train": self.x_train,
+            "x_train": self.x_train_raw if self.compact else self.x_train,
             "y_train": self.y_train,
-            "x_test": self.x_test,
+            "x_test": self.x_test_raw if self.compact else self.x_test,
             "y_test": self.y_test,
             "shift": self.shift,
             "scale": self.scale,
         }
 
     def digest(self) -> str:
-        h = hashlib.sha256()
-        for array in (self.x_train, self.y_train, self.x_test, self.y_test):
-            h.update(str(array.shape).encode())
-            h.update(np.ascontiguousarray(array).tobytes())
+        """Identity of the training data: the raw arrays, the labels, the statistics and the dtype
+        determine the normalised data exactly."""
+        h = hashlib.sha256(self.dtype.encode())
+        for array in (self.x_train_raw, self.y_train, self.x_test_raw, self.y_test, self.shift, self.scale):
+            h.update(f"{array.dtype.str}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).data)
         return h.hexdigest()[:16]
 
 
@@ -195,12 +220,18 @@ def prepare(raw: dict[str, np.ndarray], method: str, dtype: str) -> Dataset:
     y_train = np.asarray(raw["train_set_y"]).reshape(1, -1).astype(dtype)
     y_test = np.asarray(raw["test_set_y"]).reshape(1, -1).astype(dtype)
     classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
-    return Dataset(
-        x_train=normalize.apply(stats, x_train_raw, dtype),
+    dataset = Dataset(
+        x_train_raw=x_train_raw,
         y_train=y_train,
-        x_test=normalize.apply(stats, x_test_raw, dtype),
+        x_test_raw=x_test_raw,
         y_test=y_test,
         shift=stats["shift"],
         scale=stats["scale"],
         classes=classes,
+        dtype=dtype,
     )
+    if not dataset.compact:
+        # Float data can overflow once normalised or cast; normalise now, inside the caller's
+        # handling of numpy's warnings, not at some later first use.
+        _ = dataset.x_train, dataset.x_test
+    return dataset

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import expit, softmax
 
 LEAKY_SLOPE = 0.01
 
@@ -30,13 +29,25 @@ def tanh(z: np.ndarray) -> np.ndarray:
     return np.tanh(z)
 
 
+# scipy.special does the numerically stable pieces. It is imported on first use, not with the
+# module: the import costs a few tenths of a second that a cold start would otherwise pay before
+# the handler even runs (the first step pays it once; later calls find it in sys.modules).
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    # expit never overflows, so a saturated unit gives exactly 0 or 1, not NaN.
+    from scipy.special import expit  # never overflows: a saturated unit gives exactly 0 or 1, not NaN
+
     return expit(z)
 
 
 def softmax_columns(z: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax
+
     return softmax(z, axis=0)
+
+
+def log_softmax_columns(z: np.ndarray) -> np.ndarray:
+    from scipy.special import log_softmax
+
+    return log_softmax(z, axis=0)
 
 
 FORWARD: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -10,7 +10,8 @@ from trainer.nn.activations import FORWARD, derivative_from_output
 def forward(a_prev: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, output: bool) -> np.ndarray:
     """Z = W·A_prev + b; a hidden layer returns A = g(Z), the output layer returns Z itself
     (the loss step works from Z for numerical stability)."""
-    z = w @ a_prev + b
+    z = w @ a_prev
+    z += b  # in place: the same sums, without a second (n_l, m) array
     return z if output else FORWARD[activation](z)
 
 

@@ -7,7 +7,8 @@ log(sigmoid(z)) is -logaddexp(0, -z), never log(0).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_softmax, softmax
+
+from trainer.nn.activations import log_softmax_columns, sigmoid, softmax_columns
 
 
 def one_hot(labels: np.ndarray, classes: int, dtype: np.dtype) -> np.ndarray:
@@ -20,7 +21,7 @@ def binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarra
     """Mean BCE of sigmoid(z) against 0/1 labels y (1, m), and dJ/dZ."""
     m = z.shape[1]
     cost = float(np.sum(np.logaddexp(0, z) - y * z) / m)
-    dz = (expit(z) - y) / z.dtype.type(m)
+    dz = (sigmoid(z) - y) / z.dtype.type(m)
     return cost, dz
 
 
@@ -28,8 +29,8 @@ def categorical_cross_entropy(z: np.ndarray, labels: np.ndarray) -> tuple[float,
     """Mean CE of softmax(z) (K, m) against integer labels (1, m) in 0..K-1, and dJ/dZ."""
     k, m = z.shape
     y = one_hot(labels, k, z.dtype)
-    cost = float(-np.sum(y * log_softmax(z, axis=0)) / m)
-    dz = (softmax(z, axis=0) - y) / z.dtype.type(m)
+    cost = float(-np.sum(y * log_softmax_columns(z)) / m)
+    dz = (softmax_columns(z) - y) / z.dtype.type(m)
     return cost, dz
 
 

@@ -53,13 +53,40 @@ def update(
             new_state[f"v{name}"] = v
             new_params[name] = value - lr * v
         elif optimizer == "adam":
-            b1, b2 = dtype(ADAM_BETA1), dtype(ADAM_BETA2)
-            v = b1 * state[f"v{name}"] + (dtype(1) - b1) * grad
-            s = b2 * state[f"s{name}"] + (dtype(1) - b2) * grad * grad
-            v_hat = v / (dtype(1) - b1**step)
-            s_hat = s / (dtype(1) - b2**step)
-            new_state[f"v{name}"], new_state[f"s{name}"] = v, s
-            new_params[name] = value - lr * v_hat / (np.sqrt(s_hat) + dtype(ADAM_EPSILON))
+            new_params[name], new_state[f"v{name}"], new_state[f"s{name}"] = _adam(
+                value, grad, state[f"v{name}"], state[f"s{name}"], lr, step
+            )
         else:
             raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
     return new_params, new_state
+
+
+def _adam(
+    value: np.ndarray, grad: np.ndarray, v_old: np.ndarray, s_old: np.ndarray, lr: np.floating, step: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One Adam update: (new value, v, s). The expressions, operation by operation:
+
+        v = b1 * v_old + (1 - b1) * grad
+        s = b2 * s_old + (1 - b2) * grad * grad
+        new = value - lr * (v / (1 - b1^step)) / (sqrt(s / (1 - b2^step)) + eps)
+
+    evaluated into three fresh outputs and one scratch array instead of a temporary per operation
+    (the inputs are never written): on a large layer the allocations cost more than the arithmetic.
+    """
+    dtype = value.dtype.type
+    b1, b2, one = dtype(ADAM_BETA1), dtype(ADAM_BETA2), dtype(1)
+    scratch = np.multiply(one - b1, grad)
+    v = np.multiply(b1, v_old)
+    v += scratch
+    np.multiply(one - b2, grad, out=scratch)
+    scratch *= grad
+    s = np.multiply(b2, s_old)
+    s += scratch
+    np.divide(s, one - b2**step, out=scratch)
+    np.sqrt(scratch, out=scratch)
+    scratch += dtype(ADAM_EPSILON)
+    new = np.divide(v, one - b1**step)
+    np.multiply(lr, new, out=new)
+    np.divide(new, scratch, out=new)
+    np.subtract(value, new, out=new)
+    return new, v, s

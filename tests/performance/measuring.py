@@ -1,0 +1,280 @@
+"""How the bench measures: a meter wrapped around a chain run's Redis client, AWS SDK and engine (the
+production stores count nothing), the bytes a hand-off strictly needs, CPU seconds of this process
+and the local servers, resident memory, and the import time of the handlers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer import engine
+from trainer.stores.codec import MAGIC, encode
+
+
+@dataclass
+class Meter:
+    """What one chain run did against Redis and AWS, and how long its steps took."""
+
+    compute_s: float = 0.0
+    redis_s: float = 0.0
+    round_trips: int = 0
+    bytes_sent: int = 0  # encoded tensors written (data and state); keys and control values are not counted
+    bytes_received: int = 0
+    aws_calls: int = 0
+    aws_operations: Counter[str] = field(default_factory=Counter)  # "service:Operation" -> calls
+    aws_s: float = 0.0
+    data_bytes: int = 0
+    data_load_s: float = 0.0
+    state_bytes: int = 0
+    log: list[tuple[str, dict[str, np.ndarray]]] = field(default_factory=list)
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.bytes_sent + self.bytes_received
+
+
+def _blob_bytes(values: Any) -> int:
+    """Bytes of the encoded tensors in a command's arguments or reply (not keys, cursors, replies)."""
+    if isinstance(values, (bytes, bytearray)):
+        return len(values) if values[: len(MAGIC)] == MAGIC else 0
+    if isinstance(values, (list, tuple)):
+        return sum(_blob_bytes(v) for v in values)
+    return 0
+
+
+class _Patches:
+    """setattr with a record, undone in reverse order."""
+
+    def __init__(self) -> None:
+        self._undo: list[tuple[Any, str, Any, bool]] = []
+
+    def __call__(self, owner: Any, name: str, wrapper: Any) -> None:
+        had_own = isinstance(owner, type) or name in vars(owner)
+        self._undo.append((owner, name, getattr(owner, name), had_own))
+        setattr(owner, name, wrapper)
+
+    def restore(self) -> None:
+        for owner, name, original, had_own in reversed(self._undo):
+            if had_own:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+
+
+def _meter_redis(meter: Meter, client: Any, patch: _Patches) -> None:
+    """Every command of the client (scripts included) and every pipeline is one round trip; the
+    binary values it carries each way are its tensor traffic."""
+    import redis.client
+
+    execute_command = client.execute_command
+
+    def counted_command(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        reply = None
+        try:
+            reply = execute_command(*args, **kwargs)
+            return reply
+        finally:
+            meter.redis_s += time.perf_counter() - t
+            meter.round_trips += 1
+            meter.bytes_sent += _blob_bytes(args)
+            meter.bytes_received += _blob_bytes(reply)
+
+    patch(client, "execute_command", counted_command)
+    pipeline_execute = redis.client.Pipeline.execute
+
+    def counted_pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent = sum(_blob_bytes(command_args) for command_args, _ in self.command_stack)
+        t = time.perf_counter()
+        reply = None
+        try:
+            reply = pipeline_execute(self, *args, **kwargs)
+            return reply
+        finally:
+            meter.redis_s += time.perf_counter() - t
+            meter.round_trips += 1
+            meter.bytes_sent += sent
+            meter.bytes_received += _blob_bytes(reply)
+
+    patch(redis.client.Pipeline, "execute", counted_pipeline)
+
+
+def _meter_aws(meter: Meter, patch: _Patches) -> None:
+    import botocore.client
+
+    api_call = botocore.client.BaseClient._make_api_call
+
+    def counted_api_call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return api_call(self, *args, **kwargs)
+        finally:
+            meter.aws_s += time.perf_counter() - t
+            meter.aws_calls += 1
+            meter.aws_operations[f"{self.meta.service_model.service_name}:{args[0] if args else '?'}"] += 1
+
+    patch(botocore.client.BaseClient, "_make_api_call", counted_api_call)
+
+
+def _meter_steps(meter: Meter, patch: _Patches) -> None:
+    run_step = engine.run_step
+
+    def timed_step(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return run_step(*args, **kwargs)
+        finally:
+            meter.compute_s += time.perf_counter() - t
+
+    patch(engine, "run_step", timed_step)
+
+
+def _meter_store(meter: Meter, store: Any, patch: _Patches) -> None:
+    """Split the Redis traffic into the dataset's and the chain state's, and log the state tensors."""
+
+    def wrap_data(name: str) -> None:
+        fn = getattr(store, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            before, t = meter.bytes_moved, time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                meter.data_bytes += meter.bytes_moved - before
+                if name == "get_data":
+                    meter.data_load_s += time.perf_counter() - t
+
+        patch(store, name, wrapper)
+
+    for name in ("put_data", "get_data"):
+        wrap_data(name)
+
+    def wrap_state(name: str, tensors_of: Any) -> None:
+        fn = getattr(store, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            before = meter.bytes_moved
+            result = fn(*args, **kwargs)
+            meter.state_bytes += meter.bytes_moved - before
+            tensors = tensors_of(args, kwargs, result)
+            if tensors is not None:
+                meter.log.append((name, tensors))
+            return result
+
+        patch(store, name, wrapper)
+
+    wrap_state("create_run", lambda a, k, r: a[2] if r else None)
+    wrap_state("snapshot", lambda a, k, r: r[2])
+    wrap_state("read_at", lambda a, k, r: r)
+    wrap_state("commit", lambda a, k, r: a[3] if r == "OK" else None)
+
+
+@contextlib.contextmanager
+def metered(store: Any) -> Iterator[Meter]:
+    """Count and time everything a chain run does against Redis and AWS; restore it all afterwards."""
+    meter = Meter()
+    patch = _Patches()
+    try:
+        _meter_redis(meter, store.client, patch)
+        _meter_aws(meter, patch)
+        _meter_steps(meter, patch)
+        _meter_store(meter, store, patch)
+        yield meter
+    finally:
+        patch.restore()
+
+
+def handoff_bytes(log: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, int]:
+    """Bytes the hand-offs moved, and what they strictly needed.
+
+    A hand-off is a write of state (the launch's initial parameters, or an invocation's commit) and
+    the reads of the next invocation. Strictly needed: each tensor that the next invocation reads
+    and that changed since it was last stored, written once and read once (encoded size, header
+    included on both sides). Everything else moved is overhead: dead or unchanged tensors written,
+    tensors read twice.
+    """
+    segments: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+    for kind, tensors in log:
+        if kind in ("create_run", "commit"):
+            segments.append((tensors, {}))
+        elif segments:
+            segments[-1][1].update(tensors)
+    moved = sum(len(encode(v)) for _, tensors in log for v in tensors.values())
+    needed = 0
+    stored: dict[str, np.ndarray] = {}
+    for written, read_after in segments:
+        for name, value in written.items():
+            previous = stored.get(name)
+            changed = previous is None or previous.shape != value.shape or not np.array_equal(previous, value)
+            if name in read_after and changed:
+                needed += 2 * len(encode(value))
+            stored[name] = value
+    return {"moved": moved, "needed": needed}
+
+
+SERVER_PIDS: list[int] = []  # redis-server and moto server when the bench started them: their CPU counts too
+
+
+def cpu_s() -> float:
+    """CPU seconds of this process (all threads) and of the local servers: a load-independent measure."""
+    total = time.process_time()
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in SERVER_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def rss_bytes(field_name: str = "VmRSS", pid: int | str = "self") -> int:
+    """Resident memory of a process from /proc (VmRSS now, VmHWM the peak so far)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field_name} not in /proc/{pid}/status")
+
+
+def blas_threads() -> str:
+    return os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "library default"
+
+
+def threads_in_use() -> int:
+    """BLAS threads of this process; unset (a test process), OpenBLAS uses every core."""
+    named = blas_threads()
+    return int(named) if named.isdigit() else os.cpu_count() or 1
+
+
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def parse_importtime(stderr: str) -> dict[str, Any]:
+    """`-X importtime` output: the total (the cumulative times of the top-level imports) and the
+    top-level packages that cost most."""
+    top: dict[str, float] = {}
+    for match in _IMPORTTIME.finditer(stderr):
+        cumulative_us, indent, name = int(match.group(2)), match.group(3), match.group(4)
+        if len(indent) <= 1:
+            top[name] = top.get(name, 0.0) + cumulative_us / 1e6
+    ranked = sorted(top.items(), key=lambda item: -item[1])
+    return {"total_s": sum(top.values()), "top": [{"module": m, "s": s} for m, s in ranked[:12]]}
+
+
+def importtime_by_package(stderr: str) -> dict[str, float]:
+    """Self time of every import, summed by top-level package (where the time really goes: a
+    package's cumulative time also counts what it happens to import first)."""
+    out: dict[str, float] = {}
+    for match in _IMPORTTIME.finditer(stderr):
+        package = match.group(4).split(".")[0]
+        out[package] = out.get(package, 0.0) + int(match.group(1)) / 1e6
+    return dict(sorted(out.items(), key=lambda item: -item[1]))

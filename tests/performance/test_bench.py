@@ -1,0 +1,184 @@
+"""The benchmark (tests/performance) runs end to end (a --quick run on the session's servers) and
+produces every row and column with sane values; its meter counts the Redis traffic the tensor store
+makes; and the chain it measures, in both modes, trains exactly as the monolithic numpy reference
+does. No timing is asserted: timings belong to `make bench`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.performance import bench, measuring, runs
+from trainer.statemachine import Plan
+from trainer.stores.codec import encode
+
+ROW_KEYS = {
+    "mode",
+    "dtype",
+    "epochs",
+    "wall_s",
+    "ratio_to_monolithic",
+    "cpu_ratio_to_monolithic",
+    "invocations",
+    "round_trips_per_epoch",
+    "redis_bytes_per_epoch",
+    "final_cost",
+    "cost_delta_vs_monolithic",
+    "test_accuracy",
+    "train_accuracy",
+}
+CHAIN_KEYS = {
+    "modelled_lambda_s",
+    "modelled_lambda_cold_s",
+    "compute_s",
+    "redis_s",
+    "round_trips",
+    "aws_calls",
+    "handoff_bytes_per_epoch",
+    "handoff_needed_bytes_per_epoch",
+    "handoff_overhead_ratio",
+}
+SMALL = {
+    "neurons": {"layer1": 8, "layer2": 4, "layer3": 1},
+    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
+    "learning_rate": 0.01,
+    "optimizer": "adam",
+    "batch_size": 64,
+    "seed": 3,
+    "init": "he",
+}
+
+
+def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--quick", "--epochs", "6", "--per-step-epochs", "2", "--output", str(out)]
+    threads = measuring.threads_in_use()  # this process's: no fresh process for another count
+    argv += ["--sections", "cat,scaling,versus", "--thread-counts", str(threads)]
+    assert bench.main(argv, stack=stack) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+
+    rows = result["cat"]["rows"]
+    assert [(r["mode"], r["dtype"]) for r in rows] == [
+        (mode, dtype) for dtype in ("float64", "float32") for mode in ("monolithic", "per_step", "fused")
+    ]
+    for row in rows:
+        assert not ROW_KEYS - row.keys(), ROW_KEYS - row.keys()
+        assert row["epochs"] == 6
+        assert row["wall_s"] > 0 and math.isfinite(row["ratio_to_monolithic"]) and row["ratio_to_monolithic"] > 0
+        assert math.isfinite(row["final_cost"]) and 0 < row["final_cost"] < 2
+        assert 0.0 <= row["test_accuracy"] <= 1.0 and 0.0 <= row["train_accuracy"] <= 1.0
+        assert row["cost_delta_vs_monolithic"] <= 1e-9  # the same arithmetic, whatever the chain
+        if row["mode"] == "monolithic":
+            assert row["invocations"] == 0 and row["ratio_to_monolithic"] == 1.0
+            continue
+        assert not CHAIN_KEYS - row.keys(), CHAIN_KEYS - row.keys()
+        assert row["round_trips_per_epoch"] > 0 and row["redis_bytes_per_epoch"] > 0
+        assert row["compute_s"] > 0 and row["redis_s"] > 0 and row["aws_calls"] > 0
+        assert row["modelled_lambda_cold_s"] >= row["modelled_lambda_s"] > row["compute_s"]
+        assert row["handoff_overhead_ratio"] >= 1.0  # moved >= strictly needed, by construction
+        if row["mode"] == "fused":  # per_step re-reads unchanged weights at every step; fused does not
+            assert row["handoff_overhead_ratio"] <= 1.1
+    by = {(r["mode"], r["dtype"]): r for r in rows}
+    plan = Plan(layers=4, epochs=6, batches=1)
+    assert by["per_step", "float64"]["invocations"] == plan.total_steps  # one per step, extrapolated from 2 epochs
+    assert by["per_step", "float64"]["extrapolated_from_epochs"] == 2
+    assert by["fused", "float64"]["invocations"] == 1  # 6 epochs fit in one invocation's step budget
+    # float32 moves half the bytes and gives nearly the same training
+    assert by["fused", "float32"]["handoff_bytes_per_epoch"] < 0.6 * by["fused", "float64"]["handoff_bytes_per_epoch"]
+    f32 = result["cat"]["float32"]
+    assert abs(f32["final_cost_float32"] - f32["final_cost_float64"]) < 1e-4
+
+    cost = by["fused", "float64"]["cost_per_run"]
+    assert cost["requests"] == 2 and 0 < cost["lambda_compute"] < cost["total"]
+    assert cost["operations"].get("sns:Publish", 0) >= 1 and cost["operations"].get("s3:PutObject", 0) >= 1
+
+    table = result["scaling"]["table"]
+    assert [s["factor"] for s in table] == [1, 2]
+    for s in table:
+        assert s["monolithic_s_per_epoch"] > 0 and s["fused_s_per_epoch"] > 0 and s["cost_delta"] <= 1e-9
+    assert table[1]["examples"] == 2 * table[0]["examples"]
+    # the trainer in a process of its own: one data load, memory above the baseline, below 10x what it holds
+    for d in result["scaling"]["data_path"]:
+        assert d["data_loads"] == 1 and d["invocations"] >= 1 and 0 < d["one_time_fraction"] < 1
+        assert d["baseline_rss"] < d["peak_rss"] < d["baseline_rss"] + 10 * d["held_bytes"]
+    assert [d["name"] for d in result["scaling"]["data_path"]] == ["cat x2", "mnist"]
+
+    versus = result["versus"]
+    assert [(v["workload"], v["dtype"], v["threads"]) for v in versus] == [
+        (w, d, threads) for w in ("cat", "mnist") for d in ("float64", "float32")
+    ]
+    for v in versus:
+        assert v["fused_wall_s"] > v["fused_compute_s"] > 0
+        if v["workload"] == "mnist":  # learnable, and the chain is the monolithic trainer's arithmetic
+            assert v["cost_delta_vs_monolithic"] <= 1e-9 and v["fused_test_accuracy"] > 0.2
+        if runs.torch_python() is not None:  # the same run in PyTorch reaches the same place
+            assert abs(v["torch_test_accuracy"] - v["fused_test_accuracy"]) <= 0.05
+            assert v["ratio_to_torch"] > 0
+        else:
+            assert "ratio_to_torch" not in v and "absent" in printed
+
+    names = set(result["targets"])
+    assert "cat fused Lambda compute per run" in names and "mnist: launch + first load / wall" in names
+    assert all({"value", "bound", "met"} <= t.keys() for t in result["targets"].values())
+    assert result["model"]["hop_ms"] == 50 and result["model"]["assumptions"]
+    for text in ("monolithic", "per_step", "fused", "Modelled Lambda time", "strictly needed", "float32", "Scaling"):
+        assert text in printed and text in result["table"]
+    for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets"):
+        assert text in printed
+
+
+def test_meter_counts_the_tensor_stores_redis_traffic(stack):
+    """Round trips and value bytes, counted at the Redis client: one round trip per step read and per
+    commit, and exactly the encoded tensors' bytes each way."""
+    store = stack.services.tensor_store
+    run_id = "meter-" + np.random.default_rng().bytes(4).hex()
+    tensors = {"W1": np.arange(12.0).reshape(3, 4), "b1": np.zeros((3, 1))}
+    blob_bytes = sum(len(encode(v)) for v in tensors.values())
+    with measuring.metered(store) as meter:
+        assert store.create_run(run_id, "{}", tensors)
+        after_create = (meter.round_trips, meter.bytes_sent)
+        _, _, read = store.snapshot(run_id, ["W1", "b1"])
+        assert store.commit(run_id, -1, 0, {"W1": read["W1"] * 2}, "{}") == "OK"
+    assert after_create[0] == 1 and after_create[1] == blob_bytes
+    assert meter.round_trips == 3
+    assert meter.bytes_received == blob_bytes
+    assert meter.bytes_sent == blob_bytes + len(encode(tensors["W1"]))
+    assert meter.state_bytes == 2 * blob_bytes + len(encode(tensors["W1"]))
+    assert [kind for kind, _ in meter.log] == ["create_run", "snapshot", "commit"]
+    store.delete_run(run_id, keep_cursor=False)
+    # the meter is gone afterwards: the production store is as it was
+    assert "execute_command" not in vars(store.client) and "commit" not in vars(store)
+
+
+def test_importtime_total_is_the_top_level_imports():
+    stderr = (
+        "import time: self [us] | cumulative | imported package\n"
+        "import time:       100 |        100 |   numpy._core\n"
+        "import time:       200 |        300 | numpy\n"
+        "import time:        50 |        700 | trainer.handlers.launch\n"
+    )
+    parsed = measuring.parse_importtime(stderr)
+    assert parsed["total_s"] == pytest.approx(0.001)
+    assert [t["module"] for t in parsed["top"]] == ["trainer.handlers.launch", "numpy"]
+
+
+@pytest.mark.parametrize("chain,max_steps", [("per_step", 2000), ("fused", 2000), ("fused", 7)])
+def test_chain_matches_monolithic_on_a_small_network(stack, chain, max_steps):
+    epochs = 6
+    mono = runs.run_monolithic("moons", SMALL, epochs, "float64")
+    row = runs.run_chain(stack, "moons", SMALL, epochs, "float64", chain, max_steps_per_invocation=max_steps)
+    assert len(row["costs"]) == epochs
+    for ours, reference in zip(row["costs"], mono["costs"], strict=True):
+        assert abs(ours - reference) <= 1e-9
+    assert abs(row["final_cost"] - mono["final_cost"]) <= 1e-9
+    assert row["test_accuracy"] == mono["test_accuracy"]
+    plan = Plan(layers=3, epochs=epochs, batches=-(-300 // 64))
+    if chain == "per_step":
+        assert row["invocations"] == plan.total_steps
+    else:  # hand-offs mid-epoch and mid-batch still move only live, changed state
+        assert row["invocations"] == -(-plan.total_steps // max_steps)
+        assert row["handoff_overhead_ratio"] <= 1.1
