@@ -200,7 +200,9 @@ def handoff_bytes(log: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, int
     the reads of the next invocation. Strictly needed: each tensor that the next invocation reads
     and that changed since it was last stored, written once and read once (encoded size, header
     included on both sides). Everything else moved is overhead: dead or unchanged tensors written,
-    tensors read twice.
+    tensors read twice. The last commit (the finish's) has no next invocation, but its weights
+    are what a copy completing the finish writes the model from (exactly-once effects): written
+    once, they count as needed once.
     """
     segments: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
     for kind, tensors in log:
@@ -211,12 +213,15 @@ def handoff_bytes(log: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, int
     moved = sum(len(encode(v)) for _, tensors in log for v in tensors.values())
     needed = 0
     stored: dict[str, np.ndarray] = {}
-    for written, read_after in segments:
+    for index, (written, read_after) in enumerate(segments):
+        last = index == len(segments) - 1 and index > 0
         for name, value in written.items():
             previous = stored.get(name)
             changed = previous is None or previous.shape != value.shape or not np.array_equal(previous, value)
             if name in read_after and changed:
                 needed += 2 * len(encode(value))
+            elif last and changed and name[0] in "Wb":
+                needed += len(encode(value))
             stored[name] = value
     return {"moved": moved, "needed": needed}
 

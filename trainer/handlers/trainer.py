@@ -188,8 +188,11 @@ class Invocation:
 
     # -- the commit point ---------------------------------------------------------------------
     def commit(self, steps: Steps) -> bool:
-        # The finish's weights too: whichever copy completes the finish writes the model from them.
         dirty = steps.ws.take_dirty()
+        if steps.outbox.metrics is not None:
+            # Of a finish, only the weights: whichever copy completes it writes the model from them.
+            kept = set(engine.inputs_of(self.config, steps.last))
+            dirty = {name: value for name, value in dirty.items() if name in kept}
         result = self.svc.tensor_store.commit(
             self.run_id, self.event.seq - 1, steps.last.seq, dirty, steps.outbox.to_json()
         )

@@ -4,18 +4,31 @@ that is re-run after a crash writes the same items again, harmlessly."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from trainer.aws import client
 from trainer.errors import RunNotFound
 from trainer.vocabulary import Claim, Notice, RunStatus
 
-_ser, _deser = TypeSerializer(), TypeDeserializer()
+
+@functools.cache
+def _codecs() -> tuple[Any, Any]:
+    # boto3 is imported with the first item, not with the module: a cold start pays for it only
+    # when it touches DynamoDB.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
+
+
+def _serialize(value: Any) -> Any:
+    return _codecs()[0].serialize(_number(value))
+
+
 # The one name of a failed run's reason: in the run item, the FAILED message and the CLI.
 FAILURE_REASON = "failure_reason"
 STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -26,7 +39,7 @@ def _pk(run_id: str) -> str:
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _ser.serialize(_number(v)) for k, v in values.items() if v is not None}
+    return {k: _serialize(v) for k, v in values.items() if v is not None}
 
 
 def _number(value: Any) -> Any:
@@ -42,7 +55,7 @@ def _plain(item: dict[str, Any]) -> dict[str, Any]:
 
     out = {}
     for key, raw in item.items():
-        value = _deser.deserialize(raw)
+        value = _codecs()[1].deserialize(raw)
         if isinstance(value, Decimal):
             value = int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
         out[key] = value
@@ -101,9 +114,9 @@ class DynamoRunStore:
         extra_names: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
-        vals = {f":v{i}": _ser.serialize(_number(v)) for i, v in enumerate(values.values())}
+        vals = {f":v{i}": _serialize(v) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
-            vals[key] = _ser.serialize(_number(value))
+            vals[key] = _serialize(value)
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "Key": _item({"pk": _pk(run_id), "sk": "RUN"}),

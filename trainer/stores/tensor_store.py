@@ -7,7 +7,6 @@ as one pipeline and its writes as one script call: one round trip each way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
@@ -82,13 +81,6 @@ class CommitResult(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-@dataclass
-class TrafficCounters:
-    round_trips: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-
-
 def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
     """A client that retries connection errors with bounded exponential backoff."""
     return redis.Redis(
@@ -109,7 +101,6 @@ class RedisTensorStore:
     def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S):
         self.client = client
         self.ttl_s = ttl_s
-        self.traffic = TrafficCounters()
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
@@ -130,8 +121,6 @@ class RedisTensorStore:
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
         keys = [self._key(run_id, "cursor"), self._key(run_id, "config"), *self._tensor_keys(run_id, names)]
-        self.traffic.round_trips += 1
-        self.traffic.bytes_written += sum(map(len, blobs))
         return bool(self._create(keys=keys, args=[self.ttl_s, str(cursor), config_json, *blobs]))
 
     def exists(self, run_id: str) -> bool:
@@ -139,14 +128,12 @@ class RedisTensorStore:
 
     def config(self, run_id: str) -> str | None:
         value = self.client.get(self._key(run_id, "config"))
-        self.traffic.round_trips += 1
         return value.decode() if value is not None else None
 
     def snapshot(self, run_id: str, names: list[str]) -> tuple[int, bool, dict[str, np.ndarray]]:
         """(cursor, cancel requested, tensors), read atomically in one round trip."""
         keys = [self._key(run_id, "cursor"), self._key(run_id, "cancel"), *self._tensor_keys(run_id, names)]
         cursor, cancel, *values = self._snapshot(keys=keys)
-        self.traffic.round_trips += 1
         # Missing tensors are left out rather than raised: a duplicate event after the run ended
         # finds its inputs gone, and only needs the cursor to know it has nothing to do.
         present = {n: v for n, v in zip(names, values, strict=True) if v}
@@ -159,7 +146,6 @@ class RedisTensorStore:
             return {}
         keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
         values = self._read_at(keys=keys, args=[str(position)])
-        self.traffic.round_trips += 1
         if values is None:
             raise Superseded(f"run {run_id}: the chain moved past step {position}")
         return self._decode(names, [v or None for v in values])
@@ -168,7 +154,6 @@ class RedisTensorStore:
         missing = [n for n, v in zip(names, values, strict=True) if v is None]
         if missing:
             raise KeyError(f"tensors missing from the cache: {', '.join(missing)}")
-        self.traffic.bytes_read += sum(len(v) for v in values if v is not None)
         return {n: decode(v) for n, v in zip(names, values, strict=True)}
 
     def commit(
@@ -186,8 +171,6 @@ class RedisTensorStore:
         ]
         args = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
         result = self._commit(keys=keys, args=args)
-        self.traffic.round_trips += 1
-        self.traffic.bytes_written += sum(map(len, blobs))
         return CommitResult(result.decode())
 
     def outbox(self, run_id: str, seq: int) -> str | None:
@@ -221,17 +204,14 @@ class RedisTensorStore:
         pipe = self.client.pipeline(transaction=True)
         for name, value in arrays.items():
             blob = encode(value)
-            self.traffic.bytes_written += len(blob)
             pipe.set(self._key(run_id, "data", name), blob, ex=self.ttl_s)
         pipe.execute()
-        self.traffic.round_trips += 1
 
     def has_data(self, run_id: str) -> bool:
         return bool(self.client.exists(self._key(run_id, "data", "x_train")))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
         values = self.client.mget([self._key(run_id, "data", n) for n in names])
-        self.traffic.round_trips += 1
         return self._decode(names, values)
 
     # -- cancel and clean-up -----------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_retries_are_bounded(aws_env) -> None:
         pytest.raises(ClientError, match="TooManyRequests"),
     ):
         invoker.invoke_async({"state": "start"})
-    assert len(seen) == 7  # the first attempt and 6 retries (trainer.aws.RETRY_CONFIG), then it gives up
+    assert len(seen) == 7  # the first attempt and 6 retries (trainer.aws.RETRY), then it gives up
 
 
 def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
