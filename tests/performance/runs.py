@@ -268,7 +268,7 @@ def cold_start(repeats: int = 3) -> dict[str, Any]:
     """`python -X importtime -c 'import <both handlers>'` in the image's environment (Python 3.12,
     requirements.lock only, /var/task laid out and compiled as the Dockerfile does); the best of
     `repeats`, file cache warm."""
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "images"))
+    sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
     try:
         import imageenv
         import shipped

@@ -230,7 +230,7 @@ class LocalCloud:
 
 
 def image_runtime(image_root: Path, python: str) -> Runtime:
-    """The image's file system as tests/images lays it out (root/opt/deps, root/var/task)."""
+    """The image's file system as tests/infra/images lays it out (root/opt/deps, root/var/task)."""
     deps, task = image_root / "opt" / "deps", image_root / "var" / "task"
     environ = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",

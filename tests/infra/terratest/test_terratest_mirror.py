@@ -1,9 +1,9 @@
-"""Each assertion of tests/terratest/lnn_stack_test.go (Go; runs in GitHub Actions only), mirrored
+"""Each assertion of tests/infra/terratest/lnn_stack_test.go (Go; runs in GitHub Actions only), mirrored
 here, where no AWS account and no Go toolchain are at hand.
 
   Go subtest                      mirrored by
   ------------------------------  -------------------------------------------------------------------
-  a run trains to SUCCEEDED       tests/images/test_image_runtime.py::test_launch_then_trainer_steps_
+  a run trains to SUCCEEDED       tests/infra/images/test_image_runtime.py::test_launch_then_trainer_steps_
   (status, test_accuracy >= 0.8)  through_the_entry_point: the same request through the image's real
                                   entry point (awslambdaric), Redis and moto; same DynamoDB item and
                                   threshold (test_same_request_and_threshold_as_the_image_test below)
@@ -16,7 +16,7 @@ here, where no AWS account and no Go toolchain are at hand.
   cleanup by tag
 
 The configuration mirrors read the Terraform source (a deployed stack is what the Go test checks;
-the Terraform suite in tests/terraform plans it against moto). They are deliberately literal: a
+the Terraform suite in tests/infra/terraform plans it against moto). They are deliberately literal: a
 change that would break the Go test's expectation breaks one of these first.
 """
 
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 TF = REPO_ROOT / "terraform"
 GO_TEST = Path(__file__).resolve().parent / "lnn_stack_test.go"
 GO_MOD = Path(__file__).resolve().parent / "go.mod"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "terratest.yml"
-IMAGE_TEST = REPO_ROOT / "tests" / "images" / "test_image_runtime.py"
+IMAGE_TEST = REPO_ROOT / "tests" / "infra" / "images" / "test_image_runtime.py"
 
 
 def read(path: Path) -> str:

@@ -3,7 +3,7 @@
 // End-to-end test of the LNN stack: deploy it (unique names), train a small model through
 // LaunchLambda, check the results, destroy everything.
 //
-//	cd tests/terratest && go mod tidy && go test -tags terratest -v -count=1 -timeout 100m ./...
+//	cd tests/infra/terratest && go mod tidy && go test -tags terratest -v -count=1 -timeout 100m ./...
 //
 // Behind the terratest build tag so that `go test ./...` and `go vet ./...` never start a real
 // deployment by accident. Creating and destroying VPC functions and a Multi-AZ cache takes 30-60
@@ -168,7 +168,7 @@ func TestLNNStack(t *testing.T) {
 
 	t.Run("a run trains to SUCCEEDED", func(t *testing.T) {
 		if endpoint() != "" {
-			t.Skip("an emulator does not run the image: the finished run is proven by tests/images (pytest)")
+			t.Skip("an emulator does not run the image: the finished run is proven by tests/infra/images (pytest)")
 		}
 		payload, err := json.Marshal(launchRequest)
 		require.NoError(t, err)

@@ -8,10 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = REPO_ROOT / "trainer"
 CACHES = ("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis")
-# The Dockerfile's RUN line after COPY trainer/ (tests/images/test_shipped_modules.py checks they agree).
+# The Dockerfile's RUN line after COPY trainer/ (tests/infra/images/test_shipped_modules.py checks they agree).
 COMPILE_ARGS = ("-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash")
 
 

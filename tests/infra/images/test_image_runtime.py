@@ -28,7 +28,7 @@ REQUEST = {
     "seed": 7,
     "chain": "per_step",
 }
-MIN_TEST_ACCURACY = 0.8  # the same threshold as tests/terratest
+MIN_TEST_ACCURACY = 0.8  # the same threshold as tests/infra/terratest
 MAX_STEPS = 500  # a bound on the driven chain; the plan of REQUEST is far shorter
 
 
@@ -135,7 +135,7 @@ def test_launch_then_trainer_steps_through_the_entry_point(start_function, lambd
     assert last is not None and last["status"] == "SUCCEEDED", last
     assert steps == launched.payload["total_steps"]
 
-    # Mirrors tests/terratest: the run item reached SUCCEEDED and carries the test accuracy.
+    # Mirrors tests/infra/terratest: the run item reached SUCCEEDED and carries the test accuracy.
     item = dynamodb_run(lambda_stack, run_id)
     assert item["status"]["S"] == "SUCCEEDED"
     accuracy = float(item["test_accuracy"]["N"])

@@ -1,4 +1,4 @@
-"""The workflows' scripts on the paths the deploy rehearsal (tests/terraform/test_apply_cycle.py)
+"""The workflows' scripts on the paths the deploy rehearsal (tests/infra/terraform/test_apply_cycle.py)
 does not take: a rollout before the functions exist, a rollout not pinned by digest, the image
 platform chosen before and after the functions exist, and the image reference. Run with the AWS
 CLI of the dev lock against the session's moto server."""
@@ -16,7 +16,7 @@ import boto3
 
 from trainer.local.servers import MotoServer
 
-SCRIPTS = Path(__file__).resolve().parents[2] / ".github" / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[3] / ".github" / "scripts"
 DIGEST = "sha256:" + "ab" * 32
 
 

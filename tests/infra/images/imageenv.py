@@ -26,13 +26,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 DOCKERFILE = REPO_ROOT / "images" / "trainer" / "Dockerfile"
 CACHE_DIR = REPO_ROOT / ".build" / "image-env"
 IMAGE_PYTHON = "3.12"
 
-# The flags of the Dockerfile's `pip install` (tests/images checks that the two agree).
+# The flags of the Dockerfile's `pip install` (tests/infra/images checks that the two agree).
 PIP_INSTALL_ARGS = ("--require-hashes", "--no-deps", "--only-binary=:all:")
 # What .dockerignore keeps out of the trainer/ copy.
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis")

@@ -1,5 +1,5 @@
 """plan_comment.py on its limits: a plan too large for a comment, a failed plan, bad arguments.
-Its rendering of real plans (produced against the emulator) is tested in tests/terraform."""
+Its rendering of real plans (produced against the emulator) is tested in tests/infra/terraform."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-module github.com/lnn/lnn/tests/terratest
+module github.com/lnn/lnn/tests/infra/terratest
 
 go 1.22
 

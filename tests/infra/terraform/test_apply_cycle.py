@@ -46,7 +46,7 @@ from unittest import mock
 import boto3
 import pytest
 
-from tests.github.plan_comment_module import load as load_plan_comment
+from tests.infra.github.plan_comment_module import load as load_plan_comment
 from trainer.local.servers import MotoServer
 
 from .conftest import REPO_ROOT, Terraform, copy_configuration, explain
@@ -58,7 +58,7 @@ SCRIPTS = REPO_ROOT / ".github" / "scripts"
 plan_comment = load_plan_comment()
 
 OVERRIDE = """\
-# Written by tests/terraform/test_apply_cycle.py into a temporary copy only: moto accepts any
+# Written by tests/infra/terraform/test_apply_cycle.py into a temporary copy only: moto accepts any
 # credentials, has no instance metadata service, and serves S3 path-style. The endpoint itself comes
 # from AWS_ENDPOINT_URL, the provider's standard variable.
 provider "aws" {
@@ -177,7 +177,7 @@ def comment(out: Path) -> str:
 def readme_deploy_targets() -> list[str]:
     """The make targets of terraform/README.md's deploy block, in order."""
     readme = (REPO_ROOT / "terraform" / "README.md").read_text()
-    block = readme.split("<!-- deploy-path: rehearsed by tests/terraform/test_apply_cycle.py -->", 1)[1]
+    block = readme.split("<!-- deploy-path: rehearsed by tests/infra/terraform/test_apply_cycle.py -->", 1)[1]
     block = block.split("```sh", 1)[1].split("```", 1)[0]
     return re.findall(r"^make (\w+)", block, flags=re.MULTILINE)
 
