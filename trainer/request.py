@@ -175,3 +175,15 @@ def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> in
     activations = sum(sizes[1:]) * batch * 3
     data = features * examples * 2  # training set plus its working copies
     return itemsize * (params * slots + activations + data)
+
+
+def check_against_trainer(request: TrainingRequest, timeout_s: int | None) -> list[str]:
+    """A fused invocation stops once less than `time_margin_ms` is left of the trainer's timeout: a
+    margin as long as the timeout would leave no time for the steps, and the run would crawl one
+    step per invocation or time out."""
+    if timeout_s is None or request.time_margin_ms < timeout_s * 1000 // 2:
+        return []
+    return [
+        f"time_margin_ms: {request.time_margin_ms} ms is more than half of the trainer's {timeout_s} s timeout "
+        f"(TRAINER_TIMEOUT_S); lower it below {timeout_s * 500} ms or raise the function's timeout"
+    ]

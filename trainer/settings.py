@@ -18,6 +18,7 @@ ENVIRONMENT = (
     "REDIS_TLS",
     "TRAINER_MEMORY_MB",
     "CACHE_CAPACITY_MIB",
+    "TRAINER_TIMEOUT_S",
 )
 
 
@@ -42,6 +43,8 @@ class Settings:
     handoff_claim_ttl_s: int
     # Memory Redis may fill (None: unknown, nothing checked); LaunchLambda refuses a larger run.
     cache_capacity_mib: int | None = None
+    # The trainer's Lambda timeout (None: unknown, nothing checked); a run's time margin must fit in it.
+    trainer_timeout_s: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,4 +71,5 @@ class Settings:
             ),
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
             cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
+            trainer_timeout_s=int(os.environ["TRAINER_TIMEOUT_S"]) if os.environ.get("TRAINER_TIMEOUT_S") else None,
         )

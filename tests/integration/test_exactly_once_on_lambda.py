@@ -13,18 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.integration.chain.test_concurrent_copies import BASE
 from tests.integration.conftest import aws, invoke, wait_for_status
 from trainer.local.lambda_service import Chaos
 
-BASE = {
-    "dataset": "moons",
-    "neurons": {"layer1": 5, "layer2": 3, "layer3": 1},
-    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
-    "epochs": 4,
-    "learning_rate": 0.05,
-    "notify_every": 1,
-    "checkpoint_every": 1,
-}
 SCENARIOS = {
     "per-step": ({"chain": "per_step"}, 21),
     "fused-small-budget": ({"chain": "fused", "max_steps_per_invocation": 3, "batch_size": 100}, 22),

@@ -51,6 +51,8 @@ def validate(payload: Any, svc: services_mod.Services):
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
         problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
+    if request is not None:
+        problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
     if (
         request is not None
         and request.run_id

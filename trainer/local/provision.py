@@ -103,6 +103,7 @@ def provision_stack(
         "REDIS_PORT": str(primary["Port"]),
         "REDIS_TLS": "true",
         "TRAINER_MEMORY_MB": str(trainer_memory_mb),
+        "TRAINER_TIMEOUT_S": str(trainer_timeout_s),
     }
     lam = client("lambda")
     for kind, timeout, memory in (("launch", 300, 2048), ("trainer", trainer_timeout_s, trainer_memory_mb)):

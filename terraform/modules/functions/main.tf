@@ -42,6 +42,8 @@ locals {
     TRAINER_MEMORY_MB = tostring(var.trainer_memory_size)
     # ... and a dataset too large for the cache, which never evicts (cache module).
     CACHE_CAPACITY_MIB = tostring(var.cache_capacity_mib)
+    # ... and a time margin the trainer's own timeout cannot give.
+    TRAINER_TIMEOUT_S = tostring(var.trainer_timeout)
   }
 }
 

@@ -1,5 +1,6 @@
-"""A run too large for the cache is refused at launch (the cache never evicts), with a clear
-message, before anything is written; what fits is launched as before."""
+"""A run too large for the cache is refused at launch (the cache never evicts), and so is a time
+margin the trainer's timeout cannot give, with a clear message, before anything is written; what
+fits is launched as before."""
 
 from __future__ import annotations
 
@@ -33,14 +34,17 @@ def test_check_refuses_more_than_the_runs_share_and_names_the_fix() -> None:
     assert capacity.check(10**12, None) == []  # capacity unknown (a local Redis): nothing to check
 
 
+_REQUIRED_ENV = {
+    "TABLE_NAME": "t",
+    "MODEL_BUCKET": "b",
+    "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
+    "TRAINER_FUNCTION_ARN": "arn:aws:lambda:us-east-1:1:function:t",
+    "REDIS_HOST": "h",
+}
+
+
 def test_capacity_comes_from_the_environment(monkeypatch) -> None:
-    for key, value in {
-        "TABLE_NAME": "t",
-        "MODEL_BUCKET": "b",
-        "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
-        "TRAINER_FUNCTION_ARN": "arn:aws:lambda:us-east-1:1:function:t",
-        "REDIS_HOST": "h",
-    }.items():
+    for key, value in _REQUIRED_ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CACHE_CAPACITY_MIB", "1052")
     assert Settings.from_env().cache_capacity_mib == 1052
@@ -79,3 +83,28 @@ def test_launch_accepts_a_run_that_fits(tiny_cache) -> None:
     result = runner.launch(tiny_cache, {**GOOD, "run_id": "fits-the-cache"})
     assert result["run_id"] == "fits-the-cache" and result["status"] == "RUNNING"
     tiny_cache.invoker.queue.clear()
+
+
+@pytest.fixture
+def short_trainer(stack, monkeypatch):
+    """The local stack, told its trainer times out after 10 s."""
+    settings = dataclasses.replace(stack.services.settings, trainer_timeout_s=10)
+    monkeypatch.setattr(stack.services, "settings", settings)
+    stack.invoker.queue.clear()
+    return stack
+
+
+def test_a_time_margin_the_trainers_timeout_cannot_give_is_refused_and_writes_nothing(short_trainer) -> None:
+    before = _footprint(short_trainer)
+    with pytest.raises(RequestError, match=r"time_margin_ms: 15000 ms is more than half of the trainer's 10 s timeout"):
+        runner.launch(short_trainer, {**GOOD, "time_margin_ms": 15000})
+    assert _footprint(short_trainer) == before and not short_trainer.invoker.queue
+    assert runner.launch(short_trainer, {**GOOD, "time_margin_ms": 4000})["status"] == "RUNNING"
+    short_trainer.invoker.queue.clear()
+
+
+def test_the_trainer_timeout_reaches_the_settings(monkeypatch) -> None:
+    for name, value in _REQUIRED_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TRAINER_TIMEOUT_S", "120")
+    assert Settings.from_env().trainer_timeout_s == 120
