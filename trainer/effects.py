@@ -28,7 +28,6 @@ import numpy as np
 from trainer import checkpoints, engine, model_file, warm
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
-from trainer.statemachine import Event, State
 from trainer.vocabulary import Claim, Notice
 
 logger = get_logger("lnn-effects")
@@ -154,8 +153,7 @@ def _notify_progress(svc: Any, config: RunConfig, outbox: Outbox, token: str, de
 
 
 def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline) -> None:
-    finish = Event(State.FINISH, config.run_id, 0, 0, 0, 0)
-    params = tensors([n for n in engine.inputs_of(config, finish) if n != "cost"])
+    params = tensors(engine.weight_names(config))
     data = warm.training_data(svc, config)
     metrics = {**outbox.metrics}
     key = f"models/{config.run_id}/model.npz"
@@ -166,8 +164,7 @@ def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, 
 
 def finish_metrics(svc: Any, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData) -> dict[str, Any]:
     """The run's final figures, computed once by the copy that commits the finish step."""
-    finish = Event(State.FINISH, config.run_id, 0, 0, 0, 0)
-    params = {n: ws[n] for n in engine.inputs_of(config, finish) if n != "cost"}
+    params = {n: ws[n] for n in engine.weight_names(config)}
     run = svc.run_store.get_run(config.run_id)
     now = time.time()
     return {

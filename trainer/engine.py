@@ -118,6 +118,11 @@ class StepOutcome:
     epoch_cost: float | None = None  # set by the step that completes an epoch
 
 
+def weight_names(config: RunConfig) -> list[str]:
+    """The model: every layer's W and b (what the finish reads and saves)."""
+    return [name for layer in range(1, config.layers + 1) for name in (f"W{layer}", f"b{layer}")]
+
+
 def param_names(config: RunConfig) -> list[str]:
     names = []
     for layer in range(1, config.layers + 1):
@@ -131,7 +136,7 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
     if event.state == "start":
         return []
     if event.state == "finish":
-        return [*(n for layer_ in range(1, L + 1) for n in (f"W{layer_}", f"b{layer_}")), "cost"]
+        return [*weight_names(config), "cost"]
     if event.state == "forward" and layer <= L:
         names = [f"W{layer}", f"b{layer}"]
         if layer > 1:

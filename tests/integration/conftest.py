@@ -5,7 +5,6 @@ as tests/infra/images builds it), and stacks provisioned in it through the AWS A
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import sys
@@ -110,14 +109,10 @@ def cloud_env(cloud: CloudProcess) -> Iterator[dict[str, str]]:
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
     }
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    yield values
-    for key, old in saved.items():
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in values.items():
+            env.setenv(key, value)
+        yield values
 
 
 def aws(service: str, cloud_env: dict[str, str]) -> Any:

@@ -191,7 +191,7 @@ class Invocation:
         dirty = steps.ws.take_dirty()
         if steps.outbox.metrics is not None:
             # Of a finish, only the weights: whichever copy completes it writes the model from them.
-            kept = set(engine.inputs_of(self.config, steps.last))
+            kept = set(engine.weight_names(self.config))
             dirty = {name: value for name, value in dirty.items() if name in kept}
         result = self.svc.tensor_store.commit(
             self.run_id, self.event.seq - 1, steps.last.seq, dirty, steps.outbox.to_json()
