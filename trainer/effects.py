@@ -28,7 +28,7 @@ import numpy as np
 from trainer import checkpoints, engine, model_file, warm
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
-from trainer.vocabulary import Claim, Notice
+from trainer.vocabulary import Claim, Notice, RungDecision, RunStatus
 
 logger = get_logger("lnn-effects")
 
@@ -120,17 +120,20 @@ def complete(
     try:
         _record_history(svc, config, outbox, tensors)
         _notify_progress(svc, config, outbox, token, deadline)
+        stopped = _judged_to_stop(svc, config, outbox)
         if outbox.metrics is not None:
             _finish(svc, config, outbox, tensors, token, deadline)
+        elif stopped:
+            _stop_trial(svc, config, outbox, token, deadline)
         else:
             svc.run_store.record_progress(run_id, seq)
-        if outbox.successor is not None:
+        if outbox.successor is not None and not stopped:
             svc.invoker.invoke_async(outbox.successor)
     except Exception:
         svc.tensor_store.release(run_id, seq, token)
         raise
     svc.tensor_store.mark_done(run_id, seq)
-    if outbox.metrics is not None:
+    if outbox.metrics is not None or stopped:
         svc.tensor_store.delete_run(run_id)  # only now: a retry of the finish still needs the weights
     return Claim.ACQUIRED
 
@@ -152,6 +155,25 @@ def _notify_progress(svc: Any, config: RunConfig, outbox: Outbox, token: str, de
             publish_once(svc, Notice.PROGRESS, config.run_id, f"epoch-{item['epoch']}", item, token, deadline)
 
 
+def _judged_to_stop(svc: Any, config: RunConfig, outbox: Outbox) -> bool:
+    """A sweep's trial that closed a rung's epoch goes on only if its scheduler says so."""
+    judged = [item for item in outbox.epochs if config.closes_rung(item["epoch"])]
+    if not judged:
+        return False
+    from trainer.sweep import scheduler
+
+    return any(scheduler.at_rung(svc, config, item) is RungDecision.STOP for item in judged)
+
+
+def _stop_trial(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadline: Deadline) -> None:
+    from trainer.sweep import scheduler
+
+    last = outbox.epochs[-1]
+    figures = {"validation_accuracy": last["validation_accuracy"], "epochs_run": last["epoch"] + 1}
+    svc.run_store.mark_stopped(config.run_id, figures)
+    scheduler.trial_ended(svc, config, RunStatus.STOPPED, token, deadline)
+
+
 def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline) -> None:
     params = tensors(engine.weight_names(config))
     data = warm.training_data(svc, config)
@@ -159,7 +181,12 @@ def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, 
     key = f"models/{config.run_id}/model.npz"
     metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
     svc.run_store.mark_succeeded(config.run_id, metrics)
-    publish_once(svc, Notice.SUCCEEDED, config.run_id, "run", metrics, token, deadline)
+    if config.in_sweep:
+        from trainer.sweep import scheduler
+
+        scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
+    else:
+        publish_once(svc, Notice.SUCCEEDED, config.run_id, "run", metrics, token, deadline)
 
 
 def finish_metrics(svc: Any, config: RunConfig, ws: engine.WorkingSet, data: engine.TrainData) -> dict[str, Any]:
@@ -174,4 +201,5 @@ def finish_metrics(svc: Any, config: RunConfig, ws: engine.WorkingSet, data: eng
         "duration_s": round(now - float(run["created_at"]), 3),
         "finished_at": now,
         "epochs": config.epochs,
+        **({"validation_accuracy": engine.accuracy(config, params, data.x_val, data.y_val)} if config.in_sweep else {}),
     }

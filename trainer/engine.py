@@ -27,6 +27,8 @@ class TrainData:
     y_test: np.ndarray
     shift: np.ndarray
     scale: np.ndarray
+    x_val: np.ndarray | None = None  # a sweep trial's validation examples
+    y_val: np.ndarray | None = None
     # One batch's columns at a time: the seven-odd steps of a batch share them, and the examples of
     # the first layer's forward step are gathered again only by its backward step's read of X.
     _batch_key: tuple[int, int, int] | None = field(default=None, init=False, repr=False)
@@ -42,8 +44,10 @@ class TrainData:
         # lays it out: W1 @ X and dZ1 @ X.T run markedly faster on it than on the row-major copy
         # the codec returns (the largest products of a step); values unchanged.
         stats = {"shift": self.shift, "scale": self.scale}
-        for name in ("x_train", "x_test"):
+        for name in ("x_train", "x_test", "x_val"):
             x = getattr(self, name)
+            if x is None:
+                continue
             if x.dtype.kind in "ui":
                 setattr(self, name, normalize.apply(stats, x, self.y_train.dtype))
             else:

@@ -78,17 +78,19 @@ def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[s
     svc.tensor_store.put_data(config.run_id, dataset.arrays())
 
 
-def cancel(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
-    """Mark the run CANCELLED, remove its cache state and say so once. The cancel mark comes first:
-    from then on no commit is accepted, so no step still in flight can bring state back."""
+def cancel(svc: services_mod.Services, run_id: Any, notify: bool = True) -> dict[str, Any]:
+    """Mark the run CANCELLED, remove its cache state and say so once (a sweep's trial: its sweep
+    says so). The cancel mark comes first: from then on no commit is accepted, so no step still in
+    flight can bring state back."""
     run = _checked_run(svc, run_id)
-    if run["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED):
+    if run["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.STOPPED):
         raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
     svc.tensor_store.request_cancel(run_id)
     removed = svc.tensor_store.delete_run(run_id)
     svc.run_store.mark_status(run_id, RunStatus.CANCELLED)
-    body = {"epochs_done": _epochs_done(svc, run)}
-    effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
+    if notify:
+        body = {"epochs_done": _epochs_done(svc, run)}
+        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
     return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
 
 

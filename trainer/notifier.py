@@ -17,7 +17,7 @@ class SnsNotifier:
         message = {"kind": kind, "run_id": run_id, **body}
         self.sns.publish(
             TopicArn=self.topic_arn,
-            Subject=f"LNN run {run_id} {kind}"[:100],
+            Subject=f"LNN {'sweep' if kind.startswith('SWEEP') else 'run'} {run_id} {kind}"[:100],
             Message=json.dumps(message, sort_keys=True, default=str),
             MessageAttributes={"kind": {"DataType": "String", "StringValue": kind}},
         )

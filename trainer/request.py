@@ -68,7 +68,7 @@ class TrainingRequest(BaseModel):
         return [str(self.activations[f"layer{i}"]) for i in range(1, self.layers + 1)]
 
 
-def _pydantic_problems(error: ValidationError) -> list[str]:
+def pydantic_problems(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "request"
@@ -132,7 +132,7 @@ def parse(payload: Any) -> tuple[TrainingRequest | None, list[str]]:
     try:
         request = TrainingRequest.model_validate(payload)
     except ValidationError as exc:
-        problems = _pydantic_problems(exc) + problems
+        problems = pydantic_problems(exc) + problems
     return (request if not problems else None), problems
 
 

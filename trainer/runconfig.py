@@ -30,6 +30,11 @@ class RunConfig:
     checkpoint_every: int
     data_digest: str
     dataset: str
+    # A sweep's trial: its sweep, its number, and the epoch counts at which its scheduler judges
+    # it (empty without early stopping). Its data then holds validation examples, scored each epoch.
+    sweep_id: str = ""
+    trial: int = -1
+    rungs: tuple[int, ...] = ()
 
     @property
     def layers(self) -> int:
@@ -48,6 +53,14 @@ class RunConfig:
         return Plan(layers=self.layers, epochs=self.epochs, batches=self.batches)
 
     @property
+    def in_sweep(self) -> bool:
+        return bool(self.sweep_id)
+
+    def closes_rung(self, epoch: int) -> bool:
+        """Whether epoch (0-based) is the last one before a rung."""
+        return epoch + 1 in self.rungs
+
+    @property
     def output_activation(self) -> str:
         return self.activations[-1]
 
@@ -59,4 +72,5 @@ class RunConfig:
         data = json.loads(text)
         data["sizes"] = tuple(data["sizes"])
         data["activations"] = tuple(data["activations"])
+        data["rungs"] = tuple(data.get("rungs", ()))
         return cls(**data)

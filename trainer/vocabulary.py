@@ -12,6 +12,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    STOPPED = "STOPPED"  # a sweep's trial stopped early by its scheduler (not a failure)
     STALLED = "STALLED"
 
 
@@ -22,6 +23,23 @@ class Notice(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    SWEEP_ENDED = "SWEEP_ENDED"  # a sweep's one summary
+    SWEEP_CANCELLED = "SWEEP_CANCELLED"
+
+
+class SweepStatus(StrEnum):
+    """A sweep's status: RUNNING until every trial has ended (SUCCEEDED, STOPPED or FAILED)."""
+
+    RUNNING = "RUNNING"
+    ENDED = "ENDED"
+    CANCELLED = "CANCELLED"
+
+
+class RungDecision(StrEnum):
+    """The early-stopping scheduler's word on a trial at a rung, stored once per trial and rung."""
+
+    CONTINUE = "CONTINUE"
+    STOP = "STOP"
 
 
 class Outcome(StrEnum):

@@ -162,6 +162,9 @@ class Dataset:
     scale: np.ndarray
     classes: int
     dtype: str
+    # A sweep trial's validation examples (held out of the training set), scored every epoch.
+    x_val_raw: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @cached_property
     def x_train(self) -> np.ndarray:
@@ -170,6 +173,10 @@ class Dataset:
     @cached_property
     def x_test(self) -> np.ndarray:
         return normalize.apply(self._stats, self.x_test_raw, self.dtype)
+
+    @cached_property
+    def x_val(self) -> np.ndarray | None:
+        return None if self.x_val_raw is None else normalize.apply(self._stats, self.x_val_raw, self.dtype)
 
     @property
     def _stats(self) -> dict[str, np.ndarray]:
@@ -193,7 +200,7 @@ class Dataset:
         """The arrays a run keeps in the cache, by the names the trainer reads them with. The x
         arrays are normalised, column layout (features, m); or, when compact, raw integers as read,
         examples first (m, features): stored without a transposing copy (engine.TrainData)."""
-        return {
+        arrays = {
             "x_train": self.x_train_raw if self.compact else self.x_train,
             "y_train": self.y_train,
             "x_test": self.x_test_raw if self.compact else self.x_test,
@@ -201,25 +208,36 @@ class Dataset:
             "shift": self.shift,
             "scale": self.scale,
         }
+        if self.x_val_raw is not None:
+            arrays |= {"x_val": self.x_val_raw if self.compact else self.x_val, "y_val": self.y_val}
+        return arrays
 
     def digest(self) -> str:
         """Identity of the training data: the raw arrays, the labels, the statistics and the dtype
         determine the normalised data exactly."""
         h = hashlib.sha256(self.dtype.encode())
-        for array in (self.x_train_raw, self.y_train, self.x_test_raw, self.y_test, self.shift, self.scale):
+        arrays = [self.x_train_raw, self.y_train, self.x_test_raw, self.y_test, self.shift, self.scale]
+        if self.x_val_raw is not None and self.y_val is not None:
+            arrays += [self.x_val_raw, self.y_val]
+        for array in arrays:
             h.update(f"{array.dtype.str}{array.shape}".encode())
             h.update(np.ascontiguousarray(array).data)
         return h.hexdigest()[:16]
 
 
-def prepare(raw: dict[str, np.ndarray], method: str, dtype: str) -> Dataset:
+def prepare(
+    raw: dict[str, np.ndarray], method: str, dtype: str, validation: dict[str, np.ndarray] | None = None
+) -> Dataset:
+    """The run's dataset; `validation` ({"x", "y"}, examples first) is normalised with the training
+    set's statistics, never fitted on."""
     m_train, m_test = raw["train_set_x"].shape[0], raw["test_set_x"].shape[0]
     x_train_raw = np.asarray(raw["train_set_x"]).reshape(m_train, -1)
     x_test_raw = np.asarray(raw["test_set_x"]).reshape(m_test, -1)
     stats = normalize.fit(method, x_train_raw)
     y_train = np.asarray(raw["train_set_y"]).reshape(1, -1).astype(dtype)
     y_test = np.asarray(raw["test_set_y"]).reshape(1, -1).astype(dtype)
-    classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    held = np.asarray(validation["y"]) if validation is not None else np.zeros(0)
+    classes = int(max(y_train.max(initial=0), y_test.max(initial=0), held.max(initial=0))) + 1
     dataset = Dataset(
         x_train_raw=x_train_raw,
         y_train=y_train,
@@ -229,9 +247,11 @@ def prepare(raw: dict[str, np.ndarray], method: str, dtype: str) -> Dataset:
         scale=stats["scale"],
         classes=classes,
         dtype=dtype,
+        x_val_raw=None if validation is None else np.asarray(validation["x"]).reshape(len(validation["x"]), -1),
+        y_val=None if validation is None else np.asarray(validation["y"]).reshape(1, -1).astype(dtype),
     )
     if not dataset.compact:
         # Float data can overflow once normalised or cast; normalise now, inside the caller's
         # handling of numpy's warnings, not at some later first use.
-        _ = dataset.x_train, dataset.x_test
+        _ = dataset.x_train, dataset.x_test, dataset.x_val
     return dataset

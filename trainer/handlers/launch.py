@@ -9,19 +9,17 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, lifecycle
+from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, check_raw, load_raw, prepare
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
-from trainer.nn import optimizers
-from trainer.nn.init import initialise
-from trainer.runconfig import RunConfig
-from trainer.statemachine import first_event
 from trainer.vocabulary import RunStatus
 
 logger = get_logger("lnn-launch")
+
+ACTIONS = ("resume", "cancel", "sweep")
 
 
 def new_run_id() -> str:
@@ -67,35 +65,12 @@ def validate(payload: Any, svc: services_mod.Services):
 def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     request, dataset = validate(payload, svc)
     run_id = request.run_id or new_run_id()
-    config = RunConfig(
-        run_id=run_id,
-        sizes=(dataset.features, *request.neuron_list()),
-        activations=tuple(request.activation_list()),
-        optimizer=request.optimizer,
-        learning_rate=request.learning_rate,
-        l2=request.l2,
-        batch_size=min(request.batch_size or dataset.examples, dataset.examples),
-        examples=dataset.examples,
-        epochs=request.epochs,
-        seed=request.seed,
-        dtype=request.dtype,
-        classes=dataset.classes,
-        chain=request.chain,
-        max_steps_per_invocation=request.max_steps_per_invocation,
-        time_margin_ms=request.time_margin_ms,
-        notify_every=request.notify_every,
-        checkpoint_every=request.checkpoint_every,
-        data_digest=dataset.digest(),
-        dataset=request.dataset,
-    )
-    params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
-    state = optimizers.initial_state(request.optimizer, params, config.layers)
-    svc.tensor_store.put_data(run_id, dataset.arrays())
-    if not svc.tensor_store.create_run(run_id, config.to_json(), {**params, **state}):
+    config = runstart.config_for(request, dataset, run_id)
+    if not runstart.put_state(svc, request, dataset, config):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
-    svc.run_store.create_run(run_id, request.model_dump(mode="json"), config.to_json(), config.plan.total_steps)
+    runstart.record(svc, request, config)
     try:
-        svc.invoker.invoke_async(first_event(run_id).to_dict())
+        runstart.first_hop(svc, run_id)
     except Exception as exc:
         svc.run_store.mark_failed(run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__)
         raise
@@ -116,17 +91,26 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
-    """A training request, or {"action": "resume" | "cancel", "run_id": ...}."""
-    if isinstance(event, dict) and "action" in event:
-        action, extra = event.get("action"), sorted(set(event) - {"action", "run_id"})
-        if action not in ("resume", "cancel") or extra:
-            problems = (
-                [f"action: {action!r} is not one of resume, cancel"] if action not in ("resume", "cancel") else []
-            )
-            problems += [f"{k}: unknown field" for k in extra]
-            raise RequestError(problems)
-        try:
-            return (lifecycle.resume if action == "resume" else lifecycle.cancel)(svc, event.get("run_id"))
-        except RunNotFound as exc:
-            raise RequestError([f"run_id: {exc}"]) from exc
-    return launch(event, svc)
+    """A training request, a sweep ({"action": "sweep", ...}), or {"action": "resume" | "cancel",
+    "run_id": ...} / {"action": "cancel", "sweep_id": ...}."""
+    if not isinstance(event, dict) or "action" not in event:
+        return launch(event, svc)
+    action = event.get("action")
+    if action == "sweep":
+        from trainer.sweep import scheduler
+
+        return scheduler.launch(event, svc)
+    target = "sweep_id" if action == "cancel" and "sweep_id" in event else "run_id"
+    extra = sorted(set(event) - {"action", target})
+    problems = [] if action in ACTIONS else [f"action: {action!r} is not one of {', '.join(ACTIONS)}"]
+    problems += [f"{k}: unknown field" for k in extra]
+    if problems:
+        raise RequestError(problems)
+    if target == "sweep_id":
+        from trainer.sweep import scheduler
+
+        return scheduler.cancel(svc, event.get("sweep_id"))
+    try:
+        return (lifecycle.resume if action == "resume" else lifecycle.cancel)(svc, event.get("run_id"))
+    except RunNotFound as exc:
+        raise RequestError([f"run_id: {exc}"]) from exc

@@ -29,7 +29,7 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
 from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
-from trainer.vocabulary import Claim, Notice, Outcome
+from trainer.vocabulary import Claim, Notice, Outcome, RunStatus
 
 logger = get_logger("lnn-trainer")
 
@@ -158,13 +158,16 @@ class Invocation:
             successor = next_event(config.plan, current)
             if outcome.epoch_cost is not None:
                 now = time.monotonic()
-                epochs.append(
-                    {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
-                )
+                item = {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
+                if config.in_sweep:
+                    item["validation_accuracy"] = self.validation_accuracy(ws, data, position)
+                epochs.append(item)
                 epoch_started = now
                 if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
                     checkpoint_epoch = current.epoch
                     break  # the committed state is then exactly the checkpoint
+                if config.closes_rung(current.epoch):
+                    break  # the scheduler judges the trial on exactly this state, before anything more
             if not self.may_continue(executed, successor):
                 break
             current = successor
@@ -176,6 +179,12 @@ class Invocation:
             successor=successor.to_dict() if successor else None,
         )
         return Steps(last=current, executed=executed, outbox=outbox, ws=ws)
+
+    def validation_accuracy(self, ws: engine.WorkingSet, data: engine.TrainData, position: int) -> float:
+        """A sweep trial's score at the end of an epoch, on its held-out examples (not the test set)."""
+        names = engine.weight_names(self.config)
+        ws.load(self.svc.tensor_store.read_at(self.run_id, position, [n for n in names if n not in ws]))
+        return engine.accuracy(self.config, {n: ws[n] for n in names}, data.x_val, data.y_val)
 
     def may_continue(self, executed: int, successor: Event | None) -> bool:
         config = self.config
@@ -255,12 +264,21 @@ class Invocation:
             run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
             if run is None:
                 return  # finished or cancelled already: a late copy's error changes nothing
+            if self.config is not None and self.config.in_sweep:
+                self.free_trial_slot()
+                return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
             key = f"{self.event.seq}.{run.get('resumes', 0)}"
             effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
+
+    def free_trial_slot(self) -> None:
+        """A failed trial gives its slot to the next one; its sweep's summary counts it."""
+        from trainer.sweep import scheduler
+
+        scheduler.trial_ended(self.svc, self.config, RunStatus.FAILED, self.token, self.context)
 
     # -- results --------------------------------------------------------------------------------
     def report(self, steps: Steps) -> dict[str, Any]:

@@ -4,7 +4,6 @@ that is re-run after a crash writes the same items again, harmlessly."""
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from typing import Any
@@ -13,63 +12,27 @@ from botocore.exceptions import ClientError
 
 from trainer.aws import client
 from trainer.errors import RunNotFound
+from trainer.stores.items import item_of, plain, serialize
+from trainer.stores.sweep_store import SweepItems
 from trainer.vocabulary import Claim, Notice, RunStatus
-
-
-@functools.cache
-def _codecs() -> tuple[Any, Any]:
-    # boto3 is imported with the first item, not with the module: a cold start pays for it only
-    # when it touches DynamoDB.
-    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-    return TypeSerializer(), TypeDeserializer()
-
-
-def _serialize(value: Any) -> Any:
-    return _codecs()[0].serialize(_number(value))
-
 
 # The one name of a failed run's reason: in the run item, the FAILED message and the CLI.
 FAILURE_REASON = "failure_reason"
-STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED)
 
 
 def _pk(run_id: str) -> str:
     return f"RUN#{run_id}"
 
 
-def _item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serialize(v) for k, v in values.items() if v is not None}
-
-
-def _number(value: Any) -> Any:
-    from decimal import Decimal
-
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    return value
-
-
-def _plain(item: dict[str, Any]) -> dict[str, Any]:
-    from decimal import Decimal
-
-    out = {}
-    for key, raw in item.items():
-        value = _codecs()[1].deserialize(raw)
-        if isinstance(value, Decimal):
-            value = int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-        out[key] = value
-    return out
-
-
-class DynamoRunStore:
+class DynamoRunStore(SweepItems):
     def __init__(self, table_name: str):
         self.table = table_name
         self.db = client("dynamodb")
 
     def create_run(self, run_id: str, request: dict[str, Any], config_json: str, total_steps: int) -> None:
         now = time.time()
-        item = _item(
+        item = item_of(
             {
                 "pk": _pk(run_id),
                 "sk": "RUN",
@@ -88,22 +51,23 @@ class DynamoRunStore:
 
     def restore_run(self, run: dict[str, Any]) -> None:
         """Put back a run item exported earlier (the local runner's resume), as it was."""
-        self.db.put_item(TableName=self.table, Item=_item({**run, "pk": _pk(run["run_id"]), "sk": "RUN"}))
+        self.db.put_item(TableName=self.table, Item=item_of({**run, "pk": _pk(run["run_id"]), "sk": "RUN"}))
 
     def exists(self, run_id: str) -> bool:
         resp = self.db.get_item(
             TableName=self.table,
-            Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
+            Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
             ProjectionExpression="pk",
             ConsistentRead=True,
         )
         return "Item" in resp
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        resp = self.db.get_item(TableName=self.table, Key=_item({"pk": _pk(run_id), "sk": "RUN"}), ConsistentRead=True)
+        key = item_of({"pk": _pk(run_id), "sk": "RUN"})
+        resp = self.db.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         if "Item" not in resp:
             raise RunNotFound(f"no run {run_id!r} in table {self.table}")
-        return _plain(resp["Item"])
+        return plain(resp["Item"])
 
     def _update(
         self,
@@ -114,18 +78,18 @@ class DynamoRunStore:
         extra_names: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
-        vals = {f":v{i}": _serialize(v) for i, v in enumerate(values.values())}
+        vals = {f":v{i}": serialize(v) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
-            vals[key] = _serialize(value)
+            vals[key] = serialize(value)
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "Key": _item({"pk": _pk(run_id), "sk": "RUN"}),
+            "Key": item_of({"pk": _pk(run_id), "sk": "RUN"}),
             "UpdateExpression": "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": vals,
         }
         kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
-        return _plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"])
+        return plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"])
 
     def record_progress(self, run_id: str, last_seq: int) -> None:
         """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
@@ -146,7 +110,7 @@ class DynamoRunStore:
     def put_epochs(self, run_id: str, epochs: list[dict[str, Any]]) -> None:
         for start in range(0, len(epochs), 25):
             requests = [
-                {"PutRequest": {"Item": _item({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e})}}
+                {"PutRequest": {"Item": item_of({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e})}}
                 for e in epochs[start : start + 25]
             ]
             pending: dict[str, Any] = {self.table: requests}
@@ -164,11 +128,11 @@ class DynamoRunStore:
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": _item({":pk": _pk(run_id), ":prefix": "EPOCH#"}),
+            "ExpressionAttributeValues": item_of({":pk": _pk(run_id), ":prefix": "EPOCH#"}),
         }
         while True:
             resp = self.db.query(**kwargs)
-            items += [_plain(i) for i in resp.get("Items", [])]
+            items += [plain(i) for i in resp.get("Items", [])]
             if "LastEvaluatedKey" not in resp:
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
@@ -204,15 +168,24 @@ class DynamoRunStore:
             raise ValueError(f"unknown status {status!r}")
         self._update(run_id, {"status": RunStatus(status), "updated_at": time.time()})
 
+    def mark_stopped(self, run_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
+        """STOPPED by a sweep's scheduler, with the trial's figures, unless it ended otherwise meanwhile."""
+        return self._guarded(
+            run_id,
+            {"status": RunStatus.STOPPED, "updated_at": time.time(), **values},
+            "#s = :running OR #s = :failed",
+            {":running": RunStatus.RUNNING, ":failed": RunStatus.FAILED},
+        )
+
     def resumed(self, run_id: str) -> None:
         """RUNNING again, one resume more: a later failure at the same step is news again."""
         self.db.update_item(
             TableName=self.table,
-            Key=_item({"pk": _pk(run_id), "sk": "RUN"}),
+            Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
             UpdateExpression="SET #s = :running, updated_at = :now ADD resumes :one",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=_item({":running": RunStatus.RUNNING, ":now": time.time(), ":one": 1}),
+            ExpressionAttributeValues=item_of({":running": RunStatus.RUNNING, ":now": time.time(), ":one": 1}),
         )
 
     def _guarded(
@@ -234,29 +207,29 @@ class DynamoRunStore:
         try:
             self.db.put_item(
                 TableName=self.table,
-                Item=_item({**item, "lease_until": now + lease_s}),
+                Item=item_of({**item, "lease_until": now + lease_s}),
                 ConditionExpression="attribute_not_exists(pk) OR (#st = :pending AND lease_until < :now)",
                 ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues=_item({":pending": "pending", ":now": now}),
+                ExpressionAttributeValues=item_of({":pending": "pending", ":now": now}),
             )
             return Claim.ACQUIRED
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
         found = self.db.get_item(
-            TableName=self.table, Key=_item({"pk": item["pk"], "sk": item["sk"]}), ConsistentRead=True
+            TableName=self.table, Key=item_of({"pk": item["pk"], "sk": item["sk"]}), ConsistentRead=True
         )
-        state = _plain(found.get("Item", {})).get("state")
+        state = plain(found.get("Item", {})).get("state")
         return Claim.DONE if state == "sent" else Claim.BUSY
 
     def release_notice(self, run_id: str, kind: Notice, key: str, token: str) -> None:
         try:
             self.db.delete_item(
                 TableName=self.table,
-                Key=_item({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+                Key=item_of({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
                 ConditionExpression="#st = :pending AND #tk = :token",
                 ExpressionAttributeNames={"#st": "state", "#tk": "token"},
-                ExpressionAttributeValues=_item({":pending": "pending", ":token": token}),
+                ExpressionAttributeValues=item_of({":pending": "pending", ":token": token}),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
@@ -265,8 +238,8 @@ class DynamoRunStore:
     def notice_sent(self, run_id: str, kind: Notice, key: str) -> None:
         self.db.update_item(
             TableName=self.table,
-            Key=_item({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+            Key=item_of({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
             UpdateExpression="SET #st = :sent, sent_at = :now",
             ExpressionAttributeNames={"#st": "state"},
-            ExpressionAttributeValues=_item({":sent": "sent", ":now": time.time()}),
+            ExpressionAttributeValues=item_of({":sent": "sent", ":now": time.time()}),
         )

@@ -1,0 +1,194 @@
+"""Sweeps through the real handlers, with events delivered in-process in any order and any number
+of times: the scheduler starts every trial once, stops and frees slots once, ends once."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
+from trainer.errors import RequestError
+from trainer.handlers import launch as launch_handler
+from trainer.handlers import trainer as trainer_handler
+from trainer.local import runner
+from trainer.sweep import scheduler
+from trainer.vocabulary import RunStatus, SweepStatus
+
+BASE = {
+    "dataset": "moons",
+    "neurons": {"layer1": 6, "layer2": 1},
+    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+    "epochs": 12,
+    "learning_rate": 0.05,
+    "optimizer": "adam",
+    "batch_size": 100,
+    "max_steps_per_invocation": 25,
+}
+
+
+def sweep_request(**extra: Any) -> dict[str, Any]:
+    return {
+        "action": "sweep",
+        "base": BASE,
+        "space": {"learning_rate": {"log_uniform": [0.001, 0.3]}, "neurons.layer1": [2, 6]},
+        "strategy": "random",
+        "trials": 6,
+        "seed": 3,
+        "max_concurrency": 2,
+        "validation_fraction": 0.25,
+        "early_stopping": {"asha": {"min_epochs": 2, "reduction_factor": 2}},
+        **extra,
+    }
+
+
+def deliver(stack: runner.LocalStack, rng: random.Random | None = None, copies: int = 1) -> dict[str, int]:
+    """Deliver until the queue is empty: in random order and `copies` times each when asked."""
+    queue, counts = stack.invoker.queue, {"deliveries": 0, "max_running": 0}
+    while queue:
+        index = rng.randrange(len(queue)) if rng else 0
+        event = queue[index]
+        del queue[index]
+        for _ in range(copies):
+            trainer_handler.run(event, runner.LocalContext(), stack.services)
+            counts["deliveries"] += 1
+        running = {e["run_id"] for e in queue}
+        counts["max_running"] = max(counts["max_running"], len(running))
+    return counts
+
+
+def launch(stack: runner.LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
+    stack.invoker.queue.clear()
+    return launch_handler.run(payload, runner.LocalContext(), stack.services)
+
+
+def test_sweep_runs_every_trial_once_and_ends_once(stack) -> None:
+    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-ends")
+    launched = launch(stack, sweep_request())
+    assert launched["trials"] == 6 and len(launched["started"]) == 2
+    counts = deliver(stack)
+    status = scheduler.status(stack.services, launched["sweep_id"])
+    assert status["status"] == SweepStatus.ENDED
+    rows = status["leaderboard"]
+    assert sorted(r["trial"] for r in rows) == list(range(6))
+    assert all(r["state"] in (RunStatus.SUCCEEDED, RunStatus.STOPPED) for r in rows)
+    assert counts["max_running"] <= 2
+    # the best is a finished trial, ranked by validation accuracy, and its model is the sweep's best
+    best = (
+        rows[0]
+        if rows[0]["state"] == RunStatus.SUCCEEDED
+        else next(r for r in rows if r["state"] == RunStatus.SUCCEEDED)
+    )
+    summary = status["summary"]
+    assert summary["best_run_id"] == best["run_id"]
+    assert stack.services.blob_store.get(f"models/{launched['sweep_id']}/best.npz") == stack.services.blob_store.get(
+        f"models/{best['run_id']}/model.npz"
+    )
+    messages = _drain_queue(topic_queue)
+    assert [m["kind"] for m in messages] == ["SWEEP_ENDED"]  # one summary, no message per trial
+    assert messages[0]["by_state"] == summary["by_state"]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_duplicated_and_reordered_deliveries_change_nothing(stack, seed: int) -> None:
+    """The same sweep delivered once in order, and three times per event in random order: the
+    same trials started, the same rung decisions, the same leaderboard."""
+    calm = launch(stack, sweep_request(sweep_id=f"calm-{seed}"))
+    deliver(stack)
+    rough = launch(stack, sweep_request(sweep_id=f"rough-{seed}"))
+    counts = deliver(stack, random.Random(seed), copies=3)
+    assert counts["deliveries"] > 0
+    expected = scheduler.status(stack.services, calm["sweep_id"])
+    got = scheduler.status(stack.services, rough["sweep_id"])
+    assert got["status"] == SweepStatus.ENDED
+    assert got["by_state"] == expected["by_state"] or _order_dependent(expected, got)
+    for row in got["leaderboard"]:
+        assert row["epochs_run"] in ((2, 4, 8) if row["state"] == RunStatus.STOPPED else (12,))
+    # every slot handed on once: trials 2..5 each started by exactly one ended trial
+    items = stack.services.run_store.sweep_trials(rough["sweep_id"])
+    successors = sorted(int(t["successor"]) for t in items)
+    assert successors == [-1, -1, 2, 3, 4, 5]
+    sweep = stack.services.run_store.get_sweep(rough["sweep_id"])
+    assert int(sweep["ended"]) == 6
+    assert sum(int(sweep.get(f"ended_{s}", 0)) for s in ("SUCCEEDED", "STOPPED", "FAILED")) == 6
+
+
+def _order_dependent(expected: dict, got: dict) -> bool:
+    """ASHA is asynchronous: which trials stop depends on the order they reach a rung. Each trial
+    still ended exactly once, in a state it can end in."""
+    return sum(got["by_state"].values()) == sum(expected["by_state"].values())
+
+
+def test_launch_sent_twice_starts_nothing_twice(stack) -> None:
+    payload = sweep_request(sweep_id="twice")
+    first = launch(stack, payload)
+    queued = len(stack.invoker.queue)
+    second = launch_handler.run(payload, runner.LocalContext(), stack.services)
+    assert second["started"] == first["started"]
+    assert {e["run_id"] for e in stack.invoker.queue} == set(first["started"])
+    assert len(stack.invoker.queue) <= 2 * queued  # at most a duplicate first event per trial
+    deliver(stack)
+    rows = scheduler.leaderboard(stack.services, "twice")
+    assert len({r["run_id"] for r in rows}) == 6
+    with pytest.raises(RequestError, match="a different sweep"):
+        launch(stack, sweep_request(sweep_id="twice", seed=4))
+
+
+def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
+    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-cancels")
+    launched = launch(stack, sweep_request(sweep_id="to-cancel"))
+    for _ in range(3):
+        event = stack.invoker.queue.popleft()
+        trainer_handler.run(event, runner.LocalContext(), stack.services)
+    cancelled = launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+    assert sorted(cancelled["trials_cancelled"]) == sorted(launched["started"])
+    deliver(stack)
+    status = scheduler.status(stack.services, "to-cancel")
+    assert status["status"] == SweepStatus.CANCELLED
+    assert status["by_state"] == {"CANCELLED": 2, "PENDING": 4}
+    kinds = [m["kind"] for m in _drain_queue(topic_queue)]
+    assert kinds == ["SWEEP_CANCELLED"]
+    with pytest.raises(RequestError, match="CANCELLED already"):
+        launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+
+
+def test_an_invalid_sweep_writes_nothing(stack) -> None:
+    space = {"learning_rate": [0.1, -1.0], "neurons.layer2": [1, 3]}
+    payload = sweep_request(sweep_id="bad", space=space, strategy="grid", trials=None)
+    with pytest.raises(RequestError) as caught:
+        launch(stack, payload)
+    text = str(caught.value)
+    assert "learning_rate: Input should be greater than 0" in text
+    assert "trials 2, 3: learning_rate" in text
+    assert "trial 1: neurons.layer2: a sigmoid output layer needs 1 neuron" in text
+    assert not stack.services.run_store.sweep_exists("bad")
+    assert not stack.services.blob_store.keys("sweeps/bad/")
+    assert not stack.invoker.queue
+
+
+def test_validation_never_touches_the_test_set(stack, tmp_path) -> None:
+    """Two datasets with the same training set and different test sets: the same validation
+    figures, the same ranking; only the test accuracy differs."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(240, 2))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    test_x = rng.normal(size=(80, 2))
+    paths = []
+    for flip in (False, True):
+        test_y = (test_x[:, 0] > 0).astype(int)
+        path = tmp_path / f"data-{flip}.npz"
+        np.savez(path, train_set_x=x, train_set_y=y, test_set_x=test_x, test_set_y=1 - test_y if flip else test_y)
+        paths.append(str(path))
+    boards = []
+    for number, path in enumerate(paths):
+        request = sweep_request(sweep_id=f"split-{number}", base={**BASE, "dataset": path}, early_stopping=None)
+        launch(stack, request)
+        deliver(stack)
+        boards.append(scheduler.status(stack.services, f"split-{number}"))
+    strip = lambda rows: [(r["trial"], r["validation_accuracy"], r["curve"]) for r in rows]  # noqa: E731
+    assert strip(boards[0]["leaderboard"]) == strip(boards[1]["leaderboard"])
+    assert boards[0]["summary"]["best_trial"] == boards[1]["summary"]["best_trial"]
+    tests = [b["summary"]["best_test_accuracy"] for b in boards]
+    assert tests[0] == pytest.approx(1 - tests[1])

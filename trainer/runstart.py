@@ -1,0 +1,55 @@
+"""Starting a run: its config from a validated request and dataset, its initial state in the cache,
+its record, and the first event. Shared by LaunchLambda (a run) and the sweep scheduler (a trial)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.data.loader import Dataset
+from trainer.nn import optimizers
+from trainer.nn.init import initialise
+from trainer.request import TrainingRequest
+from trainer.runconfig import RunConfig
+from trainer.statemachine import first_event
+
+
+def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep: Any) -> RunConfig:
+    """The run's fixed configuration (`sweep`: sweep_id, trial and rungs of a sweep's trial)."""
+    return RunConfig(
+        run_id=run_id,
+        sizes=(dataset.features, *request.neuron_list()),
+        activations=tuple(request.activation_list()),
+        optimizer=request.optimizer,
+        learning_rate=request.learning_rate,
+        l2=request.l2,
+        batch_size=min(request.batch_size or dataset.examples, dataset.examples),
+        examples=dataset.examples,
+        epochs=request.epochs,
+        seed=request.seed,
+        dtype=request.dtype,
+        classes=dataset.classes,
+        chain=request.chain,
+        max_steps_per_invocation=request.max_steps_per_invocation,
+        time_margin_ms=request.time_margin_ms,
+        notify_every=request.notify_every,
+        checkpoint_every=request.checkpoint_every,
+        data_digest=dataset.digest(),
+        dataset=request.dataset,
+        **sweep,
+    )
+
+
+def put_state(svc: Any, request: TrainingRequest, dataset: Dataset, config: RunConfig) -> bool:
+    """The data and the initial parameters in the cache; False when the run's state is there already."""
+    params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
+    state = optimizers.initial_state(request.optimizer, params, config.layers)
+    svc.tensor_store.put_data(config.run_id, dataset.arrays())
+    return svc.tensor_store.create_run(config.run_id, config.to_json(), {**params, **state})
+
+
+def record(svc: Any, request: TrainingRequest, config: RunConfig) -> None:
+    svc.run_store.create_run(config.run_id, request.model_dump(mode="json"), config.to_json(), config.plan.total_steps)
+
+
+def first_hop(svc: Any, run_id: str) -> None:
+    svc.invoker.invoke_async(first_event(run_id).to_dict())

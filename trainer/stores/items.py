@@ -1,0 +1,44 @@
+"""DynamoDB items to and from plain Python values: floats travel as Decimals (exactly, by repr),
+whole numbers come back as ints, absent values are not written."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+@functools.cache
+def _codecs() -> tuple[Any, Any]:
+    # boto3 is imported with the first item, not with the module: a cold start pays for it only
+    # when it touches DynamoDB.
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    return TypeSerializer(), TypeDeserializer()
+
+
+def serialize(value: Any) -> Any:
+    return _codecs()[0].serialize(_number(value))
+
+
+def item_of(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: serialize(v) for k, v in values.items() if v is not None}
+
+
+def _number(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    out = {}
+    for key, raw in item.items():
+        value = _codecs()[1].deserialize(raw)
+        if isinstance(value, Decimal):
+            value = int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+        out[key] = value
+    return out

@@ -1,0 +1,381 @@
+"""Sweeps: many trials of one network, run side by side, judged on held-out examples, ranked.
+
+The life of a sweep:
+    launch   -> every trial checked, the validation split stored, the sweep and its trials
+                recorded, the first `max_concurrency` trials started
+    a trial at a rung (early stopping)   -> goes on, or STOPPED (`at_rung`)
+    a trial ends (SUCCEEDED, STOPPED, FAILED) -> its slot goes to the next trial (`trial_ended`)
+    the last trial ends  -> the best trial's model copied, the sweep ENDED, one summary
+
+Each of these runs inside a trial's completion (trainer.effects), which a crashed copy's retry
+does again, and which duplicates may do concurrently. So every decision is written once and
+followed by whoever comes later: the slot's successor and the counts in one conditional
+transaction, each rung decision in one conditional put, a trial's start made idempotent (its
+state, its record and its first event are each created at most once, and a first event sent
+twice is a duplicate the trainer already ignores).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer import capacity, effects, lifecycle, runstart
+from trainer import request as request_mod
+from trainer.data.loader import Dataset, DatasetError, check_raw, load_raw, prepare
+from trainer.data.split import SplitError, carve, validation_indices
+from trainer.errors import RequestError, RunNotFound
+from trainer.logs import get_logger
+from trainer.runconfig import RunConfig
+from trainer.stores.sweep_store import NO_SUCCESSOR
+from trainer.sweep import asha, space
+from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
+
+logger = get_logger("lnn-sweep")
+
+TRIAL_ENDS = (RunStatus.SUCCEEDED, RunStatus.STOPPED, RunStatus.FAILED)
+
+
+def trial_run_id(sweep_id: str, trial: int) -> str:
+    return f"{sweep_id}-t{trial:03d}"
+
+
+def split_key(sweep_id: str) -> str:
+    return f"sweeps/{sweep_id}/validation-split.npz"
+
+
+def best_model_key(sweep_id: str) -> str:
+    return f"models/{sweep_id}/best.npz"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A sweep that passed every check, with what its launch writes."""
+
+    sweep: space.SweepRequest
+    trials: list[dict[str, Any]]  # {"trial", "params", "request"}
+    indices: np.ndarray
+    dataset: Dataset
+
+
+# -- validation: the whole sweep, every trial, before anything is written -------------------------
+def _trial_problems(requests: list[dict[str, Any]]) -> tuple[list[request_mod.TrainingRequest | None], list[str]]:
+    """Each trial's parsed request, and every problem, once, naming the trials that have it."""
+    parsed: list[request_mod.TrainingRequest | None] = []
+    where: dict[str, list[int]] = {}
+    for number, payload in enumerate(requests):
+        request, problems = request_mod.parse(payload)
+        parsed.append(request)
+        for problem in problems:
+            where.setdefault(problem, []).append(number)
+    return parsed, [_name_trials(trials, len(requests)) + problem for problem, trials in where.items()]
+
+
+def _name_trials(trials: list[int], total: int) -> str:
+    if len(trials) == total and total > 1:
+        return f"every trial ({total}): "
+    shown = ", ".join(str(t) for t in trials[:10]) + (", ..." if len(trials) > 10 else "")
+    return f"trial{'s' if len(trials) > 1 else ''} {shown}: "
+
+
+def validate(payload: Any, svc: Any) -> Checked:
+    """The checked sweep, or RequestError listing every problem (of the sweep and of its trials)."""
+    sweep, problems = space.parse(payload)
+    if sweep is None:
+        raise RequestError(problems)
+    params = space.assignments(sweep)
+    requests = [space.trial_request(sweep.base, p) for p in params]
+    parsed, problems = _trial_problems(requests)
+    dataset, indices = None, None
+    source = sweep.base.get("dataset")
+    if isinstance(source, str) and source:
+        try:
+            raw = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
+            raw_problems = check_raw(raw)
+            problems += [f"dataset: {p}" for p in raw_problems]
+            if not raw_problems:
+                indices = validation_indices(raw["train_set_x"].shape[0], sweep.validation_fraction, sweep.seed)
+                train, held = carve(raw, indices)
+                dataset = prepare(
+                    train, str(sweep.base.get("normalize", "auto")), str(sweep.base.get("dtype", "float64")), held
+                )
+        except (DatasetError, SplitError) as exc:
+            problems.append(f"dataset: {exc}")
+        except Exception as exc:  # an S3 error names the problem too
+            problems.append(f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})")
+    if dataset is not None:
+        found: dict[str, list[int]] = {}
+        needs = []
+        for number, request in enumerate(parsed):
+            if request is None:
+                continue
+            trial_problems = request_mod.check_against_data(
+                request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
+            )
+            trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
+            for problem in trial_problems:
+                found.setdefault(problem, []).append(number)
+            needs.append(capacity.needed_for(request, dataset))
+        problems += [_name_trials(trials, len(parsed)) + p for p, trials in found.items()]
+        at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
+        problems += [
+            p.replace("the run needs", "the sweep's concurrent trials need")
+            for p in capacity.check(at_once, svc.settings.cache_capacity_mib)
+        ]
+    if sweep.sweep_id and svc.run_store.sweep_exists(sweep.sweep_id):
+        stored = svc.run_store.get_sweep(sweep.sweep_id)
+        if json.loads(stored["request"]) != sweep.model_dump(mode="json"):
+            problems.append(f"sweep_id: a different sweep {sweep.sweep_id!r} already exists")
+    if problems:
+        raise RequestError(problems)
+    assert dataset is not None and indices is not None
+    pairs = enumerate(zip(params, requests, strict=True))
+    trials = [{"trial": n, "params": p, "request": r} for n, (p, r) in pairs]
+    return Checked(sweep=sweep, trials=trials, indices=indices, dataset=dataset)
+
+
+# -- launch -----------------------------------------------------------------------------------------
+def launch(payload: Any, svc: Any) -> dict[str, Any]:
+    """LaunchLambda's {"action": "sweep", ...}. Sent again with the same sweep_id, it starts nothing
+    twice and answers the same."""
+    checked = validate(payload, svc)
+    sweep = checked.sweep
+    sweep_id = sweep.sweep_id or time.strftime("sw-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    buffer = io.BytesIO()
+    np.savez(buffer, validation=checked.indices)
+    svc.blob_store.put(split_key(sweep_id), buffer.getvalue())
+    trials = [
+        {
+            "trial": t["trial"],
+            "run_id": trial_run_id(sweep_id, t["trial"]),
+            "params": json.dumps(t["params"]),
+            "request": json.dumps(t["request"], sort_keys=True),
+        }
+        for t in checked.trials
+    ]
+    values = {
+        "request": json.dumps(sweep.model_dump(mode="json"), sort_keys=True),
+        "trials": len(trials),
+        "max_concurrency": sweep.max_concurrency,
+        "metric": sweep.metric,
+        "data_digest": checked.dataset.digest(),
+        "split_key": split_key(sweep_id),
+        "training_examples": checked.dataset.examples,
+        "validation_examples": len(checked.indices),
+    }
+    svc.run_store.create_sweep(sweep_id, values, trials)
+    first = svc.run_store.claim_start(sweep_id, min(sweep.max_concurrency, len(trials)))
+    stored = svc.run_store.get_sweep(sweep_id)
+    for number in first:
+        start_trial(svc, stored, number, checked.dataset)
+    logger.info("sweep launched", extra={"sweep_id": sweep_id, "trials": len(trials)})
+    return {
+        "sweep_id": sweep_id,
+        "status": SweepStatus.RUNNING,
+        "trials": len(trials),
+        "max_concurrency": sweep.max_concurrency,
+        "started": [trial_run_id(sweep_id, n) for n in first],
+        "training_examples": checked.dataset.examples,
+        "validation_examples": len(checked.indices),
+    }
+
+
+def _trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
+    """The sweep's training data with its stored validation split, as every trial has it."""
+    request = json.loads(sweep["request"])
+    base = request["base"]
+    with np.load(io.BytesIO(svc.blob_store.get(sweep["split_key"])), allow_pickle=False) as stored:
+        indices = stored["validation"]
+    raw = load_raw(base["dataset"], svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
+    train, held = carve(raw, indices)
+    dataset = prepare(train, base.get("normalize", "auto"), base.get("dtype", "float64"), held)
+    if dataset.digest() != sweep["data_digest"]:
+        raise DatasetError(f"dataset {base['dataset']!r} changed since the sweep was launched")
+    return dataset
+
+
+def start_trial(svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None) -> None:
+    """Start trial `number` once: however often this is called, one state, one record, one chain."""
+    sweep_id = sweep["sweep_id"]
+    run_id = trial_run_id(sweep_id, number)
+    if svc.run_store.exists(run_id):
+        run = svc.run_store.get_run(run_id)
+        if run["status"] == RunStatus.RUNNING and int(run["last_seq"]) < 0:
+            runstart.first_hop(svc, run_id)  # an earlier start may have died before this; a repeat is a duplicate
+        return
+    if sweep["status"] != SweepStatus.RUNNING:
+        return
+    trial = json.loads(_trial_item(svc, sweep_id, number)["request"])
+    request, problems = request_mod.parse(trial)
+    if request is None:  # checked at launch; only a changed item could fail here
+        raise RequestError(problems)
+    dataset = dataset or _trial_dataset(svc, sweep)
+    rungs = _rungs(sweep, request)
+    config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, rungs=rungs)
+    runstart.put_state(svc, request, dataset, config)
+    try:
+        runstart.record(svc, request, config)
+    except Exception as exc:
+        if not svc.run_store.exists(run_id):
+            raise
+        logger.info("trial recorded already", extra={"run_id": run_id, "error": type(exc).__name__})
+    runstart.first_hop(svc, run_id)
+    if svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.CANCELLED:
+        lifecycle.cancel(svc, run_id, notify=False)  # the cancel may have listed the trials before this one existed
+
+
+def _trial_item(svc: Any, sweep_id: str, number: int) -> dict[str, Any]:
+    for item in svc.run_store.sweep_trials(sweep_id):
+        if item["trial"] == number:
+            return item
+    raise RunNotFound(f"sweep {sweep_id!r} has no trial {number}")
+
+
+def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple[int, ...]:
+    stopping = json.loads(sweep["request"]).get("early_stopping")
+    if not stopping:
+        return ()
+    return asha.rungs(stopping["asha"]["min_epochs"], stopping["asha"]["reduction_factor"], request.epochs)
+
+
+# -- during and after a trial (from its completion) ---------------------------------------------
+def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
+    """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
+    sweep = svc.run_store.get_sweep(config.sweep_id)
+    factor = json.loads(sweep["request"])["early_stopping"]["asha"]["reduction_factor"]
+    rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
+    others = [
+        float(entry["value"])
+        for entry in svc.run_store.rung_entries(config.sweep_id, rung)
+        if entry["trial"] != config.trial
+    ]
+    decision = svc.run_store.record_rung(config.sweep_id, rung, config.trial, value, asha.decide(value, others, factor))
+    logger.info("rung", extra={"run_id": config.run_id, "rung": rung, "value": value, "decision": str(decision)})
+    return decision
+
+
+def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
+    """The trial's slot to the next trial (once), and the sweep's end when this was the last."""
+    successor = svc.run_store.assign_successor(config.sweep_id, config.trial, state)
+    if successor != NO_SUCCESSOR:
+        start_trial(svc, svc.run_store.get_sweep(config.sweep_id), successor)
+    end_if_done(svc, config.sweep_id, token, deadline)
+
+
+def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
+    """When every trial has ended: the best model copied, the sweep ENDED, its one summary sent."""
+    sweep = svc.run_store.get_sweep(sweep_id)
+    if int(sweep["ended"]) < int(sweep["trials"]) or sweep["status"] == SweepStatus.CANCELLED:
+        return None
+    rows = leaderboard(svc, sweep_id)
+    best = next((r for r in rows if r["state"] == RunStatus.SUCCEEDED), None)
+    summary: dict[str, Any] = {
+        "sweep_id": sweep_id,
+        "trials": len(rows),
+        "by_state": _by_state(rows),
+        "compute_s": round(sum(r["compute_s"] for r in rows), 3),
+        "epochs_run": sum(r["epochs_run"] for r in rows),
+    }
+    if best is not None:
+        model = svc.blob_store.get(f"models/{best['run_id']}/model.npz")
+        summary |= {
+            "best_trial": best["trial"],
+            "best_run_id": best["run_id"],
+            "best_params": best["params"],
+            "best_validation_accuracy": best["validation_accuracy"],
+            "best_test_accuracy": best["test_accuracy"],
+            "best_model_uri": svc.blob_store.put(best_model_key(sweep_id), model),
+        }
+    if sweep["status"] == SweepStatus.RUNNING:
+        svc.run_store.update_sweep(sweep_id, SweepStatus.ENDED, {"summary": json.dumps(summary, sort_keys=True)})
+    effects.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
+    return summary
+
+
+def _by_state(rows: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row["state"])] = counts.get(str(row["state"]), 0) + 1
+    return counts
+
+
+# -- reading a sweep ----------------------------------------------------------------------------
+def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
+    """Every trial, best first by validation accuracy (trials not started last): rank, trial,
+    parameters, validation accuracy, epochs run, state, time; test accuracy for the report only."""
+    rows = []
+    for item in svc.run_store.sweep_trials(sweep_id):
+        row = {
+            "trial": item["trial"],
+            "run_id": item["run_id"],
+            "params": json.loads(item["params"]),
+            "state": "PENDING",
+            "validation_accuracy": None,
+            "test_accuracy": None,
+            "epochs_run": 0,
+            "compute_s": 0.0,
+            "time_s": None,
+        }
+        try:
+            run = svc.run_store.get_run(item["run_id"])
+        except RunNotFound:
+            rows.append(row)
+            continue
+        epochs = sorted(svc.run_store.epochs(item["run_id"]), key=lambda e: e["epoch"])
+        row["state"] = lifecycle.effective_status(run)
+        row["epochs_run"] = len(epochs)
+        row["compute_s"] = round(sum(float(e.get("duration_s", 0.0)) for e in epochs), 3)
+        row["curve"] = [e.get("validation_accuracy") for e in epochs]
+        last = epochs[-1].get("validation_accuracy") if epochs else None
+        row["validation_accuracy"] = run.get("validation_accuracy", last)
+        row["test_accuracy"] = run.get("test_accuracy")
+        row["time_s"] = round(float(run.get("updated_at", 0)) - float(run.get("created_at", 0)), 3)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["validation_accuracy"] is None, -(r["validation_accuracy"] or 0.0), r["trial"]))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def status(svc: Any, sweep_id: str) -> dict[str, Any]:
+    sweep = svc.run_store.get_sweep(sweep_id)
+    rows = leaderboard(svc, sweep_id)
+    out = {k: sweep.get(k) for k in ("sweep_id", "status", "trials", "max_concurrency", "metric", "ended")}
+    out["by_state"] = _by_state(rows)
+    out["leaderboard"] = rows
+    if sweep.get("summary"):
+        out["summary"] = json.loads(sweep["summary"])
+    return out
+
+
+# -- cancel -----------------------------------------------------------------------------------------
+def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
+    """Stop a sweep: no trial starts any more, the running ones are cancelled, one message says so.
+    The sweep is marked first, so a trial starting concurrently sees the mark and cancels itself."""
+    if not isinstance(sweep_id, str) or not request_mod.RUN_ID_PATTERN.match(sweep_id):
+        raise RequestError(["sweep_id: must be 1-56 letters, digits, '-' or '_', starting with a letter or digit"])
+    try:
+        sweep = svc.run_store.get_sweep(sweep_id)
+    except RunNotFound as exc:
+        raise RequestError([f"sweep_id: {exc}"]) from exc
+    if sweep["status"] != SweepStatus.RUNNING or not svc.run_store.update_sweep(sweep_id, SweepStatus.CANCELLED, {}):
+        raise RequestError([f"sweep_id: sweep {sweep_id!r} is {sweep['status']} already"])
+    cancelled = []
+    for item in svc.run_store.sweep_trials(sweep_id):
+        try:
+            run = svc.run_store.get_run(item["run_id"])
+        except RunNotFound:
+            continue
+        if run["status"] in (RunStatus.RUNNING, RunStatus.FAILED):
+            lifecycle.cancel(svc, item["run_id"], notify=False)
+            cancelled.append(item["run_id"])
+    body = {"sweep_id": sweep_id, "trials_cancelled": cancelled}
+    token = secrets.token_hex(8)
+    effects.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, effects.NoDeadline())
+    return {"sweep_id": sweep_id, "status": SweepStatus.CANCELLED, "trials_cancelled": cancelled}

@@ -1,0 +1,169 @@
+"""The sweep request: its schema, and the trials its search space expands into.
+
+Pure: no I/O. A trial is the base request with some fields replaced; which fields, and by which
+values, is the search space. The same request always gives the same trials (a seeded generator
+for `random`, the product in the request's key order for `grid`).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from trainer import request as request_mod
+
+MAX_TRIALS = 1000
+# The fields a trial may vary. The dataset, its normalisation and dtype are the sweep's (one
+# validation split for all); the chain's mechanics do not change what is learned.
+SEARCHABLE = ("learning_rate", "optimizer", "batch_size", "l2", "seed", "init", "epochs")
+LAYER_FIELDS = ("neurons", "activations")
+# The base's fields a sweep decides itself.
+NOT_IN_BASE = {
+    "run_id": "each trial's run id is the sweep's id and its number",
+    "notify_every": "a sweep sends one summary, not messages per trial",
+}
+DEFAULT_MAX_CONCURRENCY = 4  # a new AWS account runs only 10 executions at once, in all
+
+
+class Asha(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    min_epochs: int = Field(ge=1, le=request_mod.MAX_EPOCHS)
+    reduction_factor: int = Field(default=3, ge=2, le=100)
+
+
+class EarlyStopping(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    asha: Asha
+
+
+class SweepRequest(BaseModel):
+    """What a user asks a sweep to search (the `base` and `space` are checked separately, trial by trial)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    action: Literal["sweep"] = "sweep"
+    base: dict[str, Any]
+    space: dict[str, Any]
+    strategy: Literal["grid", "random"]
+    trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
+    seed: int = Field(default=1, ge=0, le=2**32 - 1)
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=1000)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    metric: Literal["validation_accuracy"] = "validation_accuracy"
+    early_stopping: EarlyStopping | None = None
+    sweep_id: str | None = Field(default=None, max_length=56)  # room for the trials' "-t000"
+
+    @field_validator("sweep_id")
+    @classmethod
+    def _sweep_id(cls, value: str | None) -> str | None:
+        if value is not None and not request_mod.RUN_ID_PATTERN.match(value):
+            raise ValueError("must be 1-56 letters, digits, '-' or '_', starting with a letter or digit")
+        return value
+
+    @field_validator("validation_fraction")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+def _dimension_problems(key: str, values: Any, strategy: str) -> list[str]:
+    where = f"space.{key}"
+    head, _, layer = key.partition(".")
+    if layer:
+        if head not in LAYER_FIELDS or not request_mod.LAYER_KEY.match(layer):
+            return [f"{where}: a dotted key must be neurons.layerN or activations.layerN"]
+    elif key not in SEARCHABLE:
+        return [f"{where}: cannot be searched (one of {', '.join(SEARCHABLE)}, neurons.layerN, activations.layerN)"]
+    if isinstance(values, list):
+        if not values:
+            return [f"{where}: an empty list of values: nothing to try"]
+        if any(isinstance(v, (dict, list)) for v in values):
+            return [f"{where}: values must be numbers, strings or null"]
+        return []
+    if isinstance(values, dict) and len(values) == 1:
+        ((kind, bounds),) = values.items()
+        if kind not in ("uniform", "log_uniform"):
+            return [f"{where}: {kind!r} is not a distribution (uniform, log_uniform, or a list of values)"]
+        if strategy == "grid":
+            return [f"{where}: a grid needs a list of values, not a {kind} distribution"]
+        ok = (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+        )
+        if not ok or not bounds[0] < bounds[1]:
+            return [f"{where}: {kind} needs [low, high] with low < high"]
+        if kind == "log_uniform" and bounds[0] <= 0:
+            return [f"{where}: log_uniform needs low > 0"]
+        return []
+    return [f'{where}: must be a list of values or {{"uniform" | "log_uniform": [low, high]}}']
+
+
+def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
+    """The sweep request and every problem with its shape (the trials are checked by `trials`)."""
+    if not isinstance(payload, dict):
+        return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
+    problems: list[str] = []
+    try:
+        sweep = SweepRequest.model_validate(payload)
+    except ValidationError as exc:
+        return None, request_mod.pydantic_problems(exc)
+    problems += [f"base.{k}: {why}" for k, why in NOT_IN_BASE.items() if k in sweep.base]
+    if not sweep.space:
+        problems.append("space: no dimension to search")
+    for key, values in sweep.space.items():
+        problems += _dimension_problems(key, values, sweep.strategy)
+    if sweep.strategy == "random" and sweep.trials is None:
+        problems.append("trials: a random sweep needs the number of trials")
+    if sweep.strategy == "grid" and not problems:
+        size = math.prod(len(v) for v in sweep.space.values())
+        if sweep.trials is not None and sweep.trials != size:
+            problems.append(f"trials: the grid has {size} points; leave trials out or give {size}")
+        if size > MAX_TRIALS:
+            problems.append(f"space: the grid has {size} points, more than {MAX_TRIALS}")
+    return (sweep if not problems else None), problems
+
+
+def _sample(rng: random.Random, values: Any) -> Any:
+    if isinstance(values, list):
+        return values[rng.randrange(len(values))]
+    ((kind, (low, high)),) = values.items()
+    if kind == "log_uniform":
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+    return rng.uniform(low, high)
+
+
+def assignments(sweep: SweepRequest) -> list[dict[str, Any]]:
+    """Each trial's values of the searched fields, in trial order."""
+    keys = list(sweep.space)
+    if sweep.strategy == "grid":
+        return [dict(zip(keys, point, strict=True)) for point in itertools.product(*sweep.space.values())]
+    rng = random.Random(sweep.seed)
+    return [{key: _sample(rng, sweep.space[key]) for key in keys} for _ in range(sweep.trials or 0)]
+
+
+def trial_request(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The base request with the trial's values put in (a dotted key names a layer's field)."""
+    out = copy.deepcopy(base)
+    for key, value in params.items():
+        head, _, layer = key.partition(".")
+        if layer:
+            mapping = out.get(head)
+            out[head] = {**mapping, layer: value} if isinstance(mapping, dict) else {layer: value}
+        else:
+            out[key] = value
+    return out
+
+
+def describe(params: dict[str, Any]) -> str:
+    """A trial's values for people: `learning_rate=0.0123, optimizer=adam`."""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
