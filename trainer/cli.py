@@ -1,4 +1,4 @@
-"""`python -m trainer`: train locally, and inspect runs (status, plot, predict)."""
+"""`python -m trainer`: train locally, and inspect runs (status, plot, predict); sweeps (trainer.sweep.cli)."""
 
 from __future__ import annotations
 
@@ -353,6 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset")
     p.add_argument("--split", choices=("train", "test"), default="test")
     p.add_argument("--show", action="store_true", help="include every prediction")
+    p = sub.add_parser(
+        "sweep",
+        help="SWEEP.json: run a sweep (the local cloud; AWS with LAUNCH_FUNCTION_ARN); "
+        "status | plot | cancel SWEEP_ID: read or stop one",
+    )
+    p.add_argument("what", help="SWEEP.json, or one of status, plot, cancel")
+    p.add_argument("sweep_id", nargs="?")
+    p.add_argument("-o", "--output", default="sweep.png")
+    p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     # The local runner shows a progress bar; per-step JSON logs would drown it.
     os.environ.setdefault("LNN_LOG_LEVEL", "WARNING")
@@ -377,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
             return _cancel(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "sweep":
+            from trainer.sweep import cli as sweep_cli
+
+            return sweep_cli.main(args, RUNS_DIR, _invoke_launch_function)
         return _predict(args)
     except RunNotFound as exc:
         print(str(exc), file=sys.stderr)
