@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from trainer.errors import RunNotFound
+from trainer.errors import RequestError, RunNotFound
 from trainer.sweep import scheduler, space
 from trainer.vocabulary import RunStatus, SweepStatus
 
@@ -32,6 +32,10 @@ def main(args: Any, runs_dir: Path, invoke_launch_function: Any) -> int:
         return 2
     if os.environ.get("LAUNCH_FUNCTION_ARN"):
         return invoke_launch_function(payload)
+    _, problems = space.parse(payload)
+    if problems:  # refused before a local cloud is started for it; LaunchLambda checks the rest
+        print(str(RequestError(problems)), file=sys.stderr)
+        return 2
     return _run_local(payload, runs_dir, args.json)
 
 

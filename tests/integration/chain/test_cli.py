@@ -136,3 +136,43 @@ def test_make_demo_without_the_cat_set_trains_a_built_in_one_and_says_so(tmp_pat
     assert any("is not here; training the built-in 'moons' dataset instead" in line for line in said)
     assert summary["status"] == "SUCCEEDED" and summary["epochs"] == 600
     assert summary["test_accuracy"] >= 0.85
+
+
+def test_sweep_on_the_local_cloud_then_its_leaderboard_from_the_local_copy(tmp_path) -> None:
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(
+        json.dumps(
+            {
+                "base": {
+                    "dataset": "moons",
+                    "neurons": {"layer1": 8, "layer2": 1},
+                    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+                    "epochs": 12,
+                    "learning_rate": 0.01,
+                    "optimizer": "adam",
+                    "batch_size": 64,
+                },
+                "space": {"learning_rate": [0.001, 0.05], "neurons.layer1": [4, 8]},
+                "strategy": "grid",
+                "max_concurrency": 2,
+                "sweep_id": "cli-sweep",
+                "early_stopping": {"asha": {"min_epochs": 3, "reduction_factor": 2}},
+            }
+        )
+    )
+    done = _cli("sweep", str(sweep), runs_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "sweep cli-sweep: ENDED" in done.stdout and "best: trial" in done.stdout
+    assert (tmp_path / "cli-sweep" / "best.npz").stat().st_size > 0
+    shown = _cli("sweep", "status", "cli-sweep", "--json", runs_dir=tmp_path)
+    status = json.loads(shown.stdout)
+    assert [row["rank"] for row in status["leaderboard"]] == [1, 2, 3, 4]
+    assert sum(status["by_state"].values()) == 4 and set(status["by_state"]) <= {"SUCCEEDED", "STOPPED"}
+    accuracies = [row["validation_accuracy"] for row in status["leaderboard"]]
+    assert accuracies == sorted(accuracies, reverse=True)
+    refused = _cli("sweep", "status", "no-such-sweep", runs_dir=tmp_path)
+    assert refused.returncode == 2 and "no sweep 'no-such-sweep'" in refused.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"base": {"dataset": "moons"}, "space": {"optimizer": []}, "strategy": "grid"}))
+    refused = _cli("sweep", str(bad), runs_dir=tmp_path)
+    assert refused.returncode == 2 and "space.optimizer: an empty list of values" in refused.stderr

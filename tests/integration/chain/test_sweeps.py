@@ -192,3 +192,29 @@ def test_validation_never_touches_the_test_set(stack, tmp_path) -> None:
     assert boards[0]["summary"]["best_trial"] == boards[1]["summary"]["best_trial"]
     tests = [b["summary"]["best_test_accuracy"] for b in boards]
     assert tests[0] == pytest.approx(1 - tests[1])
+
+
+def test_a_failed_trial_gives_its_slot_to_the_next(stack, monkeypatch) -> None:
+    launched = launch(stack, sweep_request(sweep_id="one-fails", early_stopping=None))
+    doomed = launched["started"][0]
+    commit = stack.services.tensor_store.commit
+
+    def failing_commit(run_id, *args, **kwargs):
+        if run_id == doomed:
+            raise RuntimeError("the cache refused the write")
+        return commit(run_id, *args, **kwargs)
+
+    monkeypatch.setattr(stack.services.tensor_store, "commit", failing_commit)
+    queue = stack.invoker.queue
+    while queue:
+        event = queue.popleft()
+        try:
+            trainer_handler.run(event, runner.LocalContext(), stack.services)
+        except trainer_handler.StepFailed:
+            assert event["run_id"] == doomed  # Lambda would retry it, then give up
+    status = scheduler.status(stack.services, "one-fails")
+    assert status["status"] == SweepStatus.ENDED
+    assert status["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}
+    failed = next(r for r in status["leaderboard"] if r["state"] == RunStatus.FAILED)
+    assert failed["run_id"] == doomed and failed["epochs_run"] == 0
+    assert status["summary"]["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}
