@@ -6,10 +6,10 @@ from __future__ import annotations
 class RequestError(ValueError):
     """A training request that cannot be accepted; lists every problem found."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], what: str = "training request"):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid training request ({len(problems)} problem(s)):\n{lines}")
+        super().__init__(f"invalid {what} ({len(problems)} problem(s)):\n{lines}")
 
 
 class EventError(ValueError):

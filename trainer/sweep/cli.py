@@ -34,7 +34,7 @@ def main(args: Any, runs_dir: Path, invoke_launch_function: Any) -> int:
         return invoke_launch_function(payload)
     _, problems = space.parse(payload)
     if problems:  # refused before a local cloud is started for it; LaunchLambda checks the rest
-        print(str(RequestError(problems)), file=sys.stderr)
+        print(str(RequestError(problems, "sweep request")), file=sys.stderr)
         return 2
     return _run_local(payload, runs_dir, args.json)
 

@@ -89,7 +89,7 @@ def validate(payload: Any, svc: Any) -> Checked:
     """The checked sweep, or RequestError listing every problem (of the sweep and of its trials)."""
     sweep, problems = space.parse(payload)
     if sweep is None:
-        raise RequestError(problems)
+        raise RequestError(problems, "sweep request")
     params = space.assignments(sweep)
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
@@ -134,7 +134,7 @@ def validate(payload: Any, svc: Any) -> Checked:
         if json.loads(stored["request"]) != sweep.model_dump(mode="json"):
             problems.append(f"sweep_id: a different sweep {sweep.sweep_id!r} already exists")
     if problems:
-        raise RequestError(problems)
+        raise RequestError(problems, "sweep request")
     assert dataset is not None and indices is not None
     pairs = enumerate(zip(params, requests, strict=True))
     trials = [{"trial": n, "params": p, "request": r} for n, (p, r) in pairs]
