@@ -182,7 +182,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     logger.info("sweep launched", extra={"sweep_id": sweep_id, "trials": len(trials)})
     return {
         "sweep_id": sweep_id,
-        "status": SweepStatus.RUNNING,
+        "status": stored["status"],
         "trials": len(trials),
         "max_concurrency": sweep.max_concurrency,
         "started": [trial_run_id(sweep_id, n) for n in first],
