@@ -108,6 +108,23 @@ def load_raw(source: str, read_blob: BlobReader | None = None, allowed_bucket: s
     raise DatasetError(f"dataset {source!r} must be a .h5 or .npz file")
 
 
+def read_checked(
+    source: object, read_blob: BlobReader | None, allowed_bucket: str | None
+) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """A request's dataset as checked raw arrays, or None and every problem, each naming the dataset
+    (absent or unreadable, an S3 error such as no such key or access denied, arrays unfit)."""
+    if not isinstance(source, str) or not source:
+        return None, []  # the request's own check names a missing dataset
+    try:
+        raw = load_raw(source, read_blob, allowed_bucket=allowed_bucket)
+    except DatasetError as exc:
+        return None, [f"dataset: {exc}"]
+    except Exception as exc:
+        return None, [f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})"]
+    problems = [f"dataset: {p}" for p in check_raw(raw)]
+    return (None if problems else raw), problems
+
+
 def _labels(y: np.ndarray, key: str, problems: list[str]) -> np.ndarray:
     flat = np.asarray(y)
     if flat.ndim == 2 and 1 in flat.shape:

@@ -12,7 +12,7 @@ from typing import Any
 from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
-from trainer.data.loader import DatasetError, check_raw, load_raw, prepare
+from trainer.data.loader import DatasetError, prepare, read_checked
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.vocabulary import RunStatus
@@ -30,20 +30,14 @@ def validate(payload: Any, svc: services_mod.Services):
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
+    raw, raw_problems = read_checked(source, svc.blob_store.read, svc.settings.model_bucket)
+    problems += raw_problems
     dataset = None
-    if isinstance(source, str) and source:
+    if raw is not None:
         try:
-            raw = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-            raw_problems = check_raw(raw)
-            problems += [f"dataset: {p}" for p in raw_problems]
-            if not raw_problems:
-                dataset = prepare(
-                    raw, request.normalize if request else "auto", request.dtype if request else "float64"
-                )
+            dataset = prepare(raw, request.normalize if request else "auto", request.dtype if request else "float64")
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
-        except Exception as exc:  # an S3 error (no such key, access denied) names the problem too
-            problems.append(f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})")
     if request is not None and dataset is not None:
         problems += request_mod.check_against_data(
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb

@@ -1,5 +1,5 @@
-"""DynamoDB items to and from plain Python values: floats travel as Decimals (exactly, by repr),
-whole numbers come back as ints, absent values are not written."""
+"""DynamoDB items to and from plain Python values (floats travel as Decimals, exactly, by repr;
+whole numbers come back as ints; absent values are not written), and the table's shared reads."""
 
 from __future__ import annotations
 
@@ -42,3 +42,29 @@ def plain(item: dict[str, Any]) -> dict[str, Any]:
             value = int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
         out[key] = value
     return out
+
+
+class Table:
+    """Reads of one DynamoDB table shared by the stores' item kinds: strongly consistent, paged."""
+
+    table: str
+    db: Any
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        resp = self.db.get_item(TableName=self.table, Key=item_of({"pk": pk, "sk": sk}), ConsistentRead=True)
+        return plain(resp["Item"]) if "Item" in resp else None
+
+    def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": item_of({":pk": pk, ":prefix": prefix}),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.db.query(**kwargs)
+            items += [plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

@@ -124,18 +124,7 @@ class DynamoRunStore(SweepItems):
                 raise RuntimeError(f"DynamoDB kept {len(pending[self.table])} epoch items unprocessed")
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": item_of({":pk": _pk(run_id), ":prefix": "EPOCH#"}),
-        }
-        while True:
-            resp = self.db.query(**kwargs)
-            items += [plain(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return self._query(_pk(run_id), "EPOCH#")
 
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> None:
         """SUCCEEDED with the run's metrics; the same values whichever copy writes them (they come

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from trainer.errors import RunNotFound
-from trainer.stores.items import item_of, plain
+from trainer.stores.items import Table, item_of
 from trainer.vocabulary import RungDecision, RunStatus, SweepStatus
 
 NO_SUCCESSOR = -1
@@ -38,30 +38,8 @@ def _conditional_failed(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
-class SweepItems:
+class SweepItems(Table):
     """Mixed into the DynamoDB run store: one adapter for the table, whatever the item."""
-
-    table: str
-    db: Any
-
-    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        resp = self.db.get_item(TableName=self.table, Key=item_of({"pk": pk, "sk": sk}), ConsistentRead=True)
-        return plain(resp["Item"]) if "Item" in resp else None
-
-    def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": item_of({":pk": pk, ":prefix": prefix}),
-            "ConsistentRead": True,
-        }
-        while True:
-            resp = self.db.query(**kwargs)
-            items += [plain(i) for i in resp.get("Items", [])]
-            if "LastEvaluatedKey" not in resp:
-                return items
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     # -- the sweep and its trials --------------------------------------------------------------
     def create_sweep(self, sweep_id: str, values: dict[str, Any], trials: list[dict[str, Any]]) -> bool:

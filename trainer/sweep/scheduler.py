@@ -29,7 +29,7 @@ import numpy as np
 
 from trainer import capacity, effects, lifecycle, runstart
 from trainer import request as request_mod
-from trainer.data.loader import Dataset, DatasetError, check_raw, load_raw, prepare
+from trainer.data.loader import Dataset, DatasetError, load_raw, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
@@ -94,22 +94,16 @@ def validate(payload: Any, svc: Any) -> Checked:
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
     dataset, indices = None, None
-    source = sweep.base.get("dataset")
-    if isinstance(source, str) and source:
+    raw, raw_problems = read_checked(sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket)
+    problems += raw_problems
+    if raw is not None:
         try:
-            raw = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-            raw_problems = check_raw(raw)
-            problems += [f"dataset: {p}" for p in raw_problems]
-            if not raw_problems:
-                indices = validation_indices(raw["train_set_x"].shape[0], sweep.validation_fraction, sweep.seed)
-                train, held = carve(raw, indices)
-                dataset = prepare(
-                    train, str(sweep.base.get("normalize", "auto")), str(sweep.base.get("dtype", "float64")), held
-                )
+            indices = validation_indices(raw["train_set_x"].shape[0], sweep.validation_fraction, sweep.seed)
+            train, held = carve(raw, indices)
+            normalize, dtype = str(sweep.base.get("normalize", "auto")), str(sweep.base.get("dtype", "float64"))
+            dataset = prepare(train, normalize, dtype, held)
         except (DatasetError, SplitError) as exc:
             problems.append(f"dataset: {exc}")
-        except Exception as exc:  # an S3 error names the problem too
-            problems.append(f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})")
     if dataset is not None:
         found: dict[str, list[int]] = {}
         needs = []
