@@ -71,26 +71,38 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
 
 
 def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:
-    raw = load_raw(config.dataset, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-    dataset = prepare(raw, request.get("normalize", "auto"), config.dtype)
+    if config.in_sweep:  # a trial's data: the sweep's training set less its stored validation split
+        from trainer.sweep import scheduler
+
+        dataset = scheduler.trial_dataset(svc, svc.run_store.get_sweep(config.sweep_id))
+    else:
+        raw = load_raw(config.dataset, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
+        dataset = prepare(raw, request.get("normalize", "auto"), config.dtype)
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
     svc.tensor_store.put_data(config.run_id, dataset.arrays())
 
 
-def cancel(svc: services_mod.Services, run_id: Any, notify: bool = True) -> dict[str, Any]:
-    """Mark the run CANCELLED, remove its cache state and say so once (a sweep's trial: its sweep
-    says so). The cancel mark comes first: from then on no commit is accepted, so no step still in
-    flight can bring state back."""
+def cancel(svc: services_mod.Services, run_id: Any, by_sweep: bool = False) -> dict[str, Any]:
+    """Mark the run CANCELLED, remove its cache state and say so once. The cancel mark comes first:
+    from then on no commit is accepted, so no step still in flight can bring state back. A sweep's
+    trial says nothing itself: cancelled alone, it hands its slot on to the next trial (and its
+    sweep counts it); cancelled with its sweep (`by_sweep`), the sweep's one message covers it."""
     run = _checked_run(svc, run_id)
     if run["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.STOPPED):
         raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
     svc.tensor_store.request_cancel(run_id)
     removed = svc.tensor_store.delete_run(run_id)
     svc.run_store.mark_status(run_id, RunStatus.CANCELLED)
-    if notify:
+    config = RunConfig.from_json(run["config"])
+    token = secrets.token_hex(8)
+    if config.in_sweep and not by_sweep:
+        from trainer.sweep import scheduler
+
+        scheduler.trial_ended(svc, config, RunStatus.CANCELLED, token, effects.NoDeadline())
+    elif not config.in_sweep:
         body = {"epochs_done": _epochs_done(svc, run)}
-        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
+        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, token, effects.NoDeadline())
     return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
 
 

@@ -29,7 +29,7 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
 from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
-from trainer.vocabulary import Claim, Notice, Outcome, RunStatus
+from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
 
@@ -264,21 +264,12 @@ class Invocation:
             run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
             if run is None:
                 return  # finished or cancelled already: a late copy's error changes nothing
-            if self.config is not None and self.config.in_sweep:
-                self.free_trial_slot()
-                return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
             key = f"{self.event.seq}.{run.get('resumes', 0)}"
             effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
-
-    def free_trial_slot(self) -> None:
-        """A failed trial gives its slot to the next one; its sweep's summary counts it."""
-        from trainer.sweep import scheduler
-
-        scheduler.trial_ended(self.svc, self.config, RunStatus.FAILED, self.token, self.context)
 
     # -- results --------------------------------------------------------------------------------
     def report(self, steps: Steps) -> dict[str, Any]:

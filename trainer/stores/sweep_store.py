@@ -9,6 +9,7 @@ A retry or a duplicate finds the decision already written and follows it.
 from __future__ import annotations
 
 import json
+import random
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from trainer.stores.items import Table, item_of
 from trainer.vocabulary import RungDecision, RunStatus, SweepStatus
 
 NO_SUCCESSOR = -1
-_ASSIGN_ATTEMPTS = 50
+_ASSIGN_ATTEMPTS = 200
 
 
 def _pk(sweep_id: str) -> str:
@@ -42,19 +43,8 @@ class SweepItems(Table):
     """Mixed into the DynamoDB run store: one adapter for the table, whatever the item."""
 
     # -- the sweep and its trials --------------------------------------------------------------
-    def create_sweep(self, sweep_id: str, values: dict[str, Any], trials: list[dict[str, Any]]) -> bool:
-        """The trial items, then the sweep item; False when the sweep existed (its trials are then
-        completed, should an earlier attempt have died half way, and nothing else is changed)."""
-        for trial in trials:
-            try:
-                self.db.put_item(
-                    TableName=self.table,
-                    Item=item_of({"pk": _pk(sweep_id), "sk": _trial_sk(trial["trial"]), **trial}),
-                    ConditionExpression="attribute_not_exists(pk)",
-                )
-            except ClientError as exc:
-                if not _conditional_failed(exc):
-                    raise
+    def create_sweep(self, sweep_id: str, values: dict[str, Any]) -> bool:
+        """The sweep item, unless it exists: False then (the caller compares the stored request)."""
         now = time.time()
         item = {"pk": _pk(sweep_id), "sk": "SWEEP", "sweep_id": sweep_id, "status": SweepStatus.RUNNING, **values}
         item |= {"next_trial": 0, "ended": 0, "created_at": now, "updated_at": now}
@@ -65,6 +55,28 @@ class SweepItems(Table):
             if not _conditional_failed(exc):
                 raise
             return False
+
+    def put_trials(self, sweep_id: str, trials: list[dict[str, Any]]) -> None:
+        """The trial items, each written once (a launch sent again completes what a crash left out)."""
+        for trial in trials:
+            try:
+                self.db.put_item(
+                    TableName=self.table,
+                    Item=item_of({"pk": _pk(sweep_id), "sk": _trial_sk(trial["trial"]), **trial}),
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as exc:
+                if not _conditional_failed(exc):
+                    raise
+
+    def note_trial_error(self, sweep_id: str, trial: int, error: str) -> None:
+        """Why a trial could not be started (it then counts as FAILED and its slot goes on)."""
+        self.db.update_item(
+            TableName=self.table,
+            Key=item_of({"pk": _pk(sweep_id), "sk": _trial_sk(trial)}),
+            UpdateExpression="SET start_error = :error",
+            ExpressionAttributeValues=item_of({":error": error[:2000]}),
+        )
 
     def sweep_exists(self, sweep_id: str) -> bool:
         return self._get(_pk(sweep_id), "SWEEP") is not None
@@ -141,7 +153,9 @@ class SweepItems(Table):
             except ClientError as exc:
                 if not _conditional_failed(exc):
                     raise
-                time.sleep(0.01)  # another trial's end moved next_trial, or a repeat of this one: look again
+                # Another trial's end moved next_trial, or a repeat of this one: look again, after a
+                # random pause so that a wave of trials ending together does not collide in step.
+                time.sleep(random.uniform(0.005, 0.05))
         raise RuntimeError(f"sweep {sweep_id!r}: could not assign trial {trial}'s slot after {_ASSIGN_ATTEMPTS} tries")
 
     def update_sweep(self, sweep_id: str, status: SweepStatus, values: dict[str, Any]) -> bool:

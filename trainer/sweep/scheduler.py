@@ -17,6 +17,7 @@ twice is a duplicate the trainer already ignores).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import secrets
@@ -41,6 +42,7 @@ from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
 logger = get_logger("lnn-sweep")
 
 START_THREADS = 16
+MAX_REQUEST_BYTES = 300_000  # the request is stored in the sweep's item (DynamoDB: 400 KB an item)
 
 
 def trial_run_id(sweep_id: str, trial: int) -> str:
@@ -87,6 +89,9 @@ def _name_trials(trials: list[int], total: int) -> str:
 
 def validate(payload: Any, svc: Any) -> Checked:
     """The checked sweep, or RequestError listing every problem (of the sweep and of its trials)."""
+    size = len(json.dumps(payload, default=str))
+    if size > MAX_REQUEST_BYTES:
+        raise RequestError([f"request: {size} bytes, more than {MAX_REQUEST_BYTES} (it is stored with the sweep)"])
     sweep, problems = space.parse(payload)
     if sweep is None:
         raise RequestError(problems, "sweep request")
@@ -96,12 +101,12 @@ def validate(payload: Any, svc: Any) -> Checked:
     dataset, indices = None, None
     raw, raw_problems = read_checked(sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket)
     problems += raw_problems
-    if raw is not None:
+    first = next((r for r in parsed if r is not None), None)  # normalize and dtype are the sweep's, not searched
+    if raw is not None and first is not None:
         try:
             indices = validation_indices(raw["train_set_x"].shape[0], sweep.validation_fraction, sweep.seed)
             train, held = carve(raw, indices)
-            normalize, dtype = str(sweep.base.get("normalize", "auto")), str(sweep.base.get("dtype", "float64"))
-            dataset = prepare(train, normalize, dtype, held)
+            dataset = prepare(train, first.normalize, first.dtype, held)
         except (DatasetError, SplitError) as exc:
             problems.append(f"dataset: {exc}")
     if dataset is not None:
@@ -114,6 +119,11 @@ def validate(payload: Any, svc: Any) -> Checked:
                 request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
             )
             trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
+            if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
+                trial_problems.append(
+                    f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
+                    f"trial's {request.epochs} epochs, so it would never be judged"
+                )
             for problem in trial_problems:
                 found.setdefault(problem, []).append(number)
             needs.append(capacity.needed_for(request, dataset))
@@ -124,15 +134,22 @@ def validate(payload: Any, svc: Any) -> Checked:
             for p in capacity.check(at_once, svc.settings.cache_capacity_mib)
         ]
     if sweep.sweep_id and svc.run_store.sweep_exists(sweep.sweep_id):
-        stored = svc.run_store.get_sweep(sweep.sweep_id)
-        if json.loads(stored["request"]) != sweep.model_dump(mode="json"):
+        if not _same_sweep(svc.run_store.get_sweep(sweep.sweep_id), sweep):
             problems.append(f"sweep_id: a different sweep {sweep.sweep_id!r} already exists")
+    elif sweep.sweep_id:
+        taken = [n for n in range(len(requests)) if svc.run_store.exists(trial_run_id(sweep.sweep_id, n))]
+        if taken:
+            problems.append(f"sweep_id: runs {', '.join(trial_run_id(sweep.sweep_id, n) for n in taken[:5])} exist")
     if problems:
         raise RequestError(problems, "sweep request")
     assert dataset is not None and indices is not None
     pairs = enumerate(zip(params, requests, strict=True))
     trials = [{"trial": n, "params": p, "request": r} for n, (p, r) in pairs]
     return Checked(sweep=sweep, trials=trials, indices=indices, dataset=dataset)
+
+
+def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
+    return json.loads(stored["request"]) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
 
 
 # -- launch -----------------------------------------------------------------------------------------
@@ -142,6 +159,20 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     checked = validate(payload, svc)
     sweep = checked.sweep
     sweep_id = sweep.sweep_id or time.strftime("sw-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    values = {
+        "request": json.dumps(sweep.model_dump(mode="json"), sort_keys=True),
+        "trials": len(checked.trials),
+        "max_concurrency": sweep.max_concurrency,
+        "metric": sweep.metric,
+        "data_digest": checked.dataset.digest(),
+        "split_key": split_key(sweep_id),
+        "training_examples": checked.dataset.examples,
+        "validation_examples": len(checked.indices),
+    }
+    # The sweep's item first, conditionally: of two launches with one sweep_id only the first
+    # writes anything; the same sweep sent again completes what a crashed launch left out.
+    if not svc.run_store.create_sweep(sweep_id, values) and not _same_sweep(svc.run_store.get_sweep(sweep_id), sweep):
+        raise RequestError([f"sweep_id: a different sweep {sweep_id!r} already exists"], "sweep request")
     buffer = io.BytesIO()
     np.savez(buffer, validation=checked.indices)
     svc.blob_store.put(split_key(sweep_id), buffer.getvalue())
@@ -154,23 +185,13 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
         }
         for t in checked.trials
     ]
-    values = {
-        "request": json.dumps(sweep.model_dump(mode="json"), sort_keys=True),
-        "trials": len(trials),
-        "max_concurrency": sweep.max_concurrency,
-        "metric": sweep.metric,
-        "data_digest": checked.dataset.digest(),
-        "split_key": split_key(sweep_id),
-        "training_examples": checked.dataset.examples,
-        "validation_examples": len(checked.indices),
-    }
-    svc.run_store.create_sweep(sweep_id, values, trials)
+    svc.run_store.put_trials(sweep_id, trials)
     first = svc.run_store.claim_start(sweep_id, min(sweep.max_concurrency, len(trials)))
     stored = svc.run_store.get_sweep(sweep_id)
     # The starts are I/O (the cache, the table, the Lambda API): side by side, they take about as
     # long as one, so the first trials begin together as the sweep's wall time assumes.
     with ThreadPoolExecutor(max_workers=min(len(first), START_THREADS) or 1) as pool:
-        starts = [pool.submit(start_trial, svc, stored, n, checked.dataset, trials[n]["request"]) for n in first]
+        starts = [pool.submit(_start_or_skip, svc, stored, n, checked.dataset, trials[n]["request"]) for n in first]
         for started in starts:
             started.result()
     logger.info("sweep launched", extra={"sweep_id": sweep_id, "trials": len(trials)})
@@ -185,7 +206,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     }
 
 
-def _trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
+def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
     request = json.loads(sweep["request"])
     base = request["base"]
@@ -207,8 +228,11 @@ def start_trial(
     run_id = trial_run_id(sweep_id, number)
     if svc.run_store.exists(run_id):
         run = svc.run_store.get_run(run_id)
+        if RunConfig.from_json(run["config"]).sweep_id != sweep_id:
+            raise RequestError([f"run {run_id!r} exists and is not trial {number} of sweep {sweep_id!r}"])
         if run["status"] == RunStatus.RUNNING and int(run["last_seq"]) < 0:
             runstart.first_hop(svc, run_id)  # an earlier start may have died before this; a repeat is a duplicate
+        _cancel_if_swept_away(svc, sweep_id, run_id)
         return
     if sweep["status"] != SweepStatus.RUNNING:
         return
@@ -216,7 +240,7 @@ def start_trial(
     request, problems = request_mod.parse(trial)
     if request is None:  # checked at launch; only a changed item could fail here
         raise RequestError(problems)
-    dataset = dataset or _trial_dataset(svc, sweep)
+    dataset = dataset or trial_dataset(svc, sweep)
     rungs = _rungs(sweep, request)
     config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, rungs=rungs)
     runstart.put_state(svc, request, dataset, config)
@@ -227,8 +251,32 @@ def start_trial(
             raise
         logger.info("trial recorded already", extra={"run_id": run_id, "error": type(exc).__name__})
     runstart.first_hop(svc, run_id)
-    if svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.CANCELLED:
-        lifecycle.cancel(svc, run_id, notify=False)  # the cancel may have listed the trials before this one existed
+    _cancel_if_swept_away(svc, sweep_id, run_id)
+
+
+def _cancel_if_swept_away(svc: Any, sweep_id: str, run_id: str) -> None:
+    """A trial that started while its sweep was being cancelled: the cancel may have listed the
+    trials before this one existed, so the trial cancels itself."""
+    if svc.run_store.get_sweep(sweep_id)["status"] != SweepStatus.CANCELLED:
+        return
+    with contextlib.suppress(RequestError):  # cancelled (or ended) already
+        lifecycle.cancel(svc, run_id, by_sweep=True)
+
+
+def _start_or_skip(
+    svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None, request_json: str | None = None
+) -> None:
+    """Start trial `number`; one that can never start (its data changed, its run id is taken) is
+    recorded as FAILED with the reason, and its slot goes straight on to the next trial."""
+    sweep_id = sweep["sweep_id"]
+    while number != NO_SUCCESSOR:
+        try:
+            start_trial(svc, sweep, number, dataset, request_json)
+            return
+        except (DatasetError, RequestError) as exc:
+            logger.warning("trial cannot start", extra={"sweep_id": sweep_id, "trial": number, "error": str(exc)})
+            svc.run_store.note_trial_error(sweep_id, number, f"{type(exc).__name__}: {exc}")
+            number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
 
 
 def _trial_item(svc: Any, sweep_id: str, number: int) -> dict[str, Any]:
@@ -265,7 +313,7 @@ def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadl
     """The trial's slot to the next trial (once), and the sweep's end when this was the last."""
     successor = svc.run_store.assign_successor(config.sweep_id, config.trial, state)
     if successor != NO_SUCCESSOR:
-        start_trial(svc, svc.run_store.get_sweep(config.sweep_id), successor)
+        _start_or_skip(svc, svc.run_store.get_sweep(config.sweep_id), successor)
     end_if_done(svc, config.sweep_id, token, deadline)
 
 
@@ -295,6 +343,11 @@ def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str,
         }
     if sweep["status"] == SweepStatus.RUNNING:
         svc.run_store.update_sweep(sweep_id, SweepStatus.ENDED, {"summary": json.dumps(summary, sort_keys=True)})
+    # What was stored is what is said: of two copies ending the sweep at once, one summary wins.
+    stored = svc.run_store.get_sweep(sweep_id)
+    if stored["status"] != SweepStatus.ENDED:
+        return None  # cancelled meanwhile: its own message says so
+    summary = json.loads(stored["summary"])
     effects.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
     return summary
 
@@ -323,6 +376,8 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
             "compute_s": 0.0,
             "time_s": None,
         }
+        if item.get("start_error"):
+            row |= {"state": RunStatus.FAILED, "failure_reason": item["start_error"]}
         try:
             run = svc.run_store.get_run(item["run_id"])
         except RunNotFound:
@@ -365,17 +420,22 @@ def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
         sweep = svc.run_store.get_sweep(sweep_id)
     except RunNotFound as exc:
         raise RequestError([f"sweep_id: {exc}"]) from exc
-    if sweep["status"] != SweepStatus.RUNNING or not svc.run_store.update_sweep(sweep_id, SweepStatus.CANCELLED, {}):
-        raise RequestError([f"sweep_id: sweep {sweep_id!r} is {sweep['status']} already"])
+    if sweep["status"] == SweepStatus.ENDED or (
+        sweep["status"] == SweepStatus.RUNNING
+        and not svc.run_store.update_sweep(sweep_id, SweepStatus.CANCELLED, {})
+        and svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.ENDED
+    ):
+        raise RequestError([f"sweep_id: sweep {sweep_id!r} has ended already"])
+    # Sent again (a retry, or after a crash half way), the cancel goes over the trials again.
     cancelled = []
     for item in svc.run_store.sweep_trials(sweep_id):
         try:
             run = svc.run_store.get_run(item["run_id"])
-        except RunNotFound:
-            continue
-        if run["status"] in (RunStatus.RUNNING, RunStatus.FAILED):
-            lifecycle.cancel(svc, item["run_id"], notify=False)
-            cancelled.append(item["run_id"])
+            if run["status"] in (RunStatus.RUNNING, RunStatus.FAILED):
+                lifecycle.cancel(svc, item["run_id"], by_sweep=True)
+                cancelled.append(item["run_id"])
+        except (RunNotFound, RequestError):
+            continue  # never started, or it ended meanwhile
     body = {"sweep_id": sweep_id, "trials_cancelled": cancelled}
     token = secrets.token_hex(8)
     effects.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, effects.NoDeadline())

@@ -148,10 +148,17 @@ def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
     status = scheduler.status(stack.services, "to-cancel")
     assert status["status"] == SweepStatus.CANCELLED
     assert status["by_state"] == {"CANCELLED": 2, "PENDING": 4}
+    again = launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+    assert again["status"] == SweepStatus.CANCELLED and again["trials_cancelled"] == []
     kinds = [m["kind"] for m in _drain_queue(topic_queue)]
-    assert kinds == ["SWEEP_CANCELLED"]
-    with pytest.raises(RequestError, match="CANCELLED already"):
-        launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+    assert kinds == ["SWEEP_CANCELLED"]  # once, though the cancel came twice
+
+
+def test_an_ended_sweep_cannot_be_cancelled(stack) -> None:
+    launch(stack, sweep_request(sweep_id="over", trials=2))
+    deliver(stack)
+    with pytest.raises(RequestError, match="has ended already"):
+        launch_handler.run({"action": "cancel", "sweep_id": "over"}, None, stack.services)
 
 
 def test_an_invalid_sweep_writes_nothing(stack) -> None:
@@ -194,7 +201,10 @@ def test_validation_never_touches_the_test_set(stack, tmp_path) -> None:
     assert tests[0] == pytest.approx(1 - tests[1])
 
 
-def test_a_failed_trial_gives_its_slot_to_the_next(stack, monkeypatch) -> None:
+def test_a_failed_trial_keeps_its_slot_until_cancelled_then_the_sweep_ends(stack, monkeypatch) -> None:
+    """Lambda retries a failed step, and a retry may succeed: a FAILED trial keeps its slot (a
+    FAILED message asks for a resume or a cancel); cancelled, it hands the slot on."""
+    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-failures")
     launched = launch(stack, sweep_request(sweep_id="one-fails", early_stopping=None))
     doomed = launched["started"][0]
     commit = stack.services.tensor_store.commit
@@ -205,16 +215,58 @@ def test_a_failed_trial_gives_its_slot_to_the_next(stack, monkeypatch) -> None:
         return commit(run_id, *args, **kwargs)
 
     monkeypatch.setattr(stack.services.tensor_store, "commit", failing_commit)
-    queue = stack.invoker.queue
-    while queue:
-        event = queue.popleft()
-        try:
-            trainer_handler.run(event, runner.LocalContext(), stack.services)
-        except trainer_handler.StepFailed:
-            assert event["run_id"] == doomed  # Lambda would retry it, then give up
+
+    def deliver_all() -> None:
+        queue = stack.invoker.queue
+        while queue:
+            event = queue.popleft()
+            try:
+                trainer_handler.run(event, runner.LocalContext(), stack.services)
+            except trainer_handler.StepFailed:
+                assert event["run_id"] == doomed  # Lambda would retry it, then give up
+
+    deliver_all()
+    status = scheduler.status(stack.services, "one-fails")
+    assert status["status"] == SweepStatus.RUNNING
+    assert status["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}  # the other slot went through every other trial
+    kinds = [m["kind"] for m in _drain_queue(topic_queue)]
+    assert kinds == ["FAILED"]
+    launch_handler.run({"action": "cancel", "run_id": doomed}, None, stack.services)
+    deliver_all()
     status = scheduler.status(stack.services, "one-fails")
     assert status["status"] == SweepStatus.ENDED
-    assert status["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}
-    failed = next(r for r in status["leaderboard"] if r["state"] == RunStatus.FAILED)
-    assert failed["run_id"] == doomed and failed["epochs_run"] == 0
-    assert status["summary"]["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}
+    assert status["summary"]["by_state"] == {"CANCELLED": 1, "SUCCEEDED": 5}
+    assert [m["kind"] for m in _drain_queue(topic_queue)] == ["SWEEP_ENDED"]
+
+
+def test_a_trial_that_cannot_start_is_failed_and_its_slot_goes_on(stack, tmp_path) -> None:
+    path = tmp_path / "data.npz"
+    np.savez(path, **moons_arrays(0))
+    launched = launch(stack, sweep_request(sweep_id="data-changed", base={**BASE, "dataset": str(path)}))
+    np.savez(path, **moons_arrays(1))  # the dataset changes under the sweep
+    deliver(stack)
+    status = scheduler.status(stack.services, "data-changed")
+    assert status["status"] == SweepStatus.ENDED
+    started = {r["run_id"] for r in status["leaderboard"] if r["state"] != RunStatus.FAILED}
+    assert started == set(launched["started"])
+    failed = [r for r in status["leaderboard"] if r["state"] == RunStatus.FAILED]
+    assert len(failed) == 4 and all("changed since the sweep was launched" in r["failure_reason"] for r in failed)
+
+
+def moons_arrays(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(200, 2))
+    y = (x[:, 0] > 0).astype(int)
+    return {"train_set_x": x[:150], "train_set_y": y[:150], "test_set_x": x[150:], "test_set_y": y[150:]}
+
+
+def test_sweeps_that_would_misbehave_are_refused(stack) -> None:
+    never_judged = sweep_request(sweep_id="late", early_stopping={"asha": {"min_epochs": 12, "reduction_factor": 2}})
+    with pytest.raises(RequestError, match="min_epochs: 12 is not below the trial's 12 epochs"):
+        launch(stack, never_judged)
+    launch(stack, {**BASE, "run_id": "taken-t001", "epochs": 1})
+    with pytest.raises(RequestError, match="runs taken-t001 exist"):
+        launch(stack, sweep_request(sweep_id="taken"))
+    huge = sweep_request(sweep_id="huge", space={"seed": list(range(60_000))})
+    with pytest.raises(RequestError, match="more than 300000"):
+        launch(stack, huge)
