@@ -48,3 +48,45 @@ def test_a_replication_group_is_a_real_tls_redis_with_its_token(cloud, cloud_env
     else:
         pytest.fail("the group's redis-server still answers after DeleteReplicationGroup")
     assert group_id not in [g["ReplicationGroupId"] for g in ec.describe_replication_groups()["ReplicationGroups"]]
+
+
+def test_each_group_listens_on_its_own_port_at_an_address_of_its_own(cloud, cloud_env) -> None:
+    """What Terraform reads back as `port` is the port it asked for (else every plan would replace
+    the cache); two groups on the same port do not collide, as two ElastiCache endpoints do not."""
+    ec = aws("elasticache", cloud_env)
+    ca = str(Path(cloud.workdir) / "elasticache-ca.pem")
+    groups = {}
+    try:
+        for port in (6379, 6379, None):
+            group_id, token = f"p{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+            ec.create_replication_group(
+                ReplicationGroupId=group_id,
+                ReplicationGroupDescription="test",
+                Engine="redis",
+                CacheNodeType="cache.t4g.micro",
+                NumCacheClusters=2,
+                TransitEncryptionEnabled=True,
+                AuthToken=token,
+                **({"Port": port} if port else {}),
+            )
+            groups[group_id] = token
+        endpoints = {
+            g["ReplicationGroupId"]: g["NodeGroups"][0]["PrimaryEndpoint"]
+            for g in ec.describe_replication_groups()["ReplicationGroups"]
+            if g["ReplicationGroupId"] in groups
+        }
+        assert [e["Port"] for e in endpoints.values()] == [6379, 6379, 6379]  # ElastiCache's default too
+        assert len({e["Address"] for e in endpoints.values()}) == 3
+        for group_id, endpoint in endpoints.items():
+            client = redis.Redis(
+                host=endpoint["Address"],
+                port=endpoint["Port"],
+                password=groups[group_id],
+                ssl=True,
+                ssl_ca_certs=ca,
+                socket_timeout=5,
+            )
+            assert client.set("owner", group_id) and client.get("owner") == group_id.encode()
+    finally:
+        for group_id in groups:
+            ec.delete_replication_group(ReplicationGroupId=group_id)
