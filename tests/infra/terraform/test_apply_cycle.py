@@ -59,7 +59,7 @@ from tests.infra.github.plan_comment_module import load as load_plan_comment
 from tests.integration.conftest import descendants, still_running
 from trainer.local.cloud import CloudProcess
 
-from .conftest import REPO_ROOT, Terraform, copy_configuration, explain
+from .conftest import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 
 sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
 
@@ -70,19 +70,6 @@ NAME = "lnn-ci"
 STATE_BUCKET = "lnn-ci-tfstate"
 SCRIPTS = REPO_ROOT / ".github" / "scripts"
 plan_comment = load_plan_comment()
-
-OVERRIDE = """\
-# Written by tests/infra/terraform/test_apply_cycle.py into a temporary copy only: the emulator
-# accepts any credentials, has no instance metadata service, and serves S3 path-style. The endpoint itself comes
-# from AWS_ENDPOINT_URL, the provider's standard variable.
-provider "aws" {
-  access_key                  = "testing"
-  secret_key                  = "testing"
-  skip_credentials_validation = true
-  skip_metadata_api_check     = true
-  s3_use_path_style           = true
-}
-"""
 
 BACKEND_CONFIG = """\
 use_path_style              = true
@@ -139,7 +126,7 @@ class Stack:
 
     def fresh_copy(self, name: str) -> Path:
         workdir = copy_configuration(self.tmp / name / "terraform")
-        (workdir / "moto_override.tf").write_text(OVERRIDE)
+        (workdir / "emulator_override.tf").write_text(EMULATOR_PROVIDER_OVERRIDE)
         (workdir / "ci.auto.tfvars").write_text(TFVARS)
         return workdir
 
