@@ -90,3 +90,44 @@ def test_each_group_listens_on_its_own_port_at_an_address_of_its_own(cloud, clou
     finally:
         for group_id in groups:
             ec.delete_replication_group(ReplicationGroupId=group_id)
+
+
+def test_the_groups_parameter_group_reaches_its_server(cloud, cloud_env) -> None:
+    """ElastiCache's default group evicts keys with a TTL (volatile-lru); the stack's own group
+    says noeviction, and that is what its server does."""
+    ec = aws("elasticache", cloud_env)
+    own = f"pg{secrets.token_hex(3)}"
+    ec.create_cache_parameter_group(
+        CacheParameterGroupName=own, CacheParameterGroupFamily="redis7", Description="test: never evict"
+    )
+    ec.modify_cache_parameter_group(
+        CacheParameterGroupName=own,
+        ParameterNameValues=[{"ParameterName": "maxmemory-policy", "ParameterValue": "noeviction"}],
+    )
+    ca = str(Path(cloud.workdir) / "elasticache-ca.pem")
+    policies, groups = {}, []
+    try:
+        for parameter_group in (None, own):
+            group_id, token = f"m{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+            ec.create_replication_group(
+                ReplicationGroupId=group_id,
+                ReplicationGroupDescription="test",
+                Engine="redis",
+                CacheNodeType="cache.t4g.micro",
+                NumCacheClusters=1,
+                TransitEncryptionEnabled=True,
+                AuthToken=token,
+                **({"CacheParameterGroupName": parameter_group} if parameter_group else {}),
+            )
+            groups.append(group_id)
+            (group,) = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"]
+            endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+            client = redis.Redis(
+                host=endpoint["Address"], port=endpoint["Port"], password=token, ssl=True, ssl_ca_certs=ca
+            )
+            policies[parameter_group] = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    finally:
+        for group_id in groups:
+            ec.delete_replication_group(ReplicationGroupId=group_id)
+        ec.delete_cache_parameter_group(CacheParameterGroupName=own)
+    assert policies == {None: "volatile-lru", own: "noeviction"}
