@@ -54,6 +54,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import redis
 
 from tests.infra.github.plan_comment_module import load as load_plan_comment
 from tests.integration.conftest import descendants, still_running
@@ -505,6 +506,20 @@ def test_cache_never_evicts_and_launch_knows_its_capacity(stack: Stack) -> None:
     assert described["CacheParameterGroupFamily"] == "redis7"
     params = cache.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
     assert {p["ParameterName"]: p["ParameterValue"] for p in params} == {"maxmemory-policy": "noeviction"}
+    # And the cache itself runs it (the local cloud applies a group's parameter group to its server;
+    # ElastiCache's default group would say volatile-lru), reached as the functions reach it.
+    token = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs["redis_auth_secret_arn"])
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    server = redis.Redis(
+        host=endpoint["Address"],
+        port=endpoint["Port"],
+        password=token["SecretString"],
+        ssl=True,
+        ssl_ca_certs=str(Path(stack.cloud.workdir) / "elasticache-ca.pem"),
+        socket_timeout=5,
+    )
+    assert server.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    server.close()
     env = stack.client("lambda").get_function(FunctionName=f"{NAME}-launch")["Configuration"]["Environment"]
     assert env["Variables"]["CACHE_CAPACITY_MIB"] == "1052"
 
