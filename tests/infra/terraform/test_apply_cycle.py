@@ -399,6 +399,8 @@ def test_the_readme_invoke_trains_a_model_on_the_deployed_functions(stack: Stack
         assert status["epochs_recorded"] == REQUEST["epochs"], status
         bucket = str(stack.outputs["bucket_name"])
         assert status["model_uri"] == f"s3://{bucket}/models/{run_id}/model.npz", status
+        model = stack.client("s3").head_object(Bucket=bucket, Key=f"models/{run_id}/model.npz")
+        assert model["ContentLength"] > 0 and model["ServerSideEncryption"] == "aws:kms", model
 
         summaries: list[dict[str, object]] = []
         deadline = time.monotonic() + 30
