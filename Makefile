@@ -86,7 +86,7 @@ checkov-setup: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## checkov (pinned)
 checkov: checkov-setup ## checkov over terraform/, offline
 	$(CHECKOV) -d terraform --framework terraform --skip-download --quiet --compact
 
-tf-test: setup checkov-setup ## the Terraform tests only: fmt, validate, terraform test, moto apply cycle, checkov
+tf-test: setup checkov-setup ## the Terraform tests only: fmt, validate, terraform test, the deploy rehearsal on the local cloud, checkov
 	$(PY) -m pytest tests/infra/terraform
 
 # ---- image, state, deploy ----------------------------------------------------------------------

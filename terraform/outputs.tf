@@ -23,11 +23,6 @@ output "ecr_repository_url" {
   value       = module.registry.repository_url
 }
 
-output "image_uri" {
-  description = "Image the functions run (rolled out by .github/scripts/rollout.sh after their creation)."
-  value       = module.functions.image_uri
-}
-
 output "table_name" {
   description = "Name of the DynamoDB table of runs and epochs."
   value       = module.storage.table_name

@@ -102,20 +102,6 @@ run "single_node_has_no_failover" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_name" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    name = "lnn--cache"
-  }
-
-  expect_failures = [var.name]
-}
-
 run "rejects_bad_subnet_ids" {
   command = plan
 
@@ -144,20 +130,6 @@ run "rejects_bad_security_group_ids" {
   expect_failures = [var.security_group_ids]
 }
 
-run "rejects_bad_node_type" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    node_type = "t4g.small"
-  }
-
-  expect_failures = [var.node_type]
-}
-
 run "rejects_bad_port" {
   command = plan
 
@@ -170,34 +142,6 @@ run "rejects_bad_port" {
   }
 
   expect_failures = [var.port]
-}
-
-run "rejects_bad_num_cache_clusters" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    num_cache_clusters = 7
-  }
-
-  expect_failures = [var.num_cache_clusters]
-}
-
-run "rejects_bad_snapshot_retention_limit" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    snapshot_retention_limit = 36
-  }
-
-  expect_failures = [var.snapshot_retention_limit]
 }
 
 run "rejects_bad_snapshot_window" {
@@ -240,20 +184,6 @@ run "rejects_bad_kms_key_arn" {
   }
 
   expect_failures = [var.kms_key_arn]
-}
-
-run "rejects_bad_secret_recovery_window_in_days" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    secret_recovery_window_in_days = 3
-  }
-
-  expect_failures = [var.secret_recovery_window_in_days]
 }
 
 # The default parameter group's volatile-lru would evict run state (every LNN key has a TTL).

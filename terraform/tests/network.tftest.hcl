@@ -147,62 +147,6 @@ run "endpoints_in_one_zone_when_asked" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_name" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    name = "LNN_Stack"
-  }
-
-  expect_failures = [var.name]
-}
-
-run "rejects_bad_vpc_cidr" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    vpc_cidr = "10.0.0.0/8"
-  }
-
-  expect_failures = [var.vpc_cidr]
-}
-
-run "rejects_bad_private_subnet_cidrs" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    private_subnet_cidrs = ["10.42.1.0/24"]
-  }
-
-  expect_failures = [var.private_subnet_cidrs]
-}
-
-run "rejects_bad_availability_zones" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    availability_zones = ["us-east-1a", "us-east-1a"]
-  }
-
-  expect_failures = [var.availability_zones]
-}
-
 run "rejects_bad_redis_port" {
   command = plan
 
@@ -217,20 +161,6 @@ run "rejects_bad_redis_port" {
   expect_failures = [var.redis_port]
 }
 
-run "rejects_bad_log_retention_in_days" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    log_retention_in_days = 10
-  }
-
-  expect_failures = [var.log_retention_in_days]
-}
-
 run "rejects_bad_kms_key_arn" {
   command = plan
 
@@ -243,18 +173,4 @@ run "rejects_bad_kms_key_arn" {
   }
 
   expect_failures = [var.kms_key_arn]
-}
-
-run "rejects_bad_endpoint_zone_count" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
-    endpoint_zone_count = 3
-  }
-
-  expect_failures = [var.endpoint_zone_count]
 }

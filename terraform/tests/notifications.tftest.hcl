@@ -42,34 +42,6 @@ run "optional_email_subscription" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_name" {
-  command = plan
-
-  module {
-    source = "./modules/notifications"
-  }
-
-  variables {
-    name = "lnn runs"
-  }
-
-  expect_failures = [var.name]
-}
-
-run "rejects_bad_email" {
-  command = plan
-
-  module {
-    source = "./modules/notifications"
-  }
-
-  variables {
-    email = "not-an-email"
-  }
-
-  expect_failures = [var.email]
-}
-
 run "rejects_bad_kms_key_arn" {
   command = plan
 

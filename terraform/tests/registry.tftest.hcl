@@ -32,20 +32,6 @@ run "immutable_scanned_encrypted_with_lifecycle" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_name" {
-  command = plan
-
-  module {
-    source = "./modules/registry"
-  }
-
-  variables {
-    name = "LNN"
-  }
-
-  expect_failures = [var.name]
-}
-
 run "rejects_bad_keep_tagged_images" {
   command = plan
 

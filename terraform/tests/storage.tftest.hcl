@@ -85,34 +85,6 @@ run "bucket_versioned_encrypted_private" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_table_name" {
-  command = plan
-
-  module {
-    source = "./modules/storage"
-  }
-
-  variables {
-    table_name = "ab"
-  }
-
-  expect_failures = [var.table_name]
-}
-
-run "rejects_bad_bucket_name" {
-  command = plan
-
-  module {
-    source = "./modules/storage"
-  }
-
-  variables {
-    bucket_name = "LNN_Bucket"
-  }
-
-  expect_failures = [var.bucket_name]
-}
-
 run "rejects_bad_noncurrent_version_expiration_days" {
   command = plan
 

@@ -48,3 +48,86 @@ def test_a_replication_group_is_a_real_tls_redis_with_its_token(cloud, cloud_env
     else:
         pytest.fail("the group's redis-server still answers after DeleteReplicationGroup")
     assert group_id not in [g["ReplicationGroupId"] for g in ec.describe_replication_groups()["ReplicationGroups"]]
+
+
+def test_each_group_listens_on_its_own_port_at_an_address_of_its_own(cloud, cloud_env) -> None:
+    """What Terraform reads back as `port` is the port it asked for (else every plan would replace
+    the cache); two groups on the same port do not collide, as two ElastiCache endpoints do not."""
+    ec = aws("elasticache", cloud_env)
+    ca = str(Path(cloud.workdir) / "elasticache-ca.pem")
+    groups = {}
+    try:
+        for port in (6379, 6379, None):
+            group_id, token = f"p{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+            ec.create_replication_group(
+                ReplicationGroupId=group_id,
+                ReplicationGroupDescription="test",
+                Engine="redis",
+                CacheNodeType="cache.t4g.micro",
+                NumCacheClusters=2,
+                TransitEncryptionEnabled=True,
+                AuthToken=token,
+                **({"Port": port} if port else {}),
+            )
+            groups[group_id] = token
+        endpoints = {
+            g["ReplicationGroupId"]: g["NodeGroups"][0]["PrimaryEndpoint"]
+            for g in ec.describe_replication_groups()["ReplicationGroups"]
+            if g["ReplicationGroupId"] in groups
+        }
+        assert [e["Port"] for e in endpoints.values()] == [6379, 6379, 6379]  # ElastiCache's default too
+        assert len({e["Address"] for e in endpoints.values()}) == 3
+        for group_id, endpoint in endpoints.items():
+            client = redis.Redis(
+                host=endpoint["Address"],
+                port=endpoint["Port"],
+                password=groups[group_id],
+                ssl=True,
+                ssl_ca_certs=ca,
+                socket_timeout=5,
+            )
+            assert client.set("owner", group_id) and client.get("owner") == group_id.encode()
+    finally:
+        for group_id in groups:
+            ec.delete_replication_group(ReplicationGroupId=group_id)
+
+
+def test_the_groups_parameter_group_reaches_its_server(cloud, cloud_env) -> None:
+    """ElastiCache's default group evicts keys with a TTL (volatile-lru); the stack's own group
+    says noeviction, and that is what its server does."""
+    ec = aws("elasticache", cloud_env)
+    own = f"pg{secrets.token_hex(3)}"
+    ec.create_cache_parameter_group(
+        CacheParameterGroupName=own, CacheParameterGroupFamily="redis7", Description="test: never evict"
+    )
+    ec.modify_cache_parameter_group(
+        CacheParameterGroupName=own,
+        ParameterNameValues=[{"ParameterName": "maxmemory-policy", "ParameterValue": "noeviction"}],
+    )
+    ca = str(Path(cloud.workdir) / "elasticache-ca.pem")
+    policies, groups = {}, []
+    try:
+        for parameter_group in (None, own):
+            group_id, token = f"m{secrets.token_hex(3)}", secrets.token_urlsafe(24)
+            ec.create_replication_group(
+                ReplicationGroupId=group_id,
+                ReplicationGroupDescription="test",
+                Engine="redis",
+                CacheNodeType="cache.t4g.micro",
+                NumCacheClusters=1,
+                TransitEncryptionEnabled=True,
+                AuthToken=token,
+                **({"CacheParameterGroupName": parameter_group} if parameter_group else {}),
+            )
+            groups.append(group_id)
+            (group,) = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"]
+            endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+            client = redis.Redis(
+                host=endpoint["Address"], port=endpoint["Port"], password=token, ssl=True, ssl_ca_certs=ca
+            )
+            policies[parameter_group] = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    finally:
+        for group_id in groups:
+            ec.delete_replication_group(ReplicationGroupId=group_id)
+        ec.delete_cache_parameter_group(CacheParameterGroupName=own)
+    assert policies == {None: "volatile-lru", own: "noeviction"}

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import REGION, aws, invoke, run_item, wait_for_status
+from tests.integration.conftest import REGION, aws, invoke, run_item, still_running, wait_for_status
 from trainer.local.lambda_service import Chaos
 
 ACCOUNT = "123456789012"
@@ -96,6 +96,26 @@ def test_warm_reuse_and_a_new_environment_when_all_are_busy(cloud_env) -> None:
     for thread in threads:
         thread.join()
     assert len({r["pid"] for r in results}) == 2  # both busy at once: two environments
+
+
+def test_deleting_a_function_ends_its_execution_environments(cloud_env) -> None:
+    """Idle ones at once, a busy one when its invocation ends: nothing of a deleted function runs."""
+    name = make_function(cloud_env, "sleep", timeout=30)
+    _, warm = invoke(cloud_env, name, {"seconds": 0})
+    busy: list[dict] = []
+    thread = threading.Thread(target=lambda: busy.append(invoke(cloud_env, name, {"seconds": 8})[1]))
+    thread.start()
+    time.sleep(0.5)  # the warm environment is taken: the next invocation starts a second one
+    _, idle = invoke(cloud_env, name, {"seconds": 0})
+    assert idle["pid"] != warm["pid"] and thread.is_alive()
+    aws("lambda", cloud_env).delete_function(FunctionName=name)
+    assert still_running({idle["pid"]}) == []
+    assert still_running({warm["pid"]}, grace_s=0.5) == [warm["pid"]]  # still busy
+    thread.join()
+    assert busy == [{"pid": warm["pid"], "slept": 8, "tag": None}]  # the invocation finished normally
+    assert still_running({warm["pid"]}) == []
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        invoke(cloud_env, name, {"seconds": 0})
 
 
 def test_a_function_error_comes_back_as_aws_returns_it(cloud_env) -> None:

@@ -7,7 +7,8 @@ One process serves:
   control plane...), with the patches the stack needs (function recursion config, replication group
   members, deletes) and ElastiCache replication groups that are real redis-servers
   (trainer.local.elasticache);
-- Lambda's Invoke, executed for real by trainer.local.lambda_service;
+- Lambda's Invoke, executed for real by trainer.local.lambda_service (DeleteFunction also ends the
+  function's execution environments);
 - /_lnn/stats (GET), /_lnn/chaos (POST, JSON of lambda_service.Chaos), /_lnn/reset-stats (POST),
   /_lnn/idle (GET): the service's counters and controls, for tests.
 
@@ -156,11 +157,28 @@ class LocalCloud:
             retry_delay_s=self.retry_delay_s,
             chaos=self.chaos,
         )
+        self._forget_deleted_functions()
         self._server = make_server(
             "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
         )
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
         return self
+
+    def _forget_deleted_functions(self) -> None:
+        """DeleteFunction (moto's control plane) also ends the function's execution environments,
+        as on AWS: a destroyed stack leaves no process of its functions behind."""
+        from moto.awslambda import models
+
+        service = self.service
+        original = models.LambdaBackend.delete_function
+
+        def delete_function(backend: Any, function_name: str, qualifier: str | None = None) -> None:
+            original(backend, function_name, qualifier)
+            if service is not None and qualifier in (None, "$LATEST"):
+                name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
+                service.forget(name.split(":")[0])
+
+        models.LambdaBackend.delete_function = delete_function
 
     def _config(self, function: str) -> FunctionConfig:
         return moto_function_config(function, self._region)

@@ -9,7 +9,8 @@ invoke config (retries, maximum event age, on-failure destination), the recursio
 reserved concurrency.
 
 - Warm environments are reused; a new one starts when all are busy, up to the function's reserved
-  concurrency or the account limit. A changed configuration retires the old environments.
+  concurrency or the account limit. A changed configuration retires the old environments;
+  DeleteFunction ends them (`forget`).
 - RequestResponse answers with the handler's result, or a function error (X-Amz-Function-Error).
 - Event answers 202 at once; the event is queued and retried after a function error up to
   MaximumRetryAttempts, dropped once older than MaximumEventAgeInSeconds, and then sent to the
@@ -206,6 +207,7 @@ class ExecutionEnvironment:
             start_new_session=True,
         )
         self.ready_s: float | None = None
+        self.pool: _Pool  # set by the service that starts it
 
     def wait_ready(self) -> Attempt | None:
         """Wait for the runtime's first poll (init done); an init failure comes back as an Attempt."""
@@ -283,6 +285,7 @@ class _Pool:
     def __init__(self) -> None:
         self.idle: list[ExecutionEnvironment] = []
         self.count = 0  # running + idle + starting
+        self.deleted = False  # the function is gone: its environments are not kept warm
 
 
 @dataclass(order=True)
@@ -585,6 +588,7 @@ class LambdaService:
                 pool.count -= 1
                 self._lock.notify_all()
             raise
+        env.pool = pool
         with self._lock:
             # Known from its first moment, so that close() kills it even while it starts.
             self._all.add(env)
@@ -607,8 +611,8 @@ class LambdaService:
 
     def _release(self, config: FunctionConfig, env: ExecutionEnvironment) -> None:
         with self._lock:
-            pool = self._pools[config.name]
-            if env.alive and not self._closed:
+            pool = env.pool
+            if env.alive and not self._closed and not pool.deleted:
                 pool.idle.append(env)
             else:
                 self._retire(pool, env)
@@ -621,6 +625,18 @@ class LambdaService:
         reaper = threading.Thread(target=env.stop, daemon=True)
         self._reapers.append(reaper)
         reaper.start()
+
+    def forget(self, function_name: str) -> None:
+        """DeleteFunction: the function's idle environments stop now, busy ones when their
+        invocation ends; a function created again under the name starts afresh."""
+        with self._lock:
+            pool = self._pools.pop(function_name, None)
+            if pool is None:
+                return
+            pool.deleted = True
+            while pool.idle:
+                self._retire(pool, pool.idle.pop())
+            self._lock.notify_all()
 
     # ---- control ------------------------------------------------------------------------------
     def set_chaos(self, chaos: Chaos) -> None:

@@ -69,7 +69,8 @@ def provision_stack(
 ) -> dict[str, str]:
     """The stack as the Terraform root module shapes it, created through the AWS APIs of the endpoint
     the environment points at (the local cloud): the Redis token in Secrets Manager and a TLS
-    replication group with that token, whose primary endpoint goes into the functions' environment;
+    replication group with that token and a parameter group that never evicts (noeviction), whose
+    primary endpoint goes into the functions' environment;
     the two functions (image, handler as the command) with their environment, timeout and memory;
     the trainer's async invoke config (retries, on-failure SQS queue) and recursion config.
     Returns the names a user exports (functions, table, bucket, topic, queue)."""
@@ -77,11 +78,21 @@ def provision_stack(
 
     token = secrets_mod.token_urlsafe(32)
     env = provision(prefix, token, region=region)
-    group = client("elasticache").create_replication_group(
+    cache = client("elasticache")
+    # The stack's own parameter group: ElastiCache's default one would evict keys with a TTL.
+    cache.create_cache_parameter_group(
+        CacheParameterGroupName=f"{prefix}-cache", CacheParameterGroupFamily="redis7", Description="never evict"
+    )
+    cache.modify_cache_parameter_group(
+        CacheParameterGroupName=f"{prefix}-cache",
+        ParameterNameValues=[{"ParameterName": "maxmemory-policy", "ParameterValue": "noeviction"}],
+    )
+    group = cache.create_replication_group(
         ReplicationGroupId=f"{prefix}-cache",
         ReplicationGroupDescription="LNN tensors",
         Engine="redis",
         CacheNodeType="cache.t4g.small",
+        CacheParameterGroupName=f"{prefix}-cache",
         NumCacheClusters=1,
         TransitEncryptionEnabled=True,
         AtRestEncryptionEnabled=True,

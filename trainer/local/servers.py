@@ -148,9 +148,11 @@ class RedisServer:
 
     With `tls` (the default) it listens for TLS connections only (`port 0`, `tls-port`): clients
     verify it with `ca_file`; client certificates are not required (the password is the auth).
+    `host` is the loopback address it binds (any of 127.0.0.0/8; its certificate names it).
     """
 
     port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     tls: bool = True
     process: subprocess.Popen | None = None
@@ -167,7 +169,7 @@ class RedisServer:
         self.workdir = tempfile.mkdtemp(prefix="lnn-redis-")
         Path(self.workdir).chmod(0o700)
         lines = [
-            "bind 127.0.0.1",
+            f"bind {self.host}",
             f"requirepass {self.password}",
             'save ""',
             "appendonly no",
@@ -175,7 +177,7 @@ class RedisServer:
             "protected-mode yes",
         ]
         if self.tls:
-            files = make_tls_files(self.workdir)
+            files = make_tls_files(self.workdir, hosts=(self.host, "localhost"))
             self.ca_file = str(files["ca"])
             lines += [
                 "port 0",
@@ -196,8 +198,8 @@ class RedisServer:
         )
 
         def ping() -> bool:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
-                sock = self.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1") if self.tls else raw
+            with socket.create_connection((self.host, self.port), timeout=0.5) as raw:
+                sock = self.ssl_context().wrap_socket(raw, server_hostname=self.host) if self.tls else raw
                 with sock:
                     sock.settimeout(2)
                     sock.sendall(f"AUTH {self.password}\r\nPING\r\n".encode())
@@ -241,7 +243,7 @@ class RedisServer:
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for redis.Redis that reach this server (TLS, password)."""
-        kwargs: dict[str, object] = {"host": "127.0.0.1", "port": self.port, "password": self.password}
+        kwargs: dict[str, object] = {"host": self.host, "port": self.port, "password": self.password}
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file)
         return kwargs

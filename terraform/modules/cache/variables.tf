@@ -1,11 +1,6 @@
 variable "name" {
   description = "Replication group ID and name prefix (lowercase letters, digits and hyphens, at most 40 characters)."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,38}[a-z0-9]$", var.name)) && !strcontains(var.name, "--")
-    error_message = "name must be 2-40 lowercase letters, digits or single hyphens, starting with a letter and not ending with a hyphen."
-  }
 }
 
 variable "subnet_ids" {
@@ -32,11 +27,6 @@ variable "node_type" {
   description = "ElastiCache node type."
   type        = string
   default     = "cache.t4g.small"
-
-  validation {
-    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.node_type))
-    error_message = "node_type must look like cache.<family>.<size>, e.g. cache.t4g.small."
-  }
 }
 
 variable "engine_version" {
@@ -59,22 +49,12 @@ variable "num_cache_clusters" {
   description = "Number of nodes (one primary and its replicas); two or more enables automatic failover across availability zones."
   type        = number
   default     = 2
-
-  validation {
-    condition     = var.num_cache_clusters >= 1 && var.num_cache_clusters <= 6 && floor(var.num_cache_clusters) == var.num_cache_clusters
-    error_message = "num_cache_clusters must be an integer between 1 and 6."
-  }
 }
 
 variable "snapshot_retention_limit" {
   description = "Days of automatic snapshots to keep (0 disables them)."
   type        = number
   default     = 1
-
-  validation {
-    condition     = var.snapshot_retention_limit >= 0 && var.snapshot_retention_limit <= 35 && floor(var.snapshot_retention_limit) == var.snapshot_retention_limit
-    error_message = "snapshot_retention_limit must be an integer between 0 and 35."
-  }
 }
 
 variable "snapshot_window" {
@@ -113,11 +93,6 @@ variable "secret_recovery_window_in_days" {
   description = "Days Secrets Manager keeps the deleted auth-token secret recoverable (0 deletes it at once; otherwise 7-30)."
   type        = number
   default     = 7
-
-  validation {
-    condition     = var.secret_recovery_window_in_days == 0 || (var.secret_recovery_window_in_days >= 7 && var.secret_recovery_window_in_days <= 30)
-    error_message = "secret_recovery_window_in_days must be 0 or between 7 and 30."
-  }
 }
 
 variable "tags" {

@@ -1,109 +1,59 @@
 variable "name_prefix" {
   description = "Prefix of the function names: <name_prefix>-launch and <name_prefix>-trainer."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9-]{0,54}$", var.name_prefix))
-    error_message = "name_prefix must be 1-55 letters, digits or hyphens, starting with a letter."
-  }
 }
 
 variable "image_uri" {
   description = "Container image of both functions: <ecr repository url>:<tag> or <ecr repository url>@sha256:<digest>."
   type        = string
-
-  validation {
-    condition     = can(regex("^[0-9]{12}\\.dkr\\.ecr\\.[a-z0-9-]+\\.amazonaws\\.com(\\.cn)?/[a-z0-9._/-]+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$", var.image_uri))
-    error_message = "image_uri must be an ECR image URI with a tag or an @sha256 digest."
-  }
 }
 
 variable "architecture" {
   description = "Instruction set of the functions and of the image: x86_64 or arm64."
   type        = string
   default     = "x86_64"
-
-  validation {
-    condition     = contains(["x86_64", "arm64"], var.architecture)
-    error_message = "architecture must be x86_64 or arm64."
-  }
 }
 
 variable "launch_memory_size" {
   description = "Memory of LaunchLambda in MB (128-10240)."
   type        = number
   default     = 1024
-
-  validation {
-    condition     = var.launch_memory_size >= 128 && var.launch_memory_size <= 10240 && floor(var.launch_memory_size) == var.launch_memory_size
-    error_message = "launch_memory_size must be an integer between 128 and 10240."
-  }
 }
 
 variable "trainer_memory_size" {
   description = "Memory of TrainerLambda in MB (128-10240); CPU share grows with it."
   type        = number
   default     = 2048
-
-  validation {
-    condition     = var.trainer_memory_size >= 128 && var.trainer_memory_size <= 10240 && floor(var.trainer_memory_size) == var.trainer_memory_size
-    error_message = "trainer_memory_size must be an integer between 128 and 10240."
-  }
 }
 
 variable "launch_timeout" {
   description = "Timeout of LaunchLambda in seconds (1-900)."
   type        = number
   default     = 300
-
-  validation {
-    condition     = var.launch_timeout >= 1 && var.launch_timeout <= 900 && floor(var.launch_timeout) == var.launch_timeout
-    error_message = "launch_timeout must be an integer between 1 and 900."
-  }
 }
 
 variable "trainer_timeout" {
   description = "Timeout of TrainerLambda in seconds (1-900); one step must fit in it."
   type        = number
   default     = 900
-
-  validation {
-    condition     = var.trainer_timeout >= 1 && var.trainer_timeout <= 900 && floor(var.trainer_timeout) == var.trainer_timeout
-    error_message = "trainer_timeout must be an integer between 1 and 900."
-  }
 }
 
 variable "log_retention_in_days" {
   description = "Retention of the functions' log groups in days (7 by default)."
   type        = number
   default     = 7
-
-  validation {
-    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_in_days)
-    error_message = "log_retention_in_days must be one of the values CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
-  }
 }
 
 variable "maximum_retry_attempts" {
   description = "Retries of a failed asynchronous invocation (0-2); steps are idempotent, so retries are safe."
   type        = number
   default     = 2
-
-  validation {
-    condition     = var.maximum_retry_attempts >= 0 && var.maximum_retry_attempts <= 2 && floor(var.maximum_retry_attempts) == var.maximum_retry_attempts
-    error_message = "maximum_retry_attempts must be 0, 1 or 2."
-  }
 }
 
 variable "maximum_event_age_in_seconds" {
   description = "Maximum age of an asynchronous event before it is sent to the on-failure destination (60-21600)."
   type        = number
   default     = 3600
-
-  validation {
-    condition     = var.maximum_event_age_in_seconds >= 60 && var.maximum_event_age_in_seconds <= 21600 && floor(var.maximum_event_age_in_seconds) == var.maximum_event_age_in_seconds
-    error_message = "maximum_event_age_in_seconds must be an integer between 60 and 21600."
-  }
 }
 
 variable "subnet_ids" {

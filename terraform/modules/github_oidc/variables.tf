@@ -1,21 +1,11 @@
 variable "name_prefix" {
   description = "Prefix of the role names (<name_prefix>-github-plan, <name_prefix>-github-deploy); the stack's name."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z][A-Za-z0-9-]{0,40}$", var.name_prefix))
-    error_message = "name_prefix must start with a letter and hold at most 41 letters, digits or hyphens (role names are limited to 64 characters)."
-  }
 }
 
 variable "github_repository" {
   description = "The one GitHub repository (owner/name) whose workflows may assume the roles."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$", var.github_repository))
-    error_message = "github_repository must be of the form owner/name (no wildcards)."
-  }
 }
 
 variable "create_oidc_provider" {
@@ -37,11 +27,6 @@ variable "ecr_repository_arn" {
 variable "function_arns" {
   description = "ARNs of the Lambda functions the deploy role may roll onto a new image (LaunchLambda and TrainerLambda)."
   type        = list(string)
-
-  validation {
-    condition     = length(var.function_arns) > 0 && alltrue([for arn in var.function_arns : can(regex("^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:function:[A-Za-z0-9_-]+$", arn))])
-    error_message = "function_arns must be a non-empty list of unqualified Lambda function ARNs."
-  }
 }
 
 variable "stack_bucket_arn" {
@@ -81,11 +66,6 @@ variable "state_bucket_arn" {
   description = "ARN of the S3 bucket holding the Terraform state, which the plan role may read; null for none."
   type        = string
   default     = null
-
-  validation {
-    condition     = var.state_bucket_arn == null || can(regex("^arn:aws[a-z-]*:s3:::[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.state_bucket_arn))
-    error_message = "state_bucket_arn must be null or an S3 bucket ARN."
-  }
 }
 
 variable "allow_tag_pushes" {

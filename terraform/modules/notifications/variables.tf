@@ -1,22 +1,12 @@
 variable "name" {
   description = "Name of the SNS topic that announces finished and failed runs."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_-]{1,256}$", var.name))
-    error_message = "name must be 1-256 letters, digits, '_' or '-'."
-  }
 }
 
 variable "email" {
   description = "Optional e-mail address subscribed to the topic (the recipient must confirm it); null for none."
   type        = string
   default     = null
-
-  validation {
-    condition     = var.email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.email))
-    error_message = "email must be null or an e-mail address."
-  }
 }
 
 variable "kms_key_arn" {

@@ -1,11 +1,6 @@
 variable "name" {
   description = "Name of the ECR repository for the Lambda container image."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", var.name)) && length(var.name) >= 2 && length(var.name) <= 256
-    error_message = "name must be a valid ECR repository name: lowercase letters, digits, and '.', '_', '-', '/' separators."
-  }
 }
 
 variable "keep_tagged_images" {

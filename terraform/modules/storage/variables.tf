@@ -1,21 +1,11 @@
 variable "table_name" {
   description = "Name of the DynamoDB table for runs and epochs."
   type        = string
-
-  validation {
-    condition     = can(regex("^[A-Za-z0-9_.-]{3,255}$", var.table_name))
-    error_message = "table_name must be 3-255 characters of letters, digits, '_', '-' and '.'."
-  }
 }
 
 variable "bucket_name" {
   description = "Name of the S3 bucket for datasets, models and checkpoints (globally unique)."
   type        = string
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.bucket_name)) && !strcontains(var.bucket_name, "..")
-    error_message = "bucket_name must be 3-63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit."
-  }
 }
 
 variable "deletion_protection" {

@@ -38,6 +38,20 @@ MIRROR_ROOTS = (
 # state or workspace is used, or which variables are set.
 SCRUBBED_PREFIXES = ("TF_VAR_", "TF_CLI_ARGS")
 SCRUBBED = {"TF_PLUGIN_CACHE_DIR", "TF_DATA_DIR", "TF_WORKSPACE", "TF_LOG", "TF_LOG_PATH"}
+# The provider settings an emulator needs, as an override file the tests write into their
+# temporary copies (never into terraform/): see terraform/README.md, "Pointing it at an emulator".
+EMULATOR_PROVIDER_OVERRIDE = """\
+# Written by the tests into temporary copies only: the emulator accepts any credentials, has no
+# instance metadata service, and serves S3 path-style. The endpoint itself comes from
+# AWS_ENDPOINT_URL, the provider's standard variable.
+provider "aws" {
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  s3_use_path_style           = true
+}
+"""
 
 
 def terraform_platform(terraform: str) -> str:

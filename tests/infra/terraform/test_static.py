@@ -93,3 +93,81 @@ def test_committed_provider_block_works_against_real_aws() -> None:
         ):
             assert forbidden not in text, f"{path}: {forbidden}"
     assert not list(TERRAFORM_DIR.rglob("*_override.tf")), "override files belong to the test harness only"
+
+
+# ---- a variable validated once, where it enters ------------------------------------------------------
+
+
+def blocks(text: str, keyword: str) -> dict[str, str]:
+    """The bodies of the top-level `keyword "name" {...}` blocks (terraform fmt layout)."""
+    return dict(re.findall(rf'^{keyword} "([^"]+)" \{{\n(.*?)^\}}', text, re.S | re.M))
+
+
+def validated(variables_tf: Path) -> set[str]:
+    return {name for name, body in blocks(variables_tf.read_text(), "variable").items() if "validation {" in body}
+
+
+def arguments(body: str) -> dict[str, str]:
+    """`name = expression` at the block's first level (two spaces in), comments dropped; an
+    expression runs until the next argument."""
+    out: dict[str, str] = {}
+    current = None
+    for line in body.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        match = re.match(r"^  (\w+)\s*=\s*(.*)$", line)
+        if match:
+            current = match.group(1)
+            out[current] = match.group(2)
+        elif current is not None:
+            out[current] += "\n" + line
+    return out
+
+
+def root_variables_behind(expression: str, root_locals: dict[str, str]) -> set[str]:
+    """The root variables an expression reads, directly or through the root's locals."""
+    found, seen = set(re.findall(r"\bvar\.(\w+)", expression)), set()
+    todo = set(re.findall(r"\blocal\.(\w+)", expression))
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in root_locals:
+            continue
+        seen.add(name)
+        found |= set(re.findall(r"\bvar\.(\w+)", root_locals[name]))
+        todo |= set(re.findall(r"\blocal\.(\w+)", root_locals[name]))
+    return found
+
+
+def repeated_validations() -> tuple[dict[str, list[str]], set[str], dict[str, str]]:
+    """module variable -> the validated root variables its value comes from, for every module
+    variable that validates a value the root has validated already; the root's validated
+    variables; the root's locals."""
+    root_text = "\n".join(p.read_text() for p in sorted(TERRAFORM_DIR.glob("*.tf")))
+    root_locals: dict[str, str] = {}
+    for body in re.findall(r"^locals \{\n(.*?)^\}", root_text, re.S | re.M):
+        root_locals.update(arguments(body))
+    root_validated = validated(TERRAFORM_DIR / "variables.tf")
+    repeated: dict[str, list[str]] = {}
+    for module, body in blocks(root_text, "module").items():
+        source = re.search(r'^\s+source\s*=\s*"\./(modules/\w+)"', body, re.M)
+        assert source, module
+        module_validated = validated(TERRAFORM_DIR / source.group(1) / "variables.tf")
+        for name, expression in arguments(body).items():
+            behind = root_variables_behind(expression, root_locals) & root_validated
+            if name in module_validated and behind:
+                repeated[f"{source.group(1)}: {name}"] = sorted(behind)
+    return repeated, root_validated, root_locals
+
+
+def test_a_value_is_validated_once_where_it_enters() -> None:
+    """The root validates what the user gives; a module input fed from such a value (directly or
+    through a local) does not check it again. Module inputs of other origin -- another module's
+    outputs, a resource, a module's own default -- keep their validation."""
+    repeated, root_validated, root_locals = repeated_validations()
+    assert repeated == {}, repeated
+    # The rule has something to hold: the root validates, and the modules take those values.
+    assert {"name", "profile", "image_digest", "notification_email"} <= root_validated
+    assert root_variables_behind("local.redis_num_cache_clusters", root_locals) == {
+        "redis_num_cache_clusters",
+        "profile",
+    }

@@ -152,3 +152,13 @@ def test_go_test_is_idiomatic_and_bounded() -> None:
     assert 60 <= go_timeout < job_timeout
     cleanup = workflow[workflow.index("Destroy what the test left") :]
     assert "if: always()" in cleanup and "terratest_cleanup.sh" in cleanup
+
+
+def test_every_documented_go_test_command_has_the_build_tag_and_the_timeout() -> None:
+    """Without -tags terratest `go test` runs nothing; with less time it is killed mid-deploy."""
+    readme = read(Path(__file__).resolve().parent / "README.md")
+    for source in (readme, read(GO_TEST), read(WORKFLOW)):
+        commands = re.findall(r"go test -[^\n`]*", source)  # commands, not the prose's `go test ./...`
+        assert commands
+        for command in commands:
+            assert "-tags terratest" in command and "-timeout 100m" in command, command
