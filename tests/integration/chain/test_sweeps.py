@@ -64,9 +64,10 @@ def launch(stack: runner.LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
     return launch_handler.run(payload, runner.LocalContext(), stack.services)
 
 
-def test_sweep_runs_every_trial_once_and_ends_once(stack) -> None:
-    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-ends")
-    launched = launch(stack, sweep_request())
+@pytest.mark.parametrize("chain", ["fused", "per_step"])
+def test_sweep_runs_every_trial_once_and_ends_once(stack, chain: str) -> None:
+    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, f"sweep-ends-{chain}")
+    launched = launch(stack, sweep_request(base={**BASE, "chain": chain}))
     assert launched["trials"] == 6 and len(launched["started"]) == 2
     counts = deliver(stack)
     status = scheduler.status(stack.services, launched["sweep_id"])
