@@ -62,6 +62,7 @@ class FaultReport:
     def __init__(self) -> None:
         self.runs = self.faults = self.identical = 0
         self.copies: list[tuple[str, object, bool]] = []  # (scenario, dispatcher figures, identical)
+        self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1
@@ -70,6 +71,36 @@ class FaultReport:
 
     def record_copies(self, scenario: str, figures: object, identical: bool) -> None:
         self.copies.append((scenario, figures, identical))
+
+    def record_campaign(self, campaign: str, stats: dict, identical: bool) -> None:
+        """A disturbed run on the local cloud, with the Lambda service's and the emulator's counts
+        (the cloud's /_lnn/stats)."""
+        self.campaigns.append((campaign, stats, identical))
+        self.record(faults=stats["aws_faults"]["injected_total"] + stats["kills"], identical=identical)
+
+    def campaign_lines(self) -> list[str]:
+        keys = ("events_accepted", "deliveries", "duplicate_copies", "overlapping_deliveries", "kills", "retries")
+        keys += ("function_errors", "environments_started")
+        lines, totals = [], dict.fromkeys((*keys, "aws_requests", "aws_faults", "sdk_retries"), 0)
+        injected: dict[str, int] = {}
+        for campaign, stats, identical in self.campaigns:
+            faults = stats["aws_faults"]
+            figures = {k: stats[k] for k in keys}
+            figures["aws_requests"] = sum(faults["requests"].values())
+            figures["aws_faults"] = faults["injected_total"]
+            figures["sdk_retries"] = sum(faults["sdk_retries"].values())
+            for key, value in figures.items():
+                totals[key] += value
+            for code, count in faults["injected"].items():
+                injected[code] = injected.get(code, 0) + count
+            most = stats["max_concurrent_copies"]
+            shown = ", ".join(f"{k} {v}" for k, v in figures.items())
+            lines.append(f"campaign [{campaign}]: {shown}, max concurrent copies {most}, identical: {identical}")
+        same = sum(identical for _, _, identical in self.campaigns)
+        shown = ", ".join(f"{k} {v}" for k, v in totals.items())
+        lines.append(f"campaign totals: runs {len(self.campaigns)}, {shown}, runs bit-identical {same}")
+        lines.append("AWS faults injected by code: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
+        return lines
 
 
 REPORT = FaultReport()
