@@ -352,9 +352,6 @@ class CloudProcess:
     def set_faults(self, plan: FaultPlan) -> dict[str, Any]:
         return self._call("/_lnn/faults", asdict(plan))
 
-    def fault_stats(self) -> dict[str, Any]:
-        return self._call("/_lnn/faults")
-
     def reset_stats(self) -> None:
         self._call("/_lnn/reset-stats", {})
 

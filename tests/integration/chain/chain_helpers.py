@@ -83,7 +83,11 @@ class FaultReport:
         keys += ("function_errors", "environments_started")
         lines, totals = [], dict.fromkeys((*keys, "aws_requests", "aws_faults", "sdk_retries"), 0)
         injected: dict[str, int] = {}
+        starts: list[tuple[int, float, float]] = []  # (count, mean, max) of environment start-ups
         for campaign, stats, identical in self.campaigns:
+            start = stats["environment_start_s"]
+            if start["count"]:
+                starts.append((start["count"], start["mean"], start["max"]))
             faults = stats["aws_faults"]
             figures = {k: stats[k] for k in keys}
             figures["aws_requests"] = sum(faults["requests"].values())
@@ -100,6 +104,13 @@ class FaultReport:
         shown = ", ".join(f"{k} {v}" for k, v in totals.items())
         lines.append(f"campaign totals: runs {len(self.campaigns)}, {shown}, runs bit-identical {same}")
         lines.append("AWS faults injected by code: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
+        if starts:
+            count = sum(n for n, _, _ in starts)
+            mean = sum(n * m for n, m, _ in starts) / count
+            lines.append(
+                f"execution environment start-up (process start to first poll of the Runtime API): {count} "
+                f"started, mean {mean:.3f} s, max {max(m for _, _, m in starts):.3f} s"
+            )
         return lines
 
 
