@@ -15,6 +15,7 @@ the handler and become a function error, which Lambda's asynchronous retry handl
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
@@ -165,8 +166,6 @@ def classify(environ: dict[str, Any]) -> Request | None:
 
 
 def _form_action(environ: dict[str, Any]) -> str:
-    import io
-
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)  # moto reads it next
