@@ -104,6 +104,13 @@ class FaultReport:
         shown = ", ".join(f"{k} {v}" for k, v in totals.items())
         lines.append(f"campaign totals: runs {len(self.campaigns)}, {shown}, runs bit-identical {same}")
         lines.append("AWS faults injected by code: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
+        # Every SDK retry follows a failed attempt, and only injected faults fail those requests:
+        # the faults not followed by a retry are the ones that reached the handler.
+        lines.append(
+            f"AWS faults absorbed by the SDK's retries: {totals['sdk_retries']}, "
+            f"reached the handler (a function error; Lambda's retry or another copy took over): "
+            f"{totals['aws_faults'] - totals['sdk_retries']}"
+        )
         if starts:
             count = sum(n for n, _, _ in starts)
             mean = sum(n * m for n, m, _ in starts) / count
