@@ -35,7 +35,7 @@ BASE = {
 CAMPAIGNS = range(4)
 # Of the functions' requests that fail: a run makes hundreds of DynamoDB calls, tens to S3 and a
 # handful to SNS, so that each service sees some faults in every campaign.
-FAULT_FRACTIONS = {"dynamodb": 0.05, "s3": 0.15, "sns": 0.3}
+FAULT_FRACTIONS = {"dynamodb": 0.08, "s3": 0.2, "sns": 0.3}
 
 
 def campaign(number: int) -> tuple[dict[str, Any], Chaos, FaultPlan]:
