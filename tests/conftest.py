@@ -54,6 +54,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
             f"{figures.overlapping}, kills {figures.kills}, retries {figures.retries}, late copies {figures.late}, "
             f"identical: {identical}"
         )
+    if REPORT.campaigns:
+        terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")
+        for line in REPORT.campaign_lines():
+            terminalreporter.write_line(line)
     if REPORT.runs:
         terminalreporter.write_sep("-", "fault injection")
         terminalreporter.write_line(

@@ -124,6 +124,25 @@ def stack(cloud_env: dict[str, str]) -> dict[str, str]:
     return provision_stack("it" + secrets.token_hex(3), trainer_memory_mb=2048)
 
 
+@pytest.fixture
+def chaos_stack(cloud_env: dict[str, str], stack: dict[str, str]) -> dict[str, str]:
+    """The stack with a short completion lease (a killed holder's retry takes over within a
+    second or two, not the default 30 s) and a queue subscribed to its topic."""
+    lam = aws("lambda", cloud_env)
+    function = stack["TRAINER_FUNCTION_NAME"]
+    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=function, Environment={"Variables": {**variables, "HANDOFF_CLAIM_TTL_S": "2"}}
+    )
+    sqs = aws("sqs", cloud_env)
+    url = sqs.create_queue(QueueName=f"{function}-messages")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    aws("sns", cloud_env).subscribe(
+        TopicArn=stack["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return {**stack, "MESSAGES_QUEUE_URL": url}
+
+
 def run_item(cloud_env: dict[str, str], table: str, run_id: str) -> dict[str, Any]:
     item = aws("dynamodb", cloud_env).get_item(
         TableName=table, Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "RUN"}}, ConsistentRead=True
@@ -156,3 +175,14 @@ def invoke(cloud_env: dict[str, str], function: str, payload: Any, invocation_ty
     )
     body = resp["Payload"].read()
     return resp, (json.loads(body) if body else None)
+
+
+def messages_by_run(cloud_env: dict[str, str], url: str) -> dict[str, dict[str, list]]:
+    """The messages in a queue subscribed to the topic, drained: run id -> kind -> epochs."""
+    sqs, by_run = aws("sqs", cloud_env), {}
+    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in got:
+            body = json.loads(message["Body"])
+            by_run.setdefault(body["run_id"], {}).setdefault(body["kind"], []).append(body.get("epoch"))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return by_run

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.integration.chain.test_concurrent_copies import BASE
-from tests.integration.conftest import aws, invoke, wait_for_status
+from tests.integration.conftest import aws, invoke, messages_by_run, wait_for_status
 from trainer.local.lambda_service import Chaos
 
 SCENARIOS = {
@@ -22,35 +22,6 @@ SCENARIOS = {
     "fused-small-budget": ({"chain": "fused", "max_steps_per_invocation": 3, "batch_size": 100}, 22),
     "minibatch-adam": ({"chain": "fused", "max_steps_per_invocation": 5, "optimizer": "adam", "batch_size": 64}, 23),
 }
-
-
-@pytest.fixture
-def chaos_stack(cloud_env: dict[str, str], stack: dict[str, str]) -> dict[str, str]:
-    """The stack with a short completion lease (a killed holder's retry takes over within a
-    second or two, not the default 30 s) and a queue subscribed to its topic."""
-    lam = aws("lambda", cloud_env)
-    function = stack["TRAINER_FUNCTION_NAME"]
-    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**variables, "HANDOFF_CLAIM_TTL_S": "2"}}
-    )
-    sqs = aws("sqs", cloud_env)
-    url = sqs.create_queue(QueueName=f"{function}-messages")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    aws("sns", cloud_env).subscribe(
-        TopicArn=stack["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return {**stack, "MESSAGES_QUEUE_URL": url}
-
-
-def _messages(cloud_env: dict[str, str], url: str) -> dict[str, dict[str, list]]:
-    sqs, by_run = aws("sqs", cloud_env), {}
-    while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-        for message in got:
-            body = json.loads(message["Body"])
-            by_run.setdefault(body["run_id"], {}).setdefault(body["kind"], []).append(body.get("epoch"))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return by_run
 
 
 def _npz(cloud_env: dict[str, str], bucket: str, key: str) -> dict[str, np.ndarray]:
@@ -109,7 +80,7 @@ def test_chaos_leaves_exactly_the_calm_runs_effects(cloud, cloud_env, chaos_stac
     for column in ("final_cost", "train_accuracy", "test_accuracy"):
         assert stormy[column] == calm[column]
 
-    messages = _messages(cloud_env, chaos_stack["MESSAGES_QUEUE_URL"])
+    messages = messages_by_run(cloud_env, chaos_stack["MESSAGES_QUEUE_URL"])
     for run_id in ("calm", "stormy"):
         kinds = messages[run_id]
         assert kinds["SUCCEEDED"] == [None], f"{run_id}: exactly one SUCCEEDED message"

@@ -10,7 +10,10 @@ One process serves:
 - Lambda's Invoke, executed for real by trainer.local.lambda_service (DeleteFunction also ends the
   function's execution environments);
 - /_lnn/stats (GET), /_lnn/chaos (POST, JSON of lambda_service.Chaos), /_lnn/reset-stats (POST),
-  /_lnn/idle (GET): the service's counters and controls, for tests.
+  /_lnn/idle (GET): the service's counters and controls, for tests;
+- /_lnn/faults (POST, JSON of faults.FaultPlan; GET for its counts): AWS-side faults, a seeded
+  fraction of the functions' DynamoDB, SNS and S3 requests answered with AWS's throttling and
+  internal errors (trainer.local.faults). Their counts are also under "aws_faults" in /_lnn/stats.
 
 When ready it prints one JSON line ({"endpoint_url": ..., "pid": ...}) on stdout. SIGTERM or SIGINT
 stops every execution environment and redis-server it started, then the process.
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from trainer.local.faults import FaultInjector, FaultPlan
 from trainer.local.lambda_service import (
     Chaos,
     FunctionConfig,
@@ -128,6 +132,7 @@ class LocalCloud:
         self.concurrency = concurrency
         self.service: LambdaService | None = None
         self.elasticache = None
+        self.faults = FaultInjector()
         self._server = None
 
     def start(self) -> LocalCloud:
@@ -214,6 +219,11 @@ class LocalCloud:
                 reason = HTTPStatus(answer.status).phrase
                 start_response(f"{answer.status} {reason}", list(answer.headers.items()))
                 return [answer.body]
+            fault = cloud.faults.intercept(environ)
+            if fault is not None:
+                status, headers, body = fault
+                start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+                return [body]
             return moto_app(environ, start_response)
 
         return app
@@ -221,15 +231,22 @@ class LocalCloud:
     def _control(self, path: str, method: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         assert self.service is not None
         if path == "/_lnn/stats" and method == "GET":
-            body: Any = self.service.snapshot()
+            body: Any = {**self.service.snapshot(), "aws_faults": self.faults.snapshot()}
         elif path == "/_lnn/idle" and method == "GET":
             body = {"idle": self.service.idle()}
         elif path == "/_lnn/chaos" and method == "POST":
             length = int(environ.get("CONTENT_LENGTH") or 0)
             self.service.set_chaos(Chaos(**json.loads(environ["wsgi.input"].read(length) or b"{}")))
             body = asdict(self.service.chaos)
+        elif path == "/_lnn/faults" and method == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            self.faults.set_plan(FaultPlan(**json.loads(environ["wsgi.input"].read(length) or b"{}")))
+            body = self.faults.snapshot()
+        elif path == "/_lnn/faults" and method == "GET":
+            body = self.faults.snapshot()
         elif path == "/_lnn/reset-stats" and method == "POST":
             self.service.reset_stats()
+            self.faults.reset_stats()
             body = {}
         else:
             start_response("404 Not Found", [("Content-Type", "application/json")])
@@ -349,6 +366,9 @@ class CloudProcess:
 
     def set_chaos(self, chaos: Chaos) -> dict[str, Any]:
         return self._call("/_lnn/chaos", asdict(chaos))
+
+    def set_faults(self, plan: FaultPlan) -> dict[str, Any]:
+        return self._call("/_lnn/faults", asdict(plan))
 
     def reset_stats(self) -> None:
         self._call("/_lnn/reset-stats", {})

@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CAT_DATASET, REPO_ROOT
+from tests.integration.conftest import descendants, still_running
 
 
 def _cli(*args: str, runs_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -103,19 +105,33 @@ def test_unknown_runs_and_bad_requests_are_clear(tmp_path) -> None:
 
 
 def _make_demo(runs_dir: Path, *overrides: str) -> tuple[list[str], dict]:
-    """`make demo` as a newcomer types it; returns what it said and its JSON summary."""
+    """`make demo` as a newcomer types it; returns what it said and its JSON summary. Every process
+    it started (the local cloud, its execution environments, redis-server) is gone once it ends."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
     environment["LNN_RUNS_DIR"] = str(runs_dir)
-    done = subprocess.run(
-        ["make", "-s", "demo", "DEMO_FLAGS=--json", *overrides],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
+    out, err = runs_dir / "demo.out", runs_dir / "demo.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        demo = subprocess.Popen(
+            ["make", "-s", "demo", "DEMO_FLAGS=--json", *overrides],
+            cwd=REPO_ROOT,
+            env=environment,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+        )
+        seen: set[int] = set()
+        deadline = time.monotonic() + 900
+        while demo.poll() is None and time.monotonic() < deadline:
+            seen |= descendants(demo.pid)  # while they are still its children
+            time.sleep(0.2)
+        if demo.poll() is None:
+            demo.kill()
+        returncode = demo.wait()
+    assert returncode == 0, err.read_text()
+    seen.discard(demo.pid)
+    assert seen, "the demo started no process: the local cloud was not watched"
+    assert still_running(seen) == [], "processes left behind by make demo"
+    lines = out.read_text().strip().splitlines()
     return lines, json.loads(lines[-1])
 
 
