@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import invoke
-from tests.integration.test_exactly_once_on_lambda import _messages, chaos_stack  # noqa: F401  (a fixture)
+from tests.integration.conftest import invoke, messages_by_run
 from trainer.local.lambda_service import Chaos
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
@@ -50,7 +49,7 @@ def sweep_request(sweep_id: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def sweep_env(cloud_env: dict[str, str], chaos_stack: dict[str, str], monkeypatch) -> dict[str, str]:  # noqa: F811
+def sweep_env(cloud_env: dict[str, str], chaos_stack: dict[str, str], monkeypatch) -> dict[str, str]:
     for key, value in {**cloud_env, "TABLE_NAME": chaos_stack["TABLE_NAME"]}.items():
         monkeypatch.setenv(key, value)
     return chaos_stack
@@ -91,7 +90,7 @@ def test_a_sweep_under_chaos_ends_as_the_calm_one(cloud, cloud_env, sweep_env) -
     assert {k: v for k, v in stormy["summary"].items() if k not in differ} == {
         k: v for k, v in calm["summary"].items() if k not in differ
     }
-    messages = _messages(cloud_env, sweep_env["MESSAGES_QUEUE_URL"])
+    messages = messages_by_run(cloud_env, sweep_env["MESSAGES_QUEUE_URL"])
     assert messages == {"calm": {"SWEEP_ENDED": [None]}, "stormy": {"SWEEP_ENDED": [None]}}  # nothing per trial
 
 
