@@ -10,7 +10,12 @@ from trainer.nn.activations import FORWARD, derivative_from_output
 def forward(a_prev: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, output: bool) -> np.ndarray:
     """Z = W·A_prev + b; a hidden layer returns A = g(Z), the output layer returns Z itself
     (the loss step works from Z for numerical stability)."""
-    z = w @ a_prev
+    # Computed as (A_prev^T W^T)^T: the same product, but numpy hands OpenBLAS the
+    # orientation in which the first layer's wide product (a few units, thousands of features)
+    # runs 10-35% faster on this project's benchmark (tests/performance's breakdown measures both).
+    # The small (n_l, m) result is made row-major again so that every later step, and the chain's
+    # hand-offs, see the layout they always did.
+    z = np.ascontiguousarray((a_prev.T @ w.T).T)
     z += b  # in place: the same sums, without a second (n_l, m) array
     return z if output else FORWARD[activation](z)
 
