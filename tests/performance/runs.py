@@ -275,12 +275,10 @@ def cold_start(repeats: int = 3) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
     try:
         import imageenv
-        import shipped
     finally:
         sys.path.pop(0)
     image = imageenv.build()
     try:
-        shipped.lay_out(image.task_root, str(image.python))
         best: dict[str, Any] | None = None
         for _ in range(repeats):
             t = time.perf_counter()
