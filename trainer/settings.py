@@ -1,4 +1,4 @@
-"""Configuration from the environment (names in DESIGN.md)."""
+"""Configuration from the environment: the variables below, which the Terraform functions module sets."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The bench itself: its sections, what each measures and in which order, and the command line
 (`python -m tests.performance`, see __main__.py). Sections (--sections): cat (monolithic / per_step /
-fused, float64 and float32, the Redis traffic, modelled Lambda time and cost), scaling (the cat set
+fused, float64 and float32, the Redis traffic, modelled Lambda time and cost), breakdown (where a cat
+epoch goes, LNN against PyTorch, and how far each way of calling BLAS gets: breakdown.py), scaling (the cat set
 tiled; the data path and peak memory of a trainer execution environment on the MNIST-shaped set and
 16x cat), versus (the fused chain against PyTorch, at each of --thread-counts: the other counts run in
 a fresh process, since BLAS threads are fixed when numpy loads), coldstart (importing both handlers in
@@ -22,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import measuring, report, runs, workloads
+from tests.performance import breakdown, measuring, report, runs, workloads
 from trainer.data.loader import load_raw
 from trainer.statemachine import Plan
 
-SECTIONS = ("cat", "scaling", "versus", "coldstart")
+SECTIONS = ("cat", "breakdown", "scaling", "versus", "coldstart")
 
 
 def _extrapolate(row: dict[str, Any], plan_full: Plan, plan_run: Plan) -> dict[str, Any]:
@@ -271,6 +272,16 @@ def run(opts: argparse.Namespace, stack: Any, workdir: Path, say: Any = print) -
     }
     if "cat" in opts.sections:
         result["cat"] = cat_section(opts, stack, cat, say)
+    if "breakdown" in opts.sections:
+        result["breakdown"] = breakdown.section(
+            cat.dataset, cat.network, opts.dtypes, opts.breakdown_epochs, measuring.threads_in_use(), workdir
+        )
+        for row in result["breakdown"]["rows"]:
+            lnn, torch = row["lnn"], row.get("torch")
+            say(
+                f"  breakdown {lnn['dtype']}: LNN {lnn['epoch_ms']:.2f} ms/epoch"
+                + (f", PyTorch {torch['epoch_ms']:.2f} ms/epoch" if torch else "")
+            )
     if "scaling" in opts.sections:
         result["scaling"] = scaling_section(opts, stack, cat, mnist, workdir, say)
     if "versus" in opts.sections:
@@ -324,6 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--aws-call-ms", type=float, default=10.0, help="modelled latency of a DynamoDB/S3/SNS call")
     p.add_argument("--repeats", type=int, default=2, help="monolithic and fused cat runs per dtype (best is kept)")
     p.add_argument("--versus-repeats", type=int, default=1, help="fused and PyTorch runs per case (best is kept)")
+    p.add_argument("--breakdown-epochs", type=int, default=300, help="cat epochs timed for the per-epoch breakdown")
     p.add_argument("--scale-epochs", type=int, default=20)
     p.add_argument("--scale-factors", type=_int_list, default=[1, 4, 16])
     p.add_argument("--dtypes", type=lambda s: s.split(","), default=["float64", "float32"])
@@ -340,6 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         opts.per_step_epochs = min(opts.per_step_epochs, 4)
         opts.repeats = opts.versus_repeats = 1
         opts.scale_epochs = min(opts.scale_epochs, 3)
+        opts.breakdown_epochs = min(opts.breakdown_epochs, 5)
         opts.scale_factors = [1, 2]
         opts.mnist_epochs, opts.mnist_train, opts.mnist_test = 1, 2000, 500
     return opts

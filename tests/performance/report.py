@@ -207,6 +207,44 @@ def _render_versus(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _render_breakdown(result: dict[str, Any]) -> list[str]:
+    b = result["breakdown"]
+    lines = [
+        "",
+        f"Where a cat epoch goes ({b['threads']} BLAS thread(s), ms per epoch over {b['epochs']} epochs; the two "
+        "layer-1 products timed on their own, medians of interleaved rounds; rest = epoch - both):",
+        f"  {'':<14}{'dtype':<9}{'epoch':>8}{'W1·X':>8}{'dZ1·Xᵀ':>8}{'rest':>8}",
+    ]
+    for row in b["rows"]:
+        for who, part in (("LNN (numpy)", row["lnn"]), ("PyTorch", row.get("torch"))):
+            if part:
+                lines.append(
+                    f"  {who:<14}{row['lnn']['dtype']:<9}{part['epoch_ms']:>8.2f}{part['forward_ms']:>8.2f}"
+                    f"{part['backward_ms']:>8.2f}{part['rest_ms']:>8.2f}"
+                )
+    for row in b["rows"]:
+        lnn = row["lnn"]
+        lines.append(f"  options for the two products, {lnn['dtype']} (ms per call):")
+        for product, label in (("forward", "W1·X"), ("backward", "dZ1·Xᵀ")):
+            for name, ms in lnn["options_ms"][product].items():
+                lines.append(f"    {label:<7}{ms:>7.2f}  {name}")
+        best = f"{lnn['epoch_ms_with_best_options']:.2f} ms"
+        if "epoch_ratio" in row:
+            best += f" = {row['epoch_ratio_with_best_options']:.2f}x PyTorch's epoch (now {row['epoch_ratio']:.2f}x)"
+        lines.append(f"    an LNN epoch with the fastest option for each product: {best}")
+    libs = b["rows"][0]["lnn"]["blas"] if b["rows"] else []
+    numpy_blas = "; ".join(
+        f"{lib['internal_api']} {lib['version']} ({lib['architecture']}), {lib['num_threads']} thread(s), "
+        f"{str(lib['filepath']).rsplit('/', 2)[-2]}"
+        for lib in libs
+    )
+    lines.append(f"  BLAS in LNN's process (threadpoolctl): {numpy_blas or 'threadpoolctl absent'}")
+    torch_blas = next((row["torch"]["blas"] for row in b["rows"] if row.get("torch")), None)
+    if torch_blas:
+        lines.append(f"  BLAS in PyTorch: {'; '.join(torch_blas)}")
+    return lines
+
+
 def _render_cold_start(result: dict[str, Any]) -> list[str]:
     c = result["cold_start"]
     packages = ", ".join(f"{name} {s:.3f}" for name, s in list(c["packages"].items())[:10])
@@ -260,6 +298,8 @@ def render(result: dict[str, Any]) -> str:
     if "cat" in result:
         lines += _render_cat(result)
         lines += _render_cost(result)
+    if "breakdown" in result:
+        lines += _render_breakdown(result)
     if "versus" in result:
         lines += _render_versus(result)
     if "scaling" in result:

@@ -202,8 +202,11 @@ def torch_python() -> Path | None:
     return python if python.exists() else None
 
 
-def run_torch(dataset: str, network: dict[str, Any], epochs: int, dtype: str, threads: int, workdir: Path) -> dict:
-    """The same run in PyTorch (tests/performance/torch_train.py in .venv-torch)."""
+def run_torch(
+    dataset: str, network: dict[str, Any], epochs: int, dtype: str, threads: int, workdir: Path, breakdown: bool = False
+) -> dict:
+    """The same run in PyTorch (tests/performance/torch_train.py in .venv-torch); with `breakdown`,
+    also the first layer's two products timed on their own."""
     python = torch_python()
     if python is None:
         raise RuntimeError(
@@ -241,6 +244,7 @@ def run_torch(dataset: str, network: dict[str, Any], epochs: int, dtype: str, th
         "learning_rate": request.learning_rate,
         "epochs": epochs,
         "batch_size": batch,
+        "breakdown": breakdown,
     }
     if set(spec["activations"][:-1]) != {"relu"} or request.optimizer not in ("gd", "adam"):
         raise ValueError("the PyTorch row covers relu hidden layers with gd or adam")
@@ -271,12 +275,10 @@ def cold_start(repeats: int = 3) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
     try:
         import imageenv
-        import shipped
     finally:
         sys.path.pop(0)
     image = imageenv.build()
     try:
-        shipped.lay_out(image.task_root, str(image.python))
         best: dict[str, Any] | None = None
         for _ in range(repeats):
             t = time.perf_counter()

@@ -56,7 +56,7 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--quick", "--epochs", "6", "--per-step-epochs", "2", "--output", str(out)]
     threads = measuring.threads_in_use()  # this process's: no fresh process for another count
-    argv += ["--sections", "cat,scaling,versus", "--thread-counts", str(threads)]
+    argv += ["--sections", "cat,breakdown,scaling,versus", "--thread-counts", str(threads)]
     assert bench.main(argv, stack=stack) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -121,13 +121,25 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
         else:
             assert "ratio_to_torch" not in v and "absent" in printed
 
+    # where an epoch goes: both products and the rest, each product's options timed on the same data
+    breakdown = result["breakdown"]["rows"]
+    assert [r["lnn"]["dtype"] for r in breakdown] == ["float64", "float32"]
+    for r in breakdown:
+        lnn = r["lnn"]
+        assert lnn["epoch_ms"] > 0 and lnn["forward_ms"] > 0 and lnn["backward_ms"] > 0
+        assert lnn["epoch_ms_with_best_options"] <= lnn["epoch_ms"] + 1e-9
+        assert all(len(lnn["options_ms"][p]) >= 4 for p in ("forward", "backward"))
+        assert any(lib["internal_api"] == "openblas" for lib in lnn["blas"])
+        if runs.torch_python() is not None:
+            assert r["torch"]["epoch_ms"] > 0 and r["torch"]["forward_ms"] > 0 and r["epoch_ratio"] > 0
+
     names = set(result["targets"])
     assert "cat fused Lambda compute per run" in names and "mnist: launch + first load / wall" in names
     assert all({"value", "bound", "met"} <= t.keys() for t in result["targets"].values())
     assert result["model"]["hop_ms"] == 50 and result["model"]["assumptions"]
     for text in ("monolithic", "per_step", "fused", "Modelled Lambda time", "strictly needed", "float32", "Scaling"):
         assert text in printed and text in result["table"]
-    for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets"):
+    for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets", "Where a cat epoch goes"):
         assert text in printed
 
 

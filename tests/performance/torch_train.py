@@ -18,6 +18,32 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
+
+
+def products(x, first: Any, dtype: Any) -> dict[str, Any]:
+    """The first layer's two products as autograd runs them (addmm forward, mm for the weight
+    gradient), timed like tests/performance/breakdown.py times LNN's: medians of interleaved rounds."""
+    import statistics
+
+    import torch
+
+    w, b = first.weight.detach(), first.bias.detach()
+    grad = torch.randn(x.shape[0], w.shape[0], dtype=dtype)
+    calls = {"forward": lambda: torch.addmm(b, x, w.t()), "backward": lambda: grad.t().mm(x)}
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(15):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            for _ in range(10):
+                call()
+            samples[name].append((time.perf_counter() - t) / 10 * 1e3)
+    config = torch.__config__.show()
+    blas = [line.strip() for line in config.splitlines() if "Math Kernel Library" in line or "BLAS_INFO" in line]
+    return {
+        "products_ms": {name: statistics.median(v) for name, v in samples.items()},
+        "blas": [b.split(",")[0].lstrip("- ") for b in blas],
+    }
 
 
 def main(folder: Path) -> int:
@@ -92,6 +118,7 @@ def main(folder: Path) -> int:
 
         test_acc, train_acc = accuracy(x_test, y_test), accuracy(x, y_int)
     done = time.perf_counter()
+    extra = products(x, modules[0], dtype) if spec.get("breakdown") else {}
     print(
         json.dumps(
             {
@@ -105,6 +132,7 @@ def main(folder: Path) -> int:
                 "final_cost": costs[-1],
                 "test_accuracy": test_acc,
                 "train_accuracy": train_acc,
+                **extra,
             }
         )
     )

@@ -46,8 +46,9 @@ def apply_columns(stats: dict[str, np.ndarray], x_raw_columns: np.ndarray, dtype
     for start in range(0, m, CHUNK_EXAMPLES):
         stop = min(m, start + CHUNK_EXAMPLES)
         work = out[:, start:stop] if block is None else block[:, : stop - start]
-        work[...] = x_raw_columns[:, start:stop]
-        np.subtract(work, shift, out=work)
+        # The subtraction reads the raw values as float64 itself (an exact cast): one pass over
+        # the block fewer than copying them in first, the same values.
+        np.subtract(x_raw_columns[:, start:stop], shift, out=work, dtype=np.float64)
         np.divide(work, scale, out=work)
         if block is not None:
             out[:, start:stop] = work

@@ -47,7 +47,8 @@ def train(
                 acts.append(
                     layers.forward(acts[-1], w, params[f"b{layer}"], activations[layer - 1], output=layer == n_layers)
                 )
-                l2sum = l2sum + layers.l2_term(w)
+                if l2:  # as the chain does: without L2 the sum of squares is never used
+                    l2sum = l2sum + layers.l2_term(w)
             cost, dz = losses.loss_and_gradient(activations[-1], acts[-1], yb)
             if l2:
                 cost += l2 / (2 * m) * l2sum

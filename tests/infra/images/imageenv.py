@@ -1,9 +1,13 @@
 """The Lambda image's file system, without Docker.
 
-`build()` does what images/trainer/Dockerfile does, on this machine:
+`build()` does what images/trainer/Dockerfile does, on this machine, reading the Dockerfile and
+.dockerignore rather than restating them:
 
   build stage   python3.12 -m pip install <PIP_INSTALL_ARGS> --target <root>/opt/deps -r requirements.lock
-  runtime       <root>/var/task/trainer  (COPY trainer/ /var/task/trainer/, minus .dockerignore'd caches)
+  runtime       every COPY from the build context in the runtime stage (COPY trainer/ /var/task/trainer/),
+                with .dockerignore's rules applied as Docker applies them (last matching line wins,
+                `!` lets back in), so the layout holds the runtime modules only; then the stage's
+                `RUN python -m compileall ...` lines, run by the image's Python
                 PYTHONPATH=/opt/deps:/var/task, ENTRYPOINT python -m awslambdaric
 
 The base interpreter is a fresh Python 3.12 venv with nothing installed (like the slim image's empty
@@ -19,6 +23,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,8 +40,144 @@ IMAGE_PYTHON = "3.12"
 
 # The flags of the Dockerfile's `pip install` (tests/infra/images checks that the two agree).
 PIP_INSTALL_ARGS = ("--require-hashes", "--no-deps", "--only-binary=:all:")
-# What .dockerignore keeps out of the trainer/ copy.
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", ".hypothesis")
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+
+
+def dockerfile_instructions(text: str | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text() if text is None else text
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def runtime_stage() -> list[tuple[str, str]]:
+    """The instructions of the last stage: what the image is."""
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (word, _) in enumerate(instructions) if word == "FROM")
+    return instructions[last_from + 1 :]
+
+
+def context_copies() -> list[tuple[str, str]]:
+    """(source in the build context, destination in the image) of the runtime stage's COPY lines
+    that copy from the context (COPY --from=<stage> copies the dependencies, which build() makes)."""
+    workdir, out = "/", []
+    for word, rest in runtime_stage():
+        if word == "WORKDIR":
+            workdir = os.path.join(workdir, rest)
+        if word != "COPY":
+            continue
+        args = shlex.split(rest)
+        if any(a.startswith("--from") for a in args):
+            continue
+        paths = [a for a in args if not a.startswith("--")]
+        *sources, destination = paths
+        for source in sources:
+            out.append((source, os.path.join(workdir, destination)))
+    return out
+
+
+def compile_commands() -> list[list[str]]:
+    """The runtime stage's `RUN python -m compileall ...` lines, as argument lists."""
+    return [
+        shlex.split(rest) for word, rest in runtime_stage() if word == "RUN" and re.match(r"python -m compileall", rest)
+    ]
+
+
+def _ignore_rule(line: str) -> tuple[re.Pattern[str], bool]:
+    """One .dockerignore line as a regular expression over context paths, and whether it lets back in.
+    As Docker reads them: `*` and `?` stay within a path segment, `**` spans segments, and a rule
+    matching a folder covers everything under it."""
+    negated = line.startswith("!")
+    pattern = os.path.normpath(line[1:] if negated else line).lstrip("/")
+    regex, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            regex, i = regex + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            regex, i = regex + ".*", i + 2
+        elif pattern[i] == "*":
+            regex, i = regex + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            regex, i = regex + "[^/]", i + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.compile(regex + "$"), negated
+
+
+def ignore_rules() -> list[tuple[re.Pattern[str], bool]]:
+    lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()] if DOCKERIGNORE.exists() else []
+    return [_ignore_rule(line) for line in lines if line and not line.startswith("#")]
+
+
+def is_ignored(relative: str, rules: list[tuple[re.Pattern[str], bool]] | None = None) -> bool:
+    """Whether .dockerignore keeps a context path (relative, with /) out of the build context."""
+    rules = ignore_rules() if rules is None else rules
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for regex, negated in rules:
+        if any(regex.match(prefix) for prefix in prefixes):
+            ignored = not negated
+    return ignored
+
+
+def shipped_files() -> list[tuple[Path, str]]:
+    """(file in the repository, its path in the image) of every file the runtime stage copies from
+    the build context: the COPY lines' sources, minus what .dockerignore leaves out."""
+    rules, out = ignore_rules(), []
+    for source, destination in context_copies():
+        origin = REPO_ROOT / source
+        files = sorted(p for p in origin.rglob("*") if p.is_file()) if origin.is_dir() else [origin]
+        for path in files:
+            relative = path.relative_to(REPO_ROOT).as_posix()
+            if is_ignored(relative, rules):
+                continue
+            inside = path.relative_to(origin).as_posix() if origin.is_dir() else ""
+            if origin.is_dir() or destination.endswith("/"):
+                target = os.path.join(destination, inside or path.name)
+            else:
+                target = destination
+            out.append((path, target))
+    return out
+
+
+def task_modules(task_root: Path) -> list[str]:
+    """The Python modules of /var/task as laid out (a package's __init__ is the package)."""
+    modules = []
+    for path in sorted(task_root.rglob("*.py")):
+        parts = list(path.relative_to(task_root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules.append(".".join(parts))
+    return modules
+
+
+def lay_out(root: Path, python: str) -> Path:
+    """The image's context copies under root (its /var/task and anything else they name), then its
+    compile lines run by the image's Python. Returns root/var/task."""
+    task_root = root / "var" / "task"
+    if task_root.exists():
+        shutil.rmtree(task_root)
+    task_root.mkdir(parents=True)
+    for path, target in shipped_files():
+        inside_root = root / target.lstrip("/")
+        inside_root.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, inside_root)
+    for command in compile_commands():
+        args = [root / a.lstrip("/") if a.startswith("/") else a for a in command[1:]]
+        subprocess.run([python, *map(str, args)], check=True, timeout=300)
+    return task_root
 
 
 def find_python312() -> str:
@@ -150,7 +292,7 @@ def _build_deps(python: str, target: Path) -> None:
 
 
 def build(root: Path | None = None) -> ImageEnv:
-    """Build (or reuse) the dependency folder; lay out a fresh image root with the trainer package."""
+    """Build (or reuse) the dependency folder; lay out a fresh image root with what the image ships."""
     import time
 
     python = find_python312()
@@ -177,11 +319,7 @@ def build(root: Path | None = None) -> ImageEnv:
     deps_link = root / "opt" / "deps"
     if not deps_link.exists():
         deps_link.symlink_to(deps_dir, target_is_directory=True)
-    task_root = root / "var" / "task"
-    if task_root.exists():
-        shutil.rmtree(task_root)
-    task_root.mkdir(parents=True)
-    shutil.copytree(REPO_ROOT / "trainer", task_root / "trainer", ignore=IGNORED)
+    task_root = lay_out(root, str(venv_dir / "bin" / "python"))
 
     return ImageEnv(
         root=root,
