@@ -5,7 +5,8 @@ epoch goes, LNN against PyTorch, and how far each way of calling BLAS gets: brea
 tiled; the data path and peak memory of a trainer execution environment on the MNIST-shaped set and
 16x cat), versus (the fused chain against PyTorch, at each of --thread-counts: the other counts run in
 a fresh process, since BLAS threads are fixed when numpy loads), coldstart (importing both handlers in
-the image's environment).
+the image's environment), sweep (24 random trials with ASHA against the same trials to the end, and
+modelled on Lambda with every trial at once: sweeps.py).
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import breakdown, measuring, report, runs, workloads
+from tests.performance import breakdown, measuring, report, runs, sweeps, workloads
 from trainer.data.loader import load_raw
 from trainer.statemachine import Plan
 
-SECTIONS = ("cat", "breakdown", "scaling", "versus", "coldstart")
+SECTIONS = ("cat", "breakdown", "scaling", "versus", "coldstart", "sweep")
 
 
 def _extrapolate(row: dict[str, Any], plan_full: Plan, plan_run: Plan) -> dict[str, Any]:
@@ -292,6 +293,9 @@ def run(opts: argparse.Namespace, stack: Any, workdir: Path, say: Any = print) -
     if "coldstart" in opts.sections:
         result["cold_start"] = runs.cold_start()
         say(f"  cold start: {result['cold_start']['total_s']:.3f} s")
+    if "sweep" in opts.sections:
+        result["sweep"] = sweeps.sweep_section(stack, workdir, say, opts.sweep_epochs, opts.hop_ms)
+        say("\n".join(sweeps.render(result["sweep"])))
     result["machine"]["load_average_after"] = os.getloadavg()
     result["targets"] = report.targets(result)
     return result
@@ -342,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dataset", default=None, help="the cat benchmark's file (default: beside the clone)")
     p.add_argument("--threads", default="1", help="BLAS threads of this process (set before numpy loads)")
     p.add_argument("--thread-counts", type=_int_list, default=[1, 2], help="thread counts of the versus section")
+    p.add_argument("--sweep-epochs", type=int, default=300, help="epochs of each trial of the sweep section")
     p.add_argument("--quick", action="store_true", help="a few epochs of everything (a smoke run)")
     opts = p.parse_args(argv)
     unknown = set(opts.sections) - set(SECTIONS)
@@ -353,6 +358,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         opts.repeats = opts.versus_repeats = 1
         opts.scale_epochs = min(opts.scale_epochs, 3)
         opts.breakdown_epochs = min(opts.breakdown_epochs, 5)
+        opts.sweep_epochs = min(opts.sweep_epochs, 24)
         opts.scale_factors = [1, 2]
         opts.mnist_epochs, opts.mnist_train, opts.mnist_test = 1, 2000, 500
     return opts

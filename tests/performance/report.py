@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.performance import sweeps
+
 MODEL_ASSUMPTIONS = [
     "modelled Lambda time = chain compute (the trainer's steps as measured here, same per-core speed on "
     "Lambda, same BLAS threads) + hop latency x invocations + Redis time measured against the real local "
@@ -290,6 +292,8 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         check(
             "cold start: import both handlers (Python 3.12)", result["cold_start"]["total_s"], TARGET_COLD_START_S, "s"
         )
+    if "sweep" in result:
+        out.update(sweeps.targets(result["sweep"]))
     return out
 
 
@@ -306,6 +310,8 @@ def render(result: dict[str, Any]) -> str:
         lines += _render_scaling(result)
     if "cold_start" in result:
         lines += _render_cold_start(result)
+    if "sweep" in result:
+        lines += ["", *sweeps.render(result["sweep"])]
     lines += ["", "Targets (figure vs bound):"]
     for name, t in result["targets"].items():
         lines.append(

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.performance import bench, measuring, runs
+from tests.performance import bench, measuring, runs, sweeps
 from trainer.statemachine import Plan
 from trainer.stores.codec import encode
 
@@ -194,3 +194,18 @@ def test_chain_matches_monolithic_on_a_small_network(stack, chain, max_steps):
     else:  # hand-offs mid-epoch and mid-batch still move only live, changed state
         assert row["invocations"] == -(-plan.total_steps // max_steps)
         assert row["handoff_overhead_ratio"] <= 1.1
+
+
+def test_sweep_section_reports_each_figure_against_its_target(stack, tmp_path):
+    """A small sweep section: ASHA against every trial to the end, and the Lambda model."""
+    result = sweeps.sweep_section(stack, tmp_path, lambda _: None, epochs=12, hop_ms=40.0, trials=6)
+    assert result["epochs_run_full"] == 6 * 12
+    assert 0 < result["epochs_run_asha"] <= result["epochs_run_full"]
+    assert result["compute_share"] == result["epochs_run_asha"] / result["epochs_run_full"]
+    assert sum(result["by_state"].values()) == 6 and set(result["by_state"]) <= {"SUCCEEDED", "STOPPED"}
+    assert 0 <= result["best_validation_asha"] <= result["best_validation_full"] <= 1
+    assert result["modelled_sweep_s"] >= result["modelled_slowest_trial_s"] > 0
+    assert result["cost"]["total_lambda"] > 0 and result["cost"]["requests"] > 6
+    targets = sweeps.targets(result)
+    assert len(targets) == 3 and all(t["met"] == (t["value"] <= t["bound"]) for t in targets.values())
+    assert any("Sweep:" in line for line in sweeps.render(result))
