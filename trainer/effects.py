@@ -28,6 +28,7 @@ import numpy as np
 from trainer import checkpoints, engine, model_file, warm
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
+from trainer.sweep import scheduler
 from trainer.vocabulary import Claim, Notice, RungDecision, RunStatus
 
 logger = get_logger("lnn-effects")
@@ -160,14 +161,10 @@ def _judged_to_stop(svc: Any, config: RunConfig, outbox: Outbox) -> bool:
     judged = [item for item in outbox.epochs if config.closes_rung(item["epoch"])]
     if not judged:
         return False
-    from trainer.sweep import scheduler
-
     return any(scheduler.at_rung(svc, config, item) is RungDecision.STOP for item in judged)
 
 
 def _stop_trial(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadline: Deadline) -> None:
-    from trainer.sweep import scheduler
-
     last = outbox.epochs[-1]
     figures = {"validation_accuracy": last["validation_accuracy"], "epochs_run": last["epoch"] + 1}
     svc.run_store.mark_stopped(config.run_id, figures)
@@ -182,8 +179,6 @@ def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, 
     metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
     svc.run_store.mark_succeeded(config.run_id, metrics)
     if config.in_sweep:
-        from trainer.sweep import scheduler
-
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:
         publish_once(svc, Notice.SUCCEEDED, config.run_id, "run", metrics, token, deadline)

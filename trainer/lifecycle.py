@@ -15,6 +15,7 @@ from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
 from trainer.stores.tensor_store import NO_CURSOR
+from trainer.sweep import scheduler
 from trainer.vocabulary import Notice, RunStatus
 
 # Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats.
@@ -72,8 +73,6 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
 
 def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:
     if config.in_sweep:  # a trial's data: the sweep's training set less its stored validation split
-        from trainer.sweep import scheduler
-
         dataset = scheduler.trial_dataset(svc, svc.run_store.get_sweep(config.sweep_id))
     else:
         raw = load_raw(config.dataset, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
@@ -97,8 +96,6 @@ def cancel(svc: services_mod.Services, run_id: Any, by_sweep: bool = False) -> d
     config = RunConfig.from_json(run["config"])
     token = secrets.token_hex(8)
     if config.in_sweep and not by_sweep:
-        from trainer.sweep import scheduler
-
         scheduler.trial_ended(svc, config, RunStatus.CANCELLED, token, effects.NoDeadline())
     elif not config.in_sweep:
         body = {"epochs_done": _epochs_done(svc, run)}

@@ -15,6 +15,7 @@ from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
 
 logger = get_logger("lnn-launch")
@@ -91,8 +92,6 @@ def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
         return launch(event, svc)
     action = event.get("action")
     if action == "sweep":
-        from trainer.sweep import scheduler
-
         return scheduler.launch(event, svc)
     target = "sweep_id" if action == "cancel" and "sweep_id" in event else "run_id"
     extra = sorted(set(event) - {"action", target})
@@ -101,8 +100,6 @@ def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     if problems:
         raise RequestError(problems)
     if target == "sweep_id":
-        from trainer.sweep import scheduler
-
         return scheduler.cancel(svc, event.get("sweep_id"))
     try:
         return (lifecycle.resume if action == "resume" else lifecycle.cancel)(svc, event.get("run_id"))
