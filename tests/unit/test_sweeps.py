@@ -100,16 +100,16 @@ def test_asha_rungs() -> None:
 
 def test_asha_decisions_on_a_constructed_case() -> None:
     """Trials arrive at a rung one by one with these accuracies (reduction factor 3): each goes on
-    only if it is in the top third, rounded up, of the trials at the rung so far."""
+    only if it is in the top ⌊n/3⌋ (at least 1) of the n trials at the rung so far."""
     arrivals = [0.70, 0.60, 0.80, 0.75, 0.50, 0.90, 0.85]
     expected = [
-        RungDecision.CONTINUE,  # alone: the first always goes on
+        RungDecision.CONTINUE,  # alone: the best so far always goes on
         RungDecision.STOP,  # 2 at the rung, 1 kept: 0.70 is better
         RungDecision.CONTINUE,  # the best of 3
-        RungDecision.CONTINUE,  # 4 at the rung, 2 kept: only 0.80 is better
-        RungDecision.STOP,  # 5, 2 kept: 4 are better
-        RungDecision.CONTINUE,  # the best of 6
-        RungDecision.CONTINUE,  # 7, 3 kept: only 0.90 is better
+        RungDecision.STOP,  # 4 at the rung, 1 kept: 0.80 is better
+        RungDecision.STOP,  # 5, 1 kept: 4 are better
+        RungDecision.CONTINUE,  # the best of 6 (2 kept)
+        RungDecision.CONTINUE,  # 7, 2 kept: only 0.90 is better
     ]
     seen: list[float] = []
     got = []
@@ -119,8 +119,10 @@ def test_asha_decisions_on_a_constructed_case() -> None:
     assert got == expected
 
 
-def test_asha_ties_go_on_together() -> None:
-    assert asha.decide(0.5, [0.5, 0.5, 0.5], 2) is RungDecision.CONTINUE
+def test_asha_ties_go_to_the_earlier_arrival() -> None:
+    assert asha.decide(0.5, [0.5], 2) is RungDecision.STOP
+    assert asha.decide(0.5, [0.4], 2) is RungDecision.CONTINUE
+    assert asha.decide(0.5, [0.5, 0.4, 0.3], 2) is RungDecision.CONTINUE  # 4 at the rung, 2 kept
 
 
 def test_validation_split_is_seeded_and_from_the_training_set_only() -> None:
