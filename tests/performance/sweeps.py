@@ -6,6 +6,8 @@ its wall time and cost modelled on Lambda with all trials running at once."""
 
 from __future__ import annotations
 
+import heapq
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +20,8 @@ from trainer.data.builtin import moons
 from trainer.handlers import launch as launch_handler
 from trainer.handlers import trainer as trainer_handler
 from trainer.local import runner
-from trainer.sweep import scheduler
+from trainer.sweep import asha, scheduler
+from trainer.vocabulary import RungDecision
 
 TRIALS = 24
 EXAMPLES = 4000  # moons: 3000 training (600 of them held out for validation), 1000 test
@@ -94,7 +97,9 @@ def sweep_section(
     sweep_s = max(r["start_s"] + t for r, t in zip(wide["leaderboard"], trial_s, strict=True))
     gb_s = sum(trial_s) * runs.TRAINER_MEMORY_MB / 1024 + wide["launch_s"] * runs.LAUNCH_MEMORY_MB / 1024
     requests = sum(r["invocations"] for r in wide["leaderboard"]) + 1
+    curves = {r["trial"]: r["curve"] for r in full["leaderboard"]}
     return {
+        "orders": simulated_orders(curves, epochs, epochs // 12, 3, 8),
         "trials": trials,
         "epochs": epochs,
         "by_state": asha["by_state"],
@@ -122,6 +127,38 @@ def sweep_section(
     }
 
 
+def simulated_orders(
+    curves: dict[int, list[float]], epochs: int, min_epochs: int, factor: int, slots: int, orders: int = 200
+) -> dict[str, Any]:
+    """ASHA's share of the epochs and its best score over many arrival orders, replayed on the
+    full trials' own validation curves (a trial's curve does not depend on the others): which trials
+    stop depends on the order they reach a rung, and one run shows one order."""
+    rungs = asha.rungs(min_epochs, factor, epochs)
+    best_full = max(curve[-1] for curve in curves.values())
+    shares, gaps = [], []
+    for seed in range(orders):
+        rng = random.Random(seed)
+        recorded: dict[int, list[float]] = {rung: [] for rung in rungs}
+        pending, events, done = sorted(curves), [], {}
+        for _ in range(min(slots, len(pending))):
+            trial = pending.pop(0)
+            heapq.heappush(events, (rungs[0] + rng.random(), trial, 0))
+        while events:
+            now, trial, k = heapq.heappop(events)
+            value = curves[trial][rungs[k] - 1]
+            goes_on = asha.decide(value, recorded[rungs[k]], factor) is RungDecision.CONTINUE
+            recorded[rungs[k]].append(value)
+            if goes_on and k + 1 < len(rungs):
+                heapq.heappush(events, (now + rungs[k + 1] - rungs[k] + rng.random(), trial, k + 1))
+                continue
+            done[trial] = epochs if goes_on else rungs[k]
+            if pending:
+                heapq.heappush(events, (now + done[trial] - rungs[k] + rungs[0] + rng.random(), pending.pop(0), 0))
+        shares.append(sum(done.values()) / (epochs * len(curves)))
+        gaps.append(best_full - max(curves[t][-1] for t, e in done.items() if e == epochs))
+    return {"orders": orders, "share_mean": float(np.mean(shares)), "share_max": max(shares), "gap_max": max(gaps)}
+
+
 def render(result: dict[str, Any]) -> list[str]:
     r = result
     cost = r["cost"]
@@ -131,6 +168,9 @@ def render(result: dict[str, Any]) -> list[str]:
         f" (test {r['best_test_asha']:.4f}); max_concurrency 8, trials {r['by_state']}",
         f"  compute: {r['epochs_run_asha']} of {r['epochs_run_full']} epochs ({r['compute_share']:.0%}); "
         f"{r['compute_s_asha']:.1f} s of {r['compute_s_full']:.1f} s",
+        f"  over {r['orders']['orders']} arrival orders replayed on the full trials' curves: ASHA's share "
+        f"{r['orders']['share_mean']:.0%} on average, at most {r['orders']['share_max']:.0%}; its best at most "
+        f"{r['orders']['gap_max']:.4f} below the best to the end",
         f"  modelled on Lambda, all {r['trials']} trials at once ({r['wide_by_state']}): "
         f"sweep {r['modelled_sweep_s']:.1f} s, slowest trial "
         f"{r['modelled_slowest_trial_s']:.1f} s ({r['modelled_wall_ratio']:.2f}x; launch {r['launch_s']:.2f} s); "

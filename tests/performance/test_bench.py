@@ -206,6 +206,8 @@ def test_sweep_section_reports_each_figure_against_its_target(stack, tmp_path):
     assert 0 <= result["best_validation_asha"] <= result["best_validation_full"] <= 1
     assert result["modelled_sweep_s"] >= result["modelled_slowest_trial_s"] > 0
     assert result["cost"]["total_lambda"] > 0 and result["cost"]["requests"] > 6
+    orders = result["orders"]
+    assert orders["orders"] == 200 and 0 < orders["share_mean"] <= orders["share_max"] <= 1 and orders["gap_max"] >= 0
     targets = sweeps.targets(result)
     assert len(targets) == 3 and all(t["met"] == (t["value"] <= t["bound"]) for t in targets.values())
     assert any("Sweep:" in line for line in sweeps.render(result))
