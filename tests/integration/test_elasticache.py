@@ -14,18 +14,26 @@ import redis
 from tests.integration.conftest import aws
 
 
+def create_group(ec, group_id: str, token: str, **settings) -> None:
+    """A TLS replication group with an auth token, as the stack creates one (`settings` override)."""
+    ec.create_replication_group(
+        **{
+            "ReplicationGroupId": group_id,
+            "ReplicationGroupDescription": "test",
+            "Engine": "redis",
+            "CacheNodeType": "cache.t4g.micro",
+            "NumCacheClusters": 1,
+            "TransitEncryptionEnabled": True,
+            "AuthToken": token,
+            **settings,
+        }
+    )
+
+
 def test_a_replication_group_is_a_real_tls_redis_with_its_token(cloud, cloud_env) -> None:
     ec = aws("elasticache", cloud_env)
     group_id, token = f"g{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-    ec.create_replication_group(
-        ReplicationGroupId=group_id,
-        ReplicationGroupDescription="test",
-        Engine="redis",
-        CacheNodeType="cache.t4g.micro",
-        NumCacheClusters=1,
-        TransitEncryptionEnabled=True,
-        AuthToken=token,
-    )
+    create_group(ec, group_id, token)
     (group,) = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"]
     endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
     assert group["TransitEncryptionEnabled"] and group["AuthTokenEnabled"]
@@ -59,16 +67,7 @@ def test_each_group_listens_on_its_own_port_at_an_address_of_its_own(cloud, clou
     try:
         for port in (6379, 6379, None):
             group_id, token = f"p{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-            ec.create_replication_group(
-                ReplicationGroupId=group_id,
-                ReplicationGroupDescription="test",
-                Engine="redis",
-                CacheNodeType="cache.t4g.micro",
-                NumCacheClusters=2,
-                TransitEncryptionEnabled=True,
-                AuthToken=token,
-                **({"Port": port} if port else {}),
-            )
+            create_group(ec, group_id, token, NumCacheClusters=2, **({"Port": port} if port else {}))
             groups[group_id] = token
         endpoints = {
             g["ReplicationGroupId"]: g["NodeGroups"][0]["PrimaryEndpoint"]
@@ -109,16 +108,8 @@ def test_the_groups_parameter_group_reaches_its_server(cloud, cloud_env) -> None
     try:
         for parameter_group in (None, own):
             group_id, token = f"m{secrets.token_hex(3)}", secrets.token_urlsafe(24)
-            ec.create_replication_group(
-                ReplicationGroupId=group_id,
-                ReplicationGroupDescription="test",
-                Engine="redis",
-                CacheNodeType="cache.t4g.micro",
-                NumCacheClusters=1,
-                TransitEncryptionEnabled=True,
-                AuthToken=token,
-                **({"CacheParameterGroupName": parameter_group} if parameter_group else {}),
-            )
+            chosen = {"CacheParameterGroupName": parameter_group} if parameter_group else {}
+            create_group(ec, group_id, token, **chosen)
             groups.append(group_id)
             (group,) = ec.describe_replication_groups(ReplicationGroupId=group_id)["ReplicationGroups"]
             endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
