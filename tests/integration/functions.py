@@ -1,10 +1,17 @@
-"""Small handlers for testing the local Lambda service itself (copied into the test image's task root
-beside the trainer package; the real functions are the trainer's handlers)."""
+"""Handlers for tests, copied into the test image's task root beside the trainer package (the image
+itself never contains them): small ones for testing the local Lambda service, and the trainer's own
+handler with faults injected at named points, for tests that crash a step where they choose."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import itertools
+import json
 import os
+import random
 import time
+from pathlib import Path
 
 
 def sleep(event, context):
@@ -26,3 +33,97 @@ def describe(event, context):
         "greeting": os.environ.get("GREETING"),
         "trace": os.environ.get("_X_AMZN_TRACE_ID"),
     }
+
+
+class InjectedFault(RuntimeError):
+    """A crash a test causes on purpose."""
+
+
+_faults_installed = False
+_event_key = ""  # the event being handled: its retries and copies share it
+
+
+def trainer_with_faults(event, context):
+    """The trainer's own handler, with faults raised at named points of its adapters and calls
+    recorded, as the function's LNN_TEST_FAULTS variable says (JSON):
+    {"dir": <folder both sides read>, "points": [{"target": "tensor_store.commit" | "trainer.engine:run_step",
+    "before": bool, "after": bool, "probability": p, "seed": s, "skip": calls to let through first
+    (in this environment), "limit": faults in all environments}], "record": [targets],
+    "per_event": faults at most for one event, its retries and copies together}.
+    Each fault appends a line to <dir>/injected, each recorded call one to <dir>/calls; a fault's
+    slot is taken with an exclusive create, so `limit` holds across environments."""
+    from trainer import services
+    from trainer.handlers import trainer as trainer_handler
+
+    svc = services.current()
+    global _faults_installed, _event_key
+    if not _faults_installed:
+        _install(svc, json.loads(os.environ.get("LNN_TEST_FAULTS") or "{}"))
+        _faults_installed = True
+    _event_key = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()[:16]
+    return trainer_handler.run(event, context, svc)
+
+
+def _owner(svc, target: str):
+    if ":" in target:
+        module, name = target.split(":")
+        return importlib.import_module(module), name
+    adapter, name = target.split(".")
+    return getattr(svc, adapter), name
+
+
+def _install(svc, plan: dict) -> None:
+    folder = Path(plan.get("dir", "."))
+
+    def note(file: str, line: dict) -> None:
+        with open(folder / file, "a") as out:
+            out.write(json.dumps(line) + "\n")
+
+    for target in plan.get("record", []):
+        owner, name = _owner(svc, target)
+        original = getattr(owner, name)
+
+        def recorded(*args, _original=original, _target=target, **kwargs):
+            note("calls", {"target": _target, "pid": os.getpid()})
+            return _original(*args, **kwargs)
+
+        setattr(owner, name, recorded)
+    for point in plan.get("points", []):
+        owner, name = _owner(svc, point["target"])
+        original = getattr(owner, name)
+        rng = random.Random(f"{point.get('seed', 0)}:{os.getpid()}")
+        calls = itertools.count(1)
+
+        def maybe(stage: str, args: tuple, _point=point, _rng=rng) -> None:
+            if _rng.random() >= _point.get("probability", 1.0):
+                return
+            limit = _point.get("limit")
+            if limit is not None and not _take_slot(folder, _point["target"], limit):
+                return
+            per_event = plan.get("per_event")
+            if per_event is not None and not _take_slot(folder, f"event-{_event_key}", per_event):
+                return
+            numbers = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+            note("injected", {"target": _point["target"], "stage": stage, "ints": numbers, "pid": os.getpid()})
+            raise InjectedFault(f"injected crash {stage} {_point['target']}")
+
+        def faulty(*args, _original=original, _point=point, _calls=calls, _maybe=maybe, **kwargs):
+            armed = next(_calls) > _point.get("skip", 0)
+            if armed and _point.get("before", True):
+                _maybe("before", args)
+            result = _original(*args, **kwargs)
+            if armed and _point.get("after", False):
+                _maybe("after", args)  # the call's effect is applied: a crash after it
+            return result
+
+        setattr(owner, name, faulty)
+
+
+def _take_slot(folder: Path, target: str, limit: int) -> bool:
+    for slot in range(limit):
+        try:
+            os.close(os.open(folder / f"slot-{target}-{slot}", os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            continue
+    return False

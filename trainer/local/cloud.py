@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from trainer.local.faults import FaultInjector, FaultPlan
 from trainer.local.lambda_service import (
@@ -244,6 +244,24 @@ class LocalCloud:
             body = self.faults.snapshot()
         elif path == "/_lnn/faults" and method == "GET":
             body = self.faults.snapshot()
+        elif path == "/_lnn/hold" and method == "POST":
+            request = self._body(environ)
+            self.service.hold(request["function"], bool(request.get("hold", True)))
+            body = {}
+        elif path == "/_lnn/held" and method == "GET":
+            body = {"held": self.service.held(parse_qs(environ.get("QUERY_STRING", "")).get("function", [""])[0])}
+        elif path in ("/_lnn/deliver", "/_lnn/drop") and method == "POST":
+            request = self._body(environ)
+            try:
+                if path == "/_lnn/drop":
+                    self.service.drop_held(request["request_id"])
+                    body = {}
+                else:
+                    copies, keep = int(request.get("copies", 1)), bool(request.get("keep", False))
+                    body = self.service.deliver_held(request["request_id"], copies, keep)
+            except KeyError:
+                start_response("404 Not Found", [("Content-Type", "application/json")])
+                return [json.dumps({"message": f"no held event {request.get('request_id')!r}"}).encode()]
         elif path == "/_lnn/reset-stats" and method == "POST":
             self.service.reset_stats()
             self.faults.reset_stats()
@@ -253,6 +271,11 @@ class LocalCloud:
             return [b'{"message":"unknown local cloud control"}']
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(body).encode()]
+
+    @staticmethod
+    def _body(environ: dict[str, Any]) -> dict[str, Any]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return json.loads(environ["wsgi.input"].read(length) or b"{}")
 
     def stop(self) -> None:
         if self.service is not None:
@@ -355,11 +378,24 @@ class CloudProcess:
         self.endpoint_url, self.workdir = ready["endpoint_url"], ready["workdir"]
         return self
 
-    def _call(self, path: str, body: Any = None) -> Any:
+    def _call(self, path: str, body: Any = None, timeout_s: float = 10) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(f"{self.endpoint_url}{path}", data=data, method="POST" if data else "GET")
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             return json.loads(resp.read())
+
+    def hold(self, function: str, on: bool = True) -> None:
+        """Hold the function's asynchronous events until `deliver` or `drop` names them."""
+        self._call("/_lnn/hold", {"function": function, "hold": on})
+
+    def held(self, function: str) -> list[dict[str, Any]]:
+        return self._call(f"/_lnn/held?function={quote(function)}")["held"]
+
+    def deliver(self, request_id: str, copies: int = 1, keep: bool = False, timeout_s: float = 900) -> dict[str, Any]:
+        return self._call("/_lnn/deliver", {"request_id": request_id, "copies": copies, "keep": keep}, timeout_s)
+
+    def drop(self, request_id: str) -> None:
+        self._call("/_lnn/drop", {"request_id": request_id})
 
     def stats(self) -> dict[str, Any]:
         return self._call("/_lnn/stats")

@@ -25,6 +25,9 @@ reserved concurrency.
   the same moment, kills an environment in the middle of an invocation with probability p (the
   attempt fails as a crashed runtime does and Lambda's retries follow), and delays copies by a
   random amount, which reorders them. `stats()` counts what happened.
+- Held delivery (for tests that step a chain): a function's accepted events wait in a list instead
+  of the queue; each is then delivered on request (with Lambda's retries) or dropped (a lost
+  hand-off). What runs is the same: the invoke path, the environments, the retries.
 """
 
 from __future__ import annotations
@@ -332,6 +335,8 @@ class LambdaService:
         self._all: set[ExecutionEnvironment] = set()
         self._running_copies: dict[str, int] = {}
         self._queue: list[_Queued] = []
+        self._holding: set[str] = set()  # functions whose events are held
+        self._held: dict[str, _AsyncEvent] = {}  # request id -> event, in arrival order
         self._order = itertools.count()
         self._in_flight = 0
         self._closed = False
@@ -437,6 +442,10 @@ class LambdaService:
         copies = max(1, self.chaos.duplicates)
         with self._lock:
             self.stats.events_accepted += 1
+            if config.name in self._holding:
+                self._held[request_id] = _AsyncEvent(request_id, config.arn, payload, lineage, received_at=now)
+                self._lock.notify_all()
+                return Answer(202, b"", {"x-amzn-RequestId": request_id})
             self.stats.duplicate_copies += copies - 1
             for copy in range(copies):
                 rng = self.chaos.rng(self._digest(payload), copy, "delay")
@@ -470,21 +479,28 @@ class LambdaService:
                     self._lock.notify_all()
 
     def _deliver(self, event: _AsyncEvent) -> None:
+        if self._attempt(event)[0] == "retry":
+            with self._lock:
+                heapq.heappush(self._queue, _Queued(time.monotonic() + self.retry_delay_s, next(self._order), event))
+                self._lock.notify_all()
+
+    def _attempt(self, event: _AsyncEvent) -> tuple[str, Attempt | None]:
+        """One attempt at an event: ("ok" | "retry" | "failed" | "discarded", its end)."""
         try:
             config = self.configs(event.function)
         except FunctionNotFound:
-            return  # deleted since: Lambda discards its queued events
+            return "discarded", None  # deleted since: Lambda discards its queued events
         hops = int(event.lineage.rsplit(":", 1)[1])
         if hops > RECURSION_LIMIT and config.recursive_loop != "Allow":
             with self._lock:
                 self.stats.recursion_stops += 1
             self._fail(config, event, "RecursiveInvocationException", None, None)
-            return
+            return "failed", None
         if time.monotonic() - event.received_at > config.max_event_age_s:
             with self._lock:
                 self.stats.dropped_age += 1
             self._fail(config, event, "EventAgeExceeded", None, None)
-            return
+            return "failed", None
         event.attempts += 1
         env = self._acquire(config, wait=True)
         with self._lock:
@@ -515,16 +531,14 @@ class LambdaService:
                 if not self._running_copies[event.id]:
                     del self._running_copies[event.id]
         if attempt.ok:
-            return
+            return "ok", attempt
         with self._lock:
             self.stats.function_errors += 1
             self.stats.timeouts += attempt.timed_out
         if event.attempts <= config.max_retry_attempts:
-            with self._lock:
-                heapq.heappush(self._queue, _Queued(time.monotonic() + self.retry_delay_s, next(self._order), event))
-                self._lock.notify_all()
-            return
+            return "retry", attempt
         self._fail(config, event, "RetriesExhausted", attempt, attempt.error_document())
+        return "failed", attempt
 
     def _fail(
         self, config: FunctionConfig, event: _AsyncEvent, condition: str, attempt: Attempt | None, error: Any
@@ -638,6 +652,70 @@ class LambdaService:
                 self._retire(pool, pool.idle.pop())
             self._lock.notify_all()
 
+    # ---- held delivery -------------------------------------------------------------------------
+    def hold(self, function_name: str, on: bool) -> None:
+        """Hold the function's events from now on (or stop holding: the held ones are queued)."""
+        with self._lock:
+            if on:
+                self._holding.add(function_name)
+                return
+            self._holding.discard(function_name)
+            now = time.monotonic()
+            for key in [k for k, e in self._held.items() if e.function.rsplit(":", 1)[1] == function_name]:
+                heapq.heappush(self._queue, _Queued(now, next(self._order), self._held.pop(key)))
+            self._lock.notify_all()
+
+    def held(self, function_name: str) -> list[dict[str, Any]]:
+        with self._lock:
+            events = [e for e in self._held.values() if e.function.rsplit(":", 1)[1] == function_name]
+        return [
+            {"request_id": e.id, "payload": json.loads(e.payload), "hop": int(e.lineage.rsplit(":", 1)[1])}
+            for e in events
+        ]
+
+    def deliver_held(self, request_id: str, copies: int = 1, keep: bool = False) -> dict[str, Any]:
+        """Deliver a held event now, `copies` times side by side (a duplicate delivery), each copy
+        retried as Lambda retries it; answers how each copy ended. With `keep` the event stays held,
+        to be delivered again later (a late duplicate)."""
+        with self._lock:
+            event = self._held[request_id] if keep else self._held.pop(request_id)
+            self._in_flight += copies
+            self.stats.duplicate_copies += copies - 1
+        events = [
+            _AsyncEvent(event.id, event.function, event.payload, event.lineage, event.received_at, copy=copy)
+            for copy in range(copies)
+        ]
+        ends: list[dict[str, Any]] = [{} for _ in events]
+
+        def run(index: int) -> None:
+            copy = events[index]
+            try:
+                while (end := self._attempt(copy))[0] == "retry":
+                    time.sleep(self.retry_delay_s)
+                outcome, attempt = end
+                ends[index] = {
+                    "outcome": outcome,
+                    "attempts": copy.attempts,
+                    "response": attempt.error_document() if attempt is not None else None,
+                }
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+                    self._lock.notify_all()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(1, len(events))]
+        for thread in threads:
+            thread.start()
+        run(0)
+        for thread in threads:
+            thread.join()
+        return {"request_id": event.id, "copies": ends}
+
+    def drop_held(self, request_id: str) -> None:
+        """The event is lost (as a hand-off can be): it never runs."""
+        with self._lock:
+            del self._held[request_id]
+
     # ---- control ------------------------------------------------------------------------------
     def set_chaos(self, chaos: Chaos) -> None:
         with self._lock:
@@ -651,6 +729,7 @@ class LambdaService:
         with self._lock:
             out = self.stats.to_dict()
             out["queued"] = len(self._queue)
+            out["held"] = len(self._held)
             out["in_flight"] = self._in_flight
             out["environments"] = len(self._all)
             out["chaos"] = asdict(self.chaos)
@@ -664,6 +743,7 @@ class LambdaService:
         with self._lock:
             self._closed = True
             self._queue.clear()
+            self._held.clear()
             envs = list(self._all)
             self._all.clear()
             self._lock.notify_all()

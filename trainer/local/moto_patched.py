@@ -37,6 +37,9 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
    the state bucket becomes unreadable. Clients reach AWS over TLS; the emulator's plain-HTTP
    listener stands in for that endpoint, so the patch evaluates bucket policies as for a TLS
    request: such a statement never applies.
+8. ``UpdateFunctionConfiguration`` (``ImageConfig``) -- moto ignores it, so a function's command
+   (its handler) never changes after creation; Terraform's ``image_config`` and the local Lambda
+   service read it. The patch applies it.
 """
 
 from __future__ import annotations
@@ -312,6 +315,20 @@ def _patch_bucket_policy_secure_transport() -> None:
     models.FakeBucket.get_permission = get_permission
 
 
+def _patch_update_image_config() -> None:
+    """Patch 8: UpdateFunctionConfiguration applies ImageConfig."""
+    from moto.awslambda import models
+
+    original = models.LambdaFunction.update_configuration
+
+    def update_configuration(self: Any, config_updates: dict[str, Any]) -> dict[str, Any]:
+        if "ImageConfig" in config_updates:
+            self.image_config = models.ImageConfig(config_updates["ImageConfig"] or {})
+        return original(self, config_updates)
+
+    models.LambdaFunction.update_configuration = update_configuration
+
+
 def apply_patches() -> None:
     _patch_create_replication_group_member_clusters()
     _patch_delete_replication_group()
@@ -320,6 +337,7 @@ def apply_patches() -> None:
     _patch_describe_security_group_rules_descriptions()
     _patch_cache_parameter_groups()
     _patch_bucket_policy_secure_transport()
+    _patch_update_image_config()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,59 +1,208 @@
-"""Driving a run through the real handlers with the local invoker, with optional disturbances."""
+"""Stepping a run through the local cloud: LaunchLambda invoked through the Lambda API, the
+TrainerLambda's hand-offs (the production invoker, boto3) held by the Lambda service and delivered
+one at a time, or side by side, or dropped, as a test chooses; each delivery runs in the function's
+own execution environment with Lambda's retries."""
 
 from __future__ import annotations
 
-import random
+import json
+import secrets
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from trainer import model_file
+from trainer import services as services_mod
+from trainer.aws import client
 from trainer.data.loader import load_raw, prepare
-from trainer.handlers import trainer as trainer_handler
-from trainer.local import runner
+from trainer.local.cloud import CloudProcess
+from trainer.local.cloud_runner import LaunchRefused, session_services
+from trainer.local.provision import provision_stack
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
 
+FAULTY_TRAINER = "lnn_test_functions.trainer_with_faults"
 
-class InjectedFault(RuntimeError):
-    """A crash the test causes on purpose."""
+
+@dataclass
+class Delivery:
+    """How one held event ended: each copy's outcome ("ok" | "failed" | "discarded"), attempts and
+    response (the handler's result, or its error document)."""
+
+    request_id: str
+    copies: list[dict[str, Any]]
+
+    @property
+    def attempts(self) -> int:
+        return sum(c["attempts"] for c in self.copies)
+
+    @property
+    def failed(self) -> bool:
+        return any(c["outcome"] == "failed" for c in self.copies)
+
+    @property
+    def errors(self) -> list[str]:
+        return [
+            f"{c['response'].get('errorType')}: {c['response'].get('errorMessage')}"
+            for c in self.copies
+            if c["outcome"] == "failed" and isinstance(c.get("response"), dict)
+        ]
+
+
+@dataclass
+class ChainStack:
+    """A stack provisioned in the local cloud whose trainer events are held for the test to deliver;
+    `services` are this process's own adapters on the same resources (to read and arrange state)."""
+
+    cloud: CloudProcess
+    env: dict[str, str]
+    services: services_mod.Services
+    base_variables: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def provision(cls, cloud: CloudProcess, prefix: str, **variables: str) -> ChainStack:
+        env = provision_stack(prefix, trainer_memory_mb=2048)
+        services = session_services(env, str(Path(cloud.workdir) / "elasticache-ca.pem"))
+        stack = cls(cloud, env, services)
+        stack.base_variables = {**stack._variables(), **variables}
+        stack.configure()
+        cloud.hold(env["TRAINER_FUNCTION_NAME"])
+        return stack
+
+    @property
+    def trainer(self) -> str:
+        return self.env["TRAINER_FUNCTION_NAME"]
+
+    def _variables(self) -> dict[str, str]:
+        config = client("lambda").get_function_configuration(FunctionName=self.trainer)
+        return dict(config["Environment"]["Variables"])
+
+    def configure(self, handler: str | None = None, **variables: str | None) -> None:
+        """The trainer function's handler and variables (None removes one) on top of the stack's own;
+        the service starts new environments for the new configuration, as Lambda does."""
+        merged = {**self.base_variables, **variables}
+        lam = client("lambda")
+        lam.update_function_configuration(
+            FunctionName=self.trainer,
+            Environment={"Variables": {k: v for k, v in merged.items() if v is not None}},
+            ImageConfig={"Command": [handler or "trainer.handlers.trainer.handler"]},
+        )
+
+    def faults(
+        self, folder: Path, points: list[dict[str, Any]] = (), record: list[str] = (), per_event: int | None = None
+    ) -> None:
+        """Run the trainer's handler with faults at named points (tests/integration/functions.py)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        plan = {"dir": str(folder), "points": list(points), "record": list(record), "per_event": per_event}
+        self.configure(handler=FAULTY_TRAINER, LNN_TEST_FAULTS=json.dumps(plan))
+
+    def calm(self) -> None:
+        self.configure()
+
+    def launch(self, payload: Any) -> dict[str, Any]:
+        """LaunchLambda through the Lambda API; a refused request raises LaunchRefused (its message)."""
+        resp = client("lambda").invoke(
+            FunctionName=self.env["LAUNCH_FUNCTION_NAME"], Payload=json.dumps(payload).encode()
+        )
+        body = json.loads(resp["Payload"].read() or b"null")
+        if resp.get("FunctionError"):
+            raise LaunchRefused(body.get("errorMessage", json.dumps(body)) if isinstance(body, dict) else str(body))
+        return body
+
+    def held(self) -> list[dict[str, Any]]:
+        """The trainer events waiting, oldest first: request_id, payload, hop."""
+        return self.cloud.held(self.trainer)
+
+    def deliver(self, request_id: str | None = None, copies: int = 1, keep: bool = False) -> Delivery:
+        """Deliver a held event (the oldest by default), `copies` times at once; with `keep` it stays
+        held, to be delivered again (a late duplicate)."""
+        if request_id is None:
+            request_id = self.held()[0]["request_id"]
+        answer = self.cloud.deliver(request_id, copies, keep)
+        return Delivery(answer["request_id"], answer["copies"])
+
+    def drop(self, request_id: str) -> None:
+        self.cloud.drop(request_id)
+
+    def drop_all(self) -> int:
+        """Lose every held hand-off (nothing will deliver them)."""
+        held = self.held()
+        for event in held:
+            self.drop(event["request_id"])
+        return len(held)
+
+    def failure_records(self) -> list[dict[str, Any]]:
+        """What reached the trainer's on-failure destination, drained."""
+        sqs, url, records = client("sqs"), self.env["FAILURE_QUEUE_URL"], []
+        while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in got:
+                records.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return records
+
+    def remove(self) -> None:
+        """Delete the functions (their environments stop) and the cache (its redis-server stops)."""
+        lam = client("lambda")
+        for name in (self.trainer, self.env["LAUNCH_FUNCTION_NAME"]):
+            lam.delete_function(FunctionName=name)
+        client("elasticache").delete_replication_group(ReplicationGroupId=self.env["REPLICATION_GROUP_ID"])
+
+
+def new_stack(cloud: CloudProcess, **variables: str) -> ChainStack:
+    return ChainStack.provision(cloud, "ch" + secrets.token_hex(3), **variables)
+
+
+def deliver_all(stack: ChainStack, limit: int | None = None) -> list[Delivery]:
+    """Deliver held events oldest first until none is left (or `limit` were delivered)."""
+    done: list[Delivery] = []
+    while (limit is None or len(done) < limit) and (held := stack.held()):
+        done.append(stack.deliver(held[0]["request_id"]))
+    return done
+
+
+def dead_letters(deliveries: list[Delivery]) -> list[str]:
+    """The errors of the events Lambda gave up on (after its retries)."""
+    return [error for d in deliveries if d.failed for error in d.errors]
 
 
 def run_to_end(
-    stack: runner.LocalStack,
+    stack: ChainStack,
     payload: dict[str, Any],
     pick: Callable[[list], int] | None = None,
-    max_deliveries: int = 100_000,
+    copies: int = 1,
+    max_deliveries: int = 20_000,
 ) -> tuple[str, int]:
-    """Launch and deliver until the queue is empty; a failed delivery is redelivered (Lambda's
-    retry). Returns (run_id, deliveries)."""
-    stack.invoker.queue.clear()
-    run_id = runner.launch(stack, payload)["run_id"]
-    deliveries = 0
-    queue = stack.invoker.queue
-    while queue:
-        index = pick(list(queue)) if pick else 0
-        event = queue[index]
-        del queue[index]
+    """Launch, then deliver held events (the one `pick` chooses, else the oldest; each `copies`
+    times at once) until none is left. Returns (run_id, attempts: copies and retries included)."""
+    stack.drop_all()
+    run_id = stack.launch(payload)["run_id"]
+    attempts = deliveries = 0
+    while held := stack.held():
+        event = held[pick(held) if pick else 0]
+        delivery = stack.deliver(event["request_id"], copies)
+        assert not delivery.failed, f"Lambda gave up on an event of {run_id}: {delivery.errors}"
+        attempts += delivery.attempts
         deliveries += 1
         assert deliveries < max_deliveries, "the chain does not end"
-        try:
-            trainer_handler.run(event, runner.LocalContext(), stack.services)
-        except trainer_handler.StepFailed as exc:
-            if not isinstance(exc.__cause__, InjectedFault):
-                raise
-            queue.appendleft(event)
-    return run_id, deliveries
+    return run_id, attempts
 
 
-def deliver_all(stack: runner.LocalStack, limit: int | None = None) -> int:
-    """Deliver queued events in order (at most `limit`); returns how many were delivered."""
-    delivered = 0
-    while stack.invoker.queue and (limit is None or delivered < limit):
-        trainer_handler.run(stack.invoker.queue.popleft(), runner.LocalContext(), stack.services)
-        delivered += 1
-    return delivered
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines the faulty trainer wrote (none yet: empty)."""
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "the condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout_s:.0f} s")
+        time.sleep(0.05)
+    return value
 
 
 class FaultReport:
@@ -124,7 +273,7 @@ class FaultReport:
 REPORT = FaultReport()
 
 
-def final_params(stack: runner.LocalStack, run_id: str) -> dict[str, np.ndarray]:
+def final_params(stack: ChainStack, run_id: str) -> dict[str, np.ndarray]:
     blob = stack.services.blob_store.get(f"models/{run_id}/model.npz")
     _, params, _, _ = model_file.load(blob)
     return params
@@ -148,51 +297,3 @@ def monolithic_reference(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray]
         payload.get("batch_size"),
         payload.get("seed", 1),
     )
-
-
-class Faults:
-    """Raises InjectedFault at random points around a step's I/O, with a seeded RNG."""
-
-    def __init__(self, stack: runner.LocalStack, probability: float, seed: int):
-        self.rng = random.Random(seed)
-        self.probability = probability
-        self.injected = 0
-        self.stack = stack
-        self._saved: list[tuple[object, str, object]] = []
-
-    def _maybe(self) -> None:
-        if self.rng.random() < self.probability:
-            self.injected += 1
-            raise InjectedFault("injected crash")
-
-    def _wrap(self, owner: object, name: str, before: bool, after: bool) -> None:
-        original = getattr(owner, name)
-
-        def wrapped(*args, **kwargs):
-            if before:
-                self._maybe()
-            result = original(*args, **kwargs)
-            if after:
-                self._maybe()
-            return result
-
-        self._saved.append((owner, name, original if name in vars(owner) else None))
-        setattr(owner, name, wrapped)
-
-    def __enter__(self) -> Faults:
-        svc = self.stack.services
-        self._wrap(svc.tensor_store, "snapshot", before=True, after=False)
-        self._wrap(svc.tensor_store, "commit", before=True, after=True)  # after = crash once applied
-        self._wrap(svc.tensor_store, "claim", before=False, after=True)
-        self._wrap(svc.tensor_store, "mark_done", before=True, after=True)
-        self._wrap(svc.invoker, "invoke_async", before=True, after=True)
-        self._wrap(svc.run_store, "put_epochs", before=True, after=False)
-        self._wrap(svc.run_store, "record_progress", before=True, after=False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for owner, name, original in reversed(self._saved):
-            if original is None:
-                delattr(owner, name)  # the instance attribute shadowed the class method
-            else:
-                setattr(owner, name, original)

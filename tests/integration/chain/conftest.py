@@ -1,26 +1,18 @@
-"""Fixtures for the trainer's integration tests: the local adapters wired to the session servers."""
+"""The chain tests' stack: provisioned in the local cloud, its trainer events held for the tests to
+deliver (tests/integration/chain/chain_helpers.py), removed at the end of the module."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from trainer.local import runner
+from tests.integration.chain.chain_helpers import ChainStack, new_stack
 
 
-@pytest.fixture(scope="session")
-def stack(redis_server, aws_env) -> runner.LocalStack:
-    local = runner.connect(
-        "127.0.0.1",
-        redis_server.port,
-        redis_server.password,
-        redis_tls=getattr(redis_server, "tls", False),
-        redis_ca_file=getattr(redis_server, "ca_file", None),
-        claim_lease_s=1,  # a crash injected inside a completion is waited out quickly
-    )
-    return local
-
-
-@pytest.fixture
-def clean_queue(stack: runner.LocalStack) -> runner.LocalStack:
-    stack.invoker.queue.clear()
-    return stack
+@pytest.fixture(scope="module")
+def stack(cloud, cloud_env) -> Iterator[ChainStack]:
+    # A short completion lease: a crash injected inside a completion is waited out quickly.
+    chain_stack = new_stack(cloud, HANDOFF_CLAIM_TTL_S="1")
+    yield chain_stack
+    chain_stack.remove()
