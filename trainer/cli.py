@@ -113,7 +113,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             f"{r['requestContext']['condition']}: {(r.get('responsePayload') or {}).get('errorMessage', '')}"
             for r in session.failure_records()
         ]
-        record = runner.export_run(session.stack, run_id, RUNS_DIR)
+        record = runner.export_run(session, run_id, RUNS_DIR)
     run = record["run"]
     summary = {
         "run_id": run_id,
@@ -180,7 +180,7 @@ def _resume(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with cloud_runner.cloud_session() as session:
         # The saved run goes into the new stack's table and cache; LaunchLambda resumes it, as on AWS.
-        run_id = runner.restore_run(session.stack, run_dir)
+        run_id = runner.restore_run(session, run_dir)
         try:
             resumed = cloud_runner.invoke_launch(session, {"action": "resume", "run_id": run_id})
         except cloud_runner.LaunchRefused as exc:
@@ -188,7 +188,7 @@ def _resume(args: argparse.Namespace) -> int:
             return 2
         print(f"resuming {run_id} from step {resumed['resumed_from_seq']} ({resumed['source']})", file=sys.stderr)
         cloud_runner.follow(session, run_id)
-        record = runner.export_run(session.stack, run_id, RUNS_DIR)
+        record = runner.export_run(session, run_id, RUNS_DIR)
     run = record["run"]
     print(
         json.dumps(

@@ -1,10 +1,8 @@
-"""Hands the next state on. On Lambda: an asynchronous self-invocation; locally: a queue that the
-local runner drains, calling the same handler."""
+"""Hands the next state on: an asynchronous self-invocation, on AWS and on the local cloud alike."""
 
 from __future__ import annotations
 
 import json
-from collections import deque
 from typing import Any, Protocol
 
 from trainer.aws import client
@@ -25,15 +23,3 @@ class LambdaInvoker:
         )
         if resp.get("StatusCode") != 202:
             raise RuntimeError(f"asynchronous invoke of {self.function_arn} answered {resp.get('StatusCode')}")
-
-
-class LocalInvoker:
-    """In-process queue of trainer events, drained by trainer.local.runner."""
-
-    def __init__(self) -> None:
-        self.queue: deque[dict[str, Any]] = deque()
-        self.sent = 0
-
-    def invoke_async(self, event: dict[str, Any]) -> None:
-        self.queue.append(json.loads(json.dumps(event)))  # what the wire would carry, nothing more
-        self.sent += 1

@@ -4,16 +4,32 @@ is executed by real `python -m awslambdaric` processes configured by the control
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import threading
 import time
+import urllib.error
+from pathlib import Path
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import REGION, aws, invoke, run_item, still_running, wait_for_status
+from tests.integration.chain.chain_helpers import wait_for
+from tests.integration.conftest import (
+    REGION,
+    aws,
+    descendants,
+    invoke,
+    run_item,
+    still_running,
+    wait_for_status,
+)
+from trainer.local.cloud import CloudProcess
+from trainer.local.cloud_runner import aws_environment
 from trainer.local.lambda_service import Chaos
+from trainer.local.provision import provision_stack
 
 ACCOUNT = "123456789012"
 SMALL_RUN = {
@@ -290,3 +306,53 @@ def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_p
     assert record["requestContext"]["approximateInvokeCount"] == 0 and "responsePayload" not in record
     assert record["requestPayload"] == {"tag": 1}
     assert service.stats.environments_started == 0 and service.stats.dropped_age == 1
+
+
+def test_a_new_image_command_changes_the_handler_that_runs(cloud_env) -> None:
+    name = make_function(cloud_env, "sleep")
+    _, before = invoke(cloud_env, name, {"seconds": 0, "tag": "a"})
+    aws("lambda", cloud_env).update_function_configuration(
+        FunctionName=name, ImageConfig={"Command": ["lnn_test_functions.describe"]}
+    )
+    _, after = invoke(cloud_env, name, {"tag": "b"})
+    assert before["tag"] == "a" and after["event"] == {"tag": "b"} and after["pid"] != before["pid"]
+
+
+def test_held_events_wait_until_delivered_side_by_side_or_dropped(cloud, cloud_env) -> None:
+    name = make_function(cloud_env, "sleep", timeout=30)
+    cloud.hold(name)
+    for tag in ("first", "second"):
+        resp, _ = invoke(cloud_env, name, {"seconds": 0.5, "tag": tag}, invocation_type="Event")
+        assert resp["StatusCode"] == 202
+    time.sleep(0.5)
+    held = cloud.held(name)
+    assert [e["payload"]["tag"] for e in held] == ["first", "second"]  # nothing ran: held, in order
+    delivered = cloud.deliver(held[0]["request_id"], copies=2)
+    ends = delivered["copies"]
+    assert [e["outcome"] for e in ends] == ["ok", "ok"] and all(e["attempts"] == 1 for e in ends)
+    assert len({e["response"]["pid"] for e in ends}) == 2  # the copies ran at once, in two environments
+    cloud.drop(held[1]["request_id"])
+    assert cloud.held(name) == []
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        cloud.deliver(held[1]["request_id"])
+
+
+def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_image, tmp_path) -> None:
+    """SIGKILL leaves the cloud no chance to stop anything: its children end with it all the same."""
+    args = ("--image-root", str(cloud_image.root), "--python", str(cloud_image.python))
+    process = CloudProcess(args=args, log_path=tmp_path / "cloud.log").start()
+    try:
+        with aws_environment(process.endpoint_url) as env:
+            provision_stack("kill" + secrets.token_hex(3), trainer_memory_mb=512)  # a redis-server
+            name = make_function(env, "sleep", timeout=60)
+            invoke(env, name, {"seconds": 0})  # a warm environment: the first event takes it
+            for _ in range(2):  # two environments in the middle of an invocation
+                invoke(env, name, {"seconds": 60}, invocation_type="Event")
+            wait_for(lambda: process.stats()["in_flight"] == 2, what="the events' invocations")
+        children = descendants(process.process.pid) - {process.process.pid}
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        assert len(children) == 3 and sum(b"awslambdaric" in c for c in commands) == 2, commands
+        os.kill(process.process.pid, signal.SIGKILL)
+        assert still_running(children) == []
+    finally:
+        process.stop()

@@ -369,9 +369,9 @@ def main(argv: list[str] | None = None, stack: Any = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lnn-bench-") as tmp:
         if stack is None:
-            from trainer.local import runner
+            from tests.performance import inprocess
 
-            with runner.local_stack() as (stack, redis_server, moto):
+            with inprocess.bench_stack() as (stack, redis_server, moto):
                 measuring.SERVER_PIDS[:] = [p.pid for p in (redis_server.process, moto.process) if p is not None]
                 result = run(opts, stack, Path(tmp))
         else:

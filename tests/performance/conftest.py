@@ -1,5 +1,13 @@
-"""The bench's test runs the chain in process, on the same local adapters as the chain tests."""
+"""The bench's tests run its chain in this process (tests/performance/inprocess.py), on the session's
+redis-server and moto server."""
 
-from tests.integration.chain.conftest import stack
+from __future__ import annotations
 
-__all__ = ["stack"]
+import pytest
+
+from tests.performance import inprocess
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server, aws_env) -> inprocess.BenchStack:
+    return inprocess.connect(redis_server)

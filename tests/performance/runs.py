@@ -84,18 +84,18 @@ def run_monolithic(dataset: str, network: dict[str, Any], epochs: int, dtype: st
 def run_chain(
     stack: Any, dataset: str, network: dict[str, Any], epochs: int, dtype: str, chain: str, **request: Any
 ) -> dict[str, Any]:
-    """The chain through the local runner in this process, with the meter around it."""
-    from trainer.local import runner
+    """The chain delivered in this process (tests/performance/inprocess.py), with the meter around it."""
+    from tests.performance import inprocess
 
     payload = {"dataset": dataset, **network, "epochs": epochs, "dtype": dtype, "chain": chain, **request}
     stack.invoker.queue.clear()
     sent_before = stack.invoker.sent
     with measuring.metered(stack.services.tensor_store) as meter:
         t, cpu = time.perf_counter(), measuring.cpu_s()
-        launched = runner.launch(stack, payload)
+        launched = inprocess.launch(stack, payload)
         launch_s = time.perf_counter() - t
         results: list[dict[str, Any]] = []
-        dead = runner.drain(stack, on_result=results.append)
+        dead = inprocess.drain(stack, on_result=results.append)
         wall, cpu = time.perf_counter() - t, measuring.cpu_s() - cpu
     if dead:
         raise RuntimeError(f"the {chain} chain failed: {dead}")
@@ -141,12 +141,12 @@ def run_chain_in_own_environment(
 ) -> dict[str, Any]:
     """The fused chain with its trainer invocations in a process of their own (trainer_env): the
     launch here, then one warm trainer execution environment handles every event."""
-    from trainer.local import runner
+    from tests.performance import inprocess
 
     payload = {"dataset": dataset, **network, "epochs": epochs, "dtype": dtype, "chain": "fused"}
     stack.invoker.queue.clear()
     t = time.perf_counter()
-    launched = runner.launch(stack, payload)
+    launched = inprocess.launch(stack, payload)
     launch_s = time.perf_counter() - t
     events = list(stack.invoker.queue)
     stack.invoker.queue.clear()

@@ -15,11 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import runs
+from tests.performance import inprocess, runs
 from trainer.data.builtin import moons
-from trainer.handlers import launch as launch_handler
-from trainer.handlers import trainer as trainer_handler
-from trainer.local import runner
 from trainer.sweep import asha, scheduler
 from trainer.vocabulary import RungDecision
 
@@ -58,17 +55,17 @@ def sweep_request(
     }
 
 
-def _run(stack: runner.LocalStack, request: dict[str, Any]) -> dict[str, Any]:
+def _run(stack: inprocess.BenchStack, request: dict[str, Any]) -> dict[str, Any]:
     """Launch, then deliver the queue first in, first out (the trials' chains interleave)."""
     stack.invoker.queue.clear()
     started, launched_at = time.perf_counter(), time.time()
-    launch_handler.run(request, runner.LocalContext(), stack.services)
+    inprocess.launch(stack, request)
     launch_s = time.perf_counter() - started
     invocations: Counter[str] = Counter()
     while stack.invoker.queue:
         event = stack.invoker.queue.popleft()
         invocations[event["run_id"]] += 1
-        trainer_handler.run(event, runner.LocalContext(), stack.services)
+        inprocess.deliver(stack, event)
     status = scheduler.status(stack.services, request["sweep_id"])
     for row in status["leaderboard"]:
         row["invocations"] = invocations[row["run_id"]]
@@ -77,7 +74,7 @@ def _run(stack: runner.LocalStack, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def sweep_section(
-    stack: runner.LocalStack, workdir: Path, say: Any, epochs: int = 300, hop_ms: float = 40.0, trials: int = TRIALS
+    stack: inprocess.BenchStack, workdir: Path, say: Any, epochs: int = 300, hop_ms: float = 40.0, trials: int = TRIALS
 ) -> dict[str, Any]:
     path = workdir / "moons-4000.npz"
     np.savez(path, **moons(EXAMPLES))

@@ -9,7 +9,6 @@ environment does, and reports its peak resident memory and how long the first lo
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 import time
 from collections import deque
@@ -18,25 +17,14 @@ from typing import Any
 from tests.performance.measuring import rss_bytes
 
 
-class _Context:
-    """What the handler reads of a Lambda context: a request id and the time left."""
-
-    def __init__(self, timeout_ms: int = 900_000) -> None:
-        self.aws_request_id = secrets.token_hex(8)
-        self._deadline = time.monotonic() + timeout_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 def main() -> int:
     spec = json.loads(sys.stdin.read())
+    from tests.performance.inprocess import Context, Queue
     from trainer import services as services_mod
     from trainer.handlers import trainer as trainer_handler
-    from trainer.invoker import LocalInvoker
     from trainer.settings import Settings
 
-    invoker = LocalInvoker()
+    invoker = Queue()
     svc = services_mod.build(Settings(**spec["settings"]), invoker)
     svc.tensor_store.client.ping()
     baseline = rss_bytes("VmRSS")
@@ -56,7 +44,7 @@ def main() -> int:
     results = []
     started = time.perf_counter()
     while queue:
-        results.append(trainer_handler.run(queue.popleft(), _Context(), svc))
+        results.append(trainer_handler.run(queue.popleft(), Context(), svc))
         queue.extend(invoker.queue)
         invoker.queue.clear()
     wall = time.perf_counter() - started

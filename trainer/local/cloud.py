@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
+from trainer.local import children
 from trainer.local.faults import FaultInjector, FaultPlan
 from trainer.local.lambda_service import (
     Chaos,
@@ -354,7 +355,8 @@ class CloudProcess:
 
     def start(self, timeout_s: float = 60) -> CloudProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
+        # A child of ours: if this process is killed, the cloud (and so all it started) goes too.
+        self.process = children.popen(
             [sys.executable, "-m", "trainer.local.cloud", *self.args],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env},

@@ -21,7 +21,6 @@ from trainer import services as services_mod
 from trainer.aws import client
 from trainer.local.cloud import LOCAL_CREDENTIALS, CloudProcess
 from trainer.local.provision import provision_stack
-from trainer.local.runner import LocalStack
 from trainer.settings import Settings
 from trainer.vocabulary import RunStatus
 
@@ -50,10 +49,6 @@ class CloudSession:
             for message in messages:
                 records.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
-
-    @property
-    def stack(self) -> LocalStack:
-        return LocalStack(services=self.services, invoker=None, env=self.env)  # type: ignore[arg-type]
 
 
 @contextmanager

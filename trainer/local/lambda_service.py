@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainer.local import children
 from trainer.local.runtime_api import Outcome, RuntimeAPI, new_trace_id
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6 MB request and response, RequestResponse
@@ -201,7 +202,7 @@ class ExecutionEnvironment:
         self.log_path = log_dir / f"{config.name}-{self.id}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.started_at = time.monotonic()
-        self.process = subprocess.Popen(
+        self.process = children.popen(
             [runtime.python, "-m", "awslambdaric", config.handler],
             cwd=runtime.cwd,
             env=environ,

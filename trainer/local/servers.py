@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.local import children
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -193,7 +195,7 @@ class RedisServer:
         # The password goes in a 0600 config file, never on a command line others can read.
         conf = Path(self.workdir) / "redis.conf"
         _write_private(conf, ("\n".join(lines) + "\n").encode())
-        self.process = subprocess.Popen(
+        self.process = children.popen(
             [find_redis_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
@@ -226,7 +228,7 @@ class RedisServer:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-        self.process = subprocess.Popen(
+        self.process = children.popen(
             [find_redis_server(), str(Path(self.workdir) / "redis.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -282,7 +284,7 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         env = dict(os.environ)
-        self.process = subprocess.Popen(
+        self.process = children.popen(
             [sys.executable, *self.program, "-H", "127.0.0.1", "-p", str(self.port)],
             cwd=self.cwd,
             stdout=subprocess.DEVNULL,
