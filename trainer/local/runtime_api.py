@@ -68,6 +68,9 @@ class RuntimeAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # A reply goes out as headers then body: with Nagle's algorithm the body waits for the
+            # client's delayed ACK of the headers (about 40 ms, twice per invocation).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
