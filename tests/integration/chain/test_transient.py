@@ -4,20 +4,20 @@ a dropped Redis connection, DynamoDB throttling, Lambda 429/5xx on the hand-off.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 
+import botocore.endpoint
 import numpy as np
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from tests.integration.chain.chain_helpers import REPORT, deliver_all, final_params, run_to_end
+from tests.integration.chain.chain_helpers import REPORT, deliver_all, final_params, run_to_end, wait_for
 from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
-from trainer.handlers import trainer as trainer_handler
 from trainer.invoker import LambdaInvoker
-from trainer.local import runner
-from trainer.local.provision import provision
 from trainer.stores.run_store import DynamoRunStore
 
 PAYLOAD = {
@@ -59,44 +59,60 @@ def _fail_first(client, operation: str, times: int, status: int, code: str) -> I
         client.meta.events.unregister(event, before_send)
 
 
-def test_dynamodb_throttling_is_retried_by_the_sdk(stack) -> None:
+@pytest.fixture
+def backoff(monkeypatch) -> list[float]:
+    """The SDK's waits between attempts, in this process, recorded instead of slept: what they are
+    is what the tests look at (the retry policy's wait is up to 20 s an attempt)."""
+    waits: list[float] = []
+    monkeypatch.setattr(botocore.endpoint, "time", SimpleNamespace(sleep=waits.append))
+    return waits
+
+
+def test_dynamodb_throttling_is_retried_by_the_sdk(stack, backoff) -> None:
     store = DynamoRunStore(stack.services.run_store.table)
     store.create_run("throttled-1", {}, "{}", 5)
     with _fail_first(store.db, "UpdateItem", times=2, status=400, code="ThrottlingException") as seen:
         store.record_progress("throttled-1", 3)
-    assert seen == [400, 400]
+    assert seen == [400, 400] and len(backoff) == 2
     assert store.get_run("throttled-1")["last_seq"] == 3
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequestsException"), (503, "ServiceException")])
-def test_lambda_429_and_5xx_on_the_hand_off_are_retried(aws_env, status: int, code: str) -> None:
-    env = provision(f"transient-{status}", "pw", create_functions=True)
-    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+def test_lambda_429_and_5xx_on_the_hand_off_are_retried(stack, backoff, status: int, code: str) -> None:
+    stack.drop_all()
+    invoker = LambdaInvoker(stack.env["TRAINER_FUNCTION_ARN"])
+    event = {"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0}
     with _fail_first(invoker.lambda_, "Invoke", times=2, status=status, code=code) as seen:
-        invoker.invoke_async({"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0})
-    assert seen == [status, status]
+        invoker.invoke_async(event)
+    assert seen == [status, status] and len(backoff) == 2
+    # The third attempt reached the Lambda service: the hand-off is there, once.
+    assert [e["payload"] for e in stack.held()] == [event]
+    stack.drop_all()
 
 
-def test_retries_are_bounded(aws_env) -> None:
-    env = provision("transient-bounded", "pw", create_functions=True)
-    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+def test_retries_are_bounded(stack, backoff) -> None:
+    stack.drop_all()
+    invoker = LambdaInvoker(stack.env["TRAINER_FUNCTION_ARN"])
     with (
         _fail_first(invoker.lambda_, "Invoke", times=100, status=429, code="TooManyRequestsException") as seen,
         pytest.raises(ClientError, match="TooManyRequests"),
     ):
         invoker.invoke_async({"state": "start"})
     assert len(seen) == 7  # the first attempt and 6 retries (trainer.aws.RETRY), then it gives up
+    assert len(backoff) == 6 and all(0 <= wait <= 20 for wait in backoff), backoff
+    assert not stack.held()
 
 
 def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
     reference, _ = run_to_end(stack, PAYLOAD)
-    stack.invoker.queue.clear()
-    run_id = runner.launch(stack, PAYLOAD)["run_id"]
+    stack.drop_all()
+    run_id = stack.launch(PAYLOAD)["run_id"]
     admin = stack.services.tensor_store.client
-    resets = 0
-    while stack.invoker.queue:
-        deliver_all(stack, limit=3)
-        # Drop every client connection, ours included: the next command meets a reset socket.
+    resets, deliveries = 0, []
+    while stack.held():
+        deliveries += deliver_all(stack, limit=3)
+        # Drop every client connection, the trainer's environments' and ours: the next command
+        # meets a reset socket.
         admin.client_kill_filter(_type="normal", skipme=False)
         resets += 1
     run = stack.services.run_store.get_run(run_id)
@@ -104,16 +120,22 @@ def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
     identical = run["status"] == "SUCCEEDED" and all(np.array_equal(expected[k], got[k]) for k in expected)
     REPORT.record(faults=resets, identical=identical)
     assert resets > 5 and identical
+    # Survived inside the step: no delivery needed Lambda's retry.
+    assert [d.attempts for d in deliveries] == [1] * len(deliveries)
 
 
 def test_the_failure_message_names_run_and_step(stack) -> None:
     url = _subscribe_queue(stack.services.notifier.topic_arn, "failure-messages-q")
-    stack.invoker.queue.clear()
-    run_id = runner.launch(stack, PAYLOAD)["run_id"]
-    event = stack.invoker.queue.popleft()
+    stack.drop_all()
+    stack.failure_records()  # what earlier tests left there
+    run_id = stack.launch(PAYLOAD)["run_id"]
     stack.services.tensor_store.client.delete(f"lnn:{{{run_id}}}:cursor")  # the cache lost the run
-    with pytest.raises(trainer_handler.StepFailed, match=rf"run {run_id} step start#0: ChainError"):
-        trainer_handler.run(event, runner.LocalContext(), stack.services)
+    delivery = stack.deliver()
+    assert delivery.failed and delivery.attempts == 3  # the first delivery and Lambda's two retries
+    assert all(re.match(rf"StepFailed: run {run_id} step start#0: ChainError", e) for e in delivery.errors)
+    assert not stack.held()
+    (record,) = wait_for(stack.failure_records, what="the on-failure record")
+    assert record["requestPayload"]["seq"] == 0 and record["requestPayload"]["run_id"] == run_id
     run = stack.services.run_store.get_run(run_id)
     assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
     published = [m for m in _drain_queue(url) if m["run_id"] == run_id]

@@ -1,15 +1,19 @@
-"""LaunchLambda: every problem of a bad request in one message, and nothing written anywhere."""
+"""LaunchLambda, invoked through the Lambda API of the local cloud: every problem of a bad request
+in one message, and nothing written anywhere (no key, item or object, and no hand-off sent)."""
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 
+from tests.integration.chain.chain_helpers import ChainStack
+from trainer.aws import client
 from trainer.errors import RequestError
-from trainer.local import runner
+from trainer.handlers import launch as launch_handler
+from trainer.local.cloud_runner import LaunchRefused
 
 GOOD = {
     "dataset": "moons",
@@ -25,10 +29,15 @@ def _with(**changes):
     return {k: v for k, v in payload.items() if v is not ...}
 
 
-def _npz(tmp_path: Path, name: str, **arrays) -> str:
-    path = tmp_path / name
-    np.savez(path, **arrays)
-    return str(path)
+def _upload(stack: ChainStack, name: str, body: bytes) -> str:
+    """A dataset file where a user puts one: the function reads its own bucket, not this machine."""
+    return stack.services.blob_store.put(f"datasets/{name}", body)
+
+
+def _npz(stack: ChainStack, name: str, **arrays) -> str:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return _upload(stack, name, buffer.getvalue())
 
 
 BAD_REQUESTS = [
@@ -87,12 +96,15 @@ BAD_REQUESTS = [
     ),
     ("epochs out of range", _with(epochs=0), ["epochs: Input should be greater than or equal to 1"]),
     ("learning rate out of range", _with(learning_rate=-1), ["learning_rate: Input should be greater than 0"]),
-    ("learning rate not finite", _with(learning_rate=float("nan")), ["learning_rate"]),
     ("batch size out of range", _with(batch_size=0), ["batch_size: Input should be greater than or equal to 1"]),
     ("batch larger than the data", _with(batch_size=100_000), ["batch_size: 100000 is larger than the"]),
     ("unknown optimizer", _with(optimizer="sgd2"), ["optimizer: Input should be 'gd', 'momentum' or 'adam'"]),
     ("unknown field", _with(epoch=5), ["epoch: unknown field"]),
-    ("missing dataset", _with(dataset="/nonexistent/data.h5"), ["neither a built-in", "nor an existing file"]),
+    (
+        "local path on Lambda",
+        _with(dataset="/nonexistent/data.h5"),
+        ["dataset '/nonexistent/data.h5' must be an s3:// URI in the configured bucket or a built-in name"],
+    ),
     ("bucket outside the stack", _with(dataset="s3://someone-elses-bucket/cats.h5"), ["is not the configured bucket"]),
     (
         "network too large",
@@ -111,24 +123,44 @@ BAD_REQUESTS = [
 ]
 
 
-def _footprint(stack: runner.LocalStack) -> tuple[int, int, int]:
+def _footprint(stack: ChainStack) -> tuple[int, int, int, int]:
+    """Cache keys, table items, bucket objects, and trainer events sent (held by the service)."""
     svc = stack.services
     keys = sum(1 for _ in svc.tensor_store.client.scan_iter(count=1000))
     items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
     objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
-    return keys, items, objects + len(stack.invoker.queue)
+    return keys, items, objects, len(stack.held())
 
 
 @pytest.mark.parametrize(("name", "payload", "messages"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload, messages) -> None:
-    stack.invoker.queue.clear()
+    stack.drop_all()
     before = _footprint(stack)
-    with pytest.raises(RequestError) as caught:
-        runner.launch(stack, payload)
+    with pytest.raises(LaunchRefused) as caught:
+        stack.launch(payload)
     text = str(caught.value)
     assert text.startswith("invalid training request")
     for message in messages:
         assert message in text, f"{message!r} not in {text!r}"
+    assert _footprint(stack) == before
+
+
+def test_a_missing_local_dataset_is_named_where_local_files_are_read(stack) -> None:
+    # Only outside Lambda (a function reads its bucket and the built-ins): the validation in this process.
+    with pytest.raises(RequestError, match=r"is neither a built-in .* nor an existing file"):
+        launch_handler.validate(_with(dataset="/nonexistent/data.h5"), stack.services)
+
+
+def test_a_learning_rate_that_is_not_finite_is_refused_and_writes_nothing(stack) -> None:
+    # JSON has no NaN or infinity: a payload with a bare NaN never reaches the handler (the runtime
+    # cannot unmarshal it). A number too large for a double is valid JSON and parses to infinity.
+    body = json.dumps(_with(learning_rate=0.5)).replace('"learning_rate": 0.5', '"learning_rate": 1e999')
+    stack.drop_all()
+    before = _footprint(stack)
+    resp = client("lambda").invoke(FunctionName=stack.env["LAUNCH_FUNCTION_NAME"], Payload=body.encode())
+    error = json.loads(resp["Payload"].read())
+    assert resp.get("FunctionError") and error["errorMessage"].startswith("invalid training request")
+    assert "learning_rate" in error["errorMessage"], error
     assert _footprint(stack) == before
 
 
@@ -174,43 +206,43 @@ def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload
         ),
     ],
 )
-def test_bad_datasets_are_named(stack, tmp_path, arrays, message) -> None:
+def test_bad_datasets_are_named(stack, arrays, message) -> None:
+    stack.drop_all()
+    dataset = _npz(stack, "bad.npz", **arrays)
     before = _footprint(stack)
-    with pytest.raises(RequestError, match=r"dataset: .*" + message.replace("(", r"\(").replace(")", r"\)")):
-        runner.launch(stack, _with(dataset=_npz(tmp_path, "bad.npz", **arrays)))
+    with pytest.raises(LaunchRefused, match=r"dataset: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        stack.launch(_with(dataset=dataset))
     assert _footprint(stack) == before
 
 
-def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack, tmp_path) -> None:
+def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack) -> None:
     good = io.BytesIO()
     np.savez(
         good, train_set_x=np.zeros((4, 2)), train_set_y=np.zeros(4), test_set_x=np.zeros((2, 2)), test_set_y=np.zeros(2)
     )
-    truncated = tmp_path / "cut.npz"
-    truncated.write_bytes(good.getvalue()[:100])
-    foreign = tmp_path / "text.h5"
-    foreign.write_text("not hdf5 at all")
-    for path in (truncated, foreign):
-        with pytest.raises(RequestError, match="is unreadable"):
-            runner.launch(stack, _with(dataset=str(path)))
+    truncated = _upload(stack, "cut.npz", good.getvalue()[:100])
+    foreign = _upload(stack, "text.h5", b"not hdf5 at all")
+    for dataset in (truncated, foreign):
+        with pytest.raises(LaunchRefused, match="is unreadable"):
+            stack.launch(_with(dataset=dataset))
 
 
 def test_a_good_request_launches_and_names_its_run(stack) -> None:
-    stack.invoker.queue.clear()
-    result = runner.launch(stack, _with(run_id="launch-ok-1"))
+    stack.drop_all()
+    result = stack.launch(_with(run_id="launch-ok-1"))
     assert result["run_id"] == "launch-ok-1" and result["status"] == "RUNNING"
     assert result["total_steps"] == 3 * (1 + 5) + 1
-    assert list(stack.invoker.queue) == [
+    assert [e["payload"] for e in stack.held()] == [
         {"state": "start", "run_id": "launch-ok-1", "epoch": 0, "layer": 0, "batch": 0, "seq": 0}
     ]
     run = stack.services.run_store.get_run("launch-ok-1")
     assert run["status"] == "RUNNING" and run["total_steps"] == result["total_steps"]
-    with pytest.raises(RequestError, match="a run 'launch-ok-1' already exists"):
-        runner.launch(stack, _with(run_id="launch-ok-1"))
-    stack.invoker.queue.clear()
+    with pytest.raises(LaunchRefused, match="a run 'launch-ok-1' already exists"):
+        stack.launch(_with(run_id="launch-ok-1"))
+    assert stack.drop_all() == 1
 
 
-def test_s3_datasets_in_the_configured_bucket_are_read(stack, tmp_path) -> None:
+def test_s3_datasets_in_the_configured_bucket_are_read(stack) -> None:
     buffer = io.BytesIO()
     rng = np.random.default_rng(0)
     np.savez(
@@ -220,10 +252,10 @@ def test_s3_datasets_in_the_configured_bucket_are_read(stack, tmp_path) -> None:
         test_set_x=rng.integers(0, 255, (6, 3, 3), dtype=np.uint8),
         test_set_y=rng.integers(0, 2, 6),
     )
-    key = stack.services.blob_store.put("datasets/tiny.npz", buffer.getvalue())
-    stack.invoker.queue.clear()
-    result = runner.launch(stack, _with(dataset=key))
+    key = _upload(stack, "tiny.npz", buffer.getvalue())
+    stack.drop_all()
+    result = stack.launch(_with(dataset=key))
     assert result["examples"] == 20
-    stack.invoker.queue.clear()
-    with pytest.raises(RequestError, match="cannot read"):
-        runner.launch(stack, _with(dataset=f"s3://{stack.services.blob_store.bucket}/datasets/absent.npz"))
+    assert stack.drop_all() == 1
+    with pytest.raises(LaunchRefused, match="cannot read"):
+        stack.launch(_with(dataset=f"s3://{stack.services.blob_store.bucket}/datasets/absent.npz"))
