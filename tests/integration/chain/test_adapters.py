@@ -10,26 +10,21 @@ import pytest
 from tests.integration.chain.chain_helpers import run_to_end
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
-from trainer.local.provision import provision
 from trainer.notifier import SnsNotifier
 
 
-def test_lambda_invoker_sends_an_asynchronous_invoke(aws_env) -> None:
-    env = provision("invoker-test", "pw", create_functions=True)
-    invoker = LambdaInvoker(env["TRAINER_FUNCTION_ARN"])
+def test_lambda_invoker_sends_an_asynchronous_invoke(stack) -> None:
+    invoker = LambdaInvoker(stack.env["TRAINER_FUNCTION_ARN"])
     calls = []
     invoker.lambda_.meta.events.register("before-call.lambda.Invoke", lambda params, **_: calls.append(params))
+    event = {"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0}
+    stack.drop_all()
     # invoke_async raises unless the service answers 202 Accepted, the asynchronous contract.
-    invoker.invoke_async({"state": "start", "run_id": "r", "epoch": 0, "layer": 0, "batch": 0, "seq": 0})
+    invoker.invoke_async(event)
     assert calls[0]["headers"]["X-Amz-Invocation-Type"] == "Event"
-    assert json.loads(calls[0]["body"]) == {
-        "state": "start",
-        "run_id": "r",
-        "epoch": 0,
-        "layer": 0,
-        "batch": 0,
-        "seq": 0,
-    }
+    (held,) = stack.held()  # it reached the function, as the event the handler will be given
+    assert held["payload"] == event
+    stack.drop_all()
 
 
 def _subscribe_queue(topic_arn: str, name: str) -> str:
@@ -54,7 +49,7 @@ def _drain_queue(url: str) -> list[dict]:
     return messages
 
 
-def test_notifier_messages_reach_a_subscribed_queue(aws_env) -> None:
+def test_notifier_messages_reach_a_subscribed_queue(stack) -> None:
     topic = client("sns").create_topic(Name="notifier-test")["TopicArn"]
     url = _subscribe_queue(topic, "notifier-test-q")
     SnsNotifier(topic).publish("FAILED", "run-9", {"step": "forward#3", "reason": "boom"})
