@@ -49,7 +49,11 @@ def trainer_with_faults(event, context):
     {"dir": <folder both sides read>, "points": [{"target": "tensor_store.commit" | "trainer.engine:run_step",
     "before": bool, "after": bool, "probability": p, "seed": s, "skip": calls to let through first
     (in this environment), "limit": faults in all environments}], "record": [targets],
-    "per_event": faults at most for one event, its retries and copies together}.
+    "per_event": faults at most for one event, its retries and copies together}; a point with
+    "pause_until": <file> pauses its call until that file exists instead of crashing (`limit` calls,
+    1 by default, in all environments), one with "delay_s": [lo, hi] delays each call by a random
+    time in that range (seeded per environment), and one with "if_arg": i applies only when
+    argument i is truthy.
     Each fault appends a line to <dir>/injected, each recorded call one to <dir>/calls; a fault's
     slot is taken with an exclusive create, so `limit` holds across environments."""
     from trainer import services
@@ -107,8 +111,28 @@ def _install(svc, plan: dict) -> None:
             note("injected", {"target": _point["target"], "stage": stage, "ints": numbers, "pid": os.getpid()})
             raise InjectedFault(f"injected crash {stage} {_point['target']}")
 
-        def faulty(*args, _original=original, _point=point, _calls=calls, _maybe=maybe, **kwargs):
+        def paused(args: tuple, _point=point) -> None:
+            # A pause instead of a crash: the call waits (up to a minute) for the test's go file.
+            if not _take_slot(folder, f"pause-{_point['target']}", _point.get("limit", 1)):
+                return
+            numbers = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+            note("paused", {"target": _point["target"], "ints": numbers, "pid": os.getpid()})
+            deadline = time.monotonic() + 60
+            while not Path(_point["pause_until"]).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        def faulty(
+            *args, _original=original, _point=point, _calls=calls, _maybe=maybe, _paused=paused, _rng=rng, **kwargs
+        ):
             armed = next(_calls) > _point.get("skip", 0)
+            if "if_arg" in _point and not (len(args) > _point["if_arg"] and args[_point["if_arg"]]):
+                armed = False  # only the calls whose argument at that index is truthy
+            if armed and "pause_until" in _point:
+                _paused(args)
+                return _original(*args, **kwargs)
+            if armed and "delay_s" in _point:
+                time.sleep(_rng.uniform(*_point["delay_s"]))  # a slower call, nothing else
+                return _original(*args, **kwargs)
             if armed and _point.get("before", True):
                 _maybe("before", args)
             result = _original(*args, **kwargs)

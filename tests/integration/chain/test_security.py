@@ -1,4 +1,6 @@
-"""Security (issue 6, item 6), each point against the real servers:
+"""Security (issue 6, item 6), each point against the real servers of the local cloud: the stack's
+cache (an ElastiCache replication group, a TLS redis-server), its functions in their own execution
+environments, their logs where Lambda's go (the environments' log files):
 
 - Redis speaks TLS and AUTH only; the token comes from Secrets Manager, never from the environment,
   the logs or a command line; the local runner and the tests use this very path.
@@ -21,7 +23,8 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -31,14 +34,14 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.integration.chain.chain_helpers import ChainStack, dead_letters, deliver_all
 from trainer import secrets as secrets_mod
 from trainer import services as services_mod
 from trainer.aws import client as aws_client
 from trainer.data.builtin import BUILTIN
 from trainer.errors import EventError, RequestError
 from trainer.handlers import launch as launch_handler
-from trainer.handlers import trainer as trainer_handler
-from trainer.local import runner
+from trainer.local.cloud_runner import LaunchRefused
 from trainer.local.servers import RedisServer
 from trainer.request import parse
 from trainer.settings import Settings
@@ -52,6 +55,40 @@ TRAINER_DIR = REPO_ROOT / "trainer"
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Cache:
+    """The stack's cache as the functions reach it: a redis-server the local cloud started for the
+    replication group (its process, its private folder), the token from the stack's secret."""
+
+    host: str
+    port: int
+    password: str
+    ca_file: str
+    pid: int
+    workdir: Path
+
+
+def _redis_server_serving(host: str, port: int) -> tuple[int, Path]:
+    """The redis-server process listening on host:port (its title names the address) and its
+    folder (its working directory: the config's `dir`)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            title = (proc / "cmdline").read_bytes().split(b"\0")[0].split()
+            if title and title[0].endswith(b"redis-server") and f"{host}:{port}".encode() in title:
+                return int(proc.name), Path(os.readlink(proc / "cwd"))
+    raise AssertionError(f"no redis-server serves {host}:{port}")
+
+
+@pytest.fixture(scope="module")
+def cache(stack: ChainStack) -> Cache:
+    settings = stack.services.settings
+    pid, workdir = _redis_server_serving(settings.redis_host, settings.redis_port)
+    password = secrets_mod.secret_string(stack.env["REDIS_AUTH_SECRET_ARN"])
+    return Cache(settings.redis_host, settings.redis_port, password, settings.redis_ca_file, pid, workdir)
 
 
 def small_request(**overrides) -> dict:
@@ -71,73 +108,113 @@ def small_request(**overrides) -> dict:
 
 def written_state(svc: services_mod.Services) -> tuple[int, int, int]:
     """(Redis keys, DynamoDB items, S3 objects): what a refused request must leave unchanged."""
-    keys = svc.tensor_store.client.dbsize()
+    # Completion claims of earlier runs are leases that expire on their own (1 s here): they would
+    # make the count move with the clock, and a refused launch never writes one.
+    keys = sum(1 for key in svc.tensor_store.client.scan_iter(count=5000) if b":handoff:" not in key)
     items = aws_client("dynamodb").scan(TableName=svc.settings.table_name, Select="COUNT")["Count"]
     objects = aws_client("s3").list_objects_v2(Bucket=svc.settings.model_bucket).get("KeyCount", 0)
     return keys, items, objects
 
 
-def refused(payload, svc: services_mod.Services) -> RequestError:
-    """Launch `payload`, expect a RequestError, and check that nothing was written anywhere."""
-    before = written_state(svc)
-    queued = len(svc.invoker.queue)
-    with pytest.raises(RequestError) as info:
-        launch_handler.launch(payload, svc)
-    assert written_state(svc) == before, "a refused request wrote something"
-    assert len(svc.invoker.queue) == queued, "a refused request invoked the trainer"
-    return info.value
+@dataclass
+class Refusal:
+    """A LaunchLambda refusal: its message and the problems it lists (one "  - " line each)."""
+
+    message: str
+
+    @property
+    def problems(self) -> list[str]:
+        return [line[4:] for line in self.message.splitlines() if line.startswith("  - ")]
 
 
-@contextlib.contextmanager
-def captured_logs() -> Iterator[io.StringIO]:
-    """What the handlers' JSON loggers write (their own stdout handlers), at INFO."""
-    stream = io.StringIO()
-    saved = []
-    for logger in (trainer_handler.logger, launch_handler.logger):
-        handler = logger.registered_handler
-        saved.append((logger, handler, handler.setStream(stream), logger.log_level))
-        logger.setLevel("INFO")
-    try:
-        yield stream
-    finally:
-        for logger, handler, old_stream, level in saved:
-            handler.setStream(old_stream)
-            logger.setLevel(level)
+def refused(stack: ChainStack, payload) -> Refusal:
+    """Launch `payload` through LaunchLambda, expect a refusal, and check that nothing was written
+    anywhere and no trainer event was sent."""
+    stack.drop_all()
+    before = written_state(stack.services)
+    with pytest.raises(LaunchRefused) as info:
+        stack.launch(payload)
+    assert written_state(stack.services) == before, "a refused request wrote something"
+    assert not stack.held(), "a refused request invoked the trainer"
+    return Refusal(str(info.value))
 
 
-def run_small(stack: runner.LocalStack, payload: dict, before_invoke=None) -> dict:
-    stack.invoker.queue.clear()
-    launched = runner.launch(stack, payload)
-    dead = runner.drain(stack, before_invoke=before_invoke)
-    assert not dead, dead
+def run_small(stack: ChainStack, payload: dict, before_delivery: Callable[[], None] | None = None) -> dict:
+    """Launch through LaunchLambda, deliver every hand-off in order (calling `before_delivery`
+    before each); the run must succeed."""
+    stack.drop_all()
+    launched = stack.launch(payload)
+    while stack.held():
+        if before_delivery:
+            before_delivery()
+        delivery = stack.deliver()
+        assert not delivery.failed, delivery.errors
     run = stack.services.run_store.get_run(launched["run_id"])
     assert run["status"] == "SUCCEEDED", run
     return launched
 
 
+def _log_files(stack: ChainStack) -> list[Path]:
+    """The execution environments' logs of the stack's two functions (where Lambda's logs go)."""
+    names = (stack.trainer, stack.env["LAUNCH_FUNCTION_NAME"])
+    return [p for p in (Path(stack.cloud.workdir) / "logs").glob("*.log") if p.name.rsplit("-", 1)[0] in names]
+
+
+@contextlib.contextmanager
+def function_logs(stack: ChainStack, level: str = "INFO"):
+    """What the functions log while the block runs (their environments at `level`): yields a
+    callable answering the text written so far."""
+    offsets = {path: path.stat().st_size for path in _log_files(stack)}
+
+    def text() -> str:
+        parts = []
+        for path in sorted(_log_files(stack)):
+            with path.open("rb") as handle:
+                handle.seek(offsets.get(path, 0))
+                parts.append(handle.read().decode("utf-8", "replace"))
+        return "".join(parts)
+
+    stack.configure(LNN_LOG_LEVEL=level)  # new environments, as Lambda starts for a new configuration
+    try:
+        yield text
+    finally:
+        stack.calm()
+
+
+def _environments(function_name: str) -> list[int]:
+    """The processes running the function's execution environments (awslambdaric)."""
+    found = []
+    marker = f"AWS_LAMBDA_FUNCTION_NAME={function_name}".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append(int(proc.name))
+    return found
+
+
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
 
 
-def test_session_redis_is_tls_with_password(redis_server: RedisServer):
-    assert redis_server.tls is True
-    assert redis_server.ca_file and Path(redis_server.ca_file).is_file()
+def test_the_stacks_cache_is_tls_with_password(cache: Cache):
+    assert Path(cache.ca_file).is_file()
     client = redis.Redis(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
+        host=cache.host,
+        port=cache.port,
+        password=cache.password,
         ssl=True,
-        ssl_ca_certs=redis_server.ca_file,
+        ssl_ca_certs=cache.ca_file,
         ssl_check_hostname=True,
     )
     assert client.ping() is True
     assert client.connection_pool.connection_class is redis.connection.SSLConnection
 
 
-def test_plaintext_connection_is_refused(redis_server: RedisServer):
+def test_plaintext_connection_is_refused(cache: Cache):
     client = redis.Redis(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
+        host=cache.host,
+        port=cache.port,
+        password=cache.password,
         socket_timeout=3,
         socket_connect_timeout=3,
         retry=NO_RETRY,
@@ -145,8 +222,8 @@ def test_plaintext_connection_is_refused(redis_server: RedisServer):
     with pytest.raises(redis.ConnectionError):
         client.ping()
     # At the wire: a plaintext AUTH + PING never gets an answer, only a closed connection.
-    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=3) as sock:
-        sock.sendall(f"AUTH {redis_server.password}\r\nPING\r\n".encode())
+    with socket.create_connection((cache.host, cache.port), timeout=3) as sock:
+        sock.sendall(f"AUTH {cache.password}\r\nPING\r\n".encode())
         reply = b""
         with contextlib.suppress(OSError):
             while chunk := sock.recv(256):
@@ -154,33 +231,31 @@ def test_plaintext_connection_is_refused(redis_server: RedisServer):
     assert b"PONG" not in reply and b"+OK" not in reply
 
 
-def _tls_exchange(redis_server: RedisServer, command: bytes) -> bytes:
-    context = ssl.create_default_context(cafile=redis_server.ca_file)
+def _tls_exchange(cache: Cache, command: bytes) -> bytes:
+    context = ssl.create_default_context(cafile=cache.ca_file)
     with (
-        socket.create_connection(("127.0.0.1", redis_server.port), timeout=3) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+        socket.create_connection((cache.host, cache.port), timeout=3) as raw,
+        context.wrap_socket(raw, server_hostname=cache.host) as sock,
     ):
         sock.sendall(command)
         return sock.recv(256)
 
 
-def test_tls_without_password_is_refused(redis_server: RedisServer):
-    assert _tls_exchange(redis_server, b"PING\r\n").startswith(b"-NOAUTH")
-    assert _tls_exchange(redis_server, b"GET lnn:{x}:cursor\r\n").startswith(b"-NOAUTH")
-    assert _tls_exchange(redis_server, b"AUTH not-the-password\r\n").startswith(b"-WRONGPASS")
-    client = redis.Redis(
-        host="127.0.0.1", port=redis_server.port, ssl=True, ssl_ca_certs=redis_server.ca_file, retry=NO_RETRY
-    )
+def test_tls_without_password_is_refused(cache: Cache):
+    assert _tls_exchange(cache, b"PING\r\n").startswith(b"-NOAUTH")
+    assert _tls_exchange(cache, b"GET lnn:{x}:cursor\r\n").startswith(b"-NOAUTH")
+    assert _tls_exchange(cache, b"AUTH not-the-password\r\n").startswith(b"-WRONGPASS")
+    client = redis.Redis(host=cache.host, port=cache.port, ssl=True, ssl_ca_certs=cache.ca_file, retry=NO_RETRY)
     with pytest.raises(redis.AuthenticationError):
         client.ping()
 
 
-def test_tls_client_verifies_the_server(redis_server: RedisServer):
+def test_tls_client_verifies_the_server(cache: Cache):
     """A client that does not trust the server's CA refuses to talk (no silent unverified TLS)."""
     client = redis.Redis(
-        host="127.0.0.1",
-        port=redis_server.port,
-        password=redis_server.password,
+        host=cache.host,
+        port=cache.port,
+        password=cache.password,
         ssl=True,
         socket_connect_timeout=3,
         retry=NO_RETRY,
@@ -189,25 +264,37 @@ def test_tls_client_verifies_the_server(redis_server: RedisServer):
         client.ping()
 
 
-def test_password_is_not_on_any_command_line_and_files_are_private(redis_server: RedisServer):
-    cmdline = Path(f"/proc/{redis_server.process.pid}/cmdline").read_bytes()
-    assert redis_server.password.encode() not in cmdline
+def test_password_is_not_on_any_command_line_and_files_are_private(stack: ChainStack, cache: Cache):
+    # An invocation first, so that the trainer has execution environments to look at.
+    run_small(stack, small_request(epochs=1))
+    cmdline = Path(f"/proc/{cache.pid}/cmdline").read_bytes()
+    assert cache.password.encode() not in cmdline
     # No process of this machine that we can see has it on its command line.
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             with contextlib.suppress(OSError):
-                assert redis_server.password.encode() not in (proc / "cmdline").read_bytes(), proc
-    workdir = Path(redis_server.workdir)
-    assert workdir.stat().st_mode & 0o077 == 0
+                assert cache.password.encode() not in (proc / "cmdline").read_bytes(), proc
+    assert cache.workdir.stat().st_mode & 0o077 == 0
     for name in ("redis.conf", "server.key"):
-        assert (workdir / name).stat().st_mode & 0o777 == 0o600, name
-    assert "PRIVATE KEY" not in Path(redis_server.ca_file).read_text()
-    assert not any(os.environ.get(k) == redis_server.password for k in os.environ)
+        assert (cache.workdir / name).stat().st_mode & 0o777 == 0o600, name
+    assert "PRIVATE KEY" not in Path(cache.ca_file).read_text()
+    assert not any(os.environ.get(k) == cache.password for k in os.environ)
+    # Nor in the environment of a function's execution environment: the handler reads the secret.
+    environments = _environments(stack.trainer)
+    assert environments, "the trainer has no execution environment"
+    for pid in environments:
+        with contextlib.suppress(OSError):
+            assert cache.password.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
 
 
-def test_adapter_from_settings_reads_the_token_from_secrets_manager(redis_server, stack, monkeypatch):
+def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: ChainStack, cache: Cache, monkeypatch):
     """The Lambda path: Settings.from_env() + services.build() with REDIS_AUTH_SECRET_ARN, TLS on
-    by default; the password is in no environment variable."""
+    by default; the password is in no environment variable. Then the trainer in its execution
+    environment: a wrong token in the secret, or TLS off, and its invocation fails against the
+    cache; the right configuration and the same event goes through."""
+    variables = stack._variables()
+    assert variables["REDIS_AUTH_SECRET_ARN"] == stack.env["REDIS_AUTH_SECRET_ARN"]
+    assert cache.password not in json.dumps(variables), "the function's configuration holds the token"
     for key in [k for k in os.environ if "REDIS" in k and k not in ("REDIS_HOST",)]:
         monkeypatch.delenv(key)
     env = {
@@ -215,22 +302,22 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(redis_server
         "MODEL_BUCKET": stack.env["MODEL_BUCKET"],
         "SNS_TOPIC_ARN": stack.env["SNS_TOPIC_ARN"],
         "TRAINER_FUNCTION_ARN": stack.env["TRAINER_FUNCTION_ARN"],
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": str(redis_server.port),
+        "REDIS_HOST": cache.host,
+        "REDIS_PORT": str(cache.port),
         "REDIS_AUTH_SECRET_ARN": stack.env["REDIS_AUTH_SECRET_ARN"],
-        "REDIS_CA_FILE": redis_server.ca_file,
+        "REDIS_CA_FILE": cache.ca_file,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     assert settings.redis_tls is True  # the default
-    assert redis_server.password not in repr(settings)
-    assert not any(v == redis_server.password for v in os.environ.values())
+    assert cache.password not in repr(settings)
+    assert not any(v == cache.password for v in os.environ.values())
     secrets_mod.secret_string.cache_clear()
-    svc = services_mod.build(settings, invoker=stack.invoker)
+    svc = services_mod.build(settings, invoker=stack.services.invoker)
     kwargs = svc.tensor_store.client.connection_pool.connection_kwargs
     assert svc.tensor_store.client.connection_pool.connection_class is redis.connection.SSLConnection
-    assert kwargs["password"] == redis_server.password  # came from the secret
+    assert kwargs["password"] == cache.password  # came from the secret
     assert svc.tensor_store.client.ping() is True
     svc.tensor_store.client.set("lnn:{sec-probe}:cursor", "-1", ex=5)
     assert svc.tensor_store.cursor("sec-probe") == -1
@@ -241,17 +328,34 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(redis_server
         Name=f"sec-wrong-{secrets.token_hex(3)}", SecretString="not-the-password"
     )["ARN"]
     monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", wrong)
-    bad = services_mod.build(Settings.from_env(), invoker=stack.invoker)
+    bad = services_mod.build(Settings.from_env(), invoker=stack.services.invoker)
     with pytest.raises(redis.AuthenticationError):
         bad.tensor_store.client.ping()
     # TLS switched off against a TLS-only server: no connection at all.
     monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", stack.env["REDIS_AUTH_SECRET_ARN"])
     monkeypatch.setenv("REDIS_TLS", "false")
-    plain = services_mod.build(Settings.from_env(), invoker=stack.invoker)
+    plain = services_mod.build(Settings.from_env(), invoker=stack.services.invoker)
     plain.tensor_store.client.connection_pool.connection_kwargs.update(socket_timeout=2)
     with pytest.raises(redis.ConnectionError):
         plain.tensor_store.client.ping()
     secrets_mod.secret_string.cache_clear()
+
+    # The same in the trainer's execution environment: its first event kept held, delivered under
+    # each configuration (with Lambda's retries), then under the stack's own.
+    stack.drop_all()
+    run_id = stack.launch(small_request(epochs=1))["run_id"]
+    (event,) = stack.held()
+    try:
+        stack.configure(REDIS_AUTH_SECRET_ARN=wrong)
+        delivery = stack.deliver(event["request_id"], keep=True)
+        assert delivery.failed and all("AuthenticationError" in e for e in delivery.errors), delivery.errors
+        stack.configure(REDIS_TLS="false")
+        delivery = stack.deliver(event["request_id"], keep=True)
+        assert delivery.failed and all("ConnectionError" in e for e in delivery.errors), delivery.errors
+    finally:
+        stack.calm()
+    assert not dead_letters(deliver_all(stack))
+    assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
 
 
 def test_local_runner_trains_over_tls(tmp_path: Path):
@@ -276,21 +380,20 @@ def test_local_runner_trains_over_tls(tmp_path: Path):
     assert RedisServer().tls is True  # the local runner's server (runner.local_servers) is TLS by default
 
 
-def test_password_and_data_never_reach_the_logs(stack, redis_server, monkeypatch):
-    monkeypatch.setenv("LNN_LOG_LEVEL", "INFO")
+def test_password_and_data_never_reach_the_logs(stack: ChainStack, cache: Cache):
     data = BUILTIN["moons"]()
-    with captured_logs() as stream:
+    with function_logs(stack) as logged:
         run_small(stack, small_request())
-        # A failing step logs its exception too: that path must not leak either.
-        with pytest.raises(EventError):
-            trainer_handler.run(
-                {"state": "start", "run_id": "../x", "epoch": 0, "layer": 0, "batch": 0, "seq": 0},
-                runner.LocalContext(),
-                stack.services,
-            )
-    text = stream.getvalue()
-    assert text.strip(), "the handlers logged nothing at INFO"
-    assert redis_server.password not in text
+        # A failing step logs its exception too (each of Lambda's attempts): that path must not leak either.
+        stack.services.invoker.invoke_async(
+            {"state": "start", "run_id": "../x", "epoch": 0, "layer": 0, "batch": 0, "seq": 0}
+        )
+        delivery = stack.deliver()
+        assert delivery.failed and all(e.startswith("EventError") for e in delivery.errors), delivery.errors
+        text = logged()
+    assert text.strip(), "the functions logged nothing at INFO"
+    assert "EventError" in text, "the failing step's exception is not in the logs"
+    assert cache.password not in text
     for value in (*data["train_set_x"][:5].ravel(), *data["test_set_x"][:5].ravel()):
         for form in (repr(float(value)), f"{value:.6f}", f"{value:.4f}"):
             assert form not in text, f"a data value ({form}) is in the logs"
@@ -318,43 +421,55 @@ def _arrays(m: int = 120) -> dict[str, np.ndarray]:
     }
 
 
+@contextlib.contextmanager
+def in_bucket(stack: ChainStack, name: str, body: bytes) -> Iterator[str]:
+    """A dataset file in the stack's bucket (the functions read datasets from S3), removed after."""
+    bucket, key = stack.env["MODEL_BUCKET"], f"uploads/{name}"
+    aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    try:
+        yield f"s3://{bucket}/{key}"
+    finally:
+        aws_client("s3").delete_object(Bucket=bucket, Key=key)
+
+
 def test_pickled_npz_is_refused_and_nothing_runs(stack, tmp_path: Path):
+    # The marker is on this machine's disk, where LaunchLambda's environments run too.
     marker = tmp_path / "unpickled"
     _Boom.marker = str(marker)
     boom = np.empty(120, dtype=object)
     boom[:] = [_Boom() for _ in range(120)]
     arrays = {**_arrays(), "train_set_x": boom}
-    object_npz = tmp_path / "object.npz"
+    object_npz = io.BytesIO()
     np.savez(object_npz, **arrays)
-    error = refused(small_request(dataset=str(object_npz)), stack.services)
+    with in_bucket(stack, "object.npz", object_npz.getvalue()) as source:
+        error = refused(stack, small_request(dataset=source))
     assert any(p.startswith("dataset:") and "train_set_x" in p and "numeric" in p for p in error.problems), (
         error.problems
     )
     # A bare pickle renamed .npz.
-    raw_pickle = tmp_path / "raw.npz"
-    raw_pickle.write_bytes(pickle.dumps(_Boom()))
-    error = refused(small_request(dataset=str(raw_pickle)), stack.services)
+    with in_bucket(stack, "raw.npz", pickle.dumps(_Boom())) as source:
+        error = refused(stack, small_request(dataset=source))
     assert any(p.startswith("dataset:") and "unreadable" in p for p in error.problems), error.problems
-    # The same object array as an s3 object in the configured bucket.
-    aws_client("s3").put_object(
-        Bucket=stack.env["MODEL_BUCKET"], Key="uploads/object.npz", Body=object_npz.read_bytes()
-    )
-    error = refused(small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/object.npz"), stack.services)
-    assert any("train_set_x" in p and "numeric" in p for p in error.problems), error.problems
-    aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/object.npz")
+    # The object array read in this process too (validate on a local file: np.load on a path).
+    local = tmp_path / "object.npz"
+    local.write_bytes(object_npz.getvalue())
+    with pytest.raises(RequestError) as info:
+        launch_handler.validate(small_request(dataset=str(local)), stack.services)
+    assert any("train_set_x" in p and "numeric" in p for p in info.value.problems), info.value.problems
     assert not marker.exists(), "an object in a dataset was unpickled"
 
 
 def test_h5_reads_only_numeric_expected_datasets(stack, tmp_path: Path):
-    path = tmp_path / "strings.h5"
     arrays = _arrays()
-    with h5py.File(path, "w") as handle:
+    strings = io.BytesIO()
+    with h5py.File(strings, "w") as handle:
         for key, value in arrays.items():
             if key == "test_set_x":
                 handle.create_dataset(key, data=np.array([b"x"] * 60, dtype=object), dtype=h5py.string_dtype())
             else:
                 handle.create_dataset(key, data=value)
-    error = refused(small_request(dataset=str(path)), stack.services)
+    with in_bucket(stack, "strings.h5", strings.getvalue()) as source:
+        error = refused(stack, small_request(dataset=source))
     assert any("test_set_x" in p and "numeric" in p for p in error.problems), error.problems
     # Extra, non-numeric datasets next to the expected ones are never read.
     extra = tmp_path / "extra.h5"
@@ -447,12 +562,12 @@ def test_no_module_imports_pickle_or_allows_it():
 
 
 def test_dataset_in_another_bucket_is_refused(stack):
-    error = refused(small_request(dataset="s3://other-bucket/datasets/cats.h5"), stack.services)
+    error = refused(stack, small_request(dataset="s3://other-bucket/datasets/cats.h5"))
     assert any(
         p.startswith("dataset:") and "other-bucket" in p and stack.env["MODEL_BUCKET"] in p for p in error.problems
     ), error.problems
     for uri in ("s3://", "s3:///key.npz", "s3://bucket-only", f"s3://{stack.env['MODEL_BUCKET']}evil/x.npz"):
-        error = refused(small_request(dataset=uri), stack.services)
+        error = refused(stack, small_request(dataset=uri))
         assert any(p.startswith("dataset:") for p in error.problems), (uri, error.problems)
 
 
@@ -467,7 +582,7 @@ def test_dataset_in_the_configured_bucket_is_read(stack, tmp_path: Path):
         assert dataset.examples == 120
     finally:
         aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/ok.npz")
-    error = refused(small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/missing.npz"), stack.services)
+    error = refused(stack, small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/missing.npz"))
     assert any(p.startswith("dataset:") for p in error.problems), error.problems
 
 
@@ -480,8 +595,13 @@ def test_local_paths_must_exist(stack, tmp_path: Path):
         "moons.npz",
         "nul\0byte.npz",
     ):
-        error = refused(small_request(dataset=source), stack.services)
+        error = refused(stack, small_request(dataset=source))
         assert any(p.startswith("dataset:") for p in error.problems), (source, error.problems)
+    # On Lambda even a readable file of the function's own machine is no dataset: only the bucket.
+    present = tmp_path / "present.npz"
+    np.savez(present, **_arrays())
+    error = refused(stack, small_request(dataset=str(present)))
+    assert any(p.startswith("dataset:") and "s3://" in p for p in error.problems), error.problems
 
 
 BAD_RUN_IDS = [
@@ -520,7 +640,7 @@ def test_bad_run_ids_are_refused_by_request_and_event(run_id):
 
 def test_bad_run_ids_write_nothing(stack):
     for run_id in ("../x", "a" * 65, "x}:y", "run\n"):
-        error = refused(small_request(run_id=run_id), stack.services)
+        error = refused(stack, small_request(run_id=run_id))
         assert any(p.startswith("run_id") for p in error.problems), error.problems
 
 
@@ -542,11 +662,11 @@ def test_redis_keys_hold_only_the_validated_run_id(stack):
     pattern = re.compile(rb"^lnn:\{" + re.escape(run_id.encode()) + rb"\}:[a-z]+(:[A-Za-z0-9_]+)?$")
     seen: set[bytes] = set()
 
-    def snapshot(_event) -> None:
+    def snapshot() -> None:
         seen.update(set(client.scan_iter(match="*", count=1000)) - before)
 
-    run_small(stack, payload, before_invoke=snapshot)
-    snapshot(None)
+    run_small(stack, payload, before_delivery=snapshot)
+    snapshot()
     assert seen, "the run wrote no keys"
     bad = sorted(k for k in seen if not pattern.match(k))
     assert not bad, bad
@@ -556,12 +676,12 @@ def test_redis_keys_hold_only_the_validated_run_id(stack):
 # -- 4. Structured logs --------------------------------------------------------------------------
 
 
-def test_logs_are_json_lines_with_run_and_step(stack, monkeypatch):
-    monkeypatch.setenv("LNN_LOG_LEVEL", "INFO")
+def test_logs_are_json_lines_with_run_and_step(stack):
     payload = small_request()
-    with captured_logs() as stream:
+    with function_logs(stack) as logged:
         launched = run_small(stack, payload)
-    lines = [line for line in stream.getvalue().splitlines() if line.strip()]
+        text = logged()
+    lines = [line for line in text.splitlines() if line.strip()]
     assert lines
     records = []
     for line in lines:

@@ -1,19 +1,21 @@
-"""Sweeps through the real handlers, with events delivered in-process in any order and any number
-of times: the scheduler starts every trial once, stops and frees slots once, ends once."""
+"""Sweeps through the real handlers in the local cloud: LaunchLambda starts them, the trials'
+hand-offs are held by the Lambda service and delivered in any order and any number of times: the
+scheduler starts every trial once, stops and frees slots once, ends once."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
-from trainer.errors import RequestError
-from trainer.handlers import launch as launch_handler
-from trainer.handlers import trainer as trainer_handler
-from trainer.local import runner
+from tests.integration.chain.chain_helpers import ChainStack
+from trainer.aws import client
+from trainer.local.cloud_runner import LaunchRefused
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus, SweepStatus
 
@@ -44,30 +46,68 @@ def sweep_request(**extra: Any) -> dict[str, Any]:
     }
 
 
-def deliver(stack: runner.LocalStack, rng: random.Random | None = None, copies: int = 1) -> dict[str, int]:
-    """Deliver until the queue is empty: in random order and `copies` times each when asked."""
-    queue, counts = stack.invoker.queue, {"deliveries": 0, "max_running": 0}
-    while queue:
-        index = rng.randrange(len(queue)) if rng else 0
-        event = queue[index]
-        del queue[index]
-        for _ in range(copies):
-            trainer_handler.run(event, runner.LocalContext(), stack.services)
+def deliver(stack: ChainStack, rng: random.Random | None = None, copies: int = 1) -> dict[str, int]:
+    """Deliver until nothing is held: in random order and `copies` times each (one after the other,
+    the event kept held for the next) when asked."""
+    counts = {"deliveries": 0, "max_running": 0}
+    while held := stack.held():
+        event = held[rng.randrange(len(held)) if rng else 0]
+        for copy in range(copies):
+            delivery = stack.deliver(event["request_id"], keep=copy < copies - 1)
+            assert not delivery.failed, delivery.errors
             counts["deliveries"] += 1
-        running = {e["run_id"] for e in queue}
+        running = {e["payload"]["run_id"] for e in stack.held()}
         counts["max_running"] = max(counts["max_running"], len(running))
     return counts
 
 
-def launch(stack: runner.LocalStack, payload: dict[str, Any]) -> dict[str, Any]:
-    stack.invoker.queue.clear()
-    return launch_handler.run(payload, runner.LocalContext(), stack.services)
+def launch(stack: ChainStack, payload: dict[str, Any]) -> dict[str, Any]:
+    """LaunchLambda, the hand-offs of earlier tests forgotten."""
+    stack.drop_all()
+    return stack.launch(payload)
+
+
+def upload(stack: ChainStack, key: str, arrays: dict[str, np.ndarray]) -> str:
+    """A dataset in the stack's bucket, as a user passes one to the functions."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    bucket = stack.env["MODEL_BUCKET"]
+    client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+    return f"s3://{bucket}/{key}"
+
+
+def _subscribe_queue(stack: ChainStack, name: str) -> str:
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("sns").subscribe(
+        TopicArn=stack.env["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    return url
+
+
+def _drain_queue(url: str) -> list[dict]:
+    sqs, messages = client("sqs"), []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            if messages:
+                break
+            time.sleep(0.2)
+            continue
+        messages += [json.loads(m["Body"]) for m in got]
+        for message in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
 
 
 @pytest.mark.parametrize("chain", ["fused", "per_step"])
 def test_sweep_runs_every_trial_once_and_ends_once(stack, chain: str) -> None:
-    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, f"sweep-ends-{chain}")
-    launched = launch(stack, sweep_request(base={**BASE, "chain": chain}))
+    topic_queue = _subscribe_queue(stack, f"sweep-ends-{chain}")
+    # A hop costs a Lambda invocation: per_step trials train 4 epochs (ASHA still judges them at 2).
+    base = {**BASE, "chain": chain, **({"epochs": 4} if chain == "per_step" else {})}
+    launched = launch(stack, sweep_request(base=base))
     assert launched["trials"] == 6 and len(launched["started"]) == 2
     counts = deliver(stack)
     status = scheduler.status(stack.services, launched["sweep_id"])
@@ -125,31 +165,30 @@ def _order_dependent(expected: dict, got: dict) -> bool:
 def test_launch_sent_twice_starts_nothing_twice(stack) -> None:
     payload = sweep_request(sweep_id="twice")
     first = launch(stack, payload)
-    queued = len(stack.invoker.queue)
-    second = launch_handler.run(payload, runner.LocalContext(), stack.services)
+    queued = len(stack.held())
+    second = stack.launch(payload)  # LaunchLambda again (a client's retry), the first events still held
     assert second["started"] == first["started"]
-    assert {e["run_id"] for e in stack.invoker.queue} == set(first["started"])
-    assert len(stack.invoker.queue) <= 2 * queued  # at most a duplicate first event per trial
+    assert {e["payload"]["run_id"] for e in stack.held()} == set(first["started"])
+    assert len(stack.held()) <= 2 * queued  # at most a duplicate first event per trial
     deliver(stack)
     rows = scheduler.leaderboard(stack.services, "twice")
     assert len({r["run_id"] for r in rows}) == 6
-    with pytest.raises(RequestError, match="a different sweep"):
+    with pytest.raises(LaunchRefused, match="a different sweep"):
         launch(stack, sweep_request(sweep_id="twice", seed=4))
 
 
 def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
-    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-cancels")
+    topic_queue = _subscribe_queue(stack, "sweep-cancels")
     launched = launch(stack, sweep_request(sweep_id="to-cancel"))
     for _ in range(3):
-        event = stack.invoker.queue.popleft()
-        trainer_handler.run(event, runner.LocalContext(), stack.services)
-    cancelled = launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+        assert not stack.deliver().failed
+    cancelled = stack.launch({"action": "cancel", "sweep_id": "to-cancel"})
     assert sorted(cancelled["trials_cancelled"]) == sorted(launched["started"])
     deliver(stack)
     status = scheduler.status(stack.services, "to-cancel")
     assert status["status"] == SweepStatus.CANCELLED
     assert status["by_state"] == {"CANCELLED": 2, "PENDING": 4}
-    again = launch_handler.run({"action": "cancel", "sweep_id": "to-cancel"}, None, stack.services)
+    again = stack.launch({"action": "cancel", "sweep_id": "to-cancel"})
     assert again["status"] == SweepStatus.CANCELLED and again["trials_cancelled"] == []
     kinds = [m["kind"] for m in _drain_queue(topic_queue)]
     assert kinds == ["SWEEP_CANCELLED"]  # once, though the cancel came twice
@@ -158,14 +197,14 @@ def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
 def test_an_ended_sweep_cannot_be_cancelled(stack) -> None:
     launch(stack, sweep_request(sweep_id="over", trials=2))
     deliver(stack)
-    with pytest.raises(RequestError, match="has ended already"):
-        launch_handler.run({"action": "cancel", "sweep_id": "over"}, None, stack.services)
+    with pytest.raises(LaunchRefused, match="has ended already"):
+        stack.launch({"action": "cancel", "sweep_id": "over"})
 
 
 def test_an_invalid_sweep_writes_nothing(stack) -> None:
     space = {"learning_rate": [0.1, -1.0], "neurons.layer2": [1, 3]}
     payload = sweep_request(sweep_id="bad", space=space, strategy="grid", trials=None)
-    with pytest.raises(RequestError) as caught:
+    with pytest.raises(LaunchRefused) as caught:
         launch(stack, payload)
     text = str(caught.value)
     assert "learning_rate: Input should be greater than 0" in text
@@ -173,25 +212,29 @@ def test_an_invalid_sweep_writes_nothing(stack) -> None:
     assert "trial 1: neurons.layer2: a sigmoid output layer needs 1 neuron" in text
     assert not stack.services.run_store.sweep_exists("bad")
     assert not stack.services.blob_store.keys("sweeps/bad/")
-    assert not stack.invoker.queue
+    assert not stack.held()
 
 
-def test_validation_never_touches_the_test_set(stack, tmp_path) -> None:
+def test_validation_never_touches_the_test_set(stack) -> None:
     """Two datasets with the same training set and different test sets: the same validation
     figures, the same ranking; only the test accuracy differs."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=(240, 2))
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
     test_x = rng.normal(size=(80, 2))
-    paths = []
+    sources = []
     for flip in (False, True):
         test_y = (test_x[:, 0] > 0).astype(int)
-        path = tmp_path / f"data-{flip}.npz"
-        np.savez(path, train_set_x=x, train_set_y=y, test_set_x=test_x, test_set_y=1 - test_y if flip else test_y)
-        paths.append(str(path))
+        arrays = {
+            "train_set_x": x,
+            "train_set_y": y,
+            "test_set_x": test_x,
+            "test_set_y": 1 - test_y if flip else test_y,
+        }
+        sources.append(upload(stack, f"datasets/split-{flip}.npz", arrays))
     boards = []
-    for number, path in enumerate(paths):
-        request = sweep_request(sweep_id=f"split-{number}", base={**BASE, "dataset": path}, early_stopping=None)
+    for number, source in enumerate(sources):
+        request = sweep_request(sweep_id=f"split-{number}", base={**BASE, "dataset": source}, early_stopping=None)
         launch(stack, request)
         deliver(stack)
         boards.append(scheduler.status(stack.services, f"split-{number}"))
@@ -202,49 +245,40 @@ def test_validation_never_touches_the_test_set(stack, tmp_path) -> None:
     assert tests[0] == pytest.approx(1 - tests[1])
 
 
-def test_a_failed_trial_keeps_its_slot_until_cancelled_then_the_sweep_ends(stack, monkeypatch) -> None:
+def test_a_failed_trial_keeps_its_slot_until_cancelled_then_the_sweep_ends(stack, tmp_path) -> None:
     """Lambda retries a failed step, and a retry may succeed: a FAILED trial keeps its slot (a
     FAILED message asks for a resume or a cancel); cancelled, it hands the slot on."""
-    topic_queue = _subscribe_queue(stack.services.settings.sns_topic_arn, "sweep-failures")
+    topic_queue = _subscribe_queue(stack, "sweep-failures")
     launched = launch(stack, sweep_request(sweep_id="one-fails", early_stopping=None))
     doomed = launched["started"][0]
-    commit = stack.services.tensor_store.commit
-
-    def failing_commit(run_id, *args, **kwargs):
-        if run_id == doomed:
-            raise RuntimeError("the cache refused the write")
-        return commit(run_id, *args, **kwargs)
-
-    monkeypatch.setattr(stack.services.tensor_store, "commit", failing_commit)
-
-    def deliver_all() -> None:
-        queue = stack.invoker.queue
-        while queue:
-            event = queue.popleft()
-            try:
-                trainer_handler.run(event, runner.LocalContext(), stack.services)
-            except trainer_handler.StepFailed:
-                assert event["run_id"] == doomed  # Lambda would retry it, then give up
-
-    deliver_all()
+    # The doomed trial's first event runs where the cache refuses every write, each of Lambda's
+    # attempts; the other trials' events run in the stack's own configuration.
+    (event,) = [e for e in stack.held() if e["payload"]["run_id"] == doomed]
+    stack.faults(tmp_path, [{"target": "tensor_store.commit"}])
+    try:
+        delivery = stack.deliver(event["request_id"])
+    finally:
+        stack.calm()
+    assert delivery.failed and all("InjectedFault" in e for e in delivery.errors), delivery.errors
+    assert [r["requestPayload"]["run_id"] for r in stack.failure_records()] == [doomed]  # Lambda gave up on it
+    deliver(stack)
     status = scheduler.status(stack.services, "one-fails")
     assert status["status"] == SweepStatus.RUNNING
     assert status["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}  # the other slot went through every other trial
     kinds = [m["kind"] for m in _drain_queue(topic_queue)]
     assert kinds == ["FAILED"]
-    launch_handler.run({"action": "cancel", "run_id": doomed}, None, stack.services)
-    deliver_all()
+    stack.launch({"action": "cancel", "run_id": doomed})
+    deliver(stack)
     status = scheduler.status(stack.services, "one-fails")
     assert status["status"] == SweepStatus.ENDED
     assert status["summary"]["by_state"] == {"CANCELLED": 1, "SUCCEEDED": 5}
     assert [m["kind"] for m in _drain_queue(topic_queue)] == ["SWEEP_ENDED"]
 
 
-def test_a_trial_that_cannot_start_is_failed_and_its_slot_goes_on(stack, tmp_path) -> None:
-    path = tmp_path / "data.npz"
-    np.savez(path, **moons_arrays(0))
-    launched = launch(stack, sweep_request(sweep_id="data-changed", base={**BASE, "dataset": str(path)}))
-    np.savez(path, **moons_arrays(1))  # the dataset changes under the sweep
+def test_a_trial_that_cannot_start_is_failed_and_its_slot_goes_on(stack) -> None:
+    source = upload(stack, "datasets/changing.npz", moons_arrays(0))
+    launched = launch(stack, sweep_request(sweep_id="data-changed", base={**BASE, "dataset": source}))
+    upload(stack, "datasets/changing.npz", moons_arrays(1))  # the dataset changes under the sweep
     deliver(stack)
     status = scheduler.status(stack.services, "data-changed")
     assert status["status"] == SweepStatus.ENDED
@@ -263,11 +297,11 @@ def moons_arrays(seed: int) -> dict[str, np.ndarray]:
 
 def test_sweeps_that_would_misbehave_are_refused(stack) -> None:
     never_judged = sweep_request(sweep_id="late", early_stopping={"asha": {"min_epochs": 12, "reduction_factor": 2}})
-    with pytest.raises(RequestError, match="min_epochs: 12 is not below the trial's 12 epochs"):
+    with pytest.raises(LaunchRefused, match="min_epochs: 12 is not below the trial's 12 epochs"):
         launch(stack, never_judged)
     launch(stack, {**BASE, "run_id": "taken-t001", "epochs": 1})
-    with pytest.raises(RequestError, match="runs taken-t001 exist"):
+    with pytest.raises(LaunchRefused, match="runs taken-t001 exist"):
         launch(stack, sweep_request(sweep_id="taken"))
     huge = sweep_request(sweep_id="huge", space={"seed": list(range(60_000))})
-    with pytest.raises(RequestError, match="more than 300000"):
+    with pytest.raises(LaunchRefused, match="more than 300000"):
         launch(stack, huge)
