@@ -48,12 +48,6 @@ def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
     from tests.integration.chain.chain_helpers import REPORT
 
-    for scenario, figures, identical in REPORT.copies:
-        terminalreporter.write_line(
-            f"concurrent copies [{scenario}]: deliveries {figures.deliveries}, overlapping copies "
-            f"{figures.overlapping}, kills {figures.kills}, retries {figures.retries}, late copies {figures.late}, "
-            f"identical: {identical}"
-        )
     if REPORT.campaigns:
         terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")
         for line in REPORT.campaign_lines():

@@ -210,16 +210,12 @@ class FaultReport:
 
     def __init__(self) -> None:
         self.runs = self.faults = self.identical = 0
-        self.copies: list[tuple[str, object, bool]] = []  # (scenario, dispatcher figures, identical)
         self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1
         self.faults += faults
         self.identical += int(identical)
-
-    def record_copies(self, scenario: str, figures: object, identical: bool) -> None:
-        self.copies.append((scenario, figures, identical))
 
     def record_campaign(self, campaign: str, stats: dict, identical: bool) -> None:
         """A disturbed run on the local cloud, with the Lambda service's and the emulator's counts
