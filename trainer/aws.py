@@ -22,7 +22,7 @@ def _client(service: str, endpoint: str | None, region: str | None) -> Any:
 
 
 def client(service: str) -> Any:
-    # The cache key includes the endpoint so a changed environment (tests, local runner) gets
+    # The cache key includes the endpoint so a changed environment (tests, a new local cloud) gets
     # a fresh client instead of one pointing at a server that is gone.
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"

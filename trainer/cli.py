@@ -219,14 +219,14 @@ def _cancel(args: argparse.Namespace) -> int:
         record["run"]["status"] = RunStatus.CANCELLED
         record_path.write_text(json.dumps(record, indent=1, default=str))
         (run_dir / "state.npz").unlink(missing_ok=True)
-    else:  # a local runner is training it: it checks this marker before every step
+    else:  # a `train` in another terminal follows the run: it cancels it when this marker appears
         (run_dir / "CANCEL").touch()
     print(json.dumps({"run_id": args.run_id, "status": RunStatus.CANCELLED}))
     return 0
 
 
 def _load_record(run_id: str) -> dict[str, Any]:
-    """From DynamoDB when TABLE_NAME is configured (works against AWS), else the local runner's copy."""
+    """From DynamoDB when TABLE_NAME is configured (works against AWS), else the copy `train` kept."""
     if os.environ.get("TABLE_NAME"):
         from trainer.stores.run_store import DynamoRunStore
 
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="sweep.png")
     p.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    # The local runner shows a progress bar; per-step JSON logs would drown it.
+    # The local commands show a progress bar; per-step JSON logs would drown it.
     os.environ.setdefault("LNN_LOG_LEVEL", "WARNING")
 
     try:

@@ -1,6 +1,5 @@
 """The adapters a handler uses. Built from the environment once per Lambda execution environment;
-the local runner and the tests build their own and pass them in, so all of them run the very same
-handlers."""
+a caller may build its own and pass them in (the CLI reads runs with them, the tests arrange state)."""
 
 from __future__ import annotations
 

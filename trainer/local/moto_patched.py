@@ -2,8 +2,8 @@
 
 Run as ``python -m trainer.local.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
 ``python -m moto.server``). The Terraform rehearsal starts it as a child process, and the local
-cloud (trainer.local.cloud) applies the same patches; the session-wide moto server of the
-in-process tests stays unpatched.
+cloud (trainer.local.cloud) applies the same patches; the plain moto server some adapter tests
+start stays unpatched.
 
 Each patch below covers exactly one API that the AWS provider calls and moto lacks or gets
 wrong, and is written so that it can be dropped as soon as moto implements the API itself:

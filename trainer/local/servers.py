@@ -1,4 +1,4 @@
-"""Real local servers for the local runner and the tests: redis-server and moto server.
+"""Real local servers for the tests and the bench: redis-server and moto server.
 
 Both are started as child processes on free loopback ports and stopped on exit, so nothing is
 left running and nothing collides with another run on the same machine. redis-server speaks TLS

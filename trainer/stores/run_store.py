@@ -50,7 +50,7 @@ class DynamoRunStore(SweepItems):
         self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
 
     def restore_run(self, run: dict[str, Any]) -> None:
-        """Put back a run item exported earlier (the local runner's resume), as it was."""
+        """Put back a run item exported earlier (`python -m trainer resume`), as it was."""
         self.db.put_item(TableName=self.table, Item=item_of({**run, "pk": _pk(run["run_id"]), "sk": "RUN"}))
 
     def exists(self, run_id: str) -> bool:
