@@ -87,6 +87,13 @@ class SweepItems(Table):
             raise RunNotFound(f"no sweep {sweep_id!r} in table {self.table}")
         return found
 
+    def get_trial(self, sweep_id: str, trial: int) -> dict[str, Any]:
+        """One trial's item, read by its key (not found among all of the sweep's trials)."""
+        found = self._get(_pk(sweep_id), _trial_sk(trial))
+        if found is None:
+            raise RunNotFound(f"sweep {sweep_id!r} has no trial {trial}")
+        return found
+
     def sweep_trials(self, sweep_id: str) -> list[dict[str, Any]]:
         return sorted(self._query(_pk(sweep_id), "TRIAL#"), key=lambda t: t["trial"])
 
@@ -110,9 +117,7 @@ class SweepItems(Table):
         left), decided once: the assignment and the sweep's counts move in one transaction,
         conditional on the trial having no successor yet. A repeat returns the first answer."""
         for _ in range(_ASSIGN_ATTEMPTS):
-            mine = self._get(_pk(sweep_id), _trial_sk(trial))
-            if mine is None:
-                raise RunNotFound(f"sweep {sweep_id!r} has no trial {trial}")
+            mine = self.get_trial(sweep_id, trial)
             if "successor" in mine:
                 return int(mine["successor"])
             sweep = self.get_sweep(sweep_id)

@@ -236,7 +236,7 @@ def start_trial(
         return
     if sweep["status"] != SweepStatus.RUNNING:
         return
-    trial = json.loads(request_json or _trial_item(svc, sweep_id, number)["request"])
+    trial = json.loads(request_json or svc.run_store.get_trial(sweep_id, number)["request"])
     request, problems = request_mod.parse(trial)
     if request is None:  # checked at launch; only a changed item could fail here
         raise RequestError(problems)
@@ -277,13 +277,6 @@ def _start_or_skip(
             logger.warning("trial cannot start", extra={"sweep_id": sweep_id, "trial": number, "error": str(exc)})
             svc.run_store.note_trial_error(sweep_id, number, f"{type(exc).__name__}: {exc}")
             number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
-
-
-def _trial_item(svc: Any, sweep_id: str, number: int) -> dict[str, Any]:
-    for item in svc.run_store.sweep_trials(sweep_id):
-        if item["trial"] == number:
-            return item
-    raise RunNotFound(f"sweep {sweep_id!r} has no trial {number}")
 
 
 def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple[int, ...]:
