@@ -35,6 +35,12 @@ def _rung_prefix(rung: int) -> str:
     return f"RUNG#{rung:06d}#"
 
 
+def request_of(sweep: dict[str, Any]) -> dict[str, Any]:
+    """The sweep request a sweep's item holds as the JSON text its launch wrote, parsed: the one
+    reader of that field, so its encoding is known in one place."""
+    return json.loads(sweep["request"])
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
@@ -202,7 +208,3 @@ class SweepItems(Table):
                 raise
         stored = self._get(key["pk"], key["sk"])
         return RungDecision(stored["decision"]) if stored else decision
-
-    @staticmethod
-    def request_of(sweep: dict[str, Any]) -> dict[str, Any]:
-        return json.loads(sweep["request"])

@@ -35,7 +35,7 @@ from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
-from trainer.stores.sweep_store import NO_SUCCESSOR
+from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
 from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
 
@@ -149,7 +149,7 @@ def validate(payload: Any, svc: Any) -> Checked:
 
 
 def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
-    return json.loads(stored["request"]) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
+    return request_of(stored) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
 
 
 # -- launch -----------------------------------------------------------------------------------------
@@ -208,8 +208,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
 
 def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
-    request = json.loads(sweep["request"])
-    base = request["base"]
+    base = request_of(sweep)["base"]
     with np.load(io.BytesIO(svc.blob_store.get(sweep["split_key"])), allow_pickle=False) as stored:
         indices = stored["validation"]
     raw = load_raw(base["dataset"], svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
@@ -280,7 +279,7 @@ def _start_or_skip(
 
 
 def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple[int, ...]:
-    stopping = json.loads(sweep["request"]).get("early_stopping")
+    stopping = request_of(sweep).get("early_stopping")
     if not stopping:
         return ()
     return asha.rungs(stopping["asha"]["min_epochs"], stopping["asha"]["reduction_factor"], request.epochs)
@@ -290,7 +289,7 @@ def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple
 def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
     sweep = svc.run_store.get_sweep(config.sweep_id)
-    factor = json.loads(sweep["request"])["early_stopping"]["asha"]["reduction_factor"]
+    factor = request_of(sweep)["early_stopping"]["asha"]["reduction_factor"]
     rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
     others = [
         float(entry["value"])
