@@ -14,7 +14,8 @@ from trainer.statemachine import first_event
 
 
 def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep: Any) -> RunConfig:
-    """The run's fixed configuration (`sweep`: sweep_id, trial and rungs of a sweep's trial)."""
+    """The run's fixed configuration (`sweep`: sweep_id, trial, rungs and reduction_factor of a
+    sweep's trial)."""
     return RunConfig(
         run_id=run_id,
         sizes=(dataset.features, *request.neuron_list()),

@@ -240,8 +240,8 @@ def start_trial(
     if request is None:  # checked at launch; only a changed item could fail here
         raise RequestError(problems)
     dataset = dataset or trial_dataset(svc, sweep)
-    rungs = _rungs(sweep, request)
-    config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, rungs=rungs)
+    stopping = _early_stopping(sweep, request)
+    config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, **stopping)
     runstart.put_state(svc, request, dataset, config)
     try:
         runstart.record(svc, request, config)
@@ -278,18 +278,20 @@ def _start_or_skip(
             number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
 
 
-def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple[int, ...]:
+def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> dict[str, Any]:
+    """The trial's rungs and the reduction factor it is judged by there, for its RunConfig (none
+    without early stopping): both fixed when it starts, so no rung has to read the sweep again."""
     stopping = request_of(sweep).get("early_stopping")
     if not stopping:
-        return ()
-    return asha.rungs(stopping["asha"]["min_epochs"], stopping["asha"]["reduction_factor"], request.epochs)
+        return {}
+    factor = stopping["asha"]["reduction_factor"]
+    return {"rungs": asha.rungs(stopping["asha"]["min_epochs"], factor, request.epochs), "reduction_factor": factor}
 
 
 # -- during and after a trial (from its completion) ---------------------------------------------
 def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
-    sweep = svc.run_store.get_sweep(config.sweep_id)
-    factor = request_of(sweep)["early_stopping"]["asha"]["reduction_factor"]
+    factor = config.reduction_factor or _stored_factor(svc, config.sweep_id)
     rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
     others = [
         float(entry["value"])
@@ -299,6 +301,11 @@ def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     decision = svc.run_store.record_rung(config.sweep_id, rung, config.trial, value, asha.decide(value, others, factor))
     logger.info("rung", extra={"run_id": config.run_id, "rung": rung, "value": value, "decision": str(decision)})
     return decision
+
+
+def _stored_factor(svc: Any, sweep_id: str) -> int:
+    """The reduction factor of a trial whose config predates RunConfig.reduction_factor: its sweep's."""
+    return request_of(svc.run_store.get_sweep(sweep_id))["early_stopping"]["asha"]["reduction_factor"]
 
 
 def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
