@@ -71,13 +71,22 @@ class Checked:
 def _trial_problems(requests: list[dict[str, Any]]) -> tuple[list[request_mod.TrainingRequest | None], list[str]]:
     """Each trial's parsed request, and every problem, once, naming the trials that have it."""
     parsed: list[request_mod.TrainingRequest | None] = []
-    where: dict[str, list[int]] = {}
+    found: list[tuple[int, list[str]]] = []
     for number, payload in enumerate(requests):
         request, problems = request_mod.parse(payload)
         parsed.append(request)
+        found.append((number, problems))
+    return parsed, _grouped(found, len(requests))
+
+
+def _grouped(found: list[tuple[int, list[str]]], total: int) -> list[str]:
+    """Each problem of (trial, its problems) once, in the order first met, naming the trials that
+    have it: a sweep of many trials sharing one mistake gets one line for it, not one per trial."""
+    where: dict[str, list[int]] = {}
+    for number, problems in found:
         for problem in problems:
             where.setdefault(problem, []).append(number)
-    return parsed, [_name_trials(trials, len(requests)) + problem for problem, trials in where.items()]
+    return [_name_trials(trials, total) + problem for problem, trials in where.items()]
 
 
 def _name_trials(trials: list[int], total: int) -> str:
@@ -110,7 +119,7 @@ def validate(payload: Any, svc: Any) -> Checked:
         except (DatasetError, SplitError) as exc:
             problems.append(f"dataset: {exc}")
     if dataset is not None:
-        found: dict[str, list[int]] = {}
+        found: list[tuple[int, list[str]]] = []
         needs = []
         for number, request in enumerate(parsed):
             if request is None:
@@ -124,10 +133,9 @@ def validate(payload: Any, svc: Any) -> Checked:
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
                     f"trial's {request.epochs} epochs, so it would never be judged"
                 )
-            for problem in trial_problems:
-                found.setdefault(problem, []).append(number)
+            found.append((number, trial_problems))
             needs.append(capacity.needed_for(request, dataset))
-        problems += [_name_trials(trials, len(parsed)) + p for p, trials in found.items()]
+        problems += _grouped(found, len(parsed))
         at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
         problems += [
             p.replace("the run needs", "the sweep's concurrent trials need")
