@@ -30,7 +30,7 @@ import numpy as np
 
 from trainer import capacity, effects, lifecycle, runstart
 from trainer import request as request_mod
-from trainer.data.loader import Dataset, DatasetError, load_raw, prepare, read_checked
+from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
@@ -217,11 +217,8 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
 def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
     base = request_of(sweep)["base"]
-    with np.load(io.BytesIO(svc.blob_store.get(sweep["split_key"])), allow_pickle=False) as stored:
-        indices = stored["validation"]
-    raw = load_raw(base["dataset"], svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-    train, held = carve(raw, indices)
-    dataset = prepare(train, base.get("normalize", "auto"), base.get("dtype", "float64"), held)
+    normalize, dtype = base.get("normalize", "auto"), base.get("dtype", "float64")
+    dataset = runstart.load_data(svc, base["dataset"], normalize, dtype, sweep["split_key"])
     if dataset.digest() != sweep["data_digest"]:
         raise DatasetError(f"dataset {base['dataset']!r} changed since the sweep was launched")
     return dataset
