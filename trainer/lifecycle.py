@@ -7,9 +7,8 @@ import secrets
 import time
 from typing import Any
 
-from trainer import checkpoints, effects
+from trainer import checkpoints, effects, runstart
 from trainer import services as services_mod
-from trainer.data.loader import load_raw, prepare
 from trainer.errors import RequestError
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
@@ -72,11 +71,10 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
 
 
 def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:
-    if config.in_sweep:  # a trial's data: the sweep's training set less its stored validation split
-        dataset = scheduler.trial_dataset(svc, svc.run_store.get_sweep(config.sweep_id))
-    else:
-        raw = load_raw(config.dataset, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-        dataset = prepare(raw, request.get("normalize", "auto"), config.dtype)
+    # The run's own config and request name its source, normalisation and dtype (a trial's are its
+    # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
+    split = scheduler.split_key(config.sweep_id) if config.in_sweep else None
+    dataset = runstart.load_data(svc, config.dataset, request.get("normalize", "auto"), config.dtype, split)
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
     svc.tensor_store.put_data(config.run_id, dataset.arrays())

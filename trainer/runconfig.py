@@ -35,6 +35,10 @@ class RunConfig:
     sweep_id: str = ""
     trial: int = -1
     rungs: tuple[int, ...] = ()
+    # The ASHA reduction factor the rungs were laid out with, which the scheduler judges by: fixed
+    # with them when the trial starts. 0 without early stopping, and in configs stored before the
+    # field existed (their scheduler reads it from the sweep's request).
+    reduction_factor: int = 0
 
     @property
     def layers(self) -> int:

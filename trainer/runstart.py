@@ -3,9 +3,13 @@ its record, and the first event. Shared by LaunchLambda (a run) and the sweep sc
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-from trainer.data.loader import Dataset
+import numpy as np
+
+from trainer.data.loader import Dataset, load_raw, prepare
+from trainer.data.split import carve
 from trainer.nn import optimizers
 from trainer.nn.init import initialise
 from trainer.request import TrainingRequest
@@ -13,8 +17,24 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import first_event
 
 
+def load_data(svc: Any, source: str, normalize: str, dtype: str, split_key: str | None = None) -> Dataset:
+    """A run's data as its start prepares it, and its resume again: the source, less the held-out
+    examples of the validation split stored at `split_key` (a sweep's trial; None for a run), which
+    are then its validation examples. Kept in one place so that a resumed run gets the same data
+    (and so the same digest) as its start did."""
+    held = None
+    if split_key is not None:
+        with np.load(io.BytesIO(svc.blob_store.get(split_key)), allow_pickle=False) as stored:
+            indices = stored["validation"]
+    raw = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
+    if split_key is not None:
+        raw, held = carve(raw, indices)
+    return prepare(raw, normalize, dtype, held)
+
+
 def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep: Any) -> RunConfig:
-    """The run's fixed configuration (`sweep`: sweep_id, trial and rungs of a sweep's trial)."""
+    """The run's fixed configuration (`sweep`: sweep_id, trial, rungs and reduction_factor of a
+    sweep's trial)."""
     return RunConfig(
         run_id=run_id,
         sizes=(dataset.features, *request.neuron_list()),

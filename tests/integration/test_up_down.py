@@ -14,16 +14,9 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import descendants, still_running
+from tests.small_run import REQUEST
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
-REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 30,
-    "learning_rate": 0.5,
-    "seed": 7,
-}
 
 
 def user_env(cloud_dir: Path) -> dict[str, str]:

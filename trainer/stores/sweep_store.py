@@ -35,6 +35,12 @@ def _rung_prefix(rung: int) -> str:
     return f"RUNG#{rung:06d}#"
 
 
+def request_of(sweep: dict[str, Any]) -> dict[str, Any]:
+    """The sweep request a sweep's item holds as the JSON text its launch wrote, parsed: the one
+    reader of that field, so its encoding is known in one place."""
+    return json.loads(sweep["request"])
+
+
 def _conditional_failed(exc: ClientError) -> bool:
     return exc.response["Error"]["Code"] in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
@@ -87,6 +93,13 @@ class SweepItems(Table):
             raise RunNotFound(f"no sweep {sweep_id!r} in table {self.table}")
         return found
 
+    def get_trial(self, sweep_id: str, trial: int) -> dict[str, Any]:
+        """One trial's item, read by its key (not found among all of the sweep's trials)."""
+        found = self._get(_pk(sweep_id), _trial_sk(trial))
+        if found is None:
+            raise RunNotFound(f"sweep {sweep_id!r} has no trial {trial}")
+        return found
+
     def sweep_trials(self, sweep_id: str) -> list[dict[str, Any]]:
         return sorted(self._query(_pk(sweep_id), "TRIAL#"), key=lambda t: t["trial"])
 
@@ -110,9 +123,7 @@ class SweepItems(Table):
         left), decided once: the assignment and the sweep's counts move in one transaction,
         conditional on the trial having no successor yet. A repeat returns the first answer."""
         for _ in range(_ASSIGN_ATTEMPTS):
-            mine = self._get(_pk(sweep_id), _trial_sk(trial))
-            if mine is None:
-                raise RunNotFound(f"sweep {sweep_id!r} has no trial {trial}")
+            mine = self.get_trial(sweep_id, trial)
             if "successor" in mine:
                 return int(mine["successor"])
             sweep = self.get_sweep(sweep_id)
@@ -197,7 +208,3 @@ class SweepItems(Table):
                 raise
         stored = self._get(key["pk"], key["sk"])
         return RungDecision(stored["decision"]) if stored else decision
-
-    @staticmethod
-    def request_of(sweep: dict[str, Any]) -> dict[str, Any]:
-        return json.loads(sweep["request"])

@@ -30,12 +30,12 @@ import numpy as np
 
 from trainer import capacity, effects, lifecycle, runstart
 from trainer import request as request_mod
-from trainer.data.loader import Dataset, DatasetError, load_raw, prepare, read_checked
+from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
-from trainer.stores.sweep_store import NO_SUCCESSOR
+from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
 from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
 
@@ -71,13 +71,22 @@ class Checked:
 def _trial_problems(requests: list[dict[str, Any]]) -> tuple[list[request_mod.TrainingRequest | None], list[str]]:
     """Each trial's parsed request, and every problem, once, naming the trials that have it."""
     parsed: list[request_mod.TrainingRequest | None] = []
-    where: dict[str, list[int]] = {}
+    found: list[tuple[int, list[str]]] = []
     for number, payload in enumerate(requests):
         request, problems = request_mod.parse(payload)
         parsed.append(request)
+        found.append((number, problems))
+    return parsed, _grouped(found, len(requests))
+
+
+def _grouped(found: list[tuple[int, list[str]]], total: int) -> list[str]:
+    """Each problem of (trial, its problems) once, in the order first met, naming the trials that
+    have it: a sweep of many trials sharing one mistake gets one line for it, not one per trial."""
+    where: dict[str, list[int]] = {}
+    for number, problems in found:
         for problem in problems:
             where.setdefault(problem, []).append(number)
-    return parsed, [_name_trials(trials, len(requests)) + problem for problem, trials in where.items()]
+    return [_name_trials(trials, total) + problem for problem, trials in where.items()]
 
 
 def _name_trials(trials: list[int], total: int) -> str:
@@ -110,7 +119,7 @@ def validate(payload: Any, svc: Any) -> Checked:
         except (DatasetError, SplitError) as exc:
             problems.append(f"dataset: {exc}")
     if dataset is not None:
-        found: dict[str, list[int]] = {}
+        found: list[tuple[int, list[str]]] = []
         needs = []
         for number, request in enumerate(parsed):
             if request is None:
@@ -124,10 +133,9 @@ def validate(payload: Any, svc: Any) -> Checked:
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
                     f"trial's {request.epochs} epochs, so it would never be judged"
                 )
-            for problem in trial_problems:
-                found.setdefault(problem, []).append(number)
+            found.append((number, trial_problems))
             needs.append(capacity.needed_for(request, dataset))
-        problems += [_name_trials(trials, len(parsed)) + p for p, trials in found.items()]
+        problems += _grouped(found, len(parsed))
         at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
         problems += [
             p.replace("the run needs", "the sweep's concurrent trials need")
@@ -149,7 +157,7 @@ def validate(payload: Any, svc: Any) -> Checked:
 
 
 def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
-    return json.loads(stored["request"]) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
+    return request_of(stored) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
 
 
 # -- launch -----------------------------------------------------------------------------------------
@@ -208,13 +216,9 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
 
 def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
-    request = json.loads(sweep["request"])
-    base = request["base"]
-    with np.load(io.BytesIO(svc.blob_store.get(sweep["split_key"])), allow_pickle=False) as stored:
-        indices = stored["validation"]
-    raw = load_raw(base["dataset"], svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-    train, held = carve(raw, indices)
-    dataset = prepare(train, base.get("normalize", "auto"), base.get("dtype", "float64"), held)
+    base = request_of(sweep)["base"]
+    normalize, dtype = base.get("normalize", "auto"), base.get("dtype", "float64")
+    dataset = runstart.load_data(svc, base["dataset"], normalize, dtype, sweep["split_key"])
     if dataset.digest() != sweep["data_digest"]:
         raise DatasetError(f"dataset {base['dataset']!r} changed since the sweep was launched")
     return dataset
@@ -236,13 +240,13 @@ def start_trial(
         return
     if sweep["status"] != SweepStatus.RUNNING:
         return
-    trial = json.loads(request_json or _trial_item(svc, sweep_id, number)["request"])
+    trial = json.loads(request_json or svc.run_store.get_trial(sweep_id, number)["request"])
     request, problems = request_mod.parse(trial)
     if request is None:  # checked at launch; only a changed item could fail here
         raise RequestError(problems)
     dataset = dataset or trial_dataset(svc, sweep)
-    rungs = _rungs(sweep, request)
-    config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, rungs=rungs)
+    stopping = _early_stopping(sweep, request)
+    config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, **stopping)
     runstart.put_state(svc, request, dataset, config)
     try:
         runstart.record(svc, request, config)
@@ -279,25 +283,20 @@ def _start_or_skip(
             number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
 
 
-def _trial_item(svc: Any, sweep_id: str, number: int) -> dict[str, Any]:
-    for item in svc.run_store.sweep_trials(sweep_id):
-        if item["trial"] == number:
-            return item
-    raise RunNotFound(f"sweep {sweep_id!r} has no trial {number}")
-
-
-def _rungs(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> tuple[int, ...]:
-    stopping = json.loads(sweep["request"]).get("early_stopping")
+def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> dict[str, Any]:
+    """The trial's rungs and the reduction factor it is judged by there, for its RunConfig (none
+    without early stopping): both fixed when it starts, so no rung has to read the sweep again."""
+    stopping = request_of(sweep).get("early_stopping")
     if not stopping:
-        return ()
-    return asha.rungs(stopping["asha"]["min_epochs"], stopping["asha"]["reduction_factor"], request.epochs)
+        return {}
+    factor = stopping["asha"]["reduction_factor"]
+    return {"rungs": asha.rungs(stopping["asha"]["min_epochs"], factor, request.epochs), "reduction_factor": factor}
 
 
 # -- during and after a trial (from its completion) ---------------------------------------------
 def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
-    sweep = svc.run_store.get_sweep(config.sweep_id)
-    factor = json.loads(sweep["request"])["early_stopping"]["asha"]["reduction_factor"]
+    factor = config.reduction_factor or _stored_factor(svc, config.sweep_id)
     rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
     others = [
         float(entry["value"])
@@ -307,6 +306,11 @@ def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     decision = svc.run_store.record_rung(config.sweep_id, rung, config.trial, value, asha.decide(value, others, factor))
     logger.info("rung", extra={"run_id": config.run_id, "rung": rung, "value": value, "decision": str(decision)})
     return decision
+
+
+def _stored_factor(svc: Any, sweep_id: str) -> int:
+    """The reduction factor of a trial whose config predates RunConfig.reduction_factor: its sweep's."""
+    return request_of(svc.run_store.get_sweep(sweep_id))["early_stopping"]["asha"]["reduction_factor"]
 
 
 def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:

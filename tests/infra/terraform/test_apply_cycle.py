@@ -58,6 +58,7 @@ import redis
 
 from tests.infra.github.plan_comment_module import load as load_plan_comment
 from tests.integration.conftest import descendants, still_running
+from tests.small_run import REQUEST
 from trainer.local.cloud import CloudProcess
 
 from .conftest import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
@@ -90,16 +91,6 @@ github_repository              = "example-org/lnn"
 terraform_state_bucket_arn     = "arn:aws:s3:::{STATE_BUCKET}"
 """
 
-
-# A small training run: the built-in dataset, a few epochs (a few seconds of training).
-REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 30,
-    "learning_rate": 0.5,
-    "seed": 7,
-}
 RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the rehearsal does not
 
 
