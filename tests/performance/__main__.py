@@ -5,8 +5,10 @@ target and writes it all as JSON. Not a test: it measures; the tests assert.
 
 The modules: workloads (the data sets and networks), measuring (the meter, memory, import time),
 runs (one timed run of each kind), bench (the sections and the command line), report (the table and
-the targets), torch_train (the PyTorch run, in .venv-torch), trainer_env (a trainer execution
-environment in a process of its own).
+the targets), torch_train (the PyTorch run, in .venv-torch), cloud (the local cloud the chains run
+on: the functions in execution environments of the image's Python 3.12 and requirements.lock, not
+this virtual environment), bench_functions (the metering handlers copied into that image's task root),
+inprocess (the sweep section's in-process delivery).
 """
 
 import os

@@ -7,6 +7,12 @@ tiled; the data path and peak memory of a trainer execution environment on the M
 a fresh process, since BLAS threads are fixed when numpy loads), coldstart (importing both handlers in
 the image's environment), sweep (24 random trials with ASHA against the same trials to the end, and
 modelled on Lambda with every trial at once: sweeps.py).
+
+Every chain run except the sweep's goes through a local cloud the bench starts (tests/performance/
+cloud.py): LaunchLambda invoked through the Lambda API, the TrainerLambda in execution environments
+that run the image's Python (3.12, requirements.lock), handing off through the production invoker,
+the meter inside the environments. The monolithic trainer and the report run in this process (the
+project's virtual environment). The environments get this process's BLAS thread count.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import breakdown, measuring, report, runs, sweeps, workloads
+from tests.performance import breakdown, cloud, measuring, report, runs, sweeps, workloads
 from trainer.data.loader import load_raw
 from trainer.statemachine import Plan
 
@@ -246,7 +252,7 @@ def versus_section(
     return rows
 
 
-def run(opts: argparse.Namespace, stack: Any, workdir: Path, say: Any = print) -> dict[str, Any]:
+def run(opts: argparse.Namespace, stack: cloud.BenchCloud, workdir: Path, say: Any = print) -> dict[str, Any]:
     cat = workloads.cat(workdir, opts.epochs)
     mnist = workloads.mnist(workdir, opts.mnist_epochs, opts.mnist_train, opts.mnist_test)
     say(f"bench: {cat.note}; {mnist.note}; BLAS threads {measuring.blas_threads()}")
@@ -260,7 +266,9 @@ def run(opts: argparse.Namespace, stack: Any, workdir: Path, say: Any = print) -
             "cpus": os.cpu_count(),
             "blas_threads": measuring.blas_threads(),
             "load_average_before": os.getloadavg(),
+            "functions_python": stack.python,
         },
+        "environment_start": stack.startup,
         "model": {
             "hop_ms": opts.hop_ms,
             "redis_rtt_ms": opts.redis_rtt_ms,
@@ -294,7 +302,8 @@ def run(opts: argparse.Namespace, stack: Any, workdir: Path, say: Any = print) -
         result["cold_start"] = runs.cold_start()
         say(f"  cold start: {result['cold_start']['total_s']:.3f} s")
     if "sweep" in opts.sections:
-        result["sweep"] = sweeps.sweep_section(stack, workdir, say, opts.sweep_epochs, opts.hop_ms)
+        # In this process, on the cloud's stack: the sweeps.py docstring says why.
+        result["sweep"] = sweeps.sweep_section(stack.in_process(), workdir, say, opts.sweep_epochs, opts.hop_ms)
         say("\n".join(sweeps.render(result["sweep"])))
     result["machine"]["load_average_after"] = os.getloadavg()
     result["targets"] = report.targets(result)
@@ -365,14 +374,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, stack: Any = None) -> int:
+    """`stack`: a running tests.performance.cloud.BenchCloud (the tests share one); else the bench
+    starts its own local cloud."""
     opts = parse_args(argv)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lnn-bench-") as tmp:
         if stack is None:
-            from tests.performance import inprocess
-
-            with inprocess.bench_stack() as (stack, redis_server, moto):
-                measuring.SERVER_PIDS[:] = [p.pid for p in (redis_server.process, moto.process) if p is not None]
+            with cloud.bench_cloud(measuring.threads_in_use(), Path(tmp) / "cloud.log") as stack:
                 result = run(opts, stack, Path(tmp))
         else:
             result = run(opts, stack, Path(tmp))

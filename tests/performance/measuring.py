@@ -1,10 +1,15 @@
 """How the bench measures: a meter wrapped around a chain run's Redis client, AWS SDK and engine (the
-production stores count nothing), the bytes a hand-off strictly needs, CPU seconds of this process
-and the local servers, resident memory, and the import time of the handlers."""
+production stores count nothing), the bytes a hand-off strictly needs, CPU seconds, resident memory,
+and the import time of the handlers.
+
+The meter runs inside the functions' execution environments: the bench copies this module into its
+image's task root (as lnn_bench_measuring, beside tests/performance/bench_functions.py), so it
+imports nothing from the tests and only what the image ships (numpy, the trainer package)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import time
@@ -34,12 +39,68 @@ class Meter:
     aws_s: float = 0.0
     data_bytes: int = 0
     data_load_s: float = 0.0
+    data_loads: int = 0  # reads of the training data (one per execution environment and run, when warm)
     state_bytes: int = 0
-    log: list[tuple[str, dict[str, np.ndarray]]] = field(default_factory=list)
+    # The state tensors each store call moved, as fingerprints: the log crosses from the execution
+    # environments to the bench as JSON, and handoff_bytes only needs to know what changed.
+    log: list[tuple[str, dict[str, Fingerprint]]] = field(default_factory=list)
 
     @property
     def bytes_moved(self) -> int:
         return self.bytes_sent + self.bytes_received
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as JSON (one invocation's line)."""
+        out = {k: getattr(self, k) for k in _SUMMED}
+        out["aws_operations"] = dict(self.aws_operations)
+        out["log"] = [[kind, {n: list(f) for n, f in tensors.items()}] for kind, tensors in self.log]
+        return out
+
+    @classmethod
+    def total(cls, lines: list[dict[str, Any]]) -> Meter:
+        """Several invocations' figures (as_dict) summed, their logs in the order given."""
+        meter = cls()
+        for line in lines:
+            for key in _SUMMED:
+                setattr(meter, key, getattr(meter, key) + line[key])
+            meter.aws_operations.update(line["aws_operations"])
+            meter.log += [(kind, {n: Fingerprint(*f) for n, f in t.items()}) for kind, t in line["log"]]
+        return meter
+
+
+_SUMMED = (
+    "compute_s",
+    "redis_s",
+    "round_trips",
+    "bytes_sent",
+    "bytes_received",
+    "aws_calls",
+    "aws_s",
+    "data_bytes",
+    "data_load_s",
+    "data_loads",
+    "state_bytes",
+)
+
+
+class Fingerprint(tuple):
+    """A tensor as handoff_bytes needs it: the digest of its encoding (dtype, shape and values) and
+    the encoding's size in bytes."""
+
+    def __new__(cls, digest: str, size: int) -> Fingerprint:
+        return super().__new__(cls, (digest, size))
+
+    @property
+    def size(self) -> int:
+        return self[1]
+
+
+def fingerprints(tensors: dict[str, np.ndarray]) -> dict[str, Fingerprint]:
+    out = {}
+    for name, value in tensors.items():
+        blob = encode(value)
+        out[name] = Fingerprint(hashlib.sha256(blob).hexdigest(), len(blob))
+    return out
 
 
 def _blob_bytes(values: Any) -> int:
@@ -152,6 +213,7 @@ def _meter_store(meter: Meter, store: Any, patch: _Patches) -> None:
                 meter.data_bytes += meter.bytes_moved - before
                 if name == "get_data":
                     meter.data_load_s += time.perf_counter() - t
+                    meter.data_loads += 1
 
         patch(store, name, wrapper)
 
@@ -167,7 +229,7 @@ def _meter_store(meter: Meter, store: Any, patch: _Patches) -> None:
             meter.state_bytes += meter.bytes_moved - before
             tensors = tensors_of(args, kwargs, result)
             if tensors is not None:
-                meter.log.append((name, tensors))
+                meter.log.append((name, fingerprints(tensors)))
             return result
 
         patch(store, name, wrapper)
@@ -193,7 +255,7 @@ def metered(store: Any) -> Iterator[Meter]:
         patch.restore()
 
 
-def handoff_bytes(log: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, int]:
+def handoff_bytes(log: list[tuple[str, dict[str, Fingerprint]]]) -> dict[str, int]:
     """Bytes the hand-offs moved, and what they strictly needed.
 
     A hand-off is a write of state (the launch's initial parameters, or an invocation's commit) and
@@ -204,42 +266,31 @@ def handoff_bytes(log: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, int
     are what a copy completing the finish writes the model from (exactly-once effects): written
     once, they count as needed once.
     """
-    segments: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
+    segments: list[tuple[dict[str, Fingerprint], dict[str, Fingerprint]]] = []
     for kind, tensors in log:
         if kind in ("create_run", "commit"):
             segments.append((tensors, {}))
         elif segments:
             segments[-1][1].update(tensors)
-    moved = sum(len(encode(v)) for _, tensors in log for v in tensors.values())
+    moved = sum(f.size for _, tensors in log for f in tensors.values())
     needed = 0
-    stored: dict[str, np.ndarray] = {}
+    stored: dict[str, Fingerprint] = {}
     for index, (written, read_after) in enumerate(segments):
         last = index == len(segments) - 1 and index > 0
         for name, value in written.items():
-            previous = stored.get(name)
-            changed = previous is None or previous.shape != value.shape or not np.array_equal(previous, value)
+            changed = stored.get(name) != value  # the digest covers dtype, shape and values
             if name in read_after and changed:
-                needed += 2 * len(encode(value))
+                needed += 2 * value.size
             elif last and changed and name[0] in "Wb":
-                needed += len(encode(value))
+                needed += value.size
             stored[name] = value
     return {"moved": moved, "needed": needed}
 
 
-SERVER_PIDS: list[int] = []  # redis-server and moto server when the bench started them: their CPU counts too
-
-
 def cpu_s() -> float:
-    """CPU seconds of this process (all threads) and of the local servers: a load-independent measure."""
-    total = time.process_time()
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    for pid in SERVER_PIDS:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
+    """CPU seconds of this process (all threads): a measure other load disturbs much less than wall
+    time. The chain's rows sum it over their invocations, each measured in its execution environment."""
+    return time.process_time()
 
 
 def rss_bytes(field_name: str = "VmRSS", pid: int | str = "self") -> int:

@@ -8,15 +8,16 @@ from typing import Any
 from tests.performance import sweeps
 
 MODEL_ASSUMPTIONS = [
-    "modelled Lambda time = chain compute (the trainer's steps as measured here, same per-core speed on "
-    "Lambda, same BLAS threads) + hop latency x invocations + Redis time measured against the real local "
-    "redis-server (TLS, loopback) + Redis network RTT x round trips + AWS API calls (DynamoDB, S3, SNS) "
-    "x a per-call latency",
+    "modelled Lambda time = chain compute (the trainer's steps as measured in its local execution "
+    "environments, same per-core speed on Lambda, same BLAS threads) + hop latency x invocations + Redis time "
+    "measured against the local cloud's ElastiCache (a real redis-server, TLS, loopback) + Redis network RTT "
+    "x round trips + AWS API calls (DynamoDB, S3, SNS, and the hand-offs' Lambda Invoke) x a per-call latency",
     "hop latency covers one asynchronous self-invocation: the Invoke API call, the async queue and a warm start",
     "warm reuse: the chain runs one invocation at a time, so the next one lands on the warm execution "
     "environment and finds the training data in its cache; the 'cold' column instead reloads the data from "
     "Redis in every invocation (the measured data-load time per invocation)",
-    "no throttling, no retries, no cold start of the container image (reported apart: import time)",
+    "no throttling, no retries, no cold start of the container image (reported apart: the local "
+    "environments' start-up and the import time)",
 ]
 TARGET_COLD_START_S = 0.5
 TARGET_ONE_TIME_FRACTION = 0.10
@@ -57,11 +58,18 @@ def _render_cat(result: dict[str, Any]) -> list[str]:
         )
     if cat.get("per_step_note"):
         lines.append(f"* {cat['per_step_note']}")
+    for r in cat["rows"]:
+        if r.get("env_starts"):  # the warm environments were busy when a hand-off came: Lambda starts another
+            lines.append(
+                f"{r['mode']} {r['dtype']}: {r['env_starts']} execution environment(s) started during the run, "
+                f"{r['env_start_s']:.2f} s of start-up inside its wall time"
+            )
     lines.append(
         "ratio = wall time / the monolithic wall time (same dtype; best of the repeats); cpu r. = CPU seconds "
-        "(this process with all its threads, plus redis-server and moto server) / the monolithic CPU seconds, "
-        "which other load on the machine disturbs much less; RT/ep, MB/ep = Redis round trips and tensor bytes "
-        "per epoch (hand-offs and the dataset); Lambda s = modelled time on Lambda (below)"
+        "(the chain: its invocations' in their execution environments, all threads; the monolithic trainer: "
+        "this process's) / the monolithic CPU seconds, which other load on the machine disturbs much less; "
+        "RT/ep, MB/ep = Redis round trips and tensor bytes per epoch (hand-offs and the dataset); Lambda s = "
+        "modelled time on Lambda (below); chains on the local cloud, warm environments (start-up below)"
     )
     for r in cat["rows"]:
         if r["mode"] == "fused":
@@ -167,17 +175,19 @@ def _render_scaling(result: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Data path and memory (fused, float64; the trainer invocations in a process of their own, one warm "
-        "execution environment; 'held' = training + test data in the run's dtype + parameters + optimizer "
-        "state; 'baseline' = that process's RSS after importing the handler and connecting):",
+        "Data path and memory (fused, float64; on the local cloud, trainer execution environments started for "
+        "the run and warmed with a small one; 'held' = training + test data in the run's dtype + parameters + "
+        "optimizer state; 'baseline' = the environment's RSS after importing the handler and connecting, "
+        "before its first event; 'peak' = its peak RSS; 'envs' = trainer environments the run used):",
         f"  {'run':<10}{'examples':>9}{'epochs':>7}{'wall s':>8}{'launch s':>9}{'load s':>8}{'one-time':>9}"
-        f"{'held MiB':>9}{'base MiB':>9}{'peak MiB':>9}{'(peak-base)/held':>17}",
+        f"{'held MiB':>9}{'base MiB':>9}{'peak MiB':>9}{'(peak-base)/held':>17}{'envs':>5}",
     ]
     for d in s["data_path"]:
         lines.append(
             f"  {d['name']:<10}{d['examples']:>9}{d['epochs']:>7}{d['wall_s']:>8.2f}{d['launch_s']:>9.2f}"
             f"{d['first_load_s']:>8.2f}{d['one_time_fraction']:>9.1%}{d['held_bytes'] / 2**20:>9.0f}"
             f"{d['baseline_rss'] / 2**20:>9.0f}{d['peak_rss'] / 2**20:>9.0f}{d['memory_ratio']:>17.2f}"
+            f"{d['environments']:>5}"
         )
     return lines
 
@@ -187,7 +197,7 @@ def _render_versus(result: dict[str, Any]) -> list[str]:
         "",
         "LNN's fused chain against PyTorch CPU (same machine, threads, dtype, data, initial weights and "
         "batches; wall: LNN from the request to the trained model, PyTorch from the data on disk to "
-        "the trained model, best of the repeats):",
+        "the trained model, best of the repeats; LNN on warm environments of the local cloud):",
         f"  {'workload':<8}{'dtype':<9}{'thr':>3}{'fused s':>9}{'steps s':>9}{'PyTorch s':>10}{'ratio':>7}"
         f"{'mono s':>8}{'|Δ| mono':>10}{'acc LNN':>9}{'acc torch':>10}",
     ]
@@ -245,6 +255,17 @@ def _render_breakdown(result: dict[str, Any]) -> list[str]:
     if torch_blas:
         lines.append(f"  BLAS in PyTorch: {'; '.join(torch_blas)}")
     return lines
+
+
+def _render_environment_start(result: dict[str, Any]) -> list[str]:
+    e = result["environment_start"]
+    return [
+        "",
+        f"Execution environment start-up on the local cloud (Python {result['machine']['functions_python']}, "
+        f"measured by its Lambda service from the process start to the runtime's first poll for an event; "
+        f"{e['count']} environments, the launch's and the trainer's, started by the warm-up run): mean "
+        f"{e['mean']:.3f} s, min {e['min']:.3f} s, max {e['max']:.3f} s. No row's wall time includes it.",
+    ]
 
 
 def _render_cold_start(result: dict[str, Any]) -> list[str]:
@@ -308,6 +329,8 @@ def render(result: dict[str, Any]) -> str:
         lines += _render_versus(result)
     if "scaling" in result:
         lines += _render_scaling(result)
+    if "environment_start" in result:
+        lines += _render_environment_start(result)
     if "cold_start" in result:
         lines += _render_cold_start(result)
     if "sweep" in result:

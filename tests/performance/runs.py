@@ -1,19 +1,22 @@
-"""The runs the bench times: LNN's monolithic numpy trainer, the local chain (per_step or fused; in this
-process, metered, or in a trainer execution environment of its own, for its memory), PyTorch in its own
-virtual environment, and the import of the handlers in the image's environment.
+"""The runs the bench times: LNN's monolithic numpy trainer (in this process), the chain (per_step or
+fused) on the local cloud (tests/performance/cloud.py: its functions in execution environments of the
+image's Python 3.12 environment, metered inside them; for its memory, on trainer environments started
+for the run), PyTorch in its own virtual environment, and the import of the handlers in the image's
+environment.
 
 What a row's wall time includes: from the request to the trained model. Monolithic: dataset load,
-normalisation, initialisation, training, accuracy. Chain: the launch handler (validation, dataset
-load, normalisation, initialisation, writes to Redis and DynamoDB) and every trainer invocation
-(data load from Redis, steps, commits, hand-offs, per-epoch history and heartbeats in DynamoDB,
-finish: accuracy, model to S3, SNS). PyTorch: reading the normalised data and initial weights from
-raw files, training, accuracy (not the import of torch). Excluded: starting redis-server and moto
-server, and provisioning their resources (once per bench, not per run).
+normalisation, initialisation, training, accuracy. Chain: from the LaunchLambda invoke (Lambda API)
+until the Lambda service is idle again: the launch (validation, dataset read from S3, normalisation,
+initialisation, writes to Redis and DynamoDB) and every trainer invocation in its warm execution
+environment (data load from Redis, steps, commits, hand-offs through the Lambda API, per-epoch
+history and heartbeats in DynamoDB, finish: accuracy, model to S3, SNS). PyTorch: reading the
+normalised data and initial weights from raw files, training, accuracy (not the import of torch).
+Excluded: starting the local cloud, provisioning the stack, uploading the dataset to S3, and starting
+the execution environments (a warm-up run starts them; reported apart, beside the cold start).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +25,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +35,9 @@ from trainer.data.loader import load_raw, prepare
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
 from trainer.request import TrainingRequest
+
+if TYPE_CHECKING:
+    from tests.performance.cloud import BenchCloud
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TORCH_VENV = REPO_ROOT / ".venv-torch"
@@ -82,44 +88,31 @@ def run_monolithic(dataset: str, network: dict[str, Any], epochs: int, dtype: st
 
 
 def run_chain(
-    stack: Any, dataset: str, network: dict[str, Any], epochs: int, dtype: str, chain: str, **request: Any
+    stack: BenchCloud, dataset: str, network: dict[str, Any], epochs: int, dtype: str, chain: str, **request: Any
 ) -> dict[str, Any]:
-    """The chain delivered in this process (tests/performance/inprocess.py), with the meter around it."""
-    from tests.performance import inprocess
-
+    """The chain on the local cloud (tests/performance/cloud.py): LaunchLambda through the Lambda
+    API, the trainer in its warm execution environments, each invocation metered inside them."""
     payload = {"dataset": dataset, **network, "epochs": epochs, "dtype": dtype, "chain": chain, **request}
-    stack.invoker.queue.clear()
-    sent_before = stack.invoker.sent
-    with measuring.metered(stack.services.tensor_store) as meter:
-        t, cpu = time.perf_counter(), measuring.cpu_s()
-        launched = inprocess.launch(stack, payload)
-        launch_s = time.perf_counter() - t
-        results: list[dict[str, Any]] = []
-        dead = inprocess.drain(stack, on_result=results.append)
-        wall, cpu = time.perf_counter() - t, measuring.cpu_s() - cpu
-    if dead:
-        raise RuntimeError(f"the {chain} chain failed: {dead}")
-    final = results[-1]
-    if final.get("status") != "SUCCEEDED":
-        raise RuntimeError(f"the {chain} chain ended {final.get('status')}")
-    run_id = launched["run_id"]
-    history = sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])
-    invocations = stack.invoker.sent - sent_before  # the launch's start event + every hand-off
+    run = stack.run(payload)
+    meter = run.meter
+    history = sorted(stack.services.run_store.epochs(run.run_id), key=lambda e: e["epoch"])
     bytes_ = measuring.handoff_bytes(meter.log)
-    metrics = final["metrics"]
+    metrics = run.final["metrics"]
     return {
         "mode": chain,
         "dtype": dtype,
         "epochs": epochs,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "launch_s": launch_s,
-        "run_id": run_id,
+        "wall_s": run.wall_s,
+        "cpu_s": sum(line["cpu_s"] for line in run.lines),
+        "launch_s": run.launch_s,
+        "env_starts": run.service["environments_started"],
+        "env_start_s": run.env_start_s,
+        "run_id": run.run_id,
         "costs": [float(e["cost"]) for e in history],
         "final_cost": float(metrics["final_cost"]),
         "test_accuracy": float(metrics["test_accuracy"]),
         "train_accuracy": float(metrics["train_accuracy"]),
-        "invocations": invocations,
+        "invocations": len(run.trainer_lines),  # the launch's start event + every hand-off
         "compute_s": meter.compute_s,
         "redis_s": meter.redis_s,
         "round_trips": meter.round_trips,
@@ -137,50 +130,31 @@ def run_chain(
 
 
 def run_chain_in_own_environment(
-    stack: Any, dataset: str, network: dict[str, Any], epochs: int, dtype: str
+    stack: BenchCloud, dataset: str, network: dict[str, Any], epochs: int, dtype: str
 ) -> dict[str, Any]:
-    """The fused chain with its trainer invocations in a process of their own (trainer_env): the
-    launch here, then one warm trainer execution environment handles every event."""
-    from tests.performance import inprocess
-
+    """The fused chain on trainer environments started for it (and warmed with a small run), so that
+    their peak resident memory is this run's: a warm environment would still hold earlier runs' data."""
+    startup = stack.fresh_environments()
     payload = {"dataset": dataset, **network, "epochs": epochs, "dtype": dtype, "chain": "fused"}
-    stack.invoker.queue.clear()
-    t = time.perf_counter()
-    launched = inprocess.launch(stack, payload)
-    launch_s = time.perf_counter() - t
-    events = list(stack.invoker.queue)
-    stack.invoker.queue.clear()
-    spec = {"settings": dataclasses.asdict(stack.services.settings), "events": events}
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.performance.trainer_env"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env=env,
-        timeout=3600,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"the trainer environment failed:\n{done.stderr[-4000:]}")
-    out = json.loads(done.stdout.strip().splitlines()[-1])
-    final = out["final"] or {}
-    if final.get("status") != "SUCCEEDED":
-        raise RuntimeError(f"the chain in its own environment ended {final.get('status')}: {done.stderr[-2000:]}")
+    run = stack.run(payload)
+    trainer = run.trainer_lines
+    peak = max(trainer, key=lambda line: line["peak_rss"])  # the environment that held most
+    loads = [line for line in trainer if line["data_loads"]]
     ds = load_raw(dataset)
-    wall = launch_s + out["wall_s"]
     return {
-        "run_id": launched["run_id"],
-        "launch_s": launch_s,
-        "first_load_s": out["data_loads_s"][0] if out["data_loads_s"] else 0.0,
-        "data_loads": len(out["data_loads_s"]),
-        "wall_s": wall,
-        "invocations": out["invocations"],
-        "baseline_rss": out["baseline_rss"],
-        "peak_rss": out["peak_rss"],
-        "final_cost": float(final["metrics"]["final_cost"]),
-        "test_accuracy": float(final["metrics"]["test_accuracy"]),
+        "run_id": run.run_id,
+        "launch_s": run.launch_s,
+        "first_load_s": loads[0]["data_load_s"] if loads else 0.0,
+        "data_loads": sum(line["data_loads"] for line in trainer),
+        "environments": len({line["pid"] for line in trainer}),
+        "env_start_s": startup["mean"],
+        "env_starts_in_run": run.service["environments_started"],
+        "wall_s": run.wall_s,
+        "invocations": len(trainer),
+        "baseline_rss": peak["baseline_rss"],
+        "peak_rss": peak["peak_rss"],
+        "final_cost": float(run.final["metrics"]["final_cost"]),
+        "test_accuracy": float(run.final["metrics"]["test_accuracy"]),
         "examples": int(np.asarray(ds["train_set_x"]).shape[0]),
     }
 

@@ -2,7 +2,14 @@
 trained to the end, both through the real scheduler and handlers (in-process delivery, every
 trial's events interleaved as concurrent chains would be). Reports the early-stopped sweep's best
 validation accuracy against the best of the full trials, the compute it used (epochs run), and
-its wall time and cost modelled on Lambda with all trials running at once."""
+its wall time and cost modelled on Lambda with all trials running at once.
+
+Unlike the bench's other chains, these run in this process (tests/performance/inprocess.py), on the
+local cloud's stack: ASHA's decisions depend on the order in which the trials' rung results arrive,
+and first-in-first-out delivery makes that order, and so the epochs run and the best score, the same
+from one bench to the next (simulated_orders replays other orders); the section's figures are counts
+and a model of every trial at once, which the two shared cores could not run as 24 environments
+anyway. Sweeps through the Lambda service are tested in tests/integration/test_sweep_on_lambda.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The benchmark (tests/performance) runs end to end (a --quick run on the session's servers) and
-produces every row and column with sane values; its meter counts the Redis traffic the tensor store
-makes; and the chain it measures, in both modes, trains exactly as the monolithic numpy reference
-does. No timing is asserted: timings belong to `make bench`."""
+"""The benchmark (tests/performance) runs end to end (a --quick run on a local cloud, the chains in
+execution environments of the image's Python) and produces every row and column with sane values;
+its meter counts the Redis traffic the tensor store makes; and the chain it measures, in both modes,
+trains exactly as the monolithic numpy reference does. No timing is asserted: timings belong to
+`make bench`."""
 
 from __future__ import annotations
 
@@ -101,9 +102,11 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
     for s in table:
         assert s["monolithic_s_per_epoch"] > 0 and s["fused_s_per_epoch"] > 0 and s["cost_delta"] <= 1e-9
     assert table[1]["examples"] == 2 * table[0]["examples"]
-    # the trainer in a process of its own: one data load, memory above the baseline, below 10x what it holds
+    # trainer environments started for the run: one data load per warm environment, memory above the
+    # baseline, below 10x what it holds
     for d in result["scaling"]["data_path"]:
-        assert d["data_loads"] == 1 and d["invocations"] >= 1 and 0 < d["one_time_fraction"] < 1
+        assert d["invocations"] >= 1 and 1 <= d["data_loads"] <= d["environments"] <= d["invocations"]
+        assert 0 < d["one_time_fraction"] < 1
         assert d["baseline_rss"] < d["peak_rss"] < d["baseline_rss"] + 10 * d["held_bytes"]
     assert [d["name"] for d in result["scaling"]["data_path"]] == ["cat x2", "mnist"]
 
@@ -137,9 +140,13 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
     assert "cat fused Lambda compute per run" in names and "mnist: launch + first load / wall" in names
     assert all({"value", "bound", "met"} <= t.keys() for t in result["targets"].values())
     assert result["model"]["hop_ms"] == 50 and result["model"]["assumptions"]
+    # the environments ran the image's Python, and their start-up (the warm-up's) is reported apart
+    assert result["machine"]["functions_python"].startswith("3.12")
+    start = result["environment_start"]
+    assert start["count"] >= 2 and 0 < start["min"] <= start["max"]
     for text in ("monolithic", "per_step", "fused", "Modelled Lambda time", "strictly needed", "float32", "Scaling"):
         assert text in printed and text in result["table"]
-    for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets", "Where a cat epoch goes"):
+    for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets", "Where a cat epoch goes", "start-up"):
         assert text in printed
 
 
@@ -198,7 +205,7 @@ def test_chain_matches_monolithic_on_a_small_network(stack, chain, max_steps):
 
 def test_sweep_section_reports_each_figure_against_its_target(stack, tmp_path):
     """A small sweep section: ASHA against every trial to the end, and the Lambda model."""
-    result = sweeps.sweep_section(stack, tmp_path, lambda _: None, epochs=12, hop_ms=40.0, trials=6)
+    result = sweeps.sweep_section(stack.in_process(), tmp_path, lambda _: None, epochs=12, hop_ms=40.0, trials=6)
     assert result["epochs_run_full"] == 6 * 12
     assert 0 < result["epochs_run_asha"] <= result["epochs_run_full"]
     assert result["compute_share"] == result["epochs_run_asha"] / result["epochs_run_full"]

@@ -411,6 +411,10 @@ class CloudProcess:
     def reset_stats(self) -> None:
         self._call("/_lnn/reset-stats", {})
 
+    def idle(self) -> bool:
+        """Nothing queued and nothing in flight in the Lambda service."""
+        return bool(self._call("/_lnn/idle")["idle"])
+
     def wait_idle(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
         while not self._call("/_lnn/idle")["idle"]:
