@@ -8,7 +8,7 @@ runs (one timed run of each kind), bench (the sections and the command line), re
 the targets), torch_train (the PyTorch run, in .venv-torch), cloud (the local cloud the chains run
 on: the functions in execution environments of the image's Python 3.12 and requirements.lock, not
 this virtual environment), bench_functions (the metering handlers copied into that image's task root),
-inprocess (the sweep section's in-process delivery).
+sweeps (the sweep section).
 """
 
 import os

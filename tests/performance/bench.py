@@ -303,7 +303,7 @@ def run(opts: argparse.Namespace, stack: cloud.BenchCloud, workdir: Path, say: A
         say(f"  cold start: {result['cold_start']['total_s']:.3f} s")
     if "sweep" in opts.sections:
         # In this process, on the cloud's stack: the sweeps.py docstring says why.
-        result["sweep"] = sweeps.sweep_section(stack.in_process(), workdir, say, opts.sweep_epochs, opts.hop_ms)
+        result["sweep"] = sweeps.sweep_section(stack, workdir, say, opts.sweep_epochs, opts.hop_ms)
         say("\n".join(sweeps.render(result["sweep"])))
     result["machine"]["load_average_after"] = os.getloadavg()
     result["targets"] = report.targets(result)

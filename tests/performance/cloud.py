@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.performance import inprocess, measuring
+from tests.performance import measuring
 from trainer import services as services_mod
 from trainer.aws import client
 from trainer.local.cloud_runner import CloudSession, cloud_session, invoke_launch, stage_dataset
@@ -155,10 +155,6 @@ class BenchCloud:
 
     def warm_up(self) -> dict[str, Any]:
         return self.run(WARM_UP).service["environment_start_s"]
-
-    def in_process(self) -> inprocess.BenchStack:
-        """The chain delivered in this process on this stack's resources (the sweep section)."""
-        return inprocess.on(self.services.settings)
 
 
 def image_environment() -> Any:

@@ -1,15 +1,16 @@
 """The sweep section of the bench: a 24-trial random sweep with ASHA against the same 24 trials
-trained to the end, both through the real scheduler and handlers (in-process delivery, every
-trial's events interleaved as concurrent chains would be). Reports the early-stopped sweep's best
-validation accuracy against the best of the full trials, the compute it used (epochs run), and
-its wall time and cost modelled on Lambda with all trials running at once.
+trained to the end, both through LaunchLambda and the TrainerLambda on the local cloud (the bench's
+stack). Reports the early-stopped sweep's best validation accuracy against the best of the full
+trials, the compute it used (epochs run), and its wall time and cost modelled on Lambda with all
+trials running at once.
 
-Unlike the bench's other chains, these run in this process (tests/performance/inprocess.py), on the
-local cloud's stack: ASHA's decisions depend on the order in which the trials' rung results arrive,
-and first-in-first-out delivery makes that order, and so the epochs run and the best score, the same
-from one bench to the next (simulated_orders replays other orders); the section's figures are counts
-and a model of every trial at once, which the two shared cores could not run as 24 environments
-anyway. Sweeps through the Lambda service are tested in tests/integration/test_sweep_on_lambda.py."""
+The Lambda service holds the trainer's events during a sweep and the section delivers them first in,
+first out, one at a time, in the functions' own environments: ASHA's decisions depend on the order
+in which the trials' rung results arrive, and one order makes the epochs run and the best score the
+same from one bench to the next (simulated_orders replays other orders); the section's figures are
+counts and a model of every trial at once, which two shared cores could not run as 24 environments
+anyway. Sweeps delivered concurrently, under chaos, are tested in tests/integration/test_sweep_on_lambda.py.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import inprocess, runs
+from tests.performance import cloud, runs
 from trainer.data.builtin import moons
+from trainer.local.cloud_runner import invoke_launch
 from trainer.sweep import asha, scheduler
 from trainer.vocabulary import RungDecision
 
@@ -62,26 +64,35 @@ def sweep_request(
     }
 
 
-def _run(stack: inprocess.BenchStack, request: dict[str, Any]) -> dict[str, Any]:
-    """Launch, then deliver the queue first in, first out (the trials' chains interleave)."""
-    stack.invoker.queue.clear()
-    started, launched_at = time.perf_counter(), time.time()
-    inprocess.launch(stack, request)
-    launch_s = time.perf_counter() - started
-    invocations: Counter[str] = Counter()
-    while stack.invoker.queue:
-        event = stack.invoker.queue.popleft()
-        invocations[event["run_id"]] += 1
-        inprocess.deliver(stack, event)
+def _run(stack: cloud.BenchCloud, request: dict[str, Any]) -> dict[str, Any]:
+    """Launch, then deliver the held events first in, first out (the trials' chains interleave)."""
+    session = stack.session
+    trainer = session.env["TRAINER_FUNCTION_NAME"]
+    request = {**request, "base": {**request["base"], "dataset": stack.stage(request["base"]["dataset"])}}
+    session.cloud.hold(trainer)
+    try:
+        started, launched_at = time.perf_counter(), time.time()
+        invoke_launch(session, request)
+        launch_s = time.perf_counter() - started
+        invocations: Counter[str] = Counter()
+        while held := session.cloud.held(trainer):
+            event = held[0]
+            invocations[event["payload"]["run_id"]] += 1
+            ends = session.cloud.deliver(event["request_id"])["copies"]
+            if any(end["outcome"] != "ok" for end in ends):
+                raise RuntimeError(f"sweep {request['sweep_id']}: an event failed: {ends}")
+        wall_s = time.perf_counter() - started
+    finally:
+        session.cloud.hold(trainer, False)
     status = scheduler.status(stack.services, request["sweep_id"])
     for row in status["leaderboard"]:
         row["invocations"] = invocations[row["run_id"]]
         row["start_s"] = float(stack.services.run_store.get_run(row["run_id"])["created_at"]) - launched_at
-    return {"launch_s": launch_s, "wall_s": time.perf_counter() - started, **status}
+    return {"launch_s": launch_s, "wall_s": wall_s, **status}
 
 
 def sweep_section(
-    stack: inprocess.BenchStack, workdir: Path, say: Any, epochs: int = 300, hop_ms: float = 40.0, trials: int = TRIALS
+    stack: cloud.BenchCloud, workdir: Path, say: Any, epochs: int = 300, hop_ms: float = 40.0, trials: int = TRIALS
 ) -> dict[str, Any]:
     path = workdir / "moons-4000.npz"
     np.savez(path, **moons(EXAMPLES))

@@ -205,7 +205,7 @@ def test_chain_matches_monolithic_on_a_small_network(stack, chain, max_steps):
 
 def test_sweep_section_reports_each_figure_against_its_target(stack, tmp_path):
     """A small sweep section: ASHA against every trial to the end, and the Lambda model."""
-    result = sweeps.sweep_section(stack.in_process(), tmp_path, lambda _: None, epochs=12, hop_ms=40.0, trials=6)
+    result = sweeps.sweep_section(stack, tmp_path, lambda _: None, epochs=12, hop_ms=40.0, trials=6)
     assert result["epochs_run_full"] == 6 * 12
     assert 0 < result["epochs_run_asha"] <= result["epochs_run_full"]
     assert result["compute_share"] == result["epochs_run_asha"] / result["epochs_run_full"]
