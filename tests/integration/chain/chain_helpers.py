@@ -191,6 +191,32 @@ def run_to_end(
     return run_id, attempts
 
 
+def subscribe_queue(topic_arn: str, name: str) -> str:
+    """An SQS queue subscribed to the topic (raw delivery): the messages a user would receive."""
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return url
+
+
+def drain_queue(url: str) -> list[dict[str, Any]]:
+    """The messages in the queue now, removed from it (a later drain sees only newer ones)."""
+    sqs, messages = client("sqs"), []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            if messages:
+                break
+            time.sleep(0.2)
+            continue
+        messages += [json.loads(m["Body"]) for m in got]
+        for message in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return messages
+
+
 def read_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON lines the faulty trainer wrote (none yet: empty)."""
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
-from tests.integration.chain.chain_helpers import run_to_end
+from tests.integration.chain.chain_helpers import drain_queue, run_to_end, subscribe_queue
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
 from trainer.notifier import SnsNotifier
@@ -27,37 +26,15 @@ def test_lambda_invoker_sends_an_asynchronous_invoke(stack) -> None:
     stack.drop_all()
 
 
-def _subscribe_queue(topic_arn: str, name: str) -> str:
-    sqs = client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    return url
-
-
-def _drain_queue(url: str) -> list[dict]:
-    sqs, messages = client("sqs"), []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            if messages:
-                break
-            time.sleep(0.2)
-            continue
-        messages += [json.loads(m["Body"]) for m in got]
-    return messages
-
-
 def test_notifier_messages_reach_a_subscribed_queue(stack) -> None:
     topic = client("sns").create_topic(Name="notifier-test")["TopicArn"]
-    url = _subscribe_queue(topic, "notifier-test-q")
+    url = subscribe_queue(topic, "notifier-test-q")
     SnsNotifier(topic).publish("FAILED", "run-9", {"step": "forward#3", "reason": "boom"})
-    assert _drain_queue(url) == [{"kind": "FAILED", "run_id": "run-9", "step": "forward#3", "reason": "boom"}]
+    assert drain_queue(url) == [{"kind": "FAILED", "run_id": "run-9", "step": "forward#3", "reason": "boom"}]
 
 
 def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
-    url = _subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
+    url = subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
     payload = {
         "dataset": "moons",
         "neurons": {"layer1": 4, "layer2": 1},
@@ -68,7 +45,7 @@ def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
         "chain": "per_step",
     }
     run_id, _ = run_to_end(stack, payload)
-    messages = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    messages = [m for m in drain_queue(url) if m["run_id"] == run_id]
     kinds = [m["kind"] for m in messages]
     assert kinds.count("PROGRESS") == 2 and kinds[-1] == "SUCCEEDED"
     summary = messages[-1]

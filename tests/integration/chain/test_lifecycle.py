@@ -20,11 +20,12 @@ from tests.integration.chain.chain_helpers import (
     ChainStack,
     dead_letters,
     deliver_all,
+    drain_queue,
     final_params,
     run_to_end,
+    subscribe_queue,
     wait_for,
 )
-from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
 from trainer import lifecycle, model_file
 from trainer.local import runner
 from trainer.local.cloud_runner import LaunchRefused
@@ -121,7 +122,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(stack, reference
 
 
 def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
-    url = _subscribe_queue(stack.services.notifier.topic_arn, "cancel-messages-q")
+    url = subscribe_queue(stack.services.notifier.topic_arn, "cancel-messages-q")
     stack.drop_all()
     run_id = stack.launch({**PAYLOAD, "chain": "per_step"})["run_id"]
     deliver_all(stack, limit=5)
@@ -136,7 +137,7 @@ def test_cancel_stops_the_run_and_removes_its_keys(stack) -> None:
     assert stack.services.run_store.get_run(run_id)["status"] == "CANCELLED"
     with pytest.raises(LaunchRefused, match="CANCELLED already"):
         stack.launch({"action": "cancel", "run_id": run_id})
-    published = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    published = [m for m in drain_queue(url) if m["run_id"] == run_id]
     assert [m["kind"] for m in published] == ["CANCELLED"] and published[0]["epochs_done"] == 0
     with pytest.raises(LaunchRefused, match="only FAILED or STALLED"):
         stack.launch({"action": "resume", "run_id": run_id})

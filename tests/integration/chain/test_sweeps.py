@@ -5,15 +5,13 @@ scheduler starts every trial once, stops and frees slots once, ends once."""
 from __future__ import annotations
 
 import io
-import json
 import random
-import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack
+from tests.integration.chain.chain_helpers import ChainStack, drain_queue, subscribe_queue
 from trainer.aws import client
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.sweep import scheduler
@@ -76,35 +74,9 @@ def upload(stack: ChainStack, key: str, arrays: dict[str, np.ndarray]) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def _subscribe_queue(stack: ChainStack, name: str) -> str:
-    sqs = client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(
-        TopicArn=stack.env["SNS_TOPIC_ARN"], Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
-    )
-    return url
-
-
-def _drain_queue(url: str) -> list[dict]:
-    sqs, messages = client("sqs"), []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            if messages:
-                break
-            time.sleep(0.2)
-            continue
-        messages += [json.loads(m["Body"]) for m in got]
-        for message in got:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-    return messages
-
-
 @pytest.mark.parametrize("chain", ["fused", "per_step"])
 def test_sweep_runs_every_trial_once_and_ends_once(stack, chain: str) -> None:
-    topic_queue = _subscribe_queue(stack, f"sweep-ends-{chain}")
+    topic_queue = subscribe_queue(stack.env["SNS_TOPIC_ARN"], f"sweep-ends-{chain}")
     # A hop costs a Lambda invocation: per_step trials train 4 epochs (ASHA still judges them at 2).
     base = {**BASE, "chain": chain, **({"epochs": 4} if chain == "per_step" else {})}
     launched = launch(stack, sweep_request(base=base))
@@ -127,7 +99,7 @@ def test_sweep_runs_every_trial_once_and_ends_once(stack, chain: str) -> None:
     assert stack.services.blob_store.get(f"models/{launched['sweep_id']}/best.npz") == stack.services.blob_store.get(
         f"models/{best['run_id']}/model.npz"
     )
-    messages = _drain_queue(topic_queue)
+    messages = drain_queue(topic_queue)
     assert [m["kind"] for m in messages] == ["SWEEP_ENDED"]  # one summary, no message per trial
     assert messages[0]["by_state"] == summary["by_state"]
 
@@ -178,7 +150,7 @@ def test_launch_sent_twice_starts_nothing_twice(stack) -> None:
 
 
 def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
-    topic_queue = _subscribe_queue(stack, "sweep-cancels")
+    topic_queue = subscribe_queue(stack.env["SNS_TOPIC_ARN"], "sweep-cancels")
     launched = launch(stack, sweep_request(sweep_id="to-cancel"))
     for _ in range(3):
         assert not stack.deliver().failed
@@ -190,7 +162,7 @@ def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
     assert status["by_state"] == {"CANCELLED": 2, "PENDING": 4}
     again = stack.launch({"action": "cancel", "sweep_id": "to-cancel"})
     assert again["status"] == SweepStatus.CANCELLED and again["trials_cancelled"] == []
-    kinds = [m["kind"] for m in _drain_queue(topic_queue)]
+    kinds = [m["kind"] for m in drain_queue(topic_queue)]
     assert kinds == ["SWEEP_CANCELLED"]  # once, though the cancel came twice
 
 
@@ -248,7 +220,7 @@ def test_validation_never_touches_the_test_set(stack) -> None:
 def test_a_failed_trial_keeps_its_slot_until_cancelled_then_the_sweep_ends(stack, tmp_path) -> None:
     """Lambda retries a failed step, and a retry may succeed: a FAILED trial keeps its slot (a
     FAILED message asks for a resume or a cancel); cancelled, it hands the slot on."""
-    topic_queue = _subscribe_queue(stack, "sweep-failures")
+    topic_queue = subscribe_queue(stack.env["SNS_TOPIC_ARN"], "sweep-failures")
     launched = launch(stack, sweep_request(sweep_id="one-fails", early_stopping=None))
     doomed = launched["started"][0]
     # The doomed trial's first event runs where the cache refuses every write, each of Lambda's
@@ -265,14 +237,14 @@ def test_a_failed_trial_keeps_its_slot_until_cancelled_then_the_sweep_ends(stack
     status = scheduler.status(stack.services, "one-fails")
     assert status["status"] == SweepStatus.RUNNING
     assert status["by_state"] == {"FAILED": 1, "SUCCEEDED": 5}  # the other slot went through every other trial
-    kinds = [m["kind"] for m in _drain_queue(topic_queue)]
+    kinds = [m["kind"] for m in drain_queue(topic_queue)]
     assert kinds == ["FAILED"]
     stack.launch({"action": "cancel", "run_id": doomed})
     deliver(stack)
     status = scheduler.status(stack.services, "one-fails")
     assert status["status"] == SweepStatus.ENDED
     assert status["summary"]["by_state"] == {"CANCELLED": 1, "SUCCEEDED": 5}
-    assert [m["kind"] for m in _drain_queue(topic_queue)] == ["SWEEP_ENDED"]
+    assert [m["kind"] for m in drain_queue(topic_queue)] == ["SWEEP_ENDED"]
 
 
 def test_a_trial_that_cannot_start_is_failed_and_its_slot_goes_on(stack) -> None:

@@ -15,8 +15,15 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from tests.integration.chain.chain_helpers import REPORT, deliver_all, final_params, run_to_end, wait_for
-from tests.integration.chain.test_adapters import _drain_queue, _subscribe_queue
+from tests.integration.chain.chain_helpers import (
+    REPORT,
+    deliver_all,
+    drain_queue,
+    final_params,
+    run_to_end,
+    subscribe_queue,
+    wait_for,
+)
 from trainer.invoker import LambdaInvoker
 from trainer.stores.run_store import DynamoRunStore
 
@@ -125,7 +132,7 @@ def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
 
 
 def test_the_failure_message_names_run_and_step(stack) -> None:
-    url = _subscribe_queue(stack.services.notifier.topic_arn, "failure-messages-q")
+    url = subscribe_queue(stack.services.notifier.topic_arn, "failure-messages-q")
     stack.drop_all()
     stack.failure_records()  # what earlier tests left there
     run_id = stack.launch(PAYLOAD)["run_id"]
@@ -138,6 +145,6 @@ def test_the_failure_message_names_run_and_step(stack) -> None:
     assert record["requestPayload"]["seq"] == 0 and record["requestPayload"]["run_id"] == run_id
     run = stack.services.run_store.get_run(run_id)
     assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
-    published = [m for m in _drain_queue(url) if m["run_id"] == run_id]
+    published = [m for m in drain_queue(url) if m["run_id"] == run_id]
     assert [(m["kind"], m["step"], m["error_type"]) for m in published] == [("FAILED", "start#0", "ChainError")]
     assert "lost its chain position" in published[0]["failure_reason"]
