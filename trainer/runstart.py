@@ -22,13 +22,10 @@ def load_data(svc: Any, source: str, normalize: str, dtype: str, split_key: str 
     examples of the validation split stored at `split_key` (a sweep's trial; None for a run), which
     are then its validation examples. Kept in one place so that a resumed run gets the same data
     (and so the same digest) as its start did."""
-    held = None
+    raw, held = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket), None
     if split_key is not None:
         with np.load(io.BytesIO(svc.blob_store.get(split_key)), allow_pickle=False) as stored:
-            indices = stored["validation"]
-    raw = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket)
-    if split_key is not None:
-        raw, held = carve(raw, indices)
+            raw, held = carve(raw, stored["validation"])
     return prepare(raw, normalize, dtype, held)
 
 

@@ -78,69 +78,76 @@ def _owner(svc, target: str):
 
 def _install(svc, plan: dict) -> None:
     folder = Path(plan.get("dir", "."))
-
-    def note(file: str, line: dict) -> None:
-        with open(folder / file, "a") as out:
-            out.write(json.dumps(line) + "\n")
-
     for target in plan.get("record", []):
         owner, name = _owner(svc, target)
         original = getattr(owner, name)
 
         def recorded(*args, _original=original, _target=target, **kwargs):
-            note("calls", {"target": _target, "pid": os.getpid()})
+            _note(folder, "calls", {"target": _target, "pid": os.getpid()})
             return _original(*args, **kwargs)
 
         setattr(owner, name, recorded)
     for point in plan.get("points", []):
         owner, name = _owner(svc, point["target"])
-        original = getattr(owner, name)
-        rng = random.Random(f"{point.get('seed', 0)}:{os.getpid()}")
-        calls = itertools.count(1)
+        setattr(owner, name, _FaultPoint(point, folder, plan.get("per_event"), getattr(owner, name)))
 
-        def maybe(stage: str, args: tuple, _point=point, _rng=rng) -> None:
-            if _rng.random() >= _point.get("probability", 1.0):
-                return
-            limit = _point.get("limit")
-            if limit is not None and not _take_slot(folder, _point["target"], limit):
-                return
-            per_event = plan.get("per_event")
-            if per_event is not None and not _take_slot(folder, f"event-{_event_key}", per_event):
-                return
-            numbers = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-            note("injected", {"target": _point["target"], "stage": stage, "ints": numbers, "pid": os.getpid()})
-            raise InjectedFault(f"injected crash {stage} {_point['target']}")
 
-        def paused(args: tuple, _point=point) -> None:
-            # A pause instead of a crash: the call waits (up to a minute) for the test's go file.
-            if not _take_slot(folder, f"pause-{_point['target']}", _point.get("limit", 1)):
-                return
-            numbers = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-            note("paused", {"target": _point["target"], "ints": numbers, "pid": os.getpid()})
-            deadline = time.monotonic() + 60
-            while not Path(_point["pause_until"]).exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
+def _note(folder: Path, file: str, line: dict) -> None:
+    with open(folder / file, "a") as out:
+        out.write(json.dumps(line) + "\n")
 
-        def faulty(
-            *args, _original=original, _point=point, _calls=calls, _maybe=maybe, _paused=paused, _rng=rng, **kwargs
-        ):
-            armed = next(_calls) > _point.get("skip", 0)
-            if "if_arg" in _point and not (len(args) > _point["if_arg"] and args[_point["if_arg"]]):
-                armed = False  # only the calls whose argument at that index is truthy
-            if armed and "pause_until" in _point:
-                _paused(args)
-                return _original(*args, **kwargs)
-            if armed and "delay_s" in _point:
-                time.sleep(_rng.uniform(*_point["delay_s"]))  # a slower call, nothing else
-                return _original(*args, **kwargs)
-            if armed and _point.get("before", True):
-                _maybe("before", args)
-            result = _original(*args, **kwargs)
-            if armed and _point.get("after", False):
-                _maybe("after", args)  # the call's effect is applied: a crash after it
-            return result
 
-        setattr(owner, name, faulty)
+def _ints(args: tuple) -> list[int]:
+    """The call's integer arguments (a commit's positions, say), for the test to read back."""
+    return [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
+
+
+class _FaultPoint:
+    """One adapter or module function, wrapped as its point of the plan says."""
+
+    def __init__(self, point: dict, folder: Path, per_event: int | None, original) -> None:
+        self.point, self.folder, self.per_event, self.original = point, folder, per_event, original
+        self.target = point["target"]
+        self.rng = random.Random(f"{point.get('seed', 0)}:{os.getpid()}")
+        self.calls = itertools.count(1)
+
+    def __call__(self, *args, **kwargs):
+        point = self.point
+        armed = next(self.calls) > point.get("skip", 0)
+        if "if_arg" in point and not (len(args) > point["if_arg"] and args[point["if_arg"]]):
+            armed = False  # only the calls whose argument at that index is truthy
+        if armed and "pause_until" in point:
+            self.pause(args)
+            return self.original(*args, **kwargs)
+        if armed and "delay_s" in point:
+            time.sleep(self.rng.uniform(*point["delay_s"]))  # a slower call, nothing else
+            return self.original(*args, **kwargs)
+        if armed and point.get("before", True):
+            self.maybe("before", args)
+        result = self.original(*args, **kwargs)
+        if armed and point.get("after", False):
+            self.maybe("after", args)  # the call's effect is applied: a crash after it
+        return result
+
+    def maybe(self, stage: str, args: tuple) -> None:
+        if self.rng.random() >= self.point.get("probability", 1.0):
+            return
+        limit = self.point.get("limit")
+        if limit is not None and not _take_slot(self.folder, self.target, limit):
+            return
+        if self.per_event is not None and not _take_slot(self.folder, f"event-{_event_key}", self.per_event):
+            return
+        _note(self.folder, "injected", {"target": self.target, "stage": stage, "ints": _ints(args), "pid": os.getpid()})
+        raise InjectedFault(f"injected crash {stage} {self.target}")
+
+    def pause(self, args: tuple) -> None:
+        # A pause instead of a crash: the call waits (up to a minute) for the test's go file.
+        if not _take_slot(self.folder, f"pause-{self.target}", self.point.get("limit", 1)):
+            return
+        _note(self.folder, "paused", {"target": self.target, "ints": _ints(args), "pid": os.getpid()})
+        deadline = time.monotonic() + 60
+        while not Path(self.point["pause_until"]).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def _take_slot(folder: Path, target: str, limit: int) -> bool:

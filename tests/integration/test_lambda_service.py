@@ -3,6 +3,7 @@ is executed by real `python -m awslambdaric` processes configured by the control
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -349,9 +350,18 @@ def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_im
             for _ in range(2):  # two environments in the middle of an invocation
                 invoke(env, name, {"seconds": 60}, invocation_type="Event")
             wait_for(lambda: process.stats()["in_flight"] == 2, what="the events' invocations")
+
+        def commands() -> list[bytes]:
+            found = []
+            for pid in descendants(process.process.pid) - {process.process.pid}:
+                with contextlib.suppress(OSError):
+                    found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            return found
+
+        # An environment counts as in flight from the moment it is being started: wait for its exec.
+        wait_for(lambda: sum(b"awslambdaric" in c for c in commands()) == 2, what="two environments running")
         children = descendants(process.process.pid) - {process.process.pid}
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
-        assert len(children) == 3 and sum(b"awslambdaric" in c for c in commands) == 2, commands
+        assert len(children) == 3 and sum(b"redis-server" in c for c in commands()) == 1, commands()
         os.kill(process.process.pid, signal.SIGKILL)
         assert still_running(children) == []
     finally:

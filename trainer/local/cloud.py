@@ -236,12 +236,10 @@ class LocalCloud:
         elif path == "/_lnn/idle" and method == "GET":
             body = {"idle": self.service.idle()}
         elif path == "/_lnn/chaos" and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            self.service.set_chaos(Chaos(**json.loads(environ["wsgi.input"].read(length) or b"{}")))
+            self.service.set_chaos(Chaos(**self._body(environ)))
             body = asdict(self.service.chaos)
         elif path == "/_lnn/faults" and method == "POST":
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            self.faults.set_plan(FaultPlan(**json.loads(environ["wsgi.input"].read(length) or b"{}")))
+            self.faults.set_plan(FaultPlan(**self._body(environ)))
             body = self.faults.snapshot()
         elif path == "/_lnn/faults" and method == "GET":
             body = self.faults.snapshot()
@@ -417,7 +415,7 @@ class CloudProcess:
 
     def wait_idle(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
-        while not self._call("/_lnn/idle")["idle"]:
+        while not self.idle():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the Lambda service still has queued events after {timeout_s:.0f} s")
             time.sleep(0.05)

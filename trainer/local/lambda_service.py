@@ -47,6 +47,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,15 @@ _LINEAGE = re.compile(r"Lineage=([0-9a-fA-F]+):(\d+)")
 
 class FunctionNotFound(LookupError):
     pass
+
+
+class AttemptEnd(str, Enum):
+    """How one attempt at an asynchronous event ended, for the service (and a held delivery's answer)."""
+
+    OK = "ok"
+    RETRY = "retry"  # a function error with attempts left: Lambda tries again after a delay
+    FAILED = "failed"  # given up: sent to the on-failure destination
+    DISCARDED = "discarded"  # the function was deleted since
 
 
 @dataclass(frozen=True)
@@ -480,28 +490,28 @@ class LambdaService:
                     self._lock.notify_all()
 
     def _deliver(self, event: _AsyncEvent) -> None:
-        if self._attempt(event)[0] == "retry":
+        if self._attempt(event)[0] is AttemptEnd.RETRY:
             with self._lock:
                 heapq.heappush(self._queue, _Queued(time.monotonic() + self.retry_delay_s, next(self._order), event))
                 self._lock.notify_all()
 
-    def _attempt(self, event: _AsyncEvent) -> tuple[str, Attempt | None]:
-        """One attempt at an event: ("ok" | "retry" | "failed" | "discarded", its end)."""
+    def _attempt(self, event: _AsyncEvent) -> tuple[AttemptEnd, Attempt | None]:
+        """One attempt at an event: how it ended, and the attempt itself when one ran."""
         try:
             config = self.configs(event.function)
         except FunctionNotFound:
-            return "discarded", None  # deleted since: Lambda discards its queued events
+            return AttemptEnd.DISCARDED, None  # deleted since: Lambda discards its queued events
         hops = int(event.lineage.rsplit(":", 1)[1])
         if hops > RECURSION_LIMIT and config.recursive_loop != "Allow":
             with self._lock:
                 self.stats.recursion_stops += 1
             self._fail(config, event, "RecursiveInvocationException", None, None)
-            return "failed", None
+            return AttemptEnd.FAILED, None
         if time.monotonic() - event.received_at > config.max_event_age_s:
             with self._lock:
                 self.stats.dropped_age += 1
             self._fail(config, event, "EventAgeExceeded", None, None)
-            return "failed", None
+            return AttemptEnd.FAILED, None
         event.attempts += 1
         env = self._acquire(config, wait=True)
         with self._lock:
@@ -532,14 +542,14 @@ class LambdaService:
                 if not self._running_copies[event.id]:
                     del self._running_copies[event.id]
         if attempt.ok:
-            return "ok", attempt
+            return AttemptEnd.OK, attempt
         with self._lock:
             self.stats.function_errors += 1
             self.stats.timeouts += attempt.timed_out
         if event.attempts <= config.max_retry_attempts:
-            return "retry", attempt
+            return AttemptEnd.RETRY, attempt
         self._fail(config, event, "RetriesExhausted", attempt, attempt.error_document())
-        return "failed", attempt
+        return AttemptEnd.FAILED, attempt
 
     def _fail(
         self, config: FunctionConfig, event: _AsyncEvent, condition: str, attempt: Attempt | None, error: Any
@@ -662,17 +672,21 @@ class LambdaService:
                 return
             self._holding.discard(function_name)
             now = time.monotonic()
-            for key in [k for k, e in self._held.items() if e.function.rsplit(":", 1)[1] == function_name]:
-                heapq.heappush(self._queue, _Queued(now, next(self._order), self._held.pop(key)))
+            for event in self._held_of(function_name):
+                heapq.heappush(self._queue, _Queued(now, next(self._order), self._held.pop(event.id)))
             self._lock.notify_all()
 
     def held(self, function_name: str) -> list[dict[str, Any]]:
         with self._lock:
-            events = [e for e in self._held.values() if e.function.rsplit(":", 1)[1] == function_name]
+            events = self._held_of(function_name)
         return [
             {"request_id": e.id, "payload": json.loads(e.payload), "hop": int(e.lineage.rsplit(":", 1)[1])}
             for e in events
         ]
+
+    def _held_of(self, function_name: str) -> list[_AsyncEvent]:
+        """The function's held events, oldest first (the caller holds the lock)."""
+        return [e for e in self._held.values() if e.function.rsplit(":", 1)[1] == function_name]
 
     def deliver_held(self, request_id: str, copies: int = 1, keep: bool = False) -> dict[str, Any]:
         """Deliver a held event now, `copies` times side by side (a duplicate delivery), each copy
@@ -691,11 +705,11 @@ class LambdaService:
         def run(index: int) -> None:
             copy = events[index]
             try:
-                while (end := self._attempt(copy))[0] == "retry":
+                while (end := self._attempt(copy))[0] is AttemptEnd.RETRY:
                     time.sleep(self.retry_delay_s)
                 outcome, attempt = end
                 ends[index] = {
-                    "outcome": outcome,
+                    "outcome": outcome.value,
                     "attempts": copy.attempts,
                     "response": attempt.error_document() if attempt is not None else None,
                 }
