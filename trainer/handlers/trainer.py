@@ -71,7 +71,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
     try:
         return invocation.handle()
     except Superseded as exc:
-        return invocation.superseded(exc)
+        return invocation.moved_on(exc)
     except effects.CompletionBusy as exc:
         logger.info("completion held by another copy", extra={"run_id": event.run_id, "seq": event.seq})
         raise StepFailed(f"run {event.run_id} step {invocation.step}: {exc}; Lambda's retry comes back for it") from exc
@@ -106,7 +106,10 @@ class Invocation:
             return self.complete_current()
         if triage is Triage.AHEAD:
             return self.ignore_stale()
-        steps = self.run_steps()
+        try:
+            steps = self.run_steps()
+        except Superseded as exc:
+            return self.superseded(exc)
         if not self.commit(steps):
             return self.lost_race()
         self.complete(steps)
@@ -249,12 +252,27 @@ class Invocation:
 
     def lost_race(self) -> dict[str, Any]:
         logger.info("lost the commit race to another copy", extra={"run_id": self.run_id, "seq": self.event.seq})
-        return self.result(Outcome.DUPLICATE, last_seq=self.svc.tensor_store.cursor(self.run_id))
+        return self.follow_committer()
 
     def superseded(self, exc: Superseded) -> dict[str, Any]:
-        """Another copy committed this position while this one was reading: stop, nothing done."""
+        """Another copy committed this position while this one was reading: stop computing."""
         logger.info("superseded copy stopped", extra={"run_id": self.run_id, "seq": self.event.seq, "reason": str(exc)})
+        return self.follow_committer()
+
+    def moved_on(self, exc: Superseded) -> dict[str, Any]:
+        """The position this copy was completing moved on: another copy completed it."""
+        logger.info("completion taken over", extra={"run_id": self.run_id, "seq": self.event.seq, "reason": str(exc)})
         return self.result(Outcome.DUPLICATE)
+
+    def follow_committer(self) -> dict[str, Any]:
+        """Another copy committed this event's position: this copy is now behind the chain, and
+        sees the committer's completion through as any copy behind does. Returning at once would
+        leave the hand-off to the committer and its own retries alone; if they all die (a killed
+        environment, every retry too) the chain would stop with a live copy of its event gone."""
+        self.cursor, cancelled, _ = self.svc.tensor_store.snapshot(self.run_id, [])
+        if cancelled:
+            return self.stop_cancelled()
+        return self.complete_current()
 
     def record_failure(self, exc: Exception) -> None:
         """FAILED with the reason, and one FAILED message per failed step (per resume)."""

@@ -183,6 +183,50 @@ def test_a_copy_held_until_the_other_commits_leaves_nothing(stack, tmp_path, mes
     _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
 
 
+def test_the_copy_that_lost_the_commit_hands_on_when_the_committer_dies_with_every_retry(
+    stack, tmp_path, messages_queue
+) -> None:
+    """Two copies of the first event: one waits at its commit until the other has committed and then
+    crashed before its hand-off, on its first attempt and on both of Lambda's retries (its event goes
+    to the on-failure destination). The chain must not die with it: the copy that lost the commit
+    race is still running, and it completes the committed position and hands the run on. The run
+    then ends as the undisturbed one, with the one FAILED message of the step that failed for a while."""
+    payload = {**BASE, "chain": "fused", "max_steps_per_invocation": 1000}
+    mailbox: dict[str, list[dict]] = {}
+    expected = _reference(stack, payload, messages_queue, mailbox)
+    attempts = 1 + client("lambda").get_function_event_invoke_config(FunctionName=stack.trainer)["MaximumRetryAttempts"]
+
+    stack.drop_all()
+    run_id = stack.launch(payload)["run_id"]
+    (event,) = stack.held()
+    go = tmp_path / "go"
+    pause = {"target": "tensor_store.commit", "pause_until": str(go)}  # the first copy to commit waits
+    crash = {"target": "invoker.invoke_async", "limit": attempts}  # every attempt of the committer
+    stack.faults(tmp_path, [pause, crash])
+    ended: list[Delivery] = []
+    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
+    try:
+        both.start()
+        wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused at its commit")
+        wait_for(lambda: len(read_lines(tmp_path / "injected")) == attempts, what="the committer's every attempt")
+        assert stack.services.tensor_store.cursor(run_id) >= 0  # committed, not handed on
+        assert not stack.held()
+    finally:
+        go.touch()
+        both.join(timeout=120)
+    stack.calm()
+    (delivery,) = ended
+    outcomes = sorted((c["outcome"], c["attempts"]) for c in delivery.copies)
+    assert outcomes == [("failed", attempts), ("ok", 1)], delivery.copies
+    (follower,) = [c["response"] for c in delivery.copies if c["outcome"] == "ok"]
+    assert follower["status"] == "DUPLICATE" and follower["completed"] is True
+    assert not dead_letters(deliver_all(stack))
+    got = _record(stack, run_id, messages_queue, mailbox)
+    # The committer's failure was the run's for a while (it held the position): said once.
+    assert got["messages"].pop("FAILED") == [None]
+    _assert_same(got, expected, payload)
+
+
 # -- 2. copies whose deadlines fall a few steps apart -----------------------------------------------
 def test_copies_stopped_by_their_deadlines_at_different_steps_leave_the_undisturbed_run(
     stack, tmp_path, messages_queue
