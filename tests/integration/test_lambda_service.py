@@ -272,6 +272,35 @@ def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud_env) -> No
     assert throttled.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
 
 
+def test_the_account_limit_is_shared_by_the_functions_without_a_reservation(cloud_image, tmp_path) -> None:
+    """An account limit of 3, of which function `reserved` reserves 1: two functions without a
+    reservation, one invocation each, use up the other 2 between them, so a third invocation of
+    either is throttled, while `reserved` still runs on its own share."""
+    from botocore.config import Config
+
+    args = ("--image-root", str(cloud_image.root), "--python", str(cloud_image.python), "--concurrency", "3")
+    with (
+        CloudProcess(args=args, log_path=tmp_path / "cloud.log") as process,
+        aws_environment(process.endpoint_url) as env,
+    ):
+        first, second, reserved = (make_function(env, "sleep", timeout=30) for _ in range(3))
+        aws("lambda", env).put_function_concurrency(FunctionName=reserved, ReservedConcurrentExecutions=1)
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        )
+        for name in (first, second):
+            invoke(env, name, {"seconds": 20}, invocation_type="Event")
+        wait_for(lambda: process.stats()["in_flight"] == 2, what="one invocation of each function")
+        with pytest.raises(ClientError) as throttled:
+            lam.invoke(FunctionName=first, Payload=b'{"seconds": 0}')
+        assert throttled.value.response["Error"]["Code"] == "TooManyRequestsException"
+        resp = lam.invoke(FunctionName=reserved, Payload=b'{"seconds": 0, "tag": "own share"}')
+        assert json.loads(resp["Payload"].read())["tag"] == "own share"
+
+
 def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
     """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
     starts) and goes to the on-failure destination as EventAgeExceeded."""

@@ -32,6 +32,21 @@ def run(args: list[str], env: dict[str, str], cwd: Path = REPO_ROOT, timeout: fl
     return done.stdout
 
 
+def readme_lines(*starts: str) -> list[str]:
+    """The README's `make up` lines that begin with each of `starts` (the invoke without v2's
+    flag), comments and continuations resolved, as a user would paste them."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("### The local cloud: `make up` / `make down`", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = block.replace("\\\n", " ").splitlines()
+    found = []
+    for start in starts:
+        lines = [c.split("  #", 1)[0].strip() for c in commands if c.startswith(start)]
+        lines = [line for line in lines if "--cli-binary-format" not in line]
+        assert len(lines) == 1, (start, lines)
+        found.append(lines[0])
+    return found
+
+
 def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
     env = user_env(tmp_path / "cloud")
     out = run(["make", "-s", "up"], env)
@@ -64,22 +79,13 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
             cli,
         )
 
-        # The README's command, awscli v1 form (v1 sends --payload as given; v2 needs
-        # --cli-binary-format raw-in-base64-out for the same).
-        run(
-            [
-                "aws",
-                "lambda",
-                "invoke",
-                "--function-name",
-                exports["LAUNCH_FUNCTION_NAME"],
-                "--payload",
-                json.dumps(REQUEST),
-                "out.json",
-            ],
-            cli,
-            cwd=tmp_path,
-        )
+        # The README's own lines, run by bash as a user pastes them: its v1 form (the CLI here is v1,
+        # which sends --payload as given; v2 needs --cli-binary-format raw-in-base64-out for that).
+        version = subprocess.run(["aws", "--version"], env=cli, capture_output=True, text=True, check=True)
+        assert (version.stdout + version.stderr).startswith("aws-cli/1."), version
+        (tmp_path / "request.json").write_text(json.dumps(REQUEST))
+        invoke_v1, copy_model = readme_lines("aws lambda invoke", "aws s3 cp")
+        run(["bash", "-c", invoke_v1], cli, cwd=tmp_path)
         launched = json.loads((tmp_path / "out.json").read_text())
         run_id = launched["run_id"]
         assert launched["status"] == "RUNNING"
@@ -103,7 +109,8 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
         assert [(s["kind"], s["run_id"]) for s in summaries] == [("SUCCEEDED", run_id)]
         assert summaries[0]["test_accuracy"] == pytest.approx(status["test_accuracy"])
 
-        run(["aws", "s3", "cp", status["model_uri"], str(tmp_path / "model.npz")], cli)
+        run(["bash", "-c", copy_model.replace("RUN_ID", run_id)], cli, cwd=tmp_path)
+        assert status["model_uri"].endswith(f"/models/{run_id}/model.npz")
         predicted = json.loads(run([PYTHON, "-m", "trainer", "predict", str(tmp_path / "model.npz"), "moons"], cli))
         assert predicted["accuracy"] == pytest.approx(status["test_accuracy"])
         seen |= descendants(cloud_pid)

@@ -93,6 +93,15 @@ def moto_function_config(function: str, region: str) -> FunctionConfig:
     )
 
 
+def moto_reserved_total(region: str) -> int:
+    """The concurrency the region's functions have reserved, from moto's Lambda control plane."""
+    from moto.awslambda.models import lambda_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    functions = lambda_backends[DEFAULT_ACCOUNT_ID][region].list_functions()
+    return sum(int(fn.reserved_concurrency) for fn in functions if fn.reserved_concurrency not in (None, ""))
+
+
 def sqs_destination(endpoint_url: str):
     def send(destination_arn: str, record: dict[str, Any]) -> None:
         import boto3
@@ -162,6 +171,7 @@ class LocalCloud:
             account_concurrency=self.concurrency,
             retry_delay_s=self.retry_delay_s,
             chaos=self.chaos,
+            reserved_total=lambda: moto_reserved_total(self._region),
         )
         self._forget_deleted_functions()
         self._server = make_server(

@@ -9,8 +9,9 @@ invoke config (retries, maximum event age, on-failure destination), the recursio
 reserved concurrency.
 
 - Warm environments are reused; a new one starts when all are busy, up to the function's reserved
-  concurrency or the account limit. A changed configuration retires the old environments;
-  DeleteFunction ends them (`forget`).
+  concurrency, or else up to what the account limit leaves after every reservation, shared by all
+  the functions without one (a sync invoke past it is throttled, an event waits). A changed
+  configuration retires the old environments; DeleteFunction ends them (`forget`).
 - RequestResponse answers with the handler's result, or a function error (X-Amz-Function-Error).
 - Event answers 202 at once; the event is queued and retried after a function error up to
   MaximumRetryAttempts, dropped once older than MaximumEventAgeInSeconds, and then sent to the
@@ -300,6 +301,12 @@ class _Pool:
         self.idle: list[ExecutionEnvironment] = []
         self.count = 0  # running + idle + starting
         self.deleted = False  # the function is gone: its environments are not kept warm
+        self.reserved: int | None = None  # the function's reserved concurrency, as last configured
+
+    @property
+    def busy(self) -> int:
+        """Environments running an invocation or starting for one: the concurrency it uses."""
+        return self.count - len(self.idle)
 
 
 @dataclass(order=True)
@@ -331,6 +338,7 @@ class LambdaService:
         account_concurrency: int = 8,
         retry_delay_s: float = 1.0,
         chaos: Chaos | None = None,
+        reserved_total: Callable[[], int] | None = None,
     ) -> None:
         self.runtime = runtime
         self.configs = configs
@@ -338,6 +346,9 @@ class LambdaService:
         self.send_to_destination = send_to_destination
         self.log_dir = log_dir
         self.account_concurrency = account_concurrency
+        # The concurrency every function's reservation takes from the account (the control plane
+        # knows it; by default, the reservations of the functions that have run here).
+        self.reserved_total = reserved_total or self._reserved_in_pools
         self.retry_delay_s = retry_delay_s
         self.chaos = chaos or Chaos()
         self.stats = Stats()
@@ -584,23 +595,31 @@ class LambdaService:
             self.stats.destination_records += 1
 
     # ---- execution environments ---------------------------------------------------------------
-    def _limit(self, config: FunctionConfig) -> int:
-        if config.reserved_concurrency is not None:
-            return int(config.reserved_concurrency)
-        return self.account_concurrency
+    def _has_room(self, pool: _Pool) -> bool:
+        """Whether one more invocation of the pool's function may run now (the caller holds the
+        lock). As on AWS: a function with reserved concurrency runs up to it; the others share what
+        the account limit leaves after every reservation, counted across all of them."""
+        if pool.reserved is not None:
+            return pool.busy < pool.reserved
+        shared = sum(p.busy for p in self._pools.values() if p.reserved is None)
+        return shared < self.account_concurrency - self.reserved_total()
+
+    def _reserved_in_pools(self) -> int:
+        return sum(p.reserved for p in self._pools.values() if p.reserved is not None)
 
     def _acquire(self, config: FunctionConfig, wait: bool) -> ExecutionEnvironment | Attempt | None:
         """A warm idle environment, or a new one; None when at the concurrency limit and not waiting;
         an Attempt when a new environment failed its init."""
         with self._lock:
             pool = self._pools.setdefault(config.name, _Pool())
+            pool.reserved = config.reserved_concurrency
             while True:
                 while pool.idle:
                     env = pool.idle.pop()
                     if env.key == config.environment_key() and env.alive:
                         return env
                     self._retire(pool, env)
-                if pool.count < self._limit(config):
+                if self._has_room(pool):
                     pool.count += 1
                     break
                 if not wait or self._closed:

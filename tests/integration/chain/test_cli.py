@@ -1,4 +1,5 @@
-"""`python -m trainer` as a user runs it: its own redis-server and moto server, then inspection."""
+"""`python -m trainer` as a user runs it: a local cloud of its own for the run (its Lambda service,
+its ElastiCache redis-server), stopped at the end, then inspection of what the run left."""
 
 from __future__ import annotations
 
