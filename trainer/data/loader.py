@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,6 +27,7 @@ MAX_DATASET_BYTES = 2 * 1024**3
 MAX_ABS_VALUE = 1e30
 
 BlobReader = Callable[[str, str], bytes]
+_NPY_HEADER_MAX = 1 << 16  # numpy writes a header of a few hundred bytes; longer ones numpy reads
 
 
 class DatasetError(ValueError):
@@ -87,14 +91,54 @@ def _read_npz(blob: bytes | Path) -> dict[str, np.ndarray]:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
         out = {}
         for key in REQUIRED_KEYS:
-            try:
-                value = archive[key]
-            except ValueError as exc:  # object arrays need pickle, which we refuse
-                raise DatasetError(f"dataset key {key!r} is not a plain numeric array") from exc
+            value = _stored_member(blob, _member_info(archive.zip, key), key) if isinstance(blob, bytes) else None
+            if value is None:
+                try:
+                    value = archive[key]
+                except ValueError as exc:  # object arrays need pickle, which we refuse
+                    raise DatasetError(f"dataset key {key!r} is not a plain numeric array") from exc
             if value.dtype.kind not in "biuf":
                 raise DatasetError(f"dataset key {key!r} is not a numeric array")
             out[key] = value
     return out
+
+
+def _member_info(archive: zipfile.ZipFile, key: str) -> zipfile.ZipInfo:
+    names = archive.namelist()
+    return archive.getinfo(f"{key}.npy" if f"{key}.npy" in names else key)
+
+
+def _stored_member(blob: bytes, info: zipfile.ZipInfo, key: str) -> np.ndarray | None:
+    """An uncompressed member of an .npz held in memory (as np.savez writes them), as a read-only
+    array over `blob` itself: np.load would copy it piecewise into a new array, which for a dataset
+    of tens of megabytes costs more than fetching it. None when numpy should read it (compressed,
+    or a header this does not take), which then also names any problem."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    # The local file header: 30 bytes, then the member's name and extra field (lengths at 26, 28).
+    name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    member = memoryview(blob)[start : start + info.file_size]
+    if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (its zip checksum differs)")
+    head = io.BytesIO(member[:_NPY_HEADER_MAX])
+    try:
+        version = np.lib.format.read_magic(head)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            return None
+        shape, fortran_order, dtype = read_header[version](head)
+    except ValueError:
+        return None
+    if dtype.hasobject:
+        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+    count = int(np.prod(shape, dtype=np.int64))
+    if head.tell() + count * dtype.itemsize != len(member):
+        raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
+    if count == 0:
+        return np.empty(shape, dtype)
+    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=start + head.tell())
+    return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
 def load_raw(source: str, read_blob: BlobReader | None = None, allowed_bucket: str | None = None):

@@ -81,20 +81,51 @@ class CommitResult(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+LARGE_VALUE = 64 * 1024  # a value past this goes out as it is, not copied into the command's buffer
+
+
+class _TensorPacker:
+    """hiredis packs a command fastest, but into one new buffer, copying every argument: for a
+    command carrying tensors (a dataset at launch is tens of megabytes) that copy costs more than
+    sending. Such commands are packed by redis-py's own serializer, which leaves large values as
+    they are and has them sent as they stand."""
+
+    def __init__(self, connection: redis.connection.AbstractConnection) -> None:
+        self.small = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else None
+        self.large = redis.connection.PythonRespSerializer(connection._buffer_cutoff, connection.encoder.encode)
+
+    def pack(self, *args: object) -> list:
+        if self.small is None or any(isinstance(a, bytes | memoryview) and len(a) > LARGE_VALUE for a in args):
+            return self.large.pack(*args)
+        return self.small.pack(*args)
+
+
+class _Connection(redis.Connection):
+    def _construct_command_packer(self, packer: object) -> _TensorPacker:
+        return _TensorPacker(self)
+
+
+class _TLSConnection(redis.SSLConnection):
+    def _construct_command_packer(self, packer: object) -> _TensorPacker:
+        return _TensorPacker(self)
+
+
 def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
     """A client that retries connection errors with bounded exponential backoff."""
-    return redis.Redis(
+    options = {"ssl_ca_certs": ca_file} if tls else {}
+    pool = redis.ConnectionPool(
+        connection_class=_TLSConnection if tls else _Connection,
         host=host,
         port=port,
         password=password,
-        ssl=tls,
-        ssl_ca_certs=ca_file if tls else None,
         socket_timeout=30,
         socket_connect_timeout=10,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=30,
+        **options,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisTensorStore:

@@ -316,7 +316,7 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: Chain
     secrets_mod.secret_string.cache_clear()
     svc = services_mod.build(settings, invoker=stack.services.invoker)
     kwargs = svc.tensor_store.client.connection_pool.connection_kwargs
-    assert svc.tensor_store.client.connection_pool.connection_class is redis.connection.SSLConnection
+    assert issubclass(svc.tensor_store.client.connection_pool.connection_class, redis.connection.SSLConnection)
     assert kwargs["password"] == cache.password  # came from the secret
     assert svc.tensor_store.client.ping() is True
     svc.tensor_store.client.set("lnn:{sec-probe}:cursor", "-1", ex=5)
