@@ -144,14 +144,16 @@ def test_a_function_error_comes_back_as_aws_returns_it(cloud_env) -> None:
 
 def test_past_its_timeout_the_environment_is_killed_and_the_invocation_fails(cloud, cloud_env) -> None:
     name = make_function(cloud_env, "sleep", timeout=1)
+    _, warm = invoke(cloud_env, name, {"seconds": 0})  # the environment the next invocation reuses
     started = time.monotonic()
     resp, body = invoke(cloud_env, name, {"seconds": 30})
     elapsed = time.monotonic() - started
     assert resp["FunctionError"] == "Unhandled"
     assert "Task timed out after 1.00 seconds" in body["errorMessage"]
     assert elapsed < 10
+    assert still_running({warm["pid"]}) == []  # the timed-out environment's process is gone
     _, after = invoke(cloud_env, name, {"seconds": 0})  # a fresh environment serves the next one
-    assert after["slept"] == 0
+    assert after["slept"] == 0 and after["pid"] != warm["pid"]
 
 
 def test_bad_input_is_answered_as_aws_answers_it(cloud_env) -> None:

@@ -224,6 +224,8 @@ def versus_section(
                 "fused_wall_s": fused["wall_s"],
                 "fused_compute_s": fused["compute_s"],
                 "fused_launch_s": fused["launch_s"],
+                "fused_data_load_s": fused["data_load_s"],
+                "fused_servers_cpu_s": fused["servers_cpu_s"],
                 "fused_invocations": fused["invocations"],
                 "fused_test_accuracy": fused["test_accuracy"],
                 "fused_final_cost": fused["final_cost"],

@@ -57,6 +57,7 @@ class ChainRun:
     wall_s: float
     lines: list[dict[str, Any]]
     service: dict[str, Any]
+    servers_cpu_s: float = 0.0  # CPU the local cloud's process and redis-servers used during the run
 
     @property
     def trainer_lines(self) -> list[dict[str, Any]]:
@@ -120,6 +121,8 @@ class BenchCloud:
             old.unlink()
         cloud = self.session.cloud
         cloud.reset_stats()
+        servers = measuring.servers_of(cloud.process.pid)
+        servers_cpu = sum(map(measuring.process_cpu_s, servers))
         started = time.perf_counter()
         launched = invoke_launch(self.session, payload)
         launch_s = time.perf_counter() - started
@@ -129,6 +132,7 @@ class BenchCloud:
                 raise TimeoutError(f"run {launched['run_id']} still running after {timeout_s:.0f} s")
             time.sleep(POLL_S)
         wall_s = time.perf_counter() - started
+        servers_cpu = sum(map(measuring.process_cpu_s, servers)) - servers_cpu
         run_id = launched["run_id"]
         lines = [
             line
@@ -137,7 +141,7 @@ class BenchCloud:
             if line["run_id"] == run_id
         ]
         lines.sort(key=lambda line: (line["role"] != "launch", line["started"]))
-        run = ChainRun(run_id, launch_s, wall_s, lines, cloud.stats())
+        run = ChainRun(run_id, launch_s, wall_s, lines, cloud.stats(), servers_cpu)
         failed = [line for line in run.trainer_lines if not line["ok"]]
         if failed or run.final.get("status") != "SUCCEEDED":
             errors = [line.get("error") for line in failed]

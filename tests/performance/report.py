@@ -216,7 +216,32 @@ def _render_versus(result: dict[str, Any]) -> list[str]:
         "  steps s = the time inside the chain's steps (the math); the rest of 'fused s' is the launch, the "
         "data load, Redis, DynamoDB/S3/SNS and the finish"
     )
+    behind = [v for v in result["versus"] if v.get("ratio_to_torch", 0) > 1]
+    if behind:
+        lines.append("  What binds where the chain is behind PyTorch (the fused run's wall time, split):")
+    for v in behind:
+        lines.append(f"    {v['workload']} {v['dtype']} {v['threads']} thread(s): {_what_binds(v)}")
     return lines
+
+
+def _what_binds(v: dict[str, Any]) -> str:
+    """The row's wall time split into the math, the one-time costs and the hand-offs, with the CPU
+    the local cloud's servers took from the same cores meanwhile."""
+    wall, steps, torch = v["fused_wall_s"], v["fused_compute_s"], v["torch_wall_s"]
+    once = v["fused_launch_s"] + v.get("fused_data_load_s", 0.0)
+    other = wall - steps - once
+    servers = v.get("fused_servers_cpu_s")
+    share = (
+        f"; meanwhile the cloud's server processes (Lambda service + moto, redis-server) used {servers:.2f} "
+        f"CPU-s, {servers / (wall * v['threads']):.0%} of {v['threads']} core(s) over the run"
+        if servers is not None
+        else ""
+    )
+    return (
+        f"steps {steps:.2f} s = {steps / torch:.2f}x PyTorch's whole run ({torch:.2f} s); launch + first data "
+        f"load {once:.2f} s; commits, hand-offs and the finish {other:.2f} s (over {v['fused_invocations']} "
+        f"invocations){share}"
+    )
 
 
 def _render_breakdown(result: dict[str, Any]) -> list[str]:

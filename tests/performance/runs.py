@@ -105,6 +105,7 @@ def run_chain(
         "wall_s": run.wall_s,
         "cpu_s": sum(line["cpu_s"] for line in run.lines),
         "launch_s": run.launch_s,
+        "servers_cpu_s": run.servers_cpu_s,
         "env_starts": run.service["environments_started"],
         "env_start_s": run.env_start_s,
         "run_id": run.run_id,

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.performance import bench, measuring, runs, sweeps
+from tests.performance import bench, measuring, report, runs, sweeps
 from trainer.statemachine import Plan
 from trainer.stores.codec import encode
 
@@ -116,6 +116,7 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
     ]
     for v in versus:
         assert v["fused_wall_s"] > v["fused_compute_s"] > 0
+        assert v["fused_servers_cpu_s"] > 0  # every hand-off goes through the Lambda service and Redis
         if v["workload"] == "mnist":  # learnable, and the chain is the monolithic trainer's arithmetic
             assert v["cost_delta_vs_monolithic"] <= 1e-9 and v["fused_test_accuracy"] > 0.2
         if runs.torch_python() is not None:  # the same run in PyTorch reaches the same place
@@ -148,6 +149,24 @@ def test_quick_bench_produces_every_row_and_column(stack, tmp_path, capsys):
         assert text in printed and text in result["table"]
     for text in ("Cost per run", "PyTorch", "Data path and memory", "Targets", "Where a cat epoch goes", "start-up"):
         assert text in printed
+
+
+def test_what_binds_splits_a_rows_wall_time() -> None:
+    row = {
+        "fused_wall_s": 10.0,
+        "fused_compute_s": 6.0,
+        "torch_wall_s": 8.0,
+        "fused_launch_s": 0.5,
+        "fused_data_load_s": 0.25,
+        "fused_invocations": 40,
+        "fused_servers_cpu_s": 3.0,
+        "threads": 2,
+    }
+    assert report._what_binds(row) == (
+        "steps 6.00 s = 0.75x PyTorch's whole run (8.00 s); launch + first data load 0.75 s; commits, "
+        "hand-offs and the finish 3.25 s (over 40 invocations); meanwhile the cloud's server processes "
+        "(Lambda service + moto, redis-server) used 3.00 CPU-s, 15% of 2 core(s) over the run"
+    )
 
 
 def test_meter_counts_the_tensor_stores_redis_traffic(stack):
