@@ -12,18 +12,21 @@ RETRY = {"retries": {"mode": "standard", "max_attempts": 6}, "connect_timeout": 
 
 
 @cache
-def _client(service: str, endpoint: str | None, region: str | None) -> Any:
+def _client(service: str, endpoint: str | None, region: str | None, timeouts: tuple[float, float] | None) -> Any:
     # boto3 is imported with the first client, not with the module: importing it costs a quarter
     # of a second, which a cold start then pays only where an AWS call is actually made.
     import boto3
     from botocore.config import Config
 
-    return boto3.client(service, config=Config(**RETRY), region_name=region)
+    config = {**RETRY} if timeouts is None else {**RETRY, "connect_timeout": timeouts[0], "read_timeout": timeouts[1]}
+    return boto3.client(service, config=Config(**config), region_name=region)
 
 
-def client(service: str) -> Any:
+def client(service: str, timeouts: tuple[float, float] | None = None) -> Any:
+    """The process's client of `service`; `timeouts` (connect, read seconds) for one whose every
+    attempt must end within a known time."""
     # The cache key includes the endpoint so a changed environment (tests, a new local cloud) gets
     # a fresh client instead of one pointing at a server that is gone.
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return _client(service, endpoint, region)
+    return _client(service, endpoint, region, timeouts)

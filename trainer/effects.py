@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from trainer import checkpoints, engine, model_file, warm
+from trainer import checkpoints, engine, model_file, notifier, warm
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.sweep import scheduler
@@ -89,20 +89,35 @@ def await_claim(
         time.sleep(_POLL_S)
 
 
+def notice_lease_s(settings: Any) -> float:
+    """A message's claim: the hand-off's lease, but long enough for a publish and a retry of it."""
+    return max(float(settings.handoff_claim_ttl_s), 2 * notifier.ATTEMPT_BOUND_S)
+
+
 def publish_once(
     svc: Any, kind: Notice, run_id: str, key: str, body: dict[str, Any], token: str, deadline: Deadline
 ) -> bool:
     """Publish message (kind, key) unless it was published already; True if this call published.
-    The one window that can repeat it is a crash between the publish and its 'sent' mark."""
-    lease_s = svc.settings.handoff_claim_ttl_s
-    claim = lambda: svc.run_store.claim_notice(run_id, kind, key, token, lease_s)  # noqa: E731
+    The claim is a lease another copy takes over once it ends, so the publish is made to end before
+    it does (or not made). The one window that can repeat a message is a crash between the publish
+    and its 'sent' mark (or an attempt that timed out after SNS had taken the message)."""
+    lease_s = notice_lease_s(svc.settings)
+    lease_end = 0.0
+
+    def claim() -> Claim:
+        nonlocal lease_end
+        lease_end = time.time() + lease_s  # no later than the end the claim itself records
+        return svc.run_store.claim_notice(run_id, kind, key, token, lease_s)
+
     answer = await_claim(claim, lease_s, deadline, f"message {kind} {key} of run {run_id}")
     if answer is Claim.DONE:
         return False
     try:
-        svc.notifier.publish(kind, run_id, body)
-    except Exception:
+        svc.notifier.publish(kind, run_id, body, until=lease_end)
+    except Exception as exc:
         svc.run_store.release_notice(run_id, kind, key, token)  # not sent: a retry need not wait
+        if isinstance(exc, notifier.PublishTooLate):  # not the run's failure: the message is another's now
+            raise CompletionBusy(f"message {kind} {key} of run {run_id}: {exc}") from exc
         raise
     svc.run_store.notice_sent(run_id, kind, key)
     return True

@@ -19,6 +19,17 @@ def sleep(event, context):
     return {"pid": os.getpid(), "slept": event.get("seconds", 0), "tag": event.get("tag")}
 
 
+_held: list[bytes] = []  # what `allocate` keeps resident
+
+
+def allocate(event, context):
+    """Makes `mib` MiB resident (every page written) and holds them for `hold_s` seconds."""
+    _held.append(b"\x01" * (int(event["mib"]) << 20))
+    time.sleep(float(event.get("hold_s", 0)))
+    _held.clear()
+    return {"pid": os.getpid(), "mib": event["mib"]}
+
+
 def fail(event, context):
     raise RuntimeError(f"failing on purpose: {event.get('tag')}")
 

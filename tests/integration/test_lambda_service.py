@@ -156,6 +156,18 @@ def test_past_its_timeout_the_environment_is_killed_and_the_invocation_fails(clo
     assert after["slept"] == 0 and after["pid"] != warm["pid"]
 
 
+def test_past_its_memory_size_the_environment_is_killed_and_the_invocation_fails(cloud_env) -> None:
+    name = make_function(cloud_env, "allocate", timeout=10, memory=128)
+    _, fits = invoke(cloud_env, name, {"mib": 32})
+    resp, body = invoke(cloud_env, name, {"mib": 256, "hold_s": 3})
+    assert resp["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ExitError"
+    assert body["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
+    assert still_running({fits["pid"]}) == []  # the environment that passed its memory size is gone
+    _, after = invoke(cloud_env, name, {"mib": 32})
+    assert after["pid"] != fits["pid"]
+
+
 def test_bad_input_is_answered_as_aws_answers_it(cloud_env) -> None:
     lam = aws("lambda", cloud_env)
     with pytest.raises(ClientError) as unknown:

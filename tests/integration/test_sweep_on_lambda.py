@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import invoke, messages_by_run
+from tests.integration.conftest import assert_sent_once, invoke, messages_by_run
 from trainer.local.lambda_service import Chaos
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
@@ -91,7 +91,12 @@ def test_a_sweep_under_chaos_ends_as_the_calm_one(cloud, cloud_env, sweep_env) -
         k: v for k, v in calm["summary"].items() if k not in differ
     }
     messages = messages_by_run(cloud_env, sweep_env["MESSAGES_QUEUE_URL"])
-    assert messages == {"calm": {"SWEEP_ENDED": [None]}, "stormy": {"SWEEP_ENDED": [None]}}  # nothing per trial
+    assert {sweep: set(kinds) for sweep, kinds in messages.items()} == {
+        "calm": {"SWEEP_ENDED"},
+        "stormy": {"SWEEP_ENDED"},
+    }
+    for sweep, kinds in messages.items():  # nothing per trial
+        assert_sent_once(cloud_env, sweep_env["TABLE_NAME"], sweep, kinds)
 
 
 def test_early_stopping_under_chaos_decides_once_per_trial_and_rung(cloud, cloud_env, sweep_env, tmp_path) -> None:

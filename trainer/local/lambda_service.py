@@ -4,9 +4,10 @@ Each execution environment is a process running the image's entry point, `python
 <handler>`, against its own Runtime API server (trainer.local.runtime_api). What the function's
 configuration says (as the control plane holds it: `FunctionConfig`) decides how it runs: the
 environment variables, the timeout (the runtime's deadline, and the moment the environment is
-killed), the memory size (reported to the runtime), the handler (ImageConfig.Command), the event
-invoke config (retries, maximum event age, on-failure destination), the recursion config and the
-reserved concurrency.
+killed), the memory size (reported to the runtime, and enforced: an environment whose resident
+memory passes it is killed mid-invocation, as the kernel's OOM killer ends one on AWS), the handler
+(ImageConfig.Command), the event invoke config (retries, maximum event age, on-failure
+destination), the recursion config and the reserved concurrency.
 
 - Warm environments are reused; a new one starts when all are busy, up to the function's reserved
   concurrency, or else up to what the account limit leaves after every reservation, shared by all
@@ -61,6 +62,7 @@ RECURSION_LIMIT = 16  # Lambda stops a recursive chain after about 16 invocation
 DEFAULT_MAX_RETRY_ATTEMPTS = 2
 DEFAULT_MAX_EVENT_AGE_S = 21600
 READY_TIMEOUT_S = 120.0
+MEMORY_CHECK_S = 0.02  # how often a running invocation's resident memory is compared with the memory size
 _LINEAGE = re.compile(r"Lineage=([0-9a-fA-F]+):(\d+)")
 
 
@@ -246,12 +248,17 @@ class ExecutionEnvironment:
         request_id = pending.request_id
         started = time.monotonic()
         killed_at: float | None = None
+        checked_memory = started
         while not pending.done.wait(0.005):
             now = time.monotonic()
             picked = pending.picked_up_at
             if kill_after_s is not None and picked is not None and killed_at is None and now - picked >= kill_after_s:
                 self.kill()
                 killed_at = now
+            if now - checked_memory >= MEMORY_CHECK_S:
+                checked_memory = now
+                if self.over_memory():
+                    self.kill()  # no grace: the process sees SIGKILL, as under the OOM killer
             if self.process.poll() is not None:
                 self.stop()
                 code = self.process.returncode
@@ -269,6 +276,11 @@ class ExecutionEnvironment:
                 return Attempt(request_id, False, json.dumps(doc).encode(), "Sandbox.Timedout", timed_out=True)
         outcome: Outcome = pending.outcome  # type: ignore[assignment]
         return Attempt(request_id, outcome.ok, outcome.body, outcome.error_type)
+
+    def over_memory(self) -> bool:
+        """Whether the environment's process holds more resident memory than the function's memory size
+        (Lambda's limit is on the whole sandbox; here the runtime is its one process)."""
+        return resident_mib(self.process.pid) > self.config.memory_mb
 
     @property
     def alive(self) -> bool:
@@ -292,6 +304,16 @@ class ExecutionEnvironment:
             self.api.stop()
         with contextlib.suppress(Exception):
             self._log.close()
+
+
+def resident_mib(pid: int) -> float:
+    """A process's resident memory (VmRSS) in MiB, from /proc; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
 
 
 class _Pool:

@@ -190,24 +190,27 @@ class DynamoRunStore(SweepItems):
     # -- notices: one SNS message of each kind and key ---------------------------------------
     def claim_notice(self, run_id: str, kind: Notice, key: str, token: str, lease_s: float) -> Claim:
         """Claim the publication of message (kind, key). A pending claim is a lease that a crashed
-        claimant's retry may take over once it expires; a sent one is final."""
+        claimant's retry may take over once it expires; a sent one is final. `claims` counts the
+        claims since the last release: more than one means a claimant vanished while holding it,
+        perhaps between its publish and its 'sent' mark, so the message may have gone out twice."""
         now = time.time()
-        item = {"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}", "state": "pending", "token": token}
+        key_ = {"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}
         try:
-            self.db.put_item(
+            self.db.update_item(
                 TableName=self.table,
-                Item=item_of({**item, "lease_until": now + lease_s}),
+                Key=item_of(key_),
+                UpdateExpression="SET #st = :pending, #tk = :token, lease_until = :until ADD claims :one",
                 ConditionExpression="attribute_not_exists(pk) OR (#st = :pending AND lease_until < :now)",
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues=item_of({":pending": "pending", ":now": now}),
+                ExpressionAttributeNames={"#st": "state", "#tk": "token"},
+                ExpressionAttributeValues=item_of(
+                    {":pending": "pending", ":token": token, ":until": now + lease_s, ":now": now, ":one": 1}
+                ),
             )
             return Claim.ACQUIRED
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-        found = self.db.get_item(
-            TableName=self.table, Key=item_of({"pk": item["pk"], "sk": item["sk"]}), ConsistentRead=True
-        )
+        found = self.db.get_item(TableName=self.table, Key=item_of(key_), ConsistentRead=True)
         state = plain(found.get("Item", {})).get("state")
         return Claim.DONE if state == "sent" else Claim.BUSY
 

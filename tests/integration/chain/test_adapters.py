@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from tests.integration.chain.chain_helpers import drain_queue, run_to_end, subscribe_queue
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
-from trainer.notifier import SnsNotifier
+from trainer.notifier import ATTEMPT_BOUND_S, PublishTooLate, SnsNotifier
 
 
 def test_lambda_invoker_sends_an_asynchronous_invoke(stack) -> None:
@@ -31,6 +32,15 @@ def test_notifier_messages_reach_a_subscribed_queue(stack) -> None:
     url = subscribe_queue(topic, "notifier-test-q")
     SnsNotifier(topic).publish("FAILED", "run-9", {"step": "forward#3", "reason": "boom"})
     assert drain_queue(url) == [{"kind": "FAILED", "run_id": "run-9", "step": "forward#3", "reason": "boom"}]
+
+
+def test_the_notifier_makes_no_attempt_that_could_outlive_its_message_claim(stack) -> None:
+    topic = client("sns").create_topic(Name="notifier-claim-test")["TopicArn"]
+    url = subscribe_queue(topic, "notifier-claim-test-q")
+    with pytest.raises(PublishTooLate):
+        SnsNotifier(topic).publish("SUCCEEDED", "run-8", {}, until=time.time() + ATTEMPT_BOUND_S - 1)
+    SnsNotifier(topic).publish("SUCCEEDED", "run-9", {}, until=time.time() + ATTEMPT_BOUND_S + 5)
+    assert drain_queue(url) == [{"kind": "SUCCEEDED", "run_id": "run-9"}]
 
 
 def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:

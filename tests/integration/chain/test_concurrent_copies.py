@@ -227,6 +227,40 @@ def test_the_copy_that_lost_the_commit_hands_on_when_the_committer_dies_with_eve
     _assert_same(got, expected, payload)
 
 
+def test_a_copy_paused_past_its_claim_on_a_message_leaves_the_message_to_the_copy_that_took_it_over(
+    stack, tmp_path, messages_queue
+) -> None:
+    """Two copies of the first event (the whole run). The committer pauses just before its first
+    publish (epoch 0's PROGRESS) for longer than its claim on that message lasts, as a publish slowed
+    by the SDK's retries would; the other copy takes the completion over, then the message once its
+    claim has ended, and hands the run on. When the paused copy goes on, its claim is over: it must
+    not send the message a second time, nor count as the run's failure (Lambda's retry of it finds
+    the position completed)."""
+    payload = {**BASE, "chain": "fused", "max_steps_per_invocation": 1000}
+    mailbox: dict[str, list[dict]] = {}
+    expected = _reference(stack, payload, messages_queue, mailbox)
+
+    stack.drop_all()
+    run_id = stack.launch(payload)["run_id"]
+    (event,) = stack.held()
+    go = tmp_path / "go"
+    stack.faults(tmp_path, [{"target": "notifier.publish", "pause_until": str(go)}])
+    ended: list[Delivery] = []
+    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
+    try:
+        both.start()
+        wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused before its publish")
+        wait_for(stack.held, timeout_s=60, what="the other copy's takeover and hand-off")
+    finally:
+        go.touch()
+        both.join(timeout=120)
+    stack.calm()
+    (delivery,) = ended
+    assert not delivery.failed, delivery.errors
+    assert not dead_letters(deliver_all(stack))
+    _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
+
+
 # -- 2. copies whose deadlines fall a few steps apart -----------------------------------------------
 def test_copies_stopped_by_their_deadlines_at_different_steps_leave_the_undisturbed_run(
     stack, tmp_path, messages_queue
