@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -119,6 +121,21 @@ def _status(stack, run_id: str) -> str:
     return stack.services.run_store.get_run(run_id)["status"]
 
 
+@contextmanager
+def _two_copies_at_once(stack, event: dict, go) -> Iterator[list[Delivery]]:
+    """The held event delivered twice at once, each copy in an environment of its own (a thread
+    waits for both); on leaving, the `go` file releases a paused copy and the delivery is waited
+    for. Yields the list its Delivery lands in."""
+    ended: list[Delivery] = []
+    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
+    try:
+        both.start()
+        yield ended
+    finally:
+        go.touch()
+        both.join(timeout=120)
+
+
 def _reference(stack, payload: dict, url: str, mailbox: dict) -> dict[str, Any]:
     run_id, _ = run_to_end(stack, payload)
     return _record(stack, run_id, url, mailbox)
@@ -157,20 +174,16 @@ def test_a_copy_held_until_the_other_commits_leaves_nothing(stack, tmp_path, mes
     go = tmp_path / "go"
     pause = {"target": "tensor_store.read_at", "if_arg": 2, "pause_until": str(go)}
     stack.faults(tmp_path, [pause])
-    ended: list[Delivery] = []
-    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
     try:
-        both.start()
-        (paused,) = wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused at a later read")
-        position = paused["ints"][0]  # read_at(run_id, position, names)
-        # The other copy hands on after its commit, or (the finish) ends the run.
-        wait_for(lambda: stack.held() or _status(stack, run_id) == "SUCCEEDED", what="the other copy's commit")
-        stack.calm()  # the successors run in the stack's own configuration
-        assert not dead_letters(deliver_all(stack))
-        assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
+        with _two_copies_at_once(stack, event, go) as ended:
+            (paused,) = wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused at a later read")
+            position = paused["ints"][0]  # read_at(run_id, position, names)
+            # The other copy hands on after its commit, or (the finish) ends the run.
+            wait_for(lambda: stack.held() or _status(stack, run_id) == "SUCCEEDED", what="the other copy's commit")
+            stack.calm()  # the successors run in the stack's own configuration
+            assert not dead_letters(deliver_all(stack))
+            assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
     finally:
-        go.touch()
-        both.join(timeout=120)
         stack.calm()
     (delivery,) = ended
     assert not delivery.failed, delivery.errors
@@ -203,17 +216,11 @@ def test_the_copy_that_lost_the_commit_hands_on_when_the_committer_dies_with_eve
     pause = {"target": "tensor_store.commit", "pause_until": str(go)}  # the first copy to commit waits
     crash = {"target": "invoker.invoke_async", "limit": attempts}  # every attempt of the committer
     stack.faults(tmp_path, [pause, crash])
-    ended: list[Delivery] = []
-    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
-    try:
-        both.start()
+    with _two_copies_at_once(stack, event, go) as ended:
         wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused at its commit")
         wait_for(lambda: len(read_lines(tmp_path / "injected")) == attempts, what="the committer's every attempt")
         assert stack.services.tensor_store.cursor(run_id) >= 0  # committed, not handed on
         assert not stack.held()
-    finally:
-        go.touch()
-        both.join(timeout=120)
     stack.calm()
     (delivery,) = ended
     outcomes = sorted((c["outcome"], c["attempts"]) for c in delivery.copies)
@@ -245,15 +252,9 @@ def test_a_copy_paused_past_its_claim_on_a_message_leaves_the_message_to_the_cop
     (event,) = stack.held()
     go = tmp_path / "go"
     stack.faults(tmp_path, [{"target": "notifier.publish", "pause_until": str(go)}])
-    ended: list[Delivery] = []
-    both = threading.Thread(target=lambda: ended.append(stack.deliver(event["request_id"], copies=2)))
-    try:
-        both.start()
+    with _two_copies_at_once(stack, event, go) as ended:
         wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused before its publish")
         wait_for(stack.held, timeout_s=60, what="the other copy's takeover and hand-off")
-    finally:
-        go.touch()
-        both.join(timeout=120)
     stack.calm()
     (delivery,) = ended
     assert not delivery.failed, delivery.errors
