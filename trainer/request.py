@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import msgspec
+from msgspec import Meta
 
+from trainer import schema
 from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
@@ -18,44 +19,28 @@ MAX_NEURONS = 1_000_000
 MAX_LAYERS = 64
 
 
-class TrainingRequest(BaseModel):
-    """What a user asks LNN to train. Only the first five fields are required."""
+class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a user asks LNN to train. Only the first five fields are required. Checked strictly
+    (`schema.problems`): JSON true/false or "3" is not a number here; a request says what it means."""
 
-    # strict: JSON true/false or "3" is not a number here; a request says what it means.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    dataset: str = Field(min_length=1, max_length=1024)
+    dataset: Annotated[str, Meta(min_length=1, max_length=1024)]
     neurons: dict[str, Any]
     activations: dict[str, Any]
-    epochs: int = Field(ge=1, le=MAX_EPOCHS)
-    learning_rate: float = Field(gt=0, le=10)
+    epochs: Annotated[int, Meta(ge=1, le=MAX_EPOCHS)]
+    learning_rate: Annotated[float, Meta(gt=0, le=10)]
     optimizer: Literal["gd", "momentum", "adam"] = "gd"
-    batch_size: int | None = Field(default=None, ge=1, le=10_000_000)
-    l2: float = Field(default=0.0, ge=0, le=1000)
-    seed: int = Field(default=1, ge=0, le=2**32 - 1)
+    batch_size: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
+    l2: Annotated[float, Meta(ge=0, le=1000)] = 0.0
+    seed: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 1
     init: Literal["scaled_normal", "he", "xavier"] = "scaled_normal"
     normalize: Literal["auto", "none", "minmax", "standardize"] = "auto"
     dtype: Literal["float64", "float32"] = "float64"
     chain: Literal["fused", "per_step"] = "fused"
-    max_steps_per_invocation: int = Field(default=2000, ge=1, le=1_000_000)
-    time_margin_ms: int = Field(default=15_000, ge=1_000, le=600_000)
-    notify_every: int = Field(default=0, ge=0, le=MAX_EPOCHS)
-    checkpoint_every: int = Field(default=250, ge=0, le=MAX_EPOCHS)
+    max_steps_per_invocation: Annotated[int, Meta(ge=1, le=1_000_000)] = 2000
+    time_margin_ms: Annotated[int, Meta(ge=1_000, le=600_000)] = 15_000
+    notify_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 0
+    checkpoint_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 250
     run_id: str | None = None
-
-    @field_validator("learning_rate", "l2")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
-
-    @field_validator("run_id")
-    @classmethod
-    def _run_id(cls, value: str | None) -> str | None:
-        if value is not None and not RUN_ID_PATTERN.match(value):
-            raise ValueError("must be 1-64 letters, digits, '-' or '_', starting with a letter or digit")
-        return value
 
     @property
     def layers(self) -> int:
@@ -68,17 +53,14 @@ class TrainingRequest(BaseModel):
         return [str(self.activations[f"layer{i}"]) for i in range(1, self.layers + 1)]
 
 
-def pydantic_problems(error: ValidationError) -> list[str]:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "request"
-        if item["type"] == "extra_forbidden":
-            problems.append(f"{where}: unknown field")
-        elif item["type"] == "missing":
-            problems.append(f"{where}: required field is missing")
-        else:
-            problems.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
-    return problems
+def run_id_problem(value: str | None) -> str | None:
+    if value is None or RUN_ID_PATTERN.match(value):
+        return None
+    return "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+
+
+# The bounds also refuse NaN and the infinities, which the Lambda runtime's JSON parser accepts.
+CHECKS: dict[str, schema.Check] = {"run_id": run_id_problem}
 
 
 def _layer_problems(payload: dict[str, Any]) -> list[str]:
@@ -127,13 +109,8 @@ def parse(payload: Any) -> tuple[TrainingRequest | None, list[str]]:
     """The request and the list of problems with it that need no data to find."""
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
-    problems = _layer_problems(payload)
-    request = None
-    try:
-        request = TrainingRequest.model_validate(payload)
-    except ValidationError as exc:
-        problems = pydantic_problems(exc) + problems
-    return (request if not problems else None), problems
+    problems = schema.problems(payload, TrainingRequest, CHECKS) + _layer_problems(payload)
+    return (None if problems else schema.convert(payload, TrainingRequest)), problems
 
 
 def check_against_data(

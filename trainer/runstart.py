@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer import schema
 from trainer.data.loader import Dataset, load_raw, prepare
 from trainer.data.split import carve
 from trainer.nn import optimizers
@@ -65,7 +66,7 @@ def put_state(svc: Any, request: TrainingRequest, dataset: Dataset, config: RunC
 
 
 def record(svc: Any, request: TrainingRequest, config: RunConfig) -> None:
-    svc.run_store.create_run(config.run_id, request.model_dump(mode="json"), config.to_json(), config.plan.total_steps)
+    svc.run_store.create_run(config.run_id, schema.to_json(request), config.to_json(), config.plan.total_steps)
 
 
 def first_hop(svc: Any, run_id: str) -> None:

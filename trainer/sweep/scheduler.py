@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import capacity, effects, lifecycle, runstart
+from trainer import capacity, effects, lifecycle, runstart, schema
 from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
@@ -157,7 +157,7 @@ def validate(payload: Any, svc: Any) -> Checked:
 
 
 def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
-    return request_of(stored) == json.loads(json.dumps(sweep.model_dump(mode="json"), sort_keys=True))
+    return request_of(stored) == json.loads(json.dumps(schema.to_json(sweep), sort_keys=True))
 
 
 # -- launch -----------------------------------------------------------------------------------------
@@ -168,7 +168,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     sweep = checked.sweep
     sweep_id = sweep.sweep_id or time.strftime("sw-%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     values = {
-        "request": json.dumps(sweep.model_dump(mode="json"), sort_keys=True),
+        "request": json.dumps(schema.to_json(sweep), sort_keys=True),
         "trials": len(checked.trials),
         "max_concurrency": sweep.max_concurrency,
         "metric": sweep.metric,

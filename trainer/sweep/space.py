@@ -11,11 +11,13 @@ import copy
 import itertools
 import math
 import random
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import msgspec
+from msgspec import Meta
 
 from trainer import request as request_mod
+from trainer import schema
 
 MAX_TRIALS = 1000
 # The fields a trial may vary. The dataset, its normalisation and dtype are the sweep's (one
@@ -30,49 +32,36 @@ NOT_IN_BASE = {
 DEFAULT_MAX_CONCURRENCY = 4  # a new AWS account runs only 10 executions at once, in all
 
 
-class Asha(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    min_epochs: int = Field(ge=1, le=request_mod.MAX_EPOCHS)
-    reduction_factor: int = Field(default=3, ge=2, le=100)
+class Asha(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    min_epochs: Annotated[int, Meta(ge=1, le=request_mod.MAX_EPOCHS)]
+    reduction_factor: Annotated[int, Meta(ge=2, le=100)] = 3
 
 
-class EarlyStopping(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
+class EarlyStopping(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     asha: Asha
 
 
-class SweepRequest(BaseModel):
+class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a user asks a sweep to search (the `base` and `space` are checked separately, trial by trial)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     action: Literal["sweep"] = "sweep"
     base: dict[str, Any]
     space: dict[str, Any]
     strategy: Literal["grid", "random"]
-    trials: int | None = Field(default=None, ge=1, le=MAX_TRIALS)
-    seed: int = Field(default=1, ge=0, le=2**32 - 1)
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, le=1000)
-    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    trials: Annotated[int, Meta(ge=1, le=MAX_TRIALS)] | None = None
+    seed: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 1
+    max_concurrency: Annotated[int, Meta(ge=1, le=1000)] = DEFAULT_MAX_CONCURRENCY
+    # The bounds also refuse NaN and the infinities.
+    validation_fraction: Annotated[float, Meta(gt=0, lt=1)] = 0.2
     metric: Literal["validation_accuracy"] = "validation_accuracy"
     early_stopping: EarlyStopping | None = None
-    sweep_id: str | None = Field(default=None, max_length=56)  # room for the trials' "-t000"
+    sweep_id: Annotated[str, Meta(max_length=56)] | None = None  # room for the trials' "-t000"
 
-    @field_validator("sweep_id")
-    @classmethod
-    def _sweep_id(cls, value: str | None) -> str | None:
-        if value is not None and not request_mod.RUN_ID_PATTERN.match(value):
-            raise ValueError("must be 1-56 letters, digits, '-' or '_', starting with a letter or digit")
-        return value
 
-    @field_validator("validation_fraction")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+def _sweep_id_problem(value: str | None) -> str | None:
+    if value is None or request_mod.RUN_ID_PATTERN.match(value):
+        return None
+    return "must be 1-56 letters, digits, '-' or '_', starting with a letter or digit"
 
 
 def _dimension_problems(key: str, values: Any, strategy: str) -> list[str]:
@@ -112,11 +101,10 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
     """The sweep request and every problem with its shape (the trials are checked by `trials`)."""
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
-    problems: list[str] = []
-    try:
-        sweep = SweepRequest.model_validate(payload)
-    except ValidationError as exc:
-        return None, request_mod.pydantic_problems(exc)
+    problems = schema.problems(payload, SweepRequest, {"sweep_id": _sweep_id_problem})
+    if problems:
+        return None, problems
+    sweep = schema.convert(payload, SweepRequest)
     problems += [f"base.{k}: {why}" for k, why in NOT_IN_BASE.items() if k in sweep.base]
     if not sweep.space:
         problems.append("space: no dimension to search")

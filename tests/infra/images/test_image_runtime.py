@@ -78,7 +78,7 @@ def test_image_environment_holds_exactly_the_locked_versions(image_env: ImageEnv
 
 def test_the_scientific_stack_imports_and_works_on_312(image_env: ImageEnv) -> None:
     script = (
-        "import numpy as np, scipy.special as sp, h5py, redis, boto3, awslambdaric, pydantic; "
+        "import numpy as np, scipy.special as sp, h5py, redis, boto3, awslambdaric, msgspec; "
         "import aws_lambda_powertools; "
         "x = np.array([-1000.0, 0.0, 1000.0]); y = sp.expit(x); "
         "assert np.isfinite(y).all() and y[0] == 0.0 and y[2] == 1.0; "

@@ -179,7 +179,7 @@ def test_an_invalid_sweep_writes_nothing(stack) -> None:
     with pytest.raises(LaunchRefused) as caught:
         launch(stack, payload)
     text = str(caught.value)
-    assert "learning_rate: Input should be greater than 0" in text
+    assert "learning_rate: Expected `float` > 0.0, got -1.0" in text
     assert "trials 2, 3: learning_rate" in text
     assert "trial 1: neurons.layer2: a sigmoid output layer needs 1 neuron" in text
     assert not stack.services.run_store.sweep_exists("bad")
