@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,6 +19,8 @@ from trainer.vocabulary import Claim, Notice, RunStatus
 
 # The one name of a failed run's reason: in the run item, the FAILED message and the CLI.
 FAILURE_REASON = "failure_reason"
+# Concurrent BatchWriteItem calls of one history write: below botocore's pool of 10 connections.
+EPOCH_WRITERS = 8
 STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED)
 
 
@@ -108,20 +111,29 @@ class DynamoRunStore(SweepItems):
                 raise
 
     def put_epochs(self, run_id: str, epochs: list[dict[str, Any]]) -> None:
-        for start in range(0, len(epochs), 25):
-            requests = [
-                {"PutRequest": {"Item": item_of({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e})}}
-                for e in epochs[start : start + 25]
-            ]
-            pending: dict[str, Any] = {self.table: requests}
-            for attempt in range(8):
-                resp = self.db.batch_write_item(RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(min(2.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError(f"DynamoDB kept {len(pending[self.table])} epoch items unprocessed")
+        """In batches of 25 (BatchWriteItem's most), sent concurrently: a 2500-epoch run writes 100
+        batches, and one after another their round trips add up to seconds of a run. Each batch is a
+        set of idempotent puts, so a copy that fails part-way and is run again writes the same items."""
+        items = [item_of({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e}) for e in epochs]
+        puts = [{"PutRequest": {"Item": item}} for item in items]
+        batches = [puts[start : start + 25] for start in range(0, len(puts), 25)]
+        if len(batches) <= 1:
+            for batch in batches:
+                self._write_batch(batch)
+            return
+        with ThreadPoolExecutor(max_workers=min(EPOCH_WRITERS, len(batches))) as pool:
+            for done in [pool.submit(self._write_batch, batch) for batch in batches]:
+                done.result()
+
+    def _write_batch(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.table: requests}
+        for attempt in range(8):
+            resp = self.db.batch_write_item(RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(min(2.0, 0.05 * 2**attempt))
+        raise RuntimeError(f"DynamoDB kept {len(pending[self.table])} epoch items unprocessed")
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(_pk(run_id), "EPOCH#")

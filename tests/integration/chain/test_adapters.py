@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -83,3 +84,41 @@ def test_run_store_keeps_the_run_and_one_item_per_epoch(stack) -> None:
     assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
     assert all(e["duration_s"] >= 0 and e["cost"] > 0 for e in epochs)
     assert epochs[-1]["cost"] == pytest.approx(run["final_cost"])
+
+
+def test_a_long_history_is_written_whole_in_concurrent_batches_retrying_what_dynamodb_left_unprocessed(
+    stack,
+) -> None:
+    store = stack.services.run_store
+    history = [{"epoch": n, "cost": 1.0 / (n + 1), "duration_s": 0.01} for n in range(612)]  # 25 batches
+    local, lock = threading.local(), threading.Lock()
+    in_flight, most, held_back, left = [0], [0], [0], []
+
+    def hold_back_one(params, **_) -> None:
+        # As DynamoDB does under load: part of a batch is not written and comes back as unprocessed.
+        requests = params["RequestItems"][store.table]
+        with lock:
+            hold = len(requests) > 1 and held_back[0] < 10
+            held_back[0] += hold
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        local.held = requests.pop() if hold else None
+
+    def report_it(parsed, **_) -> None:
+        with lock:
+            in_flight[0] -= 1
+        if local.held is not None:
+            left.append(local.held)
+            parsed["UnprocessedItems"] = {store.table: [local.held]}
+
+    events = store.db.meta.events
+    events.register("before-parameter-build.dynamodb.BatchWriteItem", hold_back_one)
+    events.register("after-call.dynamodb.BatchWriteItem", report_it)
+    try:
+        store.put_epochs("long-history", history)
+    finally:
+        events.unregister("before-parameter-build.dynamodb.BatchWriteItem", hold_back_one)
+        events.unregister("after-call.dynamodb.BatchWriteItem", report_it)
+    assert len(left) == 10 and most[0] > 1
+    stored = sorted(store.epochs("long-history"), key=lambda e: e["epoch"])
+    assert [(e["epoch"], e["cost"]) for e in stored] == [(e["epoch"], e["cost"]) for e in history]
