@@ -6,16 +6,22 @@ import numpy as np
 
 from trainer.nn.activations import FORWARD, derivative_from_output
 
+# How much wider than tall W must be for the transposed product to pay (see `weighted`).
+WIDE_LAYER = 16
+
 
 def weighted(w: np.ndarray, a_prev: np.ndarray) -> np.ndarray:
     """W·A_prev, row-major.
 
-    Computed as (A_prev^T W^T)^T: the same product, but numpy then hands OpenBLAS the orientation
-    in which the first layer's wide product (a few units, thousands of features) runs 10-35% faster
-    on the cat benchmark (tests/performance/breakdown.py measures both ways). The small (n_l, m)
-    result is made row-major again so that every later step, and the chain's hand-offs, see the
-    layout they always did."""
-    return np.ascontiguousarray((a_prev.T @ w.T).T)
+    A wide, narrow layer (the cat benchmark's first: 12288 features into 20 units) is computed as
+    (A_prev^T W^T)^T: the same product, in the orientation in which OpenBLAS runs it 10-70% faster
+    (tests/performance/breakdown.py measures both ways), made row-major again so that every later
+    step, and the chain's hand-offs, see the layout they always did. A squarer one (an MNIST-shaped
+    784 -> 256 layer) runs faster as numpy orients it, markedly so in float32 on one thread, where
+    the transposed form took three times as long over the finish's 4096-example prediction blocks."""
+    if w.shape[1] >= WIDE_LAYER * w.shape[0]:
+        return np.ascontiguousarray((a_prev.T @ w.T).T)
+    return w @ a_prev
 
 
 def forward(a_prev: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, output: bool) -> np.ndarray:
