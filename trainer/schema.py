@@ -74,7 +74,8 @@ def _located(name: str, kind: Any, value: Any, message: str) -> str:
     choices = _choices(kind)
     if choices:
         return f"{where}: must be one of {', '.join(map(repr, choices))}, got {value!r}"
-    return f"{where}: {what}, got {value!r}"
+    # A type mismatch names the type it got; a broken bound does not.
+    return f"{where}: {what} ({value!r})" if ", got " in what else f"{where}: {what}, got {value!r}"
 
 
 def _choices(kind: Any) -> tuple[Any, ...]:

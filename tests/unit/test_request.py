@@ -1,0 +1,76 @@
+"""The training request's schema: every problem at once, each naming its field and what was sent."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainer import request as request_mod
+from trainer import schema
+
+GOOD = {
+    "dataset": "moons",
+    "neurons": {"layer1": 4, "layer2": 1},
+    "activations": {"layer1": "relu", "layer2": "sigmoid"},
+    "epochs": 10,
+    "learning_rate": 0.1,
+}
+
+
+def test_a_good_request_takes_its_defaults_and_dumps_every_field() -> None:
+    request, problems = request_mod.parse(GOOD)
+    assert problems == [] and request is not None
+    assert (request.optimizer, request.batch_size, request.dtype, request.chain) == ("gd", None, "float64", "fused")
+    dumped = schema.to_json(request)
+    assert dumped["max_steps_per_invocation"] == 2000 and dumped["run_id"] is None
+    assert request_mod.parse(dumped) == (request, [])  # what is stored reads back as the same request
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    payload = {
+        **GOOD,
+        "epochs": 0,
+        "learning_rate": "0.1",
+        "optimizer": "sgd",
+        "seed": True,
+        "colour": "red",
+        "run_id": "a b",
+    }
+    del payload["dataset"]
+    _, problems = request_mod.parse(payload)
+    assert sorted(problems) == sorted(
+        [
+            "colour: unknown field",
+            "dataset: required field is missing",
+            "epochs: Expected `int` >= 1, got 0",
+            "learning_rate: Expected `float`, got `str` ('0.1')",
+            "optimizer: must be one of 'gd', 'momentum', 'adam', got 'sgd'",
+            "seed: Expected `int`, got `bool` (True)",
+            "run_id: must be 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+        ]
+    )
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    # The Lambda runtime's JSON parser accepts NaN and Infinity; the bounds must refuse them.
+    request, problems = request_mod.parse({**GOOD, "learning_rate": value, "l2": value})
+    assert request is None
+    assert [p.split(":")[0] for p in problems] == ["learning_rate", "l2"]
+
+
+@pytest.mark.parametrize(
+    ("early_stopping", "problem"),
+    [
+        ({"asha": {"min_epochs": 0}}, "early_stopping.asha.min_epochs: Expected `int` >= 1"),
+        ({"asha": {}}, "early_stopping.asha.min_epochs: required field is missing"),
+        ({"asha": {"min_epochs": 5, "eta": 3}}, "early_stopping.asha.eta: unknown field"),
+        ({"asha": "soon"}, "early_stopping.asha: Expected `object`, got `str`"),
+    ],
+)
+def test_a_problem_inside_a_nested_object_names_its_path(early_stopping: dict, problem: str) -> None:
+    from trainer.sweep import space
+
+    payload = {"base": {}, "space": {}, "strategy": "grid", "early_stopping": early_stopping}
+    assert space.parse(payload) == (None, [problem])
