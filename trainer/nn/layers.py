@@ -6,22 +6,26 @@ import numpy as np
 
 from trainer.nn.activations import FORWARD, derivative_from_output
 
-# How much wider than tall W must be for the transposed product to pay (see `weighted`).
+# The shapes for which numpy's own orientation of W·A_prev is the faster (see `weighted`).
 WIDE_LAYER = 16
+LARGE_LAYER = 64
 
 
 def weighted(w: np.ndarray, a_prev: np.ndarray) -> np.ndarray:
     """W·A_prev, row-major.
 
-    A wide, narrow layer (the cat benchmark's first: 12288 features into 20 units) is computed as
-    (A_prev^T W^T)^T: the same product, in the orientation in which OpenBLAS runs it 10-70% faster
-    (tests/performance/breakdown.py measures both ways), made row-major again so that every later
-    step, and the chain's hand-offs, see the layout they always did. A squarer one (an MNIST-shaped
-    784 -> 256 layer) runs faster as numpy orients it, markedly so in float32 on one thread, where
-    the transposed form took three times as long over the finish's 4096-example prediction blocks."""
-    if w.shape[1] >= WIDE_LAYER * w.shape[0]:
-        return np.ascontiguousarray((a_prev.T @ w.T).T)
-    return w @ a_prev
+    Computed as (A_prev^T W^T)^T: the same product, but numpy then hands OpenBLAS the orientation
+    in which a wide, narrow layer (the cat benchmark's first: 12288 features into 20 units) runs
+    10-70% faster (tests/performance/breakdown.py measures both ways); the small (n_l, m) result is
+    made row-major again so that every later step, and the chain's hand-offs, see the layout they
+    always did. A large, squarer layer (an MNIST-shaped 784 -> 256 or 256 -> 128) runs faster as
+    numpy orients it, markedly so in float32 on one thread, where the transposed form took three
+    times as long over the finish's 4096-example prediction blocks. Small layers keep the
+    transposed form, and with it the results they always had."""
+    n_out, n_in = w.shape
+    if n_out >= LARGE_LAYER and n_in < WIDE_LAYER * n_out:
+        return w @ a_prev
+    return np.ascontiguousarray((a_prev.T @ w.T).T)
 
 
 def forward(a_prev: np.ndarray, w: np.ndarray, b: np.ndarray, activation: str, output: bool) -> np.ndarray:
