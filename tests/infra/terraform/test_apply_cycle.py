@@ -45,6 +45,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -205,10 +206,13 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProce
         log_path=workdir / "cloud.log",
     )
     seen: set[int] = set()
-    with cloud:
-        yield cloud
-        assert cloud.process is not None
-        seen = descendants(cloud.process.pid)
+    try:
+        with cloud:
+            yield cloud
+            assert cloud.process is not None
+            seen = descendants(cloud.process.pid)
+    finally:
+        shutil.rmtree(image.root, ignore_errors=True)  # the image's /var/task and /opt/deps under /tmp
     # Stopping the cloud stops every execution environment and redis-server it started.
     assert still_running(seen) == []
 
