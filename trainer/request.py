@@ -53,14 +53,19 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         return [str(self.activations[f"layer{i}"]) for i in range(1, self.layers + 1)]
 
 
-def run_id_problem(value: str | None) -> str | None:
-    if value is None or RUN_ID_PATTERN.match(value):
-        return None
-    return "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+def id_check(longest: int) -> schema.Check:
+    """The check of a run or sweep id (a sweep's is shorter: its trials' ids append "-t000")."""
+
+    def problem(value: str | None) -> str | None:
+        if value is None or (len(value) <= longest and RUN_ID_PATTERN.match(value)):
+            return None
+        return f"must be 1-{longest} letters, digits, '-' or '_', starting with a letter or digit"
+
+    return problem
 
 
 # The bounds also refuse NaN and the infinities, which the Lambda runtime's JSON parser accepts.
-CHECKS: dict[str, schema.Check] = {"run_id": run_id_problem}
+CHECKS: dict[str, schema.Check] = {"run_id": id_check(64)}
 
 
 def _layer_problems(payload: dict[str, Any]) -> list[str]:

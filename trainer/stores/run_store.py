@@ -117,13 +117,8 @@ class DynamoRunStore(SweepItems):
         items = [item_of({"pk": _pk(run_id), "sk": f"EPOCH#{e['epoch']:06d}", **e}) for e in epochs]
         puts = [{"PutRequest": {"Item": item}} for item in items]
         batches = [puts[start : start + 25] for start in range(0, len(puts), 25)]
-        if len(batches) <= 1:
-            for batch in batches:
-                self._write_batch(batch)
-            return
-        with ThreadPoolExecutor(max_workers=min(EPOCH_WRITERS, len(batches))) as pool:
-            for done in [pool.submit(self._write_batch, batch) for batch in batches]:
-                done.result()
+        with ThreadPoolExecutor(max_workers=EPOCH_WRITERS) as pool:
+            list(pool.map(self._write_batch, batches))  # re-raises the first batch that failed
 
     def _write_batch(self, requests: list[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self.table: requests}

@@ -58,12 +58,6 @@ class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     sweep_id: Annotated[str, Meta(max_length=56)] | None = None  # room for the trials' "-t000"
 
 
-def _sweep_id_problem(value: str | None) -> str | None:
-    if value is None or request_mod.RUN_ID_PATTERN.match(value):
-        return None
-    return "must be 1-56 letters, digits, '-' or '_', starting with a letter or digit"
-
-
 def _dimension_problems(key: str, values: Any, strategy: str) -> list[str]:
     where = f"space.{key}"
     head, _, layer = key.partition(".")
@@ -101,7 +95,7 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
     """The sweep request and every problem with its shape (the trials are checked by `trials`)."""
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
-    problems = schema.problems(payload, SweepRequest, {"sweep_id": _sweep_id_problem})
+    problems = schema.problems(payload, SweepRequest, {"sweep_id": request_mod.id_check(56)})
     if problems:
         return None, problems
     sweep = schema.convert(payload, SweepRequest)
