@@ -3,7 +3,6 @@ is executed by real `python -m awslambdaric` processes configured by the control
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
@@ -11,7 +10,6 @@ import signal
 import threading
 import time
 import urllib.error
-from pathlib import Path
 
 import boto3
 import pytest
@@ -21,6 +19,7 @@ from tests.integration.chain.chain_helpers import wait_for
 from tests.integration.conftest import (
     REGION,
     aws,
+    command_line,
     descendants,
     invoke,
     run_item,
@@ -394,17 +393,13 @@ def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_im
                 invoke(env, name, {"seconds": 60}, invocation_type="Event")
             wait_for(lambda: process.stats()["in_flight"] == 2, what="the events' invocations")
 
-        def commands() -> list[bytes]:
-            found = []
-            for pid in descendants(process.process.pid) - {process.process.pid}:
-                with contextlib.suppress(OSError):
-                    found.append(Path(f"/proc/{pid}/cmdline").read_bytes())
-            return found
+        def commands() -> list[str]:
+            return [command_line(pid) for pid in descendants(process.process.pid) - {process.process.pid}]
 
         # An environment counts as in flight from the moment it is being started: wait for its exec.
-        wait_for(lambda: sum(b"awslambdaric" in c for c in commands()) == 2, what="two environments running")
+        wait_for(lambda: sum("awslambdaric" in c for c in commands()) == 2, what="two environments running")
         children = descendants(process.process.pid) - {process.process.pid}
-        assert len(children) == 3 and sum(b"redis-server" in c for c in commands()) == 1, commands()
+        assert len(children) == 3 and sum("redis-server" in c for c in commands()) == 1, commands()
         os.kill(process.process.pid, signal.SIGKILL)
         assert still_running(children) == []
     finally:

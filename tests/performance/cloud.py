@@ -16,6 +16,7 @@ starts them); their start-up is measured by the Lambda service and reported apar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -27,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from tests.performance import measuring
 from trainer import services as services_mod
@@ -121,8 +124,8 @@ class BenchCloud:
             old.unlink()
         cloud = self.session.cloud
         cloud.reset_stats()
-        servers = measuring.servers_of(cloud.process.pid)
-        servers_cpu = sum(map(measuring.process_cpu_s, servers))
+        servers = servers_of(cloud.process.pid)
+        servers_cpu = cpu_s(servers)
         started = time.perf_counter()
         launched = invoke_launch(self.session, payload)
         launch_s = time.perf_counter() - started
@@ -132,7 +135,7 @@ class BenchCloud:
                 raise TimeoutError(f"run {launched['run_id']} still running after {timeout_s:.0f} s")
             time.sleep(POLL_S)
         wall_s = time.perf_counter() - started
-        servers_cpu = sum(map(measuring.process_cpu_s, servers)) - servers_cpu
+        servers_cpu = cpu_s(servers) - servers_cpu
         run_id = launched["run_id"]
         lines = [
             line
@@ -159,6 +162,29 @@ class BenchCloud:
 
     def warm_up(self) -> dict[str, Any]:
         return self.run(WARM_UP).service["environment_start_s"]
+
+
+def servers_of(cloud_pid: int) -> list[psutil.Process]:
+    """The local cloud's own process and its redis-servers: what a run's functions talk to at each
+    hand-off, and what shares the machine's cores with them (the execution environments are not
+    among them: their CPU is the run's own work, metered inside them)."""
+    cloud = psutil.Process(cloud_pid)
+    found = [cloud]
+    for child in cloud.children():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if child.name() == "redis-server":
+                found.append(child)
+    return found
+
+
+def cpu_s(processes: list[psutil.Process]) -> float:
+    """CPU seconds (user + system) the processes have used so far; one that is gone counts 0."""
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def image_environment() -> Any:

@@ -293,32 +293,9 @@ def cpu_s() -> float:
     return time.process_time()
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far, from /proc; 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def servers_of(cloud_pid: int) -> list[int]:
-    """The local cloud's own process and its redis-servers: what a run's functions talk to at each
-    hand-off, and what shares the machine's cores with them (the execution environments are not
-    among them: their CPU is the run's own work, metered inside them)."""
-    found = [cloud_pid]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = int(stat.read_text().rsplit(") ", 1)[1].split()[1])
-            if parent == cloud_pid and b"redis-server" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
 def rss_bytes(field_name: str = "VmRSS", pid: int | str = "self") -> int:
-    """Resident memory of a process from /proc (VmRSS now, VmHWM the peak so far)."""
+    """Resident memory of a process from /proc (VmRSS now, VmHWM the peak so far). Read by hand:
+    the bench's functions call it inside the image's environment, which has the lock's packages only."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field_name + ":"):
             return int(line.split()[1]) * 1024

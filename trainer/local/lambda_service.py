@@ -53,6 +53,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from trainer.local import children
 from trainer.local.runtime_api import Outcome, RuntimeAPI, new_trace_id
 
@@ -307,13 +309,11 @@ class ExecutionEnvironment:
 
 
 def resident_mib(pid: int) -> float:
-    """A process's resident memory (VmRSS) in MiB, from /proc; 0 once it is gone."""
+    """A process's resident memory in MiB; 0 once it is gone."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
+        return psutil.Process(pid).memory_info().rss / 2**20
+    except psutil.NoSuchProcess:
         return 0.0
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else 0.0
 
 
 class _Pool:

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from trainer.local.cloud import LOCAL_CREDENTIALS, REPO_ROOT
 
 STATE_DIR = Path(os.environ.get("LNN_CLOUD_DIR") or REPO_ROOT / ".build" / "cloud")
@@ -25,13 +27,11 @@ REGION = "us-east-1"
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     # A zombie is gone for our purposes (its parent, this shell's make, reaps it later).
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def exports(state: dict) -> dict[str, str]:

@@ -58,7 +58,7 @@ import pytest
 import redis
 
 from tests.infra.github.plan_comment_module import load as load_plan_comment
-from tests.integration.conftest import descendants, still_running
+from tests.integration.conftest import command_line, descendants, still_running
 from tests.small_run import REQUEST
 from trainer.local.cloud import CloudProcess
 
@@ -217,27 +217,20 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProce
     assert still_running(seen) == []
 
 
-def cloud_processes(cloud: CloudProcess, marker: bytes) -> set[int]:
+def cloud_processes(cloud: CloudProcess, marker: str) -> set[int]:
     """The processes below the cloud whose command line holds `marker`."""
     assert cloud.process is not None
-    found = set()
-    for pid in descendants(cloud.process.pid) - {cloud.process.pid}:
-        try:
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.add(pid)
-        except OSError:
-            continue
-    return found
+    return {pid for pid in descendants(cloud.process.pid) - {cloud.process.pid} if marker in command_line(pid)}
 
 
 def redis_servers(cloud: CloudProcess) -> set[int]:
     """The redis-server processes of the cloud's replication groups."""
-    return cloud_processes(cloud, b"redis-server")
+    return cloud_processes(cloud, "redis-server")
 
 
 def execution_environments(cloud: CloudProcess) -> set[int]:
     """The functions' execution environments (python -m awslambdaric <handler>)."""
-    return cloud_processes(cloud, b"awslambdaric")
+    return cloud_processes(cloud, "awslambdaric")
 
 
 @pytest.fixture(scope="module")

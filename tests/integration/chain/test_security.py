@@ -29,12 +29,14 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import psutil
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.integration.chain.chain_helpers import ChainStack, dead_letters, deliver_all
+from tests.integration.conftest import command_line
 from trainer import secrets as secrets_mod
 from trainer import services as services_mod
 from trainer.aws import client as aws_client
@@ -73,13 +75,10 @@ class Cache:
 def _redis_server_serving(host: str, port: int) -> tuple[int, Path]:
     """The redis-server process listening on host:port (its title names the address) and its
     folder (its working directory: the config's `dir`)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            title = (proc / "cmdline").read_bytes().split(b"\0")[0].split()
-            if title and title[0].endswith(b"redis-server") and f"{host}:{port}".encode() in title:
-                return int(proc.name), Path(os.readlink(proc / "cwd"))
+    for proc in psutil.process_iter(["cmdline", "cwd"]):
+        title = " ".join(proc.info["cmdline"] or []).split()
+        if title and title[0].endswith("redis-server") and f"{host}:{port}" in title:
+            return proc.pid, Path(proc.info["cwd"])
     raise AssertionError(f"no redis-server serves {host}:{port}")
 
 
@@ -183,14 +182,11 @@ def function_logs(stack: ChainStack, level: str = "INFO"):
 
 def _environments(function_name: str) -> list[int]:
     """The processes running the function's execution environments (awslambdaric)."""
-    found = []
-    marker = f"AWS_LAMBDA_FUNCTION_NAME={function_name}".encode()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if marker in (proc / "environ").read_bytes().split(b"\0"):
-                    found.append(int(proc.name))
-    return found
+    return [
+        proc.pid
+        for proc in psutil.process_iter(["environ"])
+        if (proc.info["environ"] or {}).get("AWS_LAMBDA_FUNCTION_NAME") == function_name
+    ]
 
 
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
@@ -267,13 +263,10 @@ def test_tls_client_verifies_the_server(cache: Cache):
 def test_password_is_not_on_any_command_line_and_files_are_private(stack: ChainStack, cache: Cache):
     # An invocation first, so that the trainer has execution environments to look at.
     run_small(stack, small_request(epochs=1))
-    cmdline = Path(f"/proc/{cache.pid}/cmdline").read_bytes()
-    assert cache.password.encode() not in cmdline
+    assert "redis-server" in command_line(cache.pid)
     # No process of this machine that we can see has it on its command line.
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                assert cache.password.encode() not in (proc / "cmdline").read_bytes(), proc
+    for proc in psutil.process_iter(["cmdline"]):
+        assert cache.password not in " ".join(proc.info["cmdline"] or []), proc
     assert cache.workdir.stat().st_mode & 0o077 == 0
     for name in ("redis.conf", "server.key"):
         assert (cache.workdir / name).stat().st_mode & 0o777 == 0o600, name
@@ -283,8 +276,8 @@ def test_password_is_not_on_any_command_line_and_files_are_private(stack: ChainS
     environments = _environments(stack.trainer)
     assert environments, "the trainer has no execution environment"
     for pid in environments:
-        with contextlib.suppress(OSError):
-            assert cache.password.encode() not in Path(f"/proc/{pid}/environ").read_bytes(), pid
+        with contextlib.suppress(psutil.NoSuchProcess):
+            assert cache.password not in "\0".join(f"{k}={v}" for k, v in psutil.Process(pid).environ().items()), pid
 
 
 def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: ChainStack, cache: Cache, monkeypatch):
