@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from trainer import checkpoints, effects, runstart
+from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.errors import RequestError
-from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
 from trainer.stores.tensor_store import NO_CURSOR
@@ -32,8 +32,8 @@ def effective_status(
 
 
 def _checked_run(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
-    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
-        raise RequestError(["run_id: must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"])
+    if problem := request_mod.id_problem(run_id, request_mod.RUN_ID_LONGEST):
+        raise RequestError([f"run_id: {problem}"])
     return svc.run_store.get_run(run_id)
 
 

@@ -13,6 +13,7 @@ from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_A
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
 RUN_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+RUN_ID_LONGEST = 64
 LAYER_KEY = re.compile(r"\Alayer([1-9][0-9]*)\Z")
 MAX_EPOCHS = 1_000_000
 MAX_NEURONS = 1_000_000
@@ -53,19 +54,21 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         return [str(self.activations[f"layer{i}"]) for i in range(1, self.layers + 1)]
 
 
+def id_problem(value: Any, longest: int) -> str | None:
+    """What is wrong with a run or sweep id, if anything (a sweep's is shorter: its trials' ids
+    append "-t000")."""
+    if isinstance(value, str) and len(value) <= longest and RUN_ID_PATTERN.match(value):
+        return None
+    return f"must be 1-{longest} letters, digits, '-' or '_', starting with a letter or digit"
+
+
 def id_check(longest: int) -> schema.Check:
-    """The check of a run or sweep id (a sweep's is shorter: its trials' ids append "-t000")."""
-
-    def problem(value: str | None) -> str | None:
-        if value is None or (len(value) <= longest and RUN_ID_PATTERN.match(value)):
-            return None
-        return f"must be 1-{longest} letters, digits, '-' or '_', starting with a letter or digit"
-
-    return problem
+    """The request field's check: an id left out is fine (the launch makes one)."""
+    return lambda value: None if value is None else id_problem(value, longest)
 
 
 # The bounds also refuse NaN and the infinities, which the Lambda runtime's JSON parser accepts.
-CHECKS: dict[str, schema.Check] = {"run_id": id_check(64)}
+CHECKS: dict[str, schema.Check] = {"run_id": id_check(RUN_ID_LONGEST)}
 
 
 def _layer_problems(payload: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra" / "images")
 
 from imageenv import ImageEnv, build
 
+from trainer.local.children import running
 from trainer.local.cloud import CloudProcess
 from trainer.local.provision import provision_stack
 
@@ -34,13 +35,6 @@ def descendants(pid: int) -> set[int]:
         return {pid} | {child.pid for child in psutil.Process(pid).children(recursive=True)}
     except psutil.NoSuchProcess:
         return {pid}
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a zombie has exited
-    except psutil.NoSuchProcess:
-        return False
 
 
 def command_line(pid: int) -> str:

@@ -300,7 +300,7 @@ def _render_cold_start(result: dict[str, Any]) -> list[str]:
         "",
         f"Cold start: importing both handlers in the image's environment (Python {c['python']}, requirements.lock "
         f"only, the shipped files compiled as in the image) takes {c['total_s']:.3f} s by -X importtime (the "
-        f"best of {c.get('repeats', 3)} imports; the whole process: {c['process_s']:.3f} s); self time by package "
+        f"best of {c['repeats']} imports; the whole process: {c['process_s']:.3f} s); self time by package "
         f"(s): {packages}",
     ]
 

@@ -18,6 +18,8 @@ import sys
 import threading
 from typing import Any
 
+import psutil
+
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
 _requests: queue.Queue[tuple[tuple[Any, ...], dict[str, Any], queue.Queue]] = queue.Queue()
@@ -57,3 +59,12 @@ def popen(*args: Any, **kwargs: Any) -> subprocess.Popen:
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def running(pid: int) -> bool:
+    """Whether the process is running: a zombie has exited (only its parent's bookkeeping, which
+    reaps it later, remains)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -18,20 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
+from trainer.local.children import running
 from trainer.local.cloud import LOCAL_CREDENTIALS, REPO_ROOT
 
 STATE_DIR = Path(os.environ.get("LNN_CLOUD_DIR") or REPO_ROOT / ".build" / "cloud")
 REGION = "us-east-1"
-
-
-def _alive(pid: int) -> bool:
-    # A zombie is gone for our purposes (its parent, this shell's make, reaps it later).
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def exports(state: dict) -> dict[str, str]:
@@ -52,7 +43,7 @@ def exports(state: dict) -> dict[str, str]:
 
 def up() -> int:
     state_file = STATE_DIR / "state.json"
-    if state_file.exists() and _alive(json.loads(state_file.read_text())["pid"]):
+    if state_file.exists() and running(json.loads(state_file.read_text())["pid"]):
         print(
             f"the local cloud is up already (`make down` stops it); exports in {STATE_DIR / 'env.sh'}", file=sys.stderr
         )
@@ -107,12 +98,12 @@ def down() -> int:
         print("the local cloud is not up (nothing to stop)", file=sys.stderr)
         return 0
     pid = json.loads(state_file.read_text())["pid"]
-    if _alive(pid):
+    if running(pid):
         os.kill(pid, signal.SIGTERM)  # it stops its execution environments and redis-servers first
         deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if running(pid):
             os.killpg(pid, signal.SIGKILL)
     for name in ("state.json", "env.sh", "ready.json"):
         (STATE_DIR / name).unlink(missing_ok=True)

@@ -418,8 +418,8 @@ def status(svc: Any, sweep_id: str) -> dict[str, Any]:
 def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
     """Stop a sweep: no trial starts any more, the running ones are cancelled, one message says so.
     The sweep is marked first, so a trial starting concurrently sees the mark and cancels itself."""
-    if not isinstance(sweep_id, str) or not request_mod.RUN_ID_PATTERN.match(sweep_id):
-        raise RequestError(["sweep_id: must be 1-56 letters, digits, '-' or '_', starting with a letter or digit"])
+    if problem := request_mod.id_problem(sweep_id, space.SWEEP_ID_LONGEST):
+        raise RequestError([f"sweep_id: {problem}"])
     try:
         sweep = svc.run_store.get_sweep(sweep_id)
     except RunNotFound as exc:

@@ -20,6 +20,7 @@ from trainer import request as request_mod
 from trainer import schema
 
 MAX_TRIALS = 1000
+SWEEP_ID_LONGEST = 56  # shorter than a run id: room for its trials' ids ("<sweep_id>-t000")
 # The fields a trial may vary. The dataset, its normalisation and dtype are the sweep's (one
 # validation split for all); the chain's mechanics do not change what is learned.
 SEARCHABLE = ("learning_rate", "optimizer", "batch_size", "l2", "seed", "init", "epochs")
@@ -55,7 +56,7 @@ class SweepRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     validation_fraction: Annotated[float, Meta(gt=0, lt=1)] = 0.2
     metric: Literal["validation_accuracy"] = "validation_accuracy"
     early_stopping: EarlyStopping | None = None
-    sweep_id: Annotated[str, Meta(max_length=56)] | None = None  # room for the trials' "-t000"
+    sweep_id: Annotated[str, Meta(max_length=SWEEP_ID_LONGEST)] | None = None
 
 
 def _dimension_problems(key: str, values: Any, strategy: str) -> list[str]:
@@ -95,7 +96,7 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
     """The sweep request and every problem with its shape (the trials are checked by `trials`)."""
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
-    problems = schema.problems(payload, SweepRequest, {"sweep_id": request_mod.id_check(56)})
+    problems = schema.problems(payload, SweepRequest, {"sweep_id": request_mod.id_check(SWEEP_ID_LONGEST)})
     if problems:
         return None, problems
     sweep = schema.convert(payload, SweepRequest)
