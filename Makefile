@@ -16,10 +16,11 @@ CAT_H5 := ../shared/datasets/catvnoncat.h5
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.lock requirements.lock
+$(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements-dev.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed ## virtual environment with pinned packages, and a redis-server
@@ -63,8 +64,8 @@ $(TORCH_VENV)/.installed-$(TORCH_VERSION):
 
 torch-venv: $(TORCH_VENV)/.installed-$(TORCH_VERSION) ## PyTorch (CPU, pinned) in .venv-torch, for make bench
 
-clean: ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache lnn-runs
+clean: ## remove the virtual environment and caches; never lnn-runs/ (`lnn delete ID` deletes a run by name)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # ---- terraform (issue 3) ---------------------------------------------------------------
 # checkov lives in its own virtual environment (its dependencies clash with the project's lock).

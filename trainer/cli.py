@@ -1,10 +1,11 @@
-"""`python -m trainer`: train locally, and inspect runs (status, plot, predict); sweeps (trainer.sweep.cli)."""
+"""`lnn` (or `python -m trainer`): train locally, and inspect runs (status, plot, predict); sweeps (trainer.sweep.cli)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
+# In a run's folder while a `train` follows it: that process's pid (the folder alone may be left by a crash).
+FOLLOWER = "FOLLOWER"
 
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
@@ -72,6 +75,15 @@ def demo_request(dataset: str) -> dict[str, Any]:
     return {"dataset": dataset, **CAT_REQUEST}
 
 
+def _followed(run_dir: Path) -> bool:
+    """Whether a `train` is following this run now: the process that wrote the marker still lives."""
+    try:
+        os.kill(int((run_dir / FOLLOWER).read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     """Train on the local cloud: LaunchLambda through the Lambda API, the chain in its own processes."""
     from tqdm import tqdm
@@ -103,8 +115,13 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
-        final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
-        cancel_marker.unlink(missing_ok=True)
+        follower = RUNS_DIR / run_id / FOLLOWER
+        follower.write_text(str(os.getpid()))
+        try:
+            final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
+        finally:
+            follower.unlink(missing_ok=True)
+            cancel_marker.unlink(missing_ok=True)
         if final.get("status") == RunStatus.SUCCEEDED:
             bar.update(launched["epochs"] - bar.n)
         bar.close()
@@ -154,6 +171,34 @@ def _invoke_launch_function(payload: dict[str, Any]) -> int:
     return 0
 
 
+def _read_request(path: Path) -> dict[str, Any] | None:
+    """The request file as a JSON object, or None after saying what is wrong with it."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cannot read the request {path}: {exc}", file=sys.stderr)
+        return None
+    if not isinstance(payload, dict):
+        print(f"the request {path} must be a JSON object ({{...}}), not a JSON {_json_kind(payload)}", file=sys.stderr)
+        return None
+    return payload
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _missing_dataset(payload: dict[str, Any]) -> str | None:
+    """A local dataset path that is not there: said as such, before a cloud is started for it."""
+    from trainer.data.builtin import BUILTIN
+
+    source = payload.get("dataset")
+    if not isinstance(source, str) or source in BUILTIN or source.startswith("s3://") or Path(source).is_file():
+        return None
+    return f"dataset {source!r}: no such file (nor a built-in dataset: {', '.join(BUILTIN)})"
+
+
 def _launch(args: argparse.Namespace) -> int:
     if not os.environ.get("LAUNCH_FUNCTION_ARN"):
         print(
@@ -161,12 +206,8 @@ def _launch(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    try:
-        payload = json.loads(args.request.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"cannot read the request {args.request}: {exc}", file=sys.stderr)
-        return 2
-    return _invoke_launch_function(payload)
+    payload = _read_request(args.request)
+    return 2 if payload is None else _invoke_launch_function(payload)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -219,9 +260,29 @@ def _cancel(args: argparse.Namespace) -> int:
         record["run"]["status"] = RunStatus.CANCELLED
         record_path.write_text(json.dumps(record, indent=1, default=str))
         (run_dir / "state.npz").unlink(missing_ok=True)
-    else:  # a `train` in another terminal follows the run: it cancels it when this marker appears
+    elif _followed(run_dir):  # a `train` in another terminal follows the run: it cancels it when this marker appears
         (run_dir / "CANCEL").touch()
+    else:
+        raise RunNotFound(f"no run {args.run_id!r} to cancel: nothing recorded in {run_dir} and no train follows it")
     print(json.dumps({"run_id": args.run_id, "status": RunStatus.CANCELLED}))
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    """Remove local copies of runs or sweeps, by name only: nothing else ever deletes them."""
+    from trainer.request import RUN_ID_LONGEST, id_problem
+
+    problems = [f"{i!r}: {id_problem(i, RUN_ID_LONGEST)}" for i in args.run_ids if id_problem(i, RUN_ID_LONGEST)]
+    problems += [f"{i!r}: no such run in {RUNS_DIR}" for i in args.run_ids if not (RUNS_DIR / i).is_dir()]
+    problems += [f"{i!r}: a train is following it; cancel it first" for i in args.run_ids if _followed(RUNS_DIR / i)]
+    if problems:  # all or nothing: a typo in one id deletes none of the others
+        print("nothing deleted:\n" + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 2
+    for run_id in args.run_ids:
+        folder = RUNS_DIR / run_id
+        files = sorted(p.name for p in folder.iterdir())
+        shutil.rmtree(folder)
+        print(f"deleted {folder} ({', '.join(files) or 'empty'})")
     return 0
 
 
@@ -313,65 +374,104 @@ def _predict(args: argparse.Namespace) -> int:
     x = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
     predictions = engine.predict(activations, params, x).ravel()
     labels = np.asarray(raw[f"{args.split}_set_y"]).reshape(-1).astype(int)
-    accuracy = float(np.mean(predictions == labels))
-    print(
-        json.dumps(
-            {
-                "split": args.split,
-                "examples": int(labels.size),
-                "accuracy": accuracy,
-                "predictions": predictions.tolist() if args.show else None,
-            }
-        )
-    )
+    shown: dict[str, Any] = {
+        "split": args.split,
+        "examples": int(labels.size),
+        "accuracy": float(np.mean(predictions == labels)),
+    }
+    if args.output is not None:
+        problem = _write_predictions(args.output, predictions)
+        if problem:
+            print(f"cannot predict: {problem}", file=sys.stderr)
+            return 2
+        shown["written"] = str(args.output)
+    if args.show:
+        shown["predictions"] = predictions.tolist()
+    print(json.dumps(shown))
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _write_predictions(path: Path, predictions: Any) -> str | None:
+    import numpy as np
+
+    if path.suffix not in (".csv", ".npy"):
+        return f"{path}: the predictions file must end in .csv or .npy"
+    try:
+        if path.suffix == ".npy":
+            np.save(path, predictions)
+        else:
+            path.write_text("prediction\n" + "".join(f"{int(p)}\n" for p in predictions))
+    except OSError as exc:
+        return f"cannot write {path}: {exc}"
+    return None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lnn-trainer")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lnn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    request_help = "a training request: a JSON object (see the README's example request.json)"
+    run_help = "the run's id, as train, launch or `lnn runs` print it"
     p = sub.add_parser("train", help="train REQUEST.json on the local cloud (the functions run as processes)")
-    p.add_argument("request", type=Path)
+    p.add_argument("request", type=Path, help=request_help)
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
     p = sub.add_parser("launch", help="start REQUEST.json on AWS through LaunchLambda (LAUNCH_FUNCTION_ARN)")
-    p.add_argument("request", type=Path)
+    p.add_argument("request", type=Path, help=request_help)
     p = sub.add_parser("demo", help="train the original benchmark configuration on a dataset")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--dataset", required=True, help="a built-in dataset's name, or an .h5/.npz file")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
     p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help=run_help)
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
     p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help=run_help)
     p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help=run_help)
+    p = sub.add_parser("delete", help=f"delete the local copies of the runs or sweeps named ({RUNS_DIR}/ID)")
+    p.add_argument("run_ids", nargs="+", metavar="ID", help="a run's or a sweep's id; every one is deleted or none")
     p = sub.add_parser("plot", help="plot a run's loss curve")
-    p.add_argument("run_id")
-    p.add_argument("-o", "--output", default="loss.png")
-    p = sub.add_parser("predict", help="predictions and accuracy of MODEL.npz on DATASET")
-    p.add_argument("model", type=Path)
-    p.add_argument("dataset")
-    p.add_argument("--split", choices=("train", "test"), default="test")
-    p.add_argument("--show", action="store_true", help="include every prediction")
+    p.add_argument("run_id", help=run_help)
+    p.add_argument("-o", "--output", default="loss.png", help="the image to write (default loss.png)")
+    p = sub.add_parser("predict", help="predictions (and accuracy, when the data has labels) of MODEL.npz on DATASET")
+    p.add_argument("model", type=Path, help=f"a trained model, e.g. {RUNS_DIR}/RUN_ID/model.npz")
+    p.add_argument("dataset", help="a built-in dataset's name, or an .h5/.npz file")
+    p.add_argument("--split", choices=("train", "test"), default="test", help="which of the dataset's sets")
+    p.add_argument("--show", action="store_true", help="include every prediction in the JSON printed")
+    p.add_argument("-o", "--output", type=Path, help="write the predictions to a .csv or .npy file")
     p = sub.add_parser(
         "sweep",
         help="SWEEP.json: run a sweep (the local cloud; AWS with LAUNCH_FUNCTION_ARN); "
         "status | plot | cancel SWEEP_ID: read or stop one",
     )
     p.add_argument("what", help="SWEEP.json, or one of status, plot, cancel")
-    p.add_argument("sweep_id", nargs="?")
-    p.add_argument("-o", "--output", default="sweep.png")
-    p.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    p.add_argument("sweep_id", nargs="?", help="the sweep's id, for status, plot and cancel")
+    p.add_argument("-o", "--output", default="sweep.png", help="the image plot writes (default sweep.png)")
+    p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # The local commands show a progress bar; per-step JSON logs would drown it.
     os.environ.setdefault("LNN_LOG_LEVEL", "WARNING")
 
     try:
         if args.command == "train":
-            try:
-                payload = json.loads(args.request.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                print(f"cannot read the request {args.request}: {exc}", file=sys.stderr)
+            payload = _read_request(args.request)
+            if payload is None:
+                return 2
+            missing = _missing_dataset(payload)
+            if missing:
+                print(missing, file=sys.stderr)
                 return 2
             return _train(payload, args.json)
         if args.command == "demo":
@@ -386,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cancel(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "delete":
+            return _delete(args)
         if args.command == "sweep":
             from trainer.sweep import cli as sweep_cli
 

@@ -117,6 +117,9 @@ def parse(payload: Any) -> tuple[TrainingRequest | None, list[str]]:
     """The request and the list of problems with it that need no data to find."""
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
+    if {"space", "base", "strategy"} <= payload.keys() and "action" not in payload:
+        # Without its action a sweep is read as a training request, and every problem would be beside the point.
+        return None, ['action: this looks like a sweep (it has base, space and strategy): add "action": "sweep"']
     problems = schema.problems(payload, TrainingRequest, CHECKS) + _layer_problems(payload)
     return (None if problems else schema.convert(payload, TrainingRequest)), problems
 

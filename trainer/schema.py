@@ -7,6 +7,7 @@ in this project's form: `where: what`.
 
 from __future__ import annotations
 
+import difflib
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -31,7 +32,7 @@ def problems(
     `checks` are per-field rules msgspec cannot state (by field name), run once the type holds."""
     fields = msgspec.structs.fields(schema)
     known = {f.encode_name for f in fields}
-    found = [f"{key or repr(key)}: unknown field" for key in payload if key not in known]
+    found = [_unknown(key, known) for key in payload if key not in known]
     for field in fields:
         if field.encode_name not in payload:
             if field.required:
@@ -48,6 +49,13 @@ def problems(
         if problem:
             found.append(f"{field.encode_name}: {problem}")
     return found
+
+
+def _unknown(key: Any, known: set[str]) -> str:
+    """A misspelt field is the commonest mistake: name the field the user probably meant."""
+    said = f"{key or repr(key)}: unknown field"
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75) if isinstance(key, str) else []
+    return f"{said} (did you mean {close[0]!r}?)" if close else said
 
 
 def convert(payload: Mapping[str, Any], schema: type[S]) -> S:

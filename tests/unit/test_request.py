@@ -74,3 +74,23 @@ def test_a_problem_inside_a_nested_object_names_its_path(early_stopping: dict, p
 
     payload = {"base": {}, "space": {}, "strategy": "grid", "early_stopping": early_stopping}
     assert space.parse(payload) == (None, [problem])
+
+
+@pytest.mark.parametrize(
+    ("field", "meant"), [("optimiser", "optimizer"), ("epoch", "epochs"), ("learning-rate", "learning_rate")]
+)
+def test_a_misspelt_field_names_the_field_meant(field: str, meant: str) -> None:
+    _, problems = request_mod.parse({**GOOD, field: 1})
+    assert f"{field}: unknown field (did you mean {meant!r}?)" in problems
+
+
+def test_a_field_like_no_other_gets_no_guess() -> None:
+    _, problems = request_mod.parse({**GOOD, "colour": "red"})
+    assert problems == ["colour: unknown field"]
+
+
+def test_a_sweep_sent_without_its_action_is_told_so_in_one_problem() -> None:
+    sweep = {"base": dict(GOOD), "space": {"learning_rate": [0.1, 0.01]}, "strategy": "grid"}
+    request, problems = request_mod.parse(sweep)
+    assert request is None
+    assert problems == ['action: this looks like a sweep (it has base, space and strategy): add "action": "sweep"']

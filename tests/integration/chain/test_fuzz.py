@@ -301,7 +301,7 @@ def check_refusal(problems: list[str], payload: Any) -> None:
     extra = [str(k) for k in payload if k not in FIELDS] if isinstance(payload, dict) else []
     for problem in problems:
         assert isinstance(problem, str) and problem.strip()
-        unknown = any(problem == f"{key or repr(key)}: unknown field" for key in extra)
+        unknown = any(problem.startswith(f"{key or repr(key)}: unknown field") for key in extra)
         assert unknown or names_a_field(problem), f"problem does not name a field: {problem!r}"
         assert "Traceback" not in problem
 

@@ -99,7 +99,7 @@ BAD_REQUESTS = [
     ("batch size out of range", _with(batch_size=0), ["batch_size: Expected `int` >= 1, got 0"]),
     ("batch larger than the data", _with(batch_size=100_000), ["batch_size: 100000 is larger than the"]),
     ("unknown optimizer", _with(optimizer="sgd2"), ["optimizer: must be one of 'gd', 'momentum', 'adam', got 'sgd2'"]),
-    ("unknown field", _with(epoch=5), ["epoch: unknown field"]),
+    ("unknown field", _with(epoch=5), ["epoch: unknown field (did you mean 'epochs'?)"]),
     (
         "local path on Lambda",
         _with(dataset="/nonexistent/data.h5"),

@@ -1,0 +1,152 @@
+"""The `lnn` command's own rules: what it refuses before any cloud starts, and what it never deletes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer import cli
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "lnn-runs"
+    folder.mkdir()
+    monkeypatch.setattr(cli, "RUNS_DIR", folder)
+    return folder
+
+
+@pytest.fixture
+def no_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These requests must be refused before a local cloud is started for them."""
+    from trainer.local import cloud_runner
+
+    def refuse() -> None:
+        raise AssertionError("a cloud was started for a request refused on its face")
+
+    monkeypatch.setattr(cloud_runner, "cloud_session", refuse)
+
+
+@pytest.mark.parametrize(("body", "kind"), [("[1, 2]", "array"), ('"moons"', "string"), ("null", "null")])
+def test_a_request_that_is_not_an_object_is_refused_plainly(
+    tmp_path: Path, body: str, kind: str, no_cloud: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(body)
+    assert cli.main(["train", str(request)]) == 2
+    err = capsys.readouterr().err
+    assert f"must be a JSON object ({{...}}), not a JSON {kind}" in err
+    assert "Traceback" not in err
+
+
+def test_a_missing_dataset_file_is_named_as_missing(
+    tmp_path: Path, no_cloud: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataset": str(tmp_path / "cats.h5"), "epochs": 1}))
+    assert cli.main(["train", str(request)]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset '{tmp_path / 'cats.h5'}': no such file" in err
+    assert "s3://" not in err
+
+
+def test_cancel_of_a_folder_no_train_follows_is_an_error(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # What an interrupted `train` used to leave: the run's folder and nothing in it.
+    (runs_dir / "r1").mkdir()
+    assert cli.main(["cancel", "r1"]) == 2
+    assert "no run 'r1' to cancel" in capsys.readouterr().err
+    assert not (runs_dir / "r1" / "CANCEL").exists()
+
+
+def test_cancel_of_a_followed_run_leaves_the_marker_its_train_watches(runs_dir: Path) -> None:
+    (runs_dir / "r1").mkdir()
+    (runs_dir / "r1" / cli.FOLLOWER).write_text(str(os.getpid()))
+    assert cli.main(["cancel", "r1"]) == 0
+    assert (runs_dir / "r1" / "CANCEL").exists()
+
+
+def test_delete_names_what_it_deletes(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for run_id in ("r1", "r2"):
+        (runs_dir / run_id).mkdir()
+        (runs_dir / run_id / "run.json").write_text("{}")
+    (runs_dir / "r1" / "model.npz").write_bytes(b"x")
+    assert cli.main(["delete", "r1"]) == 0
+    assert f"deleted {runs_dir / 'r1'} (model.npz, run.json)" in capsys.readouterr().out
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["r2"]
+
+
+@pytest.mark.parametrize("bad", ["../victim", "nosuch", "r1/.."])
+def test_delete_with_one_bad_id_deletes_nothing(runs_dir: Path, bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    (runs_dir / "r1").mkdir()
+    (runs_dir.parent / "victim").mkdir()
+    assert cli.main(["delete", "r1", bad]) == 2
+    assert "nothing deleted" in capsys.readouterr().err
+    assert (runs_dir / "r1").is_dir()
+    assert (runs_dir.parent / "victim").is_dir()
+
+
+def test_delete_refuses_a_run_a_train_follows(runs_dir: Path) -> None:
+    (runs_dir / "r1").mkdir()
+    (runs_dir / "r1" / cli.FOLLOWER).write_text(str(os.getpid()))
+    assert cli.main(["delete", "r1"]) == 2
+    assert (runs_dir / "r1").is_dir()
+
+
+def test_make_clean_never_touches_the_runs() -> None:
+    planned = subprocess.run(["make", "-n", "clean"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert "rm " in planned.stdout
+    assert "lnn-runs" not in planned.stdout
+
+
+def test_every_argument_has_help_text() -> None:
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{name} {action.dest}"
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not isinstance(action, argparse._HelpAction) and not action.help
+    ]
+    assert missing == []
+
+
+def test_the_lnn_command_is_installed_with_a_version() -> None:
+    lnn = Path(sys.executable).parent / "lnn"
+    done = subprocess.run([str(lnn), "--version"], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "lnn 0.1.0"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_predict_writes_the_predictions(tmp_path: Path, suffix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A one-layer model on moons' two features: class 1 where the first feature is positive.
+    model = tmp_path / "model.npz"
+    np.savez(
+        model,
+        W1=np.array([[1.0, 0.0]]),
+        b1=np.zeros((1, 1)),
+        activations=np.array(["sigmoid"]),
+        shift=np.zeros((2, 1)),
+        scale=np.ones((2, 1)),
+        dtype=np.array("float64"),
+    )
+    out = tmp_path / f"preds{suffix}"
+    assert cli.main(["predict", str(model), "moons", "-o", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["written"] == str(out) and "predictions" not in shown
+    from trainer.data.builtin import BUILTIN
+
+    expected = (BUILTIN["moons"]()["test_set_x"].reshape(shown["examples"], -1)[:, 0] > 0).astype(int)
+    got = np.load(out) if suffix == ".npy" else np.loadtxt(out, skiprows=1, dtype=int)
+    assert got.tolist() == expected.tolist()
+
+
+def test_predict_refuses_an_unknown_output_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["predict", str(tmp_path / "none.npz"), "moons", "-o", str(tmp_path / "p.txt")]) == 2
