@@ -1,4 +1,4 @@
-"""`lnn` (or `python -m trainer`): train locally, and inspect runs (status, plot, predict); sweeps (trainer.sweep.cli)."""
+"""`lnn` (or `python -m trainer`): train locally; inspect runs (status, plot, predict); sweeps (trainer.sweep.cli)."""
 
 from __future__ import annotations
 

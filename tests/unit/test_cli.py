@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer import cli
 from tests.conftest import REPO_ROOT
+from trainer import cli
 
 
 @pytest.fixture
