@@ -11,7 +11,7 @@ DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
-.PHONY: help setup test lint demo bench torch-venv clean up down
+.PHONY: help setup demo-setup redis-server test lint demo bench torch-venv clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,10 +23,24 @@ $(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed ## virtual environment with pinned packages, and a redis-server
+# `make demo` needs less than `make test`: the runtime and the local cloud, in an environment of its own.
+DEMO_VENV := .venv-demo
+
+$(DEMO_VENV)/.installed: requirements-demo.lock pyproject.toml
+	$(PYTHON_BIN) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes requirements-demo.lock
+	$(DEMO_VENV)/bin/uv pip install --quiet --python $(DEMO_VENV)/bin/python --no-deps -e .
+	touch $@
+
+redis-server:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+demo-setup: $(DEMO_VENV)/.installed redis-server ## the demo's environment only (.venv-demo: runtime and local cloud, no linters)
+
+setup: $(VENV)/.installed redis-server ## virtual environment with pinned packages, and a redis-server
 
 lint: setup ## ruff over the package and the tests
 	$(VENV)/bin/ruff check trainer tests
@@ -35,11 +49,11 @@ lint: setup ## ruff over the package and the tests
 test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
 	$(PY) -m pytest
 
-demo: setup ## train the cat benchmark (or DATASET=...) on the local cloud
+demo: demo-setup ## train the cat benchmark (or DATASET=...) on the local cloud
 	@if [ -n "$(DATASET)" ]; then ds="$(DATASET)"; \
 	elif [ -f "$(CAT_H5)" ]; then ds="$(CAT_H5)"; echo "demo: training the cat/non-cat benchmark ($(CAT_H5))"; \
 	else ds="moons"; echo "demo: $(CAT_H5) is not here; training the built-in 'moons' dataset instead"; fi; \
-	$(PY) -m trainer demo --dataset "$$ds" $(DEMO_FLAGS)
+	$(DEMO_VENV)/bin/python -m trainer demo --dataset "$$ds" $(DEMO_FLAGS)
 
 up: setup ## start the local cloud in the background and print its exports (eval "$$(make -s up)")
 	@$(PY) -m trainer.local.up up
@@ -65,7 +79,7 @@ $(TORCH_VENV)/.installed-$(TORCH_VERSION):
 torch-venv: $(TORCH_VENV)/.installed-$(TORCH_VERSION) ## PyTorch (CPU, pinned) in .venv-torch, for make bench
 
 clean: ## remove the virtual environment and caches; never lnn-runs/ (`lnn delete ID` deletes a run by name)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .ruff_cache
 
 # ---- terraform (issue 3) ---------------------------------------------------------------
 # checkov lives in its own virtual environment (its dependencies clash with the project's lock).
