@@ -11,14 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer import lifecycle
+from trainer import lifecycle, workspace
 from trainer.errors import RunNotFound
 from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
-# In a run's folder while a `train` follows it: that process's pid (the folder alone may be left by a crash).
-FOLLOWER = "FOLLOWER"
+FOLLOWER = workspace.FOLLOWER
 
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
@@ -76,12 +75,7 @@ def demo_request(dataset: str) -> dict[str, Any]:
 
 
 def _followed(run_dir: Path) -> bool:
-    """Whether a `train` is following this run now: the process that wrote the marker still lives."""
-    try:
-        os.kill(int((run_dir / FOLLOWER).read_text()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
+    return workspace.followed(run_dir)
 
 
 def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
@@ -115,8 +109,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
-        follower = RUNS_DIR / run_id / FOLLOWER
-        follower.write_text(str(os.getpid()))
+        follower = workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
         try:
             final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
         finally:
@@ -287,39 +280,58 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _load_record(run_id: str) -> dict[str, Any]:
-    """From DynamoDB when TABLE_NAME is configured (works against AWS), else the copy `train` kept."""
-    if os.environ.get("TABLE_NAME"):
-        from trainer.stores.run_store import DynamoRunStore
-
-        store = DynamoRunStore(os.environ["TABLE_NAME"])
-        return {"run": store.get_run(run_id), "epochs": sorted(store.epochs(run_id), key=lambda e: e["epoch"])}
-    path = RUNS_DIR / run_id / "run.json"
-    if not path.is_file():
-        raise RunNotFound(f"no run {run_id!r}: set TABLE_NAME to read DynamoDB, or run it locally first ({path})")
-    return json.loads(path.read_text())
+    record = workspace.load(run_id, RUNS_DIR)
+    print(f"({record.source})", file=sys.stderr)
+    return {"run": record.run, "epochs": record.epochs}
 
 
 def _status(args: argparse.Namespace) -> int:
-    record = _load_record(args.run_id)
-    run = record["run"]
-    shown = {
-        k: run.get(k)
-        for k in (
-            "run_id",
-            "status",
-            "final_cost",
-            "train_accuracy",
-            "test_accuracy",
-            "last_seq",
-            "total_steps",
-            "failure_reason",
-            "failed_step",
-            "model_uri",
-        )
-    }
-    shown["status"] = lifecycle.effective_status(run, args.stall_after)
-    shown["epochs_recorded"] = len(record["epochs"])
-    print(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=1))
+    while True:
+        record = workspace.load(args.run_id, RUNS_DIR)
+        run = record.run
+        shown = {
+            k: run.get(k)
+            for k in (
+                "run_id",
+                "status",
+                "final_cost",
+                "train_accuracy",
+                "test_accuracy",
+                "last_seq",
+                "total_steps",
+                "failure_reason",
+                "failed_step",
+                "model_uri",
+            )
+        }
+        shown["status"] = lifecycle.effective_status(run, args.stall_after)
+        shown["epochs_recorded"] = len(record.epochs)
+        if shown["status"] == RunStatus.RUNNING:
+            shown |= workspace.progress(record)
+        shown["source"] = record.source
+        print(json.dumps({k: v for k, v in shown.items() if v is not None}, indent=None if args.watch else 1))
+        if not args.watch or shown["status"] != RunStatus.RUNNING:
+            return 0
+        time.sleep(args.watch)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    rows = list(workspace.local_runs(RUNS_DIR))
+    if os.environ.get("TABLE_NAME"):
+        rows += list(workspace.table_runs(os.environ["TABLE_NAME"]))
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    if not rows:
+        print(f"no runs in {RUNS_DIR}" + ("" if os.environ.get("TABLE_NAME") else " (TABLE_NAME is not set)"))
+        return 0
+    print(f"{'id':<34} {'kind':<5} {'status':<11} {'epochs':>6} {'cost/metric':>12} {'age':>8}  where")
+    for row in rows:
+        value = "" if row["value"] is None else f"{float(row['value']):.6g}"
+        age = "" if row["age_s"] is None else f"{row['age_s']}s"
+        epochs = "" if row["epochs"] is None else row["epochs"]
+        kind, status, where = row["kind"], row["status"], row["where"]
+        print(f"{row['id']!s:<34} {kind:<5} {status!s:<11} {epochs!s:>6} {value:>12} {age:>8}  {where}")
     return 0
 
 
@@ -432,6 +444,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
     p.add_argument("run_id", help=run_help)
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
+    p.add_argument(
+        "--watch", type=float, nargs="?", const=2.0, metavar="SECONDS", help="repeat every SECONDS (2) while it runs"
+    )
+    p = sub.add_parser("runs", help=f"list runs and sweeps: {RUNS_DIR}/, and the TABLE_NAME table when set")
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
     p.add_argument("run_id", help=run_help)
     p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
@@ -486,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cancel(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "runs":
+            return _runs(args)
         if args.command == "delete":
             return _delete(args)
         if args.command == "sweep":

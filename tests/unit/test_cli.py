@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
-from trainer import cli
+from trainer import cli, workspace
 
 
 @pytest.fixture
@@ -68,7 +67,7 @@ def test_cancel_of_a_folder_no_train_follows_is_an_error(runs_dir: Path, capsys:
 
 def test_cancel_of_a_followed_run_leaves_the_marker_its_train_watches(runs_dir: Path) -> None:
     (runs_dir / "r1").mkdir()
-    (runs_dir / "r1" / cli.FOLLOWER).write_text(str(os.getpid()))
+    workspace.write_follower(runs_dir / "r1", "table")
     assert cli.main(["cancel", "r1"]) == 0
     assert (runs_dir / "r1" / "CANCEL").exists()
 
@@ -95,7 +94,7 @@ def test_delete_with_one_bad_id_deletes_nothing(runs_dir: Path, bad: str, capsys
 
 def test_delete_refuses_a_run_a_train_follows(runs_dir: Path) -> None:
     (runs_dir / "r1").mkdir()
-    (runs_dir / "r1" / cli.FOLLOWER).write_text(str(os.getpid()))
+    workspace.write_follower(runs_dir / "r1", "table")
     assert cli.main(["delete", "r1"]) == 2
     assert (runs_dir / "r1").is_dir()
 
@@ -150,3 +149,44 @@ def test_predict_writes_the_predictions(tmp_path: Path, suffix: str, capsys: pyt
 
 def test_predict_refuses_an_unknown_output_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["predict", str(tmp_path / "none.npz"), "moons", "-o", str(tmp_path / "p.txt")]) == 2
+
+
+def _saved_run(runs_dir: Path, run_id: str, status: str, costs: list[float]) -> None:
+    (runs_dir / run_id).mkdir()
+    run = {"pk": f"RUN#{run_id}", "sk": "RUN", "run_id": run_id, "status": status, "final_cost": costs[-1]}
+    epochs = [{"pk": f"RUN#{run_id}", "sk": f"EPOCH#{i:06d}", "epoch": i, "cost": c} for i, c in enumerate(costs)]
+    (runs_dir / run_id / "run.json").write_text(json.dumps({"run": run, "epochs": epochs}))
+
+
+def test_runs_lists_copies_and_interrupted_folders(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _saved_run(runs_dir, "r1", "SUCCEEDED", [0.7, 0.5])
+    (runs_dir / "r2").mkdir()
+    (runs_dir / "s1").mkdir()
+    (runs_dir / "s1" / "sweep.json").write_text(
+        json.dumps({"status": "ENDED", "summary": {"best_validation_accuracy": 0.9}})
+    )
+    assert cli.main(["runs", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (rows["r1"]["kind"], rows["r1"]["status"], rows["r1"]["epochs"], rows["r1"]["value"]) == (
+        "run",
+        "SUCCEEDED",
+        2,
+        0.5,
+    )
+    assert rows["r2"]["status"] == "INTERRUPTED"
+    assert (rows["s1"]["kind"], rows["s1"]["value"]) == ("sweep", 0.9)
+
+
+def test_status_says_where_it_read_and_shows_no_store_keys(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _saved_run(runs_dir, "r1", "SUCCEEDED", [0.7, 0.5])
+    assert cli.main(["status", "r1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["source"] == f"the local copy {runs_dir / 'r1' / 'run.json'}"
+    assert "pk" not in shown and "sk" not in shown
+
+
+def test_progress_of_a_running_run() -> None:
+    run = {"status": "RUNNING", "last_seq": 49, "total_steps": 200, "created_at": 100.0, "request": {"epochs": 40}}
+    epochs = [{"epoch": i, "cost": 1.0 / (i + 1)} for i in range(10)]
+    shown = workspace.progress(workspace.Record(run, epochs, "here"), now=105.0)
+    assert shown == {"percent": 25.0, "cost": 0.1, "epochs_per_s": 2.0, "eta_s": 15.0}

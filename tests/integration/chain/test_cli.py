@@ -193,3 +193,57 @@ def test_sweep_on_the_local_cloud_then_its_leaderboard_from_the_local_copy(tmp_p
     bad.write_text(json.dumps({"base": {"dataset": "moons"}, "space": {"optimizer": []}, "strategy": "grid"}))
     refused = _cli("sweep", str(bad), runs_dir=tmp_path)
     assert refused.returncode == 2 and "space.optimizer: an empty list of values" in refused.stderr
+
+
+def test_a_running_train_can_be_seen_and_cancelled_from_another_terminal(tmp_path) -> None:
+    """`lnn status` and `lnn cancel` reach the cloud of a `train` that another process follows."""
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataset": "moons", "seed": 1, **_long_moons()}))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
+    environment["LNN_RUNS_DIR"] = str(tmp_path)
+    train = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", str(request), "--json"],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = _followed_run(tmp_path, train)
+        shown = {}
+        for _ in range(600):  # until the chain has recorded a step
+            done = _cli("status", run_id, runs_dir=tmp_path)
+            assert done.returncode == 0, done.stderr
+            shown = json.loads(done.stdout)
+            if shown.get("percent"):
+                break
+        assert shown["status"] == "RUNNING" and 0 < shown["percent"] < 100
+        assert shown["source"].startswith("the local cloud of the train following it")
+        assert _cli("cancel", run_id, runs_dir=tmp_path).returncode == 0
+        out, err = train.communicate(timeout=300)
+    finally:
+        train.kill()
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "CANCELLED", err
+
+
+def _long_moons() -> dict:
+    return {
+        "neurons": {"layer1": 16, "layer2": 1},
+        "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+        "epochs": 100_000,
+        "learning_rate": 0.01,
+        "optimizer": "adam",
+        "batch_size": 64,
+    }
+
+
+def _followed_run(runs_dir: Path, train: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = [p.parent.name for p in runs_dir.glob("*/FOLLOWER")]
+        if found:
+            return found[0]
+        assert train.poll() is None, train.communicate()
+        time.sleep(0.1)
+    raise AssertionError("train never started following its run")
