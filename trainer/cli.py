@@ -418,6 +418,24 @@ def _write_predictions(path: Path, predictions: Any) -> str | None:
     return None
 
 
+def _export(args: argparse.Namespace) -> int:
+    """A run's model (its local copy, or a model file) as ONNX."""
+    from trainer import model_file, onnx_export
+
+    source = Path(args.run_id) if args.run_id.endswith(".npz") else RUNS_DIR / args.run_id / "model.npz"
+    if not source.is_file():
+        print(f"cannot export: no model at {source} (a run's model is there once it has SUCCEEDED)", file=sys.stderr)
+        return 2
+    activations, params, shift, scale = model_file.load(source)
+    onnx_export.write(str(args.onnx), activations, params, shift, scale)
+    print(
+        json.dumps(
+            {"model": str(source), "onnx": str(args.onnx), "inputs": "features", "outputs": ["probabilities", "class"]}
+        )
+    )
+    return 0
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -455,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", help=run_help)
     p = sub.add_parser("delete", help=f"delete the local copies of the runs or sweeps named ({RUNS_DIR}/ID)")
     p.add_argument("run_ids", nargs="+", metavar="ID", help="a run's or a sweep's id; every one is deleted or none")
+    p = sub.add_parser("export", help="write a run's model as ONNX (raw features in, probabilities and class out)")
+    p.add_argument("run_id", help=run_help + f"; or a model file ({RUNS_DIR}/RUN_ID/model.npz)")
+    p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
     p = sub.add_parser("plot", help="plot a run's loss curve")
     p.add_argument("run_id", help=run_help)
     p.add_argument("-o", "--output", default="loss.png", help="the image to write (default loss.png)")
@@ -503,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cancel(args)
         if args.command == "plot":
             return _plot(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "runs":
             return _runs(args)
         if args.command == "delete":

@@ -190,3 +190,34 @@ def test_progress_of_a_running_run() -> None:
     epochs = [{"epoch": i, "cost": 1.0 / (i + 1)} for i in range(10)]
     shown = workspace.progress(workspace.Record(run, epochs, "here"), now=105.0)
     assert shown == {"percent": 25.0, "cost": 0.1, "epochs_per_s": 2.0, "eta_s": 15.0}
+
+
+def test_export_writes_a_model_onnxruntime_runs_as_predict_does(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnxruntime
+
+    from trainer.data.builtin import BUILTIN
+
+    (runs_dir / "r1").mkdir()
+    np.savez(
+        runs_dir / "r1" / "model.npz",
+        W1=np.array([[1.0, -2.0]]),
+        b1=np.full((1, 1), 0.25),
+        activations=np.array(["sigmoid"]),
+        shift=np.zeros((2, 1)),
+        scale=np.ones((2, 1)),
+        dtype=np.array("float64"),
+    )
+    out = tmp_path / "model.onnx"
+    assert cli.main(["export", "r1", "--onnx", str(out)]) == 0
+    assert cli.main(["predict", str(runs_dir / "r1" / "model.npz"), "moons", "--show"]) == 0
+    predicted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"]
+    raw = BUILTIN["moons"]()["test_set_x"].astype(np.float64)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert session.run(["class"], {"features": raw.reshape(raw.shape[0], -1)})[0].tolist() == predicted
+
+
+def test_export_of_a_run_without_a_model_says_so(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["export", "nosuch", "--onnx", "x.onnx"]) == 2
+    assert "no model at" in capsys.readouterr().err
