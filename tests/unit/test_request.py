@@ -72,7 +72,7 @@ def test_non_finite_numbers_are_refused(value: float) -> None:
 def test_a_problem_inside_a_nested_object_names_its_path(early_stopping: dict, problem: str) -> None:
     from trainer.sweep import space
 
-    payload = {"base": {}, "space": {}, "strategy": "grid", "early_stopping": early_stopping}
+    payload = {"base": GOOD, "space": {"optimizer": ["gd"]}, "strategy": "grid", "early_stopping": early_stopping}
     assert space.parse(payload) == (None, [problem])
 
 

@@ -142,3 +142,32 @@ def test_validation_split_is_seeded_and_from_the_training_set_only() -> None:
 def test_a_split_that_leaves_a_side_empty_is_refused(fraction) -> None:
     with pytest.raises(SplitError, match="each needs at least one"):
         validation_indices(50, fraction, 1)
+
+
+def test_every_problem_of_a_sweep_comes_in_one_round() -> None:
+    # A field's own problem and the space's problems used to come back one round after the other.
+    _, problems = space.parse(request(max_concurrency=0, space={"dataset": ["a"], "l2": {"normal": [0, 1]}}))
+    assert any(p.startswith("max_concurrency:") for p in problems)
+    assert any(p.startswith("space.dataset: cannot be searched") for p in problems)
+    assert any(p.startswith("space.l2: 'normal' is not a distribution") for p in problems)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_random_sweep_is_refused_for_a_value_it_might_not_draw(seed: int) -> None:
+    # One trial draws one of three optimizers; whichever it draws, the bad one is named.
+    sweep = request(trials=1, seed=seed, space={"optimizer": ["gd", "adam", "sgd2"]})
+    _, problems = space.parse(sweep)
+    assert problems == ["space.optimizer: value 'sgd2': optimizer: must be one of 'gd', 'momentum', 'adam', got 'sgd2'"]
+
+
+def test_each_end_of_a_random_distribution_must_be_valid() -> None:
+    _, problems = space.parse(request(space={"learning_rate": {"uniform": [0.001, 50.0]}}))
+    assert len(problems) == 1 and problems[0].startswith("space.learning_rate: value 50.0: learning_rate:")
+
+
+def test_the_base_requests_problems_come_with_the_sweeps_own() -> None:
+    base = {k: v for k, v in BASE.items() if k != "learning_rate"} | {"epoch": 3}
+    _, problems = space.parse(request(trials=None, base=base, space={"learning_rate": [0.1]}))
+    assert "trials: a random sweep needs the number of trials" in problems
+    assert "base.epoch: unknown field (did you mean 'epochs'?)" in problems
+    assert not any(p.startswith("base.learning_rate") for p in problems)  # the space supplies it

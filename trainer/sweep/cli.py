@@ -99,13 +99,14 @@ def _load(sweep_id: str, runs_dir: Path) -> dict[str, Any]:
 
 def _print_board(status: dict[str, Any]) -> None:
     print(f"sweep {status['sweep_id']}: {status['status']}; trials by state: {json.dumps(status['by_state'])}")
-    print(f"{'rank':>4}  {'trial':>5}  {'state':<9}  {'val acc':>7}  {'epochs':>6}  {'time s':>7}  parameters")
+    # Compute seconds, as the footer's total counts them (a trial's wall time includes its waits).
+    print(f"{'rank':>4}  {'trial':>5}  {'state':<11}  {'val acc':>7}  {'epochs':>6}  {'compute s':>9}  parameters")
     for row in status["leaderboard"]:
         accuracy = "-" if row["validation_accuracy"] is None else f"{row['validation_accuracy']:.4f}"
-        seconds = "-" if row["time_s"] is None else f"{row['time_s']:.1f}"
+        rank = "-" if row.get("rank") is None else row["rank"]
         print(
-            f"{row['rank']:>4}  {row['trial']:>5}  {row['state']:<9}  {accuracy:>7}  {row['epochs_run']:>6}  "
-            f"{seconds:>7}  {space.describe(row['params'])}"
+            f"{rank:>4}  {row['trial']:>5}  {row['state']:<11}  {accuracy:>7}  {row['epochs_run']:>6}  "
+            f"{row['compute_s']:>9.1f}  {space.describe(row['params'])}"
         )
     summary = status.get("summary")
     if summary and "best_trial" in summary:
@@ -140,13 +141,16 @@ def _plot(args: Any, runs_dir: Path, _: Any) -> int:
     for row in rows:
         epochs = list(range(1, len(row["curve"]) + 1))
         stopped = row["state"] == RunStatus.STOPPED
-        (line,) = ax.plot(epochs, row["curve"], alpha=0.45 if stopped else 0.9, lw=1 if stopped else 1.6)
+        label = f"#{row['rank']} trial {row['trial']}: {space.describe(row['params'])}"
+        (line,) = ax.plot(epochs, row["curve"], alpha=0.45 if stopped else 0.9, lw=1 if stopped else 1.6, label=label)
         if stopped:
             ax.plot(epochs[-1], row["curve"][-1], "x", color=line.get_color(), ms=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"LNN sweep {args.sweep_id}: {len(rows)} trials (x: stopped early)")
     ax.grid(alpha=0.3)
+    # In the leaderboard's order, so the legend reads as the board does.
+    ax.legend(fontsize="small", loc="best", ncol=1 if len(rows) <= 12 else 2)
     fig.tight_layout()
     fig.savefig(args.output)
     print(f"wrote {args.output}")

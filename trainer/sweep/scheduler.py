@@ -57,6 +57,9 @@ def best_model_key(sweep_id: str) -> str:
     return f"models/{sweep_id}/best.npz"
 
 
+NOT_STARTED = "NOT_STARTED"  # a cancelled sweep's trial that never started
+
+
 @dataclass(frozen=True)
 class Checked:
     """A sweep that passed every check, with what its launch writes."""
@@ -398,15 +401,23 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
         row["time_s"] = round(float(run.get("updated_at", 0)) - float(run.get("created_at", 0)), 3)
         rows.append(row)
     rows.sort(key=lambda r: (r["validation_accuracy"] is None, -(r["validation_accuracy"] or 0.0), r["trial"]))
-    for rank, row in enumerate(rows, 1):
+    ranked = [r for r in rows if r["state"] != "PENDING"]
+    waiting = [r for r in rows if r["state"] == "PENDING"]
+    for rank, row in enumerate(ranked, 1):
         row["rank"] = rank
-    return rows
+    for row in waiting:  # a trial that never started has no place in the ranking
+        row["rank"] = None
+    return ranked + waiting
 
 
 def status(svc: Any, sweep_id: str) -> dict[str, Any]:
     sweep = svc.run_store.get_sweep(sweep_id)
     rows = leaderboard(svc, sweep_id)
     out = {k: sweep.get(k) for k in ("sweep_id", "status", "trials", "max_concurrency", "metric", "ended")}
+    if sweep.get("status") == SweepStatus.CANCELLED:
+        for row in rows:  # they will not start now: say so, instead of "pending"
+            if row["state"] == "PENDING":
+                row["state"] = NOT_STARTED
     out["by_state"] = _by_state(rows)
     out["leaderboard"] = rows
     if sweep.get("summary"):

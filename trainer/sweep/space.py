@@ -97,16 +97,23 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
     if not isinstance(payload, dict):
         return None, [f"request: must be a JSON object, got {type(payload).__name__}"]
     problems = schema.problems(payload, SweepRequest, {"sweep_id": request_mod.id_check(SWEEP_ID_LONGEST)})
-    if problems:
-        return None, problems
-    sweep = schema.convert(payload, SweepRequest)
-    problems += [f"base.{k}: {why}" for k, why in NOT_IN_BASE.items() if k in sweep.base]
-    if not sweep.space:
-        problems.append("space: no dimension to search")
-    for key, values in sweep.space.items():
-        problems += _dimension_problems(key, values, sweep.strategy)
-    if sweep.strategy == "random" and sweep.trials is None:
+    # The space and base are read as far as they can be, so that one round names every problem.
+    base, dimensions = payload.get("base"), payload.get("space")
+    strategy = payload.get("strategy") if payload.get("strategy") in ("grid", "random") else "random"
+    if isinstance(base, dict):
+        problems += [f"base.{k}: {why}" for k, why in NOT_IN_BASE.items() if k in base]
+    if isinstance(dimensions, dict):
+        if not dimensions:
+            problems.append("space: no dimension to search")
+        for key, values in dimensions.items():
+            problems += _dimension_problems(key, values, strategy)
+    if payload.get("strategy") == "random" and payload.get("trials") is None:
         problems.append("trials: a random sweep needs the number of trials")
+    if problems:
+        return None, problems + _base_problems(base, dimensions)
+    sweep = schema.convert(payload, SweepRequest)
+    if sweep.strategy == "random":
+        problems += value_problems(sweep)
     if sweep.strategy == "grid" and not problems:
         size = math.prod(len(v) for v in sweep.space.values())
         if sweep.trials is not None and sweep.trials != size:
@@ -114,6 +121,30 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
         if size > MAX_TRIALS:
             problems.append(f"space: the grid has {size} points, more than {MAX_TRIALS}")
     return (sweep if not problems else None), problems
+
+
+def _base_problems(base: Any, dimensions: Any) -> list[str]:
+    """The base request's own problems, found now rather than in a second round; a field the
+    space supplies is not missing from the base."""
+    if not isinstance(base, dict):
+        return []
+    searched = {str(k).partition(".")[0] for k in dimensions} if isinstance(dimensions, dict) else set()
+    _, problems = request_mod.parse(base)
+    return [f"base.{p}" for p in problems if p.partition(":")[0].partition(".")[0] not in searched]
+
+
+def value_problems(sweep: SweepRequest) -> list[str]:
+    """A random sweep draws only some of its values; each one it could draw must be valid, or
+    whether the sweep is refused would depend on the seed. Each listed value, and each end of a
+    distribution, is put into the base alone; what that adds to the base's own problems is its own."""
+    _, of_base = request_mod.parse(sweep.base)
+    found = []
+    for key, values in sweep.space.items():
+        candidates = values if isinstance(values, list) else next(iter(values.values()))
+        for value in candidates:
+            _, problems = request_mod.parse(trial_request(sweep.base, {key: value}))
+            found += [f"space.{key}: value {value!r}: {p}" for p in problems if p not in of_base]
+    return found
 
 
 def _sample(rng: random.Random, values: Any) -> Any:

@@ -159,7 +159,9 @@ def test_cancel_stops_the_sweep_and_its_trials(stack) -> None:
     deliver(stack)
     status = scheduler.status(stack.services, "to-cancel")
     assert status["status"] == SweepStatus.CANCELLED
-    assert status["by_state"] == {"CANCELLED": 2, "PENDING": 4}
+    assert status["by_state"] == {"CANCELLED": 2, "NOT_STARTED": 4}
+    # Trials that never started are listed last and not ranked.
+    assert [r["rank"] for r in status["leaderboard"]] == [1, 2, None, None, None, None]
     again = stack.launch({"action": "cancel", "sweep_id": "to-cancel"})
     assert again["status"] == SweepStatus.CANCELLED and again["trials_cancelled"] == []
     kinds = [m["kind"] for m in drain_queue(topic_queue)]
