@@ -85,7 +85,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     from trainer.local import cloud_runner, runner
 
     started = time.monotonic()
-    with cloud_runner.cloud_session() as session:
+    with cloud_runner.cloud_session(attach=True) as session:
         try:
             launched = cloud_runner.invoke_launch(session, cloud_runner.stage_dataset(session, payload))
         except cloud_runner.LaunchRefused as exc:
@@ -134,6 +134,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         "test_accuracy": run.get("test_accuracy"),
         "duration_s": round(time.monotonic() - started, 3),
     }
+    if record.get("model_path"):
+        summary["model"] = record["model_path"]
     if not as_json:
         print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
         if run["status"] == RunStatus.SUCCEEDED:
@@ -212,7 +214,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not (run_dir / "run.json").is_file():
         raise RunNotFound(f"no run {args.run_id!r} in {RUNS_DIR} (set LAUNCH_FUNCTION_ARN to resume on AWS)")
     started = time.monotonic()
-    with cloud_runner.cloud_session() as session:
+    with cloud_runner.cloud_session(attach=True) as session:
         # The saved run goes into the new stack's table and cache; LaunchLambda resumes it, as on AWS.
         run_id = runner.restore_run(session, run_dir)
         try:
@@ -302,6 +304,7 @@ def _status(args: argparse.Namespace) -> int:
                 "failure_reason",
                 "failed_step",
                 "model_uri",
+                "model",
             )
         }
         shown["status"] = lifecycle.effective_status(run, args.stall_after)

@@ -107,7 +107,12 @@ def _local(run_dir: Path) -> Record | None:
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    return Record(_public(saved["run"]), [_public(e) for e in saved["epochs"]], f"the local copy {path}")
+    run = _public(saved["run"])
+    # The copy outlives the cloud it came from: point at the model beside it, not at that cloud's bucket.
+    run.pop("model_uri", None)
+    if (run_dir / "model.npz").is_file():
+        run["model"] = str(run_dir / "model.npz")
+    return Record(run, [_public(e) for e in saved["epochs"]], f"the local copy {path}")
 
 
 def progress(record: Record, now: float | None = None) -> dict[str, Any]:

@@ -19,6 +19,12 @@ from tests.small_run import REQUEST
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 
 
+def running_pid(pid: int) -> bool:
+    from trainer.local.children import running
+
+    return running(pid)
+
+
 def user_env(cloud_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LNN_")) and k != "TABLE_NAME"}
     env["LNN_CLOUD_DIR"] = str(cloud_dir)
@@ -113,6 +119,25 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
         assert status["model_uri"].endswith(f"/models/{run_id}/model.npz")
         predicted = json.loads(run([PYTHON, "-m", "trainer", "predict", str(tmp_path / "model.npz"), "moons"], cli))
         assert predicted["accuracy"] == pytest.approx(status["test_accuracy"])
+        seen |= descendants(cloud_pid)
+
+        # `lnn train` uses the cloud that is up, says so, and `lnn status` (TABLE_NAME) reads its run there.
+        trained = subprocess.run(
+            ["lnn", "train", str(tmp_path / "request.json"), "--json"],
+            cwd=tmp_path,
+            env={**cli, "LNN_RUNS_DIR": str(tmp_path / "runs")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert trained.returncode == 0, trained.stderr
+        assert f"(cloud: the `make up` cloud at {exports['AWS_ENDPOINT_URL']})" in trained.stderr
+        trained_id = json.loads(trained.stdout.strip().splitlines()[-1])["run_id"]
+        shown = json.loads(run(["lnn", "status", trained_id], cli))
+        assert shown["status"] == "SUCCEEDED" and shown["source"] == f"DynamoDB table {exports['TABLE_NAME']}"
+        listed = json.loads(run(["lnn", "runs", "--json"], {**cli, "LNN_RUNS_DIR": str(tmp_path / "runs")}))
+        assert {run_id, trained_id} <= {row["id"] for row in listed if row["where"] == exports["TABLE_NAME"]}
+        assert running_pid(cloud_pid), "the `make up` cloud must outlive a train that used it"
         seen |= descendants(cloud_pid)
     finally:
         run(["make", "-s", "down"], env)

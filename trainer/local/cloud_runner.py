@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ class LaunchRefused(ValueError):
 
 @dataclass
 class CloudSession:
-    cloud: CloudProcess
+    cloud: CloudProcess | None  # None: the `make up` cloud, which outlives the session
     env: dict[str, str]  # what provision_stack returned: names of the stack's resources
     services: services_mod.Services  # this process's own adapters (reading the run, exporting it)
 
@@ -52,9 +53,16 @@ class CloudSession:
 
 
 @contextmanager
-def aws_environment(endpoint_url: str, region: str = "us-east-1") -> Iterator[dict[str, str]]:
+def aws_environment(
+    endpoint_url: str, region: str = "us-east-1", credentials: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
     """Point this process's AWS clients at the local cloud; restored afterwards."""
-    values = {"AWS_ENDPOINT_URL": endpoint_url, **LOCAL_CREDENTIALS, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    values = {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        **(credentials or LOCAL_CREDENTIALS),
+        "AWS_REGION": region,
+        "AWS_DEFAULT_REGION": region,
+    }
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -89,8 +97,27 @@ def session_services(env: dict[str, str], ca_file: str) -> services_mod.Services
 
 
 @contextmanager
-def cloud_session(cloud_args: tuple[str, ...] = (), log_path: Path | None = None) -> Iterator[CloudSession]:
-    """A local cloud child process with the stack provisioned in it; everything stops at the end."""
+def cloud_session(
+    cloud_args: tuple[str, ...] = (), log_path: Path | None = None, attach: bool = False
+) -> Iterator[CloudSession]:
+    """With `attach`, the `make up` cloud when it is up (it stays up); otherwise a local cloud child
+    process with the stack provisioned in it, everything stopped at the end. Says which on stderr."""
+    from trainer.local import up
+
+    state = up.current() if attach else None
+    if state is not None:
+        print(f"(cloud: the `make up` cloud at {state['endpoint_url']})", file=sys.stderr)
+        reach = up.exports(state)
+        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        with aws_environment(state["endpoint_url"], reach["AWS_REGION"], {k: reach[k] for k in keys}):
+            env = state["stack"]
+            services = session_services(env, str(up.STATE_DIR / "work" / "elasticache-ca.pem"))
+            yield CloudSession(cloud=None, env=env, services=services)
+        return
+    if attach:
+        print(
+            "(cloud: a local cloud for this command, stopped at its end; `make up` keeps one running)", file=sys.stderr
+        )
     with CloudProcess(args=cloud_args, log_path=log_path) as cloud, aws_environment(cloud.endpoint_url):
         env = provision_stack(
             f"lnn-{secrets.token_hex(3)}", trainer_memory_mb=int(os.environ.get("TRAINER_MEMORY_MB", "10240"))

@@ -41,9 +41,17 @@ def exports(state: dict) -> dict[str, str]:
     }
 
 
-def up() -> int:
+def current() -> dict | None:
+    """The `make up` cloud's state while it is up; None when it is not."""
     state_file = STATE_DIR / "state.json"
-    if state_file.exists() and running(json.loads(state_file.read_text())["pid"]):
+    if not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    return state if running(state["pid"]) else None
+
+
+def up() -> int:
+    if current() is not None:
         print(
             f"the local cloud is up already (`make down` stops it); exports in {STATE_DIR / 'env.sh'}", file=sys.stderr
         )
@@ -84,7 +92,7 @@ def up() -> int:
     with aws_environment(ready["endpoint_url"], REGION):
         stack = provision_stack(f"lnn-{secrets.token_hex(3)}")
     state = {"pid": process.pid, "endpoint_url": ready["endpoint_url"], "stack": stack}
-    state_file.write_text(json.dumps(state, indent=1))
+    (STATE_DIR / "state.json").write_text(json.dumps(state, indent=1))
     text = "".join(f"export {k}={v}\n" for k, v in exports(state).items())
     (STATE_DIR / "env.sh").write_text(text)
     print(f"# the local cloud is up (pid {process.pid}); `make down` stops it. Exports:", file=sys.stderr)

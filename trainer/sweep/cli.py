@@ -45,7 +45,7 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
     from trainer.local import cloud_runner
 
     started = time.monotonic()
-    with cloud_runner.cloud_session() as session:
+    with cloud_runner.cloud_session(attach=True) as session:
         base = payload.get("base")
         if isinstance(base, dict):
             payload = {**payload, "base": cloud_runner.stage_dataset(session, base)}
@@ -71,10 +71,13 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
             time.sleep(POLL_S)
         marker.unlink(missing_ok=True)
         current["duration_s"] = round(time.monotonic() - started, 3)
-        (folder / "sweep.json").write_text(json.dumps(current, indent=1, default=str))
         best = current.get("summary", {}).get("best_run_id")
         if best:
             (folder / "best.npz").write_bytes(session.services.blob_store.get(scheduler.best_model_key(sweep_id)))
+            # The copy outlives this cloud's bucket: it names the model beside it.
+            current["summary"].pop("best_model_uri", None)
+            current["summary"]["best_model"] = str(folder / "best.npz")
+        (folder / "sweep.json").write_text(json.dumps(current, indent=1, default=str))
     if as_json:
         print(json.dumps({k: v for k, v in current.items() if k != "leaderboard"}, default=str))
     else:

@@ -54,7 +54,9 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_train_prints_one_json_summary_last(trained) -> None:
     _, summary = trained
-    assert set(summary) == {"run_id", "status", "epochs", "final_cost", "train_accuracy", "test_accuracy", "duration_s"}
+    keys = {"run_id", "status", "epochs", "final_cost", "train_accuracy", "test_accuracy", "duration_s", "model"}
+    assert set(summary) == keys
+    assert Path(summary["model"]).is_file()
     assert summary["status"] == "SUCCEEDED" and summary["epochs"] == 40
     assert summary["test_accuracy"] > 0.5  # three classes: chance is a third
 
@@ -66,6 +68,8 @@ def test_status_reads_the_run_back(trained) -> None:
     status = json.loads(done.stdout)
     assert status["status"] == "SUCCEEDED" and status["epochs_recorded"] == 40
     assert status["final_cost"] == pytest.approx(summary["final_cost"])
+    # The local copy names the model beside it, not the bucket of a cloud that is gone.
+    assert status["model"] == summary["model"] and "model_uri" not in status
 
 
 def test_plot_writes_a_png(trained, tmp_path) -> None:
@@ -184,6 +188,8 @@ def test_sweep_on_the_local_cloud_then_its_leaderboard_from_the_local_copy(tmp_p
     shown = _cli("sweep", "status", "cli-sweep", "--json", runs_dir=tmp_path)
     status = json.loads(shown.stdout)
     assert [row["rank"] for row in status["leaderboard"]] == [1, 2, 3, 4]
+    assert status["summary"]["best_model"] == str(tmp_path / "cli-sweep" / "best.npz")
+    assert "best_model_uri" not in status["summary"]  # the bucket of a cloud that is gone
     assert sum(status["by_state"].values()) == 4 and set(status["by_state"]) <= {"SUCCEEDED", "STOPPED"}
     accuracies = [row["validation_accuracy"] for row in status["leaderboard"]]
     assert accuracies == sorted(accuracies, reverse=True)
