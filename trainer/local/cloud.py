@@ -256,7 +256,12 @@ class LocalCloud:
         elif path == "/_lnn/idle" and method == "GET":
             body = {"idle": self.service.idle()}
         elif path == "/_lnn/chaos" and method == "POST":
-            self.service.set_chaos(Chaos(**self._body(environ)))
+            try:
+                chaos = Chaos(**self._body(environ))
+            except (TypeError, ValueError) as exc:  # an unknown setting or host kind: nothing changes
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [json.dumps({"message": f"chaos settings refused: {exc}"}).encode()]
+            self.service.set_chaos(chaos)
             body = asdict(self.service.chaos)
         elif path == "/_lnn/faults" and method == "POST":
             self.faults.set_plan(FaultPlan(**self._body(environ)))
