@@ -48,9 +48,14 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
     condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
       "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
-      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S",
+      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES",
     ])])
-    error_message = "both functions must carry exactly the environment the Python code reads"
+    error_message = "both functions must carry exactly the environment the Python code and its BLAS read"
+  }
+
+  assert {
+    condition     = alltrue([for f in aws_lambda_function.this : f.environment[0].variables["OPENBLAS_CORETYPE"] == "Haswell"])
+    error_message = "on x86_64 both functions must pin OpenBLAS's Haswell kernel (the same bits on every host)"
   }
 
   assert {

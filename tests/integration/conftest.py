@@ -23,6 +23,7 @@ from imageenv import ImageEnv, build
 
 from trainer.local.children import running
 from trainer.local.cloud import CloudProcess
+from trainer.local.fleet import PINNED_X86_64
 from trainer.local.provision import provision_stack
 
 RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the tests do not
@@ -202,3 +203,16 @@ def messages_by_run(cloud_env: dict[str, str], url: str) -> dict[str, dict[str, 
             by_run.setdefault(body["run_id"], {}).setdefault(body["kind"], []).append(body.get("epoch"))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return by_run
+
+
+# A mixed fleet as Lambda's x86_64 fleet has one (trainer.local.fleet): Intel hosts with and
+# without AVX-512, and AMD hosts. Without the functions' pin, SkylakeX and Haswell alone give the
+# tests' networks different weights.
+FLEET = ("SkylakeX", "Haswell", "Zen")
+
+
+def assert_ran_pinned_on_a_mixed_fleet(stats: dict[str, Any]) -> None:
+    """The environments started on at least two kinds of host, and every one ran the functions'
+    pinned kernel (the Lambda service's counts)."""
+    assert len(stats["hosts"]) >= 2, stats["hosts"]
+    assert set(stats["kernels"]) == {PINNED_X86_64["OPENBLAS_CORETYPE"]}, stats["kernels"]

@@ -1,6 +1,7 @@
 """A training chain through the Lambda service in chaos mode: every hand-off delivered twice to
 different execution environments at nearly the same moment, environments killed in the middle of
-invocations and the events retried as Lambda retries them, copies delayed and reordered."""
+invocations and the events retried as Lambda retries them, copies delayed and reordered, and the
+new environments placed on a mixed fleet of hosts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 
 import numpy as np
 
-from tests.integration.conftest import aws, invoke, wait_for_status
+from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, invoke, wait_for_status
 from trainer.local.lambda_service import Chaos
 
 REQUEST = {
@@ -47,12 +48,13 @@ def test_a_chain_under_chaos_ends_with_the_undisturbed_weights(cloud, cloud_env,
     calm, calm_stats = train(cloud, cloud_env, stack, "calm-run", Chaos())
     assert calm["status"] == "SUCCEEDED", calm
     assert calm_stats["duplicate_copies"] == 0 and calm_stats["kills"] == 0
-    chaos = Chaos(seed=11, duplicates=2, kill_probability=0.15, kill_window_s=0.03, max_delay_s=0.02)
+    chaos = Chaos(seed=11, duplicates=2, kill_probability=0.15, kill_window_s=0.03, max_delay_s=0.02, hosts=FLEET)
     stormy, stats = train(cloud, cloud_env, stack, "stormy-run", chaos)
     print(f"\n[chaos chain] {json.dumps({k: v for k, v in stats.items() if k != 'chaos'})}")
     assert stormy["status"] == "SUCCEEDED", stormy
     assert stats["duplicate_copies"] == stats["events_accepted"] and stats["overlapping_deliveries"] > 0
     assert stats["kills"] > 0 and stats["retries"] > 0
+    assert_ran_pinned_on_a_mixed_fleet(stats)
     expected, got = trained_weights(cloud_env, stack, "calm-run"), trained_weights(cloud_env, stack, "stormy-run")
     assert expected.keys() == got.keys() and expected
     for name in expected:

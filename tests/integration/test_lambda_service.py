@@ -28,6 +28,7 @@ from tests.integration.conftest import (
 )
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import aws_environment
+from trainer.local.fleet import PINNED_X86_64
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
 
@@ -404,3 +405,44 @@ def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_im
         assert still_running(children) == []
     finally:
         process.stop()
+
+
+def test_a_mixed_fleet_gives_new_environments_other_kernels_unless_the_function_pins_one(cloud, cloud_env) -> None:
+    """Chaos.hosts places each new environment on the next kind of host: without a pin the
+    environments run different OpenBLAS kernels (as OpenBLAS reports) with different bits for the
+    cat benchmark's products; with the functions' pin (fleet.PINNED_X86_64) every one runs the
+    pinned kernel and gives the same bits."""
+    hosts = ("SkylakeX", "Haswell", "Sandybridge")
+    lam = aws("lambda", cloud_env)
+    seen: dict[str, list[tuple[str, str]]] = {}
+    try:
+        cloud.reset_stats()
+        cloud.set_chaos(Chaos(seed=5, hosts=hosts))
+        for pinned in (False, True):
+            name = make_function(cloud_env, "blas", timeout=60, env=PINNED_X86_64 if pinned else {}, memory=1024)
+            for n in range(len(hosts)):
+                _, body = invoke(cloud_env, name, {})
+                seen.setdefault(str(pinned), []).append((body["kernel"], body["bits"]))
+                # A changed configuration retires the warm environment: the next one is a new
+                # environment, on the next host.
+                variables = {**(PINNED_X86_64 if pinned else {}), "ROUND": str(n)}
+                lam.update_function_configuration(FunctionName=name, Environment={"Variables": variables})
+        stats = cloud.stats()
+    finally:
+        cloud.set_chaos(Chaos())
+    unpinned, pinned_runs = seen["False"], seen["True"]
+    assert sorted(kernel for kernel, _ in unpinned) == sorted(hosts)
+    assert len({bits for _, bits in unpinned}) == len(hosts)  # three kernels, three results
+    assert {kernel for kernel, _ in pinned_runs} == {"Haswell"}
+    assert len({bits for _, bits in pinned_runs}) == 1
+    assert stats["hosts"] == dict.fromkeys(hosts, 2)
+    assert stats["kernels"] == {"SkylakeX": 1, "Haswell": 4, "Sandybridge": 1}
+
+
+def test_a_fleet_of_unknown_hosts_is_refused(cloud) -> None:
+    with pytest.raises(ValueError, match=r"unknown host kind\(s\) \['Pentium'\]"):
+        Chaos(hosts=("Haswell", "Pentium"))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cloud._call("/_lnn/chaos", {"hosts": ["Pentium"]})
+    assert refused.value.code == 400 and "Pentium" in json.loads(refused.value.read())["message"]
+    assert cloud.stats()["chaos"]["hosts"] == []

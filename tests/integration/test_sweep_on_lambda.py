@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import assert_sent_once, invoke, messages_by_run
+from tests.integration.conftest import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    assert_sent_once,
+    invoke,
+    messages_by_run,
+)
 from trainer.local.lambda_service import Chaos
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
@@ -77,10 +83,11 @@ def _figures(status: dict[str, Any]) -> list[tuple]:
 
 def test_a_sweep_under_chaos_ends_as_the_calm_one(cloud, cloud_env, sweep_env) -> None:
     calm, _ = _sweep(cloud, cloud_env, sweep_env, sweep_request("calm"), Chaos())
-    chaos = Chaos(seed=31, duplicates=2, kill_probability=0.1, kill_window_s=0.03, max_delay_s=0.02)
+    chaos = Chaos(seed=31, duplicates=2, kill_probability=0.1, kill_window_s=0.03, max_delay_s=0.02, hosts=FLEET)
     stormy, stats = _sweep(cloud, cloud_env, sweep_env, sweep_request("stormy"), chaos)
     print(f"\n[sweep under chaos] {json.dumps({k: v for k, v in stats.items() if k != 'chaos'})}")
     assert stats["overlapping_deliveries"] > 0 and stats["kills"] > 0
+    assert_ran_pinned_on_a_mixed_fleet(stats)
     assert calm["status"] == stormy["status"] == "ENDED"
     assert _figures(stormy) == _figures(calm)
     assert stormy["by_state"] == {"SUCCEEDED": 5}

@@ -11,6 +11,10 @@ One process serves:
   function's execution environments);
 - /_lnn/stats (GET), /_lnn/chaos (POST, JSON of lambda_service.Chaos), /_lnn/reset-stats (POST),
   /_lnn/idle (GET): the service's counters and controls, for tests;
+- /_lnn/replace-node (POST {"replication_group_id", "delay_s"}), /_lnn/nodes (GET): ElastiCache's
+  node replacement (trainer.local.elasticache): the group's redis-server is killed and, after the
+  delay, a new one answers at the same endpoint with empty memory; a server that dies on its own
+  is replaced too. The nodes are also under "elasticache" in /_lnn/stats;
 - /_lnn/faults (POST, JSON of faults.FaultPlan; GET for its counts): AWS-side faults, a seeded
   fraction of the functions' DynamoDB, SNS and S3 requests answered with AWS's throttling and
   internal errors (trainer.local.faults). Their counts are also under "aws_faults" in /_lnn/stats.
@@ -132,6 +136,7 @@ class LocalCloud:
         chaos: Chaos | None = None,
         retry_delay_s: float = 1.0,
         concurrency: int = 8,
+        node_replacement_delay_s: float = 1.0,
     ) -> None:
         self.port = port
         self.endpoint_url = f"http://127.0.0.1:{port}"
@@ -140,6 +145,7 @@ class LocalCloud:
         self.chaos = chaos
         self.retry_delay_s = retry_delay_s
         self.concurrency = concurrency
+        self.node_replacement_delay_s = node_replacement_delay_s
         self.service: LambdaService | None = None
         self.elasticache = None
         self.faults = FaultInjector()
@@ -154,7 +160,7 @@ class LocalCloud:
         from trainer.local.moto_patched import apply_patches
 
         apply_patches()
-        self.elasticache = LocalElastiCache(self.workdir / "elasticache-ca.pem")
+        self.elasticache = LocalElastiCache(self.workdir / "elasticache-ca.pem", self.node_replacement_delay_s)
         self.elasticache.patch_moto()
         moto_app = DomainDispatcherApplication(create_backend_app)
         cloud_env = {
@@ -242,11 +248,20 @@ class LocalCloud:
     def _control(self, path: str, method: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         assert self.service is not None
         if path == "/_lnn/stats" and method == "GET":
-            body: Any = {**self.service.snapshot(), "aws_faults": self.faults.snapshot()}
+            body: Any = {
+                **self.service.snapshot(),
+                "aws_faults": self.faults.snapshot(),
+                "elasticache": self.elasticache.nodes() if self.elasticache else {},
+            }
         elif path == "/_lnn/idle" and method == "GET":
             body = {"idle": self.service.idle()}
         elif path == "/_lnn/chaos" and method == "POST":
-            self.service.set_chaos(Chaos(**self._body(environ)))
+            try:
+                chaos = Chaos(**self._body(environ))
+            except (TypeError, ValueError) as exc:  # an unknown setting or host kind: nothing changes
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [json.dumps({"message": f"chaos settings refused: {exc}"}).encode()]
+            self.service.set_chaos(chaos)
             body = asdict(self.service.chaos)
         elif path == "/_lnn/faults" and method == "POST":
             self.faults.set_plan(FaultPlan(**self._body(environ)))
@@ -271,6 +286,19 @@ class LocalCloud:
             except KeyError:
                 start_response("404 Not Found", [("Content-Type", "application/json")])
                 return [json.dumps({"message": f"no held event {request.get('request_id')!r}"}).encode()]
+        elif path == "/_lnn/nodes" and method == "GET" and self.elasticache is not None:
+            body = self.elasticache.nodes()
+        elif path == "/_lnn/replace-node" and method == "POST" and self.elasticache is not None:
+            request = self._body(environ)
+            group_id = str(request.get("replication_group_id", ""))
+            try:
+                body = self.elasticache.replace_node(group_id, request.get("delay_s"))
+            except KeyError:
+                start_response("404 Not Found", [("Content-Type", "application/json")])
+                return [json.dumps({"message": f"no replication group {group_id!r}"}).encode()]
+            except ValueError as exc:
+                start_response("400 Bad Request", [("Content-Type", "application/json")])
+                return [json.dumps({"message": str(exc)}).encode()]
         elif path == "/_lnn/reset-stats" and method == "POST":
             self.service.reset_stats()
             self.faults.reset_stats()
@@ -320,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="logs and the CA bundle (default: a temporary folder)")
     parser.add_argument("--concurrency", type=int, default=8, help="account concurrency limit")
     parser.add_argument("--retry-delay", type=float, default=1.0, help="seconds before an async retry")
+    parser.add_argument(
+        "--node-replacement-delay", type=float, default=1.0, help="seconds before a dead cache node is replaced"
+    )
     parser.add_argument("--chaos", type=str, default=None, help="chaos settings as JSON (lambda_service.Chaos)")
     parser.add_argument("--ready-file", type=Path, help="also write the ready line here (for a detached start)")
     args = parser.parse_args(argv)
@@ -331,7 +362,15 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request would drown the logs
-    cloud = LocalCloud(args.port or free_port(), runtime, workdir, chaos, args.retry_delay, args.concurrency)
+    cloud = LocalCloud(
+        args.port or free_port(),
+        runtime,
+        workdir,
+        chaos,
+        args.retry_delay,
+        args.concurrency,
+        args.node_replacement_delay,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -418,6 +457,33 @@ class CloudProcess:
 
     def reset_stats(self) -> None:
         self._call("/_lnn/reset-stats", {})
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Each replication group's node: status, endpoint, pid, replacements so far."""
+        return self._call("/_lnn/nodes")
+
+    def replace_node(
+        self, replication_group_id: str, delay_s: float | None = None, wait: bool = True, timeout_s: float = 60
+    ) -> dict[str, Any]:
+        """Kill the group's node, as a failed ElastiCache node; with `wait`, return once its
+        replacement (same endpoint, empty memory) answers."""
+        before = self.nodes()[replication_group_id]["replacements"]
+        request: dict[str, Any] = {"replication_group_id": replication_group_id}
+        if delay_s is not None:
+            request["delay_s"] = delay_s
+        node = self._call("/_lnn/replace-node", request)
+        return self.wait_node_replaced(replication_group_id, before + 1, timeout_s) if wait else node
+
+    def wait_node_replaced(self, replication_group_id: str, replacements: int, timeout_s: float = 60) -> dict[str, Any]:
+        """Wait until the group's node is available after `replacements` replacements in all."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            node = self.nodes()[replication_group_id]
+            if node["status"] == "available" and node["replacements"] >= replacements:
+                return node
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{replication_group_id}'s node was not replaced within {timeout_s:.0f} s: {node}")
+            time.sleep(0.05)
 
     def idle(self) -> bool:
         """Nothing queued and nothing in flight in the Lambda service."""

@@ -14,12 +14,20 @@ ElastiCache's default group, whose `maxmemory-policy` is volatile-lru -- so what
 observable on the server. DeleteReplicationGroup stops it. Each server has its own throwaway CA; `ca_bundle`
 holds the CAs of the servers running, and the local Lambda service hands its path to every
 execution environment as REDIS_CA_FILE (on AWS the system trust store trusts ElastiCache's CA).
+
+A node that dies is replaced as ElastiCache replaces a failed node: after a delay, a new server
+answers at the same endpoint (address, port, TLS certificate, auth token, parameters) with empty
+memory. A watcher notices a redis-server that exited (killed from outside, say); `replace_node`
+kills one on purpose (the chaos control /_lnn/replace-node). While a node is down its endpoint
+refuses connections; `nodes()` tells each group's node status and how often it was replaced.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,24 @@ DEFAULT_PORT = 6379  # ElastiCache's default for Redis
 # defaults do not: keys with a TTL are evicted when memory runs out.
 DEFAULT_PARAMETERS = {"maxmemory-policy": "volatile-lru"}
 ADDRESS_ATTEMPTS = 8
+REPLACEMENT_DELAY_S = 1.0  # ElastiCache takes minutes; the local cloud need not
+WATCH_INTERVAL_S = 0.1  # how often the watcher looks for a dead redis-server
+
+
+class NodeStatus(str, Enum):
+    AVAILABLE = "available"
+    REPLACING = "replacing"  # down: its replacement comes up after the delay
+
+
+@dataclass
+class Node:
+    """A group's node: its server, the parameters to apply again to a replacement, and its history."""
+
+    server: RedisServer
+    parameters: dict[str, str]
+    status: NodeStatus = NodeStatus.AVAILABLE
+    replacements: int = 0
+    deaths_seen: int = 0  # of which the watcher found the server dead (not replaced on request)
 
 
 def loopback_address(rng: random.Random) -> str:
@@ -50,12 +76,23 @@ def apply_parameters(server: RedisServer, parameters: dict[str, str]) -> None:
 
 
 class LocalElastiCache:
-    def __init__(self, ca_bundle: Path) -> None:
+    def __init__(self, ca_bundle: Path, replacement_delay_s: float = REPLACEMENT_DELAY_S) -> None:
         self.ca_bundle = ca_bundle
         self.ca_bundle.write_bytes(b"")
-        self.servers: dict[str, RedisServer] = {}
+        self.replacement_delay_s = replacement_delay_s
+        self.nodes_by_group: dict[str, Node] = {}
         self._lock = threading.Lock()
+        # Held while a server process starts or stops, so that a group's deletion and its node's
+        # replacement never interleave (a replacement must not outlive the group).
+        self._process_lock = threading.Lock()
         self._rng = random.SystemRandom()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    @property
+    def servers(self) -> dict[str, RedisServer]:
+        with self._lock:
+            return {group_id: node.server for group_id, node in self.nodes_by_group.items()}
 
     def start_group(
         self,
@@ -79,29 +116,116 @@ class LocalElastiCache:
             except RuntimeError:  # that address:port is taken (redis-server exits): another address
                 if attempt == ADDRESS_ATTEMPTS - 1:
                     raise
+        applied = {**DEFAULT_PARAMETERS, **(parameters or {})}
         try:
-            apply_parameters(server, {**DEFAULT_PARAMETERS, **(parameters or {})})
+            apply_parameters(server, applied)
         except BaseException:
             server.stop()
             raise
         with self._lock:
-            self.servers[group_id] = server
+            self.nodes_by_group[group_id] = Node(server, applied)
             self._write_bundle()
+        self._watch()
         return server
 
     def stop_group(self, group_id: str) -> None:
-        with self._lock:
-            server = self.servers.pop(group_id, None)
-            self._write_bundle()
-        if server is not None:
-            server.stop()
+        with self._process_lock:
+            with self._lock:
+                node = self.nodes_by_group.pop(group_id, None)
+                self._write_bundle()
+            if node is not None:
+                node.server.stop()
 
     def stop_all(self) -> None:
+        self._closed.set()
         for group_id in list(self.servers):
             self.stop_group(group_id)
+        if self._watcher is not None:
+            self._watcher.join(timeout=10)
+
+    def replace_node(self, group_id: str, delay_s: float | None = None) -> dict[str, object]:
+        """Kill the group's node now; its replacement answers at the same endpoint, empty, after
+        `delay_s` (the cloud's replacement delay by default). KeyError for an unknown group; a node
+        already being replaced is left to that replacement; ValueError for a delay that is not a
+        number of seconds from 0 to an hour (and then nothing is killed)."""
+        delay = self.replacement_delay_s if delay_s is None else delay_s
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
+            raise ValueError(f"delay_s must be a number of seconds from 0 to 3600, not {delay_s!r}")
+        with self._lock:
+            node = self.nodes_by_group[group_id]
+            if node.status is NodeStatus.REPLACING:
+                return self._describe(node)
+            node.status = NodeStatus.REPLACING
+        node.server.kill()
+        self._replace_later(group_id, node, float(delay))
+        with self._lock:
+            return self._describe(node)
+
+    def nodes(self) -> dict[str, dict[str, object]]:
+        """Each group's node: status, endpoint, redis-server pid and replacements so far."""
+        with self._lock:
+            return {group_id: self._describe(node) for group_id, node in self.nodes_by_group.items()}
+
+    @staticmethod
+    def _describe(node: Node) -> dict[str, object]:
+        process = node.server.process
+        return {
+            "status": node.status.value,
+            "address": node.server.host,
+            "port": node.server.port,
+            "pid": process.pid if process is not None and node.status is NodeStatus.AVAILABLE else None,
+            "replacements": node.replacements,
+            "deaths_seen": node.deaths_seen,
+        }
+
+    def _replace_later(self, group_id: str, node: Node, delay_s: float) -> None:
+        def replace() -> None:
+            if self._closed.wait(max(0.0, delay_s)):
+                return
+            while not self._closed.is_set():
+                with self._process_lock:
+                    with self._lock:
+                        if self.nodes_by_group.get(group_id) is not node:
+                            return  # the group was deleted meanwhile: nothing to replace
+                    try:
+                        node.server.restart()
+                        apply_parameters(node.server, node.parameters)
+                    except Exception as exc:  # its address taken for a moment, say: try again
+                        print(f"local elasticache: replacing {group_id}'s node failed: {exc}; retrying", flush=True)
+                    else:
+                        with self._lock:
+                            node.replacements += 1
+                            node.status = NodeStatus.AVAILABLE
+                        return
+                self._closed.wait(self.replacement_delay_s)
+
+        threading.Thread(target=replace, name=f"replace-{group_id}", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Start the watcher that replaces a node whose redis-server died (once, with the first group)."""
+        with self._lock:
+            if self._watcher is not None or self._closed.is_set():
+                return
+            self._watcher = threading.Thread(target=self._watch_loop, name="elasticache-watcher", daemon=True)
+        self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while not self._closed.wait(WATCH_INTERVAL_S):
+            with self._lock:
+                dead = [
+                    (group_id, node)
+                    for group_id, node in self.nodes_by_group.items()
+                    if node.status is NodeStatus.AVAILABLE and node.server.exited()
+                ]
+                for _, node in dead:
+                    node.status = NodeStatus.REPLACING
+                    node.deaths_seen += 1
+            for group_id, node in dead:
+                self._replace_later(group_id, node, self.replacement_delay_s)
 
     def _write_bundle(self) -> None:
-        cas = [Path(s.ca_file).read_bytes() for s in self.servers.values() if s.ca_file and Path(s.ca_file).exists()]
+        servers = [node.server for node in self.nodes_by_group.values()]
+        cas = [Path(s.ca_file).read_bytes() for s in servers if s.ca_file and Path(s.ca_file).exists()]
         tmp = self.ca_bundle.with_suffix(".tmp")
         tmp.write_bytes(b"".join(cas))
         tmp.replace(self.ca_bundle)

@@ -27,6 +27,9 @@ destination), the recursion config and the reserved concurrency.
   the same moment, kills an environment in the middle of an invocation with probability p (the
   attempt fails as a crashed runtime does and Lambda's retries follow), and delays copies by a
   random amount, which reorders them. `stats()` counts what happened.
+- A mixed fleet (Chaos.hosts): each new execution environment runs as if on one of several kinds
+  of host, with that host's BLAS kernel and instruction sets (trainer.local.fleet), beneath the
+  function's own environment.
 - Held delivery (for tests that step a chain): a function's accepted events wait in a list instead
   of the queue; each is then delivered on request (with Lambda's retries) or dropped (a lost
   hand-off). What runs is the same: the invoke path, the environments, the retries.
@@ -55,7 +58,7 @@ from typing import Any
 
 import psutil
 
-from trainer.local import children
+from trainer.local import children, fleet
 from trainer.local.runtime_api import Outcome, RuntimeAPI, new_trace_id
 
 SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6 MB request and response, RequestResponse
@@ -119,6 +122,10 @@ class Chaos:
     kill_probability: float = 0.0  # p: an attempt's environment is killed mid-invocation
     kill_window_s: float = 0.05  # the kill lands this long (at most) after the runtime picked the event up
     max_delay_s: float = 0.0  # each copy is held back up to this long (reorders copies)
+    hosts: tuple[str, ...] = ()  # a mixed fleet: new environments go to these kinds of host in turn
+
+    def __post_init__(self) -> None:
+        self.hosts = fleet.check_hosts(self.hosts)
 
     def rng(self, *parts: object) -> random.Random:
         """A generator per (event, copy, attempt): the same choices whatever the threads' order."""
@@ -141,6 +148,8 @@ class Stats:
     dropped_age: int = 0
     recursion_stops: int = 0
     environments_started: int = 0
+    hosts: dict[str, int] = field(default_factory=dict)  # environments started per kind of host (mixed fleet)
+    kernels: dict[str, int] = field(default_factory=dict)  # ... per OpenBLAS kernel they got
     environment_start_s: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,13 +201,22 @@ class ExecutionEnvironment:
 
     _ids = itertools.count(1)
 
-    def __init__(self, config: FunctionConfig, runtime: Runtime, cloud_env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        config: FunctionConfig,
+        runtime: Runtime,
+        cloud_env: dict[str, str],
+        log_dir: Path,
+        host: str | None = None,
+    ) -> None:
         self.id = next(self._ids)
         self.config = config
         self.key = config.environment_key()
         self.api = RuntimeAPI(config.arn, config.timeout_s).start()
         region = config.arn.split(":")[3]
         environ = {**runtime.environ, **cloud_env, **dict(config.environment)}
+        self.host, self.kernel = host, fleet.kernel_of(host, dict(config.environment))
+        environ.update(fleet.host_variables(host, dict(config.environment)))
         # Lambda's reserved variables: the function's own environment cannot override them.
         environ.update(
             {
@@ -382,6 +400,7 @@ class LambdaService:
         self._holding: set[str] = set()  # functions whose events are held
         self._held: dict[str, _AsyncEvent] = {}  # request id -> event, in arrival order
         self._order = itertools.count()
+        self._placed = itertools.count()  # environments placed on the fleet's hosts so far
         self._in_flight = 0
         self._closed = False
         self._reapers: list[threading.Thread] = []
@@ -643,12 +662,13 @@ class LambdaService:
                     self._retire(pool, env)
                 if self._has_room(pool):
                     pool.count += 1
+                    host = fleet.placement(self.chaos.hosts, self.chaos.seed, next(self._placed))
                     break
                 if not wait or self._closed:
                     return None
                 self._lock.wait(timeout=0.5)
         try:
-            env = ExecutionEnvironment(config, self.runtime, self.cloud_env, self.log_dir)
+            env = ExecutionEnvironment(config, self.runtime, self.cloud_env, self.log_dir, host)
         except BaseException:
             with self._lock:
                 pool.count -= 1
@@ -667,6 +687,9 @@ class LambdaService:
                 self._lock.notify_all()
                 return failed
             self.stats.environment_start_s.append(env.ready_s or 0.0)
+            if env.host is not None:
+                self.stats.hosts[env.host] = self.stats.hosts.get(env.host, 0) + 1
+            self.stats.kernels[env.kernel] = self.stats.kernels.get(env.kernel, 0) + 1
             closing = self._closed
         if closing:  # started while the service was closing: it must not outlive it
             env.kill()

@@ -4,6 +4,7 @@ Terraform stack creates for real."""
 from __future__ import annotations
 
 from trainer.aws import client
+from trainer.local.fleet import PINNED_X86_64
 
 ACCOUNT = "123456789012"
 
@@ -71,7 +72,8 @@ def provision_stack(
     the environment points at (the local cloud): the Redis token in Secrets Manager and a TLS
     replication group with that token and a parameter group that never evicts (noeviction), whose
     primary endpoint goes into the functions' environment;
-    the two functions (image, handler as the command) with their environment, timeout and memory;
+    the two functions (image, handler as the command) with their environment (the BLAS kernel
+    pinned: trainer.local.fleet), timeout and memory;
     the trainer's async invoke config (retries, on-failure SQS queue) and recursion config.
     Returns the names a user exports (functions, table, bucket, topic, queue)."""
     import secrets as secrets_mod
@@ -115,6 +117,9 @@ def provision_stack(
         "REDIS_TLS": "true",
         "TRAINER_MEMORY_MB": str(trainer_memory_mb),
         "TRAINER_TIMEOUT_S": str(trainer_timeout_s),
+        # One BLAS kernel and numpy's instruction sets on every host: the same bits wherever a
+        # hop lands (as the Terraform functions module sets them).
+        **PINNED_X86_64,
     }
     lam = client("lambda")
     for kind, timeout, memory in (("launch", 300, 2048), ("trainer", trainer_timeout_s, trainer_memory_mb)):

@@ -225,9 +225,7 @@ class RedisServer:
         empty memory: what a replaced cache node looks like to its clients."""
         import redis
 
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        self.kill()
         self.process = children.popen(
             [find_redis_server(), str(Path(self.workdir) / "redis.conf")],
             stdout=subprocess.DEVNULL,
@@ -242,6 +240,16 @@ class RedisServer:
 
         _wait_for(ready, "redis-server", self.process)
         return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a failed host ends it: nothing is saved (persistence is off anyway)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def exited(self) -> bool:
+        """Whether its process has ended (killed from outside, say)."""
+        return self.process is not None and self.process.poll() is not None
 
     def client_kwargs(self) -> dict[str, object]:
         """Keyword arguments for redis.Redis that reach this server (TLS, password)."""

@@ -28,6 +28,21 @@ locals {
     key => "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${fn.name}"
   }
 
+  # One BLAS kernel and one set of numpy's instructions on every host Lambda places a function on:
+  # OpenBLAS and numpy otherwise pick theirs per CPU, and a chain's hops or a resume on another
+  # kind of host would not give the same bits. x86_64: Haswell (AVX2 and FMA, which every x86_64
+  # host has) and numpy without AVX-512; arm64: Neoverse N1 (Graviton2). trainer/local/fleet.py
+  # sets the same values in the local cloud, whose mixed fleet shows the pin at work.
+  blas_pin = {
+    x86_64 = {
+      OPENBLAS_CORETYPE        = "Haswell"
+      NPY_DISABLE_CPU_FEATURES = "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
+    }
+    arm64 = {
+      OPENBLAS_CORETYPE = "NEOVERSEN1"
+    }
+  }
+
   environment = {
     SNS_TOPIC_ARN         = var.sns_topic_arn
     TRAINER_FUNCTION_ARN  = local.function_arns["trainer"]
@@ -99,7 +114,7 @@ resource "aws_lambda_function" "this" {
   }
 
   environment {
-    variables = local.environment
+    variables = merge(local.environment, local.blas_pin[var.architecture])
   }
 
   tracing_config {

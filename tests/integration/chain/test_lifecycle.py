@@ -26,9 +26,11 @@ from tests.integration.chain.chain_helpers import (
     subscribe_queue,
     wait_for,
 )
+from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet
 from trainer import lifecycle, model_file
 from trainer.local import runner
 from trainer.local.cloud_runner import LaunchRefused
+from trainer.local.lambda_service import Chaos
 
 PAYLOAD = {
     "dataset": "moons",
@@ -79,6 +81,26 @@ def test_a_failed_run_resumes_from_the_cache_bit_identical(stack, reference, tmp
     assert resumed["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
+    assert _same(final_params(stack, run_id), reference)
+    REPORT.record(faults=1, identical=True)
+
+
+def test_a_run_resumed_on_other_hosts_of_a_mixed_fleet_ends_bit_identical(stack, reference, tmp_path) -> None:
+    """The run's environments before the failure, during it and after the resume each start on
+    the next kind of host of a mixed fleet: the pinned kernel makes the resumed run end with the
+    calm run's bits all the same."""
+    stack.cloud.reset_stats()
+    stack.cloud.set_chaos(Chaos(seed=3, hosts=FLEET))
+    try:
+        stack.calm()  # the trainer's warm environments retire: the next ones start on the fleet
+        run_id = _fail_after(stack, tmp_path, deliveries=2)
+        assert stack.launch({"action": "resume", "run_id": run_id})["source"] == "cache"
+        assert not dead_letters(deliver_all(stack))
+        stats = stack.cloud.stats()
+    finally:
+        stack.cloud.set_chaos(Chaos())
+    assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
+    assert_ran_pinned_on_a_mixed_fleet(stats)
     assert _same(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
