@@ -160,7 +160,9 @@ def _record_history(svc: Any, config: RunConfig, outbox: Outbox, tensors: Tensor
     if outbox.checkpoint_epoch is not None:
         # The epoch's cost too: a resume from the last epoch's checkpoint goes straight to the finish.
         names = [*engine.param_names(config), "cost"]
-        checkpoints.save(svc.blob_store, config.run_id, outbox.checkpoint_epoch, outbox.seq, tensors(names))
+        epoch = outbox.checkpoint_epoch
+        sha256 = checkpoints.save(svc.blob_store, config.run_id, epoch, outbox.seq, tensors(names))
+        svc.run_store.record_checkpoint(config.run_id, epoch, sha256)
 
 
 def _notify_progress(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadline: Deadline) -> None:
@@ -187,12 +189,17 @@ def _stop_trial(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadlin
 
 
 def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline) -> None:
+    """The run's move to SUCCEEDED comes first, and the model and the summary only if it won: a
+    cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
+    completion finds SUCCEEDED, which is its own move, and does the rest again.)"""
     params = tensors(engine.weight_names(config))
     data = warm.training_data(svc, config)
-    metrics = {**outbox.metrics}
     key = f"models/{config.run_id}/model.npz"
-    metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
-    svc.run_store.mark_succeeded(config.run_id, metrics)
+    metrics = {**outbox.metrics, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
+    if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
+        logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
+        return
+    svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
     if config.in_sweep:
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:
