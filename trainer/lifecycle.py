@@ -82,7 +82,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
     start = _restore(svc, config, rebuild)
     svc.invoker.invoke_async(event_at(config.plan, run_id, start).to_dict())
-    if not svc.run_store.handed_off(run_id):
+    if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
         # A cancel landed after the move: its chain stops at the cancel mark; whatever the rebuild
         # wrote after the cancel's clean-up goes too.
         svc.tensor_store.delete_run(run_id)

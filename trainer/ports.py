@@ -3,6 +3,7 @@ trainer.notifier and trainer.invoker are one implementation each, passed in thro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -54,6 +55,7 @@ class RunStore(Protocol):
     def handed_off(self, run_id: str) -> bool: ...
     def record_checkpoint(self, run_id: str, epoch: int, digest: str) -> None: ...
     def claim_notice(self, run_id: str, kind: Notice, key: str, token: str, lease_s: float) -> Claim: ...
+    def fence_notice(self, run_id: str, kind: Notice, key: str, token: str, left_s: float) -> bool: ...
     def release_notice(self, run_id: str, kind: Notice, key: str, token: str) -> None: ...
     def notice_sent(self, run_id: str, kind: Notice, key: str) -> None: ...
 
@@ -70,4 +72,11 @@ class BlobStore(Protocol):
 
 
 class Notifier(Protocol):
-    def publish(self, kind: str, run_id: str, body: dict[str, Any], until: float | None = None) -> None: ...
+    def publish(
+        self,
+        kind: str,
+        run_id: str,
+        body: dict[str, Any],
+        until: float | None = None,
+        fence: Callable[[], bool] | None = None,
+    ) -> None: ...

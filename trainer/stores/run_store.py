@@ -296,6 +296,28 @@ class DynamoRunStore(SweepItems):
         state = plain(found.get("Item", {})).get("state")
         return Claim.DONE if state == "sent" else Claim.BUSY
 
+    def fence_notice(self, run_id: str, kind: Notice, key: str, token: str, left_s: float) -> bool:
+        """Right before a publish: whether the claim on message (kind, key) is still `token`'s with at
+        least `left_s` seconds of its lease left; if so the send is counted (`sends`), so that a
+        repeat can be told from a claim merely taken over (`claims`)."""
+        now = time.time()
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=item_of({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+                UpdateExpression="SET fenced_at = :now ADD sends :one",
+                ConditionExpression="#st = :pending AND #tk = :token AND lease_until > :need",
+                ExpressionAttributeNames={"#st": "state", "#tk": "token"},
+                ExpressionAttributeValues=item_of(
+                    {":pending": "pending", ":token": token, ":need": now + left_s, ":now": now, ":one": 1}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     def release_notice(self, run_id: str, kind: Notice, key: str, token: str) -> None:
         try:
             self.db.delete_item(

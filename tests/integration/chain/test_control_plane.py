@@ -87,12 +87,6 @@ def _has_model(stack: ChainStack, run_id: str) -> bool:
     return bool(stack.services.blob_store.keys(f"models/{run_id}/"))
 
 
-def _cold(stack: ChainStack) -> None:
-    """Retire every warm trainer environment (a configuration change does, as on Lambda): the next
-    deliveries start cold, with nothing of the run in memory."""
-    stack.configure(LNN_COLD_START=secrets.token_hex(4))
-
-
 class _Hooked:
     """An adapter whose method `name` first runs `before` (once): a step of another caller forced in
     at exactly that point of this caller's life."""
@@ -319,7 +313,7 @@ def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, r
     assert mailbox(run_id) == ["FAILED"]
     (record,) = wait_for(stack.failure_records, what="the on-failure record")
     assert record["requestPayload"]["run_id"] == run_id
-    _cold(stack)
+    stack.cold()
     assert lifecycle.resume(stack.services, run_id)["source"].startswith("checkpoint")
     assert not dead_letters(deliver_all(stack))
     assert _same(final_params(stack, run_id), reference)
