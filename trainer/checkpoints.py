@@ -52,7 +52,7 @@ def digest(blob: bytes) -> str:
 def save(blob_store: BlobStore, run_id: str, epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> str:
     """Write the checkpoint; its sha256, for the run's item."""
     blob = dumps(epoch, seq, tensors)
-    blob_store.put(f"{_prefix(run_id)}epoch-{epoch:06d}.npz", blob)
+    blob_store.put(f"{_prefix(run_id)}epoch-{epoch:06d}.npz", blob)  # the name epoch_of reads back
     return digest(blob)
 
 

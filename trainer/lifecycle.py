@@ -16,7 +16,7 @@ from trainer import services as services_mod
 from trainer.errors import RequestError
 from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
-from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff
+from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
 from trainer.stores.tensor_store import NO_CURSOR
 from trainer.sweep import scheduler
 from trainer.vocabulary import Notice, RunStatus
@@ -101,9 +101,9 @@ def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, An
         key = checkpoints.latest_key(svc.blob_store, run_id)
         if key is None:
             raise RequestError([f"run_id: run {run_id!r} has no state in the cache and no checkpoint to resume from"])
-        digests = run.get(CHECKPOINTS) or {}
+        recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
         try:
-            seq, epoch, tensors = checkpoints.load(svc.blob_store, key, digests.get(key.rsplit("/", 1)[1][:-4]))
+            seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
         except checkpoints.CheckpointError as exc:
             raise RequestError([f"run_id: run {run_id!r} cannot resume: {exc}"]) from exc
         rebuild = Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
