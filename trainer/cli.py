@@ -207,7 +207,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     if os.environ.get("LAUNCH_FUNCTION_ARN"):
-        return _invoke_launch_function({"action": "resume", "run_id": args.run_id})
+        return _invoke_launch_function({"action": "resume", "run_id": args.run_id, "stall_after_s": args.stall_after})
     from trainer.local import cloud_runner, runner
 
     run_dir = RUNS_DIR / args.run_id
@@ -218,7 +218,8 @@ def _resume(args: argparse.Namespace) -> int:
         # The saved run goes into the new stack's table and cache; LaunchLambda resumes it, as on AWS.
         run_id = runner.restore_run(session, run_dir)
         try:
-            resumed = cloud_runner.invoke_launch(session, {"action": "resume", "run_id": run_id})
+            request = {"action": "resume", "run_id": run_id, "stall_after_s": args.stall_after}
+            resumed = cloud_runner.invoke_launch(session, request)
         except cloud_runner.LaunchRefused as exc:
             print(str(exc), file=sys.stderr)
             return 2
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
     p.add_argument("run_id", help=run_help)
+    p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
     p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
     p.add_argument("run_id", help=run_help)
     p = sub.add_parser("delete", help=f"delete the local copies of the runs or sweeps named ({RUNS_DIR}/ID)")

@@ -89,18 +89,27 @@ def await_claim(
         time.sleep(_POLL_S)
 
 
+# A message's claim lasts this many of the longest publish attempts: the publish starts right after
+# the claim, so only a holder stopped for most of its lease between its fence and SNS can overlap
+# the copy that takes the claim over.
+NOTICE_LEASE_ATTEMPTS = 4
+
+
 def notice_lease_s(settings: Any) -> float:
-    """A message's claim: the hand-off's lease, but long enough for a publish and a retry of it."""
-    return max(float(settings.handoff_claim_ttl_s), 2 * notifier.ATTEMPT_BOUND_S)
+    """A message's claim: the hand-off's lease, but far longer than a publish attempt."""
+    return max(float(settings.handoff_claim_ttl_s), NOTICE_LEASE_ATTEMPTS * notifier.ATTEMPT_BOUND_S)
 
 
 def publish_once(
     svc: Any, kind: Notice, run_id: str, key: str, body: dict[str, Any], token: str, deadline: Deadline
 ) -> bool:
     """Publish message (kind, key) unless it was published already; True if this call published.
-    The claim is a lease another copy takes over once it ends, so the publish is made to end before
-    it does (or not made). The one window that can repeat a message is a crash between the publish
-    and its 'sent' mark (or an attempt that timed out after SNS had taken the message)."""
+    The claim is a lease another copy takes over once it ends, so every SDK attempt is fenced: just
+    before its request goes out, it must end before the claim does (the local clock), and the
+    claim must still be this copy's in the run store with at least one attempt's time left, which
+    counts the attempt there as a send. What can still repeat a message: a holder that vanished
+    after a fence and before its 'sent' mark (a crash, an attempt that timed out after SNS had the
+    message, or a stop longer than the rest of its lease); the notice item's `sends` counts them."""
     lease_s = notice_lease_s(svc.settings)
     lease_end = 0.0
 
@@ -112,8 +121,12 @@ def publish_once(
     answer = await_claim(claim, lease_s, deadline, f"message {kind} {key} of run {run_id}")
     if answer is Claim.DONE:
         return False
+
+    def fence() -> bool:
+        return svc.run_store.fence_notice(run_id, kind, key, token, notifier.ATTEMPT_BOUND_S)
+
     try:
-        svc.notifier.publish(kind, run_id, body, until=lease_end)
+        svc.notifier.publish(kind, run_id, body, until=lease_end, fence=fence)
     except Exception as exc:
         svc.run_store.release_notice(run_id, kind, key, token)  # not sent: a retry need not wait
         if isinstance(exc, notifier.PublishTooLate):  # not the run's failure: the message is another's now
@@ -160,7 +173,9 @@ def _record_history(svc: Any, config: RunConfig, outbox: Outbox, tensors: Tensor
     if outbox.checkpoint_epoch is not None:
         # The epoch's cost too: a resume from the last epoch's checkpoint goes straight to the finish.
         names = [*engine.param_names(config), "cost"]
-        checkpoints.save(svc.blob_store, config.run_id, outbox.checkpoint_epoch, outbox.seq, tensors(names))
+        epoch = outbox.checkpoint_epoch
+        sha256 = checkpoints.save(svc.blob_store, config.run_id, epoch, outbox.seq, tensors(names))
+        svc.run_store.record_checkpoint(config.run_id, epoch, sha256)
 
 
 def _notify_progress(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadline: Deadline) -> None:
@@ -187,12 +202,17 @@ def _stop_trial(svc: Any, config: RunConfig, outbox: Outbox, token: str, deadlin
 
 
 def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: Deadline) -> None:
+    """The run's move to SUCCEEDED comes first, and the model and the summary only if it won: a
+    cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
+    completion finds SUCCEEDED, which is its own move, and does the rest again.)"""
     params = tensors(engine.weight_names(config))
     data = warm.training_data(svc, config)
-    metrics = {**outbox.metrics}
     key = f"models/{config.run_id}/model.npz"
-    metrics["model_uri"] = svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
-    svc.run_store.mark_succeeded(config.run_id, metrics)
+    metrics = {**outbox.metrics, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
+    if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
+        logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
+        return
+    svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
     if config.in_sweep:
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from trainer import checkpoints, effects, runstart
 from trainer import request as request_mod
@@ -13,11 +16,14 @@ from trainer import services as services_mod
 from trainer.errors import RequestError
 from trainer.runconfig import RunConfig
 from trainer.statemachine import event_at
+from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
 from trainer.stores.tensor_store import NO_CURSOR
 from trainer.sweep import scheduler
 from trainer.vocabulary import Notice, RunStatus
 
-# Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats.
+# Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats. The
+# one threshold of `status` and `resume`; a user may set another for either (LaunchLambda's resume
+# request and the CLI take `stall_after_s`).
 DEFAULT_STALL_AFTER_S = 1800.0
 
 
@@ -31,74 +37,140 @@ def effective_status(
     return RunStatus(run.get("status"))
 
 
+def stall_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 365 * 24 * 3600:
+        return f"stall_after_s: must be a number of seconds from 0 to {365 * 24 * 3600}, got {value!r}"
+    return None
+
+
 def _checked_run(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
     if problem := request_mod.id_problem(run_id, request_mod.RUN_ID_LONGEST):
         raise RequestError([f"run_id: {problem}"])
     return svc.run_store.get_run(run_id)
 
 
+@dataclass
+class Rebuild:
+    """What a resume puts back in the cache, read and checked before anything is written."""
+
+    source: str
+    cursor: int
+    tensors: dict[str, np.ndarray] | None = None  # the checkpoint's, when the cache lost the run
+    data: dict[str, np.ndarray] | None = None  # the dataset from its source, when the cache lost it
+
+
 def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAULT_STALL_AFTER_S) -> dict[str, Any]:
     """Restart a FAILED or STALLED run from its last applied step (the cache), or from its newest
-    epoch checkpoint when the cache lost the run."""
+    epoch checkpoint when the cache lost the run. Everything is read and checked first (nothing
+    changes on a refusal); then one conditional move FAILED/STALLED -> RUNNING decides between
+    racing resumes and cancels; then the cache is rebuilt and the first event sent. A resume whose
+    LaunchLambda died after its move can be sent again: it finds its own hand-off pending and
+    completes it (every step of it is idempotent)."""
+    if problem := stall_problem(stall_after_s):
+        raise RequestError([problem])
     run = _checked_run(svc, run_id)
-    status = effective_status(run, stall_after_s)
-    if status not in (RunStatus.FAILED, RunStatus.STALLED):
-        raise RequestError([f"run_id: run {run_id!r} is {status}; only FAILED or STALLED runs can resume"])
     config = RunConfig.from_json(run["config"])
-    plan = config.plan
-    store = svc.tensor_store
-    cursor = store.cursor(run_id)
-    if cursor != NO_CURSOR and store.config(run_id) is not None and store.has_data(run_id):
-        source = "cache"
-    else:
-        found = checkpoints.latest(svc.blob_store, run_id)
-        if found is None:
-            raise RequestError([f"run_id: run {run_id!r} has no state in the cache and no checkpoint to resume from"])
-        cursor, epoch, tensors = found
-        _restore_data(svc, config, json.loads(run["request"]))
-        store.delete_run(run_id, keep_cursor=False)
-        store.create_run(run_id, config.to_json(), tensors, cursor=cursor)
-        source = f"checkpoint (epoch {epoch})"
-    if cursor + 1 >= plan.total_steps:
+    pending = run["status"] == RunStatus.RUNNING and run.get(HANDOFF) == Handoff.RESUME
+    status = effective_status(run, stall_after_s)
+    if not pending and status not in (RunStatus.FAILED, RunStatus.STALLED):
+        raise RequestError([f"run_id: run {run_id!r} is {status}; only FAILED or STALLED runs can resume"])
+    rebuild = _rebuild_of(svc, config, run)
+    if rebuild.cursor + 1 >= config.plan.total_steps:
         raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
-    svc.run_store.resumed(run_id)
-    svc.run_store.record_progress(run_id, cursor)
-    # A position committed but not completed (the run failed after its commit) is completed first:
-    # the event at the cursor finds itself behind and does exactly that, then hands on.
-    start = cursor if store.outbox(run_id, cursor) is not None and not store.done(run_id, cursor) else cursor + 1
-    svc.invoker.invoke_async(event_at(plan, run_id, start).to_dict())
-    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": source}
+    if not pending and svc.run_store.resumed(run_id, time.time() - stall_after_s) is None:
+        now = svc.run_store.get_run(run_id)["status"]
+        raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
+    start = _restore(svc, config, rebuild)
+    svc.invoker.invoke_async(event_at(config.plan, run_id, start).to_dict())
+    if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
+        # A cancel landed after the move: its chain stops at the cancel mark; whatever the rebuild
+        # wrote after the cancel's clean-up goes too.
+        svc.tensor_store.delete_run(run_id)
+    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": rebuild.source}
 
 
-def _restore_data(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> None:
+def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, Any]) -> Rebuild:
+    """The cache's own state when it still has the run's position; else the newest checkpoint,
+    checked against the digest recorded when it was written. The data from its source whenever the
+    cache lost it (checked against the run's data digest)."""
+    store, run_id = svc.tensor_store, config.run_id
+    cursor = store.cursor(run_id)
+    if cursor != NO_CURSOR and store.config(run_id) is not None:
+        rebuild = Rebuild("cache", cursor)
+    else:
+        key = checkpoints.latest_key(svc.blob_store, run_id)
+        if key is None:
+            raise RequestError([f"run_id: run {run_id!r} has no state in the cache and no checkpoint to resume from"])
+        recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
+        try:
+            seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
+        except checkpoints.CheckpointError as exc:
+            raise RequestError([f"run_id: run {run_id!r} cannot resume: {exc}"]) from exc
+        rebuild = Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
+    if not store.has_data(run_id):
+        rebuild.data = _data_from_source(svc, config, json.loads(run["request"]))
+    return rebuild
+
+
+def _data_from_source(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> dict[str, Any]:
     # The run's own config and request name its source, normalisation and dtype (a trial's are its
     # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
     split = scheduler.split_key(config.sweep_id) if config.in_sweep else None
     dataset = runstart.load_data(svc, config.dataset, request.get("normalize", "auto"), config.dtype, split)
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
-    svc.tensor_store.put_data(config.run_id, dataset.arrays())
+    return dataset.arrays()
+
+
+def _restore(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) -> int:
+    """Put the rebuild in the cache (the data first: no event finds a position without its data) and
+    return the seq to send. The state goes in only where there is none (another resume of this
+    run, or its retry, may have put it there already) and never for a cancelled run."""
+    store, run_id = svc.tensor_store, config.run_id
+    if rebuild.data is not None:
+        store.put_data(run_id, rebuild.data)
+    if rebuild.tensors is not None:
+        store.create_run(run_id, config.to_json(), rebuild.tensors, cursor=rebuild.cursor)
+    cursor = store.cursor(run_id)
+    cursor = rebuild.cursor if cursor == NO_CURSOR else cursor  # cancelled meanwhile: its event stops
+    svc.run_store.record_progress(run_id, cursor)
+    # A position committed but not completed (the run failed after its commit) is completed first:
+    # the event at the cursor finds itself behind and does exactly that, then hands on.
+    return cursor if store.outbox(run_id, cursor) is not None and not store.done(run_id, cursor) else cursor + 1
 
 
 def cancel(svc: services_mod.Services, run_id: Any, by_sweep: bool = False) -> dict[str, Any]:
-    """Mark the run CANCELLED, remove its cache state and say so once. The cancel mark comes first:
-    from then on no commit is accepted, so no step still in flight can bring state back. A sweep's
-    trial says nothing itself: cancelled alone, it hands its slot on to the next trial (and its
-    sweep counts it); cancelled with its sweep (`by_sweep`), the sweep's one message covers it."""
+    """RUNNING or FAILED -> CANCELLED in one conditional move (a finish or a stop that got there
+    first wins, and the cancel is refused), then the cancel mark (from then on no commit and no
+    resume's rebuild is accepted, so nothing in flight brings state back), the cache state's
+    removal, and the one message. A sweep's trial says nothing itself: cancelled alone, it hands its
+    slot on to the next trial (and its sweep counts it); cancelled with its sweep (`by_sweep`), the
+    sweep's one message covers it. A cancel sent again after its LaunchLambda died completes the
+    same clean-up and message, and is answered that the run is CANCELLED already."""
     run = _checked_run(svc, run_id)
-    if run["status"] in (RunStatus.SUCCEEDED, RunStatus.CANCELLED, RunStatus.STOPPED):
-        raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
-    svc.tensor_store.request_cancel(run_id)
-    removed = svc.tensor_store.delete_run(run_id)
-    svc.run_store.mark_status(run_id, RunStatus.CANCELLED)
     config = RunConfig.from_json(run["config"])
+    if svc.run_store.mark_cancelled(run_id) is None:
+        run = svc.run_store.get_run(run_id)
+        if run["status"] == RunStatus.CANCELLED and not config.in_sweep:
+            _stop_chain(svc, run)
+        raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
     token = secrets.token_hex(8)
     if config.in_sweep and not by_sweep:
+        removed = _stop_chain(svc, run, message=False)
         scheduler.trial_ended(svc, config, RunStatus.CANCELLED, token, effects.NoDeadline())
-    elif not config.in_sweep:
-        body = {"epochs_done": _epochs_done(svc, run)}
-        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, token, effects.NoDeadline())
+    else:
+        removed = _stop_chain(svc, run, message=not config.in_sweep)
     return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
+
+
+def _stop_chain(svc: services_mod.Services, run: dict[str, Any], message: bool = True) -> int:
+    run_id = run["run_id"]
+    svc.tensor_store.request_cancel(run_id)
+    removed = svc.tensor_store.delete_run(run_id)
+    if message:
+        body = {"epochs_done": _epochs_done(svc, run)}
+        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
+    return removed
 
 
 def _epochs_done(svc: services_mod.Services, run: dict[str, Any]) -> int:

@@ -4,6 +4,7 @@ its record, and the first event. Shared by LaunchLambda (a run) and the sweep sc
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -58,15 +59,26 @@ def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep:
 
 
 def put_state(svc: Any, request: TrainingRequest, dataset: Dataset, config: RunConfig) -> bool:
-    """The data and the initial parameters in the cache; False when the run's state is there already."""
+    """The data and the initial parameters in the cache; False when the run's state is there already.
+    Only for a run this caller owns (its record claimed, or a sweep's trial id): the data goes in
+    before the state is created, so it is the caller's data either way."""
     params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
     state = optimizers.initial_state(request.optimizer, params, config.layers)
     svc.tensor_store.put_data(config.run_id, dataset.arrays())
     return svc.tensor_store.create_run(config.run_id, config.to_json(), {**params, **state})
 
 
-def record(svc: Any, request: TrainingRequest, config: RunConfig) -> None:
-    svc.run_store.create_run(config.run_id, schema.to_json(request), config.to_json(), config.plan.total_steps)
+def record(svc: Any, request: TrainingRequest, config: RunConfig) -> bool:
+    """Claim the run id with the run's record; False when the id is taken."""
+    return svc.run_store.create_run(config.run_id, schema.to_json(request), config.to_json(), config.plan.total_steps)
+
+
+def same_launch(run: dict[str, Any], request: TrainingRequest, config: RunConfig) -> bool:
+    """Whether a stored run is this request's own launch: the same request, the same data."""
+    return (
+        run.get("request") == json.dumps(schema.to_json(request), sort_keys=True)
+        and run.get("config") == config.to_json()
+    )
 
 
 def first_hop(svc: Any, run_id: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from trainer.errors import EventError
 from trainer.request import RUN_ID_PATTERN
+from trainer.vocabulary import RunStatus
 
 
 class State(StrEnum):
@@ -135,3 +136,22 @@ def check_in_plan(plan: Plan, event: Event) -> None:
     expected = event_at(plan, event.run_id, event.seq)
     if expected != event:
         raise EventError(f"event {event.describe()} does not match the run's plan, which has {expected.describe()}")
+
+
+# -- a run's status ----------------------------------------------------------------------------
+# The edges a run's stored status may move along, each one conditional write in the run store
+# (trainer/README.md has the table, with who makes each move). STALLED is derived (RUNNING without a
+# heartbeat), so its one edge, STALLED -> RUNNING by a resume, is RUNNING -> RUNNING conditioned on
+# the heartbeat's age. SUCCEEDED -> SUCCEEDED is the finish's completion done again by a retry.
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.RUNNING: frozenset({RunStatus.FAILED}),
+    RunStatus.SUCCEEDED: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.SUCCEEDED}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
+    RunStatus.STOPPED: frozenset({RunStatus.RUNNING, RunStatus.FAILED}),
+}
+
+
+def may_become(status: RunStatus) -> tuple[RunStatus, ...]:
+    """The stored statuses a run may move to `status` from, in a fixed order."""
+    return tuple(sorted(RUN_TRANSITIONS[status]))

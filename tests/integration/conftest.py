@@ -174,16 +174,17 @@ def invoke(cloud_env: dict[str, str], function: str, payload: Any, invocation_ty
 
 def assert_sent_once(cloud_env: dict[str, str], table: str, run_id: str, kinds: dict[str, list]) -> None:
     """Each message of a run (kind -> epochs, as messages_by_run gives them) arrived once, or more
-    often only where its claim was taken over from a claimant that vanished while holding it
-    (run_store.claim_notice counts the claims): a kill between the publish and its 'sent' mark, the
-    one window no record beside SNS can close. Any other repeat is a defect."""
+    often only where more than one holder of its claim passed the fence right before the publish
+    (run_store.fence_notice counts them as `sends`): a holder that vanished after its fence and
+    before its 'sent' mark, the one window no record beside SNS can close. A claim merely taken
+    over (`claims`) does not excuse a repeat: any other repeat is a defect."""
     items = aws("dynamodb", cloud_env).query(
         TableName=table,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :notice)",
         ExpressionAttributeValues={":pk": {"S": f"RUN#{run_id}"}, ":notice": {"S": "NOTICE#"}},
         ConsistentRead=True,
     )["Items"]
-    claims = {tuple(i["sk"]["S"].split("#", 2)[1:]): int(i["claims"]["N"]) for i in items}
+    sends = {tuple(i["sk"]["S"].split("#", 2)[1:]): int(i.get("sends", {"N": "0"})["N"]) for i in items}
     keyed = {"SUCCEEDED": "run", "CANCELLED": "run", "SWEEP_ENDED": "sweep", "SWEEP_CANCELLED": "sweep"}
     for kind, epochs in kinds.items():
         if kind not in keyed and kind != "PROGRESS":
@@ -191,7 +192,7 @@ def assert_sent_once(cloud_env: dict[str, str], table: str, run_id: str, kinds: 
         for epoch in set(epochs):
             key = keyed.get(kind, f"epoch-{epoch}")
             sent = epochs.count(epoch)
-            assert sent <= max(1, claims.get((kind, key), 0)), f"{run_id}: {kind} {key} sent {sent} times, {claims}"
+            assert sent <= max(1, sends.get((kind, key), 0)), f"{run_id}: {kind} {key} sent {sent} times, {sends}"
 
 
 def messages_by_run(cloud_env: dict[str, str], url: str) -> dict[str, dict[str, list]]:

@@ -1,6 +1,7 @@
-"""LaunchLambda: validate the request, load the data, initialise, record the run, start the chain.
+"""LaunchLambda: validate the request, load the data, claim the run id, initialise, start the chain.
 
-Nothing is written anywhere until every check has passed.
+Nothing is written anywhere until every check has passed, and nothing but the run's record until
+that record has claimed the run id: a launch refused because its id is taken writes nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
 
@@ -46,29 +48,36 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
     if request is not None:
         problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
-    if (
-        request is not None
-        and request.run_id
-        and (svc.tensor_store.exists(request.run_id) or svc.run_store.exists(request.run_id))
-    ):
+    if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
     if problems:
         raise RequestError(problems)
     return request, dataset
 
 
+def _taken(svc: services_mod.Services, run_id: str) -> bool:
+    """The id is some run's already, and not one whose launch may be being retried (the claim, in
+    `launch`, has the last word: this check only lists the problem with the request's others)."""
+    try:
+        run = svc.run_store.get_run(run_id)
+    except RunNotFound:
+        return svc.tensor_store.exists(run_id)  # cache state nobody's record owns: not to be mixed in
+    return run.get(HANDOFF) != Handoff.LAUNCH
+
+
 def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     request, dataset = validate(payload, svc)
     run_id = request.run_id or new_run_id()
     config = runstart.config_for(request, dataset, run_id)
-    if not runstart.put_state(svc, request, dataset, config):
+    if not runstart.record(svc, request, config) and not _retry_of_unfinished_launch(svc, request, config):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
-    runstart.record(svc, request, config)
+    runstart.put_state(svc, request, dataset, config)  # False: this launch's earlier attempt put it
     try:
         runstart.first_hop(svc, run_id)
     except Exception as exc:
         svc.run_store.mark_failed(run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__)
         raise
+    svc.run_store.handed_off(run_id)
     logger.info("run launched", extra={"run_id": run_id, "total_steps": config.plan.total_steps})
     return {
         "run_id": run_id,
@@ -80,6 +89,18 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     }
 
 
+def _retry_of_unfinished_launch(svc: services_mod.Services, request: Any, config: Any) -> bool:
+    """The same request sent again for a run whose launch died before its first event went out: the
+    retry completes that hand-off. (A repeat of the first event, if the first attempt did send it,
+    is a duplicate the chain ignores.)"""
+    run = svc.run_store.get_run(config.run_id)
+    return (
+        run["status"] == RunStatus.RUNNING
+        and run.get(HANDOFF) == Handoff.LAUNCH
+        and runstart.same_launch(run, request, config)
+    )
+
+
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: adapters built from the environment once per execution environment."""
     return run(event, context, services_mod.current())
@@ -87,14 +108,16 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     """A training request, a sweep ({"action": "sweep", ...}), or {"action": "resume" | "cancel",
-    "run_id": ...} / {"action": "cancel", "sweep_id": ...}."""
+    "run_id": ...} / {"action": "cancel", "sweep_id": ...}; a resume may set the seconds without a
+    step after which a RUNNING run counts as STALLED ("stall_after_s", 1800 by default)."""
     if not isinstance(event, dict) or "action" not in event:
         return launch(event, svc)
     action = event.get("action")
     if action == "sweep":
         return scheduler.launch(event, svc)
     target = "sweep_id" if action == "cancel" and "sweep_id" in event else "run_id"
-    extra = sorted(set(event) - {"action", target})
+    options = {"stall_after_s"} if action == "resume" else set()
+    extra = sorted(set(event) - {"action", target} - options)
     problems = [] if action in ACTIONS else [f"action: {action!r} is not one of {', '.join(ACTIONS)}"]
     problems += [f"{k}: unknown field" for k in extra]
     if problems:
@@ -102,6 +125,9 @@ def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     if target == "sweep_id":
         return scheduler.cancel(svc, event.get("sweep_id"))
     try:
-        return (lifecycle.resume if action == "resume" else lifecycle.cancel)(svc, event.get("run_id"))
+        if action == "resume":
+            stall_after_s = event.get("stall_after_s", lifecycle.DEFAULT_STALL_AFTER_S)
+            return lifecycle.resume(svc, event.get("run_id"), stall_after_s)
+        return lifecycle.cancel(svc, event.get("run_id"))
     except RunNotFound as exc:
         raise RequestError([f"run_id: {exc}"]) from exc

@@ -23,12 +23,12 @@ from typing import Any
 
 from trainer import effects, engine, warm
 from trainer import services as services_mod
-from trainer.errors import ChainError, EventError
+from trainer.errors import EventError
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
-from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
+from trainer.stores.tensor_store import NO_CURSOR, CacheLost, CommitResult, Superseded
 from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
@@ -70,6 +70,11 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
     invocation = Invocation(event, context, svc)
     try:
         return invocation.handle()
+    except EventError:
+        # Not the plan's event (forged, or malformed past its shape): an error for its sender, and
+        # nothing of the run's: its status, its messages and its chain stay as they are.
+        logger.warning("refused an event that is not the run's plan", extra={"run_id": event.run_id})
+        raise
     except Superseded as exc:
         return invocation.moved_on(exc)
     except effects.CompletionBusy as exc:
@@ -110,7 +115,10 @@ class Invocation:
             steps = self.run_steps()
         except Superseded as exc:
             return self.superseded(exc)
-        if not self.commit(steps):
+        result = self.commit(steps)
+        if result is CommitResult.LOST:
+            raise CacheLost(f"run {self.run_id!r} lost its chain position in the cache before step {self.event.seq}")
+        if result is not CommitResult.OK:
             return self.lost_race()
         self.complete(steps)
         return self.report(steps)
@@ -122,7 +130,7 @@ class Invocation:
         if cancelled:
             return Triage.CANCELLED
         if self.cursor == NO_CURSOR:
-            raise ChainError(f"run {self.run_id!r} lost its chain position in the cache")
+            raise CacheLost(f"run {self.run_id!r} lost its chain position in the cache")
         if self.cursor >= self.event.seq:
             return Triage.BEHIND
         if self.cursor < self.event.seq - 1:
@@ -137,6 +145,8 @@ class Invocation:
             cursor = self.svc.tensor_store.cursor(self.run_id)
         except Exception:
             return True  # the cache itself is failing: that is the run's problem
+        if cursor == NO_CURSOR:
+            return True  # the cache lost the run: nobody else will say so
         if self.completing is not None:
             return cursor == self.completing
         return cursor in (NO_CURSOR, self.event.seq - 1)
@@ -199,7 +209,7 @@ class Invocation:
         )
 
     # -- the commit point ---------------------------------------------------------------------
-    def commit(self, steps: Steps) -> bool:
+    def commit(self, steps: Steps) -> CommitResult:
         dirty = steps.ws.take_dirty()
         if steps.outbox.metrics is not None:
             # Of a finish, only the weights: whichever copy completes it writes the model from them.
@@ -210,7 +220,7 @@ class Invocation:
         )
         if result is CommitResult.OK:
             self.completing = steps.last.seq
-        return result is CommitResult.OK
+        return result
 
     # -- after the commit -----------------------------------------------------------------------
     def complete(self, steps: Steps) -> Claim:
@@ -274,10 +284,18 @@ class Invocation:
             return self.stop_cancelled()
         return self.complete_current()
 
+    def cache_lost(self) -> bool:
+        try:
+            return self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
+        except Exception:
+            return False  # unreachable is not lost: the failure's own error says what happened
+
     def record_failure(self, exc: Exception) -> None:
         """FAILED with the reason, and one FAILED message per failed step (per resume)."""
         logger.exception("step failed", extra={"run_id": self.run_id, "step": self.step})
         reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, CacheLost) or self.cache_lost():
+            reason = f"cache lost: {reason}; resume the run (from its newest checkpoint)"
         try:
             run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
             if run is None:

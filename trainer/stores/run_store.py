@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from trainer.aws import client
 from trainer.errors import RunNotFound
+from trainer.statemachine import may_become
 from trainer.stores.items import item_of, plain, serialize
 from trainer.stores.sweep_store import SweepItems
 from trainer.vocabulary import Claim, Notice, RunStatus
@@ -21,7 +23,19 @@ from trainer.vocabulary import Claim, Notice, RunStatus
 FAILURE_REASON = "failure_reason"
 # Concurrent BatchWriteItem calls of one history write: below botocore's pool of 10 connections.
 EPOCH_WRITERS = 8
-STORED_STATUSES = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED)
+# A launch's or resume's hand-off still to do (the first event not sent yet): a retry completes it.
+HANDOFF = "handoff"
+# epoch name -> sha256 of that epoch's checkpoint, written with it; a resume loads only a match.
+CHECKPOINTS = "checkpoint_sha256"
+
+
+class Handoff(StrEnum):
+    LAUNCH = "launch"
+    RESUME = "resume"
+
+
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:06d}"
 
 
 def _pk(run_id: str) -> str:
@@ -33,7 +47,10 @@ class DynamoRunStore(SweepItems):
         self.table = table_name
         self.db = client("dynamodb")
 
-    def create_run(self, run_id: str, request: dict[str, Any], config_json: str, total_steps: int) -> None:
+    def create_run(self, run_id: str, request: dict[str, Any], config_json: str, total_steps: int) -> bool:
+        """Claim the run id: the launch's first write, before anything goes anywhere else. False when
+        the id is taken (by another launch, or by this one's earlier attempt). The run starts with its
+        hand-off pending: until the first event is sent, a retry of the same launch completes it."""
         now = time.time()
         item = item_of(
             {
@@ -48,9 +65,17 @@ class DynamoRunStore(SweepItems):
                 "created_at": now,
                 "updated_at": now,
                 "last_step_at": now,
+                HANDOFF: Handoff.LAUNCH,
+                CHECKPOINTS: {},
             }
         )
-        self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        try:
+            self.db.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def restore_run(self, run: dict[str, Any]) -> None:
         """Put back a run item exported earlier (`python -m trainer resume`), as it was."""
@@ -133,56 +158,106 @@ class DynamoRunStore(SweepItems):
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(_pk(run_id), "EPOCH#")
 
-    def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> None:
-        """SUCCEEDED with the run's metrics; the same values whichever copy writes them (they come
-        from the committed outbox), so a repeat is harmless. A cancelled run stays CANCELLED."""
-        self._guarded(
-            run_id,
-            {"status": RunStatus.SUCCEEDED, "updated_at": time.time(), **metrics},
-            "#s <> :cancelled",
-            {":cancelled": RunStatus.CANCELLED},
-        )
+    def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
+        """RUNNING (or FAILED, a retry got through) -> SUCCEEDED with the run's metrics; the same values
+        whichever copy writes them (they come from the committed outbox), so a repeat is harmless.
+        None when a cancel (or a sweep's stop) won: then the finish leaves nothing."""
+        return self._transition(run_id, RunStatus.SUCCEEDED, {"updated_at": time.time(), **metrics})
 
     def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> dict[str, Any] | None:
-        """FAILED, unless the run has finished or been cancelled meanwhile (a late copy's error must
-        not overwrite SUCCEEDED). Returns the run as it now stands, or None if it was left alone."""
-        return self._guarded(
-            run_id,
-            {
-                "status": RunStatus.FAILED,
-                FAILURE_REASON: reason[:2000],
-                "failed_step": step,
-                "error_type": error_type,
-                "updated_at": time.time(),
-            },
-            "#s = :running OR #s = :failed",
-            {":running": RunStatus.RUNNING, ":failed": RunStatus.FAILED},
-        )
+        """RUNNING -> FAILED with the reason. A run FAILED already keeps its first reason (a retry of
+        the failed step fails again) and is returned as it stands, so that its one message can still
+        go out; a finished or cancelled run is left alone (None)."""
+        values = {FAILURE_REASON: reason[:2000], "failed_step": step, "error_type": error_type}
+        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()})
+        if run is not None:
+            return run
+        try:
+            run = self.get_run(run_id)
+        except RunNotFound:
+            return None
+        return run if run["status"] == RunStatus.FAILED else None
 
-    def mark_status(self, run_id: str, status: RunStatus) -> None:
-        if status not in STORED_STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        self._update(run_id, {"status": RunStatus(status), "updated_at": time.time()})
+    def mark_cancelled(self, run_id: str) -> dict[str, Any] | None:
+        """RUNNING or FAILED -> CANCELLED; None when the run had ended (or was cancelled) already."""
+        return self._transition(run_id, RunStatus.CANCELLED, {"updated_at": time.time()})
 
     def mark_stopped(self, run_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
         """STOPPED by a sweep's scheduler, with the trial's figures, unless it ended otherwise meanwhile."""
-        return self._guarded(
-            run_id,
-            {"status": RunStatus.STOPPED, "updated_at": time.time(), **values},
-            "#s = :running OR #s = :failed",
-            {":running": RunStatus.RUNNING, ":failed": RunStatus.FAILED},
-        )
+        return self._transition(run_id, RunStatus.STOPPED, {"updated_at": time.time(), **values})
 
-    def resumed(self, run_id: str) -> None:
-        """RUNNING again, one resume more: a later failure at the same step is news again."""
+    def resumed(self, run_id: str, stalled_before: float) -> dict[str, Any] | None:
+        """FAILED, or STALLED (RUNNING with no heartbeat since `stalled_before`) -> RUNNING, one resume
+        more (a later failure at the same step is news again), the old failure forgotten and the
+        resume's hand-off pending. None when another move won the run first (a cancel, another resume)."""
+        now = time.time()
+        try:
+            resp = self.db.update_item(
+                TableName=self.table,
+                Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
+                UpdateExpression=(
+                    "SET #s = :running, updated_at = :now, last_step_at = :now, #h = :resume "
+                    "REMOVE failure_reason, failed_step, error_type ADD resumes :one"
+                ),
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (#s = :failed OR (#s = :running AND last_step_at < :before))"
+                ),
+                ExpressionAttributeNames={"#s": "status", "#h": HANDOFF},
+                ExpressionAttributeValues=item_of(
+                    {
+                        ":running": RunStatus.RUNNING,
+                        ":failed": RunStatus.FAILED,
+                        ":now": now,
+                        ":before": stalled_before,
+                        ":resume": Handoff.RESUME,
+                        ":one": 1,
+                    }
+                ),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return None
+        return plain(resp["Attributes"])
+
+    def handed_off(self, run_id: str) -> bool:
+        """The launch's or resume's first event is sent: no retry of it has anything left to do.
+        False when the run is no longer RUNNING (a cancel landed meanwhile)."""
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
+                UpdateExpression="REMOVE #h",
+                ConditionExpression="attribute_exists(pk) AND #s = :running",
+                ExpressionAttributeNames={"#s": "status", "#h": HANDOFF},
+                ExpressionAttributeValues=item_of({":running": RunStatus.RUNNING}),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    def record_checkpoint(self, run_id: str, epoch: int, digest: str) -> None:
+        """The sha256 of epoch `epoch`'s checkpoint, which a resume checks before it loads one."""
         self.db.update_item(
             TableName=self.table,
             Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
-            UpdateExpression="SET #s = :running, updated_at = :now ADD resumes :one",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=item_of({":running": RunStatus.RUNNING, ":now": time.time(), ":one": 1}),
+            UpdateExpression="SET #c.#e = :d",
+            ConditionExpression="attribute_exists(pk) AND attribute_exists(#c)",
+            ExpressionAttributeNames={"#c": CHECKPOINTS, "#e": checkpoint_name(epoch)},
+            ExpressionAttributeValues=item_of({":d": digest}),
         )
+
+    def _transition(self, run_id: str, to: RunStatus, values: dict[str, Any]) -> dict[str, Any] | None:
+        """One edge of the run's status (statemachine.RUN_TRANSITIONS), as one conditional write:
+        of two racing moves exactly one finds the status it needs. None when the run was not in
+        a status it may move to `to` from."""
+        sources = may_become(to)
+        condition = " OR ".join(f"#s = :from{i}" for i in range(len(sources)))
+        names = {f":from{i}": status for i, status in enumerate(sources)}
+        return self._guarded(run_id, {"status": to, **values}, condition, names)
 
     def _guarded(
         self, run_id: str, values: dict[str, Any], condition: str, condition_values: dict[str, Any]
@@ -220,6 +295,28 @@ class DynamoRunStore(SweepItems):
         found = self.db.get_item(TableName=self.table, Key=item_of(key_), ConsistentRead=True)
         state = plain(found.get("Item", {})).get("state")
         return Claim.DONE if state == "sent" else Claim.BUSY
+
+    def fence_notice(self, run_id: str, kind: Notice, key: str, token: str, left_s: float) -> bool:
+        """Right before a publish: whether the claim on message (kind, key) is still `token`'s with at
+        least `left_s` seconds of its lease left; if so the send is counted (`sends`), so that a
+        repeat can be told from a claim merely taken over (`claims`)."""
+        now = time.time()
+        try:
+            self.db.update_item(
+                TableName=self.table,
+                Key=item_of({"pk": _pk(run_id), "sk": f"NOTICE#{kind}#{key}"}),
+                UpdateExpression="SET fenced_at = :now ADD sends :one",
+                ConditionExpression="#st = :pending AND #tk = :token AND lease_until > :need",
+                ExpressionAttributeNames={"#st": "state", "#tk": "token"},
+                ExpressionAttributeValues=item_of(
+                    {":pending": "pending", ":token": token, ":need": now + left_s, ":now": now, ":one": 1}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
 
     def release_notice(self, run_id: str, kind: Notice, key: str, token: str) -> None:
         try:

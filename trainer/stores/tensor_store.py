@@ -27,7 +27,8 @@ NO_CURSOR = -2  # the run has no cursor in the store: unknown run, or the cache 
 _COMMIT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'CANCELLED' end
 local cur = redis.call('GET', KEYS[1])
-if (cur or '') ~= ARGV[1] then return 'MOVED' end
+if not cur then return 'LOST' end
+if cur ~= ARGV[1] then return 'MOVED' end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ttl)
 for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
@@ -43,19 +44,23 @@ return out
 """
 
 # Tensors as they stand at chain position ARGV[1], or nothing if the chain has moved on since: a
-# later read of an invocation can never mix tensors of two positions.
+# later read of an invocation can never mix tensors of two positions. No cursor at all is not a
+# move: the cache lost the run (a replaced node comes back empty).
 _READ_AT = """
-if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return false end
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 'LOST' end
+if cur ~= ARGV[1] then return false end
 local out = {}
 for i = 2, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) or false end
 return out
 """
 
-# Create a run only once: a second launch with the same id must not overwrite its state.
+# Create a run's state only once (a second launch or resume must not overwrite it), and never for a
+# cancelled run (a resume racing a cancel must not bring its state back).
 _CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local ttl = tonumber(ARGV[1])
-for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
+for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'EX', ttl) end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl)
 return 1
 """
@@ -75,9 +80,15 @@ class Superseded(RuntimeError):
     """The chain moved past the position this invocation read from: another copy committed."""
 
 
+class CacheLost(RuntimeError):
+    """The run's chain position is gone from the cache (a replaced or flushed node): not a race
+    lost to another copy, but the run's failure; it resumes from its newest checkpoint."""
+
+
 class CommitResult(StrEnum):
     OK = "OK"
     MOVED = "MOVED"  # another copy committed first
+    LOST = "LOST"  # the cache lost the run's position
     CANCELLED = "CANCELLED"
 
 
@@ -151,7 +162,8 @@ class RedisTensorStore:
         """Write a run's state, positioned after step `cursor`; refused if the run has state already."""
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
-        keys = [self._key(run_id, "cursor"), self._key(run_id, "config"), *self._tensor_keys(run_id, names)]
+        keys = [self._key(run_id, "cursor"), self._key(run_id, "cancel"), self._key(run_id, "config")]
+        keys += self._tensor_keys(run_id, names)
         return bool(self._create(keys=keys, args=[self.ttl_s, str(cursor), config_json, *blobs]))
 
     def exists(self, run_id: str) -> bool:
@@ -177,6 +189,8 @@ class RedisTensorStore:
             return {}
         keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
         values = self._read_at(keys=keys, args=[str(position)])
+        if values == b"LOST":
+            raise CacheLost(f"run {run_id}: the cache lost the run's chain position (at step {position})")
         if values is None:
             raise Superseded(f"run {run_id}: the chain moved past step {position}")
         return self._decode(names, [v or None for v in values])

@@ -103,6 +103,11 @@ class ChainStack:
     def calm(self) -> None:
         self.configure()
 
+    def cold(self) -> None:
+        """Retire every warm trainer environment (a configuration change does, as on Lambda): the
+        next deliveries start cold, with nothing of any run in memory."""
+        self.configure(LNN_COLD_START=secrets.token_hex(4))
+
     def launch(self, payload: Any) -> dict[str, Any]:
         """LaunchLambda through the Lambda API; a refused request raises LaunchRefused (its message)."""
         resp = client("lambda").invoke(

@@ -262,6 +262,39 @@ def test_a_copy_paused_past_its_claim_on_a_message_leaves_the_message_to_the_cop
     _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
 
 
+def test_a_copy_stopped_after_its_last_local_check_does_not_publish_after_its_claim(
+    stack, tmp_path, messages_queue
+) -> None:
+    """Issue 21's defect 7: a notice holder stopped after its SDK attempt's own check of the time
+    (the last thing it decides alone) and before its request goes out, for longer than its claim;
+    the other copy takes the claim over and publishes. The stopped copy's request must then not go
+    out: the claim's fence in the run store, the last step before it, finds the claim another's.
+    One message, one fenced send on the notice item (which is what a repeat would have to show)."""
+    payload = {**BASE, "chain": "fused", "max_steps_per_invocation": 1000}
+    mailbox: dict[str, list[dict]] = {}
+    expected = _reference(stack, payload, messages_queue, mailbox)
+
+    stack.drop_all()
+    run_id = stack.launch(payload)["run_id"]
+    (event,) = stack.held()
+    go = tmp_path / "go"
+    stack.faults(tmp_path, [{"target": "run_store.fence_notice", "pause_until": str(go)}])
+    with _two_copies_at_once(stack, event, go) as ended:
+        wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy stopped just before its request")
+        wait_for(stack.held, timeout_s=90, what="the other copy's takeover and hand-off")
+    stack.calm()
+    (delivery,) = ended
+    assert not delivery.failed, delivery.errors
+    assert not dead_letters(deliver_all(stack))
+    _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
+    item = client("dynamodb").get_item(
+        TableName=stack.env["TABLE_NAME"],
+        Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "NOTICE#PROGRESS#epoch-0"}},
+        ConsistentRead=True,
+    )["Item"]
+    assert (item["claims"]["N"], item["sends"]["N"]) == ("2", "1"), item
+
+
 # -- 2. copies whose deadlines fall a few steps apart -----------------------------------------------
 def test_copies_stopped_by_their_deadlines_at_different_steps_leave_the_undisturbed_run(
     stack, tmp_path, messages_queue
@@ -323,7 +356,11 @@ def test_resume_from_every_checkpoint_after_a_cache_loss_ends_bit_identical(stac
         assert svc.run_store.get_run(run_id)["status"] == "FAILED"
         resumed = lifecycle.resume(svc, run_id)  # its first event goes to the (held) trainer
         assert resumed["source"] == f"checkpoint (epoch {epoch})"
-        assert not dead_letters(deliver_all(stack))
+        stack.cold()  # the resumed chain runs in environments that never saw the run
+        try:
+            assert not dead_letters(deliver_all(stack))
+        finally:
+            stack.calm()
         got = _record(stack, run_id, messages_queue, mailbox)
         assert got["status"] == "SUCCEEDED"
         assert all(np.array_equal(got["params"][k], v) for k, v in expected["params"].items())

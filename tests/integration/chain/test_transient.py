@@ -139,12 +139,13 @@ def test_the_failure_message_names_run_and_step(stack) -> None:
     stack.services.tensor_store.client.delete(f"lnn:{{{run_id}}}:cursor")  # the cache lost the run
     delivery = stack.deliver()
     assert delivery.failed and delivery.attempts == 3  # the first delivery and Lambda's two retries
-    assert all(re.match(rf"StepFailed: run {run_id} step start#0: ChainError", e) for e in delivery.errors)
+    assert all(re.match(rf"StepFailed: run {run_id} step start#0: CacheLost", e) for e in delivery.errors)
     assert not stack.held()
     (record,) = wait_for(stack.failure_records, what="the on-failure record")
     assert record["requestPayload"]["seq"] == 0 and record["requestPayload"]["run_id"] == run_id
     run = stack.services.run_store.get_run(run_id)
-    assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "ChainError"
+    assert run["status"] == "FAILED" and run["failed_step"] == "start#0" and run["error_type"] == "CacheLost"
     published = [m for m in drain_queue(url) if m["run_id"] == run_id]
-    assert [(m["kind"], m["step"], m["error_type"]) for m in published] == [("FAILED", "start#0", "ChainError")]
-    assert "lost its chain position" in published[0]["failure_reason"]
+    assert [(m["kind"], m["step"], m["error_type"]) for m in published] == [("FAILED", "start#0", "CacheLost")]
+    assert published[0]["failure_reason"].startswith("cache lost")
+    assert "lost its chain position" in run["failure_reason"]
