@@ -6,8 +6,11 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from trainer.vocabulary import RunStatus
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
 FOLLOWER = workspace.FOLLOWER
+INTERRUPTED = 130  # a shell's status for a command ended by Ctrl-C
 
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},
@@ -78,6 +82,42 @@ def _followed(run_dir: Path) -> bool:
     return workspace.followed(run_dir)
 
 
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a closed terminal, a service manager) stops a run as Ctrl-C does."""
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(session: Any, run_id: str) -> int:
+    """Stop the run at its next step and keep it, resumable; the exit status says it was interrupted."""
+    from trainer.local import cloud_runner, runner
+
+    if session.cloud is None:  # the `make up` cloud: the run goes on there
+        print(f"\nstopped following {run_id}; it goes on in the `make up` cloud (`lnn cancel {run_id}` stops it)")
+        return INTERRUPTED
+    print(f"\ninterrupted: stopping {run_id} at its next step...", file=sys.stderr)
+    cloud_runner.stop_at_next_step(session)
+    store = session.services.run_store
+    seq = int(store.get_run(run_id).get("last_seq") or 0)
+    store.mark_failed(
+        run_id, f"interrupted by the user after step {seq}; resume continues it", "interrupt", "Interrupted"
+    )
+    record = runner.export_run(session, run_id, RUNS_DIR)
+    if record["run"]["status"] == RunStatus.FAILED:
+        print(f"run {run_id} kept after {len(record['epochs'])} epochs; `lnn resume {run_id}` continues it")
+    else:  # it ended on its own meanwhile
+        print(f"run {run_id}: {record['run']['status']}; kept in {RUNS_DIR / run_id}")
+    return INTERRUPTED
+
+
 def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
     """Train on the local cloud: LaunchLambda through the Lambda API, the chain in its own processes."""
     from tqdm import tqdm
@@ -111,7 +151,13 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
         follower = workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
         try:
-            final = cloud_runner.follow(session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists)
+            with _sigterm_as_interrupt():
+                final = cloud_runner.follow(
+                    session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists
+                )
+        except KeyboardInterrupt:
+            bar.close()
+            return _interrupted(session, run_id)
         finally:
             follower.unlink(missing_ok=True)
             cancel_marker.unlink(missing_ok=True)

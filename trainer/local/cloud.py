@@ -409,6 +409,9 @@ class CloudProcess:
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env},
             stdout=subprocess.PIPE,
             stderr=log,
+            # Out of the terminal's process group: a Ctrl-C reaches the command that started the
+            # cloud, which stops its run cleanly and then stops the cloud, instead of the cloud first.
+            start_new_session=True,
         )
         assert self.process.stdout is not None
         ready: dict[str, Any] = {}

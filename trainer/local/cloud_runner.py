@@ -171,3 +171,11 @@ def follow(
             cancelled = True
         time.sleep(POLL_S)
     raise TimeoutError(f"run {run_id} still RUNNING after {timeout_s:.0f} s")
+
+
+def stop_at_next_step(session: CloudSession, timeout_s: float = 300) -> None:
+    """Hold the trainer's next events and let the invocation in flight end: the run's cache state
+    is then at rest, at a committed step, to be saved and resumed."""
+    assert session.cloud is not None, "only a cloud of this session's own is stopped"
+    session.cloud.hold(session.env["TRAINER_FUNCTION_NAME"])
+    session.cloud.wait_idle(timeout_s)

@@ -253,3 +253,55 @@ def _followed_run(runs_dir: Path, train: subprocess.Popen) -> str:
         assert train.poll() is None, train.communicate()
         time.sleep(0.1)
     raise AssertionError("train never started following its run")
+
+
+def _train_process(request: Path, runs_dir: Path) -> subprocess.Popen:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
+    environment["LNN_RUNS_DIR"] = str(runs_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer", "train", str(request), "--json"],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(tmp_path, signal_name) -> None:
+    import signal
+
+    import numpy as np
+
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"dataset": "moons", "seed": 3, **_long_moons(), "epochs": 400}))
+    calm = _cli("train", str(request), "--json", runs_dir=tmp_path / "calm")
+    assert calm.returncode == 0, calm.stderr
+    calm_model = json.loads(calm.stdout.strip().splitlines()[-1])["model"]
+
+    runs = tmp_path / "runs"
+    train = _train_process(request, runs)
+    try:
+        run_id = _followed_run(runs, train)
+        for _ in range(600):  # until the chain has committed a step, so the stop lands mid-run
+            shown = json.loads(_cli("status", run_id, runs_dir=runs).stdout or "{}")
+            if shown.get("percent"):
+                break
+        train.send_signal(getattr(signal, signal_name))
+        out, err = train.communicate(timeout=300)
+    finally:
+        train.kill()
+    assert train.returncode == 130, err
+    assert f"`lnn resume {run_id}` continues it" in out
+    assert "Traceback" not in err
+    kept = json.loads((runs / run_id / "run.json").read_text())
+    assert kept["run"]["status"] == "FAILED" and "interrupted by the user" in kept["run"]["failure_reason"]
+    assert 0 < len(kept["epochs"]) < 400
+    resumed = _cli("resume", run_id, runs_dir=runs)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "SUCCEEDED"
+    with np.load(calm_model) as one, np.load(runs / run_id / "model.npz") as other:
+        assert sorted(one.files) == sorted(other.files)
+        for name in one.files:
+            assert np.array_equal(one[name], other[name]), name
