@@ -120,14 +120,18 @@ def run(event: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     extra = sorted(set(event) - {"action", target} - options)
     problems = [] if action in ACTIONS else [f"action: {action!r} is not one of {', '.join(ACTIONS)}"]
     problems += [f"{k}: unknown field" for k in extra]
+    # A refusal is named for what was asked: "invalid cancel request", not "invalid training request".
+    what = f"{action} request" if action in ACTIONS else "request"
     if problems:
-        raise RequestError(problems)
-    if target == "sweep_id":
-        return scheduler.cancel(svc, event.get("sweep_id"))
+        raise RequestError(problems, what)
     try:
+        if target == "sweep_id":
+            return scheduler.cancel(svc, event.get("sweep_id"))
         if action == "resume":
             stall_after_s = event.get("stall_after_s", lifecycle.DEFAULT_STALL_AFTER_S)
             return lifecycle.resume(svc, event.get("run_id"), stall_after_s)
         return lifecycle.cancel(svc, event.get("run_id"))
     except RunNotFound as exc:
-        raise RequestError([f"run_id: {exc}"]) from exc
+        raise RequestError([f"run_id: {exc}"], what) from exc
+    except RequestError as exc:
+        raise RequestError(exc.problems, what) from exc
