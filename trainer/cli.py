@@ -78,6 +78,15 @@ def demo_request(dataset: str) -> dict[str, Any]:
     return {"dataset": dataset, **CAT_REQUEST}
 
 
+def _learning(epoch: dict[str, Any]) -> dict[str, str]:
+    """What the progress bar says of learning: the newest epoch's cost, and its validation accuracy
+    when the run holds examples out."""
+    shown = {"cost": f"{float(epoch['cost']):.5g}"} if "cost" in epoch else {}
+    if epoch.get("validation_accuracy") is not None:
+        shown["val_acc"] = f"{float(epoch['validation_accuracy']):.4f}"
+    return shown
+
+
 def _followed(run_dir: Path) -> bool:
     return workspace.followed(run_dir)
 
@@ -144,6 +153,9 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
 
         def progress(run: dict[str, Any]) -> None:
             done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
+            if done != bar.n and not bar.disable:
+                last = session.services.run_store.last_epoch(run_id) or {}
+                bar.set_postfix(_learning(last), refresh=False)
             bar.update(done - bar.n)
 
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.

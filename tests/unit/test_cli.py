@@ -221,3 +221,12 @@ def test_export_writes_a_model_onnxruntime_runs_as_predict_does(
 def test_export_of_a_run_without_a_model_says_so(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", "nosuch", "--onnx", "x.onnx"]) == 2
     assert "no model at" in capsys.readouterr().err
+
+
+def test_the_progress_bar_shows_cost_and_validation_accuracy() -> None:
+    assert cli._learning({"epoch": 3, "cost": 0.123456789}) == {"cost": "0.12346"}
+    assert cli._learning({"epoch": 3, "cost": 0.5, "validation_accuracy": 0.875}) == {
+        "cost": "0.5",
+        "val_acc": "0.8750",
+    }
+    assert cli._learning({}) == {}

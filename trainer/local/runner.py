@@ -17,8 +17,8 @@ def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
     """Copy the run's record, epochs and model out of the emulator before it stops."""
     run_dir = out_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = stack.services.run_store.get_run(run_id)
-    epochs = sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])
+    run = _public(stack.services.run_store.get_run(run_id))
+    epochs = [_public(e) for e in sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])]
     record = {"run": run, "epochs": epochs}
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
     if run.get("status") == RunStatus.SUCCEEDED:
@@ -38,6 +38,11 @@ def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
                 **{f"d_{k}": v for k, v in data.items()},
             )
     return record
+
+
+def _public(item: dict[str, Any]) -> dict[str, Any]:
+    """The item without DynamoDB's keys: they are the table's layout, not the run's record."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
 def restore_run(stack: Any, run_dir: Path) -> str:

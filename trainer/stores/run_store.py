@@ -158,6 +158,18 @@ class DynamoRunStore(SweepItems):
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(_pk(run_id), "EPOCH#")
 
+    def last_epoch(self, run_id: str) -> dict[str, Any] | None:
+        """The newest epoch item (one item read, however long the history): what a progress bar shows."""
+        resp = self.db.query(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=item_of({":pk": _pk(run_id), ":prefix": "EPOCH#"}),
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = resp.get("Items") or []
+        return plain(items[0]) if items else None
+
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
         """RUNNING (or FAILED, a retry got through) -> SUCCEEDED with the run's metrics; the same values
         whichever copy writes them (they come from the committed outbox), so a repeat is harmless.

@@ -84,6 +84,8 @@ def test_run_store_keeps_the_run_and_one_item_per_epoch(stack) -> None:
     assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
     assert all(e["duration_s"] >= 0 and e["cost"] > 0 for e in epochs)
     assert epochs[-1]["cost"] == pytest.approx(run["final_cost"])
+    assert store.last_epoch(run_id) == epochs[-1]
+    assert store.last_epoch("no-such-run") is None
 
 
 def test_a_long_history_is_written_whole_in_concurrent_batches_retrying_what_dynamodb_left_unprocessed(

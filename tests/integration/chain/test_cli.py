@@ -70,6 +70,8 @@ def test_status_reads_the_run_back(trained) -> None:
     assert status["final_cost"] == pytest.approx(summary["final_cost"])
     # The local copy names the model beside it, not the bucket of a cloud that is gone.
     assert status["model"] == summary["model"] and "model_uri" not in status
+    saved = json.loads((runs / summary["run_id"] / "run.json").read_text())
+    assert not {"pk", "sk"} & set(saved["run"]) and not any({"pk", "sk"} & set(e) for e in saved["epochs"])
 
 
 def test_plot_writes_a_png(trained, tmp_path) -> None:
