@@ -10,6 +10,35 @@ import pytest
 from trainer.local.servers import MotoServer, RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+# The tiers (tests/README.md): each test gets one marker, from where it lives, so that
+# `pytest -m unit` is the quick loop and `pytest -m "not acceptance"` skips the long campaigns.
+ACCEPTANCE_FILES = {
+    "integration/test_up_down.py",
+    "integration/test_chaos_chain.py",
+    "integration/test_fault_campaign.py",
+    "integration/test_control_plane_campaign.py",
+    "integration/test_readme_usage.py",
+    "infra/terraform/test_apply_cycle.py",
+}
+ACCEPTANCE_NAMES = ("make_demo",)
+
+
+def tier_of(path: Path, name: str) -> str:
+    where = path.resolve().relative_to(TESTS).as_posix()
+    if where.startswith("unit/"):
+        return "unit"
+    if where in ACCEPTANCE_FILES or where.startswith("performance/") or any(n in name for n in ACCEPTANCE_NAMES):
+        return "acceptance"
+    return "infra" if where.startswith("infra/") else "cloud"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item.path, item.name))
+
+
 SHARED_DIR = REPO_ROOT.parent / "shared"
 CAT_DATASET = SHARED_DIR / "datasets" / "catvnoncat.h5"
 
