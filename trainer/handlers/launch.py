@@ -31,7 +31,9 @@ def validate(payload: Any, svc: services_mod.Services):
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
-    raw, raw_problems = read_checked(source, svc.blob_store.read, svc.settings.model_bucket)
+    raw, raw_problems = read_checked(
+        source, svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
+    )
     problems += raw_problems
     dataset = None
     if raw is not None:
