@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer import lifecycle
 from trainer.errors import RunNotFound
+from trainer.request import RUN_ID_LONGEST, id_problem
 from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
@@ -327,6 +328,14 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_id_argument(value: str) -> str:
+    """A RUN_ID argument, checked before it names a folder: the ids a launch accepts, no path."""
+    problem = id_problem(value, RUN_ID_LONGEST)
+    if problem:
+        raise argparse.ArgumentTypeError(f"run id {value!r} {problem}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -339,14 +348,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True)
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=run_id_argument)
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
     p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=run_id_argument)
     p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=run_id_argument)
     p = sub.add_parser("plot", help="plot a run's loss curve")
-    p.add_argument("run_id")
+    p.add_argument("run_id", type=run_id_argument)
     p.add_argument("-o", "--output", default="loss.png")
     p = sub.add_parser("predict", help="predictions and accuracy of MODEL.npz on DATASET")
     p.add_argument("model", type=Path)
