@@ -108,7 +108,7 @@ def code(text: str, in_table: bool = False) -> str:
     if in_table:
         text = text.replace("|", "\\|")  # GFM splits cells before code spans; \| stays in the cell
     fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") or text.startswith(" ") and text.endswith(" ") else ""
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
