@@ -19,7 +19,7 @@ from typing import Any
 
 from trainer import services as services_mod
 from trainer.aws import client
-from trainer.local.cloud import LOCAL_CREDENTIALS, CloudProcess
+from trainer.local.cloud import CloudProcess
 from trainer.local.provision import provision_stack
 from trainer.settings import Settings
 from trainer.vocabulary import RunStatus
@@ -51,15 +51,28 @@ class CloudSession:
                 sqs.delete_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
 
 
+def _forget_default_credentials() -> None:
+    """boto3's default session keeps the credentials it resolved first; a cloud has a key of its own."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+
+
 @contextmanager
-def aws_environment(endpoint_url: str, region: str = "us-east-1") -> Iterator[dict[str, str]]:
-    """Point this process's AWS clients at the local cloud; restored afterwards."""
-    values = {"AWS_ENDPOINT_URL": endpoint_url, **LOCAL_CREDENTIALS, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
-    saved = {k: os.environ.get(k) for k in values}
+def aws_environment(access: dict[str, str], region: str = "us-east-1") -> Iterator[dict[str, str]]:
+    """Point this process's AWS clients at a local cloud (`access`: its AWS_ENDPOINT_URL and its
+    key, CloudProcess.aws_env); restored afterwards. A session token of the caller's is set aside:
+    the cloud's key has none."""
+    values = {**access, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    saved = {k: os.environ.get(k) for k in (*values, "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
     os.environ.update(values)
+    _forget_default_credentials()
     try:
         yield values
     finally:
+        _forget_default_credentials()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -91,7 +104,7 @@ def session_services(env: dict[str, str], ca_file: str) -> services_mod.Services
 @contextmanager
 def cloud_session(cloud_args: tuple[str, ...] = (), log_path: Path | None = None) -> Iterator[CloudSession]:
     """A local cloud child process with the stack provisioned in it; everything stops at the end."""
-    with CloudProcess(args=cloud_args, log_path=log_path) as cloud, aws_environment(cloud.endpoint_url):
+    with CloudProcess(args=cloud_args, log_path=log_path) as cloud, aws_environment(cloud.aws_env):
         env = provision_stack(
             f"lnn-{secrets.token_hex(3)}", trainer_memory_mb=int(os.environ.get("TRAINER_MEMORY_MB", "10240"))
         )
