@@ -13,6 +13,7 @@ from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
+from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.sweep import scheduler
@@ -82,6 +83,7 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     }
 
 
+@lambda_handler("lnn-launch")
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: adapters built from the environment once per execution environment."""
     return run(event, context, services_mod.current())

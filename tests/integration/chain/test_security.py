@@ -721,6 +721,25 @@ def test_redis_keys_hold_only_the_validated_run_id(stack):
     assert any(k.endswith(b":cursor") for k in seen) and any(b":t:" in k for k in seen)
 
 
+def test_a_refusal_reaches_a_synchronous_caller_without_a_stack_trace(stack):
+    """The caller learns what was refused (the error's type and message); where in the image it was
+    refused (a trace of file paths) stays in the function's log."""
+    lam = aws_client("lambda")
+    calls = (
+        (stack.env["LAUNCH_FUNCTION_NAME"], small_request(epochs=-1), "RequestError", "epochs"),
+        (stack.trainer, {"state": "nowhere", "run_id": "sec-x"}, "EventError", "state"),
+    )
+    with function_logs(stack) as logs:
+        for function, payload, error_type, named in calls:
+            resp = lam.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+            body = json.loads(resp["Payload"].read())
+            assert resp.get("FunctionError") == "Unhandled", body
+            assert body["errorType"] == error_type and named in body["errorMessage"], body
+            assert body.get("stackTrace", []) == [] and ".py" not in json.dumps(body), body
+        text = logs()
+    assert "Traceback" in text and "trainer/handlers/launch.py" in text and "trainer/handlers/trainer.py" in text
+
+
 # -- 4. Structured logs --------------------------------------------------------------------------
 
 
