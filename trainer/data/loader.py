@@ -151,7 +151,9 @@ def _read_h5(blob: bytes | Path, limit: int) -> dict[str, np.ndarray]:
     import h5py
 
     with h5py.File(_opened(blob), "r") as handle:
-        missing = [k for k in REQUIRED_KEYS if k not in handle]
+        # The links themselves: `key in handle` would follow a link to another file to see whether
+        # its object exists.
+        missing = [k for k in REQUIRED_KEYS if handle.get(k, getlink=True) is None]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
         nodes = {key: _plain_h5_dataset(handle, key) for key in REQUIRED_KEYS}
