@@ -187,6 +187,7 @@ module "functions" {
   table_arn             = module.storage.table_arn
   bucket_name           = module.storage.bucket_name
   bucket_arn            = module.storage.bucket_arn
+  dataset_prefix        = var.dataset_prefix
   sns_topic_arn         = module.notifications.topic_arn
   redis_host            = module.cache.primary_endpoint_address
   redis_port            = module.cache.port

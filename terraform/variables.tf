@@ -113,6 +113,17 @@ variable "lambda_architecture" {
   }
 }
 
+variable "dataset_prefix" {
+  description = "Prefix of the bucket's keys that hold datasets: LaunchLambda reads s3:// datasets from there only, so that an uploader needs no access to models/ or checkpoints/."
+  type        = string
+  default     = "datasets/"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-][A-Za-z0-9_./-]*/$", var.dataset_prefix)) && !can(regex("(^|/)\\.\\.?/", var.dataset_prefix)) && !can(regex("^(models|checkpoints|sweeps)/", var.dataset_prefix))
+    error_message = "dataset_prefix must be a key prefix ending in /, without . or .. segments, and not in models/, checkpoints/ or sweeps/."
+  }
+}
+
 variable "launch_memory_size" {
   description = "Memory of LaunchLambda in MB (128-10240)."
   type        = number

@@ -16,6 +16,7 @@ from typing import Any
 
 from trainer import lifecycle, workspace
 from trainer.errors import RunNotFound
+from trainer.request import RUN_ID_LONGEST, id_problem
 from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
@@ -324,7 +325,6 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _delete(args: argparse.Namespace) -> int:
     """Remove local copies of runs or sweeps, by name only: nothing else ever deletes them."""
-    from trainer.request import RUN_ID_LONGEST, id_problem
 
     problems = [f"{i!r}: {id_problem(i, RUN_ID_LONGEST)}" for i in args.run_ids if id_problem(i, RUN_ID_LONGEST)]
     problems += [f"{i!r}: no such run in {RUNS_DIR}" for i in args.run_ids if not (RUNS_DIR / i).is_dir()]
@@ -484,6 +484,9 @@ def _export(args: argparse.Namespace) -> int:
     """A run's model (its local copy, or a model file) as ONNX."""
     from trainer import model_file, onnx_export
 
+    if not args.run_id.endswith(".npz") and (problem := id_problem(args.run_id, RUN_ID_LONGEST)):
+        print(f"cannot export: run id {args.run_id!r} {problem}", file=sys.stderr)
+        return 2
     source = Path(args.run_id) if args.run_id.endswith(".npz") else RUNS_DIR / args.run_id / "model.npz"
     if not source.is_file():
         print(f"cannot export: no model at {source} (a run's model is there once it has SUCCEEDED)", file=sys.stderr)
@@ -496,6 +499,14 @@ def _export(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def run_id_argument(value: str) -> str:
+    """A RUN_ID argument, checked before it names a folder: the ids a launch accepts, no path."""
+    problem = id_problem(value, RUN_ID_LONGEST)
+    if problem:
+        raise argparse.ArgumentTypeError(f"run id {value!r} {problem}")
+    return value
 
 
 def _version() -> str:
@@ -522,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a built-in dataset's name, or an .h5/.npz file")
     p.add_argument("--json", action="store_true", help="last line: one JSON object with the summary")
     p = sub.add_parser("status", help="show a run (DynamoDB when TABLE_NAME is set, else the local copy)")
-    p.add_argument("run_id", help=run_help)
+    p.add_argument("run_id", type=run_id_argument, help=run_help)
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
     p.add_argument(
         "--watch", type=float, nargs="?", const=2.0, metavar="SECONDS", help="repeat every SECONDS (2) while it runs"
@@ -530,17 +541,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help=f"list runs and sweeps: {RUNS_DIR}/, and the TABLE_NAME table when set")
     p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     p = sub.add_parser("resume", help="restart a FAILED or STALLED run from its last applied step")
-    p.add_argument("run_id", help=run_help)
+    p.add_argument("run_id", type=run_id_argument, help=run_help)
     p.add_argument("--stall-after", type=float, default=STALL_AFTER_S, help="seconds without a step = STALLED")
     p = sub.add_parser("cancel", help="stop a run at its next step and remove its cache state")
-    p.add_argument("run_id", help=run_help)
+    p.add_argument("run_id", type=run_id_argument, help=run_help)
     p = sub.add_parser("delete", help=f"delete the local copies of the runs or sweeps named ({RUNS_DIR}/ID)")
     p.add_argument("run_ids", nargs="+", metavar="ID", help="a run's or a sweep's id; every one is deleted or none")
     p = sub.add_parser("export", help="write a run's model as ONNX (raw features in, probabilities and class out)")
     p.add_argument("run_id", help=run_help + f"; or a model file ({RUNS_DIR}/RUN_ID/model.npz)")
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
     p = sub.add_parser("plot", help="plot a run's loss curve")
-    p.add_argument("run_id", help=run_help)
+    p.add_argument("run_id", type=run_id_argument, help=run_help)
     p.add_argument("-o", "--output", default="loss.png", help="the image to write (default loss.png)")
     p = sub.add_parser("predict", help="predictions (and accuracy, when the data has labels) of MODEL.npz on DATASET")
     p.add_argument("model", type=Path, help=f"a trained model, e.g. {RUNS_DIR}/RUN_ID/model.npz")

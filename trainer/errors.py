@@ -22,3 +22,11 @@ class ChainError(RuntimeError):
 
 class RunNotFound(LookupError):
     """No run with that id."""
+
+
+class TooLarge(ValueError):
+    """An object larger than the reader's limit, found so before its bytes were read."""
+
+    def __init__(self, size: int, limit: int):
+        self.size, self.limit = size, limit
+        super().__init__(f"{size} bytes, more than the {limit} bytes allowed")

@@ -24,7 +24,9 @@ def load_data(svc: Any, source: str, normalize: str, dtype: str, split_key: str 
     examples of the validation split stored at `split_key` (a sweep's trial; None for a run), which
     are then its validation examples. Kept in one place so that a resumed run gets the same data
     (and so the same digest) as its start did."""
-    raw, held = load_raw(source, svc.blob_store.read, allowed_bucket=svc.settings.model_bucket), None
+    settings = svc.settings
+    raw = load_raw(source, svc.blob_store.read, settings.model_bucket, settings.dataset_prefix)
+    held = None
     if split_key is not None:
         with np.load(io.BytesIO(svc.blob_store.get(split_key)), allow_pickle=False) as stored:
             raw, held = carve(raw, stored["validation"])

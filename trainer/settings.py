@@ -19,6 +19,7 @@ ENVIRONMENT = (
     "TRAINER_MEMORY_MB",
     "CACHE_CAPACITY_MIB",
     "TRAINER_TIMEOUT_S",
+    "DATASET_PREFIX",
 )
 
 
@@ -45,6 +46,8 @@ class Settings:
     cache_capacity_mib: int | None = None
     # The trainer's Lambda timeout (None: unknown, nothing checked); a run's time margin must fit in it.
     trainer_timeout_s: int | None = None
+    # Where in the bucket datasets are uploaded; the launch reads s3:// datasets from there only.
+    dataset_prefix: str = "datasets/"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,4 +75,5 @@ class Settings:
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
             cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
             trainer_timeout_s=int(os.environ["TRAINER_TIMEOUT_S"]) if os.environ.get("TRAINER_TIMEOUT_S") else None,
+            dataset_prefix=os.environ.get("DATASET_PREFIX") or "datasets/",
         )

@@ -5,7 +5,12 @@ The comment a reviewer reads, in order: a warning when a resource that holds dat
 bucket, repository, key, secret, log group) would be destroyed or replaced; the headline (N to
 add, M to change, K to destroy, R to replace -- a replacement is counted once, as a replacement);
 a table of the changes by resource and action; the full text plan folded; a pointer to the
-artifact. The whole stays under GitHub's comment limit: the text plan is cut first, at a line.
+artifact. The whole stays under GitHub's comment limit: the text plan is cut first, at a line, then
+table rows are dropped (the table says how many).
+
+An address is text from the configuration (a for_each key is any string), so it is shown as a code
+span that nothing in it can close: a fence longer than its own backtick runs, `|` escaped in table
+cells, `@` kept from starting a mention, control characters as escapes, and a length cap.
 
 usage: plan_comment.py --exitcode N --plan-text plan.txt [--plan-json plan.json]
                        [--artifact-url URL] [--commit SHA] [--run-url URL] [-o comment.md]
@@ -27,6 +32,10 @@ MARKER = "<!-- lnn-terraform-plan -->"
 # GitHub rejects an issue comment body over 65536 characters.
 GITHUB_COMMENT_LIMIT = 65536
 MAX_TABLE_ROWS = 200
+MAX_ADDRESS_CHARS = 200  # Terraform's own addresses are far shorter; a for_each key can be any length
+MAX_WARNING_ITEMS = 50
+MIN_PLAN_TEXT_CHARS = 4000  # kept for the text plan before table rows are dropped
+WORD_JOINER = "\u2060"  # invisible; after "@" it ends the would-be mention's name
 
 # Resource types whose destruction loses data or breaks what depends on their identity.
 STATEFUL_TYPES = {
@@ -89,6 +98,20 @@ def headline(changes: list[Change]) -> str:
     return ", ".join(f"{count[a]} to {a.value}" for a in (Action.ADD, Action.CHANGE, Action.DESTROY, Action.REPLACE))
 
 
+def code(text: str, in_table: bool = False) -> str:
+    """`text` as a Markdown code span that renders as that text and nothing else, whatever it holds."""
+    if len(text) > MAX_ADDRESS_CHARS:
+        text = text[: MAX_ADDRESS_CHARS - 1] + "\u2026"
+    # A line break would end the table row or the list item, and the rest would be Markdown.
+    text = "".join(f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 else ch for ch in text)
+    text = text.replace("@", "@" + WORD_JOINER)
+    if in_table:
+        text = text.replace("|", "\\|")  # GFM splits cells before code spans; \| stays in the cell
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def warning_block(changes: list[Change]) -> list[str]:
     at_risk = [c for c in changes if c.stateful]
     if not at_risk:
@@ -98,19 +121,23 @@ def warning_block(changes: list[Change]) -> list[str]:
         "> **This plan destroys or replaces resources that hold data.** What they hold is lost unless it",
         "> is backed up first:",
     ]
-    lines += [f"> - `{c.address}` ({STATEFUL_TYPES[c.type]}): **{c.action.value}**" for c in at_risk]
+    lines += [
+        f"> - {code(c.address)} ({STATEFUL_TYPES[c.type]}): **{c.action.value}**" for c in at_risk[:MAX_WARNING_ITEMS]
+    ]
+    if len(at_risk) > MAX_WARNING_ITEMS:
+        lines.append(f"> - ... and {len(at_risk) - MAX_WARNING_ITEMS} more (see the full plan)")
     return [*lines, ""]
 
 
-def table(changes: list[Change]) -> list[str]:
+def table(changes: list[Change], max_rows: int = MAX_TABLE_ROWS) -> list[str]:
     if not changes:
         return []
     order = {Action.REPLACE: 0, Action.DESTROY: 1, Action.CHANGE: 2, Action.ADD: 3}
     rows = sorted(changes, key=lambda c: (order[c.action], c.address))
     lines = ["| resource | action |", "| --- | --- |"]
-    lines += [f"| `{c.address}` | {c.action.value} |" for c in rows[:MAX_TABLE_ROWS]]
-    if len(rows) > MAX_TABLE_ROWS:
-        lines.append(f"| ... and {len(rows) - MAX_TABLE_ROWS} more (see the full plan) | |")
+    lines += [f"| {code(c.address, in_table=True)} | {c.action.value} |" for c in rows[:max_rows]]
+    if len(rows) > max_rows:
+        lines.append(f"| ... and {len(rows) - max_rows} more (see the full plan) | |")
     return [*lines, ""]
 
 
@@ -144,9 +171,10 @@ def render(
         title = f"### Terraform plan: {headline(changes)}"
     where = " ".join(p for p in (f"Commit {commit}." if commit else "", f"[Run]({run_url})." if run_url else "") if p)
     artifact = f"[artifact]({artifact_url})" if artifact_url else "artifact of this run"
-    head = [MARKER, *warning_block(changes), title, "", *([where, ""] if where else []), *table(changes)]
+    rows = min(len(changes), MAX_TABLE_ROWS)
 
     def assemble(body_text: str, truncated: bool) -> str:
+        head = [MARKER, *warning_block(changes), title, "", *([where, ""] if where else []), *table(changes, rows)]
         fence, body_text = fenced(body_text)
         pointer = (
             f"**The plan above is cut to fit a comment.** The full plan is the {artifact}."
@@ -161,6 +189,10 @@ def render(
     whole = assemble(plan_text, False)
     if len(whole) <= limit:
         return whole
+    # Rows go, fewest first, until the text plan keeps some room (or no row is left).
+    room = min(len(plan_text), MIN_PLAN_TEXT_CHARS)
+    while rows and len(assemble("", True)) + room + 16 > limit:
+        rows = max(0, rows - max(1, (len(assemble("", True)) + room + 16 - limit) // (MAX_ADDRESS_CHARS + 20)))
     overhead = len(assemble("", True))
     text, _ = cut(plan_text, limit - overhead - 16)
     return assemble(text, True)

@@ -48,7 +48,7 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
     condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
       "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
-      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES",
+      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "DATASET_PREFIX",
     ])])
     error_message = "both functions must carry exactly the environment the Python code and its BLAS read"
   }
@@ -80,7 +80,8 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_HOST"] == var.redis_host &&
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_PORT"] == "6379" &&
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_TLS"] == "true" &&
-      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_AUTH_SECRET_ARN"] == var.redis_auth_secret_arn
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_AUTH_SECRET_ARN"] == var.redis_auth_secret_arn &&
+      aws_lambda_function.this["launch"].environment[0].variables["DATASET_PREFIX"] == "datasets/"
     )
     error_message = "table, bucket and Redis settings must reach the functions unchanged"
   }

@@ -237,6 +237,26 @@ run "rejects_bad_lambda_architecture" {
   expect_failures = [var.lambda_architecture]
 }
 
+run "rejects_bad_dataset_prefix" {
+  command = plan
+
+  variables {
+    dataset_prefix = "models/uploads/"
+  }
+
+  expect_failures = [var.dataset_prefix]
+}
+
+run "rejects_a_dataset_prefix_with_dot_segments" {
+  command = plan
+
+  variables {
+    dataset_prefix = "datasets/../models/"
+  }
+
+  expect_failures = [var.dataset_prefix]
+}
+
 run "rejects_bad_launch_memory_size" {
   command = plan
 

@@ -23,6 +23,7 @@ from imageenv import ImageEnv, build
 
 from trainer.local.children import running
 from trainer.local.cloud import CloudProcess
+from trainer.local.cloud_runner import aws_environment
 from trainer.local.fleet import PINNED_X86_64
 from trainer.local.provision import provision_stack
 
@@ -67,20 +68,17 @@ def cloud_image() -> Iterator[ImageEnv]:
     shutil.rmtree(env.root, ignore_errors=True)
 
 
+def cloud_args_for(image: ImageEnv) -> tuple[str, ...]:
+    """A local cloud running the functions from `image`, the test functions installed beside the
+    trainer package (lnn_test_functions.py) allowed besides the project's own handlers."""
+    return ("--image-root", str(image.root), "--python", str(image.python), "--allow-handler", "lnn_test_functions.*")
+
+
 @pytest.fixture(scope="session")
 def cloud(cloud_image: ImageEnv, tmp_path_factory) -> Iterator[CloudProcess]:
     log = tmp_path_factory.mktemp("cloud") / "cloud.log"
     process = CloudProcess(
-        args=(
-            "--image-root",
-            str(cloud_image.root),
-            "--python",
-            str(cloud_image.python),
-            "--retry-delay",
-            str(RETRY_DELAY_S),
-            "--concurrency",
-            "4",
-        ),
+        args=(*cloud_args_for(cloud_image), "--retry-delay", str(RETRY_DELAY_S), "--concurrency", "4"),
         log_path=log,
     )
     seen: set[int] = set()
@@ -96,22 +94,18 @@ def cloud(cloud_image: ImageEnv, tmp_path_factory) -> Iterator[CloudProcess]:
 def cloud_env(cloud: CloudProcess) -> Iterator[dict[str, str]]:
     """This process's AWS clients point at the local cloud (the one endpoint for every service)
     while a module of these tests runs; restored afterwards."""
-    values = {
-        "AWS_ENDPOINT_URL": cloud.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_SESSION_TOKEN": "local",
-        "AWS_REGION": REGION,
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in values.items():
-            env.setenv(key, value)
+    with aws_environment(cloud.aws_env, REGION) as values:
         yield values
 
 
 def aws(service: str, cloud_env: dict[str, str]) -> Any:
-    return boto3.client(service, endpoint_url=cloud_env["AWS_ENDPOINT_URL"], region_name=REGION)
+    return boto3.client(
+        service,
+        endpoint_url=cloud_env["AWS_ENDPOINT_URL"],
+        region_name=REGION,
+        aws_access_key_id=cloud_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud_env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from tests.integration.chain.chain_helpers import wait_for
 from tests.integration.conftest import (
     REGION,
     aws,
+    cloud_args_for,
     command_line,
     descendants,
     invoke,
@@ -292,10 +293,10 @@ def test_the_account_limit_is_shared_by_the_functions_without_a_reservation(clou
     either is throttled, while `reserved` still runs on its own share."""
     from botocore.config import Config
 
-    args = ("--image-root", str(cloud_image.root), "--python", str(cloud_image.python), "--concurrency", "3")
+    args = (*cloud_args_for(cloud_image), "--concurrency", "3")
     with (
         CloudProcess(args=args, log_path=tmp_path / "cloud.log") as process,
-        aws_environment(process.endpoint_url) as env,
+        aws_environment(process.aws_env) as env,
     ):
         first, second, reserved = (make_function(env, "sleep", timeout=30) for _ in range(3))
         aws("lambda", env).put_function_concurrency(FunctionName=reserved, ReservedConcurrentExecutions=1)
@@ -383,10 +384,10 @@ def test_held_events_wait_until_delivered_side_by_side_or_dropped(cloud, cloud_e
 
 def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_image, tmp_path) -> None:
     """SIGKILL leaves the cloud no chance to stop anything: its children end with it all the same."""
-    args = ("--image-root", str(cloud_image.root), "--python", str(cloud_image.python))
+    args = cloud_args_for(cloud_image)
     process = CloudProcess(args=args, log_path=tmp_path / "cloud.log").start()
     try:
-        with aws_environment(process.endpoint_url) as env:
+        with aws_environment(process.aws_env) as env:
             provision_stack("kill" + secrets.token_hex(3), trainer_memory_mb=512)  # a redis-server
             name = make_function(env, "sleep", timeout=60)
             invoke(env, name, {"seconds": 0})  # a warm environment: the first event takes it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -53,8 +54,39 @@ def readme_lines(*starts: str) -> list[str]:
     return found
 
 
+# What `up` recorded of a cloud, as older versions kept it (the pid alone) and as it keeps it now.
+RECORDED_FORMS = ({}, {"started": 1.0, "cmdline": [PYTHON, "-m", "trainer.local.cloud", "--ready-file", "x"]})
+
+
+def stale_state(cloud_dir: Path, pid: int, recorded: dict) -> None:
+    """The state a crashed `up` leaves, naming `pid`: after a reboot, anyone's."""
+    cloud_dir.mkdir(parents=True, exist_ok=True)
+    state = {"pid": pid, "endpoint_url": "http://127.0.0.1:9", "stack": {}, **recorded}
+    (cloud_dir / "state.json").write_text(json.dumps(state))
+
+
+def test_a_stale_state_naming_an_unrelated_process_leaves_it_running(tmp_path: Path) -> None:
+    env = user_env(tmp_path / "cloud")
+    unrelated = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        for recorded in RECORDED_FORMS:
+            stale_state(tmp_path / "cloud", unrelated.pid, recorded)
+            done = subprocess.run(
+                [PYTHON, "-m", "trainer.local.up", "down"], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0 and "no longer running" in done.stderr, done.stderr
+            assert unrelated.poll() is None, "down signalled a process that is not the cloud"
+            assert not (tmp_path / "cloud" / "state.json").exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
 def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
     env = user_env(tmp_path / "cloud")
+    # What a crash left: `up` starts a cloud of its own rather than take this process for it.
+    unrelated = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    stale_state(tmp_path / "cloud", unrelated.pid, RECORDED_FORMS[1])
     out = run(["make", "-s", "up"], env)
     seen: set[int] = set()
     try:
@@ -62,6 +94,11 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
         exports = dict(line.split("=", 1) for line in lines)
         assert {"AWS_ENDPOINT_URL", "AWS_REGION", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "SNS_TOPIC_ARN"} <= set(exports)
         cloud_pid = json.loads((tmp_path / "cloud" / "state.json").read_text())["pid"]
+        assert cloud_pid != unrelated.pid
+        # The exports hold the cloud's own key, new at each `up`: its owner's to read only.
+        assert stat.S_IMODE((tmp_path / "cloud" / "env.sh").stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "cloud" / "state.json").stat().st_mode) == 0o600
+        assert len(exports["AWS_ACCESS_KEY_ID"]) == 20 and len(exports["AWS_SECRET_ACCESS_KEY"]) >= 40
         cli = {**env, **exports}
         # awscli v1's SQS commands set an endpoint of their own over AWS_ENDPOINT_URL: name it.
         sqs = ["aws", "sqs", "--endpoint-url", exports["AWS_ENDPOINT_URL"]]
@@ -141,6 +178,9 @@ def test_make_up_then_the_aws_cli_then_make_down(tmp_path: Path) -> None:
         seen |= descendants(cloud_pid)
     finally:
         run(["make", "-s", "down"], env)
+        assert unrelated.poll() is None
+        unrelated.kill()
+        unrelated.wait()
     assert len(seen) >= 4  # the cloud, its redis-server and the functions' execution environments
     assert still_running(seen) == []
     assert not (tmp_path / "cloud" / "state.json").exists()

@@ -206,7 +206,7 @@ def bench_cloud(threads: int, log_path: Path | None = None) -> Iterator[BenchClo
     shutil.copy(here / "bench_functions.py", image.task_root / "lnn_bench_functions.py")
     shutil.copy(here / "measuring.py", image.task_root / "lnn_bench_measuring.py")
     lines = Path(tempfile.mkdtemp(prefix="lnn-bench-lines-"))
-    args = ("--image-root", str(image.root), "--python", str(image.python))
+    args = ("--image-root", str(image.root), "--python", str(image.python), "--allow-handler", "lnn_bench_functions.*")
     try:
         with cloud_session(args, log_path) as session:
             bench = BenchCloud(session, lines, threads, image.python_version)

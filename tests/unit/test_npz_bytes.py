@@ -29,7 +29,7 @@ def _arrays() -> dict[str, np.ndarray]:
 
 
 def _from_bytes(blob: bytes) -> dict[str, np.ndarray]:
-    return load_raw("s3://bucket/data.npz", lambda bucket, key: blob)
+    return load_raw("s3://bucket/data.npz", lambda bucket, key, limit: blob)
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -1,7 +1,11 @@
 """Datasets in: built-in names, local .h5/.npz files, or s3:// objects.
 
 Only the four expected arrays are read; `.npz` is opened with allow_pickle=False and `.h5` reads
-numeric datasets only, so a crafted file cannot make us deserialise objects.
+numeric datasets only, so a crafted file cannot make us deserialise objects. A dataset is data
+only: an `.h5` array whose bytes live anywhere but in the file itself (external raw storage, a
+virtual layout, a link to another file) is refused before anything is read, since HDF5 would read
+such bytes from the function's own file system. Sizes are checked before reading: the object's
+length, and each array's declared shape times its item size, against the loading function's limit.
 """
 
 from __future__ import annotations
@@ -21,17 +25,32 @@ import numpy as np
 
 from trainer.data import normalize
 from trainer.data.builtin import BUILTIN
+from trainer.errors import TooLarge
 
 REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
 MAX_DATASET_BYTES = 2 * 1024**3
 MAX_ABS_VALUE = 1e30
+# The stack's uploads live under this prefix of its bucket, apart from models/ and checkpoints/.
+DATASET_PREFIX = "datasets/"
 
-BlobReader = Callable[[str, str], bytes]
+# (bucket, key, limit) -> the object's bytes; raises TooLarge past `limit` bytes, before reading them.
+BlobReader = Callable[[str, str, int], bytes]
 _NPY_HEADER_MAX = 1 << 16  # numpy writes a header of a few hundred bytes; longer ones numpy reads
+# The filters h5py writes (gzip, shuffle, checksums, lzf): anything else is not a dataset we made.
+_H5_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 
 
 class DatasetError(ValueError):
     """The dataset cannot be used; the message says why."""
+
+
+def read_limit() -> int:
+    """The most bytes a dataset may hold here: MAX_DATASET_BYTES, and on Lambda half the loading
+    function's memory (the arrays are read, then normalised into new ones)."""
+    memory_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory_mb.isdigit():
+        return min(MAX_DATASET_BYTES, int(memory_mb) * 1024**2 // 2)
+    return MAX_DATASET_BYTES
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -42,16 +61,31 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _read_bytes(source: str, read_blob: BlobReader | None, allowed_bucket: str | None) -> tuple[bytes | Path, str]:
+def key_problem(key: str, prefix: str) -> str | None:
+    """Why an object key is no dataset upload under `prefix` (None when it is one)."""
+    # Dot segments are refused too: some clients resolve them, which would lead out of the prefix.
+    if not key.startswith(prefix) or key == prefix or any(part in (".", "..") for part in key.split("/")):
+        return f"dataset key {key!r} is not under {prefix!r}, the bucket's prefix for datasets"
+    return None
+
+
+def _read_bytes(
+    source: str, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None, limit: int
+) -> tuple[bytes | Path, str]:
     """The object's bytes, or a local file's path: the readers open a file themselves, which saves
     reading it whole into memory first (and h5py reads a file faster than a stream of bytes)."""
     if source.startswith("s3://"):
         bucket, key = parse_s3_uri(source)
         if allowed_bucket is not None and bucket != allowed_bucket:
             raise DatasetError(f"dataset bucket {bucket!r} is not the configured bucket {allowed_bucket!r}")
+        if prefix is not None and (problem := key_problem(key, prefix)):
+            raise DatasetError(problem)
         if read_blob is None:
             raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
-        return read_blob(bucket, key), key
+        try:
+            return read_blob(bucket, key, limit), key
+        except TooLarge as exc:
+            raise DatasetError(f"dataset {source!r} is {exc.size} bytes, more than the {limit} bytes allowed") from exc
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
         # On Lambda the only datasets are the stack's bucket and the built-ins, never the
         # function's own file system.
@@ -59,8 +93,8 @@ def _read_bytes(source: str, read_blob: BlobReader | None, allowed_bucket: str |
     path = Path(source)
     if not path.is_file():
         raise DatasetError(f"dataset {source!r} is neither a built-in ({', '.join(BUILTIN)}) nor an existing file")
-    if path.stat().st_size > MAX_DATASET_BYTES:
-        raise DatasetError(f"dataset {source!r} is larger than {MAX_DATASET_BYTES} bytes")
+    if path.stat().st_size > limit:
+        raise DatasetError(f"dataset {source!r} is larger than the {limit} bytes allowed")
     return path, path.name
 
 
@@ -68,27 +102,89 @@ def _opened(blob: bytes | Path) -> io.BytesIO | Path:
     return io.BytesIO(blob) if isinstance(blob, bytes) else blob
 
 
-def _read_h5(blob: bytes | Path) -> dict[str, np.ndarray]:
+def _declared(key: str, shape: tuple[int, ...], itemsize: int, limit: int) -> int:
+    """An array's size as its header declares it, refused past `limit` before a byte is read."""
+    size = int(np.prod(shape, dtype=object)) * itemsize
+    if size > limit:
+        raise DatasetError(
+            f"dataset key {key!r} declares shape {tuple(shape)} of {size} bytes, more than the {limit} bytes allowed"
+        )
+    return size
+
+
+def _within(sizes: list[int], limit: int) -> None:
+    if sum(sizes) > limit:
+        raise DatasetError(f"dataset arrays declare {sum(sizes)} bytes together, more than the {limit} bytes allowed")
+
+
+def _plain_h5_dataset(handle, key: str):
+    """The file's own numeric array `key`: a hard link to a dataset whose bytes are in the file
+    (contiguous, chunked or compact; filters h5py writes), or DatasetError naming what it is."""
+    import h5py
+    from h5py import h5d
+
+    link = handle.get(key, getlink=True)
+    if not isinstance(link, h5py.HardLink):
+        raise DatasetError(f"dataset key {key!r} is a {type(link).__name__}, not an array stored in the file")
+    node = handle[key]
+    if not isinstance(node, h5py.Dataset) or node.dtype.kind not in "biuf":
+        raise DatasetError(f"dataset key {key!r} is not a numeric array")
+    plist = node.id.get_create_plist()
+    if plist.get_external_count():
+        raise DatasetError(f"dataset key {key!r} keeps its data in external files; only data inside the file is read")
+    if plist.get_layout() not in (h5d.CONTIGUOUS, h5d.CHUNKED, h5d.COMPACT):
+        raise DatasetError(
+            f"dataset key {key!r} has a virtual layout (data in other files); only data inside the file is read"
+        )
+    unexpected = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    unexpected = [
+        f"{name.decode(errors='replace')} ({code})" for code, _, _, name in unexpected if code not in _H5_FILTERS
+    ]
+    if unexpected:
+        raise DatasetError(
+            f"dataset key {key!r} uses filters {', '.join(unexpected)}; only {', '.join(_H5_FILTERS.values())} are read"
+        )
+    return node
+
+
+def _read_h5(blob: bytes | Path, limit: int) -> dict[str, np.ndarray]:
     import h5py
 
-    out: dict[str, np.ndarray] = {}
     with h5py.File(_opened(blob), "r") as handle:
-        missing = [k for k in REQUIRED_KEYS if k not in handle]
+        # The links themselves: `key in handle` would follow a link to another file to see whether
+        # its object exists.
+        missing = [k for k in REQUIRED_KEYS if handle.get(k, getlink=True) is None]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
-        for key in REQUIRED_KEYS:
-            node = handle[key]
-            if not isinstance(node, h5py.Dataset) or node.dtype.kind not in "biuf":
-                raise DatasetError(f"dataset key {key!r} is not a numeric array")
-            out[key] = node[()]
-    return out
+        nodes = {key: _plain_h5_dataset(handle, key) for key in REQUIRED_KEYS}
+        _within([_declared(key, node.shape, node.dtype.itemsize, limit) for key, node in nodes.items()], limit)
+        return {key: node[()] for key, node in nodes.items()}
 
 
-def _read_npz(blob: bytes | Path) -> dict[str, np.ndarray]:
+def _npz_declared(archive: zipfile.ZipFile, key: str, limit: int) -> int:
+    """A member's size as its .npy header declares it, read before numpy allocates the array."""
+    try:
+        with archive.open(_member_info(archive, key)) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(member)
+    except zipfile.BadZipFile as exc:  # a small member is read whole, and its checksum checked
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt ({exc})") from exc
+    except ValueError as exc:
+        raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
+    if dtype.hasobject:
+        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+    return _declared(key, shape, dtype.itemsize, limit)
+
+
+def _read_npz(blob: bytes | Path, limit: int) -> dict[str, np.ndarray]:
     with np.load(_opened(blob), allow_pickle=False) as archive:
         missing = [k for k in REQUIRED_KEYS if k not in archive.files]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
+        _within([_npz_declared(archive.zip, key, limit) for key in REQUIRED_KEYS], limit)
         out = {}
         for key in REQUIRED_KEYS:
             value = _stored_member(blob, _member_info(archive.zip, key), key) if isinstance(blob, bytes) else None
@@ -141,16 +237,25 @@ def _stored_member(blob: bytes, info: zipfile.ZipInfo, key: str) -> np.ndarray |
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
-def load_raw(source: str, read_blob: BlobReader | None = None, allowed_bucket: str | None = None):
-    """The four arrays as stored (examples on the first axis). Raises DatasetError."""
+def load_raw(
+    source: str,
+    read_blob: BlobReader | None = None,
+    allowed_bucket: str | None = None,
+    prefix: str | None = None,
+    limit: int | None = None,
+):
+    """The four arrays as stored (examples on the first axis). Raises DatasetError. An s3:// source
+    must be in `allowed_bucket` under `prefix` (when given); nothing past `limit` bytes is read
+    (default: read_limit())."""
     if source in BUILTIN:
         return BUILTIN[source]()
-    blob, name = _read_bytes(source, read_blob, allowed_bucket)
+    limit = read_limit() if limit is None else limit
+    blob, name = _read_bytes(source, read_blob, allowed_bucket, prefix, limit)
     try:
         if name.endswith((".h5", ".hdf5")):
-            return _read_h5(blob)
+            return _read_h5(blob, limit)
         if name.endswith(".npz"):
-            return _read_npz(blob)
+            return _read_npz(blob, limit)
     except DatasetError:
         raise
     except Exception as exc:  # h5py/zipfile raise many kinds on a truncated or foreign file
@@ -159,14 +264,14 @@ def load_raw(source: str, read_blob: BlobReader | None = None, allowed_bucket: s
 
 
 def read_checked(
-    source: object, read_blob: BlobReader | None, allowed_bucket: str | None
+    source: object, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None = None
 ) -> tuple[dict[str, np.ndarray] | None, list[str]]:
     """A request's dataset as checked raw arrays, or None and every problem, each naming the dataset
     (absent or unreadable, an S3 error such as no such key or access denied, arrays unfit)."""
     if not isinstance(source, str) or not source:
         return None, []  # the request's own check names a missing dataset
     try:
-        raw = load_raw(source, read_blob, allowed_bucket=allowed_bucket)
+        raw = load_raw(source, read_blob, allowed_bucket=allowed_bucket, prefix=prefix)
     except DatasetError as exc:
         return None, [f"dataset: {exc}"]
     except Exception as exc:

@@ -14,6 +14,7 @@ from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
+from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.stores.run_store import HANDOFF, Handoff
@@ -33,7 +34,9 @@ def validate(payload: Any, svc: services_mod.Services):
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
-    raw, raw_problems = read_checked(source, svc.blob_store.read, svc.settings.model_bucket)
+    raw, raw_problems = read_checked(
+        source, svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
+    )
     problems += raw_problems
     dataset = None
     if raw is not None:
@@ -101,6 +104,7 @@ def _retry_of_unfinished_launch(svc: services_mod.Services, request: Any, config
     )
 
 
+@lambda_handler("lnn-launch")
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: adapters built from the environment once per execution environment."""
     return run(event, context, services_mod.current())

@@ -23,6 +23,7 @@ from typing import Any
 
 from trainer import effects, engine, warm
 from trainer import services as services_mod
+from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
@@ -55,6 +56,7 @@ class Steps:
     ws: engine.WorkingSet = field(default_factory=engine.WorkingSet)
 
 
+@lambda_handler("lnn-trainer")
 def handler(event: Any, context: Any) -> dict[str, Any]:
     """The Lambda entry point: adapters built from the environment once per execution environment."""
     return run(event, context, services_mod.current())

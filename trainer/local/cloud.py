@@ -19,6 +19,18 @@ One process serves:
   fraction of the functions' DynamoDB, SNS and S3 requests answered with AWS's throttling and
   internal errors (trainer.local.faults). Their counts are also under "aws_faults" in /_lnn/stats.
 
+Only its owner can use it, although it listens on loopback, where every local process (and, through
+a browser, every web page) can reach it:
+- every request must be signed with the cloud's access key (SigV4's Credential, or a presigned
+  URL's), /_lnn/* and Invoke included: anything else is refused with 403. The key is random per
+  start: given in LNN_CLOUD_ACCESS_KEY_ID / LNN_CLOUD_SECRET_ACCESS_KEY (the starter's environment,
+  never a command line), or made and printed in the ready line. Only the key id is compared (it is
+  sent with every request; the signature itself is not recomputed);
+- a request with an Origin header (a browser's) is refused with 403;
+- a function runs one of the project's handlers only (PROJECT_HANDLERS, and those the starter allows
+  with --allow-handler): CreateFunction and UpdateFunctionConfiguration naming another are refused;
+  and PYTHON* and LD_* variables never reach an execution environment (lambda_service).
+
 When ready it prints one JSON line ({"endpoint_url": ..., "pid": ...}) on stdout. SIGTERM or SIGINT
 stops every execution environment and redis-server it started, then the process.
 
@@ -28,9 +40,11 @@ stops every execution environment and redis-server it started, then the process.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -60,7 +74,43 @@ from trainer.local.servers import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d+/(?P<region>[a-z0-9-]+)/")
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+SIGV4_ACCESS_KEY = re.compile(r"Credential=(?P<key>[^/,\s]+)/")
+# Lambda's control plane: CreateFunction and UpdateFunctionConfiguration (any API version moto routes).
+CREATE_FUNCTION_PATH = re.compile(r"^/[^/]+/functions/?$")
+UPDATE_CONFIGURATION_PATH = re.compile(r"^/[^/]+/functions/[^/]+/configuration/?$")
+PROJECT_HANDLERS = ("trainer.handlers.launch.handler", "trainer.handlers.trainer.handler")
+# The starter gives the cloud its key in these variables of its environment (never in argv, which
+# every local user can read).
+KEY_VARIABLES = {"AWS_ACCESS_KEY_ID": "LNN_CLOUD_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "LNN_CLOUD_SECRET_ACCESS_KEY"}
+
+
+def new_credentials() -> dict[str, str]:
+    """A random access key for one local cloud (AWS's shape: a 20-character id and a secret)."""
+    return {
+        "AWS_ACCESS_KEY_ID": "LNNL" + secrets.token_hex(8).upper(),
+        "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+    }
+
+
+def request_access_key(environ: dict[str, Any]) -> str | None:
+    """The access key id a request is signed with: SigV4's Credential (header or presigned URL) or
+    SigV2's (S3's older form); None when it is not signed."""
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if found := SIGV4_ACCESS_KEY.search(authorization):
+        return found.group("key")
+    if authorization.startswith("AWS ") and ":" in authorization:
+        return authorization[4:].split(":", 1)[0]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "X-Amz-Credential" in query:
+        return query["X-Amz-Credential"][0].split("/", 1)[0]
+    if "AWSAccessKeyId" in query:
+        return query["AWSAccessKeyId"][0]
+    return None
+
+
+def handler_allowed(handler: str, allowed: tuple[str, ...]) -> bool:
+    """`allowed` holds handler names, and `module.*` for every handler of a module."""
+    return any(handler == a or (a.endswith(".*") and handler.startswith(a[:-1])) for a in allowed)
 
 
 def moto_function_config(function: str, region: str) -> FunctionConfig:
@@ -106,7 +156,7 @@ def moto_reserved_total(region: str) -> int:
     return sum(int(fn.reserved_concurrency) for fn in functions if fn.reserved_concurrency not in (None, ""))
 
 
-def sqs_destination(endpoint_url: str):
+def sqs_destination(endpoint_url: str, credentials: dict[str, str]):
     def send(destination_arn: str, record: dict[str, Any]) -> None:
         import boto3
 
@@ -118,8 +168,8 @@ def sqs_destination(endpoint_url: str):
             "sqs",
             endpoint_url=endpoint_url,
             region_name=region,
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
         )
         url = sqs.get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=account)["QueueUrl"]
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
@@ -137,8 +187,12 @@ class LocalCloud:
         retry_delay_s: float = 1.0,
         concurrency: int = 8,
         node_replacement_delay_s: float = 1.0,
+        credentials: dict[str, str] | None = None,
+        allowed_handlers: tuple[str, ...] = (),
     ) -> None:
         self.port = port
+        self.credentials = credentials or new_credentials()
+        self.allowed_handlers = PROJECT_HANDLERS + tuple(allowed_handlers)
         self.endpoint_url = f"http://127.0.0.1:{port}"
         self.workdir = workdir
         self.runtime = runtime
@@ -165,14 +219,14 @@ class LocalCloud:
         moto_app = DomainDispatcherApplication(create_backend_app)
         cloud_env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
-            **LOCAL_CREDENTIALS,
+            **self.credentials,
             "REDIS_CA_FILE": str(self.elasticache.ca_bundle),
         }
         self.service = LambdaService(
             runtime=self.runtime,
             configs=self._config,
             cloud_env=cloud_env,
-            send_to_destination=sqs_destination(self.endpoint_url),
+            send_to_destination=sqs_destination(self.endpoint_url, self.credentials),
             log_dir=self.workdir / "logs",
             account_concurrency=self.concurrency,
             retry_delay_s=self.retry_delay_s,
@@ -212,6 +266,14 @@ class LocalCloud:
 
         def app(environ: dict[str, Any], start_response: Any) -> Any:
             path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+            refusal = cloud._refusal(environ, path, method)
+            if refusal is not None:
+                status, code, message = refusal
+                start_response(
+                    f"{status} {HTTPStatus(status).phrase}",
+                    [("Content-Type", "application/json"), ("x-amzn-ErrorType", code)],
+                )
+                return [json.dumps({"__type": code, "message": message, "Message": message}).encode()]
             if path.startswith("/_lnn/"):
                 return cloud._control(path, method, environ, start_response)
             match = INVOKE_PATH.match(path)
@@ -244,6 +306,38 @@ class LocalCloud:
             return moto_app(environ, start_response)
 
         return app
+
+    def _refusal(self, environ: dict[str, Any], path: str, method: str) -> tuple[int, str, str] | None:
+        """(status, error code, message) for a request the cloud does not serve; None to serve it."""
+        if environ.get("HTTP_ORIGIN") is not None:
+            return 403, "AccessDeniedException", "the local cloud serves no browser (the request has an Origin header)"
+        if request_access_key(environ) != self.credentials["AWS_ACCESS_KEY_ID"]:
+            return 403, "UnrecognizedClientException", "the request is not signed with this local cloud's access key"
+        if (method == "POST" and CREATE_FUNCTION_PATH.match(path)) or (
+            method == "PUT" and UPDATE_CONFIGURATION_PATH.match(path)
+        ):
+            return self._handler_refusal(environ)
+        return None
+
+    def _handler_refusal(self, environ: dict[str, Any]) -> tuple[int, str, str] | None:
+        """A function's handler must be one of the project's: the local cloud runs it as its owner."""
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it next
+        try:
+            config = json.loads(body or b"{}")
+        except ValueError:
+            return None  # moto answers a malformed body
+        command = ((config.get("ImageConfig") or {}).get("Command") or []) if isinstance(config, dict) else []
+        handlers = [str(h) for h in (command[:1] if command else [config.get("Handler")]) if h is not None]
+        refused = [h for h in handlers if not handler_allowed(h, self.allowed_handlers)]
+        if refused:
+            return (
+                400,
+                "InvalidParameterValueException",
+                f"handler {refused[0]!r} is not one of this local cloud's: {', '.join(self.allowed_handlers)}",
+            )
+        return None
 
     def _control(self, path: str, method: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         assert self.service is not None
@@ -324,6 +418,18 @@ class LocalCloud:
             self._server.server_close()
 
 
+def signed_headers(credentials: dict[str, str], method: str, url: str, data: bytes | None) -> dict[str, str]:
+    """SigV4 headers for a request to the cloud's own /_lnn/ controls, as an SDK signs its calls."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=data or b"")
+    key = Credentials(credentials["AWS_ACCESS_KEY_ID"], credentials["AWS_SECRET_ACCESS_KEY"])
+    SigV4Auth(key, "lambda", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
 def image_runtime(image_root: Path, python: str) -> Runtime:
     """The image's file system as tests/infra/images lays it out (root/opt/deps, root/var/task)."""
     deps, task = image_root / "opt" / "deps", image_root / "var" / "task"
@@ -353,7 +459,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--chaos", type=str, default=None, help="chaos settings as JSON (lambda_service.Chaos)")
     parser.add_argument("--ready-file", type=Path, help="also write the ready line here (for a detached start)")
+    parser.add_argument(
+        "--allow-handler",
+        action="append",
+        default=[],
+        help="a handler (or module.* for a module's) that functions may run besides the project's own",
+    )
     args = parser.parse_args(argv)
+    given = {name: os.environ.pop(variable, "") for name, variable in KEY_VARIABLES.items()}
+    credentials = given if all(given.values()) else new_credentials()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="lnn-cloud-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -369,16 +483,22 @@ def main(argv: list[str] | None = None) -> int:
         chaos,
         args.retry_delay,
         args.concurrency,
-        args.node_replacement_delay,
+        node_replacement_delay_s=args.node_replacement_delay,
+        credentials=credentials,
+        allowed_handlers=tuple(args.allow_handler),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cloud.start()
-    ready = json.dumps({"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)})
+    ready = {"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)}
+    if not all(given.values()):  # a key of its own: its starter learns it here
+        ready["credentials"] = credentials
     if args.ready_file:
-        args.ready_file.write_text(ready + "\n")
-    print(ready, flush=True)
+        fd = os.open(args.ready_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(ready) + "\n")
+    print(json.dumps(ready), flush=True)
     try:
         while not stop.wait(0.05):
             pass
@@ -399,6 +519,13 @@ class CloudProcess:
     process: subprocess.Popen | None = None
     endpoint_url: str = ""
     workdir: str = ""
+    # The cloud's access key: every client of this cloud signs with it (`aws_env`).
+    credentials: dict[str, str] = field(default_factory=new_credentials)
+
+    @property
+    def aws_env(self) -> dict[str, str]:
+        """What an AWS client needs to reach this cloud: its endpoint and its key."""
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, **self.credentials}
 
     def start(self, timeout_s: float = 60) -> CloudProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
@@ -406,7 +533,12 @@ class CloudProcess:
         self.process = children.popen(
             [sys.executable, "-m", "trainer.local.cloud", *self.args],
             cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **self.env},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO_ROOT),
+                **self.env,
+                **{KEY_VARIABLES[name]: value for name, value in self.credentials.items()},
+            },
             stdout=subprocess.PIPE,
             stderr=log,
             # Out of the terminal's process group: a Ctrl-C reaches the command that started the
@@ -432,7 +564,12 @@ class CloudProcess:
 
     def _call(self, path: str, body: Any = None, timeout_s: float = 10) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.endpoint_url}{path}", data=data, method="POST" if data else "GET")
+        request = urllib.request.Request(
+            f"{self.endpoint_url}{path}",
+            data=data,
+            method="POST" if data else "GET",
+            headers=signed_headers(self.credentials, "POST" if data else "GET", f"{self.endpoint_url}{path}", data),
+        )
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             return json.loads(resp.read())
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from trainer import services as services_mod
 from trainer.aws import client
-from trainer.local.cloud import LOCAL_CREDENTIALS, CloudProcess
+from trainer.local.cloud import CloudProcess
 from trainer.local.provision import provision_stack
 from trainer.settings import Settings
 from trainer.vocabulary import RunStatus
@@ -52,22 +52,28 @@ class CloudSession:
                 sqs.delete_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
 
 
+def _forget_default_credentials() -> None:
+    """boto3's default session keeps the credentials it resolved first; a cloud has a key of its own."""
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+
+
 @contextmanager
-def aws_environment(
-    endpoint_url: str, region: str = "us-east-1", credentials: dict[str, str] | None = None
-) -> Iterator[dict[str, str]]:
-    """Point this process's AWS clients at the local cloud; restored afterwards."""
-    values = {
-        "AWS_ENDPOINT_URL": endpoint_url,
-        **(credentials or LOCAL_CREDENTIALS),
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-    }
-    saved = {k: os.environ.get(k) for k in values}
+def aws_environment(access: dict[str, str], region: str = "us-east-1") -> Iterator[dict[str, str]]:
+    """Point this process's AWS clients at a local cloud (`access`: its AWS_ENDPOINT_URL and its
+    key, CloudProcess.aws_env); restored afterwards. A session token of the caller's is set aside:
+    the cloud's key has none."""
+    values = {**access, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
+    saved = {k: os.environ.get(k) for k in (*values, "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.pop("AWS_PROFILE", None)
     os.environ.update(values)
+    _forget_default_credentials()
     try:
         yield values
     finally:
+        _forget_default_credentials()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -107,9 +113,7 @@ def cloud_session(
     state = up.current() if attach else None
     if state is not None:
         print(f"(cloud: the `make up` cloud at {state['endpoint_url']})", file=sys.stderr)
-        reach = up.exports(state)
-        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        with aws_environment(state["endpoint_url"], reach["AWS_REGION"], {k: reach[k] for k in keys}):
+        with aws_environment(up.access(state), up.REGION):
             env = state["stack"]
             services = session_services(env, str(up.STATE_DIR / "work" / "elasticache-ca.pem"))
             yield CloudSession(cloud=None, env=env, services=services)
@@ -118,7 +122,7 @@ def cloud_session(
         print(
             "(cloud: a local cloud for this command, stopped at its end; `make up` keeps one running)", file=sys.stderr
         )
-    with CloudProcess(args=cloud_args, log_path=log_path) as cloud, aws_environment(cloud.endpoint_url):
+    with CloudProcess(args=cloud_args, log_path=log_path) as cloud, aws_environment(cloud.aws_env):
         env = provision_stack(
             f"lnn-{secrets.token_hex(3)}", trainer_memory_mb=int(os.environ.get("TRAINER_MEMORY_MB", "10240"))
         )

@@ -196,6 +196,16 @@ class Attempt:
             return self.body.decode("utf-8", "replace")
 
 
+# Variables that would make the interpreter or the loader run other code than the function's:
+# the local service runs functions as its owner, so a function's configuration never sets them.
+DROPPED_VARIABLES = ("PYTHON", "LD_")
+
+
+def function_variables(environment: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """A function's own variables, less those (DROPPED_VARIABLES) that choose what code runs."""
+    return {k: v for k, v in environment if not k.upper().startswith(DROPPED_VARIABLES)}
+
+
 class ExecutionEnvironment:
     """One `python -m awslambdaric <handler>` process and the Runtime API it polls."""
 
@@ -214,7 +224,7 @@ class ExecutionEnvironment:
         self.key = config.environment_key()
         self.api = RuntimeAPI(config.arn, config.timeout_s).start()
         region = config.arn.split(":")[3]
-        environ = {**runtime.environ, **cloud_env, **dict(config.environment)}
+        environ = {**runtime.environ, **cloud_env, **function_variables(config.environment)}
         self.host, self.kernel = host, fleet.kernel_of(host, dict(config.environment))
         environ.update(fleet.host_variables(host, dict(config.environment)))
         # Lambda's reserved variables: the function's own environment cannot override them.

@@ -3,8 +3,11 @@
     python -m trainer.local.up up      start it, provision the stack, print the exports
     python -m trainer.local.up down    stop it and everything it started (functions, redis-server)
 
-The state (the cloud's pid, its endpoint and the stack's names) is kept in $LNN_CLOUD_DIR
-(default .build/cloud); `up` writes the exports to env.sh there as well.
+The state (the cloud's pid, start time and command line, its endpoint and the stack's names) is
+kept in $LNN_CLOUD_DIR (default .build/cloud); `up` writes the exports to env.sh there as well,
+readable by its owner only: they hold the cloud's access key, new at every `up`. `up` and `down`
+take the recorded pid for the cloud only while the process with that pid started when, and runs
+the command line that, `up` recorded: after a reboot the pid may be anyone's.
 """
 
 from __future__ import annotations
@@ -18,18 +21,20 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from trainer.local.children import running
-from trainer.local.cloud import LOCAL_CREDENTIALS, REPO_ROOT
+from trainer.local.cloud import KEY_VARIABLES, REPO_ROOT, new_credentials
 
 STATE_DIR = Path(os.environ.get("LNN_CLOUD_DIR") or REPO_ROOT / ".build" / "cloud")
 REGION = "us-east-1"
 
 
-def exports(state: dict) -> dict[str, str]:
+def exports(state: dict, credentials: dict[str, str]) -> dict[str, str]:
     env = state["stack"]
     return {
         "AWS_ENDPOINT_URL": state["endpoint_url"],
-        **{k: LOCAL_CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+        **credentials,
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
         "LAUNCH_FUNCTION_ARN": env["LAUNCH_FUNCTION_ARN"],
@@ -41,17 +46,63 @@ def exports(state: dict) -> dict[str, str]:
     }
 
 
-def current() -> dict | None:
-    """The `make up` cloud's state while it is up; None when it is not."""
-    state_file = STATE_DIR / "state.json"
-    if not state_file.exists():
+def identity(pid: int) -> dict[str, object]:
+    """What tells a process from a later one given the same pid: its start time and command line."""
+    process = psutil.Process(pid)
+    return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
+
+
+def recorded_cloud(state: dict) -> int | None:
+    """The recorded cloud's pid while that very process runs; None once it is gone, whoever has
+    its pid now."""
+    pid = state.get("pid")
+    if not isinstance(pid, int) or not running(pid):
         return None
-    state = json.loads(state_file.read_text())
-    return state if running(state["pid"]) else None
+    try:
+        now = identity(pid)
+    except psutil.Error:
+        return None
+    same = now["started"] == state.get("started") and now["cmdline"] == state.get("cmdline")
+    return pid if same else None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Created readable by its owner only, before a byte of it is written."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def _read_state(state_file: Path) -> dict:
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def current() -> dict | None:
+    """The `make up` cloud's state while that very cloud is up; None when it is not."""
+    state_file = STATE_DIR / "state.json"
+    state = _read_state(state_file) if state_file.exists() else {}
+    return state if state and recorded_cloud(state) is not None else None
+
+
+def access(state: dict) -> dict[str, str]:
+    """How to reach the `make up` cloud: its endpoint and its key, from the exports it wrote
+    (readable by their owner only)."""
+    found = {}
+    for line in (STATE_DIR / "env.sh").read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        if name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            found[name] = value
+    return {"AWS_ENDPOINT_URL": state["endpoint_url"], **found}
 
 
 def up() -> int:
-    if current() is not None:
+    state_file = STATE_DIR / "state.json"
+    if state_file.exists() and recorded_cloud(_read_state(state_file)) is not None:
         print(
             f"the local cloud is up already (`make down` stops it); exports in {STATE_DIR / 'env.sh'}", file=sys.stderr
         )
@@ -60,6 +111,7 @@ def up() -> int:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     ready_file = STATE_DIR / "ready.json"
     ready_file.unlink(missing_ok=True)
+    credentials = new_credentials()
     with open(STATE_DIR / "cloud.log", "ab") as log:
         process = subprocess.Popen(
             [
@@ -72,7 +124,11 @@ def up() -> int:
                 str(STATE_DIR / "work"),
             ],
             cwd=REPO_ROOT,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO_ROOT),
+                **{KEY_VARIABLES[name]: value for name, value in credentials.items()},
+            },
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -89,12 +145,12 @@ def up() -> int:
     from trainer.local.cloud_runner import aws_environment
     from trainer.local.provision import provision_stack
 
-    with aws_environment(ready["endpoint_url"], REGION):
+    with aws_environment({"AWS_ENDPOINT_URL": ready["endpoint_url"], **credentials}, REGION):
         stack = provision_stack(f"lnn-{secrets.token_hex(3)}")
-    state = {"pid": process.pid, "endpoint_url": ready["endpoint_url"], "stack": stack}
-    (STATE_DIR / "state.json").write_text(json.dumps(state, indent=1))
-    text = "".join(f"export {k}={v}\n" for k, v in exports(state).items())
-    (STATE_DIR / "env.sh").write_text(text)
+    state = {**identity(process.pid), "endpoint_url": ready["endpoint_url"], "stack": stack}
+    _write_private(state_file, json.dumps(state, indent=1))
+    text = "".join(f"export {k}={v}\n" for k, v in exports(state, credentials).items())
+    _write_private(STATE_DIR / "env.sh", text)
     print(f"# the local cloud is up (pid {process.pid}); `make down` stops it. Exports:", file=sys.stderr)
     print(text, end="")
     return 0
@@ -105,17 +161,21 @@ def down() -> int:
     if not state_file.exists():
         print("the local cloud is not up (nothing to stop)", file=sys.stderr)
         return 0
-    pid = json.loads(state_file.read_text())["pid"]
-    if running(pid):
+    state = _read_state(state_file)
+    pid = recorded_cloud(state)
+    if pid is not None:
         os.kill(pid, signal.SIGTERM)  # it stops its execution environments and redis-servers first
         deadline = time.monotonic() + 30
-        while running(pid) and time.monotonic() < deadline:
+        while recorded_cloud(state) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
-        if running(pid):
+        if recorded_cloud(state) is not None:
             os.killpg(pid, signal.SIGKILL)
     for name in ("state.json", "env.sh", "ready.json"):
         (STATE_DIR / name).unlink(missing_ok=True)
-    print(f"the local cloud (pid {pid}) is down", file=sys.stderr)
+    if pid is None:
+        print(f"the local cloud (pid {state.get('pid')}) was no longer running; its state is cleared", file=sys.stderr)
+    else:
+        print(f"the local cloud (pid {pid}) is down", file=sys.stderr)
     return 0
 
 

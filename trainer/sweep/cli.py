@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from trainer import request as request_mod
 from trainer.errors import RequestError, RunNotFound
 from trainer.sweep import scheduler, space
 from trainer.vocabulary import RunStatus, SweepStatus
@@ -23,6 +24,9 @@ def main(args: Any, runs_dir: Path, invoke_launch_function: Any) -> int:
     if args.what in COMMANDS:
         if not args.sweep_id:
             print(f"sweep {args.what} needs a SWEEP_ID", file=sys.stderr)
+            return 2
+        if problem := request_mod.id_problem(args.sweep_id, space.SWEEP_ID_LONGEST):
+            print(f"sweep id {args.sweep_id!r} {problem}", file=sys.stderr)  # before it names a folder
             return 2
         return {"status": _status, "plot": _plot, "cancel": _cancel}[args.what](args, runs_dir, invoke_launch_function)
     try:

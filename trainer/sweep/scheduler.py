@@ -111,7 +111,9 @@ def validate(payload: Any, svc: Any) -> Checked:
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
     dataset, indices = None, None
-    raw, raw_problems = read_checked(sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket)
+    raw, raw_problems = read_checked(
+        sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
+    )
     problems += raw_problems
     first = next((r for r in parsed if r is not None), None)  # normalize and dtype are the sweep's, not searched
     if raw is not None and first is not None:

@@ -59,6 +59,8 @@ locals {
     CACHE_CAPACITY_MIB = tostring(var.cache_capacity_mib)
     # ... and a time margin the trainer's own timeout cannot give.
     TRAINER_TIMEOUT_S = tostring(var.trainer_timeout)
+    # The launch reads s3:// datasets from this prefix only, apart from models and checkpoints.
+    DATASET_PREFIX = var.dataset_prefix
   }
 }
 

@@ -91,6 +91,12 @@ variable "bucket_name" {
   type        = string
 }
 
+variable "dataset_prefix" {
+  description = "Prefix of the bucket's keys that hold datasets (DATASET_PREFIX); LaunchLambda reads s3:// datasets from there only."
+  type        = string
+  default     = "datasets/"
+}
+
 variable "bucket_arn" {
   description = "ARN of the S3 bucket; the functions' S3 permissions are scoped to it."
   type        = string

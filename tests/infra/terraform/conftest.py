@@ -41,12 +41,11 @@ SCRUBBED = {"TF_PLUGIN_CACHE_DIR", "TF_DATA_DIR", "TF_WORKSPACE", "TF_LOG", "TF_
 # The provider settings an emulator needs, as an override file the tests write into their
 # temporary copies (never into terraform/): see terraform/README.md, "Pointing it at an emulator".
 EMULATOR_PROVIDER_OVERRIDE = """\
-# Written by the tests into temporary copies only: the emulator accepts any credentials, has no
-# instance metadata service, and serves S3 path-style. The endpoint itself comes from
-# AWS_ENDPOINT_URL, the provider's standard variable.
+# Written by the tests into temporary copies only: the emulator has no STS of the real kind and no
+# instance metadata service, and serves S3 path-style. The endpoint and the key come from
+# AWS_ENDPOINT_URL and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the provider's standard variables
+# (the local cloud takes its own key only).
 provider "aws" {
-  access_key                  = "testing"
-  secret_key                  = "testing"
   skip_credentials_validation = true
   skip_metadata_api_check     = true
   s3_use_path_style           = true

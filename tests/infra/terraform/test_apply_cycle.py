@@ -113,8 +113,8 @@ class Stack:
             service,
             region_name=REGION,
             endpoint_url=self.cloud.endpoint_url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=self.cloud.credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.cloud.credentials["AWS_SECRET_ACCESS_KEY"],
         )
 
     def fresh_copy(self, name: str) -> Path:
@@ -240,9 +240,7 @@ def stack(terraform: Terraform, local_cloud: CloudProcess, tmp_path_factory: pyt
     backend.write_text(BACKEND_CONFIG.format(endpoint=local_cloud.endpoint_url))
     env = terraform.env(
         {
-            "AWS_ENDPOINT_URL": local_cloud.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            **local_cloud.aws_env,
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_EC2_METADATA_DISABLED": "true",

@@ -5,7 +5,11 @@ environments, their logs where Lambda's go (the environments' log files):
 - Redis speaks TLS and AUTH only; the token comes from Secrets Manager, never from the environment,
   the logs or a command line; the local runner and the tests use this very path.
 - Nothing is deserialised with pickle (datasets, cache values, the package's own code).
-- Requests cannot reach outside their run (dataset location, run ids, Redis keys).
+- A dataset is data only: an .h5 whose arrays HDF5 would read from other files (external raw
+  storage, virtual layouts, links) is refused, as is a dataset that declares more bytes than the
+  launch may hold; nothing of the function's own machine reaches a run.
+- Requests cannot reach outside their run (dataset location: the bucket's datasets/ prefix only,
+  run ids, Redis keys).
 - Logs are one JSON object per line with run id and step, without data or secrets.
 """
 
@@ -41,7 +45,7 @@ from trainer import secrets as secrets_mod
 from trainer import services as services_mod
 from trainer.aws import client as aws_client
 from trainer.data.builtin import BUILTIN
-from trainer.errors import EventError, RequestError
+from trainer.errors import EventError, RequestError, TooLarge
 from trainer.handlers import launch as launch_handler
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.local.servers import RedisServer
@@ -417,7 +421,7 @@ def _arrays(m: int = 120) -> dict[str, np.ndarray]:
 @contextlib.contextmanager
 def in_bucket(stack: ChainStack, name: str, body: bytes) -> Iterator[str]:
     """A dataset file in the stack's bucket (the functions read datasets from S3), removed after."""
-    bucket, key = stack.env["MODEL_BUCKET"], f"uploads/{name}"
+    bucket, key = stack.env["MODEL_BUCKET"], f"datasets/{name}"
     aws_client("s3").put_object(Bucket=bucket, Key=key, Body=body)
     try:
         yield f"s3://{bucket}/{key}"
@@ -567,16 +571,66 @@ def test_dataset_in_another_bucket_is_refused(stack):
 def test_dataset_in_the_configured_bucket_is_read(stack, tmp_path: Path):
     buffer = io.BytesIO()
     np.savez(buffer, **_arrays())
-    aws_client("s3").put_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/ok.npz", Body=buffer.getvalue())
+    aws_client("s3").put_object(Bucket=stack.env["MODEL_BUCKET"], Key="datasets/ok.npz", Body=buffer.getvalue())
     try:
         _, dataset = launch_handler.validate(
-            small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/ok.npz"), stack.services
+            small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/datasets/ok.npz"), stack.services
         )
         assert dataset.examples == 120
     finally:
-        aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="uploads/ok.npz")
-    error = refused(stack, small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/uploads/missing.npz"))
+        aws_client("s3").delete_object(Bucket=stack.env["MODEL_BUCKET"], Key="datasets/ok.npz")
+    error = refused(stack, small_request(dataset=f"s3://{stack.env['MODEL_BUCKET']}/datasets/missing.npz"))
     assert any(p.startswith("dataset:") for p in error.problems), error.problems
+
+
+def test_datasets_are_read_from_the_datasets_prefix_only(stack):
+    """An object elsewhere in the bucket (a model, a checkpoint, any upload) is no dataset, even a
+    valid one: whoever may upload datasets needs no access to the rest of the bucket."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **_arrays())
+    bucket = stack.env["MODEL_BUCKET"]
+    for key in ("uploads/ok.npz", "models/someone/model.npz", "datasets/../models/x.npz"):
+        aws_client("s3").put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+        try:
+            error = refused(stack, small_request(dataset=f"s3://{bucket}/{key}"))
+        finally:
+            aws_client("s3").delete_object(Bucket=bucket, Key=key)
+        assert any(
+            p.startswith("dataset:") and "not under 'datasets/', the bucket's prefix for datasets" in p
+            for p in error.problems
+        ), (key, error.problems)
+
+
+def test_an_h5_with_external_storage_reads_nothing_of_the_functions_machine(stack, tmp_path: Path):
+    """External raw storage names a file of the machine that opens the dataset (the launch's own
+    environment, with its credentials, on AWS): refused before a byte of it is read, nothing written."""
+    marker = tmp_path / "environ"  # on this machine's disk, where LaunchLambda's environments run too
+    marker.write_bytes(b"LNN-SECRET-MARKER" * 64)
+    arrays = {**_arrays(1), "test_set_x": _arrays(2)["test_set_x"]}
+    body = io.BytesIO()
+    with h5py.File(body, "w") as handle:
+        for key, value in arrays.items():
+            if key == "train_set_x":
+                handle.create_dataset(key, shape=(1, 3), dtype="u1", external=[(str(marker), 0, 3)])
+            else:
+                handle.create_dataset(key, data=value)
+    with in_bucket(stack, "external.h5", body.getvalue()) as source:
+        error = refused(stack, small_request(dataset=source, normalize="minmax", batch_size=None))
+    assert any(
+        p.startswith("dataset:") and "'train_set_x' keeps its data in external files" in p for p in error.problems
+    ), error.problems
+    assert "LNN" not in error.message
+
+
+def test_an_object_longer_than_the_limit_is_not_read(stack):
+    store = stack.services.blob_store
+    store.put("datasets/long.npz", b"x" * 3000)
+    try:
+        with pytest.raises(TooLarge, match="3000 bytes, more than the 1000 bytes allowed"):
+            store.read(store.bucket, "datasets/long.npz", limit=1000)
+        assert store.read(store.bucket, "datasets/long.npz", limit=3000) == b"x" * 3000
+    finally:
+        aws_client("s3").delete_object(Bucket=store.bucket, Key="datasets/long.npz")
 
 
 def test_local_paths_must_exist(stack, tmp_path: Path):
@@ -590,7 +644,8 @@ def test_local_paths_must_exist(stack, tmp_path: Path):
     ):
         error = refused(stack, small_request(dataset=source))
         assert any(p.startswith("dataset:") for p in error.problems), (source, error.problems)
-    # On Lambda even a readable file of the function's own machine is no dataset: only the bucket.
+    # On Lambda a path on the function's own machine is no dataset: only the bucket's objects are
+    # (and their arrays' bytes must be in the object itself: see the external storage test).
     present = tmp_path / "present.npz"
     np.savez(present, **_arrays())
     error = refused(stack, small_request(dataset=str(present)))
@@ -664,6 +719,25 @@ def test_redis_keys_hold_only_the_validated_run_id(stack):
     bad = sorted(k for k in seen if not pattern.match(k))
     assert not bad, bad
     assert any(k.endswith(b":cursor") for k in seen) and any(b":t:" in k for k in seen)
+
+
+def test_a_refusal_reaches_a_synchronous_caller_without_a_stack_trace(stack):
+    """The caller learns what was refused (the error's type and message); where in the image it was
+    refused (a trace of file paths) stays in the function's log."""
+    lam = aws_client("lambda")
+    calls = (
+        (stack.env["LAUNCH_FUNCTION_NAME"], small_request(epochs=-1), "RequestError", "epochs"),
+        (stack.trainer, {"state": "nowhere", "run_id": "sec-x"}, "EventError", "state"),
+    )
+    with function_logs(stack) as logs:
+        for function, payload, error_type, named in calls:
+            resp = lam.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+            body = json.loads(resp["Payload"].read())
+            assert resp.get("FunctionError") == "Unhandled", body
+            assert body["errorType"] == error_type and named in body["errorMessage"], body
+            assert body.get("stackTrace", []) == [] and ".py" not in json.dumps(body), body
+        text = logs()
+    assert "Traceback" in text and "trainer/handlers/launch.py" in text and "trainer/handlers/trainer.py" in text
 
 
 # -- 4. Structured logs --------------------------------------------------------------------------
