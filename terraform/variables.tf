@@ -355,13 +355,24 @@ variable "github_apply_environment" {
 }
 
 variable "github_terratest_environment" {
-  description = "GitHub environment of the end-to-end test workflow, whose jobs may also assume the apply role (AWS_TERRATEST_ROLE_ARN = github_apply_role_arn); null for none."
+  description = "GitHub environment of the end-to-end test workflow, whose jobs may assume the terratest role (AWS_TERRATEST_ROLE_ARN = github_terratest_role_arn), which reaches the test's stacks (lnn-tt-*) only; null for none."
   type        = string
   default     = null
 
   validation {
     condition     = var.github_terratest_environment == null || can(regex("^[A-Za-z0-9_.-]{1,255}$", coalesce(var.github_terratest_environment, "x")))
     error_message = "github_terratest_environment must be null or a GitHub environment name."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary of the stack's roles: null creates <name>-boundary (iam.tf); the end-to-end test's stacks pass the deployment's (github_oidc's terratest role may create roles with that boundary only)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.permissions_boundary_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:policy/.+$", coalesce(var.permissions_boundary_arn, "x")))
+    error_message = "permissions_boundary_arn must be null or an IAM policy ARN."
   }
 }
 

@@ -408,6 +408,35 @@ run "rejects_bad_terraform_state_bucket_arn" {
   expect_failures = [var.terraform_state_bucket_arn]
 }
 
+run "rejects_bad_permissions_boundary_arn" {
+  command = plan
+
+  variables {
+    permissions_boundary_arn = "arn:aws:iam::123456789012:role/not-a-policy"
+  }
+
+  expect_failures = [var.permissions_boundary_arn]
+}
+
+# The stack's roles live under its own path, with its boundary; the CI roles may write only there.
+run "stack_roles_carry_the_boundary_under_the_stacks_path" {
+  command = plan
+
+  variables {
+    github_repository = "example-org/lnn"
+  }
+
+  assert {
+    condition     = alltrue([for r in module.functions.role_paths : r == "/lnn/lnn/"]) && module.network.role_path == "/lnn/lnn/"
+    error_message = "the functions' and the flow-log roles live under /lnn/<name>/"
+  }
+
+  assert {
+    condition     = local.role_path == "/lnn/${var.name}/" && module.github_oidc[0].writable_role_paths == ["arn:aws:iam::123456789012:role/lnn/lnn/*"]
+    error_message = "the apply role writes exactly the stack's role path"
+  }
+}
+
 run "explicit_usable_memory_for_an_unknown_node_type" {
   command = plan
 

@@ -20,9 +20,11 @@ data "aws_iam_policy_document" "assume" {
 resource "aws_iam_role" "this" {
   for_each = local.functions
 
-  name               = each.value.name
-  description        = "Execution role of ${each.value.name}"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
+  name                 = each.value.name
+  path                 = var.role_path
+  description          = "Execution role of ${each.value.name}"
+  assume_role_policy   = data.aws_iam_policy_document.assume.json
+  permissions_boundary = var.permissions_boundary_arn
 
   tags = var.tags
 }

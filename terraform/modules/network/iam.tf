@@ -23,8 +23,10 @@ data "aws_iam_policy_document" "flow_logs" {
 resource "aws_iam_role" "this" {
   count = var.enable_flow_logs ? 1 : 0
 
-  name               = "${var.name}-flow-logs"
-  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+  name                 = "${var.name}-flow-logs"
+  path                 = var.role_path
+  assume_role_policy   = data.aws_iam_policy_document.flow_logs_assume.json
+  permissions_boundary = var.permissions_boundary_arn
 
   tags = var.tags
 }
