@@ -78,6 +78,11 @@ output "lambda_architecture" {
   value       = var.lambda_architecture
 }
 
+output "github_release_role_arn" {
+  description = "Push-only role release-tag workflows assume (AWS_RELEASE_ROLE_ARN); null without github_allow_tag_pushes."
+  value       = one(module.github_oidc[*].release_role_arn)
+}
+
 output "github_terratest_role_arn" {
   description = "Role the end-to-end test workflow assumes (AWS_TERRATEST_ROLE_ARN); null without github_repository or github_terratest_environment."
   value       = one(module.github_oidc[*].terratest_role_arn)

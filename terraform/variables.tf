@@ -327,7 +327,7 @@ variable "create_github_oidc_provider" {
 }
 
 variable "github_allow_tag_pushes" {
-  description = "Also let release-tag workflows (refs/tags/v*) assume the deploy role to push release images."
+  description = "Create a push-only release role for release-tag workflows (refs/tags/v*, AWS_RELEASE_ROLE_ARN): it pushes images to the repository and cannot update the functions."
   type        = bool
   default     = false
 }
@@ -352,6 +352,13 @@ variable "github_apply_environment" {
     condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_apply_environment))
     error_message = "github_apply_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
   }
+
+  # The plan environment is approved for pull-request branches; the environment that hands out the
+  # apply role must be another one, limited to main (terraform/README.md, Security).
+  validation {
+    condition     = var.github_apply_environment != var.github_plan_environment
+    error_message = "github_apply_environment must not be the plan environment: pull-request branches are approved into that one."
+  }
 }
 
 variable "github_terratest_environment" {
@@ -362,6 +369,11 @@ variable "github_terratest_environment" {
   validation {
     condition     = var.github_terratest_environment == null || can(regex("^[A-Za-z0-9_.-]{1,255}$", coalesce(var.github_terratest_environment, "x")))
     error_message = "github_terratest_environment must be null or a GitHub environment name."
+  }
+
+  validation {
+    condition     = var.github_terratest_environment == null || !contains([var.github_plan_environment, var.github_apply_environment], coalesce(var.github_terratest_environment, "-"))
+    error_message = "github_terratest_environment must be an environment of its own, neither the plan nor the apply environment."
   }
 }
 

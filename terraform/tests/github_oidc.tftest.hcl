@@ -182,3 +182,49 @@ run "terratest_has_its_own_role" {
     error_message = "the terratest role trusts the terratest environment only"
   }
 }
+
+# A release tag can sit on any commit: its role pushes images and cannot touch the functions, and the
+# deploy role (UpdateFunctionCode) trusts main only.
+run "tags_get_a_push_only_role" {
+  command = plan
+
+  module {
+    source = "./modules/github_oidc"
+  }
+
+  variables {
+    allow_tag_pushes = true
+  }
+
+  assert {
+    condition     = toset(one([for c in one(data.aws_iam_policy_document.deploy_trust.statement).condition : c.values if endswith(c.variable, ":sub")])) == toset(["repo:example-org/lnn:ref:refs/heads/main"])
+    error_message = "the deploy role must trust main only, never a tag"
+  }
+
+  assert {
+    condition     = toset(one([for c in one(data.aws_iam_policy_document.release_trust[0].statement).condition : c.values if endswith(c.variable, ":sub")])) == toset(["repo:example-org/lnn:ref:refs/tags/v*"])
+    error_message = "the release role trusts release tags"
+  }
+
+  assert {
+    condition = alltrue(flatten([
+      for s in data.aws_iam_policy_document.release.statement : [
+        for a in s.actions : startswith(a, "ecr:") || a == "lambda:GetFunctionConfiguration"
+      ]
+    ]))
+    error_message = "the release role may push images and read the functions' configuration only (no UpdateFunctionCode)"
+  }
+}
+
+run "no_release_role_without_tag_pushes" {
+  command = plan
+
+  module {
+    source = "./modules/github_oidc"
+  }
+
+  assert {
+    condition     = length(aws_iam_role.release) == 0 && output.release_role_arn == null
+    error_message = "no release role unless allow_tag_pushes"
+  }
+}

@@ -408,6 +408,29 @@ run "rejects_bad_terraform_state_bucket_arn" {
   expect_failures = [var.terraform_state_bucket_arn]
 }
 
+run "apply_environment_is_not_the_plan_environment" {
+  command = plan
+
+  variables {
+    github_repository        = "example-org/lnn"
+    github_plan_environment  = "review"
+    github_apply_environment = "review"
+  }
+
+  expect_failures = [var.github_apply_environment]
+}
+
+run "terratest_environment_is_its_own" {
+  command = plan
+
+  variables {
+    github_repository            = "example-org/lnn"
+    github_terratest_environment = "production"
+  }
+
+  expect_failures = [var.github_terratest_environment]
+}
+
 run "rejects_bad_permissions_boundary_arn" {
   command = plan
 

@@ -44,12 +44,38 @@ data "aws_iam_policy_document" "deploy_trust" {
       values   = ["sts.amazonaws.com"]
     }
 
-    # StringLike only for the optional tag pattern; without it the values hold no wildcard and
-    # StringLike matches exactly as StringEquals would.
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:sub"
+      values   = local.deploy_subjects
+    }
+  }
+}
+
+data "aws_iam_policy_document" "release_trust" {
+  count = var.allow_tag_pushes ? 1 : 0
+
+  statement {
+    sid     = "GitHubReleaseTagsOfOneRepository"
+    effect  = "Allow"
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_provider_arn]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "${local.oidc_host}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+
+    # The one wildcard subject: the tag pattern, with a role that can only push images.
     condition {
       test     = "StringLike"
       variable = "${local.oidc_host}:sub"
-      values   = local.deploy_subjects
+      values   = local.release_subjects
     }
   }
 }
@@ -288,6 +314,61 @@ resource "aws_iam_role_policy" "deploy" {
   policy = data.aws_iam_policy_document.deploy.json
 }
 
+# ---- release role: release tags push images, and nothing else ------------------------------------
+
+resource "aws_iam_role" "release" {
+  count = var.allow_tag_pushes ? 1 : 0
+
+  name                 = "${var.name_prefix}-github-release"
+  description          = "release image push (refs/tags/v*) of ${var.github_repository}; no function update"
+  assume_role_policy   = data.aws_iam_policy_document.release_trust[0].json
+  max_session_duration = var.max_session_duration
+
+  tags = var.tags
+}
+
+data "aws_iam_policy_document" "release" {
+  statement {
+    # As for the deploy role: the registry login supports no resource-level permission.
+    sid       = "LogInToTheRegistry"
+    effect    = "Allow"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid    = "PushToThisRepositoryOnly"
+    effect = "Allow"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:CompleteLayerUpload",
+      "ecr:DescribeImages",
+      "ecr:GetDownloadUrlForLayer",
+      "ecr:InitiateLayerUpload",
+      "ecr:PutImage",
+      "ecr:UploadLayerPart",
+    ]
+    resources = [var.ecr_repository_arn]
+  }
+
+  # The image workflow reads the trainer's architecture to build for it (image_platform.sh).
+  statement {
+    sid       = "ReadTheFunctionsArchitecture"
+    effect    = "Allow"
+    actions   = ["lambda:GetFunctionConfiguration"]
+    resources = var.function_arns
+  }
+}
+
+resource "aws_iam_role_policy" "release" {
+  count = var.allow_tag_pushes ? 1 : 0
+
+  name   = "push-release-images"
+  role   = aws_iam_role.release[0].id
+  policy = data.aws_iam_policy_document.release.json
+}
+
 # ---- apply and terratest roles: terraform apply of this stack (and of the test's stacks) ----------
 #
 # Both roles apply whole stacks, so they create keys, buckets, tables, functions, secrets and roles.
@@ -344,6 +425,7 @@ locals {
   ci_arns = concat(
     [aws_iam_role.plan.arn, aws_iam_role.deploy.arn, aws_iam_role.apply.arn],
     aws_iam_role.terratest[*].arn,
+    aws_iam_role.release[*].arn,
     [local.oidc_provider_arn, var.permissions_boundary_arn],
   )
 }

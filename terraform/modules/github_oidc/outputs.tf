@@ -37,3 +37,8 @@ output "writable_role_paths" {
   description = "The role ARN patterns the apply role may create and change roles under (with the boundary)."
   value       = local.writers.apply.role_paths
 }
+
+output "release_role_arn" {
+  description = "ARN of the push-only role of release-tag workflows (AWS_RELEASE_ROLE_ARN); null without allow_tag_pushes."
+  value       = one(aws_iam_role.release[*].arn)
+}

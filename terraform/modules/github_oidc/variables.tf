@@ -69,7 +69,7 @@ variable "state_bucket_arn" {
 }
 
 variable "allow_tag_pushes" {
-  description = "Also let workflows running for a release tag (refs/tags/v*) assume the deploy role, so that image.yml can push release images."
+  description = "Create a release role that workflows running for a release tag (refs/tags/v*) assume to push release images (image.yml): it can push to the repository only, never update the functions."
   type        = bool
   default     = false
 }
