@@ -87,6 +87,34 @@ data "aws_iam_policy_document" "kms" {
       values   = ["arn:${data.aws_partition.current.partition}:logs:${var.aws_region}:${data.aws_caller_identity.current.account_id}:log-group:*"]
     }
   }
+
+  # The budget alarm (budget.tf) publishes to the encrypted topic: Budgets needs the key for that,
+  # for this account's budget only.
+  dynamic "statement" {
+    for_each = var.monthly_budget_usd == null ? [] : [local.budget_arn]
+    content {
+      sid       = "BudgetsEncryptsItsAlarmsToTheTopic"
+      actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["budgets.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = [statement.value]
+      }
+    }
+  }
 }
 
 resource "aws_kms_key" "this" {
@@ -181,6 +209,9 @@ module "functions" {
   log_retention_in_days        = var.log_retention_in_days
   maximum_retry_attempts       = var.async_maximum_retry_attempts
   maximum_event_age_in_seconds = var.async_maximum_event_age_in_seconds
+  trainer_reserved_concurrency = var.trainer_reserved_concurrency
+  max_run_steps                = var.max_run_steps
+  max_run_invocations          = var.max_run_invocations
 
   subnet_ids         = module.network.private_subnet_ids
   security_group_ids = [module.network.lambda_security_group_id]

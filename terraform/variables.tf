@@ -190,6 +190,50 @@ variable "async_maximum_event_age_in_seconds" {
   }
 }
 
+variable "trainer_reserved_concurrency" {
+  description = "Reserved concurrency of TrainerLambda (1-1000): its share of the account's concurrency and the ceiling of chains at once that LaunchLambda admits. AWS keeps 100 unreserved, so an account at the new-account limit (10) must raise its quota first or set null (no reservation; the ceiling is then the code's default of 100)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.trainer_reserved_concurrency == null || try(var.trainer_reserved_concurrency >= 1 && var.trainer_reserved_concurrency <= 1000 && floor(var.trainer_reserved_concurrency) == var.trainer_reserved_concurrency, false)
+    error_message = "trainer_reserved_concurrency must be null or an integer between 1 and 1000."
+  }
+}
+
+variable "max_run_steps" {
+  description = "Most steps one run may plan (epochs x batches x steps per batch); LaunchLambda refuses a larger run with a named problem."
+  type        = number
+  default     = 10000000
+
+  validation {
+    condition     = var.max_run_steps >= 1 && floor(var.max_run_steps) == var.max_run_steps
+    error_message = "max_run_steps must be a positive integer."
+  }
+}
+
+variable "max_run_invocations" {
+  description = "Most Lambda invocations one run may need (one per step with chain per_step); LaunchLambda refuses a run that needs more."
+  type        = number
+  default     = 200000
+
+  validation {
+    condition     = var.max_run_invocations >= 1 && floor(var.max_run_invocations) == var.max_run_invocations
+    error_message = "max_run_invocations must be a positive integer."
+  }
+}
+
+variable "monthly_budget_usd" {
+  description = "A monthly AWS Budgets cost alarm for the stack's resources (Deployment tag), in USD: notices at 80% of actual and 100% of forecast spend go to the stack's SNS topic. null for none."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.monthly_budget_usd == null || try(var.monthly_budget_usd > 0, false)
+    error_message = "monthly_budget_usd must be null or a positive amount of USD."
+  }
+}
+
 # ---- cache ----------------------------------------------------------------------------------------
 
 variable "redis_node_type" {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from trainer.ceilings import DEFAULT_CONCURRENT_CHAINS, DEFAULT_RUN_INVOCATIONS, DEFAULT_RUN_STEPS, Ceilings
 
 # Every variable the handlers read; the Terraform functions module sets exactly these.
 ENVIRONMENT = (
@@ -19,12 +21,24 @@ ENVIRONMENT = (
     "TRAINER_MEMORY_MB",
     "CACHE_CAPACITY_MIB",
     "TRAINER_TIMEOUT_S",
+    "TRAINER_RESERVED_CONCURRENCY",
+    "MAX_RUN_STEPS",
+    "MAX_RUN_INVOCATIONS",
 )
 
 
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not value.strip().isdigit() or int(value) < 1:
+        raise RuntimeError(f"configuration: {name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,8 @@ class Settings:
     cache_capacity_mib: int | None = None
     # The trainer's Lambda timeout (None: unknown, nothing checked); a run's time margin must fit in it.
     trainer_timeout_s: int | None = None
+    # What one request may plan (trainer.ceilings): steps, invocations, chains at once.
+    ceilings: Ceilings = field(default_factory=Ceilings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,4 +88,10 @@ class Settings:
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
             cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
             trainer_timeout_s=int(os.environ["TRAINER_TIMEOUT_S"]) if os.environ.get("TRAINER_TIMEOUT_S") else None,
+            ceilings=Ceilings(
+                run_steps=_positive("MAX_RUN_STEPS", DEFAULT_RUN_STEPS),
+                run_invocations=_positive("MAX_RUN_INVOCATIONS", DEFAULT_RUN_INVOCATIONS),
+                # Unset without a reservation (a new account has too little concurrency to reserve).
+                concurrent_chains=_positive("TRAINER_RESERVED_CONCURRENCY", DEFAULT_CONCURRENT_CHAINS),
+            ),
         )

@@ -48,7 +48,8 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
     condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
       "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
-      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S",
+      "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "TRAINER_RESERVED_CONCURRENCY", "MAX_RUN_STEPS",
+      "MAX_RUN_INVOCATIONS",
     ])])
     error_message = "both functions must carry exactly the environment the Python code reads"
   }
@@ -158,6 +159,43 @@ run "async_invoke_config_with_on_failure_destination" {
   assert {
     condition     = aws_sqs_queue.this.kms_master_key_id == var.kms_key_arn
     error_message = "the failure queue must be encrypted with the stack's key"
+  }
+}
+
+# Bounded spend: the trainer, which fans out, has reserved concurrency (its share and its ceiling),
+# and LaunchLambda is told the ceilings it refuses requests by.
+run "trainer_has_reserved_concurrency" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    trainer_reserved_concurrency = 7
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].reserved_concurrent_executions == 7 && aws_lambda_function.this["launch"].reserved_concurrent_executions == -1
+    error_message = "the trainer must reserve trainer_reserved_concurrency; the launch stays unreserved"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["launch"].environment[0].variables["TRAINER_RESERVED_CONCURRENCY"] == "7" && aws_lambda_function.this["launch"].environment[0].variables["MAX_RUN_STEPS"] == "10000000" && aws_lambda_function.this["launch"].environment[0].variables["MAX_RUN_INVOCATIONS"] == "200000"
+    error_message = "the launch must know the ceilings it refuses requests by"
+  }
+}
+
+run "trainer_reserves_twenty_by_default" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].reserved_concurrent_executions == 20
+    error_message = "the trainer reserves 20 by default"
   }
 }
 

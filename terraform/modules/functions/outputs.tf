@@ -37,3 +37,8 @@ output "role_paths" {
   description = "IAM paths of the functions' execution roles, by role."
   value       = { for k, v in aws_iam_role.this : k => v.path }
 }
+
+output "reserved_concurrency" {
+  description = "Reserved concurrency of the functions, by role (-1: unreserved)."
+  value       = { for k, v in aws_lambda_function.this : k => v.reserved_concurrent_executions }
+}

@@ -148,3 +148,21 @@ variable "permissions_boundary_arn" {
   type        = string
   default     = null
 }
+
+variable "trainer_reserved_concurrency" {
+  description = "Reserved concurrency of TrainerLambda: its share of the account's concurrency and its ceiling (LaunchLambda refuses a sweep with more chains at once); null reserves none."
+  type        = number
+  default     = 20
+}
+
+variable "max_run_steps" {
+  description = "Most steps one run may plan (MAX_RUN_STEPS); LaunchLambda refuses a larger run."
+  type        = number
+  default     = 10000000
+}
+
+variable "max_run_invocations" {
+  description = "Most Lambda invocations one run may need (MAX_RUN_INVOCATIONS); LaunchLambda refuses a run that needs more."
+  type        = number
+  default     = 200000
+}
