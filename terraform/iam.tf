@@ -95,6 +95,12 @@ data "aws_iam_policy_document" "boundary" {
       variable = "aws:ResourceTag/Deployment"
       values   = local.name_globs
     }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = formatlist("%s.${var.aws_region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda"])
+    }
   }
 }
 

@@ -136,12 +136,19 @@ resource "aws_kms_alias" "this" {
 module "network" {
   source = "./modules/network"
 
-  name                     = var.name
-  vpc_cidr                 = var.vpc_cidr
-  private_subnet_cidrs     = var.private_subnet_cidrs
-  availability_zones       = var.availability_zones
-  redis_port               = local.redis_port
-  endpoint_zone_count      = local.profiles[var.profile].interface_endpoint_zones
+  name                 = var.name
+  vpc_cidr             = var.vpc_cidr
+  private_subnet_cidrs = var.private_subnet_cidrs
+  availability_zones   = var.availability_zones
+  redis_port           = local.redis_port
+  endpoint_zone_count  = local.profiles[var.profile].interface_endpoint_zones
+  endpoint_resources = {
+    s3             = ["arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}", "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}/*"]
+    dynamodb       = ["arn:${data.aws_partition.current.partition}:dynamodb:${var.aws_region}:${data.aws_caller_identity.current.account_id}:table/${var.name}-runs"]
+    lambda         = [local.function_arns["trainer"]]
+    sns            = ["arn:${data.aws_partition.current.partition}:sns:${var.aws_region}:${data.aws_caller_identity.current.account_id}:${var.name}-runs"]
+    secretsmanager = [local.redis_secret_arn_pattern]
+  }
   enable_flow_logs         = var.enable_flow_logs
   log_retention_in_days    = var.log_retention_in_days
   kms_key_arn              = aws_kms_key.this.arn
@@ -215,6 +222,7 @@ module "functions" {
 
   subnet_ids         = module.network.private_subnet_ids
   security_group_ids = [module.network.lambda_security_group_id]
+  vpc_id             = module.network.vpc_id
 
   table_name               = module.storage.table_name
   table_arn                = module.storage.table_arn

@@ -153,6 +153,17 @@ run "ci_roles_cannot_escalate" {
     error_message = "a KMS, S3, Secrets Manager or Lambda write on Resource \"*\""
   }
 
+  # Every decrypt grant of the CI roles goes through a service (kms:ViaService): never a direct decrypt.
+  assert {
+    condition = alltrue(flatten([
+      for document in [data.aws_iam_policy_document.plan, data.aws_iam_policy_document.apply, data.aws_iam_policy_document.terratest[0]] : [
+        for s in document.statement : anytrue([for c in s.condition : c.variable == "kms:ViaService"])
+        if coalesce(s.effect, "Allow") == "Allow" && anytrue([for a in(s.actions == null ? [] : tolist(s.actions)) : contains(["kms:Decrypt", "kms:*", "*"], a)])
+      ]
+    ]))
+    error_message = "a decrypt grant without kms:ViaService"
+  }
+
   # The terratest role reaches the test's stacks (lnn-tt-*) only.
   assert {
     condition = alltrue(flatten([

@@ -166,3 +166,8 @@ variable "max_run_invocations" {
   type        = number
   default     = 200000
 }
+
+variable "vpc_id" {
+  description = "The VPC the functions run in: their calls to DynamoDB, S3, SNS, Lambda and Secrets Manager are allowed through its endpoints only (aws:SourceVpc)."
+  type        = string
+}

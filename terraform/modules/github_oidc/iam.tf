@@ -232,6 +232,13 @@ data "aws_iam_policy_document" "plan" {
     effect    = "Allow"
     actions   = ["kms:Decrypt"]
     resources = [var.kms_key_arn]
+
+    # The secret's value only, through Secrets Manager: never a direct decrypt.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com"]
+    }
   }
 
   statement {
@@ -421,6 +428,8 @@ locals {
     }
   }
 
+  key_services = formatlist("%s.${local.region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda", "elasticache", "ecr", "logs"])
+
   # Everything of the CI itself: no role this module makes may change it.
   ci_arns = concat(
     [aws_iam_role.plan.arn, aws_iam_role.deploy.arn, aws_iam_role.apply.arn],
@@ -535,15 +544,49 @@ data "aws_iam_policy_document" "apply" {
   # test's stacks create theirs: CreateKey with the tag in the request, and the TagResource it needs
   # for that (IAM cannot tell a key being created from an existing untagged one: see README, Security).
   statement {
-    sid       = "TheStacksKey"
-    effect    = "Allow"
-    actions   = ["kms:*"]
+    sid    = "ManageTheStacksKey"
+    effect = "Allow"
+    actions = [
+      "kms:Describe*",
+      "kms:Get*",
+      "kms:List*",
+      "kms:PutKeyPolicy",
+      "kms:EnableKeyRotation",
+      "kms:DisableKeyRotation",
+      "kms:UpdateKeyDescription",
+      "kms:TagResource",
+      "kms:UntagResource",
+      "kms:ScheduleKeyDeletion",
+      "kms:CancelKeyDeletion",
+    ]
     resources = ["${local.arn.kms}:key/*"]
 
     condition {
       test     = "StringLike"
       variable = "aws:ResourceTag/Deployment"
       values   = local.writers.apply.globs
+    }
+  }
+
+  # Encryption with the key happens in the services that create the stack's encrypted resources
+  # (grants for the table, the cache, the functions' environment; the secret's and the state's
+  # values): only through them.
+  statement {
+    sid       = "UseTheStacksKeyThroughItsServices"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant"]
+    resources = ["${local.arn.kms}:key/*"]
+
+    condition {
+      test     = "StringLike"
+      variable = "aws:ResourceTag/Deployment"
+      values   = local.writers.apply.globs
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = local.key_services
     }
   }
 
@@ -766,15 +809,49 @@ data "aws_iam_policy_document" "terratest" {
   }
 
   statement {
-    sid       = "TheStacksKey"
-    effect    = "Allow"
-    actions   = ["kms:*"]
+    sid    = "ManageTheStacksKey"
+    effect = "Allow"
+    actions = [
+      "kms:Describe*",
+      "kms:Get*",
+      "kms:List*",
+      "kms:PutKeyPolicy",
+      "kms:EnableKeyRotation",
+      "kms:DisableKeyRotation",
+      "kms:UpdateKeyDescription",
+      "kms:TagResource",
+      "kms:UntagResource",
+      "kms:ScheduleKeyDeletion",
+      "kms:CancelKeyDeletion",
+    ]
     resources = ["${local.arn.kms}:key/*"]
 
     condition {
       test     = "StringLike"
       variable = "aws:ResourceTag/Deployment"
       values   = local.writers.terratest.globs
+    }
+  }
+
+  # Encryption with the key happens in the services that create the stack's encrypted resources
+  # (grants for the table, the cache, the functions' environment; the secret's and the state's
+  # values): only through them.
+  statement {
+    sid       = "UseTheStacksKeyThroughItsServices"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:CreateGrant"]
+    resources = ["${local.arn.kms}:key/*"]
+
+    condition {
+      test     = "StringLike"
+      variable = "aws:ResourceTag/Deployment"
+      values   = local.writers.terratest.globs
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = local.key_services
     }
   }
 

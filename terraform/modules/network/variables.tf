@@ -76,3 +76,8 @@ variable "permissions_boundary_arn" {
   type        = string
   default     = null
 }
+
+variable "endpoint_resources" {
+  description = "What each VPC endpoint admits calls to: the stack's resource ARNs (or ARN patterns) by service (s3, dynamodb, lambda, sns, secretsmanager). Every endpoint gets a policy naming them."
+  type        = map(list(string))
+}
