@@ -6,7 +6,6 @@ PYTHON_BIN ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-UV_VERSION := 0.9.10
 DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
@@ -16,9 +15,9 @@ CAT_H5 := ../shared/datasets/catvnoncat.h5
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
+$(VENV)/.installed: requirements-dev.lock requirements.lock requirements-uv.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.lock
 	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements-dev.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
@@ -26,9 +25,9 @@ $(VENV)/.installed: requirements-dev.lock requirements.lock pyproject.toml
 # `make demo` needs less than `make test`: the runtime and the local cloud, in an environment of its own.
 DEMO_VENV := .venv-demo
 
-$(DEMO_VENV)/.installed: requirements-demo.lock pyproject.toml
+$(DEMO_VENV)/.installed: requirements-demo.lock requirements-uv.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(DEMO_VENV)
-	$(DEMO_VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(DEMO_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.lock
 	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes requirements-demo.lock
 	$(DEMO_VENV)/bin/uv pip install --quiet --python $(DEMO_VENV)/bin/python --no-deps -e .
 	touch $@
@@ -82,21 +81,22 @@ clean: ## remove the virtual environment and caches; never lnn-runs/ (`lnn delet
 	rm -rf $(VENV) $(DEMO_VENV) .pytest_cache .ruff_cache
 
 # ---- terraform (issue 3) ---------------------------------------------------------------
-# checkov lives in its own virtual environment (its dependencies clash with the project's lock).
-# `make test` needs it: tests/infra/terraform/test_checkov.py runs it offline over terraform/.
+# checkov lives in its own virtual environment (its dependencies clash with the project's lock),
+# installed from requirements-checkov.lock: one version, every file hashed, the same lock the
+# terraform workflow installs. `make test` needs it: tests/infra/terraform/test_checkov.py runs it
+# offline over terraform/.
 CHECKOV_VENV := .venv-checkov
-CHECKOV_VERSION := 3.3.30
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: checkov-setup checkov tf-test
 
-$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON_BIN) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-checkov.lock
 	touch $@
 
-checkov-setup: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION) ## checkov (pinned) in its own venv, .venv-checkov
+checkov-setup: $(CHECKOV_VENV)/.installed ## checkov (hashed lock) in its own venv, .venv-checkov
 
 checkov: checkov-setup ## checkov over terraform/, offline
 	$(CHECKOV) -d terraform --framework terraform --skip-download --quiet --compact

@@ -87,6 +87,34 @@ data "aws_iam_policy_document" "kms" {
       values   = ["arn:${data.aws_partition.current.partition}:logs:${var.aws_region}:${data.aws_caller_identity.current.account_id}:log-group:*"]
     }
   }
+
+  # The budget alarm (budget.tf) publishes to the encrypted topic: Budgets needs the key for that,
+  # for this account's budget only.
+  dynamic "statement" {
+    for_each = var.monthly_budget_usd == null ? [] : [local.budget_arn]
+    content {
+      sid       = "BudgetsEncryptsItsAlarmsToTheTopic"
+      actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+      resources = ["*"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["budgets.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [data.aws_caller_identity.current.account_id]
+      }
+
+      condition {
+        test     = "ArnLike"
+        variable = "aws:SourceArn"
+        values   = [statement.value]
+      }
+    }
+  }
 }
 
 resource "aws_kms_key" "this" {
@@ -108,16 +136,25 @@ resource "aws_kms_alias" "this" {
 module "network" {
   source = "./modules/network"
 
-  name                  = var.name
-  vpc_cidr              = var.vpc_cidr
-  private_subnet_cidrs  = var.private_subnet_cidrs
-  availability_zones    = var.availability_zones
-  redis_port            = local.redis_port
-  endpoint_zone_count   = local.profiles[var.profile].interface_endpoint_zones
-  enable_flow_logs      = var.enable_flow_logs
-  log_retention_in_days = var.log_retention_in_days
-  kms_key_arn           = aws_kms_key.this.arn
-  tags                  = local.tags
+  name                 = var.name
+  vpc_cidr             = var.vpc_cidr
+  private_subnet_cidrs = var.private_subnet_cidrs
+  availability_zones   = var.availability_zones
+  redis_port           = local.redis_port
+  endpoint_zone_count  = local.profiles[var.profile].interface_endpoint_zones
+  endpoint_resources = {
+    s3             = ["arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}", "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}/*"]
+    dynamodb       = ["arn:${data.aws_partition.current.partition}:dynamodb:${var.aws_region}:${data.aws_caller_identity.current.account_id}:table/${var.name}-runs"]
+    lambda         = [local.function_arns["trainer"]]
+    sns            = ["arn:${data.aws_partition.current.partition}:sns:${var.aws_region}:${data.aws_caller_identity.current.account_id}:${var.name}-runs"]
+    secretsmanager = [local.redis_secret_arn_pattern]
+  }
+  enable_flow_logs         = var.enable_flow_logs
+  log_retention_in_days    = var.log_retention_in_days
+  kms_key_arn              = aws_kms_key.this.arn
+  role_path                = local.role_path
+  permissions_boundary_arn = local.boundary_arn
+  tags                     = local.tags
 }
 
 module "cache" {
@@ -179,22 +216,28 @@ module "functions" {
   log_retention_in_days        = var.log_retention_in_days
   maximum_retry_attempts       = var.async_maximum_retry_attempts
   maximum_event_age_in_seconds = var.async_maximum_event_age_in_seconds
+  trainer_reserved_concurrency = var.trainer_reserved_concurrency
+  max_run_steps                = var.max_run_steps
+  max_run_invocations          = var.max_run_invocations
 
   subnet_ids         = module.network.private_subnet_ids
   security_group_ids = [module.network.lambda_security_group_id]
+  vpc_id             = module.network.vpc_id
 
-  table_name            = module.storage.table_name
-  table_arn             = module.storage.table_arn
-  bucket_name           = module.storage.bucket_name
-  bucket_arn            = module.storage.bucket_arn
-  dataset_prefix        = var.dataset_prefix
-  sns_topic_arn         = module.notifications.topic_arn
-  redis_host            = module.cache.primary_endpoint_address
-  redis_port            = module.cache.port
-  redis_auth_secret_arn = module.cache.auth_token_secret_arn
-  cache_capacity_mib    = local.redis_usable_memory_mib
-  kms_key_arn           = aws_kms_key.this.arn
-  tags                  = local.tags
+  table_name               = module.storage.table_name
+  table_arn                = module.storage.table_arn
+  bucket_name              = module.storage.bucket_name
+  bucket_arn               = module.storage.bucket_arn
+  dataset_prefix           = var.dataset_prefix
+  sns_topic_arn            = module.notifications.topic_arn
+  redis_host               = module.cache.primary_endpoint_address
+  redis_port               = module.cache.port
+  redis_auth_secret_arn    = module.cache.auth_token_secret_arn
+  cache_capacity_mib       = local.redis_usable_memory_mib
+  kms_key_arn              = aws_kms_key.this.arn
+  role_path                = local.role_path
+  permissions_boundary_arn = local.boundary_arn
+  tags                     = local.tags
 }
 
 # Optional: OIDC roles for GitHub Actions (plan on pull requests, image rollout and apply on main).
@@ -202,18 +245,19 @@ module "github_oidc" {
   source = "./modules/github_oidc"
   count  = var.github_repository == null ? 0 : 1
 
-  name_prefix           = var.name
-  github_repository     = var.github_repository
-  create_oidc_provider  = var.create_github_oidc_provider
-  ecr_repository_arn    = module.registry.repository_arn
-  function_arns         = values(local.function_arns)
-  state_bucket_arn      = var.terraform_state_bucket_arn
-  stack_bucket_arn      = "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}"
-  kms_key_arn           = aws_kms_key.this.arn
-  redis_secret_arn      = local.redis_secret_arn_pattern
-  plan_environment      = var.github_plan_environment
-  apply_environment     = var.github_apply_environment
-  terratest_environment = var.github_terratest_environment
-  allow_tag_pushes      = var.github_allow_tag_pushes
-  tags                  = local.tags
+  name_prefix              = var.name
+  github_repository        = var.github_repository
+  create_oidc_provider     = var.create_github_oidc_provider
+  ecr_repository_arn       = module.registry.repository_arn
+  function_arns            = values(local.function_arns)
+  state_bucket_arn         = var.terraform_state_bucket_arn
+  stack_bucket_arn         = "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}"
+  kms_key_arn              = aws_kms_key.this.arn
+  redis_secret_arn         = local.redis_secret_arn_pattern
+  plan_environment         = var.github_plan_environment
+  apply_environment        = var.github_apply_environment
+  terratest_environment    = var.github_terratest_environment
+  allow_tag_pushes         = var.github_allow_tag_pushes
+  permissions_boundary_arn = local.boundary_arn
+  tags                     = local.tags
 }

@@ -77,3 +77,18 @@ output "lambda_architecture" {
   description = "Instruction set of the functions, which the image must be built for."
   value       = var.lambda_architecture
 }
+
+output "github_release_role_arn" {
+  description = "Push-only role release-tag workflows assume (AWS_RELEASE_ROLE_ARN); null without github_allow_tag_pushes."
+  value       = one(module.github_oidc[*].release_role_arn)
+}
+
+output "github_terratest_role_arn" {
+  description = "Role the end-to-end test workflow assumes (AWS_TERRATEST_ROLE_ARN); null without github_repository or github_terratest_environment."
+  value       = one(module.github_oidc[*].terratest_role_arn)
+}
+
+output "permissions_boundary_arn" {
+  description = "The permissions boundary of every role the stack creates (LNN_PERMISSIONS_BOUNDARY_ARN for the end-to-end test's stacks)."
+  value       = local.boundary_arn
+}

@@ -201,6 +201,50 @@ variable "async_maximum_event_age_in_seconds" {
   }
 }
 
+variable "trainer_reserved_concurrency" {
+  description = "Reserved concurrency of TrainerLambda (1-1000): its share of the account's concurrency and the ceiling of chains at once that LaunchLambda admits. AWS keeps 100 unreserved, so an account at the new-account limit (10) must raise its quota first or set null (no reservation; the ceiling is then the code's default of 100)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.trainer_reserved_concurrency == null || try(var.trainer_reserved_concurrency >= 1 && var.trainer_reserved_concurrency <= 1000 && floor(var.trainer_reserved_concurrency) == var.trainer_reserved_concurrency, false)
+    error_message = "trainer_reserved_concurrency must be null or an integer between 1 and 1000."
+  }
+}
+
+variable "max_run_steps" {
+  description = "Most steps one run may plan (epochs x batches x steps per batch); LaunchLambda refuses a larger run with a named problem."
+  type        = number
+  default     = 10000000
+
+  validation {
+    condition     = var.max_run_steps >= 1 && floor(var.max_run_steps) == var.max_run_steps
+    error_message = "max_run_steps must be a positive integer."
+  }
+}
+
+variable "max_run_invocations" {
+  description = "Most Lambda invocations one run may need (one per step with chain per_step); LaunchLambda refuses a run that needs more."
+  type        = number
+  default     = 200000
+
+  validation {
+    condition     = var.max_run_invocations >= 1 && floor(var.max_run_invocations) == var.max_run_invocations
+    error_message = "max_run_invocations must be a positive integer."
+  }
+}
+
+variable "monthly_budget_usd" {
+  description = "A monthly AWS Budgets cost alarm for the stack's resources (Deployment tag), in USD: notices at 80% of actual and 100% of forecast spend go to the stack's SNS topic. null for none."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.monthly_budget_usd == null || try(var.monthly_budget_usd > 0, false)
+    error_message = "monthly_budget_usd must be null or a positive amount of USD."
+  }
+}
+
 # ---- cache ----------------------------------------------------------------------------------------
 
 variable "redis_node_type" {
@@ -338,7 +382,7 @@ variable "create_github_oidc_provider" {
 }
 
 variable "github_allow_tag_pushes" {
-  description = "Also let release-tag workflows (refs/tags/v*) assume the deploy role to push release images."
+  description = "Create a push-only release role for release-tag workflows (refs/tags/v*, AWS_RELEASE_ROLE_ARN): it pushes images to the repository and cannot update the functions."
   type        = bool
   default     = false
 }
@@ -363,16 +407,39 @@ variable "github_apply_environment" {
     condition     = can(regex("^[A-Za-z0-9_.-]{1,255}$", var.github_apply_environment))
     error_message = "github_apply_environment must be a GitHub environment name (letters, digits, '_', '.', '-')."
   }
+
+  # The plan environment is approved for pull-request branches; the environment that hands out the
+  # apply role must be another one, limited to main (terraform/README.md, Security).
+  validation {
+    condition     = var.github_apply_environment != var.github_plan_environment
+    error_message = "github_apply_environment must not be the plan environment: pull-request branches are approved into that one."
+  }
 }
 
 variable "github_terratest_environment" {
-  description = "GitHub environment of the end-to-end test workflow, whose jobs may also assume the apply role (AWS_TERRATEST_ROLE_ARN = github_apply_role_arn); null for none."
+  description = "GitHub environment of the end-to-end test workflow, whose jobs may assume the terratest role (AWS_TERRATEST_ROLE_ARN = github_terratest_role_arn), which reaches the test's stacks (lnn-tt-*) only; null for none."
   type        = string
   default     = null
 
   validation {
     condition     = var.github_terratest_environment == null || can(regex("^[A-Za-z0-9_.-]{1,255}$", coalesce(var.github_terratest_environment, "x")))
     error_message = "github_terratest_environment must be null or a GitHub environment name."
+  }
+
+  validation {
+    condition     = var.github_terratest_environment == null || !contains([var.github_plan_environment, var.github_apply_environment], coalesce(var.github_terratest_environment, "-"))
+    error_message = "github_terratest_environment must be an environment of its own, neither the plan nor the apply environment."
+  }
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary of the stack's roles: null creates <name>-boundary (iam.tf); the end-to-end test's stacks pass the deployment's (github_oidc's terratest role may create roles with that boundary only)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.permissions_boundary_arn == null || can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:policy/.+$", coalesce(var.permissions_boundary_arn, "x")))
+    error_message = "permissions_boundary_arn must be null or an IAM policy ARN."
   }
 }
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from trainer.ceilings import DEFAULT_CONCURRENT_CHAINS, DEFAULT_RUN_INVOCATIONS, DEFAULT_RUN_STEPS, Ceilings
 
 # Every variable the handlers read; the Terraform functions module sets exactly these.
 ENVIRONMENT = (
@@ -20,12 +22,24 @@ ENVIRONMENT = (
     "CACHE_CAPACITY_MIB",
     "TRAINER_TIMEOUT_S",
     "DATASET_PREFIX",
+    "TRAINER_RESERVED_CONCURRENCY",
+    "MAX_RUN_STEPS",
+    "MAX_RUN_INVOCATIONS",
 )
 
 
 def _flag(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    if not value.strip().isdigit() or int(value) < 1:
+        raise RuntimeError(f"configuration: {name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,8 @@ class Settings:
     trainer_timeout_s: int | None = None
     # Where in the bucket datasets are uploaded; the launch reads s3:// datasets from there only.
     dataset_prefix: str = "datasets/"
+    # What one request may plan (trainer.ceilings): steps, invocations, chains at once.
+    ceilings: Ceilings = field(default_factory=Ceilings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,4 +92,10 @@ class Settings:
             cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
             trainer_timeout_s=int(os.environ["TRAINER_TIMEOUT_S"]) if os.environ.get("TRAINER_TIMEOUT_S") else None,
             dataset_prefix=os.environ.get("DATASET_PREFIX") or "datasets/",
+            ceilings=Ceilings(
+                run_steps=_positive("MAX_RUN_STEPS", DEFAULT_RUN_STEPS),
+                run_invocations=_positive("MAX_RUN_INVOCATIONS", DEFAULT_RUN_INVOCATIONS),
+                # Unset without a reservation (a new account has too little concurrency to reserve).
+                concurrent_chains=_positive("TRAINER_RESERVED_CONCURRENCY", DEFAULT_CONCURRENT_CHAINS),
+            ),
         )

@@ -21,6 +21,7 @@ variables {
   cache_capacity_mib    = 1052
   redis_auth_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lnn/redis-auth-token-AbCdEf"
   kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+  vpc_id                = "vpc-0123456789abcdef0"
 }
 
 run "note7_log_groups_keep_7_days_and_exist_before_the_functions" {
@@ -49,6 +50,7 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
       "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
       "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "DATASET_PREFIX",
+      "TRAINER_RESERVED_CONCURRENCY", "MAX_RUN_STEPS", "MAX_RUN_INVOCATIONS",
     ])])
     error_message = "both functions must carry exactly the environment the Python code and its BLAS read"
   }
@@ -164,6 +166,78 @@ run "async_invoke_config_with_on_failure_destination" {
   assert {
     condition     = aws_sqs_queue.this.kms_master_key_id == var.kms_key_arn
     error_message = "the failure queue must be encrypted with the stack's key"
+  }
+}
+
+# Bounded spend: the trainer, which fans out, has reserved concurrency (its share and its ceiling),
+# and LaunchLambda is told the ceilings it refuses requests by.
+run "trainer_has_reserved_concurrency" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    trainer_reserved_concurrency = 7
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].reserved_concurrent_executions == 7 && aws_lambda_function.this["launch"].reserved_concurrent_executions == -1
+    error_message = "the trainer must reserve trainer_reserved_concurrency; the launch stays unreserved"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["launch"].environment[0].variables["TRAINER_RESERVED_CONCURRENCY"] == "7" && aws_lambda_function.this["launch"].environment[0].variables["MAX_RUN_STEPS"] == "10000000" && aws_lambda_function.this["launch"].environment[0].variables["MAX_RUN_INVOCATIONS"] == "200000"
+    error_message = "the launch must know the ceilings it refuses requests by"
+  }
+}
+
+run "trainer_reserves_twenty_by_default" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition     = aws_lambda_function.this["trainer"].reserved_concurrent_executions == 20
+    error_message = "the trainer reserves 20 by default"
+  }
+}
+
+# Stolen function credentials are useless outside the VPC: every statement whose calls the function
+# makes itself (through the VPC endpoints) carries aws:SourceVpc; the three the Lambda service makes
+# with the role (logs, network interfaces, the on-failure destination) cannot, and the key is only
+# usable through the services (kms:ViaService).
+run "function_statements_carry_the_vpc_condition" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : anytrue([for c in s.condition : c.test == "StringEquals" && c.variable == "aws:SourceVpc" && toset(c.values) == toset(["vpc-0123456789abcdef0"])])
+      if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey"], s.sid)
+    ])])
+    error_message = "every statement the function's own calls use must carry aws:SourceVpc"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : length([
+      for s in d.statement : s if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey"], s.sid)
+    ]) == 6])
+    error_message = "six statements are the functions' own calls (table, objects, bucket, topic, trainer, secret)"
+  }
+
+  assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
+      for s in d.statement : anytrue([for c in s.condition : c.variable == "kms:ViaService" && contains(c.values, "s3.us-east-1.amazonaws.com")])
+      if contains(s.actions, "kms:Decrypt")
+    ])])
+    error_message = "every decrypt grant must carry kms:ViaService"
   }
 }
 

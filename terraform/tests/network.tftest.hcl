@@ -10,6 +10,45 @@ variables {
   availability_zones = ["us-east-1a", "us-east-1b"]
   redis_port         = 6379
   kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+  endpoint_resources = {
+    s3             = ["arn:aws:s3:::lnn-bucket", "arn:aws:s3:::lnn-bucket/*"]
+    dynamodb       = ["arn:aws:dynamodb:us-east-1:123456789012:table/lnn-runs"]
+    lambda         = ["arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer"]
+    sns            = ["arn:aws:sns:us-east-1:123456789012:lnn-runs"]
+    secretsmanager = ["arn:aws:secretsmanager:us-east-1:123456789012:secret:lnn/redis-auth-token-??????"]
+  }
+}
+
+# Least-privilege network: every endpoint has a policy naming the stack's resources only, for this
+# account's principals; the flow-log role's trust names this account's flow logs.
+run "every_endpoint_has_a_policy_naming_the_stacks_resources" {
+  command = plan
+
+  module {
+    source = "./modules/network"
+  }
+
+  assert {
+    condition     = alltrue([for e in merge(aws_vpc_endpoint.gateway, aws_vpc_endpoint.interface) : e.policy != null]) && length(merge(aws_vpc_endpoint.gateway, aws_vpc_endpoint.interface)) == 5
+    error_message = "every VPC endpoint must have a policy"
+  }
+
+  assert {
+    condition = alltrue([for service, document in data.aws_iam_policy_document.endpoint : alltrue([
+      for s in document.statement : toset(s.resources) == toset(var.endpoint_resources[service]) && anytrue([for c in s.condition : c.variable == "aws:PrincipalAccount" && toset(c.values) == toset(["123456789012"])])
+    ])])
+    error_message = "each endpoint's policy must name the stack's resources, for this account's principals"
+  }
+
+  assert {
+    condition     = toset(one(data.aws_iam_policy_document.endpoint["s3"].statement).actions) == toset(["s3:GetObject", "s3:PutObject", "s3:ListBucket"])
+    error_message = "the S3 gateway endpoint admits the functions' object calls only"
+  }
+
+  assert {
+    condition     = toset([for c in one(data.aws_iam_policy_document.flow_logs_assume.statement).condition : c.variable]) == toset(["aws:SourceAccount", "aws:SourceArn"])
+    error_message = "the flow-log role's trust must carry the confused-deputy conditions"
+  }
 }
 
 run "note4_6379_admitted_only_from_the_lambdas_group" {

@@ -428,6 +428,143 @@ run "rejects_bad_terraform_state_bucket_arn" {
   expect_failures = [var.terraform_state_bucket_arn]
 }
 
+run "apply_environment_is_not_the_plan_environment" {
+  command = plan
+
+  variables {
+    github_repository        = "example-org/lnn"
+    github_plan_environment  = "review"
+    github_apply_environment = "review"
+  }
+
+  expect_failures = [var.github_apply_environment]
+}
+
+run "terratest_environment_is_its_own" {
+  command = plan
+
+  variables {
+    github_repository            = "example-org/lnn"
+    github_terratest_environment = "production"
+  }
+
+  expect_failures = [var.github_terratest_environment]
+}
+
+run "rejects_bad_trainer_reserved_concurrency" {
+  command = plan
+
+  variables {
+    trainer_reserved_concurrency = 0
+  }
+
+  expect_failures = [var.trainer_reserved_concurrency]
+}
+
+run "rejects_bad_max_run_steps" {
+  command = plan
+
+  variables {
+    max_run_steps = 0
+  }
+
+  expect_failures = [var.max_run_steps]
+}
+
+run "rejects_bad_max_run_invocations" {
+  command = plan
+
+  variables {
+    max_run_invocations = 1.5
+  }
+
+  expect_failures = [var.max_run_invocations]
+}
+
+run "no_reservation_on_request" {
+  command = plan
+
+  variables {
+    trainer_reserved_concurrency = null
+  }
+
+  assert {
+    condition     = module.functions.reserved_concurrency["trainer"] == -1
+    error_message = "null reserves nothing (accounts at the new-account limit)"
+  }
+}
+
+run "rejects_bad_monthly_budget_usd" {
+  command = plan
+
+  variables {
+    monthly_budget_usd = 0
+  }
+
+  expect_failures = [var.monthly_budget_usd]
+}
+
+run "budget_alarm_goes_to_the_stacks_topic" {
+  command = plan
+
+  variables {
+    monthly_budget_usd = 25
+  }
+
+  assert {
+    condition     = aws_budgets_budget.this[0].limit_amount == "25.00" && alltrue([for n in aws_budgets_budget.this[0].notification : n.subscriber_sns_topic_arns == toset([module.notifications.topic_arn])])
+    error_message = "the budget alarms must go to the stack's topic"
+  }
+
+  assert {
+    condition     = tolist(one(aws_budgets_budget.this[0].cost_filter).values) == tolist(["user:Deployment$lnn"])
+    error_message = "the budget counts the stack's resources (Deployment tag) only"
+  }
+
+  assert {
+    condition     = one(one(data.aws_iam_policy_document.topic[0].statement).principals).identifiers == toset(["budgets.amazonaws.com"]) && anytrue([for c in one(data.aws_iam_policy_document.topic[0].statement).condition : c.variable == "aws:SourceAccount"])
+    error_message = "only Budgets of this account may publish to the topic"
+  }
+}
+
+run "no_budget_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_budgets_budget.this) == 0 && length(aws_sns_topic_policy.this) == 0
+    error_message = "the budget alarm is optional"
+  }
+}
+
+run "rejects_bad_permissions_boundary_arn" {
+  command = plan
+
+  variables {
+    permissions_boundary_arn = "arn:aws:iam::123456789012:role/not-a-policy"
+  }
+
+  expect_failures = [var.permissions_boundary_arn]
+}
+
+# The stack's roles live under its own path, with its boundary; the CI roles may write only there.
+run "stack_roles_carry_the_boundary_under_the_stacks_path" {
+  command = plan
+
+  variables {
+    github_repository = "example-org/lnn"
+  }
+
+  assert {
+    condition     = alltrue([for r in module.functions.role_paths : r == "/lnn/lnn/"]) && module.network.role_path == "/lnn/lnn/"
+    error_message = "the functions' and the flow-log roles live under /lnn/<name>/"
+  }
+
+  assert {
+    condition     = local.role_path == "/lnn/${var.name}/" && module.github_oidc[0].writable_role_paths == ["arn:aws:iam::123456789012:role/lnn/lnn/*"]
+    error_message = "the apply role writes exactly the stack's role path"
+  }
+}
+
 run "explicit_usable_memory_for_an_unknown_node_type" {
   command = plan
 

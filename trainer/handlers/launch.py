@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, lifecycle, runstart
+from trainer import capacity, ceilings, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
@@ -49,6 +49,7 @@ def validate(payload: Any, svc: services_mod.Services):
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
         problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
+        problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
     if request is not None:
         problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
     if request is not None and request.run_id and _taken(svc, request.run_id):

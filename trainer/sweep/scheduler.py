@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import capacity, effects, lifecycle, runstart, schema
+from trainer import capacity, ceilings, effects, lifecycle, runstart, schema
 from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
@@ -110,6 +110,8 @@ def validate(payload: Any, svc: Any) -> Checked:
     params = space.assignments(sweep)
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
+    # Every trial is one chain of invocations (a request has no data-parallel workers).
+    problems += ceilings.sweep_problems(len(requests), 1, sweep.max_concurrency, svc.settings.ceilings)
     dataset, indices = None, None
     raw, raw_problems = read_checked(
         sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
@@ -133,6 +135,7 @@ def validate(payload: Any, svc: Any) -> Checked:
                 request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
             )
             trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
+            trial_problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "

@@ -20,9 +20,11 @@ data "aws_iam_policy_document" "assume" {
 resource "aws_iam_role" "this" {
   for_each = local.functions
 
-  name               = each.value.name
-  description        = "Execution role of ${each.value.name}"
-  assume_role_policy = data.aws_iam_policy_document.assume.json
+  name                 = each.value.name
+  path                 = var.role_path
+  description          = "Execution role of ${each.value.name}"
+  assume_role_policy   = data.aws_iam_policy_document.assume.json
+  permissions_boundary = var.permissions_boundary_arn
 
   tags = var.tags
 }
@@ -33,6 +35,11 @@ data "aws_iam_policy_document" "this" {
   #checkov:skip=CKV_AWS_111:The only unscoped write actions are the VPC network-interface ones (statement VpcNetworkInterfaces); Lambda creates the ENI before its ID exists, see the comment there.
   #checkov:skip=CKV_AWS_356:Same statement: ec2:Describe* support no resource-level permissions and the ENI does not exist yet when Lambda creates it; every other statement names its resource ARN.
 
+  # No aws:SourceVpc on three statements, because their calls never pass through the VPC: the logs
+  # (WriteOwnLogGroup) and the on-failure destination (SendFailedEvents) are written by the Lambda
+  # service with the function's role, and the network interfaces (VpcNetworkInterfaces) are created
+  # by Lambda before the function runs. A condition on them would refuse Lambda itself. The key
+  # (UseStackKey) is used by the services on the function's behalf: kms:ViaService instead.
   statement {
     sid       = "WriteOwnLogGroup"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -66,24 +73,52 @@ data "aws_iam_policy_document" "this" {
       "dynamodb:BatchWriteItem",
     ]
     resources = [var.table_arn]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   statement {
     sid       = "DatasetsModelsCheckpoints"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = ["${var.bucket_arn}/*"]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   statement {
     sid       = "ListBucket"
     actions   = ["s3:ListBucket"]
     resources = [var.bucket_arn]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   statement {
     sid       = "PublishRunNotifications"
     actions   = ["sns:Publish"]
     resources = [var.sns_topic_arn]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   # Both functions invoke the trainer (launch starts it, the trainer hands on the next step).
@@ -91,12 +126,26 @@ data "aws_iam_policy_document" "this" {
     sid       = "InvokeTrainer"
     actions   = ["lambda:InvokeFunction"]
     resources = [local.function_arns["trainer"]]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   statement {
     sid       = "ReadRedisAuthToken"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [var.redis_auth_secret_arn]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
   }
 
   # The asynchronous-invocation on-failure destination is sent to with the function's role.
@@ -111,6 +160,14 @@ data "aws_iam_policy_document" "this" {
     sid       = "UseStackKey"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn]
+
+    # Only through the services that hold the encrypted data (and Lambda, for the environment):
+    # the functions never call KMS themselves.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = formatlist("%s.${data.aws_region.current.name}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda"])
+    }
   }
 
   # No ElastiCache statement: the code never calls the ElastiCache API; it speaks the Redis

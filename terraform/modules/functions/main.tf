@@ -61,6 +61,11 @@ locals {
     TRAINER_TIMEOUT_S = tostring(var.trainer_timeout)
     # The launch reads s3:// datasets from this prefix only, apart from models and checkpoints.
     DATASET_PREFIX = var.dataset_prefix
+    # ... and a request over the spending ceilings (trainer/ceilings.py): more chains at once than
+    # the trainer may run, more steps or invocations than a run may take. "" = the code's default.
+    TRAINER_RESERVED_CONCURRENCY = var.trainer_reserved_concurrency == null ? "" : tostring(var.trainer_reserved_concurrency)
+    MAX_RUN_STEPS                = tostring(var.max_run_steps)
+    MAX_RUN_INVOCATIONS          = tostring(var.max_run_invocations)
   }
 }
 
@@ -105,6 +110,10 @@ resource "aws_lambda_function" "this" {
   memory_size   = each.value.memory_size
   timeout       = each.value.timeout
   kms_key_arn   = var.kms_key_arn
+  # The trainer fans out (every run a chain, a sweep several at once): its reservation is both its
+  # share and its ceiling, so one request cannot take the concurrency every function of the account
+  # shares. LaunchLambda is called by people, one request at a time, and stays unreserved (-1).
+  reserved_concurrent_executions = each.key == "trainer" ? coalesce(var.trainer_reserved_concurrency, -1) : -1
 
   image_config {
     command = each.value.command
@@ -124,7 +133,6 @@ resource "aws_lambda_function" "this" {
   }
 
   #checkov:skip=CKV_AWS_116:Failed asynchronous events go to the on-failure destination (aws_lambda_function_event_invoke_config), which supersedes a dead-letter queue and keeps the error context.
-  #checkov:skip=CKV_AWS_115:Reserved concurrency is left to the account: new accounts have too little unreserved concurrency to reserve any, and the trainer bounds its own chain (never more steps than the run's plan).
   #checkov:skip=CKV_AWS_272:Code signing applies to .zip packages only; these functions are container images (package_type Image) from an immutable-tag ECR repository.
 
   tags = var.tags

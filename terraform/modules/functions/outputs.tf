@@ -32,3 +32,13 @@ output "image_uri" {
   description = "Image the functions run: the one they were created with, or the last one rolled out."
   value       = aws_lambda_function.this["trainer"].image_uri
 }
+
+output "role_paths" {
+  description = "IAM paths of the functions' execution roles, by role."
+  value       = { for k, v in aws_iam_role.this : k => v.path }
+}
+
+output "reserved_concurrency" {
+  description = "Reserved concurrency of the functions, by role (-1: unreserved)."
+  value       = { for k, v in aws_lambda_function.this : k => v.reserved_concurrent_executions }
+}

@@ -142,3 +142,38 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "role_path" {
+  description = "IAM path of the module's roles (the stack's path, /lnn/<name>/: the CI roles may write roles under it only)."
+  type        = string
+  default     = "/"
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary of the module's roles (the stack's boundary policy); null for none."
+  type        = string
+  default     = null
+}
+
+variable "trainer_reserved_concurrency" {
+  description = "Reserved concurrency of TrainerLambda: its share of the account's concurrency and its ceiling (LaunchLambda refuses a sweep with more chains at once); null reserves none."
+  type        = number
+  default     = 20
+}
+
+variable "max_run_steps" {
+  description = "Most steps one run may plan (MAX_RUN_STEPS); LaunchLambda refuses a larger run."
+  type        = number
+  default     = 10000000
+}
+
+variable "max_run_invocations" {
+  description = "Most Lambda invocations one run may need (MAX_RUN_INVOCATIONS); LaunchLambda refuses a run that needs more."
+  type        = number
+  default     = 200000
+}
+
+variable "vpc_id" {
+  description = "The VPC the functions run in: their calls to DynamoDB, S3, SNS, Lambda and Secrets Manager are allowed through its endpoints only (aws:SourceVpc)."
+  type        = string
+}

@@ -6,7 +6,11 @@
 #                                                                   Redis auth token: see below)
 #   deploy role  sub = repo:<owner/name>:ref:refs/heads/main        push to this ECR repository,
 #                                                                   update the code of these functions
+#   release      sub = repo:<owner/name>:ref:refs/tags/v*           (optional, allow_tag_pushes) push
+#                                                                   to this ECR repository only
 #   apply role   sub = repo:<owner/name>:environment:<apply env>  terraform apply of this stack
+#   terratest    sub = repo:<owner/name>:environment:<tt env>     (optional) the end-to-end test's
+#                                                                   stacks only (<terratest_name_prefix>-*)
 #
 # A plan refreshes the auth-token secret and reads the state, so whoever can assume the plan role
 # can read the token. A pull request from a branch of the same repository runs the workflow file
@@ -19,10 +23,13 @@ locals {
 
   plan_subjects  = ["repo:${var.github_repository}:environment:${var.plan_environment}"]
   apply_subjects = ["repo:${var.github_repository}:environment:${var.apply_environment}"]
-  # The end-to-end test deploys whole stacks too, from its own environment, with the apply role's
-  # permissions (its stacks are named <name_prefix>-tt-<id>, inside the apply policy's role prefix).
+  # The end-to-end test deploys whole stacks too, from its own environment, with a role of its own
+  # (terratest) that reaches only the test's stacks (<terratest_name_prefix>-*).
   terratest_subjects = var.terratest_environment == null ? [] : ["repo:${var.github_repository}:environment:${var.terratest_environment}"]
-  deploy_subjects    = concat(["repo:${var.github_repository}:ref:refs/heads/main"], var.allow_tag_pushes ? ["repo:${var.github_repository}:ref:refs/tags/v*"] : [])
+  deploy_subjects    = ["repo:${var.github_repository}:ref:refs/heads/main"]
+  # A release tag can be pushed on any commit, reviewed or not: its role pushes images and nothing
+  # else (no UpdateFunctionCode), so a tag never changes what the functions run.
+  release_subjects = ["repo:${var.github_repository}:ref:refs/tags/v*"]
 
   partition = data.aws_partition.current.partition
 }

@@ -57,7 +57,7 @@ variable "apply_environment" {
 }
 
 variable "terratest_environment" {
-  description = "GitHub environment of the end-to-end test (terratest.yml) that may also assume the apply role; null for none."
+  description = "GitHub environment of the end-to-end test (terratest.yml), whose jobs may assume the terratest role; null for none (no terratest role)."
   type        = string
   default     = null
 }
@@ -69,7 +69,7 @@ variable "state_bucket_arn" {
 }
 
 variable "allow_tag_pushes" {
-  description = "Also let workflows running for a release tag (refs/tags/v*) assume the deploy role, so that image.yml can push release images."
+  description = "Create a release role that workflows running for a release tag (refs/tags/v*) assume to push release images (image.yml): it can push to the repository only, never update the functions."
   type        = bool
   default     = false
 }
@@ -89,4 +89,15 @@ variable "tags" {
   description = "Tags applied to every resource of this module."
   type        = map(string)
   default     = {}
+}
+
+variable "permissions_boundary_arn" {
+  description = "ARN of the stack's permissions boundary policy: the apply and terratest roles may create and change roles only with it on them, and may not change it."
+  type        = string
+}
+
+variable "terratest_name_prefix" {
+  description = "Name prefix of the end-to-end test's stacks (tests/infra/terratest names them lnn-tt-<id>): the terratest role reaches <terratest_name_prefix>-* only."
+  type        = string
+  default     = "lnn-tt"
 }

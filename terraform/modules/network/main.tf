@@ -24,6 +24,40 @@ locals {
 
   gateway_services   = toset(["s3", "dynamodb"])
   interface_services = toset(["lambda", "sns", "secretsmanager"])
+
+  # The calls the functions make through each endpoint (trainer/aws.py's adapters), and nothing else:
+  # without a policy, the S3 gateway endpoint reaches any bucket of any account.
+  endpoint_actions = {
+    s3             = ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
+    dynamodb       = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem"]
+    lambda         = ["lambda:InvokeFunction"]
+    sns            = ["sns:Publish"]
+    secretsmanager = ["secretsmanager:GetSecretValue"]
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+# One policy per endpoint: the stack's resources, by this account's principals only.
+data "aws_iam_policy_document" "endpoint" {
+  for_each = local.endpoint_actions
+
+  statement {
+    sid       = "TheStacksResourcesOnly"
+    actions   = each.value
+    resources = var.endpoint_resources[each.key]
+
+    principals {
+      type        = "AWS"
+      identifiers = ["*"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:PrincipalAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
 }
 
 resource "aws_vpc" "this" {
@@ -73,6 +107,7 @@ resource "aws_vpc_endpoint" "gateway" {
   service_name      = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
   vpc_endpoint_type = "Gateway"
   route_table_ids   = [aws_route_table.this.id]
+  policy            = data.aws_iam_policy_document.endpoint[each.key].json
 
   tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
 }
@@ -84,6 +119,7 @@ resource "aws_vpc_endpoint" "interface" {
   service_name        = "com.amazonaws.${data.aws_region.current.name}.${each.key}"
   vpc_endpoint_type   = "Interface"
   private_dns_enabled = true
+  policy              = data.aws_iam_policy_document.endpoint[each.key].json
   # Each zone an endpoint is in costs an hourly fee; the dev profile keeps one (the other subnet
   # reaches it across zones).
   subnet_ids         = slice(aws_subnet.this[*].id, 0, var.endpoint_zone_count)

@@ -37,3 +37,8 @@ output "interface_endpoint_ids" {
   description = "IDs of the Lambda, SNS and Secrets Manager interface endpoints, by service."
   value       = { for k, v in aws_vpc_endpoint.interface : k => v.id }
 }
+
+output "role_path" {
+  description = "IAM path of the flow-log role (null without flow logs)."
+  value       = one(aws_iam_role.this[*].path)
+}

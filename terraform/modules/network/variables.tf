@@ -64,3 +64,20 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "role_path" {
+  description = "IAM path of the module's roles (the stack's path, /lnn/<name>/: the CI roles may write roles under it only)."
+  type        = string
+  default     = "/"
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary of the module's roles (the stack's boundary policy); null for none."
+  type        = string
+  default     = null
+}
+
+variable "endpoint_resources" {
+  description = "What each VPC endpoint admits calls to: the stack's resource ARNs (or ARN patterns) by service (s3, dynamodb, lambda, sns, secretsmanager). Every endpoint gets a policy naming them."
+  type        = map(list(string))
+}

@@ -103,3 +103,9 @@ mock_resource "aws_iam_openid_connect_provider" {
     arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
   }
 }
+
+mock_resource "aws_iam_policy" {
+  defaults = {
+    arn = "arn:aws:iam::123456789012:policy/lnn/lnn/lnn-boundary"
+  }
+}

@@ -174,7 +174,11 @@ def test_only_aws_jobs_get_an_oidc_token_and_no_stored_keys() -> None:
             assert configures_aws == has_token, f"{path.name}:{job_id}"
             for step in job.get("steps", []):
                 if step.get("uses", "").startswith("aws-actions/configure-aws-credentials@"):
-                    assert step["with"]["role-to-assume"].startswith("${{ vars.")
+                    role = step["with"]["role-to-assume"]
+                    # A repository variable; on tags, the push-only release role.
+                    assert role.startswith("${{ vars.") or role == (
+                        "${{ github.ref_type == 'tag' && vars.AWS_RELEASE_ROLE_ARN || vars.AWS_DEPLOY_ROLE_ARN }}"
+                    ), role
 
 
 # ---- what each workflow does ------------------------------------------------------------------------
@@ -275,6 +279,31 @@ def test_terratest_workflow_is_manual_and_nightly_and_cleans_up_by_tag() -> None
     assert "go mod tidy" in runs  # go.sum cannot be produced offline; see tests/infra/terratest/README.md
     setup_go = next(s for _, s in all_steps(data) if s.get("uses", "").startswith("actions/setup-go@"))
     assert setup_go["with"]["go-version-file"] == "tests/infra/terratest/go.mod"
+
+
+def test_go_modules_are_resolved_before_credentials_exist() -> None:
+    """No module fetched after the AWS credentials are configured: a module's code (go mod download
+    runs none, but go vet and go test compile and run it) must not run with a fetch next to them."""
+    steps = workflow("terratest.yml")["jobs"]["terratest"]["steps"]
+    names = [s.get("name") or s.get("uses", "") for s in steps]
+    credentials = next(i for i, s in enumerate(steps) if s.get("uses", "").startswith("aws-actions/configure-aws"))
+    resolving = [i for i, s in enumerate(steps) if re.search(r"\bgo mod (tidy|download)\b", s.get("run", ""))]
+    assert resolving and max(resolving) < credentials, names
+    for step in steps[credentials + 1 :]:
+        if re.search(r"\bgo (test|vet|build|run)\b", step.get("run", "")):
+            env = step.get("env", {})
+            assert env.get("GOFLAGS") == "-mod=readonly" and env.get("GOPROXY") == "off", step["name"]
+        assert "go mod" not in step.get("run", ""), step["name"]
+
+
+def test_the_deploying_environments_are_documented_main_only() -> None:
+    """GitHub's API, not the repository, holds an environment's branch rule: the README tells the
+    administrator to set it on every environment whose jobs can write to AWS."""
+    readme = (REPO_ROOT / "terraform" / "README.md").read_text()
+    security = readme[readme.index("## Security") :]
+    for environment in ("production", "terratest"):
+        assert re.search(rf"`{environment}`[^\n]*deployment branches: main only", security, re.I), environment
+    assert "prevent self-review" in security.lower()
 
 
 # ---- the plan comment, executed ---------------------------------------------------------------------

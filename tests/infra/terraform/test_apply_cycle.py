@@ -89,6 +89,7 @@ dynamodb_deletion_protection   = false
 secret_recovery_window_in_days = 0
 kms_deletion_window_in_days    = 7
 github_repository              = "example-org/lnn"
+trainer_reserved_concurrency   = 2
 terraform_state_bucket_arn     = "arn:aws:s3:::{STATE_BUCKET}"
 """
 
@@ -609,6 +610,18 @@ def test_iam_least_privilege(stack: Stack) -> None:
         assert by_action["secretsmanager:GetSecretValue"] == [stack.outputs["redis_auth_secret_arn"]]
         star = {a for a, r in by_action.items() if "*" in r}
         assert star and all(a.startswith("ec2:") for a in star), star
+        # Under the stack's path, with the stack's boundary (the CI roles may write roles only so).
+        role = iam.get_role(RoleName=name)["Role"]
+        assert role["Path"] == "/lnn/lnn-ci/"
+        assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == stack.outputs["permissions_boundary_arn"]
+
+
+def test_trainer_has_reserved_concurrency(stack: Stack) -> None:
+    lam = stack.client("lambda")
+    assert lam.get_function_concurrency(FunctionName="lnn-ci-trainer")["ReservedConcurrentExecutions"] == 2
+    assert "ReservedConcurrentExecutions" not in lam.get_function_concurrency(FunctionName="lnn-ci-launch")
+    env = lam.get_function(FunctionName="lnn-ci-launch")["Configuration"]["Environment"]["Variables"]
+    assert env["TRAINER_RESERVED_CONCURRENCY"] == "2"
 
 
 def test_destroy_from_a_fresh_directory_leaves_nothing_behind(terraform: Terraform, stack: Stack) -> None:
