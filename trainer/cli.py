@@ -22,7 +22,7 @@ from trainer.vocabulary import RunStatus
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
 FOLLOWER = workspace.FOLLOWER
-INTERRUPTED = 130  # a shell's status for a command ended by Ctrl-C
+INTERRUPTED = workspace.INTERRUPTED
 
 CAT_REQUEST = {
     "neurons": {"layer1": 20, "layer2": 7, "layer3": 5, "layer4": 1},

@@ -20,6 +20,7 @@ from typing import Any
 from trainer.errors import RunNotFound
 
 FOLLOWER = "FOLLOWER"
+INTERRUPTED = 130  # a shell's exit status for a command ended by Ctrl-C
 # What a reader needs to reach a followed run's cloud: its endpoint, its key, its table.
 _REACH = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")
 # DynamoDB's keys are the store's business, not the user's.
@@ -70,6 +71,18 @@ def _reaching(env: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def live(run_dir: Path) -> Iterator[str | None]:
+    """The table of the cloud a command in another terminal follows this run or sweep in, with this
+    process pointed at that cloud meanwhile; None when nothing follows it now."""
+    follower = _follower(run_dir)
+    if follower is None:
+        yield None
+        return
+    with _reaching(follower["env"]):
+        yield follower["table"]
 
 
 def _from_table(table: str, run_id: str, source: str) -> Record:

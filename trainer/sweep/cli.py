@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from trainer import request as request_mod
+from trainer import workspace
 from trainer.errors import RequestError, RunNotFound
 from trainer.sweep import scheduler, space
 from trainer.vocabulary import RunStatus, SweepStatus
@@ -61,18 +62,27 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         sweep_id = launched["sweep_id"]
         folder = runs_dir / sweep_id
         folder.mkdir(parents=True, exist_ok=True)
-        marker, cancelled = folder / "CANCEL", False
-        while True:
-            current = scheduler.status(session.services, sweep_id)
-            if current["status"] != SweepStatus.RUNNING:
-                break
-            if not as_json:
-                counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(current["by_state"].items()))
-                print(f"\r{sweep_id}: {counts}   ", end="", file=sys.stderr, flush=True)
-            if marker.exists() and not cancelled:
-                cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
-                cancelled = True
-            time.sleep(POLL_S)
+        marker, cancelled, interrupted = folder / "CANCEL", False, False
+        follower = workspace.write_follower(folder, session.env["TABLE_NAME"])
+        try:
+            while True:
+                current = scheduler.status(session.services, sweep_id)
+                if current["status"] != SweepStatus.RUNNING:
+                    break
+                if not as_json:
+                    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(current["by_state"].items()))
+                    print(f"\r{sweep_id}: {counts}   ", end="", file=sys.stderr, flush=True)
+                if marker.exists() and not cancelled:
+                    cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
+                    cancelled = True
+                time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            # The trials stop at their next step and the record so far is kept; the sweep ends CANCELLED.
+            print(f"\ninterrupted: cancelling {sweep_id} and keeping its record so far...", file=sys.stderr)
+            cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
+            current, interrupted = scheduler.status(session.services, sweep_id), True
+        finally:
+            follower.unlink(missing_ok=True)
         marker.unlink(missing_ok=True)
         current["duration_s"] = round(time.monotonic() - started, 3)
         best = current.get("summary", {}).get("best_run_id")
@@ -89,6 +99,9 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         _print_board(current)
         if best:
             print(f"best model: {folder / 'best.npz'}; record: {folder / 'sweep.json'}")
+    if interrupted:
+        print(f"sweep {sweep_id} cancelled; its record so far: {folder / 'sweep.json'}", file=sys.stderr)
+        return workspace.INTERRUPTED
     return 0 if current["status"] == SweepStatus.ENDED else 1
 
 
@@ -98,6 +111,11 @@ def _load(sweep_id: str, runs_dir: Path) -> dict[str, Any]:
         from trainer.stores.run_store import DynamoRunStore
 
         return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(os.environ["TABLE_NAME"])), sweep_id)
+    with workspace.live(runs_dir / sweep_id) as table:
+        if table is not None:  # a `sweep` in another terminal runs it now
+            from trainer.stores.run_store import DynamoRunStore
+
+            return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(table)), sweep_id)
     path = runs_dir / sweep_id / "sweep.json"
     if not path.is_file():
         raise RunNotFound(f"no sweep {sweep_id!r}: set TABLE_NAME to read DynamoDB, or run it locally first ({path})")
@@ -173,6 +191,8 @@ def _cancel(args: Any, runs_dir: Path, invoke_launch_function: Any) -> int:
     if (folder / "sweep.json").is_file():
         print(f"sweep {args.sweep_id} is over already", file=sys.stderr)
         return 2
+    if not workspace.followed(folder):
+        raise RunNotFound(f"no sweep {args.sweep_id!r} to cancel: nothing recorded in {folder} and nothing runs it")
     (folder / "CANCEL").touch()  # the `sweep` command running it cancels it at its next look
     print(json.dumps({"sweep_id": args.sweep_id, "status": "CANCEL_REQUESTED"}))
     return 0

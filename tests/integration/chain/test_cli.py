@@ -307,3 +307,38 @@ def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(tmp
         assert sorted(one.files) == sorted(other.files)
         for name in one.files:
             assert np.array_equal(one[name], other[name]), name
+
+
+def test_a_running_sweep_can_be_seen_and_an_interrupted_one_keeps_its_record(tmp_path) -> None:
+    import signal
+
+    sweep = tmp_path / "sweep.json"
+    base = {"dataset": "moons", **_long_moons(), "epochs": 5000}
+    sweep.write_text(
+        json.dumps({"base": base, "space": {"learning_rate": [0.01, 0.02]}, "strategy": "grid", "sweep_id": "seen"})
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "TABLE_NAME"}
+    environment["LNN_RUNS_DIR"] = str(tmp_path)
+    running = subprocess.Popen(
+        [sys.executable, "-m", "trainer", "sweep", str(sweep)],
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _followed_run(tmp_path, running) == "seen"
+        shown = _cli("sweep", "status", "seen", "--json", runs_dir=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["status"] == "RUNNING"
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=300)
+    finally:
+        running.kill()
+    assert running.returncode == 130, err
+    assert "Traceback" not in err
+    kept = json.loads((tmp_path / "seen" / "sweep.json").read_text())
+    assert kept["status"] == "CANCELLED" and len(kept["leaderboard"]) == 2
+    refused = _cli("sweep", "cancel", "nosuch", runs_dir=tmp_path)
+    assert refused.returncode == 2 and not (tmp_path / "nosuch").exists()
