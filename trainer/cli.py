@@ -6,11 +6,8 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +89,6 @@ def _followed(run_dir: Path) -> bool:
     return workspace.followed(run_dir)
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a closed terminal, a service manager) stops a run as Ctrl-C does."""
-
-    def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _interrupted(session: Any, run_id: str) -> int:
     """Stop the run at its next step and keep it, resumable; the exit status says it was interrupted."""
     from trainer.local import cloud_runner, runner
@@ -164,7 +147,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
         follower = workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
         try:
-            with _sigterm_as_interrupt():
+            with workspace.sigterm_as_interrupt():
                 final = cloud_runner.follow(
                     session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists
                 )

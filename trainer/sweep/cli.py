@@ -62,20 +62,11 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         sweep_id = launched["sweep_id"]
         folder = runs_dir / sweep_id
         folder.mkdir(parents=True, exist_ok=True)
-        marker, cancelled, interrupted = folder / "CANCEL", False, False
+        marker, interrupted = folder / "CANCEL", False
         follower = workspace.write_follower(folder, session.env["TABLE_NAME"])
         try:
-            while True:
-                current = scheduler.status(session.services, sweep_id)
-                if current["status"] != SweepStatus.RUNNING:
-                    break
-                if not as_json:
-                    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(current["by_state"].items()))
-                    print(f"\r{sweep_id}: {counts}   ", end="", file=sys.stderr, flush=True)
-                if marker.exists() and not cancelled:
-                    cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
-                    cancelled = True
-                time.sleep(POLL_S)
+            with workspace.sigterm_as_interrupt():
+                current = _follow(session, sweep_id, marker, as_json)
         except KeyboardInterrupt:
             # The trials stop at their next step and the record so far is kept; the sweep ends CANCELLED.
             print(f"\ninterrupted: cancelling {sweep_id} and keeping its record so far...", file=sys.stderr)
@@ -103,6 +94,24 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         print(f"sweep {sweep_id} cancelled; its record so far: {folder / 'sweep.json'}", file=sys.stderr)
         return workspace.INTERRUPTED
     return 0 if current["status"] == SweepStatus.ENDED else 1
+
+
+def _follow(session: Any, sweep_id: str, marker: Path, as_json: bool) -> dict[str, Any]:
+    """Watch the sweep until it ends, cancelling it when `lnn sweep cancel` leaves its marker."""
+    from trainer.local import cloud_runner
+
+    cancelled = False
+    while True:
+        current = scheduler.status(session.services, sweep_id)
+        if current["status"] != SweepStatus.RUNNING:
+            return current
+        if not as_json:
+            counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(current["by_state"].items()))
+            print(f"\r{sweep_id}: {counts}   ", end="", file=sys.stderr, flush=True)
+        if marker.exists() and not cancelled:
+            cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
+            cancelled = True
+        time.sleep(POLL_S)
 
 
 def _load(sweep_id: str, runs_dir: Path) -> dict[str, Any]:

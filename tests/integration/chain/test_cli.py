@@ -332,7 +332,7 @@ def test_a_running_sweep_can_be_seen_and_an_interrupted_one_keeps_its_record(tmp
         shown = _cli("sweep", "status", "seen", "--json", runs_dir=tmp_path)
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["status"] == "RUNNING"
-        running.send_signal(signal.SIGINT)
+        running.send_signal(signal.SIGTERM)  # as Ctrl-C
         _, err = running.communicate(timeout=300)
     finally:
         running.kill()
