@@ -230,3 +230,64 @@ def test_the_progress_bar_shows_cost_and_validation_accuracy() -> None:
         "val_acc": "0.8750",
     }
     assert cli._learning({}) == {}
+
+
+def _board() -> dict:
+    rows = [
+        {
+            "rank": 1,
+            "trial": 2,
+            "state": "SUCCEEDED",
+            "validation_accuracy": 0.9,
+            "epochs_run": 3,
+            "compute_s": 1.25,
+            "params": {"learning_rate": 0.1},
+            "curve": [0.5, 0.8, 0.9],
+        },
+        {
+            "rank": 2,
+            "trial": 0,
+            "state": "STOPPED",
+            "validation_accuracy": 0.6,
+            "epochs_run": 1,
+            "compute_s": 0.5,
+            "params": {"learning_rate": 0.01},
+            "curve": [0.6],
+        },
+        {
+            "rank": None,
+            "trial": 1,
+            "state": "NOT_STARTED",
+            "validation_accuracy": None,
+            "epochs_run": 0,
+            "compute_s": 0.0,
+            "params": {"learning_rate": 0.001},
+        },
+    ]
+    summary = {
+        "best_trial": 2,
+        "best_params": {"learning_rate": 0.1},
+        "best_validation_accuracy": 0.9,
+        "best_test_accuracy": 0.85,
+        "compute_s": 1.75,
+    }
+    return {"sweep_id": "s", "status": "CANCELLED", "by_state": {}, "leaderboard": rows, "summary": summary}
+
+
+def test_the_sweep_plot_has_a_legend_in_the_boards_order() -> None:
+    from trainer.sweep import cli as sweep_cli
+
+    fig = sweep_cli.figure(_board())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["#1 trial 2: learning_rate=0.1", "#2 trial 0: learning_rate=0.01"]
+
+
+def test_the_board_counts_compute_seconds_as_its_footer_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from trainer.sweep import cli as sweep_cli
+
+    sweep_cli._print_board(_board())
+    lines = capsys.readouterr().out.splitlines()
+    assert "compute s" in lines[1]
+    seconds = [float(line.split()[5]) for line in lines[2:5]]
+    assert sum(seconds) == pytest.approx(1.75, abs=0.1) and "1.8 compute seconds in all" in lines[-1]
+    assert lines[4].split()[0] == "-"  # the trial that never started has no rank

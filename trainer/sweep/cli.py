@@ -161,16 +161,26 @@ def _status(args: Any, runs_dir: Path, _: Any) -> int:
 
 
 def _plot(args: Any, runs_dir: Path, _: Any) -> int:
+    status = _load(args.sweep_id, runs_dir)
+    fig = figure(status)
+    if fig is None:
+        print(f"sweep {args.sweep_id} has no recorded epochs yet", file=sys.stderr)
+        return 1
+    fig.savefig(args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def figure(status: dict[str, Any]) -> Any:
+    """Every trial's validation curve, labelled as the leaderboard lists it; None before any epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    status = _load(args.sweep_id, runs_dir)
     rows = [r for r in status["leaderboard"] if r.get("curve")]
     if not rows:
-        print(f"sweep {args.sweep_id} has no recorded epochs yet", file=sys.stderr)
-        return 1
+        return None
     fig, ax = plt.subplots(figsize=(8, 5))
     for row in rows:
         epochs = list(range(1, len(row["curve"]) + 1))
@@ -181,14 +191,12 @@ def _plot(args: Any, runs_dir: Path, _: Any) -> int:
             ax.plot(epochs[-1], row["curve"][-1], "x", color=line.get_color(), ms=8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"LNN sweep {args.sweep_id}: {len(rows)} trials (x: stopped early)")
+    ax.set_title(f"LNN sweep {status['sweep_id']}: {len(rows)} trials (x: stopped early)")
     ax.grid(alpha=0.3)
     # In the leaderboard's order, so the legend reads as the board does.
     ax.legend(fontsize="small", loc="best", ncol=1 if len(rows) <= 12 else 2)
     fig.tight_layout()
-    fig.savefig(args.output)
-    print(f"wrote {args.output}")
-    return 0
+    return fig
 
 
 def _cancel(args: Any, runs_dir: Path, invoke_launch_function: Any) -> int:
