@@ -408,19 +408,13 @@ def _predict(args: argparse.Namespace) -> int:
 
     from trainer import engine, model_file
     from trainer.data import normalize
-    from trainer.data.loader import DatasetError, check_raw, load_raw
 
     try:
         activations, params, shift, scale = model_file.load(args.model)
-        raw = load_raw(args.dataset)
-    except (DatasetError, OSError, KeyError, ValueError) as exc:
+        x_raw, labels = _examples(args.dataset, args.split)
+    except (OSError, KeyError, ValueError) as exc:  # DatasetError is a ValueError
         print(f"cannot predict: {exc}", file=sys.stderr)
         return 2
-    problems = check_raw(raw)
-    if problems:
-        print("cannot predict: " + "; ".join(problems), file=sys.stderr)
-        return 2
-    x_raw = raw[f"{args.split}_set_x"]
     x_raw = x_raw.reshape(x_raw.shape[0], -1)
     if x_raw.shape[1] != shift.shape[0]:
         print(
@@ -430,12 +424,9 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     x = normalize.apply({"shift": shift, "scale": scale}, x_raw, str(params["W1"].dtype))
     predictions = engine.predict(activations, params, x).ravel()
-    labels = np.asarray(raw[f"{args.split}_set_y"]).reshape(-1).astype(int)
-    shown: dict[str, Any] = {
-        "split": args.split,
-        "examples": int(labels.size),
-        "accuracy": float(np.mean(predictions == labels)),
-    }
+    shown: dict[str, Any] = {"split": args.split, "examples": int(predictions.size)}
+    if labels is not None:  # unlabelled data gets predictions only
+        shown["accuracy"] = float(np.mean(predictions == labels))
     if args.output is not None:
         problem = _write_predictions(args.output, predictions)
         if problem:
@@ -446,6 +437,30 @@ def _predict(args: argparse.Namespace) -> int:
         shown["predictions"] = predictions.tolist()
     print(json.dumps(shown))
     return 0
+
+
+def _examples(dataset: str, split: str) -> tuple[Any, Any]:
+    """The split's features, and its labels when the dataset has them (a file of features alone,
+    `{split}_set_x`, is data to predict). Raises DatasetError naming what is wrong."""
+    import numpy as np
+
+    from trainer.data.loader import DatasetError, load_raw
+
+    x_key, y_key = f"{split}_set_x", f"{split}_set_y"
+    x_raw = np.asarray(load_raw(dataset, keys=(x_key,))[x_key])
+    if x_raw.ndim < 1 or x_raw.shape[0] == 0 or x_raw.dtype.kind not in "biuf":
+        raise DatasetError(f"{x_key} must be a numeric array with at least one example")
+    if x_raw.dtype.kind == "f" and not np.all(np.isfinite(x_raw)):
+        raise DatasetError(f"{x_key} contains NaN or infinity")
+    try:
+        labels = np.asarray(load_raw(dataset, keys=(y_key,))[y_key]).reshape(-1)
+    except DatasetError as exc:
+        if "missing keys" not in str(exc):
+            raise
+        return x_raw, None
+    if labels.size != x_raw.shape[0]:
+        raise DatasetError(f"{y_key} has {labels.size} labels for {x_raw.shape[0]} examples")
+    return x_raw, labels.astype(int)
 
 
 def _write_predictions(path: Path, predictions: Any) -> str | None:

@@ -291,3 +291,23 @@ def test_the_board_counts_compute_seconds_as_its_footer_does(capsys: pytest.Capt
     seconds = [float(line.split()[5]) for line in lines[2:5]]
     assert sum(seconds) == pytest.approx(1.75, abs=0.1) and "1.8 compute seconds in all" in lines[-1]
     assert lines[4].split()[0] == "-"  # the trial that never started has no rank
+
+
+def test_predict_predicts_unlabelled_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.npz"
+    np.savez(
+        model,
+        W1=np.array([[1.0, 0.0]]),
+        b1=np.zeros((1, 1)),
+        activations=np.array(["sigmoid"]),
+        shift=np.zeros((2, 1)),
+        scale=np.ones((2, 1)),
+        dtype=np.array("float64"),
+    )
+    unlabelled = tmp_path / "new.npz"
+    np.savez(unlabelled, test_set_x=np.array([[2.0, 5.0], [-1.0, 3.0], [0.5, -7.0]]))
+    out = tmp_path / "preds.npy"
+    assert cli.main(["predict", str(model), str(unlabelled), "-o", str(out)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown == {"split": "test", "examples": 3, "written": str(out)}  # no accuracy without labels
+    assert np.load(out).tolist() == [1, 0, 1]

@@ -147,16 +147,16 @@ def _plain_h5_dataset(handle, key: str):
     return node
 
 
-def _read_h5(blob: bytes | Path, limit: int) -> dict[str, np.ndarray]:
+def _read_h5(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, np.ndarray]:
     import h5py
 
     with h5py.File(_opened(blob), "r") as handle:
         # The links themselves: `key in handle` would follow a link to another file to see whether
         # its object exists.
-        missing = [k for k in REQUIRED_KEYS if handle.get(k, getlink=True) is None]
+        missing = [k for k in keys if handle.get(k, getlink=True) is None]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
-        nodes = {key: _plain_h5_dataset(handle, key) for key in REQUIRED_KEYS}
+        nodes = {key: _plain_h5_dataset(handle, key) for key in keys}
         _within([_declared(key, node.shape, node.dtype.itemsize, limit) for key, node in nodes.items()], limit)
         return {key: node[()] for key, node in nodes.items()}
 
@@ -179,14 +179,14 @@ def _npz_declared(archive: zipfile.ZipFile, key: str, limit: int) -> int:
     return _declared(key, shape, dtype.itemsize, limit)
 
 
-def _read_npz(blob: bytes | Path, limit: int) -> dict[str, np.ndarray]:
+def _read_npz(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, np.ndarray]:
     with np.load(_opened(blob), allow_pickle=False) as archive:
-        missing = [k for k in REQUIRED_KEYS if k not in archive.files]
+        missing = [k for k in keys if k not in archive.files]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
-        _within([_npz_declared(archive.zip, key, limit) for key in REQUIRED_KEYS], limit)
+        _within([_npz_declared(archive.zip, key, limit) for key in keys], limit)
         out = {}
-        for key in REQUIRED_KEYS:
+        for key in keys:
             value = _stored_member(blob, _member_info(archive.zip, key), key) if isinstance(blob, bytes) else None
             if value is None:
                 try:
@@ -243,19 +243,20 @@ def load_raw(
     allowed_bucket: str | None = None,
     prefix: str | None = None,
     limit: int | None = None,
+    keys: tuple[str, ...] = REQUIRED_KEYS,
 ):
-    """The four arrays as stored (examples on the first axis). Raises DatasetError. An s3:// source
-    must be in `allowed_bucket` under `prefix` (when given); nothing past `limit` bytes is read
-    (default: read_limit())."""
+    """The arrays named by `keys` (the four, by default) as stored (examples on the first axis).
+    Raises DatasetError. An s3:// source must be in `allowed_bucket` under `prefix` (when given);
+    nothing past `limit` bytes is read (default: read_limit())."""
     if source in BUILTIN:
-        return BUILTIN[source]()
+        return {k: v for k, v in BUILTIN[source]().items() if k in keys}
     limit = read_limit() if limit is None else limit
     blob, name = _read_bytes(source, read_blob, allowed_bucket, prefix, limit)
     try:
         if name.endswith((".h5", ".hdf5")):
-            return _read_h5(blob, limit)
+            return _read_h5(blob, limit, keys)
         if name.endswith(".npz"):
-            return _read_npz(blob, limit)
+            return _read_npz(blob, limit, keys)
     except DatasetError:
         raise
     except Exception as exc:  # h5py/zipfile raise many kinds on a truncated or foreign file
