@@ -284,6 +284,27 @@ def test_a_resume_whose_launch_lambda_died_completes_when_sent_again(stack, refe
         stack.launch({"action": "resume", "run_id": run_id})
 
 
+def test_a_run_whose_cache_was_lost_before_its_first_checkpoint_resumes_from_its_seeded_start(
+    stack, reference, mailbox
+) -> None:
+    """Nothing durable of the run's state yet, but its seed: the resume starts it again from the
+    initial state the seed draws, and the run ends as the undisturbed one, with one FAILED message."""
+    stack.drop_all()
+    stack.failure_records()
+    run_id = stack.launch(PAYLOAD)["run_id"]
+    assert not stack.deliver().failed
+    assert checkpoints.latest(stack.services.blob_store, run_id) is None
+    stack.services.tensor_store.delete_run(run_id, keep_cursor=False)
+    assert dead_letters(deliver_all(stack))
+    assert _run(stack, run_id)["status"] == "FAILED"
+    resumed = stack.launch({"action": "resume", "run_id": run_id})
+    assert (resumed["source"], resumed["resumed_from_seq"]) == ("seeded start", 0)
+    assert not dead_letters(deliver_all(stack))
+    assert _run(stack, run_id)["status"] == "SUCCEEDED"
+    assert _same(final_params(stack, run_id), reference)
+    assert mailbox(run_id).count("FAILED") == 1
+
+
 # -- defect 2: the cache lost mid-invocation --------------------------------------------------------
 def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, reference, tmp_path, mailbox) -> None:
     """A replaced cache node (same address, empty memory) while an invocation computes: its commit
