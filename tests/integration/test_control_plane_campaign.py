@@ -132,10 +132,8 @@ class Campaign:
             if item is not None and item["status"] in TERMINAL:
                 self.cloud.wait_idle(timeout_s=SETTLE_S)
                 return self.item(run_id)
-            if self.cloud.idle():
-                time.sleep(0.5)  # an answer on its way to DynamoDB
-                if self.cloud.idle():
-                    return self.item(run_id)
+            if self.cloud.idle():  # nothing queued or in flight, Lambda's retries included
+                return self.item(run_id)
             time.sleep(0.1)
         return self.item(run_id)
 
@@ -335,23 +333,23 @@ class Campaign:
         ok, body = self.ask({**REQUEST, "run_id": run_id})
         assert ok, body
         lam = aws("lambda", self.cloud_env)
-        for _ in range(6):
-            self.wait_progress(run_id, self.rng.randrange(2, 30))
+        kinds: list[Callable[[dict[str, Any]], dict[str, Any]]] = [
+            lambda good: {**good, "layer": 99},  # the next seq, a layer the plan has not
+            lambda good: {**good, "state": "finish"},  # the next seq, the wrong state
+            lambda good: {**good, "epoch": 5},  # the next seq, the wrong epoch
+            lambda good: {**good, "seq": good["seq"] + 7},  # ahead of the run
+            lambda good: {**good, "seq": max(0, good["seq"] - 3)},  # behind it
+            lambda good: {**good, "run_id": "no-such-run"},  # another run's id
+            lambda good: {**good, "extra": 1},  # malformed: a field no event has
+            lambda good: {k: v for k, v in good.items() if k != "seq"},  # malformed: a field missing
+        ]
+        self.rng.shuffle(kinds)
+        points = sorted(self.rng.randrange(2, 30) for _ in kinds)
+        for kind, point in zip(kinds, points, strict=True):  # every kind once, at seeded points
+            self.wait_progress(run_id, point)
             item = self.item(run_id) or {}
             nxt = int(item.get("last_seq", -1)) + 1
-            good = {"state": "forward", "run_id": run_id, "epoch": 0, "layer": 1, "batch": 0, "seq": nxt}
-            forged = self.rng.choice(
-                [
-                    {**good, "layer": 99},  # the next seq, a layer the plan has not
-                    {**good, "state": "finish"},  # the next seq, the wrong state
-                    {**good, "epoch": 5},  # the next seq, the wrong epoch
-                    {**good, "seq": nxt + 7},  # ahead of the run
-                    {**good, "seq": max(0, nxt - 3)},  # behind it
-                    {**good, "run_id": "no-such-run"},  # another run's id
-                    {**good, "extra": 1},  # malformed
-                    {k: v for k, v in good.items() if k != "seq"},
-                ]
-            )
+            forged = kind({"state": "forward", "run_id": run_id, "epoch": 0, "layer": 1, "batch": 0, "seq": nxt})
             self.figures.forged += 1
             status_before = (self.item(run_id) or {}).get("status")
             resp = lam.invoke(FunctionName=self.stack["TRAINER_FUNCTION_NAME"], Payload=json.dumps(forged).encode())
