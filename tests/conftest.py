@@ -81,6 +81,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")
         for line in REPORT.campaign_lines():
             terminalreporter.write_line(line)
+    if REPORT.control_plane:
+        terminalreporter.write_sep("-", "control-plane campaign on the local cloud")
+        for line in REPORT.control_plane:
+            terminalreporter.write_line(line)
     if REPORT.runs:
         terminalreporter.write_sep("-", "fault injection")
         terminalreporter.write_line(

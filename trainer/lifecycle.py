@@ -91,7 +91,8 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
 
 def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, Any]) -> Rebuild:
     """The cache's own state when it still has the run's position; else the newest checkpoint,
-    checked against the digest recorded when it was written. The data from its source whenever the
+    checked against the digest recorded when it was written, or the seeded start when the run had
+    none yet. The data from its source whenever the
     cache lost it (checked against the run's data digest)."""
     store, run_id = svc.tensor_store, config.run_id
     cursor = store.cursor(run_id)
@@ -99,17 +100,25 @@ def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, An
         rebuild = Rebuild("cache", cursor)
     else:
         key = checkpoints.latest_key(svc.blob_store, run_id)
-        if key is None:
-            raise RequestError([f"run_id: run {run_id!r} has no state in the cache and no checkpoint to resume from"])
-        recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
-        try:
-            seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
-        except checkpoints.CheckpointError as exc:
-            raise RequestError([f"run_id: run {run_id!r} cannot resume: {exc}"]) from exc
-        rebuild = Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
+        rebuild = _from_checkpoint(svc, config, run, key) if key else _from_seeded_start(config, run)
     if not store.has_data(run_id):
         rebuild.data = _data_from_source(svc, config, json.loads(run["request"]))
     return rebuild
+
+
+def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: dict[str, Any], key: str) -> Rebuild:
+    recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
+    try:
+        seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
+    except checkpoints.CheckpointError as exc:
+        raise RequestError([f"run_id: run {config.run_id!r} cannot resume: {exc}"]) from exc
+    return Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
+
+
+def _from_seeded_start(config: RunConfig, run: dict[str, Any]) -> Rebuild:
+    """Lost before its first checkpoint: the run starts again from its initial state, which its
+    seed draws again bit for bit."""
+    return Rebuild("seeded start", -1, runstart.initial_tensors(config, json.loads(run["request"])["init"]))
 
 
 def _data_from_source(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> dict[str, Any]:

@@ -64,10 +64,15 @@ def put_state(svc: Any, request: TrainingRequest, dataset: Dataset, config: RunC
     """The data and the initial parameters in the cache; False when the run's state is there already.
     Only for a run this caller owns (its record claimed, or a sweep's trial id): the data goes in
     before the state is created, so it is the caller's data either way."""
-    params = initialise(list(config.sizes), request.init, request.seed, request.dtype)
-    state = optimizers.initial_state(request.optimizer, params, config.layers)
     svc.tensor_store.put_data(config.run_id, dataset.arrays())
-    return svc.tensor_store.create_run(config.run_id, config.to_json(), {**params, **state})
+    return svc.tensor_store.create_run(config.run_id, config.to_json(), initial_tensors(config, request.init))
+
+
+def initial_tensors(config: RunConfig, init: str) -> dict[str, np.ndarray]:
+    """The run's parameters and optimizer state before its first step: drawn from its seed, so a
+    resume with no checkpoint yet starts again from exactly these."""
+    params = initialise(list(config.sizes), init, config.seed, config.dtype)
+    return {**params, **optimizers.initial_state(config.optimizer, params, config.layers)}
 
 
 def record(svc: Any, request: TrainingRequest, config: RunConfig) -> bool:

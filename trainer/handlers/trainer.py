@@ -29,7 +29,7 @@ from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
-from trainer.stores.tensor_store import NO_CURSOR, CacheLost, CommitResult, Superseded
+from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, Superseded
 from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
@@ -298,10 +298,16 @@ class Invocation:
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, CacheLost) or self.cache_lost():
             reason = f"cache lost: {reason}; resume the run (from its newest checkpoint)"
+        elif isinstance(exc, UNAVAILABLE):
+            reason = f"cache unavailable: {reason}; resume the run once the cache answers again"
         try:
             run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
             if run is None:
                 return  # finished or cancelled already: a late copy's error changes nothing
+            if run.get("failed_step") != self.step:
+                # FAILED already by another step (a cache loss meets the completing copy and its
+                # successor alike): that failure's message is the run's one.
+                return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
             key = f"{self.event.seq}.{run.get('resumes', 0)}"
             effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)

@@ -85,6 +85,11 @@ class CacheLost(RuntimeError):
     lost to another copy, but the run's failure; it resumes from its newest checkpoint."""
 
 
+# The cache does not answer even after the client's retries (a node being replaced, say): whether it
+# comes back with the run or empty, only a later invocation can tell.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
 class CommitResult(StrEnum):
     OK = "OK"
     MOVED = "MOVED"  # another copy committed first

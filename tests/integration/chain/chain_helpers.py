@@ -242,6 +242,7 @@ class FaultReport:
     def __init__(self) -> None:
         self.runs = self.faults = self.identical = 0
         self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
+        self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from tests.integration.chain.chain_helpers import (
     REPORT,
@@ -34,7 +35,10 @@ from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.errors import RequestError
 from trainer.handlers import launch as launch_handler
+from trainer.handlers import trainer as trainer_handler
 from trainer.local.cloud_runner import LaunchRefused
+from trainer.runconfig import RunConfig
+from trainer.statemachine import next_event, parse_event
 from trainer.stores.run_store import CHECKPOINTS
 
 PAYLOAD = {
@@ -284,6 +288,27 @@ def test_a_resume_whose_launch_lambda_died_completes_when_sent_again(stack, refe
         stack.launch({"action": "resume", "run_id": run_id})
 
 
+def test_a_run_whose_cache_was_lost_before_its_first_checkpoint_resumes_from_its_seeded_start(
+    stack, reference, mailbox
+) -> None:
+    """Nothing durable of the run's state yet, but its seed: the resume starts it again from the
+    initial state the seed draws, and the run ends as the undisturbed one, with one FAILED message."""
+    stack.drop_all()
+    stack.failure_records()
+    run_id = stack.launch(PAYLOAD)["run_id"]
+    assert not stack.deliver().failed
+    assert checkpoints.latest(stack.services.blob_store, run_id) is None
+    stack.services.tensor_store.delete_run(run_id, keep_cursor=False)
+    assert dead_letters(deliver_all(stack))
+    assert _run(stack, run_id)["status"] == "FAILED"
+    resumed = stack.launch({"action": "resume", "run_id": run_id})
+    assert (resumed["source"], resumed["resumed_from_seq"]) == ("seeded start", 0)
+    assert not dead_letters(deliver_all(stack))
+    assert _run(stack, run_id)["status"] == "SUCCEEDED"
+    assert _same(final_params(stack, run_id), reference)
+    assert mailbox(run_id).count("FAILED") == 1
+
+
 # -- defect 2: the cache lost mid-invocation --------------------------------------------------------
 def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, reference, tmp_path, mailbox) -> None:
     """A replaced cache node (same address, empty memory) while an invocation computes: its commit
@@ -319,6 +344,43 @@ def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, r
     assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
     REPORT.record(faults=1, identical=True)
+
+
+class _Unreachable:
+    """The cache while its node is being replaced: nothing answers, even after the client's retries."""
+
+    def __getattr__(self, attr: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            raise redis.ConnectionError("Error 111 connecting to the cache. Connection refused.")
+
+        return refused
+
+
+def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason(stack, reference, mailbox) -> None:
+    """A step's copy meets the cache node still being replaced: FAILED 'cache unavailable', one
+    FAILED message. The copy of another step (the successor its completion had sent) meets the
+    node back but empty: the run is FAILED by the first step already, so it says nothing more.
+    The run then resumes and ends as the undisturbed one."""
+    stack.drop_all()
+    run_id = stack.launch(PAYLOAD)["run_id"]
+    assert not stack.deliver().failed
+    payload = stack.held()[0]["payload"]
+    stack.drop_all()
+    down = dataclasses.replace(stack.services, tensor_store=_Unreachable())
+    with pytest.raises(trainer_handler.StepFailed, match="ConnectionError"):
+        trainer_handler.run(payload, None, down)
+    run = _run(stack, run_id)
+    assert run["status"] == "FAILED" and run["failure_reason"].startswith("cache unavailable"), run
+    stack.services.tensor_store.delete_run(run_id, keep_cursor=False)  # the node back, empty
+    successor = next_event(RunConfig.from_json(run["config"]).plan, parse_event(payload)).to_dict()
+    with pytest.raises(trainer_handler.StepFailed, match="no state in the cache"):
+        trainer_handler.run(successor, None, stack.services)
+    assert _run(stack, run_id)["failure_reason"] == run["failure_reason"]
+    assert mailbox(run_id) == ["FAILED"]
+    assert stack.launch({"action": "resume", "run_id": run_id})["status"] == "RUNNING"
+    assert not dead_letters(deliver_all(stack))
+    assert _same(final_params(stack, run_id), reference)
+    assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
 
 
 # -- the stall threshold ----------------------------------------------------------------------------
