@@ -79,7 +79,9 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     try:
         runstart.first_hop(svc, run_id)
     except Exception as exc:
-        svc.run_store.mark_failed(run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__)
+        svc.run_store.mark_failed(
+            run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__, Handoff.LAUNCH
+        )
         raise
     svc.run_store.handed_off(run_id)
     logger.info("run launched", extra={"run_id": run_id, "total_steps": config.plan.total_steps})

@@ -141,6 +141,21 @@ def up() -> int:
             print(f"the local cloud did not start; see {STATE_DIR / 'cloud.log'}", file=sys.stderr)
             return 1
         time.sleep(0.05)
+    try:
+        text = _provision(process, ready_file, credentials, state_file)
+    except BaseException:
+        # Until its state is written, nothing else can stop this cloud (it has a session of its
+        # own): a failure to provision must not leave it running.
+        process.terminate()
+        process.wait(30)
+        raise
+    print(f"# the local cloud is up (pid {process.pid}); `make down` stops it. Exports:", file=sys.stderr)
+    print(text, end="")
+    return 0
+
+
+def _provision(process: subprocess.Popen, ready_file: Path, credentials: dict[str, str], state_file: Path) -> str:
+    """The stack in the new cloud, its state and exports written; the exports' text."""
     ready = json.loads(ready_file.read_text())
     from trainer.local.cloud_runner import aws_environment
     from trainer.local.provision import provision_stack
@@ -151,9 +166,7 @@ def up() -> int:
     _write_private(state_file, json.dumps(state, indent=1))
     text = "".join(f"export {k}={v}\n" for k, v in exports(state, credentials).items())
     _write_private(STATE_DIR / "env.sh", text)
-    print(f"# the local cloud is up (pid {process.pid}); `make down` stops it. Exports:", file=sys.stderr)
-    print(text, end="")
-    return 0
+    return text
 
 
 def down() -> int:

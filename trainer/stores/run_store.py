@@ -176,12 +176,17 @@ class DynamoRunStore(SweepItems):
         None when a cancel (or a sweep's stop) won: then the finish leaves nothing."""
         return self._transition(run_id, RunStatus.SUCCEEDED, {"updated_at": time.time(), **metrics})
 
-    def mark_failed(self, run_id: str, reason: str, step: str, error_type: str) -> dict[str, Any] | None:
+    def mark_failed(
+        self, run_id: str, reason: str, step: str, error_type: str, handing_off: Handoff | None = None
+    ) -> dict[str, Any] | None:
         """RUNNING -> FAILED with the reason. A run FAILED already keeps its first reason (a retry of
         the failed step fails again) and is returned as it stands, so that its one message can still
-        go out; a finished or cancelled run is left alone (None)."""
+        go out; a finished or cancelled run is left alone (None). While a launch's or resume's
+        hand-off is pending only that hand-off (`handing_off`) may fail the run: a retry of a step
+        from before a resume, landing before the resume has rebuilt the cache, finds no position
+        there, and must not fail the run the resume is starting (None)."""
         values = {FAILURE_REASON: reason[:2000], "failed_step": step, "error_type": error_type}
-        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()})
+        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()}, handing_off)
         if run is not None:
             return run
         try:
@@ -262,14 +267,33 @@ class DynamoRunStore(SweepItems):
             ExpressionAttributeValues=item_of({":d": digest}),
         )
 
-    def _transition(self, run_id: str, to: RunStatus, values: dict[str, Any]) -> dict[str, Any] | None:
+    def _transition(
+        self, run_id: str, to: RunStatus, values: dict[str, Any], handing_off: Handoff | None = None
+    ) -> dict[str, Any] | None:
         """One edge of the run's status (statemachine.RUN_TRANSITIONS), as one conditional write:
         of two racing moves exactly one finds the status it needs. None when the run was not in
-        a status it may move to `to` from."""
+        a status it may move to `to` from. A move to FAILED also needs no hand-off pending but the
+        caller's own (mark_failed)."""
         sources = may_become(to)
         condition = " OR ".join(f"#s = :from{i}" for i in range(len(sources)))
         names = {f":from{i}": status for i, status in enumerate(sources)}
-        return self._guarded(run_id, {"status": to, **values}, condition, names)
+        if to != RunStatus.FAILED:
+            return self._guarded(run_id, {"status": to, **values}, condition, names)
+        pending = "attribute_not_exists(#h)" + (" OR #h = :owner" if handing_off else "")
+        if handing_off:
+            names[":owner"] = handing_off
+        try:
+            return self._update(
+                run_id,
+                {"status": to, **values},
+                f"({condition}) AND ({pending})",
+                names,
+                {"#s": "status", "#h": HANDOFF},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return None
 
     def _guarded(
         self, run_id: str, values: dict[str, Any], condition: str, condition_values: dict[str, Any]

@@ -244,6 +244,7 @@ def start_trial(
             raise RequestError([f"run {run_id!r} exists and is not trial {number} of sweep {sweep_id!r}"])
         if run["status"] == RunStatus.RUNNING and int(run["last_seq"]) < 0:
             runstart.first_hop(svc, run_id)  # an earlier start may have died before this; a repeat is a duplicate
+            svc.run_store.handed_off(run_id)
         _cancel_if_swept_away(svc, sweep_id, run_id)
         return
     if sweep["status"] != SweepStatus.RUNNING:
@@ -263,6 +264,7 @@ def start_trial(
             raise
         logger.info("trial recorded already", extra={"run_id": run_id, "error": type(exc).__name__})
     runstart.first_hop(svc, run_id)
+    svc.run_store.handed_off(run_id)  # from here on only the trial's own steps may fail it
     _cancel_if_swept_away(svc, sweep_id, run_id)
 
 
