@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Iterator
 from pathlib import Path
+
+from trainer.local.fleet import PINNED_X86_64
+
+# The tests' own arithmetic (the monolithic references, the bench's rows) is the functions': the
+# BLAS kernel and numpy features the functions pin, set before anything here loads numpy, which
+# reads them once. Otherwise an in-process reference computes other bits than the chain it checks.
+if platform.machine() == "x86_64":
+    for _name, _value in PINNED_X86_64.items():
+        os.environ.setdefault(_name, _value)
 
 import pytest
 

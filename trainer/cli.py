@@ -145,18 +145,19 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
         (RUNS_DIR / run_id).mkdir(parents=True, exist_ok=True)
-        follower = workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
-        try:
-            with workspace.sigterm_as_interrupt():
+        # From the moment the run can be seen (its FOLLOWER file), Ctrl-C or SIGTERM stops it cleanly.
+        with workspace.sigterm_as_interrupt():
+            try:
+                workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
                 final = cloud_runner.follow(
                     session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists
                 )
-        except KeyboardInterrupt:
-            bar.close()
-            return _interrupted(session, run_id)
-        finally:
-            follower.unlink(missing_ok=True)
-            cancel_marker.unlink(missing_ok=True)
+            except KeyboardInterrupt:
+                bar.close()
+                return _interrupted(session, run_id)
+            finally:
+                (RUNS_DIR / run_id / FOLLOWER).unlink(missing_ok=True)
+                cancel_marker.unlink(missing_ok=True)
         if final.get("status") == RunStatus.SUCCEEDED:
             bar.update(launched["epochs"] - bar.n)
         bar.close()

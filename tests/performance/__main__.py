@@ -30,6 +30,14 @@ if __name__ == "__main__":
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = threads
     os.environ.setdefault("LNN_LOG_LEVEL", "WARNING")
+    # The monolithic rows compute what the functions compute: their pinned kernel (tests/conftest.py).
+    import platform
+
+    from trainer.local.fleet import PINNED_X86_64
+
+    if platform.machine() == "x86_64":
+        for name, value in PINNED_X86_64.items():
+            os.environ.setdefault(name, value)
     from tests.performance import bench
 
     raise SystemExit(bench.main())

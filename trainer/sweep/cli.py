@@ -63,17 +63,17 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         folder = runs_dir / sweep_id
         folder.mkdir(parents=True, exist_ok=True)
         marker, interrupted = folder / "CANCEL", False
-        follower = workspace.write_follower(folder, session.env["TABLE_NAME"])
-        try:
-            with workspace.sigterm_as_interrupt():
+        with workspace.sigterm_as_interrupt():
+            try:
+                workspace.write_follower(folder, session.env["TABLE_NAME"])
                 current = _follow(session, sweep_id, marker, as_json)
-        except KeyboardInterrupt:
-            # The trials stop at their next step and the record so far is kept; the sweep ends CANCELLED.
-            print(f"\ninterrupted: cancelling {sweep_id} and keeping its record so far...", file=sys.stderr)
-            cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
-            current, interrupted = scheduler.status(session.services, sweep_id), True
-        finally:
-            follower.unlink(missing_ok=True)
+            except KeyboardInterrupt:
+                # The trials stop at their next step and the record so far is kept; the sweep ends CANCELLED.
+                print(f"\ninterrupted: cancelling {sweep_id} and keeping its record so far...", file=sys.stderr)
+                cloud_runner.invoke_launch(session, {"action": "cancel", "sweep_id": sweep_id})
+                current, interrupted = scheduler.status(session.services, sweep_id), True
+            finally:
+                (folder / workspace.FOLLOWER).unlink(missing_ok=True)
         marker.unlink(missing_ok=True)
         current["duration_s"] = round(time.monotonic() - started, 3)
         best = current.get("summary", {}).get("best_run_id")

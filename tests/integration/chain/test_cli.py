@@ -277,7 +277,10 @@ def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(tmp
     import numpy as np
 
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"dataset": "moons", "seed": 3, **_long_moons(), "epochs": 400}))
+    # Many short invocations, so that the signal, sent as soon as the run is followed, lands mid-run.
+    request.write_text(
+        json.dumps({"dataset": "moons", "seed": 3, **_long_moons(), "epochs": 400, "max_steps_per_invocation": 100})
+    )
     calm = _cli("train", str(request), "--json", runs_dir=tmp_path / "calm")
     assert calm.returncode == 0, calm.stderr
     calm_model = json.loads(calm.stdout.strip().splitlines()[-1])["model"]
@@ -286,10 +289,6 @@ def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(tmp
     train = _train_process(request, runs)
     try:
         run_id = _followed_run(runs, train)
-        for _ in range(600):  # until the chain has committed a step, so the stop lands mid-run
-            shown = json.loads(_cli("status", run_id, runs_dir=runs).stdout or "{}")
-            if shown.get("percent"):
-                break
         train.send_signal(getattr(signal, signal_name))
         out, err = train.communicate(timeout=300)
     finally:
