@@ -76,16 +76,24 @@ def _reaching(env: dict[str, str]) -> Iterator[None]:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a closed terminal, a service manager) stops a command as Ctrl-C does."""
+    """SIGTERM (a closed terminal, a service manager) stops a command as Ctrl-C does; and Ctrl-C
+    (SIGINT) does, even when the command was started with SIGINT ignored (as a shell starts a
+    background job), which Python would otherwise keep."""
 
     def interrupt(*_: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in _INTERRUPTS.items()} | {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+_INTERRUPTS = {signal.SIGINT: signal.default_int_handler}
 
 
 @contextmanager

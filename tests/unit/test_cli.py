@@ -311,3 +311,20 @@ def test_predict_predicts_unlabelled_data(tmp_path: Path, capsys: pytest.Capture
     shown = json.loads(capsys.readouterr().out)
     assert shown == {"split": "test", "examples": 3, "written": str(out)}  # no accuracy without labels
     assert np.load(out).tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_stops_a_command_even_started_with_sigint_ignored(signal_name: str) -> None:
+    import os
+    import signal
+
+    # A shell starts a background job with SIGINT ignored, and Python keeps that.
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt), workspace.sigterm_as_interrupt():
+            os.kill(os.getpid(), getattr(signal, signal_name))
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # restored afterwards
+    finally:
+        signal.signal(signal.SIGINT, saved)
