@@ -40,6 +40,8 @@ def tier_of(path: Path, name: str) -> str:
     where = path.resolve().relative_to(TESTS).as_posix()
     if where.startswith("unit/"):
         return "unit"
+    if where.startswith("contract/"):  # each case twice: against its fake (unit) and its real server (cloud)
+        return "unit" if "[fake" in name else "cloud"
     if where in ACCEPTANCE_FILES or where.startswith("performance/") or any(n in name for n in ACCEPTANCE_NAMES):
         return "acceptance"
     return "infra" if where.startswith("infra/") else "cloud"
