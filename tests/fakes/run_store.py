@@ -23,8 +23,19 @@ Key = tuple[str, str]
 
 
 def _stored(value: Any) -> Any:
-    """A value as DynamoDB returns it: through the adapter's own serializer and back."""
-    return plain({"v": serialize(value)})["v"]
+    """A value as DynamoDB returns it: through the adapter's own serializer and back, an enum as
+    the plain string it is stored as."""
+    return _untyped(plain({"v": serialize(value)})["v"])
+
+
+def _untyped(value: Any) -> Any:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, dict):
+        return {k: _untyped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untyped(v) for v in value]
+    return value
 
 
 def condition_failed(operation: str) -> ClientError:

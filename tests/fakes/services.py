@@ -83,6 +83,7 @@ class FakeInvoker:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []  # every event ever sent, taken or not
         self.fail: Exception | None = None
 
     def invoke_async(self, event: dict[str, Any]) -> None:
@@ -90,6 +91,7 @@ class FakeInvoker:
             exc, self.fail = self.fail, None
             raise exc
         self.events.append(json.loads(json.dumps(event)))
+        self.sent.append(self.events[-1])
 
     def take(self) -> list[dict[str, Any]]:
         taken, self.events = self.events, []
