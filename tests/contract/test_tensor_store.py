@@ -3,6 +3,8 @@ commit's guard, reads at a position, completion claims and clean-up."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,20 @@ def test_a_cancel_mark_is_seen_by_the_snapshot(tensors, ids) -> None:
     assert store.snapshot(run, ["W1"])[:2] == (2, False)
     store.request_cancel(run)
     assert store.snapshot(run, ["W1"])[:2] == (2, True)
+
+
+def test_of_copies_committing_at_once_exactly_one_lands(tensors, ids) -> None:
+    store, run = tensors.store, ids()
+    store.create_run(run, "{}", {"W1": np.zeros(1)})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda n: store.commit(run, -1, 0, {"W1": np.full(1, n)}, str(n)), range(8)))
+    assert answers.count(CommitResult.OK) == 1 and answers.count(CommitResult.MOVED) == 7
+    winner = answers.index(CommitResult.OK)
+    assert store.outbox(run, 0) == str(winner) and store.read_at(run, 0, ["W1"])["W1"][0] == winner
+
+
+def test_of_copies_claiming_at_once_exactly_one_holds_the_claim(tensors, ids) -> None:
+    store, run = tensors.store, ids()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda n: store.claim(run, 0, f"copy-{n}", 30), range(8)))
+    assert answers.count(Claim.ACQUIRED) == 1 and answers.count(Claim.BUSY) == 7

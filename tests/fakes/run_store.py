@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tests.fakes.clock import FakeClock
+from tests.fakes.clock import FakeClock, atomic
 from trainer.errors import RunNotFound
 from trainer.statemachine import may_become
 from trainer.stores.items import plain, serialize
@@ -43,6 +43,7 @@ def condition_failed(operation: str) -> ClientError:
     return ClientError({"Error": error}, operation)
 
 
+@atomic
 class FakeRunStore:
     def __init__(self, clock: FakeClock | None = None, table: str = "fake-runs") -> None:
         self.clock = clock or FakeClock()

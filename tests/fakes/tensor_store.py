@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.fakes.clock import FakeClock
+from tests.fakes.clock import FakeClock, atomic
 from trainer.stores.codec import decode, encode
 from trainer.stores.tensor_store import DEFAULT_TTL_S, NO_CURSOR, CacheLost, CommitResult, Superseded
 from trainer.vocabulary import Claim
@@ -14,6 +14,7 @@ from trainer.vocabulary import Claim
 SENT = b"sent"
 
 
+@atomic
 class FakeTensorStore:
     def __init__(self, clock: FakeClock | None = None, ttl_s: int = DEFAULT_TTL_S) -> None:
         self.clock = clock or FakeClock()
