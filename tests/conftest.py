@@ -41,7 +41,7 @@ def tier_of(path: Path, name: str) -> str:
     if where.startswith("unit/"):
         return "unit"
     if where.startswith("contract/"):  # each case twice: against its fake (unit) and its real server (cloud)
-        return "unit" if "[fake" in name else "cloud"
+        return "unit" if "fake" in name.partition("[")[2].rstrip("]").split("-") else "cloud"
     if where in ACCEPTANCE_FILES or where.startswith("performance/") or any(n in name for n in ACCEPTANCE_NAMES):
         return "acceptance"
     return "infra" if where.startswith("infra/") else "cloud"
