@@ -1,6 +1,5 @@
-"""Driving runs on fakes: launch through LaunchLambda's own entry, deliver the events the invoker
-was handed through the trainer's (or LaunchLambda's, for an event with an "action"), as Lambda's
-asynchronous queue would, and read what a run left."""
+"""Driving runs on fakes: requests through LaunchLambda's own entry point, and the events the
+invoker was handed through the TrainerLambda's, as Lambda's asynchronous queue delivers them."""
 
 from __future__ import annotations
 
@@ -40,9 +39,13 @@ def launch(svc: Services, **request: Any) -> str:
 
 
 def deliver(svc: Services, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    if "action" in event:
-        return launch_handler.run(event, context, svc)
+    """An event the invoker was handed, to the function it was sent to: the TrainerLambda."""
     return trainer_handler.run(event, context, svc)
+
+
+def ask(svc: Services, request: dict[str, Any]) -> dict[str, Any]:
+    """A user's request to LaunchLambda (a sweep, a resume, a cancel)."""
+    return launch_handler.run(request, None, svc)
 
 
 def drain(svc: Services, copies: int = 1, limit: int = 10_000) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import fake_services
-from tests.fakes.chain import deliver, drain, launch, step_to
+from tests.fakes.chain import ask, deliver, drain, launch, step_to
 from trainer.errors import RequestError
 from trainer.handlers.trainer import StepFailed
 from trainer.vocabulary import Notice, RunStatus
@@ -39,7 +39,7 @@ def test_a_failed_run_resumes_from_its_last_step_and_ends_as_its_calm_twin(svc) 
         deliver(svc, event)
     svc.tensor_store.commit = original
     assert svc.run_store.get_run(run_id)["status"] == RunStatus.FAILED
-    answer = deliver(svc, {"action": "resume", "run_id": run_id})
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
     assert (answer["status"], answer["resumed_from_seq"], answer["source"]) == (RunStatus.RUNNING, 8, "cache")
     drain(svc)
     run = svc.run_store.get_run(run_id)
@@ -54,7 +54,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_newest_checkpoint(svc) -> N
     svc.tensor_store.flush()
     with pytest.raises(StepFailed, match="CacheLost"):
         deliver(svc, event)
-    answer = deliver(svc, {"action": "resume", "run_id": run_id})
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
     assert answer["source"] == "checkpoint (epoch 1)" and answer["resumed_from_seq"] == 12
     drain(svc)
     assert same_result(svc.run_store.get_run(run_id), twin)
@@ -65,7 +65,7 @@ def test_a_running_run_is_not_resumed_and_nothing_changes(svc) -> None:
     step_to(svc, run_id, 3)
     before = svc.run_store.get_run(run_id)
     with pytest.raises(RequestError, match="only FAILED or STALLED runs can resume"):
-        deliver(svc, {"action": "resume", "run_id": run_id})
+        ask(svc, {"action": "resume", "run_id": run_id})
     assert svc.run_store.get_run(run_id) == before and svc.invoker.events == []
 
 
@@ -73,7 +73,7 @@ def test_a_run_that_stopped_beating_resumes_as_stalled(svc) -> None:
     run_id = launch(svc)
     event = step_to(svc, run_id, 3)
     # Its chain died with the event in flight; a user counts it stalled after no time at all.
-    answer = deliver(svc, {"action": "resume", "run_id": run_id, "stall_after_s": 0})
+    answer = ask(svc, {"action": "resume", "run_id": run_id, "stall_after_s": 0})
     assert answer["resumed_from_seq"] == 3
     assert [e["seq"] for e in svc.invoker.take()] == [3]
     assert deliver(svc, event)["status"] == "RUNNING", "the resumed chain's event is the one that was lost"
@@ -82,10 +82,10 @@ def test_a_run_that_stopped_beating_resumes_as_stalled(svc) -> None:
 def test_a_cancelled_run_cannot_resume_and_a_second_cancel_is_refused(svc) -> None:
     run_id = launch(svc)
     step_to(svc, run_id, 2)
-    assert deliver(svc, {"action": "cancel", "run_id": run_id})["status"] == RunStatus.CANCELLED
+    assert ask(svc, {"action": "cancel", "run_id": run_id})["status"] == RunStatus.CANCELLED
     with pytest.raises(RequestError, match="is CANCELLED already"):
-        deliver(svc, {"action": "cancel", "run_id": run_id})
+        ask(svc, {"action": "cancel", "run_id": run_id})
     with pytest.raises(RequestError, match="CANCELLED"):
-        deliver(svc, {"action": "resume", "run_id": run_id})
+        ask(svc, {"action": "resume", "run_id": run_id})
     assert len(svc.notifier.of(Notice.CANCELLED, run_id)) == 1
     assert svc.tensor_store.dump_run(run_id)[2:] == ({}, {}), "its cache state is gone"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import fake_services
-from tests.fakes.chain import REQUEST, deliver, drain
+from tests.fakes.chain import REQUEST, ask, deliver, drain
 from trainer.sweep import asha, scheduler
 from trainer.vocabulary import Notice, Outcome, RungDecision, RunStatus, SweepStatus
 
@@ -34,7 +34,7 @@ def sweep(svc, **extra: Any) -> str:
         "max_concurrency": 1,
         **extra,
     }
-    return deliver(svc, payload)["sweep_id"]
+    return ask(svc, payload)["sweep_id"]
 
 
 def trial(sweep_id: str, number: int) -> str:
@@ -46,10 +46,26 @@ def starts(svc, run_id: str) -> int:
     return sum(1 for e in svc.invoker.sent if e.get("run_id") == run_id and e.get("seq") == 0)
 
 
-def test_only_max_concurrency_trials_start_and_each_end_starts_the_next_once(svc) -> None:
+def running(svc, sweep_id: str, trials: int = 3) -> int:
+    ids = [trial(sweep_id, n) for n in range(trials)]
+    return sum(svc.run_store.exists(r) and svc.run_store.get_run(r)["status"] == RunStatus.RUNNING for r in ids)
+
+
+def drain_watching(svc, sweep_id: str, copies: int = 1) -> list[int]:
+    """Deliver every event (`copies` times) one at a time; how many trials ran after each."""
+    seen = []
+    while events := svc.invoker.take():
+        for event in events:
+            for _ in range(copies):
+                deliver(svc, event)
+                seen.append(running(svc, sweep_id))
+    return seen
+
+
+def test_each_end_starts_the_next_trial_once_and_the_last_ends_the_sweep_once(svc) -> None:
     sweep_id = sweep(svc)
-    assert svc.run_store.exists(trial(sweep_id, 0)) and not svc.run_store.exists(trial(sweep_id, 1))
-    drain(svc, copies=2)  # every event twice: every completion, and so every decision, repeated
+    seen = drain_watching(svc, sweep_id, copies=2)  # every completion, and so every decision, repeated
+    assert max(seen) == 1, "never more trials at once than the sweep's max_concurrency"
     assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
     stored = svc.run_store.get_sweep(sweep_id)
     assert (stored["status"], stored["next_trial"], stored["ended"], stored["ended_SUCCEEDED"]) == ("ENDED", 3, 3, 3)
@@ -64,8 +80,8 @@ def test_only_max_concurrency_trials_start_and_each_end_starts_the_next_once(svc
 
 def test_two_slots_run_two_trials_side_by_side(svc) -> None:
     sweep_id = sweep(svc, max_concurrency=2)
-    assert sorted(e["run_id"] for e in svc.invoker.events) == [trial(sweep_id, 0), trial(sweep_id, 1)]
-    drain(svc)
+    seen = drain_watching(svc, sweep_id)
+    assert max(seen) == 2 and seen[-1] == 0
     assert svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.ENDED
     assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
 
@@ -120,7 +136,7 @@ def test_a_cancel_stops_the_sweep_and_its_running_trials_with_one_message(svc) -
     for event in first:
         deliver(svc, event)
     for _ in range(2):  # the cancel sent again (a retry) says nothing more
-        answer = deliver(svc, {"action": "cancel", "sweep_id": sweep_id})
+        answer = ask(svc, {"action": "cancel", "sweep_id": sweep_id})
         assert answer["status"] == SweepStatus.CANCELLED
     assert svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.CANCELLED
     assert [svc.run_store.get_run(trial(sweep_id, n))["status"] for n in (0, 1)] == [RunStatus.CANCELLED] * 2
@@ -136,18 +152,19 @@ def test_an_ended_sweep_cannot_be_cancelled(svc) -> None:
     sweep_id = sweep(svc, space={"learning_rate": [0.5]})
     drain(svc)
     with pytest.raises(ValueError, match="has ended already"):
-        deliver(svc, {"action": "cancel", "sweep_id": sweep_id})
+        ask(svc, {"action": "cancel", "sweep_id": sweep_id})
     assert svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.ENDED
     assert svc.notifier.of(Notice.SWEEP_CANCELLED) == []
 
 
 def test_a_trial_cancelled_alone_hands_its_slot_on_and_says_nothing(svc) -> None:
     sweep_id = sweep(svc)
-    svc.invoker.take()
-    answer = deliver(svc, {"action": "cancel", "run_id": trial(sweep_id, 0)})
+    for event in svc.invoker.take():  # trial 0 starts
+        deliver(svc, event)
+    answer = ask(svc, {"action": "cancel", "run_id": trial(sweep_id, 0)})
     assert answer["status"] == RunStatus.CANCELLED
-    assert starts(svc, trial(sweep_id, 1)) == 1, "the next trial took the slot"
     drain(svc)
+    assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1], "the next trial took the slot"
     stored = svc.run_store.get_sweep(sweep_id)
     assert (stored["status"], stored["ended_CANCELLED"], stored["ended_SUCCEEDED"]) == ("ENDED", 1, 2)
     assert svc.notifier.of(Notice.CANCELLED) == [] and len(svc.notifier.of(Notice.SWEEP_ENDED)) == 1
