@@ -41,9 +41,10 @@ def trial(sweep_id: str, number: int) -> str:
     return scheduler.trial_run_id(sweep_id, number)
 
 
-def starts(svc, run_id: str) -> int:
-    """How many first events the run was sent."""
-    return sum(1 for e in svc.invoker.sent if e.get("run_id") == run_id and e.get("seq") == 0)
+def starts(results: list[dict[str, Any]], run_id: str) -> int:
+    """How often the run's first step was applied (a first event sent twice is a duplicate)."""
+    first = {"run_id": run_id, "status": Outcome.APPLIED, "last_seq": 0}
+    return sum(all(r.get(k) == v for k, v in first.items()) for r in results)
 
 
 def running(svc, sweep_id: str, trials: int = 3) -> int:
@@ -51,22 +52,23 @@ def running(svc, sweep_id: str, trials: int = 3) -> int:
     return sum(svc.run_store.exists(r) and svc.run_store.get_run(r)["status"] == RunStatus.RUNNING for r in ids)
 
 
-def drain_watching(svc, sweep_id: str, copies: int = 1) -> list[int]:
-    """Deliver every event (`copies` times) one at a time; how many trials ran after each."""
-    seen = []
+def drain_watching(svc, sweep_id: str, copies: int = 1) -> tuple[list[int], list[dict[str, Any]]]:
+    """Deliver every event (`copies` times) one at a time: how many trials ran after each, and
+    what each delivery answered."""
+    seen, results = [], []
     while events := svc.invoker.take():
         for event in events:
             for _ in range(copies):
-                deliver(svc, event)
+                results.append(deliver(svc, event))
                 seen.append(running(svc, sweep_id))
-    return seen
+    return seen, results
 
 
 def test_each_end_starts_the_next_trial_once_and_the_last_ends_the_sweep_once(svc) -> None:
     sweep_id = sweep(svc)
-    seen = drain_watching(svc, sweep_id, copies=2)  # every completion, and so every decision, repeated
+    seen, results = drain_watching(svc, sweep_id, copies=2)  # every completion, every decision, repeated
     assert max(seen) == 1, "never more trials at once than the sweep's max_concurrency"
-    assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
+    assert [starts(results, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
     stored = svc.run_store.get_sweep(sweep_id)
     assert (stored["status"], stored["next_trial"], stored["ended"], stored["ended_SUCCEEDED"]) == ("ENDED", 3, 3, 3)
     [summary] = svc.notifier.of(Notice.SWEEP_ENDED, sweep_id)
@@ -80,10 +82,10 @@ def test_each_end_starts_the_next_trial_once_and_the_last_ends_the_sweep_once(sv
 
 def test_two_slots_run_two_trials_side_by_side(svc) -> None:
     sweep_id = sweep(svc, max_concurrency=2)
-    seen = drain_watching(svc, sweep_id)
+    seen, results = drain_watching(svc, sweep_id)
     assert max(seen) == 2 and seen[-1] == 0
     assert svc.run_store.get_sweep(sweep_id)["status"] == SweepStatus.ENDED
-    assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
+    assert [starts(results, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1]
 
 
 def test_asha_decides_each_trial_at_each_rung_by_those_that_reached_it_before(svc) -> None:
@@ -159,12 +161,12 @@ def test_an_ended_sweep_cannot_be_cancelled(svc) -> None:
 
 def test_a_trial_cancelled_alone_hands_its_slot_on_and_says_nothing(svc) -> None:
     sweep_id = sweep(svc)
-    for event in svc.invoker.take():  # trial 0 starts
-        deliver(svc, event)
+    results = [deliver(svc, event) for event in svc.invoker.take()]  # trial 0 starts
     answer = ask(svc, {"action": "cancel", "run_id": trial(sweep_id, 0)})
     assert answer["status"] == RunStatus.CANCELLED
-    drain(svc)
-    assert [starts(svc, trial(sweep_id, n)) for n in range(3)] == [1, 1, 1], "the next trial took the slot"
+    results += drain(svc)
+    assert [starts(results, trial(sweep_id, n)) for n in (1, 2)] == [1, 1], "the next trial took the slot"
+    assert svc.run_store.get_run(trial(sweep_id, 0))["status"] == RunStatus.CANCELLED
     stored = svc.run_store.get_sweep(sweep_id)
     assert (stored["status"], stored["ended_CANCELLED"], stored["ended_SUCCEEDED"]) == ("ENDED", 1, 2)
     assert svc.notifier.of(Notice.CANCELLED) == [] and len(svc.notifier.of(Notice.SWEEP_ENDED)) == 1
