@@ -101,9 +101,13 @@ class Invocation:
         self.config: RunConfig | None = None
         self.snapshot: dict[str, Any] = {}
         self.cursor = NO_CURSOR
+        self.generation: int | None = None  # the run's resumes when this copy started
 
     # -- the life of an invocation ------------------------------------------------------------
     def handle(self) -> dict[str, Any]:
+        # First, and from the table, not the cache: a failure of this copy is the run's only while
+        # the run is still the chain this copy started on (a resume replaces the chain).
+        self.generation = self.svc.run_store.generation(self.run_id)
         self.config = warm.run_config(self.svc, self.run_id)
         check_in_plan(self.config.plan, self.event)
         triage = self.triage()
@@ -301,9 +305,11 @@ class Invocation:
         elif isinstance(exc, UNAVAILABLE):
             reason = f"cache unavailable: {reason}; resume the run once the cache answers again"
         try:
-            run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
+            run = self.svc.run_store.mark_failed(
+                self.run_id, reason, self.step, type(exc).__name__, generation=self.generation
+            )
             if run is None:
-                return  # finished or cancelled already: a late copy's error changes nothing
+                return  # finished, cancelled or resumed since: a late copy's error changes nothing
             if run.get("failed_step") != self.step:
                 # FAILED already by another step (a cache loss meets the completing copy and its
                 # successor alike): that failure's message is the run's one.

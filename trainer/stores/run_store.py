@@ -176,24 +176,46 @@ class DynamoRunStore(SweepItems):
         None when a cancel (or a sweep's stop) won: then the finish leaves nothing."""
         return self._transition(run_id, RunStatus.SUCCEEDED, {"updated_at": time.time(), **metrics})
 
+    def generation(self, run_id: str) -> int | None:
+        """How many times the run has resumed (None for no such run): a trainer copy reads it when it
+        starts, and may fail the run only while it is still the same (`mark_failed`)."""
+        resp = self.db.get_item(
+            TableName=self.table,
+            Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
+            ConsistentRead=True,
+            ProjectionExpression="resumes, pk",
+        )
+        if "Item" not in resp:
+            return None
+        return int(plain(resp["Item"]).get("resumes", 0))
+
     def mark_failed(
-        self, run_id: str, reason: str, step: str, error_type: str, handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        reason: str,
+        step: str,
+        error_type: str,
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> dict[str, Any] | None:
         """RUNNING -> FAILED with the reason. A run FAILED already keeps its first reason (a retry of
         the failed step fails again) and is returned as it stands, so that its one message can still
         go out; a finished or cancelled run is left alone (None). While a launch's or resume's
         hand-off is pending only that hand-off (`handing_off`) may fail the run: a retry of a step
         from before a resume, landing before the resume has rebuilt the cache, finds no position
-        there, and must not fail the run the resume is starting (None)."""
+        there, and must not fail the run the resume is starting (None). A trainer copy gives the
+        `generation` it started in: a copy from before a resume, failing after it, failed on the
+        chain the resume replaced, and leaves the resumed run alone (None)."""
         values = {FAILURE_REASON: reason[:2000], "failed_step": step, "error_type": error_type}
-        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()}, handing_off)
+        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()}, handing_off, generation)
         if run is not None:
             return run
         try:
             run = self.get_run(run_id)
         except RunNotFound:
             return None
-        return run if run["status"] == RunStatus.FAILED else None
+        same = generation is None or int(run.get("resumes", 0)) == generation
+        return run if run["status"] == RunStatus.FAILED and same else None
 
     def mark_cancelled(self, run_id: str) -> dict[str, Any] | None:
         """RUNNING or FAILED -> CANCELLED; None when the run had ended (or was cancelled) already."""
@@ -268,12 +290,17 @@ class DynamoRunStore(SweepItems):
         )
 
     def _transition(
-        self, run_id: str, to: RunStatus, values: dict[str, Any], handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        to: RunStatus,
+        values: dict[str, Any],
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> dict[str, Any] | None:
         """One edge of the run's status (statemachine.RUN_TRANSITIONS), as one conditional write:
         of two racing moves exactly one finds the status it needs. None when the run was not in
         a status it may move to `to` from. A move to FAILED also needs no hand-off pending but the
-        caller's own (mark_failed)."""
+        caller's own, and the run still in the caller's generation when it gives one (mark_failed)."""
         sources = may_become(to)
         condition = " OR ".join(f"#s = :from{i}" for i in range(len(sources)))
         names = {f":from{i}": status for i, status in enumerate(sources)}
@@ -282,14 +309,12 @@ class DynamoRunStore(SweepItems):
         pending = "attribute_not_exists(#h)" + (" OR #h = :owner" if handing_off else "")
         if handing_off:
             names[":owner"] = handing_off
+        guards, attributes = f"({condition}) AND ({pending})", {"#s": "status", "#h": HANDOFF}
+        if generation is not None:
+            names[":generation"], attributes["#r"] = generation, "resumes"
+            guards += f" AND ({'attribute_not_exists(#r) OR ' if generation == 0 else ''}#r = :generation)"
         try:
-            return self._update(
-                run_id,
-                {"status": to, **values},
-                f"({condition}) AND ({pending})",
-                names,
-                {"#s": "status", "#h": HANDOFF},
-            )
+            return self._update(run_id, {"status": to, **values}, guards, names, attributes)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
