@@ -98,6 +98,21 @@ def test_while_a_hand_off_is_pending_only_its_owner_fails_the_run(runs, ids) -> 
     assert failed["status"] == RunStatus.FAILED
 
 
+def test_only_a_copy_of_the_runs_generation_fails_it(runs, ids) -> None:
+    store, run_id = runs.store, ids()
+    new_run(store, run_id)
+    assert store.generation(run_id) == 0 and store.generation(ids()) is None
+    assert store.mark_failed(run_id, "cache lost", "forward#3", "CacheLost", generation=0)["status"] == "FAILED"
+    store.resumed(run_id, stalled_before=0.0)
+    assert store.handed_off(run_id) and store.generation(run_id) == 1
+    assert store.mark_failed(run_id, "late", "forward#3", "ConnectionError", generation=0) is None
+    assert store.get_run(run_id)["status"] == RunStatus.RUNNING, "a copy from before the resume"
+    failed = store.mark_failed(run_id, "boom", "backward#5", "ValueError", generation=1)
+    assert failed["status"] == RunStatus.FAILED and failed["failed_step"] == "backward#5"
+    assert store.mark_failed(run_id, "late", "forward#3", "ConnectionError", generation=0) is None
+    assert store.mark_failed(run_id, "again", "backward#5", "ValueError", generation=1)["failed_step"] == "backward#5"
+
+
 def test_a_hand_off_is_done_only_for_a_running_run(runs, ids) -> None:
     store, run_id, cancelled = runs.store, ids(), ids()
     new_run(store, run_id, handed_off=False)

@@ -132,27 +132,47 @@ class FakeRunStore:
         return found[-1] if found else None
 
     def _transition(
-        self, run_id: str, to: RunStatus, values: dict[str, Any], handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        to: RunStatus,
+        values: dict[str, Any],
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> dict[str, Any] | None:
         run = self.items.get(self._run(run_id))
         if run is None or run["status"] not in may_become(to):
             return None
         if to == RunStatus.FAILED and HANDOFF in run and run[HANDOFF] != handing_off:
             return None  # only the pending hand-off's owner may fail the run
+        if to == RunStatus.FAILED and generation is not None and int(run.get("resumes", 0)) != generation:
+            return None  # a copy from before a resume fails no chain of the resumed run
         return self._set(self._run(run_id), {"status": to, **values})
 
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
         return self._transition(run_id, RunStatus.SUCCEEDED, {"updated_at": self.clock(), **metrics})
 
+    def generation(self, run_id: str) -> int | None:
+        run = self.items.get(self._run(run_id))
+        return None if run is None else int(run.get("resumes", 0))
+
     def mark_failed(
-        self, run_id: str, reason: str, step: str, error_type: str, handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        reason: str,
+        step: str,
+        error_type: str,
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> dict[str, Any] | None:
         values = {FAILURE_REASON: reason[:2000], "failed_step": step, "error_type": error_type}
-        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": self.clock()}, handing_off)
+        now = self.clock()
+        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": now}, handing_off, generation)
         if run is not None:
             return run
         found = self._get(self._run(run_id))
-        return found if found is not None and found["status"] == RunStatus.FAILED else None
+        if found is None or found["status"] != RunStatus.FAILED:
+            return None
+        return found if generation is None or int(found.get("resumes", 0)) == generation else None
 
     def mark_cancelled(self, run_id: str) -> dict[str, Any] | None:
         return self._transition(run_id, RunStatus.CANCELLED, {"updated_at": self.clock()})
