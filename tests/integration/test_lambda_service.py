@@ -319,7 +319,7 @@ def test_the_account_limit_is_shared_by_the_functions_without_a_reservation(clou
 def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
     """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
     starts) and goes to the on-failure destination as EventAgeExceeded."""
-    from trainer.local.lambda_service import FunctionConfig, LambdaService, Runtime, _AsyncEvent
+    from trainer.local.lambda_service import AsyncEvent, FunctionConfig, LambdaService, Runtime
 
     config = FunctionConfig(
         name="f",
@@ -341,8 +341,8 @@ def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_p
         account_concurrency=1,
     )
     try:
-        old = _AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
-        service._deliver(old)
+        old = AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
+        service.events.deliver(old)
     finally:
         service.close()
     ((arn, record),) = sent
