@@ -447,3 +447,33 @@ def test_a_fleet_of_unknown_hosts_is_refused(cloud) -> None:
         cloud._call("/_lnn/chaos", {"hosts": ["Pentium"]})
     assert refused.value.code == 400 and "Pentium" in json.loads(refused.value.read())["message"]
     assert cloud.stats()["chaos"]["hosts"] == []
+
+
+def test_new_chaos_settings_and_handler_fault_plans_keep_the_warm_environment(cloud, cloud_env) -> None:
+    """A function's configuration is unchanged by chaos settings and by a handler fault plan, so
+    its warm environment stays (as Lambda keeps it) and the next invocation reads the new plan."""
+    name = make_function(cloud_env, "describe")
+    _, calm = invoke(cloud_env, name, {})
+    plan = {"points": [{"target": "tensor_store.commit", "after": True}], "per_event": 1}
+    try:
+        cloud.set_chaos(Chaos(seed=11))
+        cloud.set_handler_faults(name, plan)
+        _, faulty = invoke(cloud_env, name, {})
+        assert cloud._call(f"/_lnn/handler-faults?function={name}") == {"function": name, "plan": plan}
+    finally:
+        cloud.set_chaos(Chaos())
+        cloud.set_handler_faults(name, None)
+    _, cleared = invoke(cloud_env, name, {})
+    assert (calm["handler_faults"], faulty["handler_faults"], cleared["handler_faults"]) == ({}, plan, {})
+    assert calm["pid"] == faulty["pid"] == cleared["pid"]  # one warm environment throughout
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [{"function": "../etc/passwd", "plan": {}}, {"function": "f", "plan": [1]}, {"plan": {}}],
+)
+def test_a_handler_fault_plan_names_a_function_and_is_an_object(cloud, request_body) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cloud._call("/_lnn/handler-faults", request_body)
+    assert refused.value.code == 400 and json.loads(refused.value.read())["message"]
+    assert cloud._call("/_lnn/handler-faults?function=f")["plan"] is None  # nothing kept

@@ -60,7 +60,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
 from trainer.local import children
+from trainer.local.controls import Controls
 from trainer.local.faults import FaultInjector, FaultPlan
+from trainer.local.handler_faults import HANDLER_FAULTS_VARIABLE, HandlerFaultPlans
 from trainer.local.lambda_service import (
     Chaos,
     FunctionConfig,
@@ -203,6 +205,8 @@ class LocalCloud:
         self.service: LambdaService | None = None
         self.elasticache = None
         self.faults = FaultInjector()
+        self.handler_faults = HandlerFaultPlans(workdir / "handler-faults")
+        self.controls: Controls  # the /_lnn/ controls, once started
         self._server = None
 
     def start(self) -> LocalCloud:
@@ -221,6 +225,7 @@ class LocalCloud:
             "AWS_ENDPOINT_URL": self.endpoint_url,
             **self.credentials,
             "REDIS_CA_FILE": str(self.elasticache.ca_bundle),
+            HANDLER_FAULTS_VARIABLE: str(self.handler_faults.folder),
         }
         self.service = LambdaService(
             runtime=self.runtime,
@@ -233,6 +238,7 @@ class LocalCloud:
             chaos=self.chaos,
             reserved_total=lambda: moto_reserved_total(self._region),
         )
+        self.controls = Controls(self.service, self.faults, self.handler_faults, self.elasticache)
         self._forget_deleted_functions()
         self._server = make_server(
             "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
@@ -275,7 +281,9 @@ class LocalCloud:
                 )
                 return [json.dumps({"__type": code, "message": message, "Message": message}).encode()]
             if path.startswith("/_lnn/"):
-                return cloud._control(path, method, environ, start_response)
+                status, document = cloud.controls.serve(method, path, environ)
+                start_response(f"{status} {HTTPStatus(status).phrase}", [("Content-Type", "application/json")])
+                return [json.dumps(document).encode()]
             match = INVOKE_PATH.match(path)
             if method == "POST" and match:
                 scope = CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
@@ -338,75 +346,6 @@ class LocalCloud:
                 f"handler {refused[0]!r} is not one of this local cloud's: {', '.join(self.allowed_handlers)}",
             )
         return None
-
-    def _control(self, path: str, method: str, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        assert self.service is not None
-        if path == "/_lnn/stats" and method == "GET":
-            body: Any = {
-                **self.service.snapshot(),
-                "aws_faults": self.faults.snapshot(),
-                "elasticache": self.elasticache.nodes() if self.elasticache else {},
-            }
-        elif path == "/_lnn/idle" and method == "GET":
-            body = {"idle": self.service.idle()}
-        elif path == "/_lnn/chaos" and method == "POST":
-            try:
-                chaos = Chaos(**self._body(environ))
-            except (TypeError, ValueError) as exc:  # an unknown setting or host kind: nothing changes
-                start_response("400 Bad Request", [("Content-Type", "application/json")])
-                return [json.dumps({"message": f"chaos settings refused: {exc}"}).encode()]
-            self.service.set_chaos(chaos)
-            body = asdict(self.service.chaos)
-        elif path == "/_lnn/faults" and method == "POST":
-            self.faults.set_plan(FaultPlan(**self._body(environ)))
-            body = self.faults.snapshot()
-        elif path == "/_lnn/faults" and method == "GET":
-            body = self.faults.snapshot()
-        elif path == "/_lnn/hold" and method == "POST":
-            request = self._body(environ)
-            self.service.hold(request["function"], bool(request.get("hold", True)))
-            body = {}
-        elif path == "/_lnn/held" and method == "GET":
-            body = {"held": self.service.held(parse_qs(environ.get("QUERY_STRING", "")).get("function", [""])[0])}
-        elif path in ("/_lnn/deliver", "/_lnn/drop") and method == "POST":
-            request = self._body(environ)
-            try:
-                if path == "/_lnn/drop":
-                    self.service.drop_held(request["request_id"])
-                    body = {}
-                else:
-                    copies, keep = int(request.get("copies", 1)), bool(request.get("keep", False))
-                    body = self.service.deliver_held(request["request_id"], copies, keep)
-            except KeyError:
-                start_response("404 Not Found", [("Content-Type", "application/json")])
-                return [json.dumps({"message": f"no held event {request.get('request_id')!r}"}).encode()]
-        elif path == "/_lnn/nodes" and method == "GET" and self.elasticache is not None:
-            body = self.elasticache.nodes()
-        elif path == "/_lnn/replace-node" and method == "POST" and self.elasticache is not None:
-            request = self._body(environ)
-            group_id = str(request.get("replication_group_id", ""))
-            try:
-                body = self.elasticache.replace_node(group_id, request.get("delay_s"))
-            except KeyError:
-                start_response("404 Not Found", [("Content-Type", "application/json")])
-                return [json.dumps({"message": f"no replication group {group_id!r}"}).encode()]
-            except ValueError as exc:
-                start_response("400 Bad Request", [("Content-Type", "application/json")])
-                return [json.dumps({"message": str(exc)}).encode()]
-        elif path == "/_lnn/reset-stats" and method == "POST":
-            self.service.reset_stats()
-            self.faults.reset_stats()
-            body = {}
-        else:
-            start_response("404 Not Found", [("Content-Type", "application/json")])
-            return [b'{"message":"unknown local cloud control"}']
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps(body).encode()]
-
-    @staticmethod
-    def _body(environ: dict[str, Any]) -> dict[str, Any]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        return json.loads(environ["wsgi.input"].read(length) or b"{}")
 
     def stop(self) -> None:
         if self.service is not None:
@@ -594,6 +533,11 @@ class CloudProcess:
 
     def set_faults(self, plan: FaultPlan) -> dict[str, Any]:
         return self._call("/_lnn/faults", asdict(plan))
+
+    def set_handler_faults(self, function: str, plan: dict[str, Any] | None) -> None:
+        """The fault plan the function's handler reads from its next invocation on (None clears it);
+        unlike a change of the function's variables, the warm environments stay."""
+        self._call("/_lnn/handler-faults", {"function": function, "plan": plan})
 
     def reset_stats(self) -> None:
         self._call("/_lnn/reset-stats", {})
