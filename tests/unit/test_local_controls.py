@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import trainer.local
 from trainer.local.controls import ROUTES, Controls
 from trainer.local.faults import FaultInjector
 from trainer.local.handler_faults import HandlerFaultPlans
@@ -45,6 +48,16 @@ def call(controls: Controls, method: str, path: str, body: object = None, query:
 def test_every_route_is_a_method_and_a_control_path() -> None:
     assert all(method in ("GET", "POST") and path.startswith("/_lnn/") for method, path in ROUTES)
     assert ("GET", "/_lnn/handler-faults") in ROUTES and ("POST", "/_lnn/handler-faults") in ROUTES
+
+
+def test_the_readme_lists_every_control() -> None:
+    readme = (Path(trainer.local.__file__).parent / "README.md").read_text()
+    cells = [line.split("|")[1] for line in readme.splitlines() if line.startswith("| `")]
+
+    def listed(method: str, path: str) -> bool:
+        return any(method in cell and re.search(re.escape(path) + r"[`?]", cell) for cell in cells)
+
+    assert [route for route in ROUTES if not listed(*route)] == []
 
 
 def test_an_unknown_control_or_method_is_not_found(controls) -> None:
