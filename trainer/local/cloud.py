@@ -209,7 +209,7 @@ def image_runtime(image_root: Path, python: str) -> Runtime:
     return Runtime(python=python, environ=environ, cwd=str(task))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer.local.cloud", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="listen port (default: a free one)")
     parser.add_argument("--python", default=sys.executable, help="the execution environments' interpreter")
@@ -228,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a handler (or module.* for a module's) that functions may run besides the project's own",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
     given = {name: os.environ.pop(variable, "") for name, variable in KEY_VARIABLES.items()}
     credentials = given if all(given.values()) else new_credentials()
 
@@ -257,11 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = {"endpoint_url": cloud.endpoint_url, "pid": os.getpid(), "workdir": str(workdir)}
     if not all(given.values()):  # a key of its own: its starter learns it here
         ready["credentials"] = credentials
-    if args.ready_file:
-        fd = os.open(args.ready_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(ready) + "\n")
-    print(json.dumps(ready), flush=True)
+    announce(ready, args.ready_file)
     try:
         while not stop.wait(0.05):
             pass
@@ -270,6 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def announce(ready: dict[str, Any], ready_file: Path | None) -> None:
+    """The ready line, on stdout (and in the ready file: only its owner may read the key in it)."""
+    if ready_file:
+        fd = os.open(ready_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(ready) + "\n")
+    print(json.dumps(ready), flush=True)
 
 
 if __name__ == "__main__":
