@@ -9,14 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import (
-    FAULTY_TRAINER,
-    REPORT,
-    final_params,
-    monolithic_reference,
-    read_lines,
-    run_to_end,
-)
+from tests.integration.chain.chain_helpers import REPORT, final_params, monolithic_reference, read_lines, run_to_end
 
 SMALL = {
     "dataset": "moons",
@@ -162,7 +155,7 @@ def test_a_fault_plan_the_cloud_keeps_arms_and_disarms_the_warm_trainer(stack, t
     """The trainer's fault points read the plan the cloud keeps for it (/_lnn/handler-faults) at each
     invocation: armed, then cleared, without a configuration change, in the same warm environment."""
     payload = _payload("full-batch-gd", "fused", max_steps_per_invocation=8)
-    stack.configure(handler=FAULTY_TRAINER)  # no plan yet: the trainer as it is
+    stack.configure(handler="lnn_test_functions.trainer_with_faults")  # no plan yet: the trainer as it is
     try:
         run_to_end(stack, payload)
         started = stack.cloud.stats()["environments_started"]
