@@ -37,7 +37,7 @@ import tempfile
 import threading
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from trainer.local.access import KEY_VARIABLES, PROJECT_HANDLERS, new_credentials, refusal, signed_headers
@@ -53,6 +53,9 @@ from trainer.local.moto_lambda import (
     sqs_destination,
 )
 from trainer.local.servers import free_port
+
+if TYPE_CHECKING:
+    from trainer.local.elasticache import LocalElastiCache
 
 # What the rest of the code and the tests import from here.
 __all__ = ["KEY_VARIABLES", "REPO_ROOT", "CloudProcess", "LocalCloud", "main", "new_credentials", "signed_headers"]
@@ -86,7 +89,7 @@ class LocalCloud:
         self.concurrency = concurrency
         self.node_replacement_delay_s = node_replacement_delay_s
         self.service: LambdaService | None = None
-        self.elasticache = None
+        self.elasticache: LocalElastiCache | None = None
         self.faults = FaultInjector()
         self.handler_faults = HandlerFaultPlans(workdir / "handler-faults")
         self.controls: Controls  # the /_lnn/ controls, once started
