@@ -319,7 +319,7 @@ def test_the_account_limit_is_shared_by_the_functions_without_a_reservation(clou
 def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
     """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
     starts) and goes to the on-failure destination as EventAgeExceeded."""
-    from trainer.local.lambda_service import FunctionConfig, LambdaService, Runtime, _AsyncEvent
+    from trainer.local.lambda_service import AsyncEvent, FunctionConfig, LambdaService, Runtime
 
     config = FunctionConfig(
         name="f",
@@ -341,8 +341,8 @@ def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_p
         account_concurrency=1,
     )
     try:
-        old = _AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
-        service._deliver(old)
+        old = AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
+        service.events.deliver(old)
     finally:
         service.close()
     ((arn, record),) = sent
@@ -447,3 +447,33 @@ def test_a_fleet_of_unknown_hosts_is_refused(cloud) -> None:
         cloud._call("/_lnn/chaos", {"hosts": ["Pentium"]})
     assert refused.value.code == 400 and "Pentium" in json.loads(refused.value.read())["message"]
     assert cloud.stats()["chaos"]["hosts"] == []
+
+
+def test_new_chaos_settings_and_handler_fault_plans_keep_the_warm_environment(cloud, cloud_env) -> None:
+    """A function's configuration is unchanged by chaos settings and by a handler fault plan, so
+    its warm environment stays (as Lambda keeps it) and the next invocation reads the new plan."""
+    name = make_function(cloud_env, "describe")
+    _, calm = invoke(cloud_env, name, {})
+    plan = {"points": [{"target": "tensor_store.commit", "after": True}], "per_event": 1}
+    try:
+        cloud.set_chaos(Chaos(seed=11))
+        cloud.set_handler_faults(name, plan)
+        _, faulty = invoke(cloud_env, name, {})
+        assert cloud._call(f"/_lnn/handler-faults?function={name}") == {"function": name, "plan": plan}
+    finally:
+        cloud.set_chaos(Chaos())
+        cloud.set_handler_faults(name, None)
+    _, cleared = invoke(cloud_env, name, {})
+    assert (calm["handler_faults"], faulty["handler_faults"], cleared["handler_faults"]) == ({}, plan, {})
+    assert calm["pid"] == faulty["pid"] == cleared["pid"]  # one warm environment throughout
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [{"function": "../etc/passwd", "plan": {}}, {"function": "f", "plan": [1]}, {"plan": {}}],
+)
+def test_a_handler_fault_plan_names_a_function_and_is_an_object(cloud, request_body) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cloud._call("/_lnn/handler-faults", request_body)
+    assert refused.value.code == 400 and json.loads(refused.value.read())["message"]
+    assert cloud._call("/_lnn/handler-faults?function=f")["plan"] is None  # nothing kept

@@ -151,6 +151,26 @@ def test_the_training_set_is_loaded_once_per_warm_environment(stack, tmp_path) -
     assert attempts > 5 and len(loads) == 1, loads
 
 
+def test_a_fault_plan_the_cloud_keeps_arms_and_disarms_the_warm_trainer(stack, tmp_path) -> None:
+    """The trainer's fault points read the plan the cloud keeps for it (/_lnn/handler-faults) at each
+    invocation: armed, then cleared, without a configuration change, in the same warm environment."""
+    payload = _payload("full-batch-gd", "fused", max_steps_per_invocation=8)
+    stack.configure(handler="lnn_test_functions.trainer_with_faults")  # no plan yet: the trainer as it is
+    try:
+        run_to_end(stack, payload)
+        started = stack.cloud.stats()["environments_started"]
+        stack.cloud.set_handler_faults(stack.trainer, {"dir": str(tmp_path), "record": ["tensor_store.commit"]})
+        run_to_end(stack, payload)
+        armed = len(read_lines(tmp_path / "calls"))
+        stack.cloud.set_handler_faults(stack.trainer, None)
+        run_to_end(stack, payload)
+        assert armed > 0 and len(read_lines(tmp_path / "calls")) == armed  # recorded while armed only
+        assert stack.cloud.stats()["environments_started"] == started  # no environment retired
+    finally:
+        stack.cloud.set_handler_faults(stack.trainer, None)
+        stack.calm()
+
+
 def test_a_crash_redoes_at_most_the_steps_since_the_last_hand_off(stack, tmp_path) -> None:
     budget = 9
     payload = _payload("full-batch-gd", "fused", max_steps_per_invocation=budget)
