@@ -177,14 +177,18 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         "test_accuracy": run.get("test_accuracy"),
         "duration_s": round(time.monotonic() - started, 3),
     }
+    if run.get("validation_accuracy") is not None:  # the run held validation examples out
+        summary["validation_accuracy"] = run["validation_accuracy"]
     if record.get("model_path"):
         summary["model"] = record["model_path"]
     if not as_json:
         print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
         if run["status"] == RunStatus.SUCCEEDED:
+            validation = summary.get("validation_accuracy")
             print(
                 f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
-                f"test accuracy {summary['test_accuracy']:.4f}"
+                + ("" if validation is None else f"validation accuracy {validation:.4f}, ")
+                + f"test accuracy {summary['test_accuracy']:.4f}"
             )
             print(f"  model: {record.get('model_path')}; history: {RUNS_DIR / run_id / 'run.json'}")
         else:
@@ -382,26 +386,50 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     record = _load_record(args.run_id)
-    epochs = record["epochs"]
-    if not epochs:
+    fig = figure(args.run_id, record["epochs"])
+    if fig is None:
         print(f"run {args.run_id} has no recorded epochs yet", file=sys.stderr)
         return 1
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([e["epoch"] for e in epochs], [e["cost"] for e in epochs])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cost")
-    ax.set_title(f"LNN run {args.run_id}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+# (epoch item key, its label, the panel it is drawn in): the training figure solid, validation's dashed.
+CURVES = (
+    ("cost", "training cost", 0),
+    ("validation_cost", "validation cost", 0),
+    ("accuracy", "training accuracy", 1),
+    ("validation_accuracy", "validation accuracy", 1),
+)
+
+
+def figure(run_id: str, epochs: list[dict[str, Any]]) -> Any:
+    """The run's learning curves: cost, and accuracy when its epochs record it (a run with validation
+    examples), training and validation side by side, each panel with its legend; None before any
+    epoch. A figure of its own (no pyplot state), drawn without a display."""
+    from matplotlib.figure import Figure
+
+    epochs = sorted(epochs, key=lambda e: e["epoch"])
+    drawn = [c for c in CURVES if any(e.get(c[0]) is not None for e in epochs)]
+    if not epochs or not drawn:
+        return None
+    panels = 1 + any(panel == 1 for _, _, panel in drawn)
+    fig = Figure(figsize=(7 * panels, 4))
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    for key, label, panel in drawn:
+        points = [(e["epoch"] + 1, float(e[key])) for e in epochs if e.get(key) is not None]
+        style = "--" if key.startswith("validation") else "-"
+        axes[panel].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+    for ax, name in zip(axes, ("cost", "accuracy"), strict=False):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    fig.suptitle(f"LNN run {run_id}")
+    fig.tight_layout()
+    return fig
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -549,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's model as ONNX (raw features in, probabilities and class out)")
     p.add_argument("run_id", help=run_help + f"; or a model file ({RUNS_DIR}/RUN_ID/model.npz)")
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
-    p = sub.add_parser("plot", help="plot a run's loss curve")
+    p = sub.add_parser("plot", help="plot a run's cost and accuracy, training and validation, by epoch")
     p.add_argument("run_id", type=run_id_argument, help=run_help)
     p.add_argument("-o", "--output", default="loss.png", help="the image to write (default loss.png)")
     p = sub.add_parser("predict", help="predictions (and accuracy, when the data has labels) of MODEL.npz on DATASET")

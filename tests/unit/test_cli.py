@@ -328,3 +328,44 @@ def test_a_signal_stops_a_command_even_started_with_sigint_ignored(signal_name: 
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # restored afterwards
     finally:
         signal.signal(signal.SIGINT, saved)
+
+
+def _lines(ax) -> dict[str, tuple[list, list]]:
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+
+
+def test_the_run_plot_draws_training_and_validation_cost_and_accuracy() -> None:
+    epochs = [
+        {"epoch": i, "cost": 1.0 / (i + 1), "accuracy": 0.5 + i / 10, "validation_cost": 1.2 / (i + 1),
+         "validation_accuracy": 0.4 + i / 10, "duration_s": 0.01}
+        for i in (2, 0, 1)
+    ]  # fmt: skip
+    fig = cli.figure("r1", epochs)
+    cost, accuracy = fig.axes
+    assert _lines(cost) == {
+        "training cost": ([1, 2, 3], [1.0, 0.5, 1.0 / 3]),
+        "validation cost": ([1, 2, 3], [1.2, 0.6, 1.2 / 3]),
+    }
+    assert _lines(accuracy) == {
+        "training accuracy": ([1, 2, 3], [0.5 + i / 10 for i in range(3)]),
+        "validation accuracy": ([1, 2, 3], [0.4 + i / 10 for i in range(3)]),
+    }
+    for ax, labels in (
+        (cost, ["training cost", "validation cost"]),
+        (accuracy, ["training accuracy", "validation accuracy"]),
+    ):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    assert (cost.get_ylabel(), accuracy.get_ylabel()) == ("cost", "accuracy")
+    assert fig.get_suptitle() == "LNN run r1"
+
+
+def test_the_plot_of_a_run_without_validation_draws_its_cost_alone(runs_dir: Path, tmp_path: Path) -> None:
+    fig = cli.figure("r1", [{"epoch": 0, "cost": 0.7}, {"epoch": 1, "cost": 0.5}])
+    (ax,) = fig.axes
+    assert _lines(ax) == {"training cost": ([1, 2], [0.7, 0.5])}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training cost"]
+    assert cli.figure("r1", []) is None
+    _saved_run(runs_dir, "r2", "SUCCEEDED", [0.7, 0.5])
+    out = tmp_path / "loss.png"
+    assert cli.main(["plot", "r2", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
