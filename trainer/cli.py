@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer import lifecycle, workspace
+from trainer import lifecycle, progress, workspace
 from trainer.errors import RunNotFound
 from trainer.request import RUN_ID_LONGEST, id_problem
 from trainer.vocabulary import RunStatus
@@ -76,13 +76,7 @@ def demo_request(dataset: str) -> dict[str, Any]:
     return {"dataset": dataset, **CAT_REQUEST}
 
 
-def _learning(epoch: dict[str, Any]) -> dict[str, str]:
-    """What the progress bar says of learning: the newest epoch's cost, and its validation accuracy
-    when the run holds examples out."""
-    shown = {"cost": f"{float(epoch['cost']):.5g}"} if "cost" in epoch else {}
-    if epoch.get("validation_accuracy") is not None:
-        shown["val_acc"] = f"{float(epoch['validation_accuracy']):.4f}"
-    return shown
+_learning = progress.learning
 
 
 def _followed(run_dir: Path) -> bool:
@@ -133,14 +127,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             file=sys.stderr,
             dynamic_ncols=True,
         )
-        steps_per_epoch = max(1, launched["total_steps"] // max(1, launched["epochs"]))
-
-        def progress(run: dict[str, Any]) -> None:
-            done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
-            if done != bar.n and not bar.disable:
-                last = session.services.run_store.last_epoch(run_id) or {}
-                bar.set_postfix(_learning(last), refresh=False)
-            bar.update(done - bar.n)
+        # Epochs land an invocation at a time; the bar plays each landing out, epoch by epoch.
+        epochs_bar = progress.EpochBar(bar, lambda first: session.services.run_store.epochs_from(run_id, first))
 
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
@@ -149,8 +137,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         with workspace.sigterm_as_interrupt():
             try:
                 workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
-                final = cloud_runner.follow(
-                    session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists
+                cloud_runner.follow(
+                    session, run_id, on_progress=epochs_bar.update, cancel_requested=cancel_marker.exists
                 )
             except KeyboardInterrupt:
                 bar.close()
@@ -158,8 +146,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             finally:
                 (RUNS_DIR / run_id / FOLLOWER).unlink(missing_ok=True)
                 cancel_marker.unlink(missing_ok=True)
-        if final.get("status") == RunStatus.SUCCEEDED:
-            bar.update(launched["epochs"] - bar.n)
+        epochs_bar.finish()
         bar.close()
         dead = [
             f"{r['requestPayload'].get('run_id')} step {r['requestPayload'].get('seq')}: "

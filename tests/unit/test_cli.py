@@ -369,3 +369,51 @@ def test_the_plot_of_a_run_without_validation_draws_its_cost_alone(runs_dir: Pat
     out = tmp_path / "loss.png"
     assert cli.main(["plot", "r2", "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_progress_bar_moves_epoch_by_epoch_though_epochs_land_200_at_a_time() -> None:
+    """Each invocation of the fused chain records 200 epochs at once, one second apart, and `train`
+    looks at the run four times a second: the bar advances at every look, each epoch shown with
+    its own figures, never past what is recorded, and ends on the true count."""
+    import io
+
+    from tqdm import tqdm
+
+    from trainer import progress
+
+    now, recorded = [0.0], []
+    bar = tqdm(total=1000, file=io.StringIO(), mininterval=0)
+    shown = progress.EpochBar(bar, lambda first: [e for e in recorded if e["epoch"] >= first], clock=lambda: now[0])
+    seen: list[int] = []
+    for invocation in range(5):
+        now[0] += 0.25
+        new = [
+            {"epoch": e, "cost": 1 / (e + 1), "validation_accuracy": e / 1000}
+            for e in range(200 * invocation, 200 * invocation + 200)
+        ]
+        recorded += new
+        for look in range(4):
+            shown.update({"status": "RUNNING", "last_seq": invocation})
+            seen.append(bar.n)
+            assert bar.n <= len(recorded)
+            if bar.n:
+                assert bar.postfix == f"cost={1 / bar.n:.5g}, val_acc={(bar.n - 1) / 1000:.4f}"
+            now[0] += 0.25 if look < 3 else 0.0
+    assert seen == sorted(seen)
+    assert len(set(seen)) > 12  # shown as they land, the bar would take 6 values: 0, 200, ..., 1000
+    assert seen[-1] < 1000  # the last landing is still being played out when the run ends
+    shown.finish()
+    assert bar.n == 1000 and bar.postfix == f"cost={1 / 1000:.5g}, val_acc=0.9990"
+
+
+def test_the_pacer_shows_no_epoch_before_it_lands() -> None:
+    from trainer import progress
+
+    pacer = progress.Pacer(now=0.0)
+    assert pacer.shown(5.0) == 0
+    pacer.land(100, now=2.0)  # expected: the next landing in 2 s
+    assert [pacer.shown(t) for t in (2.0, 2.5, 3.0, 4.0, 9.0)] == [0, 25, 50, 100, 100]
+    pacer.land(50, now=9.5)  # a smaller count (a stale read) changes nothing
+    assert pacer.shown(9.5) == 100
+    pacer.land(300, now=10.0)  # 8 s since the last: slower now, 200 more played over ~5 s
+    assert pacer.shown(10.0) == 100 and 100 < pacer.shown(12.0) < 300 and pacer.shown(16.0) == 300
