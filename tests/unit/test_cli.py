@@ -417,3 +417,10 @@ def test_the_pacer_shows_no_epoch_before_it_lands() -> None:
     assert pacer.shown(9.5) == 100
     pacer.land(300, now=10.0)  # 8 s since the last: slower now, 200 more played over ~5 s
     assert pacer.shown(10.0) == 100 and 100 < pacer.shown(12.0) < 300 and pacer.shown(16.0) == 300
+
+
+def test_status_of_a_running_run_shows_its_validation_figures() -> None:
+    run = {"status": "RUNNING", "last_seq": 49, "total_steps": 200, "created_at": 100.0, "request": {"epochs": 40}}
+    epochs = [{"epoch": i, "cost": 0.5, "validation_cost": 0.6, "validation_accuracy": 0.75} for i in range(10)]
+    shown = workspace.progress(workspace.Record(run, epochs, "here"), now=105.0)
+    assert (shown["cost"], shown["validation_cost"], shown["validation_accuracy"]) == (0.5, 0.6, 0.75)
