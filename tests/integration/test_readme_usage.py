@@ -91,15 +91,20 @@ def test_the_local_cloud_block_runs_verbatim(tmp_path: Path) -> None:
     """`eval "$(make -s up)"` in the clone, the AWS CLI and `lnn` lines in a folder of the user's with
     their request.json, `make down` in the clone: every line as the README prints it. The AWS CLI
     here is v1 (the dev lock's), so its v1 form of the invoke runs and v2's is only parsed."""
-    from tests.small_run import REQUEST
-
     up, *lines = local_cloud_lines()
     v2 = [line for line in lines if "--cli-binary-format" in line]
     lines = [line for line in lines if line not in v2]
     assert up == 'eval "$(make -s up)"' and len(v2) == 1 and lines[-1] == "make down"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LNN_")) and k != "TABLE_NAME"}
     env |= {"LNN_CLOUD_DIR": str(tmp_path / "cloud"), "PATH": f"{Path(LNN).parent}:{env['PATH']}"}
-    (tmp_path / "request.json").write_text(json.dumps(REQUEST))
+    request = {
+        "dataset": "moons",
+        "neurons": {"layer1": 8, "layer2": 1},
+        "activations": {"layer1": "relu", "layer2": "sigmoid"},
+        "epochs": 30,
+        "learning_rate": 0.5,
+    }
+    (tmp_path / "request.json").write_text(json.dumps(request))
 
     def bash(line: str, cwd: Path, environment: dict[str, str]) -> subprocess.CompletedProcess:
         return subprocess.run(
