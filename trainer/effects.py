@@ -231,5 +231,7 @@ def finish_metrics(svc: Any, config: RunConfig, ws: engine.WorkingSet, data: eng
         "duration_s": round(now - float(run["created_at"]), 3),
         "finished_at": now,
         "epochs": config.epochs,
-        **({"validation_accuracy": engine.accuracy(config, params, data.x_val, data.y_val)} if config.in_sweep else {}),
+        **(
+            {"validation_accuracy": engine.accuracy(config, params, data.x_val, data.y_val)} if config.validates else {}
+        ),
     }

@@ -125,7 +125,10 @@ def _data_from_source(svc: services_mod.Services, config: RunConfig, request: di
     # The run's own config and request name its source, normalisation and dtype (a trial's are its
     # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
     split = scheduler.split_key(config.sweep_id) if config.in_sweep else None
-    dataset = runstart.load_data(svc, config.dataset, request.get("normalize", "auto"), config.dtype, split)
+    normalize = request.get("normalize", "auto")
+    dataset = runstart.load_data(
+        svc, config.dataset, normalize, config.dtype, split, config.validation_fraction, config.seed
+    )
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
     return dataset.arrays()

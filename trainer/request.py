@@ -41,6 +41,8 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     time_margin_ms: Annotated[int, Meta(ge=1_000, le=600_000)] = 15_000
     notify_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 0
     checkpoint_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 250
+    # The share of the training set held out (seeded by `seed`) and scored every epoch; 0 = none.
+    validation_fraction: Annotated[float, Meta(ge=0, lt=1)] = 0.0
     run_id: str | None = None
 
     @property

@@ -33,7 +33,7 @@ def training_data(svc: Any, config: RunConfig) -> engine.TrainData:
     cached = _data.get(key)
     if cached is None:
         names = ["x_train", "y_train", "x_test", "y_test", "shift", "scale"]
-        arrays = svc.tensor_store.get_data(config.run_id, names + (["x_val", "y_val"] if config.in_sweep else []))
+        arrays = svc.tensor_store.get_data(config.run_id, names + (["x_val", "y_val"] if config.validates else []))
         cached = engine.TrainData(**arrays)
         while len(_data) >= _DATA_RUNS:
             _data.pop(next(iter(_data)))

@@ -14,6 +14,7 @@ from trainer import capacity, ceilings, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
+from trainer.data.split import SplitError, carve, validation_indices
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
@@ -40,8 +41,10 @@ def validate(payload: Any, svc: services_mod.Services):
     problems += raw_problems
     dataset = None
     if raw is not None:
+        raw, held = _held_out(raw, payload, request, problems)
         try:
-            dataset = prepare(raw, request.normalize if request else "auto", request.dtype if request else "float64")
+            normalize, dtype = (request.normalize, request.dtype) if request else ("auto", "float64")
+            dataset = prepare(raw, normalize, dtype, held)
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
     if request is not None and dataset is not None:
@@ -57,6 +60,28 @@ def validate(payload: Any, svc: services_mod.Services):
     if problems:
         raise RequestError(problems)
     return request, dataset
+
+
+def _held_out(
+    raw: dict[str, Any], payload: Any, request: Any, problems: list[str]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The training set less the examples `validation_fraction` holds out, and those examples (as a
+    sweep carves its split); a split that leaves either side empty is one more problem, found even
+    when the request has others (how many examples each side gets does not depend on the seed)."""
+    if request is not None:
+        fraction, seed = request.validation_fraction, request.seed
+    else:
+        fraction, seed = (payload.get("validation_fraction") if isinstance(payload, dict) else None), 1
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            fraction = 0.0  # absent, or a problem the schema reports
+    if not fraction:
+        return raw, None
+    try:
+        indices = validation_indices(raw["train_set_x"].shape[0], fraction, seed)
+    except SplitError as exc:
+        problems.append(f"validation_fraction: {str(exc).removeprefix('validation_fraction ')}")
+        return raw, None
+    return carve(raw, indices)
 
 
 def _taken(svc: services_mod.Services, run_id: str) -> bool:

@@ -178,8 +178,8 @@ class Invocation:
             if outcome.epoch_cost is not None:
                 now = time.monotonic()
                 item = {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
-                if config.in_sweep:
-                    item["validation_accuracy"] = self.validation_accuracy(ws, data, position)
+                if config.validates:
+                    item |= self.validation_scores(ws, data, position, outcome)
                 epochs.append(item)
                 epoch_started = now
                 if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
@@ -199,11 +199,15 @@ class Invocation:
         )
         return Steps(last=current, executed=executed, outbox=outbox, ws=ws)
 
-    def validation_accuracy(self, ws: engine.WorkingSet, data: engine.TrainData, position: int) -> float:
-        """A sweep trial's score at the end of an epoch, on its held-out examples (not the test set)."""
+    def validation_scores(
+        self, ws: engine.WorkingSet, data: engine.TrainData, position: int, outcome: engine.StepOutcome
+    ) -> dict[str, float]:
+        """The epoch's scores on the held-out examples (not the test set), by the weights it ended
+        with; and its training accuracy, as its batches met the examples."""
         names = engine.weight_names(self.config)
         ws.load(self.svc.tensor_store.read_at(self.run_id, position, [n for n in names if n not in ws]))
-        return engine.accuracy(self.config, {n: ws[n] for n in names}, data.x_val, data.y_val)
+        cost, accuracy = engine.evaluate(self.config, {n: ws[n] for n in names}, data.x_val, data.y_val)
+        return {"accuracy": outcome.epoch_accuracy, "validation_cost": cost, "validation_accuracy": accuracy}
 
     def may_continue(self, executed: int, successor: Event | None) -> bool:
         config = self.config

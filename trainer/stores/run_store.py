@@ -170,6 +170,24 @@ class DynamoRunStore(SweepItems):
         items = resp.get("Items") or []
         return plain(items[0]) if items else None
 
+    def epochs_from(self, run_id: str, first: int) -> list[dict[str, Any]]:
+        """The epoch items from epoch `first` on, in order: what a follower has not read yet."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "ExpressionAttributeValues": item_of(
+                {":pk": _pk(run_id), ":first": f"EPOCH#{max(0, first):06d}", ":last": "EPOCH#999999"}
+            ),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.db.query(**kwargs)
+            items += [plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
         """RUNNING (or FAILED, a retry got through) -> SUCCEEDED with the run's metrics; the same values
         whichever copy writes them (they come from the committed outbox), so a repeat is harmless.
