@@ -176,6 +176,7 @@ def test_epoch_items_are_idempotent_and_in_order(runs, ids) -> None:
     found = store.epochs(run_id)
     assert [e["epoch"] for e in found] == [0, 1, 2] and found[1]["cost"] == 0.5
     assert store.last_epoch(run_id)["epoch"] == 2
+    assert [e["epoch"] for e in store.epochs_from(run_id, 1)] == [1, 2] and store.epochs_from(run_id, 3) == []
 
 
 def test_a_message_claim_is_a_lease_and_sent_is_final(runs, ids) -> None:

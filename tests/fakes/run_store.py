@@ -127,6 +127,9 @@ class FakeRunStore:
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(f"RUN#{run_id}", "EPOCH#")
 
+    def epochs_from(self, run_id: str, first: int) -> list[dict[str, Any]]:
+        return [e for e in self.epochs(run_id) if int(e["epoch"]) >= first]
+
     def last_epoch(self, run_id: str) -> dict[str, Any] | None:
         found = self.epochs(run_id)
         return found[-1] if found else None
