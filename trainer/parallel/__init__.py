@@ -1,0 +1,18 @@
+"""Data-parallel training: one run's batches across N workers, bit-identical for any N.
+
+The pure rules live here, beneath everything that does I/O (they import only trainer.nn):
+
+- `shards`: the fixed micro-shards (MICRO_SHARDS, whatever the number of workers), which examples
+  each holds, and which micro-shards (hence which contiguous slice of the training set) a worker owns;
+- `tree`: the one fixed binary tree in which the micro-shards' partial gradients are summed, and
+  its aligned nodes, so a worker can sum its own leaves first and the result is the same bits;
+- `flat`: every parameter in one flat vector, cut into per-worker chunks for the reduce-scatter;
+- `partials`: one micro-shard's partial gradient and cost (forward and backward on its examples);
+- `reference`: the whole algorithm in one process for N simulated workers: the result a
+  distributed run must reproduce, as `trainer.nn.monolithic` is for the chain.
+
+Why bit-identical: a partial gradient depends only on its micro-shard's examples and the weights
+(never on which worker, or how many, computed it); the partials are summed in one tree whose
+shape depends only on MICRO_SHARDS; the optimizer's update is elementwise, so applying it chunk by
+chunk (each worker its own chunk) gives the same bits as applying it to the whole vector.
+"""
