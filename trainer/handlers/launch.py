@@ -10,13 +10,14 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, ceilings, lifecycle, runstart
+from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.parallel import admission
 from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
@@ -48,12 +49,14 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += request_mod.check_against_data(
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
-        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
-        problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
+        problems += capacity.check(admission.cache_needed(request, dataset), svc.settings.cache_capacity_mib)
+        problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
     if request is not None:
         problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
+    if request is not None and not problems:
+        problems += admission.not_yet_runnable(request)
     if problems:
         raise RequestError(problems)
     return request, dataset

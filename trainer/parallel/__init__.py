@@ -1,6 +1,7 @@
 """Data-parallel training: one run's batches across N workers, bit-identical for any N.
 
-The pure rules live here, beneath everything that does I/O (they import only trainer.nn):
+The pure rules live here, beneath everything that does I/O (they import only trainer.nn, and
+`admission` the deployment's capacity and ceilings rules):
 
 - `shards`: the fixed micro-shards (MICRO_SHARDS, whatever the number of workers), which examples
   each holds, and which micro-shards (hence which contiguous slice of the training set) a worker owns;
@@ -9,7 +10,8 @@ The pure rules live here, beneath everything that does I/O (they import only tra
 - `flat`: every parameter in one flat vector, cut into per-worker chunks for the reduce-scatter;
 - `partials`: one micro-shard's partial gradient and cost (forward and backward on its examples);
 - `reference`: the whole algorithm in one process for N simulated workers: the result a
-  distributed run must reproduce, as `trainer.nn.monolithic` is for the chain.
+  distributed run must reproduce, as `trainer.nn.monolithic` is for the chain;
+- `admission`: what the launch checks of a request's `workers` (concurrency, memory, cache, ceilings).
 
 Why bit-identical: a partial gradient depends only on its micro-shard's examples and the weights
 (never on which worker, or how many, computed it); the partials are summed in one tree whose

@@ -61,3 +61,18 @@ def split_batch(columns: np.ndarray | None, examples: int) -> list[np.ndarray]:
         return [np.arange(cut[k], cut[k + 1]) for k in range(MICRO_SHARDS)]
     owner = np.searchsorted(np.asarray(cut[1:]), columns, side="right")
     return [columns[owner == k] for k in range(MICRO_SHARDS)]
+
+
+def held_examples(examples: int, workers: int) -> int:
+    """The most training examples any one of `workers` holds (all of them for one worker)."""
+    return max(hi - lo for lo, hi in (examples_of(examples, micro_shards_of(workers, w)) for w in range(workers)))
+
+
+def fewest_held(examples: int, workers: int) -> int:
+    return min(hi - lo for lo, hi in (examples_of(examples, micro_shards_of(workers, w)) for w in range(workers)))
+
+
+def micro_shard_examples(examples: int, batch: int) -> int:
+    """The most examples one micro-shard computes at once: its share of a full batch, at most the
+    whole mini-batch (all of a batch's examples may fall in one micro-shard's range)."""
+    return min(batch, -(-examples // MICRO_SHARDS))
