@@ -1,0 +1,121 @@
+"""Data-parallel workers reduce through a real (TLS, password) redis-server, with blocking stream
+reads: the result is the one-process reference's, bit for bit, whatever the number of workers,
+and each worker's traffic per step does not grow with their number. The workers are threads of
+this process, each with its own connection (the Lambda invocations that will run them are not
+built yet)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import numpy as np
+import pytest
+import redis
+
+from trainer.nn.init import initialise
+from trainer.parallel import reference, worker
+from trainer.stores.reduction_store import Behind, ReductionStore, Stalled
+
+WAIT_S = 60.0  # the bound of one wait: far above a step here, so only a real stall reaches it
+
+
+def problem(dtype: str, m: int = 211, features: int = 10):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(features, m)).astype(dtype)
+    y = rng.integers(0, 3, size=(1, m)).astype(dtype)
+    sizes = (features, 6, 3)
+    return x, y, initialise(list(sizes), "he", 7, dtype), sizes
+
+
+def job_for(sizes, workers: int, optimizer: str, batch_size, epochs: int = 2) -> worker.Job:
+    return worker.Job(sizes, ("tanh", "softmax"), optimizer, 0.05, 0.3, batch_size, 211, epochs, 9, workers)
+
+
+def run_workers(redis_server, x, y, params, job, run_id, copies=()) -> dict:
+    """Each worker in its own thread and connection; `copies` names workers run twice at once
+    (a duplicate delivery). {(worker, copy): Result or the exception it raised}."""
+    out: dict = {}
+
+    def one(w: int, copy: int) -> None:
+        client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
+        store = ReductionStore(client, run_id, job.workers, str(x.dtype))
+        try:
+            result = worker.train(job, w, worker.holding(x, y, job.workers, w), params, store, WAIT_S)
+            out[(w, copy)] = (result, store.traffic)
+        except Exception as exc:  # a late duplicate may find its step gone
+            out[(w, copy)] = exc
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=one, args=(w, 0)) for w in range(job.workers)]
+    threads += [threading.Thread(target=one, args=(w, 1)) for w in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not any(t.is_alive() for t in threads)
+    return out
+
+
+def bits(params: dict[str, np.ndarray]) -> dict[str, bytes]:
+    return {k: v.tobytes() for k, v in sorted(params.items())}
+
+
+@pytest.mark.parametrize(
+    ("dtype", "optimizer", "batch_size"),
+    [("float64", "adam", None), ("float32", "momentum", 40), ("float32", "gd", None), ("float64", "adam", 64)],
+)
+def test_workers_reducing_through_redis_end_bit_identical_for_1_2_and_4_workers(
+    redis_server, dtype, optimizer, batch_size
+) -> None:
+    x, y, params, sizes = problem(dtype)
+    want_params, want_costs, _ = reference.train(
+        x, y, params, ["tanh", "softmax"], 2, 0.05, optimizer, 0.3, batch_size, 9, workers=1
+    )
+    for n in (1, 2, 4):
+        out = run_workers(redis_server, x, y, params, job_for(sizes, n, optimizer, batch_size), secrets.token_hex(6))
+        for w in range(n):
+            result, _ = out[(w, 0)]
+            assert bits(result.params) == bits(want_params), f"worker {w} of {n} ends on other weights"
+            assert result.costs == want_costs, f"worker {w} of {n} has another cost curve"
+
+
+def test_each_workers_bytes_per_step_do_not_grow_with_the_number_of_workers(redis_server) -> None:
+    x, y, params, sizes = problem("float32")
+    params_bytes = sum(v.nbytes for v in params.values())
+    per_worker = {}
+    for n in (2, 4, 8):
+        out = run_workers(redis_server, x, y, params, job_for(sizes, n, "gd", None, epochs=3), secrets.token_hex(6))
+        moved = [(t.sent + t.received) / r.steps for r, t in out.values()]
+        per_worker[n] = max(moved)
+        # its partial to everyone, everyone's nodes of its chunk, its chunk out, every chunk in: 3 + 1/n
+        # parameter vectors, and the loss sums (8 bytes a node) that chunk 0's owner receives
+        assert per_worker[n] <= (3 + 1 / n) * params_bytes + 32 * n + 16, (n, per_worker[n], params_bytes)
+    assert per_worker[8] <= per_worker[2] * 1.05, per_worker
+
+
+def test_a_duplicate_worker_leaves_the_result_identical(redis_server) -> None:
+    x, y, params, sizes = problem("float64")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 2, 0.05, "adam", 0.3, 64, 9, 4)
+    out = run_workers(redis_server, x, y, params, job_for(sizes, 4, "adam", 64), secrets.token_hex(6), copies=(1, 3))
+    for w in range(4):
+        finished = [out[(w, c)] for c in (0, 1) if (w, c) in out and not isinstance(out[(w, c)], Exception)]
+        assert finished, f"no copy of worker {w} finished: {out}"
+        for result, _ in finished:
+            assert bits(result.params) == bits(want_params) and result.costs == want_costs
+    # A copy that fell behind finds its step's chunks gone and stops, having changed nothing.
+    assert all(isinstance(v, Behind) for v in out.values() if isinstance(v, Exception)), out
+
+
+def test_a_missing_worker_stalls_the_others_only_up_to_the_waits_bound(redis_server) -> None:
+    x, y, params, sizes = problem("float64")
+    job = job_for(sizes, 2, "gd", None)
+    client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
+    store = ReductionStore(client, secrets.token_hex(6), 2, "float64")
+    started = time.monotonic()
+    with pytest.raises(Stalled, match=r"step 0's partials of chunk 0: \[\(3, 1\)\] still missing"):
+        worker.train(job, 0, worker.holding(x, y, 2, 0), params, store, wait_s=1.5)
+    assert 1.5 <= time.monotonic() - started < 10
+    client.close()

@@ -1,0 +1,132 @@
+"""The data-parallel reduction through Redis: partial-gradient nodes to each chunk's owner, and the
+owners' updated chunks back to every worker. Blocking stream reads, never a sleep loop.
+
+Per step s of a run (keys under the run's `lnn:{RUN_ID}:` prefix, so a run's clean-up takes them):
+
+- `dp:s:p:j`, a stream: every worker appends its tree nodes' slices of chunk j (one entry per node:
+  `node` "level.index", `grad` raw bytes) and, for chunk 0, the nodes' loss sums (`cost`, float64).
+  Owner j reads it with XREAD BLOCK until every expected node is there; a node sent twice (a
+  duplicate worker) carries the same bits and is read once.
+- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost as
+  one float64), written once (SET NX).
+- `dp:s:done`, a stream: each owner appends its chunk number; every worker XREAD BLOCKs on it until
+  all chunks are out, then reads them in one MGET.
+
+Tensors travel as raw bytes of the run's dtype, their shapes known to both ends from the layout;
+nothing is pickled. Owner j deletes step s-1's keys of chunk j once it has every node of step s (a
+worker sends step s only after it gathered step s-1), so the cache holds at most two steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trainer.parallel.tree import Node
+
+BLOCK_MS = 1_000  # one blocking read's bound: the wait goes on, read after read, until its deadline
+EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all died
+
+
+class Stalled(TimeoutError):
+    """A step's nodes or chunks did not all arrive within the wait's bound."""
+
+
+class Behind(RuntimeError):
+    """A step's chunks are gone: every worker gathered them and the run moved on (this is a late
+    copy of a worker)."""
+
+
+@dataclass
+class Traffic:
+    """Bytes this worker moved through the cache (payloads, not protocol)."""
+
+    sent: int = 0
+    received: int = 0
+    per_step: list[tuple[int, int]] = field(default_factory=list)
+
+
+class ReductionStore:
+    def __init__(self, client, run_id: str, workers: int, dtype: str):
+        self.client, self.run_id, self.workers, self.dtype = client, run_id, workers, np.dtype(dtype)
+        self.traffic = Traffic()
+
+    def _key(self, step: int, kind: str) -> str:
+        return f"lnn:{{{self.run_id}}}:dp:{step}:{kind}"
+
+    # -- a worker's partials --------------------------------------------------------------------
+    def send(self, step: int, nodes: dict[Node, tuple[np.ndarray, np.ndarray]], chunks: list[tuple[int, int]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for j, (a, b) in enumerate(chunks):
+            key = self._key(step, f"p:{j}")
+            for (level, index), (grad, cost) in nodes.items():
+                entry = {"node": f"{level}.{index}", "grad": grad[a:b].tobytes()}
+                if j == 0:
+                    entry["cost"] = cost.astype(np.float64).tobytes()
+                self.traffic.sent += sum(len(v) for v in entry.values() if isinstance(v, bytes))
+                pipe.xadd(key, entry)
+            pipe.expire(key, EXPIRE_S)
+        pipe.execute()
+
+    def collect(
+        self, step: int, chunk: int, expected: set[Node], deadline: float
+    ) -> dict[Node, tuple[np.ndarray, np.ndarray | None]]:
+        """Every expected node's slice of `chunk` (and its loss sum, for chunk 0), waiting for them."""
+        key, last, got = self._key(step, f"p:{chunk}"), "0-0", {}
+        what = f"step {step}'s partials of chunk {chunk}"
+        while len(got) < len(expected):
+            for _, entries in self._read(key, last, deadline, what, got, expected):
+                for entry_id, fields in entries:
+                    last = entry_id
+                    level, index = (int(v) for v in fields[b"node"].decode().split("."))
+                    node = (level, index)
+                    if node in got or node not in expected:
+                        continue
+                    self.traffic.received += len(fields[b"grad"]) + len(fields.get(b"cost", b""))
+                    cost = np.frombuffer(fields[b"cost"], dtype=np.float64).copy() if b"cost" in fields else None
+                    got[node] = (np.frombuffer(fields[b"grad"], dtype=self.dtype).copy(), cost)
+        if step > 0:  # everyone sent step s, so everyone gathered step s - 1: its keys of this chunk are done
+            old = [self._key(step - 1, f"p:{chunk}"), self._key(step - 1, f"w:{chunk}")]
+            self.client.delete(*old, *([self._key(step - 1, "done")] if chunk == 0 else []))
+        return got
+
+    # -- the owners' chunks ---------------------------------------------------------------------
+    def publish(self, step: int, chunk: int, values: np.ndarray, cost: float | None) -> None:
+        payload = values.tobytes() + (np.array([cost], dtype=np.float64).tobytes() if cost is not None else b"")
+        self.traffic.sent += len(payload)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._key(step, f"w:{chunk}"), payload, nx=True, ex=EXPIRE_S)
+        pipe.xadd(self._key(step, "done"), {"chunk": str(chunk)})
+        pipe.expire(self._key(step, "done"), EXPIRE_S)
+        pipe.execute()
+
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float]:
+        """Every owner's updated chunk, in order, and the batch's cost (from chunk 0)."""
+        key, last, seen = self._key(step, "done"), "0-0", set()
+        everyone = set(range(self.workers))
+        while seen != everyone:
+            for _, entries in self._read(key, last, deadline, f"step {step}'s updated chunks", seen, everyone):
+                for entry_id, fields in entries:
+                    last = entry_id
+                    seen.add(int(fields[b"chunk"]))
+        blobs = self.client.mget([self._key(step, f"w:{j}") for j in range(self.workers)])
+        if any(b is None for b in blobs):
+            raise Behind(f"step {step}'s chunks are gone: the run's workers are past it")
+        self.traffic.received += sum(len(b) for b in blobs)
+        chunks = [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs[1:]]
+        first = blobs[0]
+        cost = float(np.frombuffer(first[-8:], dtype=np.float64)[0])
+        chunks.insert(0, np.frombuffer(first[:-8], dtype=self.dtype).copy())
+        return chunks, cost
+
+    def end_step(self) -> None:
+        self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
+
+    def _read(self, key: str, last: str, deadline: float, what: str, have, want):
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            missing = sorted(set(want) - set(have))
+            raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
+        return self.client.xread({key: last}, block=min(BLOCK_MS, left_ms)) or []
