@@ -39,6 +39,8 @@ class RunConfig:
     # with them when the trial starts. 0 without early stopping, and in configs stored before the
     # field existed (their scheduler reads it from the sweep's request).
     reduction_factor: int = 0
+    # Data-parallel workers (trainer/parallel); 1 is the chain. Configs stored before the field read as 1.
+    workers: int = 1
 
     @property
     def layers(self) -> int:

@@ -56,6 +56,7 @@ def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep:
         checkpoint_every=request.checkpoint_every,
         data_digest=dataset.digest(),
         dataset=request.dataset,
+        workers=request.workers,
         **sweep,
     )
 

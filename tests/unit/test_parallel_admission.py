@@ -14,8 +14,6 @@ from trainer.handlers import launch
 from trainer.parallel import admission, shards, tree
 from trainer.sweep import scheduler
 
-NOT_YET = "cannot run them yet"
-
 
 def _parsed(**fields):
     request, problems = request_mod.parse({**MOONS, **fields})
@@ -35,9 +33,8 @@ def test_without_workers_a_request_is_the_one_chain_as_before() -> None:
     assert launch.validate({**MOONS, "workers": 1}, services())[0] == request
 
 
-def test_a_data_parallel_request_that_passes_every_check_is_refused_until_workers_can_run() -> None:
-    problems = refusal(lambda: launch.validate({**MOONS, "workers": 4}, services()))
-    assert len(problems) == 1 and problems[0].startswith("workers: 4 data-parallel workers") and NOT_YET in problems[0]
+def test_a_data_parallel_request_within_every_bound_is_accepted() -> None:
+    assert launch.validate({**MOONS, "workers": 4}, services())[0].workers == 4
 
 
 def test_more_workers_than_the_trainer_may_run_at_once_are_refused() -> None:
@@ -47,9 +44,7 @@ def test_more_workers_than_the_trainer_may_run_at_once_are_refused() -> None:
         "ceiling of 6 concurrent chains (the trainer's reserved concurrency, TRAINER_RESERVED_CONCURRENCY); "
         "use fewer workers"
     ]
-    assert refusal(lambda: launch.validate({**MOONS, "workers": 6}, services(concurrent_chains=6)))[0].endswith(
-        "omit workers (or set 1) to train as one chain"
-    )
+    assert launch.validate({**MOONS, "workers": 6}, services(concurrent_chains=6))[0].workers == 6
 
 
 def test_every_worker_must_hold_some_examples() -> None:
@@ -69,9 +64,9 @@ def test_each_worker_counts_its_invocations_against_the_ceiling() -> None:
     request = {**MOONS, "batch_size": 10, "workers": 4}
     problems = refusal(lambda: launch.validate(request, services(run_invocations=19)))
     assert [p for p in problems if p.startswith("invocations: 4 workers need at least 20 ")], problems
-    assert NOT_YET in refusal(lambda: launch.validate(request, services(run_invocations=20)))[0]
+    assert launch.validate(request, services(run_invocations=20))[0].workers == 4
     # The chain's plan (45,301 steps of layers) is not a data-parallel run's: 9,000 steps of batches.
-    assert NOT_YET in refusal(lambda: launch.validate(request, services(run_steps=9_000, run_invocations=20)))[0]
+    assert launch.validate(request, services(run_steps=9_000, run_invocations=20))[0].workers == 4
     steps = refusal(lambda: launch.validate(request, services(run_steps=8_999)))
     assert [p for p in steps if p.startswith("steps: the run plans 9,000 steps (300 epochs x 30 batches)")], steps
 
@@ -84,8 +79,7 @@ def test_a_network_one_trainer_cannot_hold_trains_in_workers_each_holding_a_shar
     object.__setattr__(small.settings, "memory_mb", 16)
     one = refusal(lambda: launch.validate(request, small))
     assert [p for p in one if p.startswith("network too large: needs about 14 MiB")], one
-    four = refusal(lambda: launch.validate({**request, "workers": 4}, small))
-    assert len(four) == 1 and NOT_YET in four[0], four
+    assert launch.validate({**request, "workers": 4}, small)[0].workers == 4
 
 
 def test_a_worker_holds_a_quarter_of_the_data_of_four() -> None:
@@ -117,8 +111,7 @@ def test_the_cache_holds_the_data_parameters_state_and_the_partials_in_flight() 
     request = {**MOONS, "neurons": {"layer1": 3000, "layer2": 1}, "workers": 16, "optimizer": "adam"}
     problems = refusal(lambda: launch.validate(request, small))
     assert [p for p in problems if p.startswith("dataset: the run needs about")], problems
-    fits = refusal(lambda: launch.validate({**request, "workers": 2}, small))
-    assert len(fits) == 1 and NOT_YET in fits[0]
+    assert launch.validate({**request, "workers": 2}, small)[0].workers == 2
 
 
 def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
@@ -132,4 +125,5 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     problems = refusal(lambda: scheduler.validate(payload, services(concurrent_chains=10)))
     assert [p for p in problems if p.startswith("max_concurrency: 3 trials at once x 4 worker(s) is 12 ")], problems
     fits = refusal(lambda: scheduler.validate({**payload, "max_concurrency": 2}, services(concurrent_chains=10)))
-    assert fits == [f"every trial (4): {p}" for p in admission.not_yet_runnable(_parsed(workers=4))]
+    assert fits == [f"every trial (4): {p}" for p in admission.in_a_sweep(_parsed(workers=4))]
+    assert fits[0].startswith("every trial (4): workers: a sweep's trials cannot be data-parallel yet")

@@ -17,7 +17,7 @@ from trainer.data.loader import DatasetError, prepare, read_checked
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
-from trainer.parallel import admission
+from trainer.parallel import admission, launching
 from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
@@ -55,8 +55,6 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
-    if request is not None and not problems:
-        problems += admission.not_yet_runnable(request)
     if problems:
         raise RequestError(problems)
     return request, dataset
@@ -78,9 +76,14 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     config = runstart.config_for(request, dataset, run_id)
     if not runstart.record(svc, request, config) and not _retry_of_unfinished_launch(svc, request, config):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
-    runstart.put_state(svc, request, dataset, config)  # False: this launch's earlier attempt put it
+    parallel = config.workers > 1
+    # False: this launch's earlier attempt put it
+    (launching.put_state if parallel else runstart.put_state)(svc, request, dataset, config)
     try:
-        runstart.first_hop(svc, run_id)
+        if parallel:
+            launching.first_hops(svc, config)  # one event per worker
+        else:
+            runstart.first_hop(svc, run_id)
     except Exception as exc:
         svc.run_store.mark_failed(
             run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__, Handoff.LAUNCH

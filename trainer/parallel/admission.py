@@ -96,12 +96,12 @@ def problems(request: TrainingRequest, examples: int, settings: Settings) -> lis
     return found
 
 
-def not_yet_runnable(request: TrainingRequest) -> list[str]:
-    """The workers' execution on Lambda is the next part of this work: until it lands, a request
-    that passed every check above is refused rather than quietly run as one chain."""
+def in_a_sweep(request: TrainingRequest) -> list[str]:
+    """A sweep's trials start as chains (trainer.sweep.scheduler): until they can start as
+    workers, a data-parallel trial is refused rather than quietly run as one chain."""
     if request.workers == 1:
         return []
     return [
-        f"workers: {request.workers} data-parallel workers passed every check, but this version cannot "
-        "run them yet; omit workers (or set 1) to train as one chain"
+        f"workers: a sweep's trials cannot be data-parallel yet ({request.workers} workers asked); "
+        "omit workers from the sweep's base"
     ]

@@ -121,6 +121,32 @@ class ReductionStore:
         chunks.insert(0, np.frombuffer(first[:-8], dtype=self.dtype).copy())
         return chunks, cost
 
+    # -- the run's end ---------------------------------------------------------------------------
+    def report(self, worker: int, correct: int) -> None:
+        """After its last gather: this worker's count of its examples the final model classifies
+        right (the train accuracy's share), which also tells worker 0 that it is done."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self._key(-1, "final"), {"worker": str(worker), "correct": str(int(correct))})
+        pipe.expire(self._key(-1, "final"), EXPIRE_S)
+        pipe.execute()
+
+    def reports(self, deadline: float) -> dict[int, int]:
+        """Every worker's report, waiting for them."""
+        key, last, got = self._key(-1, "final"), "0-0", {}
+        everyone = set(range(self.workers))
+        while set(got) != everyone:
+            for _, entries in self._read(key, last, deadline, "the workers' final reports", got, everyone):
+                for entry_id, fields in entries:
+                    last = entry_id
+                    got.setdefault(int(fields[b"worker"]), int(fields[b"correct"]))
+        return got
+
+    def clear(self) -> None:
+        """Every reduction key of the run (once every worker has reported, nobody reads them)."""
+        keys = list(self.client.scan_iter(match=f"lnn:{{{self.run_id}}}:dp:*", count=500))
+        if keys:
+            self.client.delete(*keys)
+
     def end_step(self) -> None:
         self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
 

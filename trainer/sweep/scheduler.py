@@ -138,7 +138,7 @@ def validate(payload: Any, svc: Any) -> Checked:
             )
             trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
             trial_problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
-            trial_problems += admission.not_yet_runnable(request)
+            trial_problems += admission.in_a_sweep(request)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "

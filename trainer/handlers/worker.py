@@ -1,0 +1,181 @@
+"""A data-parallel worker's invocation (the TrainerLambda, for events of state `dp_worker`).
+
+Its life: triage (the run's config, cancelled, or finished already) → load its own micro-shards
+of the training set → every step of the run (trainer.parallel.worker, reducing through the cache)
+→ report its share of the train accuracy → worker 0 only: wait for every report, then commit the
+finish at the chain's finish position and complete it exactly as the chain does (trainer.effects:
+epoch items, model, SUCCEEDED, one message), or, when another copy committed it, complete that.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer import effects, engine, warm
+from trainer import services as services_mod
+from trainer.data import normalize
+from trainer.errors import EventError
+from trainer.logs import get_logger
+from trainer.parallel import launching, shards, worker
+from trainer.parallel.step import Held
+from trainer.request import RUN_ID_PATTERN
+from trainer.runconfig import RunConfig
+from trainer.stores.reduction_store import ReductionStore
+from trainer.stores.tensor_store import CommitResult
+from trainer.vocabulary import Outcome
+
+logger = get_logger("lnn-trainer")
+
+# The bound of one wait for the other workers: past it the worker fails (Lambda retries it).
+WAIT_S = 60.0
+EVENT_KEYS = {"state", "run_id", "worker"}
+_DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    run_id: str
+    worker: int
+
+
+def is_worker_event(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("state") == launching.WORKER_STATE
+
+
+def parse(payload: Any) -> WorkerEvent:
+    if set(payload) != EVENT_KEYS:
+        raise EventError(f"a worker event has exactly the keys {sorted(EVENT_KEYS)}, got {sorted(map(str, payload))}")
+    run_id, number = payload["run_id"], payload["worker"]
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise EventError("worker event: run_id is not a run id")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < shards.MAX_WORKERS:
+        raise EventError(f"worker event: worker must be an integer 0..{shards.MAX_WORKERS - 1}")
+    return WorkerEvent(run_id, number)
+
+
+def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
+    return WorkerInvocation(parse(payload), context, svc).handle()
+
+
+class WorkerInvocation:
+    def __init__(self, event: WorkerEvent, context: Any, svc: services_mod.Services):
+        self.event, self.svc = event, svc
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
+        self.run_id, self.worker = event.run_id, event.worker
+        self.token = secrets.token_hex(8)
+
+    def handle(self) -> dict[str, Any]:
+        config = warm.run_config(self.svc, self.run_id)
+        if config.workers < 2 or self.worker >= config.workers:
+            raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
+        names = engine.weight_names(config)
+        cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, names)
+        if cancelled:
+            return self.result(Outcome.CANCELLED)
+        if cursor != -1:  # the finish is committed: a duplicate or a retry after it
+            return self.complete_committed(config, cursor)
+        started = time.monotonic()
+        store = ReductionStore(self.svc.tensor_store.client, self.run_id, config.workers, config.dtype)
+        held = self.held(config)
+        outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S)
+        correct = int(np.sum(engine.predict(config.activations, outcome.params, held.x) == held.y.astype(np.int64)))
+        store.report(self.worker, correct)
+        logger.info(
+            "worker steps done",
+            extra={
+                "run_id": self.run_id,
+                "worker": self.worker,
+                "steps": outcome.steps,
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                "bytes_sent": store.traffic.sent,
+                "bytes_received": store.traffic.received,
+            },
+        )
+        if self.worker != 0:
+            return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+        counts = store.reports(time.monotonic() + WAIT_S)
+        store.clear()
+        return self.finish(config, outcome, sum(counts.values()), started)
+
+    def held(self, config: RunConfig) -> Held:
+        """This worker's micro-shards of the training set, read from the cache and normalised as
+        the chain's data is (elementwise, so a slice's values are the whole set's there)."""
+        mine = shards.micro_shards_of(config.workers, self.worker)
+        names = [n for k in mine for n in (launching.x_name(k), launching.y_name(k))]
+        arrays = self.svc.tensor_store.get_data(self.run_id, [*names, "shift", "scale"])
+        xs = [arrays[launching.x_name(k)] for k in mine]
+        y = np.concatenate([arrays[launching.y_name(k)] for k in mine], axis=1)
+        stats = {"shift": arrays["shift"], "scale": arrays["scale"]}
+        if xs[0].dtype.kind in "ui":  # raw integers, examples first: normalised here as TrainData does
+            x = normalize.apply(stats, np.concatenate(xs, axis=0), config.dtype)
+        else:
+            x = np.asfortranarray(np.concatenate(xs, axis=1))
+        first, _ = shards.examples_of(config.examples, mine)
+        return Held(x, np.ascontiguousarray(y), first)
+
+    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, started: float) -> dict[str, Any]:
+        arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
+        x_test = arrays["x_test"]
+        if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
+            x_test = normalize.apply({"shift": arrays["shift"], "scale": arrays["scale"]}, x_test, config.dtype)
+        run = self.svc.run_store.get_run(self.run_id)
+        now = time.time()
+        metrics = {
+            "final_cost": outcome.costs[-1],
+            "train_accuracy": correct / config.examples,
+            "test_accuracy": engine.accuracy(config, outcome.params, x_test, arrays["y_test"]),
+            "duration_s": round(now - float(run["created_at"]), 3),
+            "finished_at": now,
+            "epochs": config.epochs,
+        }
+        elapsed = (time.monotonic() - started) / max(1, config.epochs)
+        epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
+        seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
+        outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
+        weights = {n: outcome.params[n] for n in engine.weight_names(config)}
+        answer = self.svc.tensor_store.commit(self.run_id, -1, seq, weights, outbox.to_json())
+        if answer is CommitResult.OK:
+            effects.complete(
+                self.svc, config, outbox, lambda names: {n: weights[n] for n in names}, self.token, self.context
+            )
+            return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
+        if answer is CommitResult.CANCELLED:
+            return self.result(Outcome.CANCELLED)
+        return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def complete_committed(self, config: RunConfig, position: int) -> dict[str, Any]:
+        """Another copy committed the finish: complete what it may have left undone, as a chain copy
+        behind the chain does."""
+        text = self.svc.tensor_store.outbox(self.run_id, position)
+        if text is not None:
+            outbox = effects.Outbox.from_json(text)
+
+            def tensors(names: list[str]) -> dict[str, Any]:
+                return self.svc.tensor_store.read_at(self.run_id, position, names)
+
+            effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+        return self.result(Outcome.DUPLICATE, last_seq=position)
+
+    def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
+        return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}
+
+
+def job_of(config: RunConfig) -> worker.Job:
+    return worker.Job(
+        sizes=config.sizes,
+        activations=config.activations,
+        optimizer=config.optimizer,
+        learning_rate=config.learning_rate,
+        l2=config.l2,
+        batch_size=None if config.full_batch else config.batch_size,
+        examples=config.examples,
+        epochs=config.epochs,
+        seed=config.seed,
+        workers=config.workers,
+    )
