@@ -103,12 +103,13 @@ def test_the_cache_holds_the_data_parameters_state_and_the_partials_in_flight() 
     covers = [[(2, 0), (1, 2)], [(1, 3), (1, 4), (0, 10)], [(0, 11), (2, 3)]]  # 6 + 5 + 5 micro-shards
     assert [tree.cover(shards.micro_shards_of(3, w)) for w in range(3)] == covers
     assert admission.reduction_nodes(3) == 7
-    assert admission.cache_bytes(1000, sizes, 4, "adam", 4) == 1000 + 4 * params * (1 + 2 + 2 * 4)
-    assert admission.cache_bytes(1000, sizes, 8, "gd", 16) == 1000 + 8 * params * (1 + 2 * 16)
+    # parameters and state, then three kept steps of nodes, parameters and state
+    assert admission.cache_bytes(1000, sizes, 4, "adam", 4) == 1000 + 4 * params * (1 + 2 + 3 * (4 + 1 + 2))
+    assert admission.cache_bytes(1000, sizes, 8, "gd", 16) == 1000 + 8 * params * (1 + 3 * (16 + 1))
     # Over the capacity, the launch names the cache.
     small = services()
     object.__setattr__(small.settings, "cache_capacity_mib", 1)
-    request = {**MOONS, "neurons": {"layer1": 3000, "layer2": 1}, "workers": 16, "optimizer": "adam"}
+    request = {**MOONS, "neurons": {"layer1": 1500, "layer2": 1}, "workers": 16, "optimizer": "adam"}
     problems = refusal(lambda: launch.validate(request, small))
     assert [p for p in problems if p.startswith("dataset: the run needs about")], problems
     assert launch.validate({**request, "workers": 2}, small)[0].workers == 2

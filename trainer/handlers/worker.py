@@ -26,7 +26,7 @@ from trainer.parallel import launching, shards, worker
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
-from trainer.stores.reduction_store import ReductionStore
+from trainer.stores.reduction_store import Behind, ReductionStore
 from trainer.stores.tensor_store import CommitResult
 from trainer.vocabulary import Outcome
 
@@ -83,7 +83,11 @@ class WorkerInvocation:
         started = time.monotonic()
         store = ReductionStore(self.svc.tensor_store.client, self.run_id, config.workers, config.dtype)
         held = self.held(config)
-        outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S)
+        try:
+            outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S)
+        except Behind as exc:  # a late copy: the other copy of this worker carried the run past it
+            logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
+            return self.result(Outcome.DUPLICATE)
         correct = int(np.sum(engine.predict(config.activations, outcome.params, held.x) == held.y.astype(np.int64)))
         store.report(self.worker, correct)
         logger.info(
@@ -92,6 +96,7 @@ class WorkerInvocation:
                 "run_id": self.run_id,
                 "worker": self.worker,
                 "steps": outcome.steps,
+                "rejoined_at": outcome.rejoined_at,
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
                 "bytes_sent": store.traffic.sent,
                 "bytes_received": store.traffic.received,
@@ -100,8 +105,9 @@ class WorkerInvocation:
         if self.worker != 0:
             return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
         counts = store.reports(time.monotonic() + WAIT_S)
-        store.clear()
-        return self.finish(config, outcome, sum(counts.values()), started)
+        answer = self.finish(config, outcome, sum(counts.values()), started)
+        store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
+        return answer
 
     def held(self, config: RunConfig) -> Held:
         """This worker's micro-shards of the training set, read from the cache and normalised as

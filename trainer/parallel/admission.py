@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 # Optimizer state per parameter held beside the parameters (momentum: a velocity; adam: two moments).
 STATE_SLOTS = {"gd": 0, "momentum": 1, "adam": 2}
-# Partials in flight: a step's, and the next step's written by a worker that finished early.
-IN_FLIGHT_STEPS = 2
+# Steps the cache keeps (trainer.stores.reduction_store): the one a worker that rejoins starts from,
+# the one being reduced, and the next, written by a worker that finished early.
+IN_FLIGHT_STEPS = 3
 
 
 def reduction_nodes(workers: int) -> int:
@@ -40,10 +41,11 @@ def parameter_count(sizes: list[int] | tuple[int, ...]) -> int:
 
 def cache_bytes(data_bytes: int, sizes: list[int], itemsize: int, optimizer: str, workers: int) -> int:
     """Bytes a data-parallel run keeps in the cache: the data (every shard), the parameters and
-    the optimizer's state, and the partial-gradient nodes of the steps in flight. No activation
+    the optimizer's state, and each kept step's partial-gradient nodes, parameters and state. No activation
     goes through the cache: each worker keeps its micro-shards' in its own memory."""
     params = parameter_count(sizes)
-    slots = 1 + STATE_SLOTS[optimizer] + IN_FLIGHT_STEPS * reduction_nodes(workers)
+    state = STATE_SLOTS[optimizer]
+    slots = 1 + state + IN_FLIGHT_STEPS * (reduction_nodes(workers) + 1 + state)
     return data_bytes + itemsize * params * slots
 
 

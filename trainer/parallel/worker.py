@@ -46,17 +46,28 @@ class Job:
 class Exchange(Protocol):
     def send(self, step: int, nodes: dict, chunks: list[tuple[int, int]]) -> None: ...
     def collect(self, step: int, chunk: int, expected: set, deadline: float) -> dict: ...
-    def publish(self, step: int, chunk: int, values: np.ndarray, cost: float | None) -> None: ...
-    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float]: ...
+    def publish(
+        self,
+        step: int,
+        chunk: int,
+        values: np.ndarray,
+        state: np.ndarray,
+        costs: tuple[float, float] | None,
+        epoch_done: int | None = None,
+    ) -> None: ...
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]: ...
+    def resume_point(self) -> int: ...
+    def state(self, step: int, chunk: int) -> np.ndarray: ...
+    def epoch_costs(self) -> dict[int, float]: ...
     def end_step(self) -> None: ...
 
 
 @dataclass
 class Result:
     params: dict[str, np.ndarray]
-    costs: list[float]
-    state: dict[str, np.ndarray]  # this worker's chunk of the optimizer's state ("v", "s")
-    steps: int
+    costs: list[float]  # every epoch's, as chunk 0's owner recorded them
+    steps: int  # the steps this invocation ran
+    rejoined_at: int  # the step it started after (-1: from the launch's parameters)
 
 
 def expected_nodes(workers: int) -> set[tree.Node]:
@@ -71,62 +82,69 @@ def train(
     exchange: Exchange,
     wait_s: float,
 ) -> Result:
-    """Every step of the run as worker `worker`, from the initial `params`; each wait for the other
-    workers is bounded by `wait_s` (reduction_store.Stalled past it)."""
+    """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
+    started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
+    other workers is bounded by `wait_s` (reduction_store.Stalled past it)."""
     layout = Layout.of(job.sizes)
     chunks = layout.chunks(job.workers)
     a, b = chunks[worker]
-    flat = layout.flatten(params)
     keys = step.state_keys(job.optimizer)
+    flat = layout.flatten(params)
     state = {k: np.zeros(b - a, dtype=flat.dtype) for k in keys}
+    running = np.zeros(1)
+    resumed = exchange.resume_point()
+    if resumed >= 0:
+        pieces, _, cost = exchange.gather(resumed, time.monotonic() + wait_s)
+        flat = np.concatenate(pieces)
+        saved = exchange.state(resumed, worker)
+        state = {k: saved[i * (b - a) : (i + 1) * (b - a)].copy() for i, k in enumerate(keys)}
+        running = np.array([cost])
     expected = expected_nodes(job.workers)
     count = len(job.activations)
-    costs, number = [], 0
-    for epoch in range(job.epochs):
+    total = job.epochs * job.batches
+    for number in range(resumed + 1, total):
+        epoch, batch = divmod(number, job.batches)
         full = job.batch_size is None or job.batch_size >= job.examples
-        order = None if full else epoch_permutation(job.seed, epoch, job.examples)
-        epoch_cost = np.zeros(1)
-        for batch in range(job.batches):
-            columns = None if order is None else order[batch * job.size : (batch + 1) * job.size]
-            m = job.examples if columns is None else len(columns)
-            current = layout.unflatten(flat)
-            nodes = step.worker_nodes(
-                layout,
-                current,
-                job.activations,
-                held,
-                shards.split_batch(columns, job.examples),
-                m,
-                job.workers,
-                worker,
-            )
-            exchange.send(number, nodes, chunks)
-            got = exchange.collect(number, worker, expected, time.monotonic() + wait_s)
-            new, state = step.owner_update(
-                layout,
-                chunks[worker],
-                {node: grad for node, (grad, _) in got.items()},
-                flat[a:b],
-                state,
-                job.optimizer,
-                job.learning_rate,
-                job.l2,
-                m,
-                epoch * job.batches + batch + 1,
-            )
-            cost = None
-            if worker == 0:  # chunk 0's owner also sums the loss, in the same tree
-                cost = float(tree.root_value({node: c for node, (_, c) in got.items()})[0]) / m
-                if job.l2:
-                    cost += job.l2 / (2 * m) * step.l2_sum(current, count)
-            exchange.publish(number, worker, new, cost)
-            pieces, batch_cost = exchange.gather(number, time.monotonic() + wait_s)
-            flat = np.concatenate(pieces)
-            epoch_cost = epoch_cost + batch_cost * (m / job.examples)
-            exchange.end_step()
-            number += 1
-        costs.append(float(epoch_cost[0]))
-    return Result(layout.unflatten(flat), costs, state, number)
+        columns = (
+            None
+            if full
+            else epoch_permutation(job.seed, epoch, job.examples)[batch * job.size : (batch + 1) * job.size]
+        )
+        m = job.examples if columns is None else len(columns)
+        if batch == 0:
+            running = np.zeros(1)
+        current = layout.unflatten(flat)
+        split = shards.split_batch(columns, job.examples)
+        nodes = step.worker_nodes(layout, current, job.activations, held, split, m, job.workers, worker)
+        exchange.send(number, nodes, chunks)
+        got = exchange.collect(number, worker, expected, time.monotonic() + wait_s)
+        new, state = step.owner_update(
+            layout,
+            chunks[worker],
+            {node: grad for node, (grad, _) in got.items()},
+            flat[a:b],
+            state,
+            job.optimizer,
+            job.learning_rate,
+            job.l2,
+            m,
+            number + 1,
+        )
+        costs, closes = None, None
+        if worker == 0:  # chunk 0's owner also sums the loss, in the same tree, and keeps the epoch's
+            cost = float(tree.root_value({node: c for node, (_, c) in got.items()})[0]) / m
+            if job.l2:
+                cost += job.l2 / (2 * m) * step.l2_sum(current, count)
+            costs = (cost, float((running + cost * (m / job.examples))[0]))
+            closes = epoch if batch == job.batches - 1 else None
+        packed = np.concatenate([state[k] for k in keys]) if keys else flat[:0]
+        exchange.publish(number, worker, new, packed, costs, closes)
+        pieces, _, cost = exchange.gather(number, time.monotonic() + wait_s)
+        flat = np.concatenate(pieces)
+        running = np.array([cost])
+        exchange.end_step()
+    recorded = exchange.epoch_costs()
+    return Result(layout.unflatten(flat), [recorded[e] for e in range(job.epochs)], total - resumed - 1, resumed)
 
 
 def holding(x: np.ndarray, y: np.ndarray, workers: int, worker: int) -> step.Held:

@@ -7,14 +7,18 @@ Per step s of a run (keys under the run's `lnn:{RUN_ID}:` prefix, so a run's cle
   `node` "level.index", `grad` raw bytes) and, for chunk 0, the nodes' loss sums (`cost`, float64).
   Owner j reads it with XREAD BLOCK until every expected node is there; a node sent twice (a
   duplicate worker) carries the same bits and is read once.
-- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost as
-  one float64), written once (SET NX).
+- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost and
+  the epoch's running cost, float64), written once (SET NX); `dp:s:st:j` its chunk of the
+  optimizer's state, read only by a worker that rejoins; `dp:latest`, a sorted set, each chunk's
+  newest published step (ZADD GT); `dp:epochs`, a hash, every finished epoch's cost.
 - `dp:s:done`, a stream: each owner appends its chunk number; every worker XREAD BLOCKs on it until
   all chunks are out, then reads them in one MGET.
 
 Tensors travel as raw bytes of the run's dtype, their shapes known to both ends from the layout;
-nothing is pickled. Owner j deletes step s-1's keys of chunk j once it has every node of step s (a
-worker sends step s only after it gathered step s-1), so the cache holds at most two steps.
+nothing is pickled. Owner j deletes step s-2's keys of chunk j once it has every node of step s, so
+the cache holds at most three steps, and the newest step every chunk has published (the resume
+point of a worker that rejoins: `resume_point`) is always still there: no owner can have every node
+of the step after next without every worker having gathered the next.
 """
 
 from __future__ import annotations
@@ -87,23 +91,61 @@ class ReductionStore:
                     self.traffic.received += len(fields[b"grad"]) + len(fields.get(b"cost", b""))
                     cost = np.frombuffer(fields[b"cost"], dtype=np.float64).copy() if b"cost" in fields else None
                     got[node] = (np.frombuffer(fields[b"grad"], dtype=self.dtype).copy(), cost)
-        if step > 0:  # everyone sent step s, so everyone gathered step s - 1: its keys of this chunk are done
-            old = [self._key(step - 1, f"p:{chunk}"), self._key(step - 1, f"w:{chunk}")]
-            self.client.delete(*old, *([self._key(step - 1, "done")] if chunk == 0 else []))
+        if step > 1:  # everyone gathered step s - 1: step s - 2 is no worker's resume point any more
+            kinds = ("p", "w", "st")
+            old = [self._key(step - 2, f"{kind}:{chunk}") for kind in kinds]
+            self.client.delete(*old, *([self._key(step - 2, "done")] if chunk == 0 else []))
         return got
 
     # -- the owners' chunks ---------------------------------------------------------------------
-    def publish(self, step: int, chunk: int, values: np.ndarray, cost: float | None) -> None:
-        payload = values.tobytes() + (np.array([cost], dtype=np.float64).tobytes() if cost is not None else b"")
-        self.traffic.sent += len(payload)
+    def publish(
+        self,
+        step: int,
+        chunk: int,
+        values: np.ndarray,
+        state: np.ndarray,
+        costs: tuple[float, float] | None,
+        epoch_done: int | None = None,
+    ) -> None:
+        """Owner `chunk`'s update of `step`: its parameters (chunk 0 with the batch's cost and the
+        epoch's running cost), its optimizer state, and, when the step closed an epoch, that epoch's cost."""
+        payload = values.tobytes() + (np.array(costs, dtype=np.float64).tobytes() if costs is not None else b"")
+        self.traffic.sent += len(payload) + state.nbytes
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self._key(step, f"w:{chunk}"), payload, nx=True, ex=EXPIRE_S)
+        pipe.set(self._key(step, f"st:{chunk}"), state.tobytes(), nx=True, ex=EXPIRE_S)
+        if epoch_done is not None and costs is not None:
+            pipe.hsetnx(self._run_key("epochs"), str(epoch_done), repr(costs[1]))
+            pipe.expire(self._run_key("epochs"), EXPIRE_S)
+        pipe.zadd(self._run_key("latest"), {str(chunk): step}, gt=True)
+        pipe.expire(self._run_key("latest"), EXPIRE_S)
         pipe.xadd(self._key(step, "done"), {"chunk": str(chunk)})
         pipe.expire(self._key(step, "done"), EXPIRE_S)
         pipe.execute()
 
-    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float]:
-        """Every owner's updated chunk, in order, and the batch's cost (from chunk 0)."""
+    def resume_point(self) -> int:
+        """The newest step whose every chunk is published (-1: none yet, start from the launch's
+        parameters): where a worker that starts again (Lambda's retry of a killed one) rejoins."""
+        latest = dict(self.client.zrange(self._run_key("latest"), 0, -1, withscores=True))
+        if len(latest) < self.workers:
+            return -1
+        return int(min(latest.values()))
+
+    def state(self, step: int, chunk: int) -> np.ndarray:
+        blob = self.client.get(self._key(step, f"st:{chunk}"))
+        if blob is None:
+            raise Behind(f"step {step}'s optimizer state of chunk {chunk} is gone")
+        self.traffic.received += len(blob)
+        return np.frombuffer(blob, dtype=self.dtype).copy()
+
+    def epoch_costs(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
+
+    def _run_key(self, kind: str) -> str:
+        return f"lnn:{{{self.run_id}}}:dp:{kind}"
+
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]:
+        """Every owner's updated chunk, in order, the batch's cost and the epoch's running cost."""
         key, last, seen = self._key(step, "done"), "0-0", set()
         everyone = set(range(self.workers))
         while seen != everyone:
@@ -117,22 +159,22 @@ class ReductionStore:
         self.traffic.received += sum(len(b) for b in blobs)
         chunks = [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs[1:]]
         first = blobs[0]
-        cost = float(np.frombuffer(first[-8:], dtype=np.float64)[0])
-        chunks.insert(0, np.frombuffer(first[:-8], dtype=self.dtype).copy())
-        return chunks, cost
+        batch_cost, running = (float(c) for c in np.frombuffer(first[-16:], dtype=np.float64))
+        chunks.insert(0, np.frombuffer(first[:-16], dtype=self.dtype).copy())
+        return chunks, batch_cost, running
 
     # -- the run's end ---------------------------------------------------------------------------
     def report(self, worker: int, correct: int) -> None:
         """After its last gather: this worker's count of its examples the final model classifies
         right (the train accuracy's share), which also tells worker 0 that it is done."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(self._key(-1, "final"), {"worker": str(worker), "correct": str(int(correct))})
-        pipe.expire(self._key(-1, "final"), EXPIRE_S)
+        pipe.xadd(self._run_key("final"), {"worker": str(worker), "correct": str(int(correct))})
+        pipe.expire(self._run_key("final"), EXPIRE_S)
         pipe.execute()
 
     def reports(self, deadline: float) -> dict[int, int]:
         """Every worker's report, waiting for them."""
-        key, last, got = self._key(-1, "final"), "0-0", {}
+        key, last, got = self._run_key("final"), "0-0", {}
         everyone = set(range(self.workers))
         while set(got) != everyone:
             for _, entries in self._read(key, last, deadline, "the workers' final reports", got, everyone):

@@ -33,17 +33,46 @@ def job_for(sizes, workers: int, optimizer: str, batch_size, epochs: int = 2) ->
     return worker.Job(sizes, ("tanh", "softmax"), optimizer, 0.05, 0.3, batch_size, 211, epochs, 9, workers)
 
 
-def run_workers(redis_server, x, y, params, job, run_id, copies=()) -> dict:
+class Killed(Exception):
+    """A worker's environment killed mid-step (the test's stand-in for SIGKILL inside a thread)."""
+
+
+class KilledAt(ReductionStore):
+    """A worker's store that dies at step `step`: before sending its partials, or after publishing
+    its chunk and before gathering (`where`)."""
+
+    def __init__(self, *args, step: int, where: str):
+        super().__init__(*args)
+        self.kill_step, self.where = step, where
+
+    def send(self, step, nodes, chunks):
+        if step == self.kill_step and self.where == "before-send":
+            raise Killed(step)
+        super().send(step, nodes, chunks)
+
+    def gather(self, step, deadline):
+        if step == self.kill_step and self.where == "after-publish":
+            raise Killed(step)
+        return super().gather(step, deadline)
+
+
+def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None) -> dict:
     """Each worker in its own thread and connection; `copies` names workers run twice at once
-    (a duplicate delivery). {(worker, copy): Result or the exception it raised}."""
+    (a duplicate delivery); `kill` (worker, step, where) kills one worker once, then starts it again
+    as Lambda's retry would. {(worker, copy): Result or the exception it raised}."""
     out: dict = {}
 
     def one(w: int, copy: int) -> None:
         client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
-        store = ReductionStore(client, run_id, job.workers, str(x.dtype))
+        args = (client, run_id, job.workers, str(x.dtype))
+        killed = kill is not None and kill[0] == w and copy == 0
+        store = KilledAt(*args, step=kill[1], where=kill[2]) if killed else ReductionStore(*args)
         try:
             result = worker.train(job, w, worker.holding(x, y, job.workers, w), params, store, WAIT_S)
             out[(w, copy)] = (result, store.traffic)
+        except Killed:
+            out[(w, copy)] = "killed"
+            one(w, 2)  # the retry: a new environment, nothing of the killed one's memory
         except Exception as exc:  # a late duplicate may find its step gone
             out[(w, copy)] = exc
         finally:
@@ -107,6 +136,22 @@ def test_a_duplicate_worker_leaves_the_result_identical(redis_server) -> None:
             assert bits(result.params) == bits(want_params) and result.costs == want_costs
     # A copy that fell behind finds its step's chunks gone and stops, having changed nothing.
     assert all(isinstance(v, Behind) for v in out.values() if isinstance(v, Exception)), out
+
+
+@pytest.mark.parametrize("where", ["before-send", "after-publish"])
+@pytest.mark.parametrize("victim", [0, 2])
+def test_a_killed_worker_started_again_rejoins_and_the_run_ends_identical(redis_server, victim, where) -> None:
+    x, y, params, sizes = problem("float32")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4)
+    job = job_for(sizes, 4, "adam", 64, epochs=3)  # 4 batches an epoch: 12 steps
+    out = run_workers(redis_server, x, y, params, job, secrets.token_hex(6), kill=(victim, 6, where))
+    assert out[(victim, 0)] == "killed"
+    retry, _ = out[(victim, 2)]
+    assert retry.rejoined_at in (5, 6) and retry.steps == 12 - retry.rejoined_at - 1
+    for w in range(4):
+        result, _ = out[(w, 2 if w == victim else 0)]
+        assert bits(result.params) == bits(want_params), f"worker {w} ends on other weights"
+        assert result.costs == want_costs
 
 
 def test_a_missing_worker_stalls_the_others_only_up_to_the_waits_bound(redis_server) -> None:
