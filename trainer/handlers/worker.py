@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,10 +85,12 @@ class WorkerInvocation:
         store = ReductionStore(self.svc.tensor_store.client, self.run_id, config.workers, config.dtype)
         held = self.held(config)
         try:
-            outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S)
+            outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S, self.budget(config))
         except Behind as exc:  # a late copy: the other copy of this worker carried the run past it
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
             return self.result(Outcome.DUPLICATE)
+        if not outcome.finished:
+            return self.hand_on(outcome)
         correct = int(np.sum(engine.predict(config.activations, outcome.params, held.x) == held.y.astype(np.int64)))
         store.report(self.worker, correct)
         logger.info(
@@ -108,6 +111,28 @@ class WorkerInvocation:
         answer = self.finish(config, outcome, sum(counts.values()), started)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
+
+    def budget(self, config: RunConfig) -> Callable[[int], bool]:
+        """Steps go on while the invocation has time and step budget left, as the fused chain's."""
+
+        def may_continue(steps: int) -> bool:
+            return (
+                steps < config.max_steps_per_invocation
+                and self.context.get_remaining_time_in_millis() > config.time_margin_ms
+            )
+
+        return may_continue
+
+    def hand_on(self, outcome: worker.Result) -> dict[str, Any]:
+        """Past its budget: the same worker's event again, whose invocation rejoins where this one
+        stopped (the other workers wait for it within their bound). A duplicate of it is a worker
+        copy like any other: it computes the same bits or finds itself behind."""
+        self.svc.invoker.invoke_async(launching.worker_event(self.run_id, self.worker))
+        logger.info(
+            "worker handed on",
+            extra={"run_id": self.run_id, "worker": self.worker, "steps": outcome.steps, "after": outcome.rejoined_at},
+        )
+        return self.result(Outcome.APPLIED, steps_executed=outcome.steps, handed_on=True)
 
     def held(self, config: RunConfig) -> Held:
         """This worker's micro-shards of the training set, read from the cache and normalised as

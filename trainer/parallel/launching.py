@@ -49,8 +49,12 @@ def put_state(svc: Any, request: Any, dataset: Any, config: Any) -> bool:
     return svc.tensor_store.create_run(config.run_id, config.to_json(), runstart.initial_tensors(config, request.init))
 
 
+def worker_event(run_id: str, worker: int) -> dict[str, Any]:
+    return {"state": WORKER_STATE, "run_id": run_id, "worker": worker}
+
+
 def worker_events(run_id: str, workers: int) -> list[dict[str, Any]]:
-    return [{"state": WORKER_STATE, "run_id": run_id, "worker": w} for w in range(workers)]
+    return [worker_event(run_id, w) for w in range(workers)]
 
 
 def first_hops(svc: Any, config: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,6 +69,7 @@ class Result:
     costs: list[float]  # every epoch's, as chunk 0's owner recorded them
     steps: int  # the steps this invocation ran
     rejoined_at: int  # the step it started after (-1: from the launch's parameters)
+    finished: bool = True  # False: it stopped at its budget, for its successor to rejoin after it
 
 
 def expected_nodes(workers: int) -> set[tree.Node]:
@@ -81,10 +83,13 @@ def train(
     params: dict[str, np.ndarray],
     exchange: Exchange,
     wait_s: float,
+    may_continue: Callable[[int], bool] = lambda steps: True,
 ) -> Result:
     """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
     started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
-    other workers is bounded by `wait_s` (reduction_store.Stalled past it)."""
+    other workers is bounded by `wait_s` (reduction_store.Stalled past it). Before each step after
+    the first, `may_continue(steps run)` may stop it (its time or step budget): the result is then
+    not `finished`, and a successor started for this worker rejoins where it stopped."""
     layout = Layout.of(job.sizes)
     chunks = layout.chunks(job.workers)
     a, b = chunks[worker]
@@ -103,6 +108,8 @@ def train(
     count = len(job.activations)
     total = job.epochs * job.batches
     for number in range(resumed + 1, total):
+        if number > resumed + 1 and not may_continue(number - resumed - 1):
+            return Result(layout.unflatten(flat), [], number - resumed - 1, resumed, finished=False)
         epoch, batch = divmod(number, job.batches)
         full = job.batch_size is None or job.batch_size >= job.examples
         columns = (

@@ -56,7 +56,7 @@ class KilledAt(ReductionStore):
         return super().gather(step, deadline)
 
 
-def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None) -> dict:
+def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None, budget=None) -> dict:
     """Each worker in its own thread and connection; `copies` names workers run twice at once
     (a duplicate delivery); `kill` (worker, step, where) kills one worker once, then starts it again
     as Lambda's retry would. {(worker, copy): Result or the exception it raised}."""
@@ -68,7 +68,15 @@ def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None) -
         killed = kill is not None and kill[0] == w and copy == 0
         store = KilledAt(*args, step=kill[1], where=kill[2]) if killed else ReductionStore(*args)
         try:
-            result = worker.train(job, w, worker.holding(x, y, job.workers, w), params, store, WAIT_S)
+            held = worker.holding(x, y, job.workers, w)
+            if budget is None:
+                result = worker.train(job, w, held, params, store, WAIT_S)
+            else:  # hands on every `budget` steps: each successor rejoins where its predecessor stopped
+                runs = []
+                while not runs or not runs[-1].finished:
+                    runs.append(worker.train(job, w, held, params, store, WAIT_S, lambda steps: steps < budget))
+                result = runs[-1]
+                out[(w, "invocations")] = [(r.rejoined_at, r.steps) for r in runs]
             out[(w, copy)] = (result, store.traffic)
         except Killed:
             out[(w, copy)] = "killed"
@@ -136,6 +144,18 @@ def test_a_duplicate_worker_leaves_the_result_identical(redis_server) -> None:
             assert bits(result.params) == bits(want_params) and result.costs == want_costs
     # A copy that fell behind finds its step's chunks gone and stops, having changed nothing.
     assert all(isinstance(v, Behind) for v in out.values() if isinstance(v, Exception)), out
+
+
+def test_workers_handing_on_at_their_budget_end_identical(redis_server) -> None:
+    x, y, params, sizes = problem("float64")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 64, 9, 4)
+    out = run_workers(
+        redis_server, x, y, params, job_for(sizes, 4, "momentum", 64, epochs=3), secrets.token_hex(6), budget=5
+    )
+    for w in range(4):
+        assert out[(w, "invocations")] == [(-1, 5), (4, 5), (9, 2)], out[(w, "invocations")]  # 12 steps
+        result, _ = out[(w, 0)]
+        assert bits(result.params) == bits(want_params) and result.costs == want_costs
 
 
 @pytest.mark.parametrize("where", ["before-send", "after-publish"])
