@@ -35,7 +35,9 @@ logger = get_logger("lnn-trainer")
 
 # The bound of one wait for the other workers: past it the worker fails (Lambda retries it).
 WAIT_S = 60.0
-EVENT_KEYS = {"state", "run_id", "worker"}
+EVENT_KEYS = {"state", "run_id", "worker", "gen"}
+MAX_GENERATION = 10_000_000
+HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
 
@@ -43,6 +45,7 @@ _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 class WorkerEvent:
     run_id: str
     worker: int
+    generation: int
 
 
 def is_worker_event(payload: Any) -> bool:
@@ -57,7 +60,10 @@ def parse(payload: Any) -> WorkerEvent:
         raise EventError("worker event: run_id is not a run id")
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < shards.MAX_WORKERS:
         raise EventError(f"worker event: worker must be an integer 0..{shards.MAX_WORKERS - 1}")
-    return WorkerEvent(run_id, number)
+    generation = payload["gen"]
+    if isinstance(generation, bool) or not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
+        raise EventError(f"worker event: gen must be an integer 0..{MAX_GENERATION}")
+    return WorkerEvent(run_id, number, generation)
 
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
@@ -90,7 +96,7 @@ class WorkerInvocation:
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
             return self.result(Outcome.DUPLICATE)
         if not outcome.finished:
-            return self.hand_on(outcome)
+            return self.hand_on(outcome, store)
         correct = int(np.sum(engine.predict(config.activations, outcome.params, held.x) == held.y.astype(np.int64)))
         store.report(self.worker, correct)
         logger.info(
@@ -123,16 +129,20 @@ class WorkerInvocation:
 
         return may_continue
 
-    def hand_on(self, outcome: worker.Result) -> dict[str, Any]:
-        """Past its budget: the same worker's event again, whose invocation rejoins where this one
-        stopped (the other workers wait for it within their bound). A duplicate of it is a worker
-        copy like any other: it computes the same bits or finds itself behind."""
-        self.svc.invoker.invoke_async(launching.worker_event(self.run_id, self.worker))
+    def hand_on(self, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
+        """Past its budget: the same worker's next event, whose invocation rejoins where this one
+        stopped (the other workers wait for it within their bound). Of several copies of this
+        invocation, the one that claims the hand-on sends it."""
+        generation = self.event.generation
+        sent = store.claim_hand_on(self.worker, generation, HAND_ON_LEASE_S)
+        if sent:
+            self.svc.invoker.invoke_async(launching.worker_event(self.run_id, self.worker, generation + 1))
+            store.hand_on_sent(self.worker, generation)
         logger.info(
-            "worker handed on",
+            "worker handed on" if sent else "worker stopped; another copy hands on",
             extra={"run_id": self.run_id, "worker": self.worker, "steps": outcome.steps, "after": outcome.rejoined_at},
         )
-        return self.result(Outcome.APPLIED, steps_executed=outcome.steps, handed_on=True)
+        return self.result(Outcome.APPLIED, steps_executed=outcome.steps, handed_on=sent)
 
     def held(self, config: RunConfig) -> Held:
         """This worker's micro-shards of the training set, read from the cache and normalised as

@@ -49,8 +49,9 @@ def put_state(svc: Any, request: Any, dataset: Any, config: Any) -> bool:
     return svc.tensor_store.create_run(config.run_id, config.to_json(), runstart.initial_tensors(config, request.init))
 
 
-def worker_event(run_id: str, worker: int) -> dict[str, Any]:
-    return {"state": WORKER_STATE, "run_id": run_id, "worker": worker}
+def worker_event(run_id: str, worker: int, generation: int = 0) -> dict[str, Any]:
+    """A worker's event; `generation` counts its invocations' hand-ons (the launch's is 0)."""
+    return {"state": WORKER_STATE, "run_id": run_id, "worker": worker, "gen": generation}
 
 
 def worker_events(run_id: str, workers: int) -> list[dict[str, Any]]:

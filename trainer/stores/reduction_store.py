@@ -183,6 +183,16 @@ class ReductionStore:
                     got.setdefault(int(fields[b"worker"]), int(fields[b"correct"]))
         return got
 
+    def claim_hand_on(self, worker: int, generation: int, lease_s: int) -> bool:
+        """Whether this copy of worker `worker`'s invocation `generation` sends its successor: one
+        copy of an invocation does (a lease, so a holder that crashed before sending is retried by
+        Lambda and sends it then), so duplicates never multiply a worker's invocations."""
+        key = self._run_key(f"handon:{worker}:{generation}")
+        return bool(self.client.set(key, "held", nx=True, ex=lease_s))
+
+    def hand_on_sent(self, worker: int, generation: int) -> None:
+        self.client.set(self._run_key(f"handon:{worker}:{generation}"), "sent", ex=EXPIRE_S)
+
     def clear(self) -> None:
         """Every reduction key of the run (once every worker has reported, nobody reads them)."""
         keys = list(self.client.scan_iter(match=f"lnn:{{{self.run_id}}}:dp:*", count=500))
