@@ -9,6 +9,7 @@ epoch items, model, SUCCEEDED, one message), or, when another copy committed it,
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
 import time
@@ -35,6 +36,9 @@ logger = get_logger("lnn-trainer")
 
 # The bound of one wait for the other workers: past it the worker fails (Lambda retries it).
 WAIT_S = 60.0
+# Past this (or three steps' time, if longer) without a worker's partials, chunk or final report,
+# the others compute them themselves: a lost worker stalls the run about this long, once.
+TAKEOVER_S = 2.0
 EVENT_KEYS = {"state", "run_id", "worker", "gen"}
 MAX_GENERATION = 10_000_000
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
@@ -76,6 +80,7 @@ class WorkerInvocation:
         self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
         self.run_id, self.worker = event.run_id, event.worker
         self.token = secrets.token_hex(8)
+        self._shards: dict[int, Held] = {}
 
     def handle(self) -> dict[str, Any]:
         config = warm.run_config(self.svc, self.run_id)
@@ -91,14 +96,15 @@ class WorkerInvocation:
         store = ReductionStore(self.svc.tensor_store.client, self.run_id, config.workers, config.dtype)
         held = self.held(config)
         try:
-            outcome = worker.train(job_of(config), self.worker, held, snapshot, store, WAIT_S, self.budget(config))
+            takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
+            job = job_of(config)
+            outcome = worker.train(job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover)
         except Behind as exc:  # a late copy: the other copy of this worker carried the run past it
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
             return self.result(Outcome.DUPLICATE)
         if not outcome.finished:
             return self.hand_on(outcome, store)
-        correct = int(np.sum(engine.predict(config.activations, outcome.params, held.x) == held.y.astype(np.int64)))
-        store.report(self.worker, correct)
+        store.report(self.worker, self.correct(config, outcome.params, held))
         logger.info(
             "worker steps done",
             extra={
@@ -113,7 +119,9 @@ class WorkerInvocation:
         )
         if self.worker != 0:
             return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
-        counts = store.reports(time.monotonic() + WAIT_S)
+        counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
+        for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
+            counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
         answer = self.finish(config, outcome, sum(counts.values()), started)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
@@ -144,21 +152,48 @@ class WorkerInvocation:
         )
         return self.result(Outcome.APPLIED, steps_executed=outcome.steps, handed_on=sent)
 
-    def held(self, config: RunConfig) -> Held:
-        """This worker's micro-shards of the training set, read from the cache and normalised as
-        the chain's data is (elementwise, so a slice's values are the whole set's there)."""
-        mine = shards.micro_shards_of(config.workers, self.worker)
-        names = [n for k in mine for n in (launching.x_name(k), launching.y_name(k))]
+    def held(self, config: RunConfig, which: int | None = None) -> Held:
+        """Worker `which`'s (this one's, by default) micro-shards of the training set, read from the
+        cache and normalised as the chain's data is (elementwise, so a slice's values are the whole
+        set's there)."""
+        mine = shards.micro_shards_of(config.workers, self.worker if which is None else which)
+        return self.load(config, mine)
+
+    def micro_shard(self, config: RunConfig, k: int) -> Held:
+        """Micro-shard k alone: what this worker reads to stand in for a lost one (kept while the
+        invocation lasts)."""
+        cached = self._shards.get(k)
+        if cached is None:
+            cached = self._shards[k] = self.load(config, range(k, k + 1))
+        return cached
+
+    def load(self, config: RunConfig, block: range) -> Held:
+        names = [n for k in block for n in (launching.x_name(k), launching.y_name(k))]
         arrays = self.svc.tensor_store.get_data(self.run_id, [*names, "shift", "scale"])
-        xs = [arrays[launching.x_name(k)] for k in mine]
-        y = np.concatenate([arrays[launching.y_name(k)] for k in mine], axis=1)
+        xs = [arrays[launching.x_name(k)] for k in block]
+        y = np.concatenate([arrays[launching.y_name(k)] for k in block], axis=1)
         stats = {"shift": arrays["shift"], "scale": arrays["scale"]}
         if xs[0].dtype.kind in "ui":  # raw integers, examples first: normalised here as TrainData does
             x = normalize.apply(stats, np.concatenate(xs, axis=0), config.dtype)
         else:
             x = np.asfortranarray(np.concatenate(xs, axis=1))
-        first, _ = shards.examples_of(config.examples, mine)
+        first, _ = shards.examples_of(config.examples, block)
         return Held(x, np.ascontiguousarray(y), first)
+
+    @staticmethod
+    def correct(config: RunConfig, params: dict[str, np.ndarray], held: Held) -> int:
+        """How many of the held examples the model classifies right (a share of the train accuracy),
+        predicted one micro-shard at a time, so every example's prediction is computed on the same
+        block of examples whatever the number of workers."""
+        cut = shards.bounds(config.examples, shards.MICRO_SHARDS)
+        total = 0
+        for lo, hi in itertools.pairwise(cut):
+            if lo < held.first or hi > held.first + held.x.shape[1] or lo == hi:
+                continue
+            x = np.asfortranarray(held.x[:, lo - held.first : hi - held.first])
+            labels = held.y[:, lo - held.first : hi - held.first].astype(np.int64)
+            total += int(np.sum(engine.predict(config.activations, params, x) == labels))
+        return total
 
     def finish(self, config: RunConfig, outcome: worker.Result, correct: int, started: float) -> dict[str, Any]:
         arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])

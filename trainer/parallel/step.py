@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,14 +41,29 @@ def worker_nodes(
 ) -> dict[tree.Node, tuple[np.ndarray, np.ndarray]]:
     """{node: (flat gradient sum, [loss sum])} for the nodes covering this worker's micro-shards.
     `batch_columns` is `shards.split_batch` of the batch: every worker computes it alike."""
+    mine = micro_shards_of(workers, worker)
+    return block_nodes(layout, params, activations, lambda k: held, batch_columns, batch_size, mine)
+
+
+def block_nodes(
+    layout: Layout,
+    params: dict[str, np.ndarray],
+    activations: tuple[str, ...] | list[str],
+    held_of: Callable[[int], Held],
+    batch_columns: list[np.ndarray],
+    batch_size: int,
+    block: range,
+) -> dict[tree.Node, tuple[np.ndarray, np.ndarray]]:
+    """The nodes covering the micro-shards `block`, from the data `held_of(k)` holding micro-shard
+    k: a worker's own, or a lost worker's, computed by another (the same bits either way)."""
     dtype = params["W1"].dtype
     grads: dict[int, np.ndarray] = {}
     costs: dict[int, np.ndarray] = {}
-    mine = micro_shards_of(workers, worker)
-    for k in mine:
+    for k in block:
+        held = held_of(k)
         x, y = partials.gather(held.x, held.y, held.first, batch_columns[k])
         grads[k], costs[k] = partials.micro_shard(layout, params, activations, x, y, batch_size, dtype)
-    return {node: (tree.node_value(node, grads), tree.node_value(node, costs)) for node in tree.cover(mine)}
+    return {node: (tree.node_value(node, grads), tree.node_value(node, costs)) for node in tree.cover(block)}
 
 
 def owner_update(

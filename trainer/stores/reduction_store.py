@@ -75,14 +75,25 @@ class ReductionStore:
         pipe.execute()
 
     def collect(
-        self, step: int, chunk: int, expected: set[Node], deadline: float
+        self,
+        step: int,
+        chunk: int,
+        expected: set[Node],
+        deadline: float,
+        wait_for: set[Node] | None = None,
+        soft: bool = False,
     ) -> dict[Node, tuple[np.ndarray, np.ndarray | None]]:
-        """Every expected node's slice of `chunk` (and its loss sum, for chunk 0), waiting for them."""
+        """The expected nodes' slices of `chunk` (and their loss sums, for chunk 0), waiting until
+        those of `wait_for` (all expected, by default) are there. Past the deadline: Stalled, or,
+        `soft`, the nodes that did arrive (the caller computes the rest)."""
+        wait_for = expected if wait_for is None else wait_for
         key, last, got = self._key(step, f"p:{chunk}"), "0-0", {}
         what = f"step {step}'s partials of chunk {chunk}"
-        while len(got) < len(expected):
-            for _, entries in self._read(key, last, deadline, what, got, expected):
-                for entry_id, fields in entries:
+        while True:
+            done = wait_for <= got.keys()
+            entries = self._read(key, last, deadline, what, got, wait_for, soft or done)
+            for _, batch in entries:
+                for entry_id, fields in batch:
                     last = entry_id
                     level, index = (int(v) for v in fields[b"node"].decode().split("."))
                     node = (level, index)
@@ -91,11 +102,26 @@ class ReductionStore:
                     self.traffic.received += len(fields[b"grad"]) + len(fields.get(b"cost", b""))
                     cost = np.frombuffer(fields[b"cost"], dtype=np.float64).copy() if b"cost" in fields else None
                     got[node] = (np.frombuffer(fields[b"grad"], dtype=self.dtype).copy(), cost)
-        if step > 1:  # everyone gathered step s - 1: step s - 2 is no worker's resume point any more
+            if done or (soft and not entries and time.monotonic() >= deadline):
+                break
+        if step > 1 and expected <= got.keys():  # everyone gathered s - 1: s - 2 is no resume point any more
             kinds = ("p", "w", "st")
             old = [self._key(step - 2, f"{kind}:{chunk}") for kind in kinds]
             self.client.delete(*old, *([self._key(step - 2, "done")] if chunk == 0 else []))
         return got
+
+    def published(self, step: int, deadline: float, wait_for: set[int]) -> set[int]:
+        """The chunks of `step` published by the deadline, waiting until those of `wait_for` are."""
+        key, last, seen = self._key(step, "done"), "0-0", set()
+        while True:
+            done = wait_for <= seen
+            entries = self._read(key, last, deadline, f"step {step}'s updated chunks", seen, wait_for, True)
+            for _, batch in entries:
+                for entry_id, fields in batch:
+                    last = entry_id
+                    seen.add(int(fields[b"chunk"]))
+            if done or (not entries and time.monotonic() >= deadline):
+                return seen
 
     # -- the owners' chunks ---------------------------------------------------------------------
     def publish(
@@ -172,15 +198,19 @@ class ReductionStore:
         pipe.expire(self._run_key("final"), EXPIRE_S)
         pipe.execute()
 
-    def reports(self, deadline: float) -> dict[int, int]:
-        """Every worker's report, waiting for them."""
+    def reports(self, deadline: float, soft: bool = False) -> dict[int, int]:
+        """Every worker's report, waiting for them; past the deadline, Stalled, or (`soft`) those
+        that came."""
         key, last, got = self._run_key("final"), "0-0", {}
         everyone = set(range(self.workers))
         while set(got) != everyone:
-            for _, entries in self._read(key, last, deadline, "the workers' final reports", got, everyone):
-                for entry_id, fields in entries:
+            entries = self._read(key, last, deadline, "the workers' final reports", got, everyone, soft)
+            for _, batch in entries:
+                for entry_id, fields in batch:
                     last = entry_id
                     got.setdefault(int(fields[b"worker"]), int(fields[b"correct"]))
+            if soft and not entries and time.monotonic() >= deadline:
+                break
         return got
 
     def claim_hand_on(self, worker: int, generation: int, lease_s: int) -> bool:
@@ -202,9 +232,13 @@ class ReductionStore:
     def end_step(self) -> None:
         self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
 
-    def _read(self, key: str, last: str, deadline: float, what: str, have, want):
+    def _read(self, key: str, last: str, deadline: float, what: str, have, want, soft: bool = False):
+        """One read of the stream past `last`: blocking until the deadline at most; past it, one
+        look without blocking (`soft`) or Stalled."""
         left_ms = int((deadline - time.monotonic()) * 1000)
-        if left_ms <= 0:
-            missing = sorted(set(want) - set(have))
-            raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
+        if left_ms <= 0 or (soft and set(want) <= set(have)):
+            if not soft:
+                missing = sorted(set(want) - set(have))
+                raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
+            return self.client.xread({key: last}) or []
         return self.client.xread({key: last}, block=min(BLOCK_MS, left_ms)) or []

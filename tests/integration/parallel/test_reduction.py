@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from trainer.nn.init import initialise
-from trainer.parallel import reference, worker
+from trainer.parallel import reference, shards, step, worker
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled
 
 WAIT_S = 60.0  # the bound of one wait: far above a step here, so only a real stall reaches it
@@ -56,13 +56,39 @@ class KilledAt(ReductionStore):
         return super().gather(step, deadline)
 
 
-def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None, budget=None) -> dict:
+def micro_shard_data(x, y):
+    """What a worker standing in for a lost one reads: micro-shard k's examples, alone."""
+
+    def shard(k: int) -> step.Held:
+        lo, hi = shards.examples_of(x.shape[1], range(k, k + 1))
+        return step.Held(np.asfortranarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi]), lo)
+
+    return shard
+
+
+def run_workers(
+    redis_server,
+    x,
+    y,
+    params,
+    job,
+    run_id,
+    copies=(),
+    kill=None,
+    budget=None,
+    takeover=None,
+    absent=(),
+    retry=True,
+    retry_after=None,
+) -> dict:
     """Each worker in its own thread and connection; `copies` names workers run twice at once
     (a duplicate delivery); `kill` (worker, step, where) kills one worker once, then starts it again
     as Lambda's retry would. {(worker, copy): Result or the exception it raised}."""
     out: dict = {}
 
     def one(w: int, copy: int) -> None:
+        if copy == 0 and w in absent:
+            return  # never started: its environment never came
         client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
         args = (client, run_id, job.workers, str(x.dtype))
         killed = kill is not None and kill[0] == w and copy == 0
@@ -70,7 +96,7 @@ def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None, b
         try:
             held = worker.holding(x, y, job.workers, w)
             if budget is None:
-                result = worker.train(job, w, held, params, store, WAIT_S)
+                result = worker.train(job, w, held, params, store, WAIT_S, takeover=takeover)
             else:  # hands on every `budget` steps: each successor rejoins where its predecessor stopped
                 runs = []
                 while not runs or not runs[-1].finished:
@@ -80,7 +106,10 @@ def run_workers(redis_server, x, y, params, job, run_id, copies=(), kill=None, b
             out[(w, copy)] = (result, store.traffic)
         except Killed:
             out[(w, copy)] = "killed"
-            one(w, 2)  # the retry: a new environment, nothing of the killed one's memory
+            if retry_after is not None:  # Lambda's retry comes late: once the others passed this step
+                client.xread({f"lnn:{{{run_id}}}:dp:{retry_after}:done": "0-0"}, block=60_000)
+            if retry:
+                one(w, 2)  # the retry: a new environment, nothing of the killed one's memory
         except Exception as exc:  # a late duplicate may find its step gone
             out[(w, copy)] = exc
         finally:
@@ -184,3 +213,71 @@ def test_a_missing_worker_stalls_the_others_only_up_to_the_waits_bound(redis_ser
         worker.train(job, 0, worker.holding(x, y, 2, 0), params, store, wait_s=1.5)
     assert 1.5 <= time.monotonic() - started < 10
     client.close()
+
+
+TAKEOVER_S = 1.0
+
+
+@pytest.mark.parametrize("lost", [0, 2])
+def test_a_worker_that_never_comes_is_stood_in_for_and_the_run_ends_identical(redis_server, lost) -> None:
+    x, y, params, sizes = problem("float32")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4)
+    takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
+    job = job_for(sizes, 4, "adam", 64, epochs=3)
+    started = time.monotonic()
+    out = run_workers(redis_server, x, y, params, job, secrets.token_hex(6), takeover=takeover, absent=(lost,))
+    elapsed = time.monotonic() - started
+    for w in set(range(4)) - {lost}:
+        result, _ = out[(w, 0)]
+        assert result.lost == {lost}
+        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+    # The loss is waited for once (the bound, at the first step and at the first gather), not at every step.
+    assert elapsed < 2 * TAKEOVER_S + 20, elapsed
+
+
+@pytest.mark.parametrize("victim", [0, 3])
+def test_a_killed_worker_is_stood_in_for_and_its_late_retry_rejoins_identical(redis_server, victim) -> None:
+    x, y, params, sizes = problem("float64")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 40, 9, 4)
+    takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
+    job = job_for(sizes, 4, "momentum", 40, epochs=3)  # 6 batches an epoch: 18 steps
+    out = run_workers(
+        redis_server,
+        x,
+        y,
+        params,
+        job,
+        secrets.token_hex(6),
+        kill=(victim, 4, "before-send"),
+        takeover=takeover,
+        retry_after=9,
+    )
+    assert out[(victim, 0)] == "killed"
+    for w in range(4):
+        result, _ = out[(w, 2 if w == victim else 0)]
+        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+        if w != victim:
+            assert result.stood_in == {victim}, (w, result.stood_in)
+    retry, _ = out[(victim, 2)]
+    assert retry.rejoined_at >= 8
+
+
+def test_a_killed_worker_never_retried_is_stood_in_for_to_the_end(redis_server) -> None:
+    x, y, params, sizes = problem("float32")
+    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 2, 0.05, "gd", 0.3, None, 9, 4)
+    takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
+    job = job_for(sizes, 4, "gd", None)
+    out = run_workers(
+        redis_server,
+        x,
+        y,
+        params,
+        job,
+        secrets.token_hex(6),
+        kill=(1, 0, "after-publish"),
+        takeover=takeover,
+        retry=False,
+    )
+    for w in (0, 2, 3):
+        result, _ = out[(w, 0)]
+        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
