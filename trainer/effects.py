@@ -206,13 +206,13 @@ def _finish(svc: Any, config: RunConfig, outbox: Outbox, tensors: TensorSource, 
     cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
     completion finds SUCCEEDED, which is its own move, and does the rest again.)"""
     params = tensors(engine.weight_names(config))
-    data = warm.training_data(svc, config)
+    shift, scale = warm.normalisation(svc, config)
     key = f"models/{config.run_id}/model.npz"
     metrics = {**outbox.metrics, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
     if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
         logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
         return
-    svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
+    svc.blob_store.put(key, model_file.dumps(config, params, shift, scale))
     if config.in_sweep:
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:

@@ -70,6 +70,8 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         raise RequestError([problem])
     run = _checked_run(svc, run_id)
     config = RunConfig.from_json(run["config"])
+    if config.workers > 1:  # its state is its workers' (trainer/parallel), not a chain position to rebuild
+        raise RequestError([f"run_id: run {run_id!r} is data-parallel; resuming data-parallel runs is not built yet"])
     pending = run["status"] == RunStatus.RUNNING and run.get(HANDOFF) == Handoff.RESUME
     status = effective_status(run, stall_after_s)
     if not pending and status not in (RunStatus.FAILED, RunStatus.STALLED):

@@ -42,6 +42,8 @@ class RunConfig:
     # A run's share of its training set held out as validation examples (0: none; a sweep's trial
     # has its sweep's split instead). Its data then holds them, scored each epoch.
     validation_fraction: float = 0.0
+    # Data-parallel workers (trainer/parallel); 1 is the chain. Configs stored before the field read as 1.
+    workers: int = 1
 
     @property
     def layers(self) -> int:

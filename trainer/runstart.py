@@ -67,6 +67,7 @@ def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep:
         data_digest=dataset.digest(),
         dataset=request.dataset,
         validation_fraction=request.validation_fraction,
+        workers=request.workers,
         **sweep,
     )
 

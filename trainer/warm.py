@@ -41,5 +41,15 @@ def training_data(svc: Any, config: RunConfig) -> engine.TrainData:
     return cached
 
 
+def normalisation(svc: Any, config: RunConfig) -> tuple[Any, Any]:
+    """(shift, scale) of the run's inputs, which travel with its model: from the training data this
+    environment holds, or else read alone (a data-parallel run's finish holds no training set)."""
+    cached = _data.get((config.run_id, config.data_digest))
+    if cached is not None:
+        return cached.shift, cached.scale
+    stats = svc.tensor_store.get_data(config.run_id, ["shift", "scale"])
+    return stats["shift"], stats["scale"]
+
+
 def cached_data_keys() -> list[tuple[str, str]]:
     return list(_data)

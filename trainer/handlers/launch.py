@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, ceilings, lifecycle, runstart
+from trainer import capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
@@ -18,6 +18,7 @@ from trainer.data.split import SplitError, carve, validation_indices
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.parallel import admission, launching
 from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
@@ -51,8 +52,8 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += request_mod.check_against_data(
             request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
         )
-        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
-        problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
+        problems += capacity.check(admission.cache_needed(request, dataset), svc.settings.cache_capacity_mib)
+        problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
     if request is not None:
         problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
     if request is not None and request.run_id and _taken(svc, request.run_id):
@@ -100,9 +101,14 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     config = runstart.config_for(request, dataset, run_id)
     if not runstart.record(svc, request, config) and not _retry_of_unfinished_launch(svc, request, config):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
-    runstart.put_state(svc, request, dataset, config)  # False: this launch's earlier attempt put it
+    parallel = config.workers > 1
+    # False: this launch's earlier attempt put it
+    (launching.put_state if parallel else runstart.put_state)(svc, request, dataset, config)
     try:
-        runstart.first_hop(svc, run_id)
+        if parallel:
+            launching.first_hops(svc, config)  # one event per worker
+        else:
+            runstart.first_hop(svc, run_id)
     except Exception as exc:
         svc.run_store.mark_failed(
             run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__, Handoff.LAUNCH

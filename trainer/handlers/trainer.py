@@ -25,6 +25,7 @@ from trainer import effects, engine, warm
 from trainer import services as services_mod
 from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
+from trainer.handlers import worker as worker_handler
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
@@ -64,6 +65,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
     """One invocation with the given adapters."""
+    if worker_handler.is_worker_event(payload):  # a data-parallel run's worker, not a chain step
+        return worker_handler.run(payload, context, svc)
     try:
         event = parse_event(payload)
     except EventError:

@@ -34,6 +34,7 @@ from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.parallel import admission
 from trainer.runconfig import RunConfig
 from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
@@ -110,8 +111,9 @@ def validate(payload: Any, svc: Any) -> Checked:
     params = space.assignments(sweep)
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
-    # Every trial is one chain of invocations (a request has no data-parallel workers).
-    problems += ceilings.sweep_problems(len(requests), 1, sweep.max_concurrency, svc.settings.ceilings)
+    # Every trial runs its workers at once (one chain each; a trial without `workers` is one chain).
+    workers = max((r.workers for r in parsed if r is not None), default=1)
+    problems += ceilings.sweep_problems(len(requests), workers, sweep.max_concurrency, svc.settings.ceilings)
     dataset, indices = None, None
     raw, raw_problems = read_checked(
         sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
@@ -135,14 +137,15 @@ def validate(payload: Any, svc: Any) -> Checked:
                 request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
             )
             trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
-            trial_problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
+            trial_problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
+            trial_problems += admission.in_a_sweep(request)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
                     f"trial's {request.epochs} epochs, so it would never be judged"
                 )
             found.append((number, trial_problems))
-            needs.append(capacity.needed_for(request, dataset))
+            needs.append(admission.cache_needed(request, dataset))
         problems += _grouped(found, len(parsed))
         at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
         problems += [
