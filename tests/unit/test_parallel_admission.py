@@ -128,3 +128,9 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     fits = refusal(lambda: scheduler.validate({**payload, "max_concurrency": 2}, services(concurrent_chains=10)))
     assert fits == [f"every trial (4): {p}" for p in admission.in_a_sweep(_parsed(workers=4))]
     assert fits[0].startswith("every trial (4): workers: a sweep's trials cannot be data-parallel yet")
+
+
+def test_a_data_parallel_run_that_asks_for_validation_is_refused_by_name() -> None:
+    problems = refusal(lambda: launch.validate({**MOONS, "workers": 2, "validation_fraction": 0.2}, services()))
+    assert problems == ["validation_fraction: a data-parallel run (workers > 1) holds out no validation examples yet"]
+    assert launch.validate({**MOONS, "workers": 1, "validation_fraction": 0.2}, services())[0].workers == 1
