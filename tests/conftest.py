@@ -18,10 +18,8 @@ if platform.machine() == "x86_64":
 
 import pytest
 
+from tests.support.paths import TESTS
 from trainer.local.servers import MotoServer, RedisServer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 # The tiers (tests/README.md): each test gets one marker, from where it lives, so that
 # `pytest -m unit` is the quick loop and `pytest -m "not acceptance"` skips the long campaigns.
@@ -48,10 +46,6 @@ def tier_of(path: Path, name: str) -> str:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(tier_of(item.path, item.name))
-
-
-SHARED_DIR = REPO_ROOT.parent / "shared"
-CAT_DATASET = SHARED_DIR / "datasets" / "catvnoncat.h5"
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +80,7 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
-    from tests.integration.chain.chain_helpers import REPORT
+    from tests.support.report import REPORT
 
     if REPORT.campaigns:
         terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")

@@ -9,9 +9,10 @@ import secrets
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import monolithic_reference
-from tests.integration.chain.test_chain import VARIANTS, _payload
-from tests.integration.conftest import aws, invoke, wait_for_status
+from tests.support.chain import monolithic_reference
+from tests.support.cloud import aws, invoke, wait_for_status
+from tests.support.requests import CHAIN_VARIANTS as VARIANTS
+from tests.support.requests import chain_variant as _payload
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore

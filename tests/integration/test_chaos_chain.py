@@ -10,19 +10,14 @@ import json
 
 import numpy as np
 
-from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, invoke, wait_for_status
+from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, invoke, wait_for_status
+from tests.support.requests import moons
 from trainer.local.lambda_service import Chaos
 
-REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 12,
-    "learning_rate": 0.5,
-    "seed": 7,
-    "chain": "fused",
-    "max_steps_per_invocation": 7,  # many hand-offs
-}
+# Many hand-offs (max_steps_per_invocation): many points to disturb.
+REQUEST = moons(
+    (8, 1), ("relu", "sigmoid"), epochs=12, learning_rate=0.5, seed=7, chain="fused", max_steps_per_invocation=7
+)
 
 
 def trained_weights(cloud_env, stack, run_id: str) -> dict[str, np.ndarray]:

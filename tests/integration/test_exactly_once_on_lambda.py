@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.test_concurrent_copies import BASE
-from tests.integration.conftest import assert_sent_once, aws, invoke, messages_by_run, wait_for_status
+from tests.support.cloud import assert_sent_once, aws, invoke, messages_by_run, wait_for_status
+from tests.support.requests import EVERY_EPOCH as BASE
 from trainer.local.lambda_service import Chaos
 
 SCENARIOS = {

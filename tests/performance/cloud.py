@@ -20,7 +20,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -188,11 +187,8 @@ def cpu_s(processes: list[psutil.Process]) -> float:
 
 
 def image_environment() -> Any:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
-    try:
-        import imageenv
-    finally:
-        sys.path.pop(0)
+    from tests.support import imageenv
+
     return imageenv.build()
 
 

@@ -57,16 +57,12 @@ import boto3
 import pytest
 import redis
 
-from tests.infra.github.plan_comment_module import load as load_plan_comment
-from tests.integration.conftest import command_line, descendants, still_running
-from tests.small_run import REQUEST
+from tests.support.imageenv import build as build_image_env
+from tests.support.plan_comment import load as load_plan_comment
+from tests.support.processes import command_line, descendants, still_running
+from tests.support.requests import REQUEST
+from tests.support.terraform import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 from trainer.local.cloud import CloudProcess
-
-from .conftest import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
-
-sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
-
-from imageenv import build as build_image_env
 
 REGION = "us-east-1"
 NAME = "lnn-ci"

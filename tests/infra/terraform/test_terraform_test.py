@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TERRAFORM_DIR, Terraform, explain
+from tests.support.terraform import TERRAFORM_DIR, Terraform, explain
 
 TESTS_DIR = TERRAFORM_DIR / "tests"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack, new_stack
+from tests.support.chain import ChainStack, new_stack
 
 
 @pytest.fixture(scope="module")

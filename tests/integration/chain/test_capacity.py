@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack
-from tests.integration.chain.handlers.test_launch import GOOD, _footprint
+from tests.support.chain import ChainStack, footprint
+from tests.support.requests import GOOD
 from trainer import capacity
 from trainer.aws import client
 from trainer.local.cloud_runner import LaunchRefused
@@ -85,12 +85,12 @@ def test_launch_refuses_a_dataset_too_large_for_the_cache_and_writes_nothing(tin
         test_set_y=rng.integers(0, 2, 10),
     )
     dataset = tiny_cache.services.blob_store.put("datasets/wide.npz", buffer.getvalue())
-    before = _footprint(tiny_cache)
+    before = footprint(tiny_cache)
     with pytest.raises(
         LaunchRefused, match=r"dataset: the run needs about \d+ MiB in the cache, more than 90% of the 1 MiB"
     ):
         tiny_cache.launch({**GOOD, "dataset": dataset})
-    assert _footprint(tiny_cache) == before
+    assert footprint(tiny_cache) == before
 
 
 def test_launch_accepts_a_run_that_fits(tiny_cache) -> None:
@@ -106,12 +106,12 @@ def short_trainer(stack) -> Iterator[ChainStack]:
 
 
 def test_a_time_margin_the_trainers_timeout_cannot_give_is_refused_and_writes_nothing(short_trainer) -> None:
-    before = _footprint(short_trainer)
+    before = footprint(short_trainer)
     with pytest.raises(
         LaunchRefused, match=r"time_margin_ms: 15000 ms is more than half of the trainer's 10 s timeout"
     ):
         short_trainer.launch({**GOOD, "time_margin_ms": 15000})
-    assert _footprint(short_trainer) == before and not short_trainer.held()
+    assert footprint(short_trainer) == before and not short_trainer.held()
     assert short_trainer.launch({**GOOD, "time_margin_ms": 4000})["status"] == "RUNNING"
     assert len(short_trainer.held()) == 1
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAT_DATASET, REPO_ROOT
-from tests.integration.conftest import descendants, still_running
+from tests.support.paths import CAT_DATASET, REPO_ROOT
+from tests.support.processes import descendants, still_running
+from tests.support.requests import moons
 
 
 def _cli(*args: str, runs_dir: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -166,15 +167,9 @@ def test_sweep_on_the_local_cloud_then_its_leaderboard_from_the_local_copy(tmp_p
     sweep.write_text(
         json.dumps(
             {
-                "base": {
-                    "dataset": "moons",
-                    "neurons": {"layer1": 8, "layer2": 1},
-                    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
-                    "epochs": 12,
-                    "learning_rate": 0.01,
-                    "optimizer": "adam",
-                    "batch_size": 64,
-                },
+                "base": moons(
+                    (8, 1), ("tanh", "sigmoid"), epochs=12, learning_rate=0.01, optimizer="adam", batch_size=64
+                ),
                 "space": {"learning_rate": [0.001, 0.05], "neurons.layer1": [4, 8]},
                 "strategy": "grid",
                 "max_concurrency": 2,

@@ -21,29 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
-    Delivery,
-    dead_letters,
-    deliver_all,
-    final_params,
-    read_lines,
-    run_to_end,
-    wait_for,
-)
+from tests.support.chain import Delivery, dead_letters, deliver_all, final_params, read_lines, run_to_end, wait_for
+from tests.support.report import REPORT
+from tests.support.requests import EVERY_EPOCH as BASE
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.stores.tensor_store import Superseded
-
-BASE = {
-    "dataset": "moons",
-    "neurons": {"layer1": 5, "layer2": 3, "layer3": 1},
-    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
-    "epochs": 4,
-    "learning_rate": 0.05,
-    "notify_every": 1,
-    "checkpoint_every": 1,
-}
 
 
 # -- what a run leaves behind ------------------------------------------------------------------

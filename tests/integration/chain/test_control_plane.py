@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
+from tests.support.chain import (
     ChainStack,
     Delivery,
     dead_letters,
@@ -28,9 +27,11 @@ from tests.integration.chain.chain_helpers import (
     final_params,
     read_lines,
     run_to_end,
-    subscribe_queue,
     wait_for,
 )
+from tests.support.cloud import subscribe_queue
+from tests.support.report import REPORT
+from tests.support.requests import moons
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.errors import RequestError
@@ -41,17 +42,16 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import next_event, parse_event
 from trainer.stores.run_store import CHECKPOINTS
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "checkpoint_every": 2,
-    "max_steps_per_invocation": 9,
-}
+PAYLOAD = moons(
+    (6, 1),
+    ("relu", "sigmoid"),
+    epochs=6,
+    learning_rate=0.05,
+    optimizer="adam",
+    batch_size=100,
+    checkpoint_every=2,
+    max_steps_per_invocation=9,
+)
 
 
 @pytest.fixture(scope="module")

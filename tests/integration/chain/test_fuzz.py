@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as event_
 from hypothesis import strategies as st
 
+from tests.support.requests import moons
 from trainer.aws import client as aws_client
 from trainer.data.loader import REQUIRED_KEYS, DatasetError, check_raw, load_raw, prepare
 from trainer.errors import EventError, RequestError
@@ -51,13 +52,7 @@ PROBLEM = re.compile(r"^(?P<field>[a-z_0-9]+)(\.[^:]*)?:|^neurons and activation
 RUN_ID_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-GOOD_REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 3, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 2,
-    "learning_rate": 0.1,
-}
+GOOD_REQUEST = moons((3, 1), ("relu", "sigmoid"), epochs=2, learning_rate=0.1)
 
 
 def names_a_field(problem: str) -> bool:

@@ -39,8 +39,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.integration.chain.chain_helpers import ChainStack, dead_letters, deliver_all
-from tests.integration.conftest import command_line
+from tests.support.chain import ChainStack, dead_letters, deliver_all
+from tests.support.processes import command_line
+from tests.support.requests import moons
 from trainer import secrets as secrets_mod
 from trainer import services as services_mod
 from trainer.aws import client as aws_client
@@ -95,16 +96,15 @@ def cache(stack: ChainStack) -> Cache:
 
 
 def small_request(**overrides) -> dict:
-    payload = {
-        "dataset": "moons",
-        "neurons": {"layer1": 4, "layer2": 1},
-        "activations": {"layer1": "tanh", "layer2": "sigmoid"},
-        "epochs": 2,
-        "learning_rate": 0.05,
-        "batch_size": 100,
-        "max_steps_per_invocation": 4,
-        "run_id": "sec-" + secrets.token_hex(6),
-    }
+    payload = moons(
+        (4, 1),
+        ("tanh", "sigmoid"),
+        epochs=2,
+        learning_rate=0.05,
+        batch_size=100,
+        max_steps_per_invocation=4,
+        run_id="sec-" + secrets.token_hex(6),
+    )
     payload.update(overrides)
     return payload
 

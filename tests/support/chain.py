@@ -161,6 +161,16 @@ def new_stack(cloud: CloudProcess, **variables: str) -> ChainStack:
     return ChainStack.provision(cloud, "ch" + secrets.token_hex(3), **variables)
 
 
+def footprint(stack: ChainStack) -> tuple[int, int, int, int]:
+    """Cache keys, table items, bucket objects, and trainer events sent (held by the service):
+    what a refused request must leave as it was."""
+    svc = stack.services
+    keys = sum(1 for _ in svc.tensor_store.client.scan_iter(count=1000))
+    items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
+    objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
+    return keys, items, objects, len(stack.held())
+
+
 def deliver_all(stack: ChainStack, limit: int | None = None) -> list[Delivery]:
     """Deliver held events oldest first until none is left (or `limit` were delivered)."""
     done: list[Delivery] = []
@@ -196,15 +206,6 @@ def run_to_end(
     return run_id, attempts
 
 
-def subscribe_queue(topic_arn: str, name: str) -> str:
-    """An SQS queue subscribed to the topic (raw delivery): the messages a user would receive."""
-    sqs = client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    return url
-
-
 def drain_queue(url: str) -> list[dict[str, Any]]:
     """The messages in the queue now, removed from it (a later drain sees only newer ones)."""
     sqs, messages = client("sqs"), []
@@ -234,71 +235,6 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "t
             raise AssertionError(f"{what} did not hold within {timeout_s:.0f} s")
         time.sleep(0.05)
     return value
-
-
-class FaultReport:
-    """Counts for the fault-injection suite, printed at the end of the test session."""
-
-    def __init__(self) -> None:
-        self.runs = self.faults = self.identical = 0
-        self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
-        self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
-
-    def record(self, faults: int, identical: bool) -> None:
-        self.runs += 1
-        self.faults += faults
-        self.identical += int(identical)
-
-    def record_campaign(self, campaign: str, stats: dict, identical: bool) -> None:
-        """A disturbed run on the local cloud, with the Lambda service's and the emulator's counts
-        (the cloud's /_lnn/stats)."""
-        self.campaigns.append((campaign, stats, identical))
-        self.record(faults=stats["aws_faults"]["injected_total"] + stats["kills"], identical=identical)
-
-    def campaign_lines(self) -> list[str]:
-        keys = ("events_accepted", "deliveries", "duplicate_copies", "overlapping_deliveries", "kills", "retries")
-        keys += ("function_errors", "environments_started")
-        lines, totals = [], dict.fromkeys((*keys, "aws_requests", "aws_faults", "sdk_retries"), 0)
-        injected: dict[str, int] = {}
-        starts: list[tuple[int, float, float]] = []  # (count, mean, max) of environment start-ups
-        for campaign, stats, identical in self.campaigns:
-            start = stats["environment_start_s"]
-            if start["count"]:
-                starts.append((start["count"], start["mean"], start["max"]))
-            faults = stats["aws_faults"]
-            figures = {k: stats[k] for k in keys}
-            figures["aws_requests"] = sum(faults["requests"].values())
-            figures["aws_faults"] = faults["injected_total"]
-            figures["sdk_retries"] = sum(faults["sdk_retries"].values())
-            for key, value in figures.items():
-                totals[key] += value
-            for code, count in faults["injected"].items():
-                injected[code] = injected.get(code, 0) + count
-            most = stats["max_concurrent_copies"]
-            shown = ", ".join(f"{k} {v}" for k, v in figures.items())
-            lines.append(f"campaign [{campaign}]: {shown}, max concurrent copies {most}, identical: {identical}")
-        same = sum(identical for _, _, identical in self.campaigns)
-        shown = ", ".join(f"{k} {v}" for k, v in totals.items())
-        lines.append(f"campaign totals: runs {len(self.campaigns)}, {shown}, runs bit-identical {same}")
-        lines.append("AWS faults injected by code: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
-        # Every SDK retry follows a failed attempt, and only injected faults fail those requests:
-        # the faults not followed by a retry are the ones that reached the handler.
-        lines.append(
-            f"AWS faults absorbed by the SDK's retries: {totals['sdk_retries']}, "
-            f"reached the handler (a function error; Lambda's retry or another copy took over): "
-            f"{totals['aws_faults'] - totals['sdk_retries']}"
-        )
-        if starts:
-            count = sum(n for n, _, _ in starts)
-            mean = sum(n * m for n, m, _ in starts) / count
-            lines.append(
-                f"execution environment start-up (process start to first poll of the Runtime API): {count} "
-                f"started, mean {mean:.3f} s, max {max(m for _, _, m in starts):.3f} s"
-            )
-        return lines
-
-
-REPORT = FaultReport()
 
 
 def final_params(stack: ChainStack, run_id: str) -> dict[str, np.ndarray]:
