@@ -4,19 +4,18 @@ as tests/support/imageenv.py builds it), and stacks provisioned in it through th
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cloud import REGION, RETRY_DELAY_S, aws, cloud_args_for, subscribe_queue
+from tests.support.chain import ChainStack, new_stack
+from tests.support.cloud import REGION, RETRY_DELAY_S, calm, cloud_args_for, free_stack
 from tests.support.imageenv import ImageEnv, build
 from tests.support.processes import descendants, still_running
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import aws_environment
-from trainer.local.provision import provision_stack
 
 
 @pytest.fixture(scope="session")
@@ -52,20 +51,45 @@ def cloud_env(cloud: CloudProcess) -> Iterator[dict[str, str]]:
         yield values
 
 
-@pytest.fixture
-def stack(cloud_env: dict[str, str]) -> dict[str, str]:
-    return provision_stack("it" + secrets.token_hex(3), trainer_memory_mb=2048)
+# One stack of each kind for the whole session, provisioned once (functions, table, bucket, topic,
+# queues and a redis-server each) and handed to each user calm: no chaos, no AWS faults, nothing
+# queued or in flight. A test that needs a stack of its own (another memory size, timeout,
+# recursion setting) provisions it, and says why.
+
+
+@pytest.fixture(scope="session")
+def chain_stack(cloud: CloudProcess) -> Iterator[ChainStack]:
+    """The chain tests' stack (tests/integration/chain): its trainer events held for the tests to
+    deliver, a short completion lease (a crash injected inside a completion is waited out
+    quickly). Each chain module gets it reset (ChainStack.reset)."""
+    with aws_environment(cloud.aws_env, REGION):
+        chain = new_stack(cloud, HANDOFF_CLAIM_TTL_S="1")
+    yield chain
+    with aws_environment(cloud.aws_env, REGION):
+        chain.remove()
+
+
+@pytest.fixture(scope="session")
+def shared_stack(cloud: CloudProcess) -> dict[str, str]:
+    """A stack as provisioned (the functions' own settings) whose events the Lambda service
+    delivers itself, as on AWS."""
+    with aws_environment(cloud.aws_env, REGION):
+        return free_stack("it")
+
+
+@pytest.fixture(scope="session")
+def shared_chaos_stack(cloud: CloudProcess) -> dict[str, str]:
+    """The same with a short completion lease (a killed holder's retry takes over within a second
+    or two, not the default 30 s)."""
+    with aws_environment(cloud.aws_env, REGION):
+        return free_stack("cs", HANDOFF_CLAIM_TTL_S="2")
 
 
 @pytest.fixture
-def chaos_stack(cloud_env: dict[str, str], stack: dict[str, str]) -> dict[str, str]:
-    """The stack with a short completion lease (a killed holder's retry takes over within a
-    second or two, not the default 30 s) and a queue subscribed to its topic."""
-    lam = aws("lambda", cloud_env)
-    function = stack["TRAINER_FUNCTION_NAME"]
-    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=function, Environment={"Variables": {**variables, "HANDOFF_CLAIM_TTL_S": "2"}}
-    )
-    url = subscribe_queue(stack["SNS_TOPIC_ARN"], f"{function}-messages")
-    return {**stack, "MESSAGES_QUEUE_URL": url}
+def stack(cloud: CloudProcess, cloud_env: dict[str, str], shared_stack: dict[str, str]) -> dict[str, str]:
+    return calm(cloud, shared_stack)
+
+
+@pytest.fixture
+def chaos_stack(cloud: CloudProcess, cloud_env: dict[str, str], shared_chaos_stack: dict[str, str]) -> dict[str, str]:
+    return calm(cloud, shared_chaos_stack)

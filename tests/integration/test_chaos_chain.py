@@ -10,7 +10,14 @@ import json
 
 import numpy as np
 
-from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, invoke, wait_for_status
+from tests.support.cloud import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    aws,
+    invoke,
+    retire_environments,
+    wait_for_status,
+)
 from tests.support.requests import moons
 from trainer.local.lambda_service import Chaos
 
@@ -40,6 +47,9 @@ def train(cloud, cloud_env, stack, run_id: str, chaos: Chaos) -> tuple[dict, dic
 
 
 def test_a_chain_under_chaos_ends_with_the_undisturbed_weights(cloud, cloud_env, stack) -> None:
+    # The shared stack's trainer starts afresh, as a new stack's would: the environments the calm
+    # run starts are the only warm ones when the stormy run (and its mixed fleet) begins.
+    retire_environments(stack["TRAINER_FUNCTION_NAME"])
     calm, calm_stats = train(cloud, cloud_env, stack, "calm-run", Chaos())
     assert calm["status"] == "SUCCEEDED", calm
     assert calm_stats["duplicate_copies"] == 0 and calm_stats["kills"] == 0

@@ -34,7 +34,14 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, messages_by_run, run_item
+from tests.support.cloud import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    aws,
+    messages_by_run,
+    retire_environments,
+    run_item,
+)
 from tests.support.report import REPORT
 from tests.support.requests import moons
 from trainer.local.lambda_service import Chaos
@@ -381,6 +388,10 @@ def test_the_control_plane_campaign(cloud, cloud_env, chaos_stack) -> None:
     rng = random.Random(SEED)
     campaign = Campaign(cloud, cloud_env, chaos_stack, rng)
     cloud.set_chaos(Chaos())
+    # The shared stack's functions start afresh, as a new stack's would: the twins' environments
+    # are the only warm ones when the disturbed runs (and their mixed fleet) begin.
+    for function in (chaos_stack["TRAINER_FUNCTION_NAME"], chaos_stack["LAUNCH_FUNCTION_NAME"]):
+        retire_environments(function)
     for twin, request in (("calm", REQUEST), ("other", OTHER)):
         ok, body = campaign.ask({**request, "run_id": f"twin-{twin}"})
         assert ok, body

@@ -213,8 +213,7 @@ def test_a_training_chain_runs_through_the_lambda_api(cloud, cloud_env, stack) -
 
 
 def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, cloud_env) -> None:
-    from trainer.local.provision import provision_stack
-
+    # A stack of its own: the shared ones allow the chain's recursion, as the project's stack does.
     stack = provision_stack("rec" + secrets.token_hex(3), trainer_memory_mb=2048, allow_recursion=False)
     resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], SMALL_RUN)
     assert "FunctionError" not in resp, launched

@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, assert_sent_once, invoke, messages_by_run
+from tests.support.cloud import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    assert_sent_once,
+    invoke,
+    messages_by_run,
+    retire_environments,
+)
 from tests.support.paths import REPO_ROOT
 from tests.support.requests import moons, random_sweep
 from trainer.local.lambda_service import Chaos
@@ -68,6 +75,9 @@ def _figures(status: dict[str, Any]) -> list[tuple]:
 
 
 def test_a_sweep_under_chaos_ends_as_the_calm_one(cloud, cloud_env, sweep_env) -> None:
+    # The shared stack's trainer starts afresh, as a new stack's would: the environments the calm
+    # sweep starts are the only warm ones when the stormy sweep (and its mixed fleet) begins.
+    retire_environments(sweep_env["TRAINER_FUNCTION_NAME"])
     calm, _ = _sweep(cloud, cloud_env, sweep_env, sweep_request("calm"), Chaos())
     chaos = Chaos(seed=31, duplicates=2, kill_probability=0.1, kill_window_s=0.03, max_delay_s=0.02, hosts=FLEET)
     stormy, stats = _sweep(cloud, cloud_env, sweep_env, sweep_request("stormy"), chaos)

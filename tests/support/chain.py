@@ -21,6 +21,8 @@ from trainer.aws import client
 from trainer.data.loader import load_raw, prepare
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import LaunchRefused, session_services
+from trainer.local.faults import FaultPlan
+from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
@@ -62,6 +64,7 @@ class ChainStack:
     env: dict[str, str]
     services: services_mod.Services
     base_variables: dict[str, str] = field(default_factory=dict)
+    timeout_s: int = 900
 
     @classmethod
     def provision(cls, cloud: CloudProcess, prefix: str, **variables: str) -> ChainStack:
@@ -69,6 +72,7 @@ class ChainStack:
         services = session_services(env, str(Path(cloud.workdir) / "elasticache-ca.pem"))
         stack = cls(cloud, env, services)
         stack.base_variables = {**stack._variables(), **variables}
+        stack.timeout_s = int(client("lambda").get_function_configuration(FunctionName=stack.trainer)["Timeout"])
         stack.configure()
         cloud.hold(env["TRAINER_FUNCTION_NAME"])
         return stack
@@ -102,6 +106,25 @@ class ChainStack:
 
     def calm(self) -> None:
         self.configure()
+
+    def _configuration(self) -> tuple[str, dict[str, str], int]:
+        config = client("lambda").get_function_configuration(FunctionName=self.trainer)
+        command = (config.get("ImageConfig") or {}).get("Command") or ["trainer.handlers.trainer.handler"]
+        return command[0], dict(config["Environment"]["Variables"]), int(config["Timeout"])
+
+    def reset(self) -> None:
+        """Calm for the next module: no chaos and no AWS faults in the cloud, nothing held, the
+        failure queue drained, and the trainer's configuration the stack's own. Its warm
+        environments stay warm unless that configuration has to change back (as on Lambda)."""
+        self.cloud.set_chaos(Chaos())
+        self.cloud.set_faults(FaultPlan())
+        self.cloud.hold(self.trainer)
+        self.drop_all()
+        self.cloud.wait_idle()
+        if self._configuration() != ("trainer.handlers.trainer.handler", self.base_variables, self.timeout_s):
+            client("lambda").update_function_configuration(FunctionName=self.trainer, Timeout=self.timeout_s)
+            self.configure()
+        self.failure_records()
 
     def cold(self) -> None:
         """Retire every warm trainer environment (a configuration change does, as on Lambda): the
@@ -163,9 +186,11 @@ def new_stack(cloud: CloudProcess, **variables: str) -> ChainStack:
 
 def footprint(stack: ChainStack) -> tuple[int, int, int, int]:
     """Cache keys, table items, bucket objects, and trainer events sent (held by the service):
-    what a refused request must leave as it was."""
+    what a refused request must leave as it was. Completion claims of earlier runs are leases that
+    expire on their own (1 s here): they would make the count move with the clock, and a refused
+    request never writes one."""
     svc = stack.services
-    keys = sum(1 for _ in svc.tensor_store.client.scan_iter(count=1000))
+    keys = sum(1 for key in svc.tensor_store.client.scan_iter(count=5000) if b":handoff:" not in key)
     items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
     objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
     return keys, items, objects, len(stack.held())
@@ -241,6 +266,17 @@ def final_params(stack: ChainStack, run_id: str) -> dict[str, np.ndarray]:
     blob = stack.services.blob_store.get(f"models/{run_id}/model.npz")
     _, params, _, _ = model_file.load(blob)
     return params
+
+
+def reference_params(stack: ChainStack, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The weights `payload` ends with undisturbed: the run every disturbed twin is compared with."""
+    run_id, _ = run_to_end(stack, payload)
+    return final_params(stack, run_id)
+
+
+def same_params(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same tensors, bit for bit."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def monolithic_reference(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[float]]:

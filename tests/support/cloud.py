@@ -12,7 +12,11 @@ import boto3
 
 from tests.support.imageenv import ImageEnv
 from trainer.aws import client
+from trainer.local.cloud import CloudProcess
+from trainer.local.faults import FaultPlan
 from trainer.local.fleet import PINNED_X86_64
+from trainer.local.lambda_service import Chaos
+from trainer.local.provision import provision_stack
 
 RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the tests do not
 REGION = "us-east-1"
@@ -63,6 +67,40 @@ def subscribe_queue(topic_arn: str, name: str) -> str:
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     return url
+
+
+def free_stack(prefix: str, **variables: str) -> dict[str, str]:
+    """A stack whose events the Lambda service delivers itself (as on AWS), the trainer's
+    `variables` on top of its own, and a queue subscribed to its topic (MESSAGES_QUEUE_URL: the
+    messages a user receives)."""
+    stack = provision_stack(prefix + secrets.token_hex(3), trainer_memory_mb=2048)
+    function = stack["TRAINER_FUNCTION_NAME"]
+    if variables:
+        lam = client("lambda")
+        own = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+        lam.update_function_configuration(FunctionName=function, Environment={"Variables": {**own, **variables}})
+    return {**stack, "MESSAGES_QUEUE_URL": subscribe_queue(stack["SNS_TOPIC_ARN"], f"{function}-messages")}
+
+
+def calm(cloud: CloudProcess, stack: dict[str, str]) -> dict[str, str]:
+    """The cloud calm (no chaos, no AWS faults) and idle, the stack's queues empty: what an earlier
+    user of a shared stack left is gone. Its warm environments stay warm, as on Lambda."""
+    cloud.set_chaos(Chaos())
+    cloud.set_faults(FaultPlan())
+    cloud.wait_idle(timeout_s=300)
+    for url in (stack["MESSAGES_QUEUE_URL"], stack["FAILURE_QUEUE_URL"]):
+        client("sqs").purge_queue(QueueUrl=url)
+    return stack
+
+
+def retire_environments(function: str) -> None:
+    """The function's warm execution environments retire (a configuration change does, as on
+    Lambda): its next events start new ones, under the cloud's chaos settings of the moment (a
+    mixed fleet's hosts go to new environments only)."""
+    lam = client("lambda")
+    variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    variables["LNN_COLD_START"] = secrets.token_hex(4)
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": variables})
 
 
 def run_item(cloud_env: dict[str, str], table: str, run_id: str) -> dict[str, Any]:

@@ -39,6 +39,22 @@ REQUEST = moons((8, 1), ("relu", "sigmoid"), epochs=30, learning_rate=0.5, seed=
 # test_image_runtime.py), mirrored by the Go Terratest (tests/infra/terratest checks they agree).
 IMAGE_RUN = moons((8, 1), ("relu", "sigmoid"), epochs=40, learning_rate=0.5, seed=7, chain="per_step")
 
+
+def resumable(epochs: int) -> dict[str, Any]:
+    """A run of many invocations with a checkpoint every other epoch: the control plane's and the
+    lifecycle's tests fail, resume, cancel and race it (tests/integration/chain)."""
+    return moons(
+        (6, 1),
+        ("relu", "sigmoid"),
+        epochs=epochs,
+        learning_rate=0.05,
+        optimizer="adam",
+        batch_size=100,
+        checkpoint_every=2,
+        max_steps_per_invocation=9,
+    )
+
+
 # A request LaunchLambda accepts, the smallest there is: the base the refusal tests change one field of.
 GOOD = moons((4, 1), ("relu", "sigmoid"), epochs=3, learning_rate=0.1)
 

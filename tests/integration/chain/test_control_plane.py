@@ -26,12 +26,14 @@ from tests.support.chain import (
     drain_queue,
     final_params,
     read_lines,
+    reference_params,
     run_to_end,
+    same_params,
     wait_for,
 )
 from tests.support.cloud import subscribe_queue
 from tests.support.report import REPORT
-from tests.support.requests import moons
+from tests.support.requests import resumable
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.errors import RequestError
@@ -42,22 +44,12 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import next_event, parse_event
 from trainer.stores.run_store import CHECKPOINTS
 
-PAYLOAD = moons(
-    (6, 1),
-    ("relu", "sigmoid"),
-    epochs=6,
-    learning_rate=0.05,
-    optimizer="adam",
-    batch_size=100,
-    checkpoint_every=2,
-    max_steps_per_invocation=9,
-)
+PAYLOAD = resumable(epochs=6)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
-    run_id, _ = run_to_end(stack, PAYLOAD)
-    return final_params(stack, run_id)
+    return reference_params(stack, PAYLOAD)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +69,6 @@ def mailbox(queue) -> Callable[[str], list[str]]:
         return sorted(box.get(run_id, []))
 
     return kinds
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _run(stack: ChainStack, run_id: str) -> dict[str, Any]:
@@ -157,11 +145,11 @@ def test_a_launch_refused_for_a_taken_run_id_writes_nothing(stack, reference) ->
         with pytest.raises(RequestError, match="already exists"):
             launch_handler.launch(other, stack.services)
     data_after = stack.services.tensor_store.get_data(run_id, ["x_train", "y_train"])
-    assert _same(data_after, data_before), "the refused launch wrote its data into the run's keys"
+    assert same_params(data_after, data_before), "the refused launch wrote its data into the run's keys"
     assert len(stack.held()) == 1, "the refused launch sent an event"
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
 
 
 # -- defect 4: cancel racing resume -----------------------------------------------------------------
@@ -245,7 +233,7 @@ def test_an_event_not_in_the_plan_changes_nothing(stack, reference, mailbox) -> 
     assert not dead_letters(deliver_all(stack))
     run = _run(stack, run_id)
     assert run["status"] == "SUCCEEDED" and "failure_reason" not in run
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["SUCCEEDED"]
 
 
@@ -266,7 +254,7 @@ def test_a_launch_whose_launch_lambda_died_completes_when_sent_again(stack, refe
     assert stack.launch(request)["run_id"] == run_id
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     with pytest.raises(LaunchRefused, match="already exists"):
         stack.launch(request)  # launched and done: a repeat is a new launch with a taken id
 
@@ -283,7 +271,7 @@ def test_a_resume_whose_launch_lambda_died_completes_when_sent_again(stack, refe
     assert resumed["source"].startswith("checkpoint") or resumed["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     with pytest.raises(LaunchRefused, match="only FAILED or STALLED"):
         stack.launch({"action": "resume", "run_id": run_id})
 
@@ -305,7 +293,7 @@ def test_a_run_whose_cache_was_lost_before_its_first_checkpoint_resumes_from_its
     assert (resumed["source"], resumed["resumed_from_seq"]) == ("seeded start", 0)
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     assert mailbox(run_id).count("FAILED") == 1
 
 
@@ -341,7 +329,7 @@ def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, r
     stack.cold()
     assert lifecycle.resume(stack.services, run_id)["source"].startswith("checkpoint")
     assert not dead_letters(deliver_all(stack))
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
     REPORT.record(faults=1, identical=True)
 
@@ -379,7 +367,7 @@ def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason
     assert mailbox(run_id) == ["FAILED"]
     assert stack.launch({"action": "resume", "run_id": run_id})["status"] == "RUNNING"
     assert not dead_letters(deliver_all(stack))
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
 
 
@@ -395,7 +383,7 @@ def test_the_stall_threshold_is_the_users_to_set_on_a_resume(stack, reference) -
         stack.launch({"action": "resume", "run_id": run_id, "stall_after_s": "soon"})
     assert stack.launch({"action": "resume", "run_id": run_id, "stall_after_s": 0})["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
 
 
 # -- checkpoints are checked before a resume loads one ---------------------------------------------

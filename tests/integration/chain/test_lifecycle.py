@@ -14,36 +14,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.chain import ChainStack, dead_letters, deliver_all, drain_queue, final_params, run_to_end, wait_for
+from tests.support.chain import (
+    ChainStack,
+    dead_letters,
+    deliver_all,
+    drain_queue,
+    final_params,
+    reference_params,
+    same_params,
+    wait_for,
+)
 from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, subscribe_queue
 from tests.support.paths import REPO_ROOT
 from tests.support.report import REPORT
-from tests.support.requests import moons
+from tests.support.requests import resumable
 from trainer import lifecycle, model_file
 from trainer.local import runner
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.local.lambda_service import Chaos
 
-PAYLOAD = moons(
-    (6, 1),
-    ("relu", "sigmoid"),
-    epochs=8,
-    learning_rate=0.05,
-    optimizer="adam",
-    batch_size=100,
-    checkpoint_every=2,
-    max_steps_per_invocation=9,
-)
+PAYLOAD = resumable(epochs=8)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
-    run_id, _ = run_to_end(stack, PAYLOAD)
-    return final_params(stack, run_id)
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return reference_params(stack, PAYLOAD)
 
 
 def _fail_after(stack: ChainStack, tmp_path: Path, deliveries: int) -> str:
@@ -72,7 +67,7 @@ def test_a_failed_run_resumes_from_the_cache_bit_identical(stack, reference, tmp
     assert resumed["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -92,7 +87,7 @@ def test_a_run_resumed_on_other_hosts_of_a_mixed_fleet_ends_bit_identical(stack,
         stack.cloud.set_chaos(Chaos())
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
     assert_ran_pinned_on_a_mixed_fleet(stats)
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -110,7 +105,7 @@ def test_a_stalled_run_is_detected_and_resumes(stack, reference) -> None:
     # (stack.services' invoker is the production one: the event goes to the trainer function).
     lifecycle.resume(stack.services, run_id, stall_after_s=0)
     assert not dead_letters(deliver_all(stack))
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -134,7 +129,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(stack, reference
     finally:
         stack.calm()
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
-    assert _same(final_params(stack, run_id), reference)
+    assert same_params(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -200,7 +195,7 @@ def test_cli_resumes_a_failed_local_run(stack, reference, tmp_path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "SUCCEEDED"
     assert "(cache)" in done.stderr, done.stderr
     _, params, _, _ = model_file.load((tmp_path / run_id / "model.npz").read_bytes())
-    assert _same(params, reference)
+    assert same_params(params, reference)
     done = subprocess.run(
         [sys.executable, "-m", "trainer", "cancel", run_id],
         cwd=REPO_ROOT,
