@@ -43,6 +43,21 @@ def tier_of(path: Path, name: str) -> str:
     return "infra" if where.startswith("infra/") else "cloud"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.support.fuzz import load_profile
+
+    try:
+        load_profile()  # LNN_HYPOTHESIS_PROFILE: ci (the default) or deep
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.support.fuzz import PROFILE_VARIABLE, examples
+
+    return f"fuzz budgets: {PROFILE_VARIABLE}={'deep' if examples(0, 1) else 'ci'}"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(tier_of(item.path, item.name))
