@@ -145,6 +145,37 @@ class Terraform:
             check=False,
         )
 
+    def run_side_by_side(
+        self, commands: list[tuple[str, ...]], cwd: Path, timeout: float = 900
+    ) -> list[subprocess.CompletedProcess[str]]:
+        """Several commands at once in one directory (read-only ones: `terraform test` with
+        different filters), each as `run` would give it."""
+        started = [
+            (
+                args,
+                subprocess.Popen(
+                    [self.binary, *args],
+                    cwd=cwd,
+                    env=self.env(),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+            for args in commands
+        ]
+        done = []
+        try:
+            for args, process in started:
+                out, err = process.communicate(timeout=timeout)
+                done.append(subprocess.CompletedProcess([self.binary, *args], process.returncode, out, err))
+        finally:
+            for _, process in started:  # none is left behind, whatever stopped the wait
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        return done
+
     def init(self, cwd: Path) -> None:
         # -lockfile=readonly: the committed lock file must be enough to install the provider.
         result = self.run("init", "-input=false", "-no-color", "-lockfile=readonly", cwd=cwd, timeout=300)
