@@ -88,8 +88,12 @@ def calm(cloud: CloudProcess, stack: dict[str, str]) -> dict[str, str]:
     cloud.set_chaos(Chaos())
     cloud.set_faults(FaultPlan())
     cloud.wait_idle(timeout_s=300)
+    sqs = client("sqs")
     for url in (stack["MESSAGES_QUEUE_URL"], stack["FAILURE_QUEUE_URL"]):
-        client("sqs").purge_queue(QueueUrl=url)
+        # Received and deleted: SQS allows one PurgeQueue a minute.
+        while got := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in got:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     return stack
 
 

@@ -32,15 +32,15 @@ BASE = moons(
 
 def sweep_request(**extra: Any) -> dict[str, Any]:
     defaults = {
+        "base": BASE,
+        "space": {"learning_rate": {"log_uniform": [0.001, 0.3]}, "neurons.layer1": [2, 6]},
         "trials": 6,
         "seed": 3,
         "max_concurrency": 2,
         "validation_fraction": 0.25,
         "early_stopping": {"asha": {"min_epochs": 2, "reduction_factor": 2}},
     }
-    return random_sweep(
-        BASE, {"learning_rate": {"log_uniform": [0.001, 0.3]}, "neurons.layer1": [2, 6]}, **defaults | extra
-    )
+    return random_sweep(**defaults | extra)
 
 
 def deliver(stack: ChainStack, rng: random.Random | None = None, copies: int = 1) -> dict[str, int]:
