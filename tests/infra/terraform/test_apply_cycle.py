@@ -30,7 +30,7 @@ The emulator is the local cloud (trainer.local.cloud, one child process): moto's
 planes with the patches of trainer/local/moto_patched.py, Invoke executed in awslambdaric processes,
 and each replication group a real TLS redis-server with the group's token, on the group's port. The
 image the functions run is the image's file system built without Docker from requirements.lock and
-trainer/ (tests/infra/images/imageenv.py, Python 3.12); the pushed manifests stand for it (the local
+trainer/ (tests/support/imageenv.py, Python 3.12); the pushed manifests stand for it (the local
 Lambda service runs that one file system for every image, with the handler of the function's image
 config command). The provider reaches the cloud through its standard endpoint variable
 (AWS_ENDPOINT_URL) and a test-only override file, written into the temporary copies only; the
