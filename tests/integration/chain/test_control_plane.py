@@ -28,9 +28,9 @@ from tests.support.chain import (
     read_lines,
     reference_params,
     run_to_end,
-    same_params,
     wait_for,
 )
+from tests.support.chain import same_params as _same  # the tests' name for it
 from tests.support.cloud import subscribe_queue
 from tests.support.report import REPORT
 from tests.support.requests import resumable
@@ -145,11 +145,11 @@ def test_a_launch_refused_for_a_taken_run_id_writes_nothing(stack, reference) ->
         with pytest.raises(RequestError, match="already exists"):
             launch_handler.launch(other, stack.services)
     data_after = stack.services.tensor_store.get_data(run_id, ["x_train", "y_train"])
-    assert same_params(data_after, data_before), "the refused launch wrote its data into the run's keys"
+    assert _same(data_after, data_before), "the refused launch wrote its data into the run's keys"
     assert len(stack.held()) == 1, "the refused launch sent an event"
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
 
 
 # -- defect 4: cancel racing resume -----------------------------------------------------------------
@@ -233,7 +233,7 @@ def test_an_event_not_in_the_plan_changes_nothing(stack, reference, mailbox) -> 
     assert not dead_letters(deliver_all(stack))
     run = _run(stack, run_id)
     assert run["status"] == "SUCCEEDED" and "failure_reason" not in run
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["SUCCEEDED"]
 
 
@@ -254,7 +254,7 @@ def test_a_launch_whose_launch_lambda_died_completes_when_sent_again(stack, refe
     assert stack.launch(request)["run_id"] == run_id
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     with pytest.raises(LaunchRefused, match="already exists"):
         stack.launch(request)  # launched and done: a repeat is a new launch with a taken id
 
@@ -271,7 +271,7 @@ def test_a_resume_whose_launch_lambda_died_completes_when_sent_again(stack, refe
     assert resumed["source"].startswith("checkpoint") or resumed["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     with pytest.raises(LaunchRefused, match="only FAILED or STALLED"):
         stack.launch({"action": "resume", "run_id": run_id})
 
@@ -293,7 +293,7 @@ def test_a_run_whose_cache_was_lost_before_its_first_checkpoint_resumes_from_its
     assert (resumed["source"], resumed["resumed_from_seq"]) == ("seeded start", 0)
     assert not dead_letters(deliver_all(stack))
     assert _run(stack, run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id).count("FAILED") == 1
 
 
@@ -329,7 +329,7 @@ def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, r
     stack.cold()
     assert lifecycle.resume(stack.services, run_id)["source"].startswith("checkpoint")
     assert not dead_letters(deliver_all(stack))
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
     REPORT.record(faults=1, identical=True)
 
@@ -367,7 +367,7 @@ def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason
     assert mailbox(run_id) == ["FAILED"]
     assert stack.launch({"action": "resume", "run_id": run_id})["status"] == "RUNNING"
     assert not dead_letters(deliver_all(stack))
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
 
 
@@ -383,7 +383,7 @@ def test_the_stall_threshold_is_the_users_to_set_on_a_resume(stack, reference) -
         stack.launch({"action": "resume", "run_id": run_id, "stall_after_s": "soon"})
     assert stack.launch({"action": "resume", "run_id": run_id, "stall_after_s": 0})["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
 
 
 # -- checkpoints are checked before a resume loads one ---------------------------------------------

@@ -20,10 +20,10 @@ from tests.support.chain import (
     deliver_all,
     drain_queue,
     final_params,
-    reference_params,
-    same_params,
+    run_to_end,
     wait_for,
 )
+from tests.support.chain import same_params as _same  # the tests' name for it
 from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, subscribe_queue
 from tests.support.paths import REPO_ROOT
 from tests.support.report import REPORT
@@ -38,7 +38,8 @@ PAYLOAD = resumable(epochs=8)
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
-    return reference_params(stack, PAYLOAD)
+    run_id, _ = run_to_end(stack, PAYLOAD)
+    return final_params(stack, run_id)
 
 
 def _fail_after(stack: ChainStack, tmp_path: Path, deliveries: int) -> str:
@@ -67,7 +68,7 @@ def test_a_failed_run_resumes_from_the_cache_bit_identical(stack, reference, tmp
     assert resumed["source"] == "cache"
     assert not dead_letters(deliver_all(stack))
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -87,7 +88,7 @@ def test_a_run_resumed_on_other_hosts_of_a_mixed_fleet_ends_bit_identical(stack,
         stack.cloud.set_chaos(Chaos())
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
     assert_ran_pinned_on_a_mixed_fleet(stats)
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -105,7 +106,7 @@ def test_a_stalled_run_is_detected_and_resumes(stack, reference) -> None:
     # (stack.services' invoker is the production one: the event goes to the trainer function).
     lifecycle.resume(stack.services, run_id, stall_after_s=0)
     assert not dead_letters(deliver_all(stack))
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -129,7 +130,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(stack, reference
     finally:
         stack.calm()
     assert stack.services.run_store.get_run(run_id)["status"] == "SUCCEEDED"
-    assert same_params(final_params(stack, run_id), reference)
+    assert _same(final_params(stack, run_id), reference)
     REPORT.record(faults=1, identical=True)
 
 
@@ -195,7 +196,7 @@ def test_cli_resumes_a_failed_local_run(stack, reference, tmp_path) -> None:
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "SUCCEEDED"
     assert "(cache)" in done.stderr, done.stderr
     _, params, _, _ = model_file.load((tmp_path / run_id / "model.npz").read_bytes())
-    assert same_params(params, reference)
+    assert _same(params, reference)
     done = subprocess.run(
         [sys.executable, "-m", "trainer", "cancel", run_id],
         cwd=REPO_ROOT,
