@@ -15,55 +15,17 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.chain.chain_helpers import wait_for
-from tests.integration.conftest import (
-    REGION,
-    aws,
-    cloud_args_for,
-    command_line,
-    descendants,
-    invoke,
-    run_item,
-    still_running,
-    wait_for_status,
-)
+from tests.support.chain import wait_for
+from tests.support.cloud import REGION, aws, cloud_args_for, invoke, make_function, run_item, wait_for_status
+from tests.support.processes import command_line, descendants, still_running
+from tests.support.requests import moons
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import aws_environment
 from trainer.local.fleet import PINNED_X86_64
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
 
-ACCOUNT = "123456789012"
-SMALL_RUN = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 5,
-    "learning_rate": 0.5,
-    "seed": 7,
-    "chain": "per_step",
-}
-
-
-def make_function(cloud_env, handler: str, timeout: int = 3, env: dict | None = None, memory: int = 256) -> str:
-    name = f"fn-{handler.split('.')[-1]}-{secrets.token_hex(3)}"
-    lam = aws("lambda", cloud_env)
-    role = f"arn:aws:iam::{ACCOUNT}:role/lnn-test-functions"
-    aws("iam", cloud_env).create_role(
-        RoleName=f"r-{name}",
-        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
-    )
-    lam.create_function(
-        FunctionName=name,
-        Role=role.replace("lnn-test-functions", f"r-{name}"),
-        PackageType="Image",
-        Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/test:latest"},
-        ImageConfig={"Command": [f"lnn_test_functions.{handler}"]},
-        Timeout=timeout,
-        MemorySize=memory,
-        Environment={"Variables": env or {}},
-    )
-    return name
+SMALL_RUN = moons((8, 1), ("relu", "sigmoid"), epochs=5, learning_rate=0.5, seed=7, chain="per_step")
 
 
 def failure_queue(cloud_env) -> tuple[str, str]:
@@ -251,8 +213,7 @@ def test_a_training_chain_runs_through_the_lambda_api(cloud, cloud_env, stack) -
 
 
 def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, cloud_env) -> None:
-    from trainer.local.provision import provision_stack
-
+    # A stack of its own: the shared ones allow the chain's recursion, as the project's stack does.
     stack = provision_stack("rec" + secrets.token_hex(3), trainer_memory_mb=2048, allow_recursion=False)
     resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], SMALL_RUN)
     assert "FunctionError" not in resp, launched

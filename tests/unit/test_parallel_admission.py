@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.test_ceilings import MOONS, refusal, services
+from tests.support.settings import MOONS, refusal, services
 from trainer import request as request_mod
 from trainer.handlers import launch
 from trainer.parallel import admission, shards, tree

@@ -115,7 +115,7 @@ def test_a_runs_validation_fraction_is_checked_as_every_field_is(value: object, 
 def test_a_runs_validation_examples_are_carved_from_its_training_set_as_a_sweeps_are() -> None:
     import numpy as np
 
-    from tests.unit.test_ceilings import services
+    from tests.support.settings import services
     from trainer.data.builtin import BUILTIN
     from trainer.data.split import validation_indices
     from trainer.handlers import launch
@@ -135,7 +135,7 @@ def test_a_runs_validation_examples_are_carved_from_its_training_set_as_a_sweeps
 
 
 def test_a_validation_split_that_leaves_a_side_empty_is_refused_with_the_others() -> None:
-    from tests.unit.test_ceilings import refusal, services
+    from tests.support.settings import refusal, services
     from trainer.handlers import launch
 
     problems = refusal(lambda: launch.validate({**GOOD, "validation_fraction": 0.001, "l2": -1}, services()))

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from tests.integration.chain.chain_helpers import drain_queue, run_to_end, subscribe_queue
+from tests.support.chain import drain_queue, run_to_end
+from tests.support.cloud import subscribe_queue
+from tests.support.requests import moons
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
 from trainer.notifier import ATTEMPT_BOUND_S, PublishTooLate, SnsNotifier
@@ -46,15 +48,7 @@ def test_the_notifier_makes_no_attempt_that_could_outlive_its_message_claim(stac
 
 def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
     url = subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
-    payload = {
-        "dataset": "moons",
-        "neurons": {"layer1": 4, "layer2": 1},
-        "activations": {"layer1": "relu", "layer2": "sigmoid"},
-        "epochs": 4,
-        "learning_rate": 0.1,
-        "notify_every": 2,
-        "chain": "per_step",
-    }
+    payload = moons((4, 1), ("relu", "sigmoid"), epochs=4, learning_rate=0.1, notify_every=2, chain="per_step")
     run_id, _ = run_to_end(stack, payload)
     messages = [m for m in drain_queue(url) if m["run_id"] == run_id]
     kinds = [m["kind"] for m in messages]

@@ -9,36 +9,10 @@ import random
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import REPORT, final_params, monolithic_reference, read_lines, run_to_end
-
-SMALL = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 4, "layer3": 1},
-    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-}
-VARIANTS = {
-    "full-batch-gd": {},
-    "minibatch-adam-l2": {"optimizer": "adam", "batch_size": 64, "l2": 0.3, "init": "he"},
-    "momentum-leaky": {
-        "optimizer": "momentum",
-        "activations": {"layer1": "leaky_relu", "layer2": "sigmoid", "layer3": "sigmoid"},
-    },
-    "softmax-spirals": {
-        "dataset": "spirals",
-        "neurons": {"layer1": 8, "layer2": 5, "layer3": 3},
-        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
-        "batch_size": 100,
-        "optimizer": "adam",
-        "normalize": "standardize",
-    },
-    "float32": {"dtype": "float32", "optimizer": "adam", "batch_size": 50},
-}
-
-
-def _payload(variant: str, chain: str, **extra) -> dict:
-    return {**SMALL, **VARIANTS[variant], "chain": chain, **extra}
+from tests.support.chain import final_params, monolithic_reference, read_lines, run_to_end
+from tests.support.report import REPORT
+from tests.support.requests import CHAIN_VARIANTS as VARIANTS
+from tests.support.requests import chain_variant as _payload
 
 
 @pytest.mark.parametrize("chain", ["per_step", "fused"])

@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
+from tests.support.chain import (
     ChainStack,
     Delivery,
     dead_letters,
@@ -27,10 +26,14 @@ from tests.integration.chain.chain_helpers import (
     drain_queue,
     final_params,
     read_lines,
+    reference_params,
     run_to_end,
-    subscribe_queue,
     wait_for,
 )
+from tests.support.chain import same_params as _same  # the tests' name for it
+from tests.support.cloud import subscribe_queue
+from tests.support.report import REPORT
+from tests.support.requests import resumable
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.errors import RequestError
@@ -41,23 +44,12 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import next_event, parse_event
 from trainer.stores.run_store import CHECKPOINTS
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "checkpoint_every": 2,
-    "max_steps_per_invocation": 9,
-}
+PAYLOAD = resumable(epochs=6)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
-    run_id, _ = run_to_end(stack, PAYLOAD)
-    return final_params(stack, run_id)
+    return reference_params(stack, PAYLOAD)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +69,6 @@ def mailbox(queue) -> Callable[[str], list[str]]:
         return sorted(box.get(run_id, []))
 
     return kinds
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _run(stack: ChainStack, run_id: str) -> dict[str, Any]:

@@ -14,45 +14,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.integration.chain.chain_helpers import (
-    REPORT,
+from tests.support.chain import (
     ChainStack,
     dead_letters,
     deliver_all,
     drain_queue,
     final_params,
     run_to_end,
-    subscribe_queue,
     wait_for,
 )
-from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet
+from tests.support.chain import same_params as _same  # the tests' name for it
+from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, subscribe_queue
+from tests.support.paths import REPO_ROOT
+from tests.support.report import REPORT
+from tests.support.requests import resumable
 from trainer import lifecycle, model_file
 from trainer.local import runner
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.local.lambda_service import Chaos
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 8,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "checkpoint_every": 2,
-    "max_steps_per_invocation": 9,
-}
+PAYLOAD = resumable(epochs=8)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
     run_id, _ = run_to_end(stack, PAYLOAD)
     return final_params(stack, run_id)
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _fail_after(stack: ChainStack, tmp_path: Path, deliveries: int) -> str:

@@ -11,37 +11,36 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack, drain_queue, subscribe_queue
+from tests.support.chain import ChainStack, drain_queue
+from tests.support.cloud import subscribe_queue
+from tests.support.requests import moons, random_sweep
 from trainer.aws import client
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus, SweepStatus
 
-BASE = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
-    "epochs": 12,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "max_steps_per_invocation": 25,
-}
+BASE = moons(
+    (6, 1),
+    ("tanh", "sigmoid"),
+    epochs=12,
+    learning_rate=0.05,
+    optimizer="adam",
+    batch_size=100,
+    max_steps_per_invocation=25,
+)
 
 
 def sweep_request(**extra: Any) -> dict[str, Any]:
-    return {
-        "action": "sweep",
+    defaults = {
         "base": BASE,
         "space": {"learning_rate": {"log_uniform": [0.001, 0.3]}, "neurons.layer1": [2, 6]},
-        "strategy": "random",
         "trials": 6,
         "seed": 3,
         "max_concurrency": 2,
         "validation_fraction": 0.25,
         "early_stopping": {"asha": {"min_epochs": 2, "reduction_factor": 2}},
-        **extra,
     }
+    return random_sweep(**defaults | extra)
 
 
 def deliver(stack: ChainStack, rng: random.Random | None = None, copies: int = 1) -> dict[str, int]:

@@ -10,8 +10,8 @@ import secrets
 
 import pytest
 
-from tests.integration.conftest import FLEET, aws, invoke, wait_for_status
-from tests.integration.parallel.test_parallel_on_lambda import REQUEST
+from tests.support.cloud import FLEET, aws, invoke, wait_for_status
+from tests.support.parallel import REQUEST
 from trainer import model_file
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack

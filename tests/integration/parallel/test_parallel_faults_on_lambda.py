@@ -10,9 +10,9 @@ import secrets
 
 import pytest
 
-from tests.integration.chain.chain_helpers import FAULTY_TRAINER
-from tests.integration.conftest import aws, invoke, wait_for_status
-from tests.integration.parallel.test_parallel_on_lambda import REQUEST, expected
+from tests.support.chain import FAULTY_TRAINER
+from tests.support.cloud import aws, invoke, wait_for_status
+from tests.support.parallel import REQUEST, expected
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore

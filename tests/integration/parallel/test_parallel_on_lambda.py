@@ -12,24 +12,12 @@ import secrets
 import numpy as np
 import pytest
 
-from tests.integration.conftest import aws, invoke, wait_for_status
+from tests.support.cloud import aws, invoke, wait_for_status
+from tests.support.parallel import REQUEST, expected
 from trainer import model_file
-from trainer.data.loader import load_raw, prepare
 from trainer.local.provision import provision_stack
-from trainer.nn.init import initialise
-from trainer.parallel import reference
 from trainer.stores.run_store import DynamoRunStore
 
-REQUEST = {
-    "dataset": "spirals",
-    "neurons": {"layer1": 12, "layer2": 3},
-    "activations": {"layer1": "tanh", "layer2": "softmax"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "l2": 0.2,
-}
 VARIANTS = {
     "chain": {},
     "w2": {"workers": 2},
@@ -60,26 +48,6 @@ def runs(cloud_env) -> dict:
         epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
         out[name] = {"payload": payload, "item": items[name], "params": params, "epochs": epochs}
     return out
-
-
-def expected(payload: dict) -> tuple[dict[str, np.ndarray], list[float]]:
-    dtype = payload.get("dtype", "float64")
-    ds = prepare(load_raw(payload["dataset"]), "auto", dtype)
-    params = initialise([ds.features, 12, 3], "scaled_normal", 1, dtype)
-    got, costs, _ = reference.train(
-        ds.x_train,
-        ds.y_train,
-        params,
-        ["tanh", "softmax"],
-        payload["epochs"],
-        payload["learning_rate"],
-        payload["optimizer"],
-        payload["l2"],
-        payload.get("batch_size"),
-        1,
-        workers=payload.get("workers", 1),
-    )
-    return got, costs
 
 
 def test_every_run_succeeds_with_its_model_and_history(runs) -> None:

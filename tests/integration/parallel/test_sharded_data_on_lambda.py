@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import secrets
 
-from tests.integration.conftest import aws, invoke, wait_for_status
 from tests.performance.workloads import mnist_like
+from tests.support.cloud import aws, invoke, wait_for_status
 from trainer import model_file
 from trainer.data.loader import load_raw, prepare
 from trainer.local.provision import provision_stack
