@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer import keys
 from trainer.data import normalize
 from trainer.data.builtin import BUILTIN
 from trainer.errors import TooLarge
@@ -30,8 +31,7 @@ from trainer.errors import TooLarge
 REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
 MAX_DATASET_BYTES = 2 * 1024**3
 MAX_ABS_VALUE = 1e30
-# The stack's uploads live under this prefix of its bucket, apart from models/ and checkpoints/.
-DATASET_PREFIX = "datasets/"
+DATASET_PREFIX = keys.DATASET_PREFIX
 
 # (bucket, key, limit) -> the object's bytes; raises TooLarge past `limit` bytes, before reading them.
 BlobReader = Callable[[str, str, int], bytes]

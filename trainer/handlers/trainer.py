@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from trainer import effects, engine, warm
+from trainer import effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
@@ -79,7 +79,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
         raise
     except Superseded as exc:
         return invocation.moved_on(exc)
-    except effects.CompletionBusy as exc:
+    except once.CompletionBusy as exc:
         logger.info("completion held by another copy", extra={"run_id": event.run_id, "seq": event.seq})
         raise StepFailed(f"run {event.run_id} step {invocation.step}: {exc}; Lambda's retry comes back for it") from exc
     except Exception as exc:
@@ -93,7 +93,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
 class Invocation:
     def __init__(self, event: Event, context: Any, svc: services_mod.Services):
         self.event, self.svc = event, svc
-        self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
         self.token = secrets.token_hex(8)  # this copy's own: concurrent copies never share a claim
         self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
         self.completing: int | None = None  # the committed position this copy is completing
@@ -310,7 +310,7 @@ class Invocation:
                 return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
             key = f"{self.event.seq}.{run.get('resumes', 0)}"
-            effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+            once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})

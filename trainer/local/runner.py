@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer import keys
 from trainer.vocabulary import RunStatus
 
 
@@ -22,7 +23,7 @@ def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
     record = {"run": run, "epochs": epochs}
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
     if run.get("status") == RunStatus.SUCCEEDED:
-        model = stack.services.blob_store.get(f"models/{run_id}/model.npz")
+        model = stack.services.blob_store.get(keys.model_key(run_id))
         (run_dir / "model.npz").write_bytes(model)
         record["model_path"] = str(run_dir / "model.npz")
         (run_dir / "state.npz").unlink(missing_ok=True)

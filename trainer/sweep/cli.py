@@ -11,8 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from trainer import keys, workspace
 from trainer import request as request_mod
-from trainer import workspace
 from trainer.errors import RequestError, RunNotFound
 from trainer.sweep import scheduler, space
 from trainer.vocabulary import RunStatus, SweepStatus
@@ -78,7 +78,7 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         current["duration_s"] = round(time.monotonic() - started, 3)
         best = current.get("summary", {}).get("best_run_id")
         if best:
-            (folder / "best.npz").write_bytes(session.services.blob_store.get(scheduler.best_model_key(sweep_id)))
+            (folder / "best.npz").write_bytes(session.services.blob_store.get(keys.best_model_key(sweep_id)))
             # The copy outlives this cloud's bucket: it names the model beside it.
             current["summary"].pop("best_model_uri", None)
             current["summary"]["best_model"] = str(folder / "best.npz")

@@ -28,13 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from trainer import capacity, ceilings, effects, lifecycle, runstart, schema
+from trainer import capacity, ceilings, keys, once, runstart, runstop, schema
 from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
+from trainer.statemachine import effective_status
 from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
 from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
@@ -47,14 +48,6 @@ MAX_REQUEST_BYTES = 300_000  # the request is stored in the sweep's item (Dynamo
 
 def trial_run_id(sweep_id: str, trial: int) -> str:
     return f"{sweep_id}-t{trial:03d}"
-
-
-def split_key(sweep_id: str) -> str:
-    return f"sweeps/{sweep_id}/validation-split.npz"
-
-
-def best_model_key(sweep_id: str) -> str:
-    return f"models/{sweep_id}/best.npz"
 
 
 NOT_STARTED = "NOT_STARTED"  # a cancelled sweep's trial that never started
@@ -181,7 +174,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
         "max_concurrency": sweep.max_concurrency,
         "metric": sweep.metric,
         "data_digest": checked.dataset.digest(),
-        "split_key": split_key(sweep_id),
+        "split_key": keys.split_key(sweep_id),
         "training_examples": checked.dataset.examples,
         "validation_examples": len(checked.indices),
     }
@@ -191,7 +184,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
         raise RequestError([f"sweep_id: a different sweep {sweep_id!r} already exists"], "sweep request")
     buffer = io.BytesIO()
     np.savez(buffer, validation=checked.indices)
-    svc.blob_store.put(split_key(sweep_id), buffer.getvalue())
+    svc.blob_store.put(keys.split_key(sweep_id), buffer.getvalue())
     trials = [
         {
             "trial": t["trial"],
@@ -274,7 +267,7 @@ def _cancel_if_swept_away(svc: Any, sweep_id: str, run_id: str) -> None:
     if svc.run_store.get_sweep(sweep_id)["status"] != SweepStatus.CANCELLED:
         return
     with contextlib.suppress(RequestError):  # cancelled (or ended) already
-        lifecycle.cancel(svc, run_id, by_sweep=True)
+        runstop.cancel(svc, svc.run_store.get_run(run_id), message=False)
 
 
 def _start_or_skip(
@@ -346,14 +339,14 @@ def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str,
         "epochs_run": sum(r["epochs_run"] for r in rows),
     }
     if best is not None:
-        model = svc.blob_store.get(f"models/{best['run_id']}/model.npz")
+        model = svc.blob_store.get(keys.model_key(best["run_id"]))
         summary |= {
             "best_trial": best["trial"],
             "best_run_id": best["run_id"],
             "best_params": best["params"],
             "best_validation_accuracy": best["validation_accuracy"],
             "best_test_accuracy": best["test_accuracy"],
-            "best_model_uri": svc.blob_store.put(best_model_key(sweep_id), model),
+            "best_model_uri": svc.blob_store.put(keys.best_model_key(sweep_id), model),
         }
     if sweep["status"] == SweepStatus.RUNNING:
         svc.run_store.update_sweep(sweep_id, SweepStatus.ENDED, {"summary": json.dumps(summary, sort_keys=True)})
@@ -362,7 +355,7 @@ def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str,
     if stored["status"] != SweepStatus.ENDED:
         return None  # cancelled meanwhile: its own message says so
     summary = json.loads(stored["summary"])
-    effects.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
+    once.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
     return summary
 
 
@@ -398,7 +391,7 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
             rows.append(row)
             continue
         epochs = sorted(svc.run_store.epochs(item["run_id"]), key=lambda e: e["epoch"])
-        row["state"] = lifecycle.effective_status(run)
+        row["state"] = effective_status(run)
         row["epochs_run"] = len(epochs)
         row["compute_s"] = round(sum(float(e.get("duration_s", 0.0)) for e in epochs), 3)
         row["curve"] = [e.get("validation_accuracy") for e in epochs]
@@ -454,11 +447,11 @@ def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
         try:
             run = svc.run_store.get_run(item["run_id"])
             if run["status"] in (RunStatus.RUNNING, RunStatus.FAILED):
-                lifecycle.cancel(svc, item["run_id"], by_sweep=True)
+                runstop.cancel(svc, run, message=False)
                 cancelled.append(item["run_id"])
         except (RunNotFound, RequestError):
             continue  # never started, or it ended meanwhile
     body = {"sweep_id": sweep_id, "trials_cancelled": cancelled}
     token = secrets.token_hex(8)
-    effects.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, effects.NoDeadline())
+    once.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, once.NoDeadline())
     return {"sweep_id": sweep_id, "status": SweepStatus.CANCELLED, "trials_cancelled": cancelled}
