@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, ceilings, lifecycle, runstart
+from trainer import admission, capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import DatasetError, prepare, read_checked
@@ -44,14 +44,10 @@ def validate(payload: Any, svc: services_mod.Services):
             dataset = prepare(raw, request.normalize if request else "auto", request.dtype if request else "float64")
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
-    if request is not None and dataset is not None:
-        problems += request_mod.check_against_data(
-            request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
-        )
-        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
-        problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
     if request is not None:
-        problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
+        problems += admission.problems(request, dataset, svc.settings)
+    if request is not None and dataset is not None:
+        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
     if problems:

@@ -11,6 +11,9 @@ A snapshot is one chain position: the first read takes the cursor and the inputs
 every later read of a fused invocation re-checks the cursor in the same atomic step (read_at), so
 a copy whose position was committed by another stops at its next read instead of computing on a
 mix of two positions.
+
+The function also takes a sweep scheduler's event, "start trial k of sweep S" (`start_trial`): the
+trial that freed a slot sends it, and the start runs here in an invocation of its own.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
 from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, Superseded
+from trainer.sweep import scheduler
 from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
@@ -63,7 +67,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
-    """One invocation with the given adapters."""
+    """One invocation with the given adapters: a step of a run's chain, or a sweep scheduler's
+    event that starts a trial in a slot another trial freed."""
+    if scheduler.is_start_event(payload):
+        return start_trial(payload, context, svc)
     try:
         event = parse_event(payload)
     except EventError:
@@ -88,6 +95,17 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
         if invocation.holds_position():
             invocation.record_failure(exc)
         raise StepFailed(f"run {event.run_id} step {invocation.step}: {type(exc).__name__}: {exc}") from exc
+
+
+def start_trial(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
+    """A trial's start in an invocation of its own: its data read and its state written here, with
+    this invocation's time and memory, not inside the completion of the trial that freed the slot."""
+    deadline = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
+    try:
+        return scheduler.start_from_event(svc, payload, secrets.token_hex(8), deadline)
+    except EventError:
+        logger.warning("refused a scheduler event", extra={"sweep_id": str(payload.get("sweep_id"))[:80]})
+        raise
 
 
 class Invocation:

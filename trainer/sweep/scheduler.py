@@ -2,17 +2,22 @@
 
 The life of a sweep:
     launch   -> every trial checked, the validation split stored, the sweep and its trials
-                recorded, the first `max_concurrency` trials started
+                recorded, the first `max_concurrency` trials started (LaunchLambda)
     a trial at a rung (early stopping)   -> goes on, or STOPPED (`at_rung`)
-    a trial ends (SUCCEEDED, STOPPED, FAILED) -> its slot goes to the next trial (`trial_ended`)
-    the last trial ends  -> the best trial's model copied, the sweep ENDED, one summary
+    a trial ends (SUCCEEDED, STOPPED, FAILED, CANCELLED) -> its slot goes to the next trial
+                (`trial_ended`): the successor is decided once and the scheduler's event
+                "start trial k of sweep S" is sent to the TrainerLambda
+    that event   -> trial k started in an invocation of its own (`start_from_event`): its data
+                read and its state written with that invocation's time and memory
+    the last trial ends  -> the best model copied, the sweep ENDED, one summary
 
-Each of these runs inside a trial's completion (trainer.effects), which a crashed copy's retry
-does again, and which duplicates may do concurrently. So every decision is written once and
-followed by whoever comes later: the slot's successor and the counts in one conditional
-transaction, each rung decision in one conditional put, a trial's start made idempotent (its
-state, its record and its first event are each created at most once, and a first event sent
-twice is a duplicate the trainer already ignores).
+A trial's end runs inside its completion (trainer.effects), which a crashed copy's retry does
+again, and which duplicates may do concurrently. So every decision is written once and followed
+by whoever comes later: the slot's successor and the counts in one conditional transaction, each
+rung decision in one conditional put, a trial's start made idempotent (its state, its record and
+its first event are each created at most once, and a first event sent twice is a duplicate the
+trainer already ignores). A start event sent twice starts its trial once; one the scheduler did
+not send (no such trial, or one not given a slot) is refused and changes nothing.
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from trainer import capacity, ceilings, keys, once, runstart, runstop, schema
+from trainer import admission, capacity, ceilings, keys, once, runstart, runstop, schema
 from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
-from trainer.errors import RequestError, RunNotFound
+from trainer.errors import EventError, RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import effective_status
@@ -124,11 +129,7 @@ def validate(payload: Any, svc: Any) -> Checked:
         for number, request in enumerate(parsed):
             if request is None:
                 continue
-            trial_problems = request_mod.check_against_data(
-                request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
-            )
-            trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
-            trial_problems += ceilings.check_run(request, dataset.examples, svc.settings.ceilings)
+            trial_problems = admission.problems(request, dataset, svc.settings)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
@@ -317,11 +318,64 @@ def _stored_factor(svc: Any, sweep_id: str) -> int:
 
 
 def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
-    """The trial's slot to the next trial (once), and the sweep's end when this was the last."""
+    """The trial's slot is free: its successor decided once, and a scheduler event sent to start it
+    (the start, which reads the successor's data and writes its state, is that event's own
+    invocation, not this completion's); the sweep's end when this was the last."""
     successor = svc.run_store.assign_successor(config.sweep_id, config.trial, state)
     if successor != NO_SUCCESSOR:
-        _start_or_skip(svc, svc.run_store.get_sweep(config.sweep_id), successor)
+        svc.invoker.invoke_async(start_event(config.sweep_id, successor))
     end_if_done(svc, config.sweep_id, token, deadline)
+
+
+# -- the scheduler's event: "start trial k of sweep S" ---------------------------------------------
+START_TRIAL = "start_trial"
+START_EVENT_KEYS = ("action", "sweep_id", "trial", "run_id")
+
+
+def start_event(sweep_id: str, trial: int) -> dict[str, Any]:
+    """The event that starts trial `trial` in the slot another trial freed. Sent by whoever holds
+    the ended trial's claim, so it may come twice; a start is idempotent."""
+    return {"action": START_TRIAL, "sweep_id": sweep_id, "trial": trial, "run_id": trial_run_id(sweep_id, trial)}
+
+
+def is_start_event(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("action") == START_TRIAL
+
+
+def start_from_event(svc: Any, payload: Any, token: str, deadline: Any) -> dict[str, Any]:
+    """Start the trial a scheduler event names, if the sweep gave it a slot and it has not ended;
+    EventError for an event the scheduler did not send (malformed, or naming a trial with no slot),
+    and nothing changes. A late copy of an event whose trial has ended does nothing."""
+    sweep_id, number = _start_target(payload)
+    try:
+        sweep = svc.run_store.get_sweep(sweep_id)
+        trial = svc.run_store.get_trial(sweep_id, number)
+    except RunNotFound as exc:
+        raise EventError(f"invalid scheduler event: {exc}") from exc
+    if number >= int(sweep["next_trial"]):
+        raise EventError(f"invalid scheduler event: trial {number} of sweep {sweep_id!r} has not been given a slot")
+    answer = {"sweep_id": sweep_id, "trial": number, "run_id": trial_run_id(sweep_id, number)}
+    if "successor" in trial:  # it ended (or could never start) and handed its slot on already
+        return {**answer, "outcome": "ENDED"}
+    _start_or_skip(svc, sweep, number)
+    end_if_done(svc, sweep_id, token, deadline)  # when this trial and the rest could not start
+    return {**answer, "outcome": "STARTED"}
+
+
+def _start_target(payload: Any) -> tuple[str, int]:
+    """(sweep_id, trial) of a well-formed start event, or EventError naming every problem."""
+    problems = [f"{k}: missing" for k in START_EVENT_KEYS if k not in payload]
+    problems += [f"{k}: unknown field" for k in payload if k not in START_EVENT_KEYS]
+    sweep_id, number = payload.get("sweep_id"), payload.get("trial")
+    if "sweep_id" in payload and (problem := request_mod.id_problem(sweep_id, space.SWEEP_ID_LONGEST)):
+        problems.append(f"sweep_id: {problem}")
+    if "trial" in payload and (isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 10**6):
+        problems.append("trial: must be a trial's number")
+    if not problems and payload.get("run_id") != trial_run_id(sweep_id, number):
+        problems.append(f"run_id: must be trial {number}'s run id, {trial_run_id(sweep_id, number)!r}")
+    if problems:
+        raise EventError("invalid scheduler event: " + "; ".join(problems))
+    return sweep_id, number
 
 
 def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
