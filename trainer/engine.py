@@ -14,7 +14,7 @@ import numpy as np
 from trainer.data import normalize
 from trainer.nn import layers, losses, optimizers
 from trainer.runconfig import RunConfig
-from trainer.statemachine import Event
+from trainer.statemachine import Event, State
 
 
 @dataclass
@@ -137,18 +137,18 @@ def param_names(config: RunConfig) -> list[str]:
 def inputs_of(config: RunConfig, event: Event) -> list[str]:
     """Tensor-store names the step reads (the training data comes from TrainData)."""
     L, layer = config.layers, event.layer
-    if event.state == "start":
+    if event.state == State.START:
         return []
-    if event.state == "finish":
+    if event.state == State.FINISH:
         return [*weight_names(config), "cost"]
-    if event.state == "forward" and layer <= L:
+    if event.state == State.FORWARD and layer <= L:
         names = [f"W{layer}", f"b{layer}"]
         if layer > 1:
             names.append(f"A{layer - 1}")
             if config.l2:
                 names.append("l2sum")
         return names
-    if event.state == "forward":  # the loss
+    if event.state == State.FORWARD:  # the loss
         return [f"Z{L}", "cost", *(["l2sum"] if config.l2 else [])]
     names = [f"W{layer}", f"b{layer}", *optimizers.state_names(config.optimizer, layer)]
     names += ["dZ"] if layer == L else [f"dA{layer}", f"A{layer}"]
@@ -166,14 +166,14 @@ def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
 
 def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:
     L, layer = config.layers, event.layer
-    if event.state == "start":
+    if event.state == State.START:
         ws.put("cost", np.zeros(1, dtype=np.float64))
         return StepOutcome()
-    if event.state == "finish":
+    if event.state == State.FINISH:
         return StepOutcome()
     epoch, batch = event.epoch, event.batch
     m = data.batch_size(config, epoch, batch)
-    if event.state == "forward" and layer <= L:
+    if event.state == State.FORWARD and layer <= L:
         a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
         w, b = ws[f"W{layer}"], ws[f"b{layer}"]
         out = layers.forward(a_prev, w, b, config.activations[layer - 1], output=layer == L)
@@ -182,7 +182,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
             previous = ws["l2sum"][0] if layer > 1 else 0.0
             ws.put("l2sum", np.array([previous + layers.l2_term(w)], dtype=np.float64))
         return StepOutcome()
-    if event.state == "forward":  # the loss, once layer > L
+    if event.state == State.FORWARD:  # the loss, once layer > L
         cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], data.y(config, epoch, batch))
         if config.l2:
             cost += config.l2 / (2 * m) * float(ws["l2sum"][0])

@@ -9,7 +9,9 @@ import msgspec
 from msgspec import Meta
 
 from trainer import schema
+from trainer.nn import footprint
 from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from trainer.nn.optimizers import OptimizerName
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
 RUN_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -29,7 +31,7 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     activations: dict[str, Any]
     epochs: Annotated[int, Meta(ge=1, le=MAX_EPOCHS)]
     learning_rate: Annotated[float, Meta(gt=0, le=10)]
-    optimizer: Literal["gd", "momentum", "adam"] = "gd"
+    optimizer: OptimizerName = "gd"
     batch_size: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
     l2: Annotated[float, Meta(ge=0, le=1000)] = 0.0
     seed: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 1
@@ -155,14 +157,13 @@ def check_against_data(
 
 
 def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> int:
+    """Bytes the trainer's memory holds for the run (trainer.nn.footprint), with its training set
+    and that set's working copies."""
     itemsize = 8 if request.dtype == "float64" else 4
     sizes = [features, *request.neuron_list()]
-    params = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
-    slots = {"gd": 2, "momentum": 4, "adam": 6}[request.optimizer]  # params, grads, optimizer state
-    batch = request.batch_size or examples
-    activations = sum(sizes[1:]) * batch * 3
+    network = footprint.network_numbers(sizes, request.batch_size or examples, request.optimizer)
     data = features * examples * 2  # training set plus its working copies
-    return itemsize * (params * slots + activations + data)
+    return itemsize * (network + data)
 
 
 def check_against_trainer(request: TrainingRequest, timeout_s: int | None) -> list[str]:
