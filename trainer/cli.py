@@ -9,12 +9,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainer import lifecycle, workspace
 from trainer.errors import RunNotFound
 from trainer.request import RUN_ID_LONGEST, id_problem
 from trainer.vocabulary import RunStatus
+
+if TYPE_CHECKING:
+    from trainer.stores.records import RunItem
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
@@ -135,7 +138,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         )
         steps_per_epoch = max(1, launched["total_steps"] // max(1, launched["epochs"]))
 
-        def progress(run: dict[str, Any]) -> None:
+        def progress(run: RunItem) -> None:
             done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
             if done != bar.n and not bar.disable:
                 last = session.services.run_store.last_epoch(run_id) or {}

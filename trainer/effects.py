@@ -81,7 +81,7 @@ def _complete_position(
     _notify_progress(svc, config, outbox, token, deadline)
     stopped = _judged_to_stop(svc, config, outbox)
     if outbox.metrics is not None:
-        _finish(svc, config, outbox, tensors, token, deadline)
+        _finish(svc, config, outbox.metrics, tensors, token, deadline)
     elif stopped:
         _stop_trial(svc, config, outbox, token, deadline)
     else:
@@ -126,7 +126,12 @@ def _stop_trial(svc: Services, config: RunConfig, outbox: Outbox, token: str, de
 
 
 def _finish(
-    svc: Services, config: RunConfig, outbox: Outbox, tensors: TensorSource, token: str, deadline: once.Deadline
+    svc: Services,
+    config: RunConfig,
+    figures: dict[str, Any],
+    tensors: TensorSource,
+    token: str,
+    deadline: once.Deadline,
 ) -> None:
     """The run's move to SUCCEEDED comes first, and the model and the summary only if it won: a
     cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
@@ -134,7 +139,7 @@ def _finish(
     params = tensors(engine.weight_names(config))
     data = warm.training_data(svc, config)
     key = keys.model_key(config.run_id)
-    metrics = {**outbox.metrics, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
+    metrics = {**figures, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
     if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
         logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
         return
@@ -157,5 +162,5 @@ def finish_metrics(svc: Services, config: RunConfig, ws: engine.WorkingSet, data
         "duration_s": round(now - float(run["created_at"]), 3),
         "finished_at": now,
         "epochs": config.epochs,
-        **({"validation_accuracy": engine.accuracy(config, params, data.x_val, data.y_val)} if config.in_sweep else {}),
+        **({"validation_accuracy": engine.accuracy(config, params, *data.validation())} if config.in_sweep else {}),
     }

@@ -53,6 +53,12 @@ class TrainData:
             else:
                 setattr(self, name, np.asfortranarray(x))
 
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """A sweep trial's held-out examples and their labels."""
+        if self.x_val is None or self.y_val is None:
+            raise ValueError("the run's data has no validation examples (only a sweep's trial has them)")
+        return self.x_val, self.y_val
+
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         key = (seed, epoch, self.x_train.shape[1])
         if self._order_key != key:

@@ -15,6 +15,7 @@ from trainer import services as services_mod
 from trainer.errors import RequestError
 from trainer.runconfig import RunConfig
 from trainer.statemachine import DEFAULT_STALL_AFTER_S, effective_status, event_at
+from trainer.stores.records import RunItem
 from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
 from trainer.stores.tensor_store import NO_CURSOR
 from trainer.sweep import scheduler
@@ -67,7 +68,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": rebuild.source}
 
 
-def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, Any]) -> Rebuild:
+def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:
     """The cache's own state when it still has the run's position; else the newest checkpoint,
     checked against the digest recorded when it was written, or the seeded start when the run had
     none yet. The data from its source whenever the
@@ -84,7 +85,7 @@ def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, An
     return rebuild
 
 
-def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: dict[str, Any], key: str) -> Rebuild:
+def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: RunItem, key: str) -> Rebuild:
     recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
     try:
         seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
@@ -93,7 +94,7 @@ def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: dict[st
     return Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
 
 
-def _from_seeded_start(config: RunConfig, run: dict[str, Any]) -> Rebuild:
+def _from_seeded_start(config: RunConfig, run: RunItem) -> Rebuild:
     """Lost before its first checkpoint: the run starts again from its initial state, which its
     seed draws again bit for bit."""
     return Rebuild("seeded start", -1, runstart.initial_tensors(config, json.loads(run["request"])["init"]))

@@ -13,20 +13,21 @@ from trainer import once
 from trainer import request as request_mod
 from trainer.errors import RequestError
 from trainer.runconfig import RunConfig
+from trainer.stores.records import RunItem
 from trainer.vocabulary import Notice, RunStatus
 
 if TYPE_CHECKING:
     from trainer.services import Services
 
 
-def checked_run(svc: Services, run_id: Any) -> dict[str, Any]:
+def checked_run(svc: Services, run_id: Any) -> RunItem:
     """The run's item, for a run id that passed the id's check (RunNotFound if there is none)."""
     if problem := request_mod.id_problem(run_id, request_mod.RUN_ID_LONGEST):
         raise RequestError([f"run_id: {problem}"])
     return svc.run_store.get_run(run_id)
 
 
-def cancel(svc: Services, run: dict[str, Any], message: bool) -> int:
+def cancel(svc: Services, run: RunItem, message: bool) -> int:
     """RUNNING or FAILED -> CANCELLED in one conditional move (a finish or a stop that got there
     first wins, and the cancel is refused with RequestError), then the cancel mark (from then on no
     commit and no resume's rebuild is accepted, so nothing in flight brings state back), the cache
@@ -42,7 +43,7 @@ def cancel(svc: Services, run: dict[str, Any], message: bool) -> int:
     return stop_chain(svc, run, message)
 
 
-def stop_chain(svc: Services, run: dict[str, Any], message: bool) -> int:
+def stop_chain(svc: Services, run: RunItem, message: bool) -> int:
     run_id = run["run_id"]
     svc.tensor_store.request_cancel(run_id)
     removed = svc.tensor_store.delete_run(run_id)
@@ -52,6 +53,6 @@ def stop_chain(svc: Services, run: dict[str, Any], message: bool) -> int:
     return removed
 
 
-def epochs_done(run: dict[str, Any]) -> int:
+def epochs_done(run: RunItem) -> int:
     config = RunConfig.from_json(run["config"])
     return max(0, int(run.get("last_seq", -1)) + 1) // config.plan.steps_per_epoch

@@ -13,7 +13,7 @@ from typing import Any
 from trainer import admission, capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
-from trainer.data.loader import DatasetError, prepare, read_checked
+from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
@@ -30,7 +30,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-def validate(payload: Any, svc: services_mod.Services):
+def validate(payload: Any, svc: services_mod.Services) -> tuple[request_mod.TrainingRequest, Dataset]:
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
@@ -50,7 +50,7 @@ def validate(payload: Any, svc: services_mod.Services):
         problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
-    if problems:
+    if problems or request is None or dataset is None:  # either is None only with its problem listed
         raise RequestError(problems)
     return request, dataset
 

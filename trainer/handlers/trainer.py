@@ -116,13 +116,13 @@ class Invocation:
         self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
         self.completing: int | None = None  # the committed position this copy is completing
         self.started = time.monotonic()
-        self.config: RunConfig | None = None
+        self._config: RunConfig | None = None
         self.snapshot: dict[str, Any] = {}
         self.cursor = NO_CURSOR
 
     # -- the life of an invocation ------------------------------------------------------------
     def handle(self) -> dict[str, Any]:
-        self.config = warm.run_config(self.svc, self.run_id)
+        self._config = warm.run_config(self.svc, self.run_id)
         check_in_plan(self.config.plan, self.event)
         triage = self.triage()
         if triage is Triage.CANCELLED:
@@ -142,6 +142,13 @@ class Invocation:
             return self.lost_race()
         self.complete(steps)
         return self.report(steps)
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's config: `handle` reads it first of all, before any step needs it."""
+        if self._config is None:
+            raise RuntimeError(f"run {self.run_id!r}: the config is read first, by handle")
+        return self._config
 
     # -- decisions ------------------------------------------------------------------------------
     def triage(self) -> Triage:
@@ -201,7 +208,7 @@ class Invocation:
                     break  # the committed state is then exactly the checkpoint
                 if config.closes_rung(current.epoch):
                     break  # the scheduler judges the trial on exactly this state, before anything more
-            if not self.may_continue(executed, successor):
+            if successor is None or not self.may_continue(executed, successor):
                 break
             current = successor
         outbox = effects.Outbox(
@@ -217,7 +224,7 @@ class Invocation:
         """A sweep trial's score at the end of an epoch, on its held-out examples (not the test set)."""
         names = engine.weight_names(self.config)
         ws.load(self.svc.tensor_store.read_at(self.run_id, position, [n for n in names if n not in ws]))
-        return engine.accuracy(self.config, {n: ws[n] for n in names}, data.x_val, data.y_val)
+        return engine.accuracy(self.config, {n: ws[n] for n in names}, *data.validation())
 
     def may_continue(self, executed: int, successor: Event | None) -> bool:
         config = self.config

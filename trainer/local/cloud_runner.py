@@ -25,6 +25,7 @@ from trainer.local.cloud import CloudProcess
 from trainer.local.environment import aws_environment
 from trainer.local.provision import provision_stack
 from trainer.settings import Settings
+from trainer.stores.records import RunItem
 from trainer.vocabulary import RunStatus
 
 POLL_S = 0.25
@@ -42,7 +43,7 @@ class CloudSession:
 
     def failure_records(self) -> list[dict[str, Any]]:
         """What reached the trainer's on-failure destination (events Lambda gave up on)."""
-        sqs, records = client("sqs"), []
+        sqs, records = client("sqs"), list[dict[str, Any]]()
         while True:
             messages = sqs.receive_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], MaxNumberOfMessages=10).get(
                 "Messages", []
@@ -129,10 +130,10 @@ def invoke_launch(session: CloudSession, payload: dict[str, Any]) -> dict[str, A
 def follow(
     session: CloudSession,
     run_id: str,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[RunItem], None] | None = None,
     cancel_requested: Callable[[], bool] | None = None,
     timeout_s: float = 24 * 3600,
-) -> dict[str, Any]:
+) -> RunItem:
     """Watch the run item until the run leaves RUNNING; returns it."""
     store = session.services.run_store
     deadline = time.monotonic() + timeout_s

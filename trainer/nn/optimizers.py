@@ -22,7 +22,9 @@ ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
 
 # (value, gradient, state, learning rate, step) -> (new value, new state); state in `Optimizer.state` order
-Update = Callable[[np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.floating, int], tuple[np.ndarray, tuple]]
+Update = Callable[
+    [np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.floating, int], tuple[np.ndarray, tuple[np.ndarray, ...]]
+]
 
 
 @dataclass(frozen=True)
@@ -36,18 +38,24 @@ class Optimizer:
         return [f"{prefix}{p}{layer}" for prefix in self.state for p in ("W", "b")]
 
 
-def _gd(value, grad, state, lr, step):
+def _gd(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     return value - lr * grad, ()
 
 
-def _momentum(value, grad, state, lr, step):
+def _momentum(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     dtype = value.dtype.type
     beta = dtype(MOMENTUM_BETA)
     v = beta * state[0] + (dtype(1) - beta) * grad
     return value - lr * v, (v,)
 
 
-def _adam_update(value, grad, state, lr, step):
+def _adam_update(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
     new, v, s = _adam(value, grad, state[0], state[1], lr, step)
     return new, (v, s)
 

@@ -8,7 +8,9 @@ each way.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import StrEnum
+from typing import Any, Protocol, cast
 
 import numpy as np
 import redis
@@ -109,7 +111,8 @@ class _TensorPacker:
     they are and has them sent as they stand."""
 
     def __init__(self, connection: redis.connection.AbstractConnection) -> None:
-        self.small = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else None
+        # (redis-py annotates HiredisRespSerializer.pack's arguments as lists: it takes a command's words)
+        self.small: Any = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else None
         self.large = redis.connection.PythonRespSerializer(connection._buffer_cutoff, connection.encoder.encode)
 
     def pack(self, *args: object) -> list:
@@ -130,7 +133,7 @@ class _TLSConnection(redis.SSLConnection):
 
 def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
     """A client that retries connection errors with bounded exponential backoff."""
-    options = {"ssl_ca_certs": ca_file} if tls else {}
+    options: dict[str, Any] = {"ssl_ca_certs": ca_file} if tls else {}
     pool = redis.ConnectionPool(
         connection_class=_TLSConnection if tls else _Connection,
         host=host,
@@ -146,9 +149,23 @@ def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str 
     return redis.Redis(connection_pool=pool)
 
 
+class Replies(Protocol):
+    """The commands this store sends, as a synchronous client answers them. (redis-py annotates
+    its replies `Awaitable | Any`, one annotation for its synchronous and asynchronous clients.)"""
+
+    def get(self, name: str | bytes) -> bytes | None: ...
+    def mget(self, keys: list[str]) -> list[bytes | None]: ...
+    def set(self, name: str, value: str | bytes, ex: int | None = None) -> Any: ...
+    def exists(self, *names: str) -> int: ...
+    def delete(self, *names: str | bytes) -> int: ...
+    def scan_iter(self, match: str | None = None, count: int | None = None) -> Iterator[bytes]: ...
+    def register_script(self, script: str) -> Any: ...
+    def pipeline(self, transaction: bool = True) -> Any: ...
+
+
 class RedisTensorStore:
     def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S):
-        self.client = client
+        self.client = cast(Replies, client)
         self.ttl_s = ttl_s
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
@@ -210,7 +227,7 @@ class RedisTensorStore:
         missing = [n for n, v in zip(names, values, strict=True) if v is None]
         if missing:
             raise KeyError(f"tensors missing from the cache: {', '.join(missing)}")
-        return {n: decode(v) for n, v in zip(names, values, strict=True)}
+        return {n: decode(v) for n, v in zip(names, values, strict=True) if v is not None}
 
     def commit(
         self, run_id: str, expected_cursor: int, new_cursor: int, tensors: dict[str, np.ndarray], outbox: str
@@ -224,7 +241,7 @@ class RedisTensorStore:
             self._key(run_id, CacheKind.OUTBOX, str(new_cursor)),
             *self._tensor_keys(run_id, names),
         ]
-        args = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
+        args: list[str | int | bytes] = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
         result = self._commit(keys=keys, args=args)
         return CommitResult(result.decode())
 
@@ -291,7 +308,8 @@ class RedisTensorStore:
 
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(cursor, config, tensors, data) of a run: what a local resume needs to restore it."""
-        tensors, data = {}, {}
+        tensors: dict[str, np.ndarray] = {}
+        data: dict[str, np.ndarray] = {}
         prefix = cache_prefix(run_id)
         for key in self.run_keys(run_id):
             kind, _, name = key.decode()[len(prefix) :].partition(":")

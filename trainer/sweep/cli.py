@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from trainer import keys, workspace
@@ -119,12 +118,12 @@ def _load(sweep_id: str, runs_dir: Path) -> dict[str, Any]:
     if os.environ.get("TABLE_NAME"):
         from trainer.stores.run_store import DynamoRunStore
 
-        return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(os.environ["TABLE_NAME"])), sweep_id)
+        return scheduler.status(scheduler.Stores(DynamoRunStore(os.environ["TABLE_NAME"])), sweep_id)
     with workspace.live(runs_dir / sweep_id) as table:
         if table is not None:  # a `sweep` in another terminal runs it now
             from trainer.stores.run_store import DynamoRunStore
 
-            return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(table)), sweep_id)
+            return scheduler.status(scheduler.Stores(DynamoRunStore(table)), sweep_id)
     path = runs_dir / sweep_id / "sweep.json"
     if not path.is_file():
         raise RunNotFound(f"no sweep {sweep_id!r}: set TABLE_NAME to read DynamoDB, or run it locally first ({path})")

@@ -29,7 +29,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,9 +41,14 @@ from trainer.errors import EventError, RequestError, RunNotFound
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import effective_status
+from trainer.stores.records import SweepItem
 from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
 from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
+
+if TYPE_CHECKING:
+    from trainer.ports import RunStore
+    from trainer.services import Services
 
 logger = get_logger("lnn-sweep")
 
@@ -97,7 +102,7 @@ def _name_trials(trials: list[int], total: int) -> str:
     return f"trial{'s' if len(trials) > 1 else ''} {shown}: "
 
 
-def validate(payload: Any, svc: Any) -> Checked:
+def validate(payload: Any, svc: Services) -> Checked:
     """The checked sweep, or RequestError listing every problem (of the sweep and of its trials)."""
     size = len(json.dumps(payload, default=str))
     if size > MAX_REQUEST_BYTES:
@@ -158,12 +163,12 @@ def validate(payload: Any, svc: Any) -> Checked:
     return Checked(sweep=sweep, trials=trials, indices=indices, dataset=dataset)
 
 
-def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
+def _same_sweep(stored: SweepItem, sweep: space.SweepRequest) -> bool:
     return request_of(stored) == json.loads(json.dumps(schema.to_json(sweep), sort_keys=True))
 
 
 # -- launch -----------------------------------------------------------------------------------------
-def launch(payload: Any, svc: Any) -> dict[str, Any]:
+def launch(payload: Any, svc: Services) -> dict[str, Any]:
     """LaunchLambda's {"action": "sweep", ...}. Sent again with the same sweep_id, it starts nothing
     twice and answers the same."""
     checked = validate(payload, svc)
@@ -216,7 +221,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     }
 
 
-def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
+def trial_dataset(svc: Services, sweep: SweepItem) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
     base = request_of(sweep)["base"]
     normalize, dtype = base.get("normalize", "auto"), base.get("dtype", "float64")
@@ -227,7 +232,7 @@ def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
 
 
 def start_trial(
-    svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None, request_json: str | None = None
+    svc: Services, sweep: SweepItem, number: int, dataset: Dataset | None = None, request_json: str | None = None
 ) -> None:
     """Start trial `number` once: however often this is called, one state, one record, one chain."""
     sweep_id = sweep["sweep_id"]
@@ -262,7 +267,7 @@ def start_trial(
     _cancel_if_swept_away(svc, sweep_id, run_id)
 
 
-def _cancel_if_swept_away(svc: Any, sweep_id: str, run_id: str) -> None:
+def _cancel_if_swept_away(svc: Services, sweep_id: str, run_id: str) -> None:
     """A trial that started while its sweep was being cancelled: the cancel may have listed the
     trials before this one existed, so the trial cancels itself."""
     if svc.run_store.get_sweep(sweep_id)["status"] != SweepStatus.CANCELLED:
@@ -272,7 +277,7 @@ def _cancel_if_swept_away(svc: Any, sweep_id: str, run_id: str) -> None:
 
 
 def _start_or_skip(
-    svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None, request_json: str | None = None
+    svc: Services, sweep: SweepItem, number: int, dataset: Dataset | None = None, request_json: str | None = None
 ) -> None:
     """Start trial `number`; one that can never start (its data changed, its run id is taken) is
     recorded as FAILED with the reason, and its slot goes straight on to the next trial."""
@@ -287,7 +292,7 @@ def _start_or_skip(
             number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
 
 
-def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> dict[str, Any]:
+def _early_stopping(sweep: SweepItem, request: request_mod.TrainingRequest) -> dict[str, Any]:
     """The trial's rungs and the reduction factor it is judged by there, for its RunConfig (none
     without early stopping): both fixed when it starts, so no rung has to read the sweep again."""
     stopping = request_of(sweep).get("early_stopping")
@@ -298,7 +303,7 @@ def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest)
 
 
 # -- during and after a trial (from its completion) ---------------------------------------------
-def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
+def at_rung(svc: Services, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
     factor = config.reduction_factor or _stored_factor(svc, config.sweep_id)
     rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
@@ -312,12 +317,12 @@ def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     return decision
 
 
-def _stored_factor(svc: Any, sweep_id: str) -> int:
+def _stored_factor(svc: Services, sweep_id: str) -> int:
     """The reduction factor of a trial whose config predates RunConfig.reduction_factor: its sweep's."""
     return request_of(svc.run_store.get_sweep(sweep_id))["early_stopping"]["asha"]["reduction_factor"]
 
 
-def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
+def trial_ended(svc: Services, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
     """The trial's slot is free: its successor decided once, and a scheduler event sent to start it
     (the start, which reads the successor's data and writes its state, is that event's own
     invocation, not this completion's); the sweep's end when this was the last."""
@@ -342,7 +347,7 @@ def is_start_event(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("action") == START_TRIAL
 
 
-def start_from_event(svc: Any, payload: Any, token: str, deadline: Any) -> dict[str, Any]:
+def start_from_event(svc: Services, payload: Any, token: str, deadline: Any) -> dict[str, Any]:
     """Start the trial a scheduler event names, if the sweep gave it a slot and it has not ended;
     EventError for an event the scheduler did not send (malformed, or naming a trial with no slot),
     and nothing changes. A late copy of an event whose trial has ended does nothing."""
@@ -378,7 +383,7 @@ def _start_target(payload: Any) -> tuple[str, int]:
     return sweep_id, number
 
 
-def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
+def end_if_done(svc: Services, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
     """When every trial has ended: the best model copied, the sweep ENDED, its one summary sent."""
     sweep = svc.run_store.get_sweep(sweep_id)
     if int(sweep["ended"]) < int(sweep["trials"]) or sweep["status"] == SweepStatus.CANCELLED:
@@ -420,8 +425,19 @@ def _by_state(rows: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class Stores:
+    """The run store alone: what reading a sweep needs (the CLI reads one without the other adapters)."""
+
+    run_store: RunStore
+
+
+if TYPE_CHECKING:
+    Reader = Stores | Services  # reading a sweep needs only the run store
+
+
 # -- reading a sweep ----------------------------------------------------------------------------
-def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
+def leaderboard(svc: Reader, sweep_id: str) -> list[dict[str, Any]]:
     """Every trial, best first by validation accuracy (trials not started last): rank, trial,
     parameters, validation accuracy, epochs run, state, time; test accuracy for the report only."""
     rows = []
@@ -464,7 +480,7 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
     return ranked + waiting
 
 
-def status(svc: Any, sweep_id: str) -> dict[str, Any]:
+def status(svc: Reader, sweep_id: str) -> dict[str, Any]:
     sweep = svc.run_store.get_sweep(sweep_id)
     rows = leaderboard(svc, sweep_id)
     out = {k: sweep.get(k) for k in ("sweep_id", "status", "trials", "max_concurrency", "metric", "ended")}
@@ -480,7 +496,7 @@ def status(svc: Any, sweep_id: str) -> dict[str, Any]:
 
 
 # -- cancel -----------------------------------------------------------------------------------------
-def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
+def cancel(svc: Services, sweep_id: Any) -> dict[str, Any]:
     """Stop a sweep: no trial starts any more, the running ones are cancelled, one message says so.
     The sweep is marked first, so a trial starting concurrently sees the mark and cancels itself."""
     if problem := request_mod.id_problem(sweep_id, space.SWEEP_ID_LONGEST):
