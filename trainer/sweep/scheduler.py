@@ -211,7 +211,7 @@ def _stored_factor(svc: Services, sweep_id: str) -> int:
     return request_of(svc.run_store.get_sweep(sweep_id))["early_stopping"]["asha"]["reduction_factor"]
 
 
-def trial_ended(svc: Services, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
+def trial_ended(svc: Services, config: RunConfig, state: RunStatus, token: str, deadline: once.Deadline) -> None:
     """The trial's slot is free: its successor decided once, and a scheduler event sent to start it
     (the start, which reads the successor's data and writes its state, is that event's own
     invocation, not this completion's); the sweep's end when this was the last."""
@@ -236,7 +236,7 @@ def is_start_event(payload: Any) -> bool:
     return isinstance(payload, dict) and payload.get("action") == START_TRIAL
 
 
-def start_from_event(svc: Services, payload: Any, token: str, deadline: Any) -> dict[str, Any]:
+def start_from_event(svc: Services, payload: Any, token: str, deadline: once.Deadline) -> dict[str, Any]:
     """Start the trial a scheduler event names, if the sweep gave it a slot and it has not ended;
     EventError for an event the scheduler did not send (malformed, or naming a trial with no slot),
     and nothing changes. A late copy of an event whose trial has ended does nothing."""
@@ -272,7 +272,7 @@ def _start_target(payload: Any) -> tuple[str, int]:
     return sweep_id, number
 
 
-def end_if_done(svc: Services, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
+def end_if_done(svc: Services, sweep_id: str, token: str, deadline: once.Deadline) -> dict[str, Any] | None:
     """When every trial has ended: the best model copied, the sweep ENDED, its one summary sent."""
     sweep = svc.run_store.get_sweep(sweep_id)
     if int(sweep["ended"]) < int(sweep["trials"]) or sweep["status"] == SweepStatus.CANCELLED:
