@@ -191,4 +191,4 @@ workflow-lint: actionlint setup ## actionlint, zizmor and hadolint over the work
 	$(VENV)/bin/hadolint $(DOCKERFILE)
 
 image-env: setup ## the image's Python environment (requirements.lock, Python 3.12) under .build/, as the tests build it
-	$(PY) tests/infra/images/imageenv.py
+	$(PY) tests/support/imageenv.py

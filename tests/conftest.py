@@ -18,10 +18,8 @@ if platform.machine() == "x86_64":
 
 import pytest
 
+from tests.support.paths import TESTS
 from trainer.local.servers import MotoServer, RedisServer
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 # The tiers (tests/README.md): each test gets one marker, from where it lives, so that
 # `pytest -m unit` is the quick loop and `pytest -m "not acceptance"` skips the long campaigns.
@@ -40,18 +38,31 @@ def tier_of(path: Path, name: str) -> str:
     where = path.resolve().relative_to(TESTS).as_posix()
     if where.startswith("unit/"):
         return "unit"
+    if where.startswith("contract/"):  # each case twice: against its fake (unit) and its real server (cloud)
+        return "unit" if "fake" in name.partition("[")[2].rstrip("]").split("-") else "cloud"
     if where in ACCEPTANCE_FILES or where.startswith("performance/") or any(n in name for n in ACCEPTANCE_NAMES):
         return "acceptance"
     return "infra" if where.startswith("infra/") else "cloud"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.support.fuzz import load_profile
+
+    try:
+        load_profile()  # LNN_HYPOTHESIS_PROFILE: ci (the default) or deep
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests.support.fuzz import PROFILE_VARIABLE, examples
+
+    return f"fuzz budgets: {PROFILE_VARIABLE}={'deep' if examples(0, 1) else 'ci'}"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(tier_of(item.path, item.name))
-
-
-SHARED_DIR = REPO_ROOT.parent / "shared"
-CAT_DATASET = SHARED_DIR / "datasets" / "catvnoncat.h5"
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +97,7 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
-    from tests.integration.chain.chain_helpers import REPORT
+    from tests.support.report import REPORT
 
     if REPORT.campaigns:
         terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")

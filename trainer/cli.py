@@ -9,15 +9,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainer import lifecycle, workspace
+from trainer import lifecycle, progress, workspace
 from trainer.errors import RunNotFound
 from trainer.request import RUN_ID_LONGEST, id_problem
 from trainer.vocabulary import RunStatus
-
-if TYPE_CHECKING:
-    from trainer.stores.records import RunItem
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
 STALL_AFTER_S = lifecycle.DEFAULT_STALL_AFTER_S
@@ -79,13 +76,7 @@ def demo_request(dataset: str) -> dict[str, Any]:
     return {"dataset": dataset, **CAT_REQUEST}
 
 
-def _learning(epoch: dict[str, Any]) -> dict[str, str]:
-    """What the progress bar says of learning: the newest epoch's cost, and its validation accuracy
-    when the run holds examples out."""
-    shown = {"cost": f"{float(epoch['cost']):.5g}"} if "cost" in epoch else {}
-    if epoch.get("validation_accuracy") is not None:
-        shown["val_acc"] = f"{float(epoch['validation_accuracy']):.4f}"
-    return shown
+_learning = progress.learning
 
 
 def _followed(run_dir: Path) -> bool:
@@ -136,14 +127,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             file=sys.stderr,
             dynamic_ncols=True,
         )
-        steps_per_epoch = max(1, launched["total_steps"] // max(1, launched["epochs"]))
-
-        def progress(run: RunItem) -> None:
-            done = min(launched["epochs"], (int(run.get("last_seq") or 0) + 1) // steps_per_epoch)
-            if done != bar.n and not bar.disable:
-                last = session.services.run_store.last_epoch(run_id) or {}
-                bar.set_postfix(_learning(last), refresh=False)
-            bar.update(done - bar.n)
+        # Epochs land an invocation at a time; the bar plays each landing out, epoch by epoch.
+        epochs_bar = progress.EpochBar(bar, lambda first: session.services.run_store.epochs_from(run_id, first))
 
         # `python -m trainer cancel RUN_ID` from another terminal leaves this marker.
         cancel_marker = RUNS_DIR / run_id / "CANCEL"
@@ -152,8 +137,8 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         with workspace.sigterm_as_interrupt():
             try:
                 workspace.write_follower(RUNS_DIR / run_id, session.env["TABLE_NAME"])
-                final = cloud_runner.follow(
-                    session, run_id, on_progress=progress, cancel_requested=cancel_marker.exists
+                cloud_runner.follow(
+                    session, run_id, on_progress=epochs_bar.update, cancel_requested=cancel_marker.exists
                 )
             except KeyboardInterrupt:
                 bar.close()
@@ -161,8 +146,7 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
             finally:
                 (RUNS_DIR / run_id / FOLLOWER).unlink(missing_ok=True)
                 cancel_marker.unlink(missing_ok=True)
-        if final.get("status") == RunStatus.SUCCEEDED:
-            bar.update(launched["epochs"] - bar.n)
+        epochs_bar.finish()
         bar.close()
         dead = [
             f"{r['requestPayload'].get('run_id')} step {r['requestPayload'].get('seq')}: "
@@ -180,14 +164,18 @@ def _train(payload: dict[str, Any], as_json: bool, quiet: bool = False) -> int:
         "test_accuracy": run.get("test_accuracy"),
         "duration_s": round(time.monotonic() - started, 3),
     }
+    if run.get("validation_accuracy") is not None:  # the run held validation examples out
+        summary["validation_accuracy"] = run["validation_accuracy"]
     if record.get("model_path"):
         summary["model"] = record["model_path"]
     if not as_json:
         print(f"run {run_id}: {summary['status']} after {summary['epochs']} epochs in {summary['duration_s']} s")
         if run["status"] == RunStatus.SUCCEEDED:
+            validation = summary.get("validation_accuracy")
             print(
                 f"  final cost {summary['final_cost']:.6f}, train accuracy {summary['train_accuracy']:.4f}, "
-                f"test accuracy {summary['test_accuracy']:.4f}"
+                + ("" if validation is None else f"validation accuracy {validation:.4f}, ")
+                + f"test accuracy {summary['test_accuracy']:.4f}"
             )
             print(f"  model: {record.get('model_path')}; history: {RUNS_DIR / run_id / 'run.json'}")
         else:
@@ -385,26 +373,50 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     record = _load_record(args.run_id)
-    epochs = record["epochs"]
-    if not epochs:
+    fig = figure(args.run_id, record["epochs"])
+    if fig is None:
         print(f"run {args.run_id} has no recorded epochs yet", file=sys.stderr)
         return 1
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([e["epoch"] for e in epochs], [e["cost"] for e in epochs])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cost")
-    ax.set_title(f"LNN run {args.run_id}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(args.output)
     print(f"wrote {args.output}")
     return 0
+
+
+# (epoch item key, its label, the panel it is drawn in): the training figure solid, validation's dashed.
+CURVES = (
+    ("cost", "training cost", 0),
+    ("validation_cost", "validation cost", 0),
+    ("accuracy", "training accuracy", 1),
+    ("validation_accuracy", "validation accuracy", 1),
+)
+
+
+def figure(run_id: str, epochs: list[dict[str, Any]]) -> Any:
+    """The run's learning curves: cost, and accuracy when its epochs record it (a run with validation
+    examples), training and validation side by side, each panel with its legend; None before any
+    epoch. A figure of its own (no pyplot state), drawn without a display."""
+    from matplotlib.figure import Figure
+
+    epochs = sorted(epochs, key=lambda e: e["epoch"])
+    drawn = [c for c in CURVES if any(e.get(c[0]) is not None for e in epochs)]
+    if not epochs or not drawn:
+        return None
+    panels = 1 + any(panel == 1 for _, _, panel in drawn)
+    fig = Figure(figsize=(7 * panels, 4))
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    for key, label, panel in drawn:
+        points = [(e["epoch"] + 1, float(e[key])) for e in epochs if e.get(key) is not None]
+        style = "--" if key.startswith("validation") else "-"
+        axes[panel].plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+    for ax, name in zip(axes, ("cost", "accuracy"), strict=False):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+    fig.suptitle(f"LNN run {run_id}")
+    fig.tight_layout()
+    return fig
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -552,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's model as ONNX (raw features in, probabilities and class out)")
     p.add_argument("run_id", help=run_help + f"; or a model file ({RUNS_DIR}/RUN_ID/model.npz)")
     p.add_argument("--onnx", type=Path, required=True, help="the .onnx file to write")
-    p = sub.add_parser("plot", help="plot a run's loss curve")
+    p = sub.add_parser("plot", help="plot a run's cost and accuracy, training and validation, by epoch")
     p.add_argument("run_id", type=run_id_argument, help=run_help)
     p.add_argument("-o", "--output", default="loss.png", help="the image to write (default loss.png)")
     p = sub.add_parser("predict", help="predictions (and accuracy, when the data has labels) of MODEL.npz on DATASET")

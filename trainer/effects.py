@@ -137,13 +137,13 @@ def _finish(
     cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
     completion finds SUCCEEDED, which is its own move, and does the rest again.)"""
     params = tensors(engine.weight_names(config))
-    data = warm.training_data(svc, config)
+    shift, scale = warm.normalisation(svc, config)
     key = keys.model_key(config.run_id)
     metrics = {**figures, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
     if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
         logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
         return
-    svc.blob_store.put(key, model_file.dumps(config, params, data.shift, data.scale))
+    svc.blob_store.put(key, model_file.dumps(config, params, shift, scale))
     if config.in_sweep:
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:
@@ -162,5 +162,5 @@ def finish_metrics(svc: Services, config: RunConfig, ws: engine.WorkingSet, data
         "duration_s": round(now - float(run["created_at"]), 3),
         "finished_at": now,
         "epochs": config.epochs,
-        **({"validation_accuracy": engine.accuracy(config, params, *data.validation())} if config.in_sweep else {}),
+        **({"validation_accuracy": engine.accuracy(config, params, *data.validation())} if config.validates else {}),
     }

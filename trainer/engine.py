@@ -27,7 +27,7 @@ class TrainData:
     y_test: np.ndarray
     shift: np.ndarray
     scale: np.ndarray
-    x_val: np.ndarray | None = None  # a sweep trial's validation examples
+    x_val: np.ndarray | None = None  # the held-out examples of a run that validates
     y_val: np.ndarray | None = None
     # One batch's columns at a time: the seven-odd steps of a batch share them, and the examples of
     # the first layer's forward step are gathered again only by its backward step's read of X.
@@ -54,9 +54,10 @@ class TrainData:
                 setattr(self, name, np.asfortranarray(x))
 
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
-        """A sweep trial's held-out examples and their labels."""
+        """The held-out examples and their labels of a run that validates (a sweep's trial, or a run
+        with a validation_fraction)."""
         if self.x_val is None or self.y_val is None:
-            raise ValueError("the run's data has no validation examples (only a sweep's trial has them)")
+            raise ValueError("the run's data has no validation examples (it holds none out)")
         return self.x_val, self.y_val
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
@@ -126,6 +127,9 @@ class WorkingSet:
 @dataclass(frozen=True)
 class StepOutcome:
     epoch_cost: float | None = None  # set by the step that completes an epoch
+    # With it, of a run that validates: the share of the epoch's examples its batches classified
+    # right as they met them (the moment its cost is measured at).
+    epoch_accuracy: float | None = None
 
 
 def weight_names(config: RunConfig) -> list[str]:
@@ -155,13 +159,15 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
                 names.append("l2sum")
         return names
     if event.state == State.FORWARD:  # the loss
-        return [f"Z{L}", "cost", *(["l2sum"] if config.l2 else [])]
+        return [f"Z{L}", "cost", *(["l2sum"] if config.l2 else []), *(["hits"] if config.validates else [])]
     names = [f"W{layer}", f"b{layer}", *optimizers.state_names(config.optimizer, layer)]
     names += ["dZ"] if layer == L else [f"dA{layer}", f"A{layer}"]
     if layer > 1:
         names.append(f"A{layer - 1}")
     elif event.batch == config.batches - 1:
         names.append("cost")  # the step that closes the epoch reports its cost
+        if config.validates:
+            names.append("hits")
     return names
 
 
@@ -174,6 +180,8 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
     L, layer = config.layers, event.layer
     if event.state == State.START:
         ws.put("cost", np.zeros(1, dtype=np.float64))
+        if config.validates:
+            ws.put("hits", np.zeros(1, dtype=np.float64))  # a count: exact in a float64
         return StepOutcome()
     if event.state == State.FINISH:
         return StepOutcome()
@@ -193,6 +201,9 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
         if config.l2:
             cost += config.l2 / (2 * m) * float(ws["l2sum"][0])
             ws.drop("l2sum")
+        if config.validates:
+            labels = data.y(config, epoch, batch)
+            ws.put("hits", ws["hits"] + float(np.sum(classes_of(config.activations, ws[f"Z{L}"]) == labels)))
         ws.drop(f"Z{L}")
         ws.put("dZ", dz)
         ws.put("cost", ws["cost"] + cost * (m / config.examples))
@@ -219,7 +230,8 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
     if da_prev is not None:
         ws.put(f"dA{layer - 1}", da_prev)
     if layer == 1 and event.batch == config.batches - 1:
-        return StepOutcome(epoch_cost=float(ws["cost"][0]))
+        hit = float(ws["hits"][0]) / config.examples if config.validates else None
+        return StepOutcome(epoch_cost=float(ws["cost"][0]), epoch_accuracy=hit)
     return StepOutcome()
 
 
@@ -236,11 +248,32 @@ def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarr
         for layer in range(1, count + 1):
             w, b = params[f"W{layer}"], params[f"b{layer}"]
             a = layers.forward(a, w, b, activations[layer - 1], output=layer == count)
-        if activations[-1] == "sigmoid":
-            out[:, start : start + PREDICT_CHUNK] = a > 0  # sigmoid(z) > 0.5 exactly when z > 0
-        else:
-            out[0, start : start + PREDICT_CHUNK] = np.argmax(a, axis=0)
+        out[:, start : start + PREDICT_CHUNK] = classes_of(activations, a)
     return out
+
+
+def classes_of(activations: tuple[str, ...] | list[str], z: np.ndarray) -> np.ndarray:
+    """The predicted class (1, m) from the output layer's pre-activation."""
+    if activations[-1] == "sigmoid":
+        return (z > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
+    return np.argmax(z, axis=0).reshape(1, -1)
+
+
+def evaluate(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cost, accuracy) of the model on examples it does not train on: the cross-entropy (without the
+    L2 term, which is the training objective's, not the data's) and the share classified right; a
+    block of examples at a time, as `predict`."""
+    count, m, total, right = config.layers, x.shape[1], 0.0, 0
+    for start in range(0, m, PREDICT_CHUNK):
+        a = x[:, start : start + PREDICT_CHUNK]
+        labels = y[:, start : start + PREDICT_CHUNK]
+        for layer in range(1, count + 1):
+            w, b = params[f"W{layer}"], params[f"b{layer}"]
+            a = layers.forward(a, w, b, config.activations[layer - 1], output=layer == count)
+        cost, _ = losses.loss_and_gradient(config.output_activation, a, labels)
+        total += cost * a.shape[1]
+        right += int(np.sum(classes_of(config.activations, a) == labels.astype(np.int64)))
+    return total / m, right / m
 
 
 def accuracy_of(

@@ -49,6 +49,8 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         raise RequestError([problem])
     run = runstop.checked_run(svc, run_id)
     config = RunConfig.from_json(run["config"])
+    if config.workers > 1:  # its state is its workers' (trainer/parallel), not a chain position to rebuild
+        raise RequestError([f"run_id: run {run_id!r} is data-parallel; resuming data-parallel runs is not built yet"])
     pending = run["status"] == RunStatus.RUNNING and run.get(HANDOFF) == Handoff.RESUME
     status = effective_status(run, stall_after_s)
     if not pending and status not in (RunStatus.FAILED, RunStatus.STALLED):
@@ -104,7 +106,10 @@ def _data_from_source(svc: services_mod.Services, config: RunConfig, request: di
     # The run's own config and request name its source, normalisation and dtype (a trial's are its
     # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
     split = keys.split_key(config.sweep_id) if config.in_sweep else None
-    dataset = runstart.load_data(svc, config.dataset, request.get("normalize", "auto"), config.dtype, split)
+    normalize = request.get("normalize", "auto")
+    dataset = runstart.load_data(
+        svc, config.dataset, normalize, config.dtype, split, config.validation_fraction, config.seed
+    )
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
     return dataset.arrays()

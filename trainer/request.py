@@ -12,6 +12,7 @@ from trainer import schema
 from trainer.nn import footprint
 from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
 from trainer.nn.optimizers import OptimizerName
+from trainer.parallel.shards import MAX_WORKERS, held_examples, micro_shard_examples
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
 RUN_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
@@ -43,7 +44,12 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     time_margin_ms: Annotated[int, Meta(ge=1_000, le=600_000)] = 15_000
     notify_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 0
     checkpoint_every: Annotated[int, Meta(ge=0, le=MAX_EPOCHS)] = 250
+    # The share of the training set held out (seeded by `seed`) and scored every epoch; 0 = none.
+    validation_fraction: Annotated[float, Meta(ge=0, lt=1)] = 0.0
     run_id: str | None = None
+    # Data-parallel workers (trainer/parallel): 1 is the one chain. The bound is the micro-shards'
+    # count, which every worker count shares to the same bits.
+    workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1
 
     @property
     def layers(self) -> int:
@@ -149,19 +155,27 @@ def check_against_data(
         problems.append(f"batch_size: {request.batch_size} is larger than the {examples} training examples")
     needed = estimate_bytes(request, features, examples)
     if needed > memory_mb * 1024 * 1024 * 0.8:
+        who = "needs" if request.workers == 1 else f"needs in each of its {request.workers} workers"
         problems.append(
-            f"network too large: needs about {needed / 2**20:.0f} MiB, more than 80% of the "
+            f"network too large: {who} about {needed / 2**20:.0f} MiB, more than 80% of the "
             f"{memory_mb} MiB the trainer is given"
         )
     return problems
 
 
 def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> int:
-    """Bytes the trainer's memory holds for the run (trainer.nn.footprint), with its training set
-    and that set's working copies."""
+    """Bytes one trainer's memory holds for the run (trainer.nn.footprint), with its training set and
+    that set's working copies: the chain's, or one data-parallel worker's, which holds only its slice
+    of the training set and computes one micro-shard at a time."""
     itemsize = 8 if request.dtype == "float64" else 4
     sizes = [features, *request.neuron_list()]
-    network = footprint.network_numbers(sizes, request.batch_size or examples, request.optimizer)
+    batch, exchanged = request.batch_size or examples, 0
+    if request.workers > 1:
+        held = held_examples(examples, request.workers)
+        batch, examples = micro_shard_examples(examples, batch), held
+        # the partials it sends, the chunks it sums, the parameters it gathers
+        exchanged = 3 * footprint.parameter_count(sizes)
+    network = footprint.network_numbers(sizes, batch, request.optimizer) + exchanged
     data = features * examples * 2  # training set plus its working copies
     return itemsize * (network + data)
 

@@ -39,6 +39,11 @@ class RunConfig:
     # with them when the trial starts. 0 without early stopping, and in configs stored before the
     # field existed (their scheduler reads it from the sweep's request).
     reduction_factor: int = 0
+    # A run's share of its training set held out as validation examples (0: none; a sweep's trial
+    # has its sweep's split instead). Its data then holds them, scored each epoch.
+    validation_fraction: float = 0.0
+    # Data-parallel workers (trainer/parallel); 1 is the chain. Configs stored before the field read as 1.
+    workers: int = 1
 
     @property
     def layers(self) -> int:
@@ -59,6 +64,11 @@ class RunConfig:
     @property
     def in_sweep(self) -> bool:
         return bool(self.sweep_id)
+
+    @property
+    def validates(self) -> bool:
+        """Whether the run holds validation examples out, to score each epoch."""
+        return self.in_sweep or self.validation_fraction > 0
 
     def closes_rung(self, epoch: int) -> bool:
         """Whether epoch (0-based) is the last one before a rung."""

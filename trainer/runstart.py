@@ -11,7 +11,7 @@ import numpy as np
 
 from trainer import schema
 from trainer.data.loader import Dataset, load_raw, prepare
-from trainer.data.split import carve
+from trainer.data.split import carve, validation_indices
 from trainer.nn import optimizers
 from trainer.nn.init import initialise
 from trainer.request import TrainingRequest
@@ -23,17 +23,27 @@ if TYPE_CHECKING:
     from trainer.services import Services
 
 
-def load_data(svc: Services, source: str, normalize: str, dtype: str, split_key: str | None = None) -> Dataset:
+def load_data(
+    svc: Services,
+    source: str,
+    normalize: str,
+    dtype: str,
+    split_key: str | None = None,
+    validation_fraction: float = 0.0,
+    seed: int = 0,
+) -> Dataset:
     """A run's data as its start prepares it, and its resume again: the source, less the held-out
-    examples of the validation split stored at `split_key` (a sweep's trial; None for a run), which
-    are then its validation examples. Kept in one place so that a resumed run gets the same data
-    (and so the same digest) as its start did."""
+    examples of the validation split stored at `split_key` (a sweep's trial), or drawn again from
+    `validation_fraction` and `seed` (a run's own), which are then its validation examples. Kept in
+    one place so that a resumed run gets the same data (and so the same digest) as its start did."""
     settings = svc.settings
     raw = load_raw(source, svc.blob_store.read, settings.model_bucket, settings.dataset_prefix)
     held = None
     if split_key is not None:
         with np.load(io.BytesIO(svc.blob_store.get(split_key)), allow_pickle=False) as stored:
             raw, held = carve(raw, stored["validation"])
+    elif validation_fraction:
+        raw, held = carve(raw, validation_indices(raw["train_set_x"].shape[0], validation_fraction, seed))
     return prepare(raw, normalize, dtype, held)
 
 
@@ -60,6 +70,8 @@ def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep:
         checkpoint_every=request.checkpoint_every,
         data_digest=dataset.digest(),
         dataset=request.dataset,
+        validation_fraction=request.validation_fraction,
+        workers=request.workers,
         **sweep,
     )
 

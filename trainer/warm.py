@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from trainer import engine
 from trainer.errors import ChainError
 from trainer.runconfig import RunConfig
@@ -36,12 +38,22 @@ def training_data(svc: Services, config: RunConfig) -> engine.TrainData:
     cached = _data.get(key)
     if cached is None:
         names = ["x_train", "y_train", "x_test", "y_test", "shift", "scale"]
-        arrays = svc.tensor_store.get_data(config.run_id, names + (["x_val", "y_val"] if config.in_sweep else []))
+        arrays = svc.tensor_store.get_data(config.run_id, names + (["x_val", "y_val"] if config.validates else []))
         cached = engine.TrainData(**arrays)
         while len(_data) >= _DATA_RUNS:
             _data.pop(next(iter(_data)))
         _data[key] = cached
     return cached
+
+
+def normalisation(svc: Services, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(shift, scale) of the run's inputs, which travel with its model: from the training data this
+    environment holds, or else read alone (a data-parallel run's finish holds no training set)."""
+    cached = _data.get((config.run_id, config.data_digest))
+    if cached is not None:
+        return cached.shift, cached.scale
+    stats = svc.tensor_store.get_data(config.run_id, ["shift", "scale"])
+    return stats["shift"], stats["scale"]
 
 
 def cached_data_keys() -> list[tuple[str, str]]:

@@ -158,6 +158,9 @@ def progress(record: Record, now: float | None = None) -> dict[str, Any]:
     shown: dict[str, Any] = {"percent": round(100.0 * min(done, total) / total, 1) if total else None}
     if record.epochs:
         shown["cost"] = record.epochs[-1]["cost"]
+        for key in ("validation_cost", "validation_accuracy"):  # a run that holds examples out
+            if record.epochs[-1].get(key) is not None:
+                shown[key] = record.epochs[-1][key]
     request = run.get("request") or {}
     epochs = (json.loads(request) if isinstance(request, str) else request).get("epochs")
     started = run.get("created_at")

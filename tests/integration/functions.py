@@ -43,6 +43,7 @@ def describe(event, context):
         "function_name": context.function_name,
         "greeting": os.environ.get("GREETING"),
         "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "handler_faults": json.loads(_plan_text()),
     }
 
 
@@ -70,13 +71,27 @@ class InjectedFault(RuntimeError):
     """A crash a test causes on purpose."""
 
 
-_faults_installed = False
+_installed_plan: str | None = None  # the plan the wrappers below were installed from
+_wrapped: list[tuple[object, str, object]] = []  # (owner, name, original) of every wrapper installed
 _event_key = ""  # the event being handled: its retries and copies share it
+
+
+def _plan_text() -> str:
+    """The function's fault plan: the one the local cloud keeps for it (POST /_lnn/handler-faults,
+    trainer.local.handler_faults), read at each invocation, else its LNN_TEST_FAULTS variable."""
+    folder = os.environ.get("LNN_HANDLER_FAULTS_DIR")
+    if folder:
+        try:
+            return (Path(folder) / f"{os.environ['AWS_LAMBDA_FUNCTION_NAME']}.json").read_text()
+        except FileNotFoundError:
+            pass
+    return os.environ.get("LNN_TEST_FAULTS") or "{}"
 
 
 def trainer_with_faults(event, context):
     """The trainer's own handler, with faults raised at named points of its adapters and calls
-    recorded, as the function's LNN_TEST_FAULTS variable says (JSON):
+    recorded, as the function's plan says (JSON: the cloud's plan for the function, read at each
+    invocation, or else its LNN_TEST_FAULTS variable):
     {"dir": <folder both sides read>, "points": [{"target": "tensor_store.commit" | "trainer.engine:run_step",
     "before": bool, "after": bool, "probability": p, "seed": s, "skip": calls to let through first
     (in this environment), "limit": faults in all environments}], "record": [targets],
@@ -91,10 +106,12 @@ def trainer_with_faults(event, context):
     from trainer.handlers import trainer as trainer_handler
 
     svc = services.current()
-    global _faults_installed, _event_key
-    if not _faults_installed:
-        _install(svc, json.loads(os.environ.get("LNN_TEST_FAULTS") or "{}"))
-        _faults_installed = True
+    global _installed_plan, _event_key
+    plan = _plan_text()
+    if plan != _installed_plan:  # a new plan: the old wrappers go, in this warm environment too
+        _uninstall()
+        _install(svc, json.loads(plan))
+        _installed_plan = plan
     _event_key = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()[:16]
     return trainer_handler.run(event, context, svc)
 
@@ -117,10 +134,22 @@ def _install(svc, plan: dict) -> None:
             _note(folder, "calls", {"target": _target, "pid": os.getpid()})
             return _original(*args, **kwargs)
 
-        setattr(owner, name, recorded)
+        _wrap(owner, name, recorded)
     for point in plan.get("points", []):
         owner, name = _owner(svc, point["target"])
-        setattr(owner, name, _FaultPoint(point, folder, plan.get("per_event"), getattr(owner, name)))
+        _wrap(owner, name, _FaultPoint(point, folder, plan.get("per_event"), getattr(owner, name)))
+
+
+def _wrap(owner, name: str, wrapper) -> None:
+    _wrapped.append((owner, name, getattr(owner, name)))
+    setattr(owner, name, wrapper)
+
+
+def _uninstall() -> None:
+    """Every wrapper removed, the last installed first (a point may wrap a recorded call)."""
+    while _wrapped:
+        owner, name, original = _wrapped.pop()
+        setattr(owner, name, original)
 
 
 def _note(folder: Path, file: str, line: dict) -> None:

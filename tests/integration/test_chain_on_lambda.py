@@ -4,16 +4,14 @@ Python), handed on by the production invoker. Costs and weights agree with plain
 
 from __future__ import annotations
 
-import secrets
-
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import monolithic_reference
-from tests.integration.chain.test_chain import VARIANTS, _payload
-from tests.integration.conftest import aws, invoke, wait_for_status
+from tests.support.chain import monolithic_reference
+from tests.support.cloud import aws, calm, invoke, wait_for_status
+from tests.support.requests import CHAIN_VARIANTS as VARIANTS
+from tests.support.requests import chain_variant as _payload
 from trainer import model_file
-from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore
 
 CASES = [(variant, "fused") for variant in sorted(VARIANTS)] + [
@@ -23,9 +21,9 @@ CASES = [(variant, "fused") for variant in sorted(VARIANTS)] + [
 
 
 @pytest.fixture(scope="module")
-def finished_runs(cloud_env) -> dict:
+def finished_runs(cloud, cloud_env, shared_stack) -> dict:
     """Every case launched at once (the service runs them side by side), then waited for."""
-    stack = provision_stack("eq" + secrets.token_hex(3), trainer_memory_mb=2048)
+    stack = calm(cloud, shared_stack)
     launched = {}
     for variant, chain in CASES:
         payload = _payload(variant, chain, max_steps_per_invocation=7, run_id=f"{variant}-{chain}")

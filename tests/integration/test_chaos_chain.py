@@ -10,19 +10,21 @@ import json
 
 import numpy as np
 
-from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, invoke, wait_for_status
+from tests.support.cloud import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    aws,
+    invoke,
+    retire_environments,
+    wait_for_status,
+)
+from tests.support.requests import moons
 from trainer.local.lambda_service import Chaos
 
-REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 12,
-    "learning_rate": 0.5,
-    "seed": 7,
-    "chain": "fused",
-    "max_steps_per_invocation": 7,  # many hand-offs
-}
+# Many hand-offs (max_steps_per_invocation): many points to disturb.
+REQUEST = moons(
+    (8, 1), ("relu", "sigmoid"), epochs=12, learning_rate=0.5, seed=7, chain="fused", max_steps_per_invocation=7
+)
 
 
 def trained_weights(cloud_env, stack, run_id: str) -> dict[str, np.ndarray]:
@@ -45,6 +47,9 @@ def train(cloud, cloud_env, stack, run_id: str, chaos: Chaos) -> tuple[dict, dic
 
 
 def test_a_chain_under_chaos_ends_with_the_undisturbed_weights(cloud, cloud_env, stack) -> None:
+    # The shared stack's trainer starts afresh, as a new stack's would: the environments the calm
+    # run starts are the only warm ones when the stormy run (and its mixed fleet) begins.
+    retire_environments(stack["TRAINER_FUNCTION_NAME"])
     calm, calm_stats = train(cloud, cloud_env, stack, "calm-run", Chaos())
     assert calm["status"] == "SUCCEEDED", calm
     assert calm_stats["duplicate_copies"] == 0 and calm_stats["kills"] == 0

@@ -17,8 +17,7 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.conftest import REGION, aws, invoke
-from tests.integration.test_lambda_service import ACCOUNT, make_function
+from tests.support.cloud import ACCOUNT, REGION, aws, invoke, make_function
 from trainer.local.cloud import CloudProcess, new_credentials, signed_headers
 
 

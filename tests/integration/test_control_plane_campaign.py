@@ -34,24 +34,31 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.integration.chain.chain_helpers import REPORT
-from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet, aws, messages_by_run, run_item
+from tests.support.cloud import (
+    FLEET,
+    assert_ran_pinned_on_a_mixed_fleet,
+    aws,
+    messages_by_run,
+    retire_environments,
+    run_item,
+)
+from tests.support.report import REPORT
+from tests.support.requests import moons
 from trainer.local.lambda_service import Chaos
 
 SEED = int(os.environ.get("LNN_CAMPAIGN_SEED", "2112"))
 ROUNDS = int(os.environ.get("LNN_CAMPAIGN_ROUNDS", "1"))
-REQUEST: dict[str, Any] = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.3,
-    "seed": 7,
-    "chain": "fused",
-    "max_steps_per_invocation": 5,  # many hand-offs: many points to disturb
-    "checkpoint_every": 2,
-    "notify_every": 1,
-}
+REQUEST: dict[str, Any] = moons(
+    (6, 1),
+    ("relu", "sigmoid"),
+    epochs=6,
+    learning_rate=0.3,
+    seed=7,
+    chain="fused",
+    max_steps_per_invocation=5,  # many hand-offs: many points to disturb
+    checkpoint_every=2,
+    notify_every=1,
+)
 OTHER: dict[str, Any] = {**REQUEST, "dataset": "circles", "seed": 8}  # other data, same shape
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 SETTLE_S = 240
@@ -381,6 +388,10 @@ def test_the_control_plane_campaign(cloud, cloud_env, chaos_stack) -> None:
     rng = random.Random(SEED)
     campaign = Campaign(cloud, cloud_env, chaos_stack, rng)
     cloud.set_chaos(Chaos())
+    # The shared stack's functions start afresh, as a new stack's would: the twins' environments
+    # are the only warm ones when the disturbed runs (and their mixed fleet) begin.
+    for function in (chaos_stack["TRAINER_FUNCTION_NAME"], chaos_stack["LAUNCH_FUNCTION_NAME"]):
+        retire_environments(function)
     for twin, request in (("calm", REQUEST), ("other", OTHER)):
         ok, body = campaign.ask({**request, "run_id": f"twin-{twin}"})
         assert ok, body

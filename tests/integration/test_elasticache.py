@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.conftest import aws
+from tests.support.cloud import aws
 from trainer.stores import tensor_store
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.test_concurrent_copies import BASE
-from tests.integration.conftest import assert_sent_once, aws, invoke, messages_by_run, wait_for_status
+from tests.support.cloud import assert_sent_once, aws, invoke, messages_by_run, wait_for_status
+from tests.support.requests import EVERY_EPOCH as BASE
 from trainer.local.lambda_service import Chaos
 
 SCENARIOS = {
@@ -62,14 +62,15 @@ def _train(cloud, cloud_env, stack, request: dict, chaos: Chaos) -> tuple[dict, 
 def test_chaos_leaves_exactly_the_calm_runs_effects(cloud, cloud_env, chaos_stack, scenario: str) -> None:
     overrides, seed = SCENARIOS[scenario]
     request = {**BASE, **overrides}
-    calm, _ = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": "calm"}, Chaos())
+    calm_id, stormy_id = f"calm-{scenario}", f"stormy-{scenario}"  # one stack for every scenario
+    calm, _ = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": calm_id}, Chaos())
     chaos = Chaos(seed=seed, duplicates=2, kill_probability=0.15, kill_window_s=0.03, max_delay_s=0.02)
-    stormy, stats = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": "stormy"}, chaos)
+    stormy, stats = _train(cloud, cloud_env, chaos_stack, {**request, "run_id": stormy_id}, chaos)
     print(f"\n[exactly once, {scenario}] {json.dumps({k: v for k, v in stats.items() if k != 'chaos'})}")
     assert calm["status"] == stormy["status"] == "SUCCEEDED", (calm, stormy)
     assert stats["overlapping_deliveries"] > 0 and stats["kills"] > 0 and stats["retries"] > 0
 
-    expected, got = (_left_behind(cloud_env, chaos_stack, r) for r in ("calm", "stormy"))
+    expected, got = (_left_behind(cloud_env, chaos_stack, r) for r in (calm_id, stormy_id))
     assert expected["model"].keys() == got["model"].keys()
     assert all(np.array_equal(expected["model"][k], got["model"][k]) for k in expected["model"]), "weights"
     assert got["epochs"] == expected["epochs"] and len(got["epochs"]) == request["epochs"]
@@ -81,7 +82,7 @@ def test_chaos_leaves_exactly_the_calm_runs_effects(cloud, cloud_env, chaos_stac
         assert stormy[column] == calm[column]
 
     messages = messages_by_run(cloud_env, chaos_stack["MESSAGES_QUEUE_URL"])
-    for run_id in ("calm", "stormy"):
+    for run_id in (calm_id, stormy_id):
         kinds = messages[run_id]
         assert set(kinds["SUCCEEDED"]) == {None}, f"{run_id}: a SUCCEEDED message"
         assert sorted(set(kinds["PROGRESS"])) == list(range(request["epochs"])), f"{run_id}: PROGRESS of each epoch"

@@ -17,15 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import REPORT
-from tests.integration.conftest import (
-    assert_sent_once,
-    aws,
-    invoke,
-    messages_by_run,
-    run_item,
-    wait_for_status,
-)
+from tests.support.cloud import assert_sent_once, aws, invoke, messages_by_run, run_item, wait_for_status
+from tests.support.report import REPORT
 from trainer.local.faults import FaultPlan
 from trainer.local.lambda_service import Chaos
 

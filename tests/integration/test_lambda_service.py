@@ -15,55 +15,17 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.integration.chain.chain_helpers import wait_for
-from tests.integration.conftest import (
-    REGION,
-    aws,
-    cloud_args_for,
-    command_line,
-    descendants,
-    invoke,
-    run_item,
-    still_running,
-    wait_for_status,
-)
+from tests.support.chain import wait_for
+from tests.support.cloud import REGION, aws, cloud_args_for, invoke, make_function, run_item, wait_for_status
+from tests.support.processes import command_line, descendants, still_running
+from tests.support.requests import moons
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import aws_environment
 from trainer.local.fleet import PINNED_X86_64
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
 
-ACCOUNT = "123456789012"
-SMALL_RUN = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 5,
-    "learning_rate": 0.5,
-    "seed": 7,
-    "chain": "per_step",
-}
-
-
-def make_function(cloud_env, handler: str, timeout: int = 3, env: dict | None = None, memory: int = 256) -> str:
-    name = f"fn-{handler.split('.')[-1]}-{secrets.token_hex(3)}"
-    lam = aws("lambda", cloud_env)
-    role = f"arn:aws:iam::{ACCOUNT}:role/lnn-test-functions"
-    aws("iam", cloud_env).create_role(
-        RoleName=f"r-{name}",
-        AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}',
-    )
-    lam.create_function(
-        FunctionName=name,
-        Role=role.replace("lnn-test-functions", f"r-{name}"),
-        PackageType="Image",
-        Code={"ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/test:latest"},
-        ImageConfig={"Command": [f"lnn_test_functions.{handler}"]},
-        Timeout=timeout,
-        MemorySize=memory,
-        Environment={"Variables": env or {}},
-    )
-    return name
+SMALL_RUN = moons((8, 1), ("relu", "sigmoid"), epochs=5, learning_rate=0.5, seed=7, chain="per_step")
 
 
 def failure_queue(cloud_env) -> tuple[str, str]:
@@ -251,8 +213,7 @@ def test_a_training_chain_runs_through_the_lambda_api(cloud, cloud_env, stack) -
 
 
 def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, cloud_env) -> None:
-    from trainer.local.provision import provision_stack
-
+    # A stack of its own: the shared ones allow the chain's recursion, as the project's stack does.
     stack = provision_stack("rec" + secrets.token_hex(3), trainer_memory_mb=2048, allow_recursion=False)
     resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], SMALL_RUN)
     assert "FunctionError" not in resp, launched
@@ -319,7 +280,7 @@ def test_the_account_limit_is_shared_by_the_functions_without_a_reservation(clou
 def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_path) -> None:
     """In-process: an event whose age is past MaximumEventAgeInSeconds is not run (no environment
     starts) and goes to the on-failure destination as EventAgeExceeded."""
-    from trainer.local.lambda_service import FunctionConfig, LambdaService, Runtime, _AsyncEvent
+    from trainer.local.lambda_service import AsyncEvent, FunctionConfig, LambdaService, Runtime
 
     config = FunctionConfig(
         name="f",
@@ -341,8 +302,8 @@ def test_an_event_older_than_its_maximum_age_is_dropped_to_the_destination(tmp_p
         account_concurrency=1,
     )
     try:
-        old = _AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
-        service._deliver(old)
+        old = AsyncEvent("req-1", config.arn, b'{"tag": 1}', "abcd:2", received_at=time.monotonic() - 61)
+        service.events.deliver(old)
     finally:
         service.close()
     ((arn, record),) = sent
@@ -447,3 +408,33 @@ def test_a_fleet_of_unknown_hosts_is_refused(cloud) -> None:
         cloud._call("/_lnn/chaos", {"hosts": ["Pentium"]})
     assert refused.value.code == 400 and "Pentium" in json.loads(refused.value.read())["message"]
     assert cloud.stats()["chaos"]["hosts"] == []
+
+
+def test_new_chaos_settings_and_handler_fault_plans_keep_the_warm_environment(cloud, cloud_env) -> None:
+    """A function's configuration is unchanged by chaos settings and by a handler fault plan, so
+    its warm environment stays (as Lambda keeps it) and the next invocation reads the new plan."""
+    name = make_function(cloud_env, "describe")
+    _, calm = invoke(cloud_env, name, {})
+    plan = {"points": [{"target": "tensor_store.commit", "after": True}], "per_event": 1}
+    try:
+        cloud.set_chaos(Chaos(seed=11))
+        cloud.set_handler_faults(name, plan)
+        _, faulty = invoke(cloud_env, name, {})
+        assert cloud._call(f"/_lnn/handler-faults?function={name}") == {"function": name, "plan": plan}
+    finally:
+        cloud.set_chaos(Chaos())
+        cloud.set_handler_faults(name, None)
+    _, cleared = invoke(cloud_env, name, {})
+    assert (calm["handler_faults"], faulty["handler_faults"], cleared["handler_faults"]) == ({}, plan, {})
+    assert calm["pid"] == faulty["pid"] == cleared["pid"]  # one warm environment throughout
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [{"function": "../etc/passwd", "plan": {}}, {"function": "f", "plan": [1]}, {"plan": {}}],
+)
+def test_a_handler_fault_plan_names_a_function_and_is_an_object(cloud, request_body) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        cloud._call("/_lnn/handler-faults", request_body)
+    assert refused.value.code == 400 and json.loads(refused.value.read())["message"]
+    assert cloud._call("/_lnn/handler-faults?function=f")["plan"] is None  # nothing kept

@@ -14,44 +14,37 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.integration.conftest import (
+from tests.support.cloud import (
     FLEET,
     assert_ran_pinned_on_a_mixed_fleet,
     assert_sent_once,
     invoke,
     messages_by_run,
+    retire_environments,
 )
+from tests.support.paths import REPO_ROOT
+from tests.support.requests import moons, random_sweep
 from trainer.local.lambda_service import Chaos
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
 
-BASE = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "max_steps_per_invocation": 7,
-    "checkpoint_every": 0,
-}
+BASE = moons(
+    (6, 1),
+    ("tanh", "sigmoid"),
+    epochs=6,
+    learning_rate=0.05,
+    optimizer="adam",
+    batch_size=100,
+    max_steps_per_invocation=7,
+    checkpoint_every=0,
+)
 
 
 def sweep_request(sweep_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "action": "sweep",
-        "sweep_id": sweep_id,
-        "base": BASE,
-        "space": {"learning_rate": {"log_uniform": [0.002, 0.3]}, "neurons.layer1": [3, 6]},
-        "strategy": "random",
-        "trials": 5,
-        "seed": 2,
-        "max_concurrency": 2,
-        "validation_fraction": 0.25,
-        **extra,
-    }
+    defaults = {"sweep_id": sweep_id, "trials": 5, "seed": 2, "max_concurrency": 2, "validation_fraction": 0.25}
+    return random_sweep(
+        BASE, {"learning_rate": {"log_uniform": [0.002, 0.3]}, "neurons.layer1": [3, 6]}, **defaults | extra
+    )
 
 
 @pytest.fixture
@@ -82,6 +75,9 @@ def _figures(status: dict[str, Any]) -> list[tuple]:
 
 
 def test_a_sweep_under_chaos_ends_as_the_calm_one(cloud, cloud_env, sweep_env) -> None:
+    # The shared stack's trainer starts afresh, as a new stack's would: the environments the calm
+    # sweep starts are the only warm ones when the stormy sweep (and its mixed fleet) begins.
+    retire_environments(sweep_env["TRAINER_FUNCTION_NAME"])
     calm, _ = _sweep(cloud, cloud_env, sweep_env, sweep_request("calm"), Chaos())
     chaos = Chaos(seed=31, duplicates=2, kill_probability=0.1, kill_window_s=0.03, max_delay_s=0.02, hosts=FLEET)
     stormy, stats = _sweep(cloud, cloud_env, sweep_env, sweep_request("stormy"), chaos)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.integration.conftest import descendants, still_running
-from tests.small_run import REQUEST
+from tests.support.paths import REPO_ROOT
+from tests.support.processes import descendants, still_running
+from tests.support.requests import REQUEST
 
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 

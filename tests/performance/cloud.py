@@ -3,7 +3,7 @@ Lambda API; the TrainerLambda runs in its own execution environments (`python -m
 processes of the local cloud's Lambda service) and hands off through the production invoker.
 
 The environments run the image's Python environment (Python 3.12, requirements.lock only, laid out
-by tests/infra/images/imageenv.py as the Dockerfile lays it out), as the integration tests do; the
+by tests/support/imageenv.py as the Dockerfile lays it out), as the integration tests do; the
 bench's own process (the monolithic trainer, the report) runs the project's virtual environment.
 
 Both functions run the bench's handlers (bench_functions.py, copied with measuring.py into the
@@ -20,7 +20,6 @@ import contextlib
 import json
 import secrets
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -188,11 +187,8 @@ def cpu_s(processes: list[psutil.Process]) -> float:
 
 
 def image_environment() -> Any:
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
-    try:
-        import imageenv
-    finally:
-        sys.path.pop(0)
+    from tests.support import imageenv
+
     return imageenv.build()
 
 

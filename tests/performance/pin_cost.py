@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 from trainer.local.fleet import PINNED_X86_64
 
 BLAS_VARIABLES = ("OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -248,11 +247,8 @@ def cold_start(repeats: int = 7) -> dict[str, Any]:
     requirements.lock only, /var/task laid out and compiled as the Dockerfile does); the best of
     `repeats`, file cache warm. Seven: on a shared two-core machine one import in three or so is
     slowed by a neighbour by a quarter or more (0.41-0.51 s as the best of three, for the same code)."""
-    sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
-    try:
-        import imageenv
-    finally:
-        sys.path.pop(0)
+    from tests.support import imageenv
+
     image = imageenv.build()
     try:
         best: dict[str, Any] | None = None

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tests.performance import cloud, runs
+from tests.support.requests import network, random_sweep
 from trainer.data.builtin import moons
 from trainer.local.cloud_runner import invoke_launch
 from trainer.sweep import asha, scheduler
@@ -39,32 +40,33 @@ EXAMPLES = 4000  # moons: 3000 training (600 of them held out for validation), 1
 def sweep_request(
     dataset: str, sweep_id: str, early_stopping: bool, epochs: int, max_concurrency: int, trials: int = TRIALS
 ) -> dict[str, Any]:
-    return {
-        "action": "sweep",
-        "sweep_id": sweep_id,
-        "base": {
-            "dataset": dataset,
-            "neurons": {"layer1": 16, "layer2": 8, "layer3": 1},
-            "activations": {"layer1": "tanh", "layer2": "relu", "layer3": "sigmoid"},
-            "epochs": epochs,
-            "learning_rate": 0.01,
-            "batch_size": 256,
-            "init": "he",
-            "checkpoint_every": 0,
-        },
-        "space": {
-            "learning_rate": {"log_uniform": [1e-4, 1e-1]},
-            "optimizer": ["gd", "adam"],
-            "neurons.layer1": [8, 16, 32],
-            "l2": [0, 0.001, 0.01],
-        },
-        "strategy": "random",
-        "trials": trials,
-        "seed": 1,
-        "max_concurrency": max_concurrency,
-        "validation_fraction": 0.2,
-        **({"early_stopping": {"asha": {"min_epochs": epochs // 12, "reduction_factor": 3}}} if early_stopping else {}),
+    base = network(
+        dataset,
+        (16, 8, 1),
+        ("tanh", "relu", "sigmoid"),
+        epochs=epochs,
+        learning_rate=0.01,
+        batch_size=256,
+        init="he",
+        checkpoint_every=0,
+    )
+    space = {
+        "learning_rate": {"log_uniform": [1e-4, 1e-1]},
+        "optimizer": ["gd", "adam"],
+        "neurons.layer1": [8, 16, 32],
+        "l2": [0, 0.001, 0.01],
     }
+    asha = {"early_stopping": {"asha": {"min_epochs": epochs // 12, "reduction_factor": 3}}} if early_stopping else {}
+    return random_sweep(
+        base,
+        space,
+        sweep_id=sweep_id,
+        trials=trials,
+        seed=1,
+        max_concurrency=max_concurrency,
+        validation_fraction=0.2,
+        **asha,
+    )
 
 
 def _run(stack: cloud.BenchCloud, request: dict[str, Any]) -> dict[str, Any]:

@@ -4,51 +4,15 @@ never reached because nothing over a ceiling gets past validation."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
+from tests.support.settings import MOONS, refusal, services
 from trainer import ceilings
 from trainer.ceilings import Ceilings
-from trainer.errors import RequestError
 from trainer.handlers import launch
 from trainer.settings import Settings
 from trainer.statemachine import Plan
 from trainer.sweep import scheduler
-
-MOONS = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 300,
-    "learning_rate": 0.01,
-}
-
-
-def services(**ceiling_values: int) -> SimpleNamespace:
-    settings = Settings(
-        table_name="runs",
-        model_bucket="bucket",
-        sns_topic_arn="arn:aws:sns:us-east-1:123456789012:runs",
-        trainer_function_arn="arn:aws:lambda:us-east-1:123456789012:function:lnn-trainer",
-        launch_function_arn="",
-        redis_host="cache.internal",
-        redis_port=6379,
-        redis_auth_secret_arn=None,
-        redis_tls=True,
-        redis_ca_file=None,
-        memory_mb=2048,
-        handoff_claim_ttl_s=30,
-        ceilings=Ceilings(**ceiling_values),
-    )
-    # No store is reached: every request here is refused before a run or sweep id is looked up.
-    return SimpleNamespace(settings=settings, blob_store=SimpleNamespace(read=None))
-
-
-def refusal(call) -> list[str]:
-    with pytest.raises(RequestError) as caught:
-        call()
-    return caught.value.problems
 
 
 def test_a_million_epoch_per_step_moons_run_at_batch_1_is_refused_by_name() -> None:

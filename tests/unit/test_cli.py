@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 from trainer import cli, workspace
 
 
@@ -328,3 +328,99 @@ def test_a_signal_stops_a_command_even_started_with_sigint_ignored(signal_name: 
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # restored afterwards
     finally:
         signal.signal(signal.SIGINT, saved)
+
+
+def _lines(ax) -> dict[str, tuple[list, list]]:
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()}
+
+
+def test_the_run_plot_draws_training_and_validation_cost_and_accuracy() -> None:
+    epochs = [
+        {"epoch": i, "cost": 1.0 / (i + 1), "accuracy": 0.5 + i / 10, "validation_cost": 1.2 / (i + 1),
+         "validation_accuracy": 0.4 + i / 10, "duration_s": 0.01}
+        for i in (2, 0, 1)
+    ]  # fmt: skip
+    fig = cli.figure("r1", epochs)
+    cost, accuracy = fig.axes
+    assert _lines(cost) == {
+        "training cost": ([1, 2, 3], [1.0, 0.5, 1.0 / 3]),
+        "validation cost": ([1, 2, 3], [1.2, 0.6, 1.2 / 3]),
+    }
+    assert _lines(accuracy) == {
+        "training accuracy": ([1, 2, 3], [0.5 + i / 10 for i in range(3)]),
+        "validation accuracy": ([1, 2, 3], [0.4 + i / 10 for i in range(3)]),
+    }
+    for ax, labels in (
+        (cost, ["training cost", "validation cost"]),
+        (accuracy, ["training accuracy", "validation accuracy"]),
+    ):
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    assert (cost.get_ylabel(), accuracy.get_ylabel()) == ("cost", "accuracy")
+    assert fig.get_suptitle() == "LNN run r1"
+
+
+def test_the_plot_of_a_run_without_validation_draws_its_cost_alone(runs_dir: Path, tmp_path: Path) -> None:
+    fig = cli.figure("r1", [{"epoch": 0, "cost": 0.7}, {"epoch": 1, "cost": 0.5}])
+    (ax,) = fig.axes
+    assert _lines(ax) == {"training cost": ([1, 2], [0.7, 0.5])}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["training cost"]
+    assert cli.figure("r1", []) is None
+    _saved_run(runs_dir, "r2", "SUCCEEDED", [0.7, 0.5])
+    out = tmp_path / "loss.png"
+    assert cli.main(["plot", "r2", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_progress_bar_moves_epoch_by_epoch_though_epochs_land_200_at_a_time() -> None:
+    """Each invocation of the fused chain records 200 epochs at once, one second apart, and `train`
+    looks at the run four times a second: the bar advances at every look, each epoch shown with
+    its own figures, never past what is recorded, and ends on the true count."""
+    import io
+
+    from tqdm import tqdm
+
+    from trainer import progress
+
+    now, recorded = [0.0], []
+    bar = tqdm(total=1000, file=io.StringIO(), mininterval=0)
+    shown = progress.EpochBar(bar, lambda first: [e for e in recorded if e["epoch"] >= first], clock=lambda: now[0])
+    seen: list[int] = []
+    for invocation in range(5):
+        now[0] += 0.25
+        new = [
+            {"epoch": e, "cost": 1 / (e + 1), "validation_accuracy": e / 1000}
+            for e in range(200 * invocation, 200 * invocation + 200)
+        ]
+        recorded += new
+        for look in range(4):
+            shown.update({"status": "RUNNING", "last_seq": invocation})
+            seen.append(bar.n)
+            assert bar.n <= len(recorded)
+            if bar.n:
+                assert bar.postfix == f"cost={1 / bar.n:.5g}, val_acc={(bar.n - 1) / 1000:.4f}"
+            now[0] += 0.25 if look < 3 else 0.0
+    assert seen == sorted(seen)
+    assert len(set(seen)) > 12  # shown as they land, the bar would take 6 values: 0, 200, ..., 1000
+    assert seen[-1] < 1000  # the last landing is still being played out when the run ends
+    shown.finish()
+    assert bar.n == 1000 and bar.postfix == f"cost={1 / 1000:.5g}, val_acc=0.9990"
+
+
+def test_the_pacer_shows_no_epoch_before_it_lands() -> None:
+    from trainer import progress
+
+    pacer = progress.Pacer(now=0.0)
+    assert pacer.shown(5.0) == 0
+    pacer.land(100, now=2.0)  # expected: the next landing in 2 s
+    assert [pacer.shown(t) for t in (2.0, 2.5, 3.0, 4.0, 9.0)] == [0, 25, 50, 100, 100]
+    pacer.land(50, now=9.5)  # a smaller count (a stale read) changes nothing
+    assert pacer.shown(9.5) == 100
+    pacer.land(300, now=10.0)  # 8 s since the last: slower now, 200 more played over ~5 s
+    assert pacer.shown(10.0) == 100 and 100 < pacer.shown(12.0) < 300 and pacer.shown(16.0) == 300
+
+
+def test_status_of_a_running_run_shows_its_validation_figures() -> None:
+    run = {"status": "RUNNING", "last_seq": 49, "total_steps": 200, "created_at": 100.0, "request": {"epochs": 40}}
+    epochs = [{"epoch": i, "cost": 0.5, "validation_cost": 0.6, "validation_accuracy": 0.75} for i in range(10)]
+    shown = workspace.progress(workspace.Record(run, epochs, "here"), now=105.0)
+    assert (shown["cost"], shown["validation_cost"], shown["validation_accuracy"]) == (0.5, 0.6, 0.75)

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 from trainer.data.loader import REQUIRED_KEYS, DatasetError, key_problem, load_raw
 
 MARKER = b"LNN-MARKER-" * 40  # the bytes of a file of the function's machine that must stay there

@@ -9,7 +9,7 @@ import shlex
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 from trainer import cli
 from trainer import request as request_mod
 from trainer.sweep import space

@@ -94,3 +94,67 @@ def test_a_sweep_sent_without_its_action_is_told_so_in_one_problem() -> None:
     request, problems = request_mod.parse(sweep)
     assert request is None
     assert problems == ['action: this looks like a sweep (it has base, space and strategy): add "action": "sweep"']
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (1.0, "validation_fraction: Expected `float` < 1.0, got 1.0"),
+        (-0.1, "validation_fraction: Expected `float` >= 0.0, got -0.1"),
+        ("0.2", "validation_fraction: Expected `float`, got `str` ('0.2')"),
+        (math.nan, "validation_fraction: Expected `float` >= 0.0, got nan"),
+    ],
+)
+def test_a_runs_validation_fraction_is_checked_as_every_field_is(value: object, problem: str) -> None:
+    request, problems = request_mod.parse({**GOOD, "validation_fraction": value, "epochs": 0})
+    assert request is None and problem in problems and "epochs: Expected `int` >= 1, got 0" in problems
+    assert request_mod.parse({**GOOD, "validation_fraction": 0.25})[0].validation_fraction == 0.25
+    assert request_mod.parse(GOOD)[0].validation_fraction == 0.0  # none held out unless asked
+
+
+def test_a_runs_validation_examples_are_carved_from_its_training_set_as_a_sweeps_are() -> None:
+    import numpy as np
+
+    from tests.support.settings import services
+    from trainer.data.builtin import BUILTIN
+    from trainer.data.split import validation_indices
+    from trainer.handlers import launch
+
+    request, dataset = launch.validate({**GOOD, "validation_fraction": 0.2, "seed": 5}, services())
+    raw = BUILTIN["moons"]()
+    held = validation_indices(300, 0.2, 5)
+    kept = np.setdiff1d(np.arange(300), held)
+    assert request.validation_fraction == 0.2
+    assert dataset.examples == 240 and dataset.x_val_raw.shape == (60, 2)
+    assert np.array_equal(dataset.x_val_raw, raw["train_set_x"][held])
+    assert np.array_equal(dataset.x_train_raw, raw["train_set_x"][kept])
+    assert np.array_equal(dataset.x_test_raw, raw["test_set_x"])  # the test set is never touched
+    assert "x_val" in dataset.arrays() and "y_val" in dataset.arrays()
+    _, plain = launch.validate(GOOD, services())
+    assert plain.examples == 300 and plain.x_val_raw is None
+
+
+def test_a_validation_split_that_leaves_a_side_empty_is_refused_with_the_others() -> None:
+    from tests.support.settings import refusal, services
+    from trainer.handlers import launch
+
+    problems = refusal(lambda: launch.validate({**GOOD, "validation_fraction": 0.001, "l2": -1}, services()))
+    assert problems == [
+        "l2: Expected `float` >= 0.0, got -1",
+        "validation_fraction: 0.001 of 300 training examples leaves 0 for validation and 300 for training; "
+        "each needs at least one",
+    ]
+    # The batch must fit in what the split leaves for training.
+    problems = refusal(lambda: launch.validate({**GOOD, "validation_fraction": 0.2, "batch_size": 250}, services()))
+    assert problems == ["batch_size: 250 is larger than the 240 training examples"]
+
+
+def test_a_sweeps_base_leaves_the_split_to_the_sweep() -> None:
+    from trainer.sweep import space
+
+    payload = {"base": {**GOOD, "validation_fraction": 0.3}, "space": {"optimizer": ["gd"]}, "strategy": "grid"}
+    sweep, problems = space.parse(payload)
+    assert sweep is None
+    assert problems == [
+        "base.validation_fraction: the sweep's own validation_fraction holds out one split for every trial"
+    ]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.support.paths import REPO_ROOT
 from trainer.settings import ENVIRONMENT, Settings
 
 

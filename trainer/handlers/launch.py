@@ -14,9 +14,12 @@ from trainer import admission, capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
+from trainer.data.split import SplitError, carve, validation_indices
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.parallel import launching
+from trainer.parallel.admission import cache_needed
 from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
@@ -40,19 +43,43 @@ def validate(payload: Any, svc: services_mod.Services) -> tuple[request_mod.Trai
     problems += raw_problems
     dataset = None
     if raw is not None:
+        raw, held = _held_out(raw, payload, request, problems)
         try:
-            dataset = prepare(raw, request.normalize if request else "auto", request.dtype if request else "float64")
+            normalize, dtype = (request.normalize, request.dtype) if request else ("auto", "float64")
+            dataset = prepare(raw, normalize, dtype, held)
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
     if request is not None:
         problems += admission.problems(request, dataset, svc.settings)
     if request is not None and dataset is not None:
-        problems += capacity.check(capacity.needed_for(request, dataset), svc.settings.cache_capacity_mib)
+        problems += capacity.check(cache_needed(request, dataset), svc.settings.cache_capacity_mib)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
     if problems or request is None or dataset is None:  # either is None only with its problem listed
         raise RequestError(problems)
     return request, dataset
+
+
+def _held_out(
+    raw: dict[str, Any], payload: Any, request: Any, problems: list[str]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The training set less the examples `validation_fraction` holds out, and those examples (as a
+    sweep carves its split); a split that leaves either side empty is one more problem, found even
+    when the request has others (how many examples each side gets does not depend on the seed)."""
+    if request is not None:
+        fraction, seed = request.validation_fraction, request.seed
+    else:
+        fraction, seed = (payload.get("validation_fraction") if isinstance(payload, dict) else None), 1
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            fraction = 0.0  # absent, or a problem the schema reports
+    if not fraction:
+        return raw, None
+    try:
+        indices = validation_indices(raw["train_set_x"].shape[0], fraction, seed)
+    except SplitError as exc:
+        problems.append(f"validation_fraction: {str(exc).removeprefix('validation_fraction ')}")
+        return raw, None
+    return carve(raw, indices)
 
 
 def _taken(svc: services_mod.Services, run_id: str) -> bool:
@@ -71,9 +98,14 @@ def launch(payload: Any, svc: services_mod.Services) -> dict[str, Any]:
     config = runstart.config_for(request, dataset, run_id)
     if not runstart.record(svc, request, config) and not _retry_of_unfinished_launch(svc, request, config):
         raise RequestError([f"run_id: a run {run_id!r} already exists"])
-    runstart.put_state(svc, request, dataset, config)  # False: this launch's earlier attempt put it
+    parallel = config.workers > 1
+    # False: this launch's earlier attempt put it
+    (launching.put_state if parallel else runstart.put_state)(svc, request, dataset, config)
     try:
-        runstart.first_hop(svc, run_id)
+        if parallel:
+            launching.first_hops(svc, config)  # one event per worker
+        else:
+            runstart.first_hop(svc, run_id)
     except Exception as exc:
         svc.run_store.mark_failed(
             run_id, f"could not start the trainer: {exc}", "launch", type(exc).__name__, Handoff.LAUNCH

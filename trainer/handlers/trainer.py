@@ -28,6 +28,7 @@ from trainer import effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
+from trainer.handlers import worker as worker_handler
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
@@ -67,8 +68,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
-    """One invocation with the given adapters: a step of a run's chain, or a sweep scheduler's
-    event that starts a trial in a slot another trial freed."""
+    """One invocation with the given adapters: a step of a run's chain, a data-parallel run's
+    worker, or a sweep scheduler's event that starts a trial in a slot another trial freed."""
+    if worker_handler.is_worker_event(payload):  # a data-parallel run's worker, not a chain step
+        return worker_handler.run(payload, context, svc)
     if scheduler.is_start_event(payload):
         return start_trial(payload, context, svc)
     try:
@@ -119,9 +122,13 @@ class Invocation:
         self._config: RunConfig | None = None
         self.snapshot: dict[str, Any] = {}
         self.cursor = NO_CURSOR
+        self.generation: int | None = None  # the run's resumes when this copy started
 
     # -- the life of an invocation ------------------------------------------------------------
     def handle(self) -> dict[str, Any]:
+        # First, and from the table, not the cache: a failure of this copy is the run's only while
+        # the run is still the chain this copy started on (a resume replaces the chain).
+        self.generation = self.svc.run_store.generation(self.run_id)
         self._config = warm.run_config(self.svc, self.run_id)
         check_in_plan(self.config.plan, self.event)
         triage = self.triage()
@@ -198,9 +205,13 @@ class Invocation:
             successor = next_event(config.plan, current)
             if outcome.epoch_cost is not None:
                 now = time.monotonic()
-                item = {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
-                if config.in_sweep:
-                    item["validation_accuracy"] = self.validation_accuracy(ws, data, position)
+                item: dict[str, float | None] = {
+                    "epoch": current.epoch,
+                    "cost": outcome.epoch_cost,
+                    "duration_s": round(now - epoch_started, 6),
+                }
+                if config.validates:
+                    item |= self.validation_scores(ws, data, position, outcome)
                 epochs.append(item)
                 epoch_started = now
                 if config.checkpoint_every and (current.epoch + 1) % config.checkpoint_every == 0:
@@ -220,11 +231,15 @@ class Invocation:
         )
         return Steps(last=current, executed=executed, outbox=outbox, ws=ws)
 
-    def validation_accuracy(self, ws: engine.WorkingSet, data: engine.TrainData, position: int) -> float:
-        """A sweep trial's score at the end of an epoch, on its held-out examples (not the test set)."""
+    def validation_scores(
+        self, ws: engine.WorkingSet, data: engine.TrainData, position: int, outcome: engine.StepOutcome
+    ) -> dict[str, float | None]:
+        """The epoch's scores on the held-out examples (not the test set), by the weights it ended
+        with; and its training accuracy, as its batches met the examples."""
         names = engine.weight_names(self.config)
         ws.load(self.svc.tensor_store.read_at(self.run_id, position, [n for n in names if n not in ws]))
-        return engine.accuracy(self.config, {n: ws[n] for n in names}, *data.validation())
+        cost, accuracy = engine.evaluate(self.config, {n: ws[n] for n in names}, *data.validation())
+        return {"accuracy": outcome.epoch_accuracy, "validation_cost": cost, "validation_accuracy": accuracy}
 
     def may_continue(self, executed: int, successor: Event | None) -> bool:
         config = self.config
@@ -326,9 +341,11 @@ class Invocation:
         elif isinstance(exc, UNAVAILABLE):
             reason = f"cache unavailable: {reason}; resume the run once the cache answers again"
         try:
-            run = self.svc.run_store.mark_failed(self.run_id, reason, self.step, type(exc).__name__)
+            run = self.svc.run_store.mark_failed(
+                self.run_id, reason, self.step, type(exc).__name__, generation=self.generation
+            )
             if run is None:
-                return  # finished or cancelled already: a late copy's error changes nothing
+                return  # finished, cancelled or resumed since: a late copy's error changes nothing
             if run.get("failed_step") != self.step:
                 # FAILED already by another step (a cache loss meets the completing copy and its
                 # successor alike): that failure's message is the run's one.

@@ -1,4 +1,28 @@
-"""AWS-side faults for the local cloud: a seeded fraction of the functions' DynamoDB, SNS and S3
+"""The local cloud's faults: which system injects what (extend the one whose kind of fault you add).
+
+- AWS API errors: throttling and internal errors, in each service's wire format, answering a seeded
+  fraction of the functions' DynamoDB, SNS and S3 requests. This module (`FaultInjector`), set by
+  `POST /_lnn/faults`.
+- Lambda's delivery: duplicate and overlapping copies of an event, an environment killed in the
+  middle of an invocation, delayed and reordered copies, the kind of host each new environment
+  runs on. The Lambda service's chaos (trainer.local.lambda_service.chaos, `Chaos`), set by
+  `POST /_lnn/chaos`; the settings change without retiring warm environments.
+- Delivery placed by hand: an event held, then delivered as N copies side by side, delivered again
+  later (`keep`), or dropped as a lost hand-off. The Lambda service's held delivery
+  (trainer.local.lambda_service.held), `/_lnn/hold`, `/_lnn/deliver`, `/_lnn/drop`.
+- A cache node lost: killed, and back empty at the same endpoint. trainer.local.elasticache,
+  `POST /_lnn/replace-node`.
+- Crashes, pauses and delays at a chosen call inside the handler (before or after a named adapter
+  call): the tests' fault-injecting handler (tests/integration/functions.py, `trainer_with_faults`).
+  It must run inside the function's process, so it is test code installed in the test image, not
+  part of the cloud; the cloud keeps its plan per function (trainer.local.handler_faults,
+  `POST /_lnn/handler-faults`, read at each invocation: warm environments stay), or the function's
+  LNN_TEST_FAULTS variable gives it (a configuration change: new environments). It copies none of
+  the above: none of them can stop a handler between two chosen calls.
+- Lambda's own limits are not switched on: the function's timeout, memory size (an OOM kill),
+  concurrency (throttling), maximum event age and recursion stop act as the configuration says.
+
+AWS-side faults: a seeded fraction of the functions' DynamoDB, SNS and S3
 data-plane requests is answered with an error that AWS itself returns under load or in a bad
 moment, in that service's wire format, instead of reaching moto.
 

@@ -213,85 +213,9 @@ def _patch_describe_security_group_rules_descriptions() -> None:
 
 def _patch_cache_parameter_groups() -> None:
     """Patch 6: cache parameter groups (create, modify, describe, describe parameters, delete)."""
-    from moto.core.responses import ActionResult, EmptyResult
-    from moto.elasticache import models, responses
-    from moto.elasticache.exceptions import ElastiCacheException
+    from trainer.local import moto_parameter_groups
 
-    class CacheParameterGroupNotFound(ElastiCacheException):
-        code = "CacheParameterGroupNotFound"
-
-        def __init__(self, name: str) -> None:
-            super().__init__(f"CacheParameterGroup {name} not found.")
-
-    original_init = models.ElastiCacheBackend.__init__
-
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)
-        self.arn_regex = models.re_compile(
-            r"^arn:aws:elasticache:.*:[0-9]*:(cluster|snapshot|subnetgroup|replicationgroup|user|parametergroup):.*$"
-        )
-        self.lnn_parameter_groups: dict[str, dict[str, Any]] = {}
-
-    def groups(self: Any) -> dict[str, dict[str, Any]]:
-        return self.elasticache_backend.lnn_parameter_groups
-
-    def existing(self: Any, name: str) -> dict[str, Any]:
-        if name not in groups(self):
-            raise CacheParameterGroupNotFound(name)
-        return groups(self)[name]
-
-    def create(self: Any) -> ActionResult:
-        params = self._get_params()
-        name = params["CacheParameterGroupName"]
-        backend = self.elasticache_backend
-        arn = f"arn:aws:elasticache:{backend.region_name}:{backend.account_id}:parametergroup:{name}"
-        groups(self)[name] = {
-            "description": {
-                "CacheParameterGroupName": name,
-                "CacheParameterGroupFamily": params["CacheParameterGroupFamily"],
-                "Description": params.get("Description", ""),
-                "IsGlobal": False,
-                "ARN": arn,
-            },
-            "parameters": {},
-        }
-        if params.get("Tags"):
-            backend.tagging_service.tag_resource(arn, params["Tags"])
-        return ActionResult({"CacheParameterGroup": groups(self)[name]["description"]})
-
-    def modify(self: Any) -> ActionResult:
-        params = self._get_params()
-        group = existing(self, params["CacheParameterGroupName"])
-        for item in params.get("ParameterNameValues", []):
-            group["parameters"][item["ParameterName"]] = item["ParameterValue"]
-        return ActionResult({"CacheParameterGroupName": params["CacheParameterGroupName"]})
-
-    def describe_groups(self: Any) -> ActionResult:
-        name = self._get_param("CacheParameterGroupName")
-        found = [existing(self, name)] if name else list(groups(self).values())
-        return ActionResult({"CacheParameterGroups": [g["description"] for g in found]})
-
-    def describe_parameters(self: Any) -> ActionResult:
-        group = existing(self, self._get_param("CacheParameterGroupName"))
-        # Only user-set values are kept: the provider asks for Source=user.
-        parameters = [
-            {"ParameterName": k, "ParameterValue": v, "Source": "user", "IsModifiable": True}
-            for k, v in sorted(group["parameters"].items())
-        ]
-        return ActionResult({"Parameters": parameters})
-
-    def delete(self: Any) -> EmptyResult:
-        name = self._get_param("CacheParameterGroupName")
-        existing(self, name)
-        del groups(self)[name]
-        return EmptyResult()
-
-    models.ElastiCacheBackend.__init__ = init
-    responses.ElastiCacheResponse.create_cache_parameter_group = create
-    responses.ElastiCacheResponse.modify_cache_parameter_group = modify
-    responses.ElastiCacheResponse.describe_cache_parameter_groups = describe_groups
-    responses.ElastiCacheResponse.describe_cache_parameters = describe_parameters
-    responses.ElastiCacheResponse.delete_cache_parameter_group = delete
+    moto_parameter_groups.apply()
 
 
 def _patch_bucket_policy_secure_transport() -> None:

@@ -60,7 +60,8 @@ def restore_run(stack: Stack, run_dir: Path) -> str:
     run_id = run["run_id"]
     store = stack.services.run_store
     store.restore_run(run)
-    store.put_epochs(run_id, [{k: e[k] for k in ("epoch", "cost", "duration_s")} for e in record["epochs"]])
+    # Every figure of each epoch (validation's too), never the table's own keys.
+    store.put_epochs(run_id, [{k: v for k, v in e.items() if k not in ("pk", "sk")} for e in record["epochs"]])
     state_path = run_dir / "state.npz"
     if state_path.is_file():
         with np.load(state_path, allow_pickle=False) as state:

@@ -55,6 +55,95 @@ class Pending:
     outcome: Outcome | None = None
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request of the runtime to its environment's API."""
+
+    server: _Server
+
+    protocol_version = "HTTP/1.1"
+    # A reply goes out as headers then body: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (about 40 ms, twice per invocation).
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        if self.path != f"{PREFIX}/invocation/next":
+            self._reply(404, b'{"errorMessage":"not found"}')
+            return
+        api.first_poll.set()
+        pending = api._queue.get()  # long poll, as the real API does
+        pending.picked_up_at = time.monotonic()
+        pending.picked_up.set()
+        self._reply(
+            200,
+            pending.body,
+            {
+                "Content-Type": "application/json",
+                "Lambda-Runtime-Aws-Request-Id": pending.request_id,
+                "Lambda-Runtime-Deadline-Ms": str(pending.deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": pending.function_arn,
+                "Lambda-Runtime-Trace-Id": pending.trace_id,
+            },
+        )
+
+    def do_POST(self) -> None:
+        api, body = self.server.api, self._body()
+        if self.path == f"{PREFIX}/init/error":
+            self._init_error(api, body)
+            return
+        parts = self.path[len(PREFIX) :].strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
+            self._reply(404, b'{"errorMessage":"not found"}')
+            return
+        pending = api._pending.get(parts[1])
+        if pending is None or pending.outcome is not None:
+            self._reply(400, b'{"errorMessage":"unknown or finished request id"}')
+            return
+        ok = parts[2] == "response"
+        duration = time.monotonic() - (pending.picked_up_at or time.monotonic())
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            payload = body.decode("utf-8", "replace")
+        pending.outcome = Outcome(
+            request_id=pending.request_id,
+            ok=ok,
+            payload=payload,
+            error_type=None if ok else self.headers.get("Lambda-Runtime-Function-Error-Type"),
+            duration_s=duration,
+            body=body,
+        )
+        self._reply(202, b'{"status":"OK"}')
+        api._pending.pop(pending.request_id, None)
+        pending.done.set()
+
+    def _init_error(self, api: RuntimeAPI, body: bytes) -> None:
+        api.init_errors.append(
+            {"error_type": self.headers.get("Lambda-Runtime-Function-Error-Type"), "body": json.loads(body or b"{}")}
+        )
+        api.init_error_event.set()
+        self._reply(202, b'{"status":"OK"}')
+
+
+class _Server(ThreadingHTTPServer):
+    api: RuntimeAPI
+
+
 class RuntimeAPI:
     def __init__(self, function_arn: str, timeout_s: int = 900) -> None:
         self.function_arn = function_arn
@@ -64,88 +153,8 @@ class RuntimeAPI:
         self.init_errors: list[dict[str, Any]] = []
         self.init_error_event = threading.Event()
         self.first_poll = threading.Event()
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # A reply goes out as headers then body: with Nagle's algorithm the body waits for the
-            # client's delayed ACK of the headers (about 40 ms, twice per invocation).
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args: object) -> None:  # quiet
-                pass
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def do_GET(self) -> None:
-                if self.path != f"{PREFIX}/invocation/next":
-                    self._reply(404, b'{"errorMessage":"not found"}')
-                    return
-                api.first_poll.set()
-                pending = api._queue.get()  # long poll, as the real API does
-                pending.picked_up_at = time.monotonic()
-                pending.picked_up.set()
-                self._reply(
-                    200,
-                    pending.body,
-                    {
-                        "Content-Type": "application/json",
-                        "Lambda-Runtime-Aws-Request-Id": pending.request_id,
-                        "Lambda-Runtime-Deadline-Ms": str(pending.deadline_ms),
-                        "Lambda-Runtime-Invoked-Function-Arn": pending.function_arn,
-                        "Lambda-Runtime-Trace-Id": pending.trace_id,
-                    },
-                )
-
-            def do_POST(self) -> None:
-                body = self._body()
-                if self.path == f"{PREFIX}/init/error":
-                    api.init_errors.append(
-                        {
-                            "error_type": self.headers.get("Lambda-Runtime-Function-Error-Type"),
-                            "body": json.loads(body or b"{}"),
-                        }
-                    )
-                    api.init_error_event.set()
-                    self._reply(202, b'{"status":"OK"}')
-                    return
-                parts = self.path[len(PREFIX) :].strip("/").split("/")
-                if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
-                    self._reply(404, b'{"errorMessage":"not found"}')
-                    return
-                pending = api._pending.get(parts[1])
-                if pending is None or pending.outcome is not None:
-                    self._reply(400, b'{"errorMessage":"unknown or finished request id"}')
-                    return
-                ok = parts[2] == "response"
-                duration = time.monotonic() - (pending.picked_up_at or time.monotonic())
-                try:
-                    payload = json.loads(body) if body else None
-                except ValueError:
-                    payload = body.decode("utf-8", "replace")
-                pending.outcome = Outcome(
-                    request_id=pending.request_id,
-                    ok=ok,
-                    payload=payload,
-                    error_type=None if ok else self.headers.get("Lambda-Runtime-Function-Error-Type"),
-                    duration_s=duration,
-                    body=body,
-                )
-                self._reply(202, b'{"status":"OK"}')
-                api._pending.pop(pending.request_id, None)
-                pending.done.set()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.api = self
         self._server.daemon_threads = True
         # A short poll interval: stopping an execution environment waits for one.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)

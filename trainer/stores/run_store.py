@@ -171,30 +171,70 @@ class DynamoRunStore(SweepItems):
         items = resp.get("Items") or []
         return plain(items[0]) if items else None
 
+    def epochs_from(self, run_id: str, first: int) -> list[dict[str, Any]]:
+        """The epoch items from epoch `first` on, in order: what a follower has not read yet."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :first AND :last",
+            "ExpressionAttributeValues": item_of(
+                {":pk": _pk(run_id), ":first": f"EPOCH#{max(0, first):06d}", ":last": "EPOCH#999999"}
+            ),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self.db.query(**kwargs)
+            items += [plain(i) for i in resp.get("Items", [])]
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> RunItem | None:
         """RUNNING (or FAILED, a retry got through) -> SUCCEEDED with the run's metrics; the same values
         whichever copy writes them (they come from the committed outbox), so a repeat is harmless.
         None when a cancel (or a sweep's stop) won: then the finish leaves nothing."""
         return self._transition(run_id, RunStatus.SUCCEEDED, {"updated_at": time.time(), **metrics})
 
+    def generation(self, run_id: str) -> int | None:
+        """How many times the run has resumed (None for no such run): a trainer copy reads it when it
+        starts, and may fail the run only while it is still the same (`mark_failed`)."""
+        resp = self.db.get_item(
+            TableName=self.table,
+            Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
+            ConsistentRead=True,
+            ProjectionExpression="resumes, pk",
+        )
+        if "Item" not in resp:
+            return None
+        return int(plain(resp["Item"]).get("resumes", 0))
+
     def mark_failed(
-        self, run_id: str, reason: str, step: str, error_type: str, handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        reason: str,
+        step: str,
+        error_type: str,
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> RunItem | None:
         """RUNNING -> FAILED with the reason. A run FAILED already keeps its first reason (a retry of
         the failed step fails again) and is returned as it stands, so that its one message can still
         go out; a finished or cancelled run is left alone (None). While a launch's or resume's
         hand-off is pending only that hand-off (`handing_off`) may fail the run: a retry of a step
         from before a resume, landing before the resume has rebuilt the cache, finds no position
-        there, and must not fail the run the resume is starting (None)."""
+        there, and must not fail the run the resume is starting (None). A trainer copy gives the
+        `generation` it started in: a copy from before a resume, failing after it, failed on the
+        chain the resume replaced, and leaves the resumed run alone (None)."""
         values = {FAILURE_REASON: reason[:2000], "failed_step": step, "error_type": error_type}
-        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()}, handing_off)
+        run = self._transition(run_id, RunStatus.FAILED, {**values, "updated_at": time.time()}, handing_off, generation)
         if run is not None:
             return run
         try:
             run = self.get_run(run_id)
         except RunNotFound:
             return None
-        return run if run["status"] == RunStatus.FAILED else None
+        same = generation is None or int(run.get("resumes", 0)) == generation
+        return run if run["status"] == RunStatus.FAILED and same else None
 
     def mark_cancelled(self, run_id: str) -> RunItem | None:
         """RUNNING or FAILED -> CANCELLED; None when the run had ended (or was cancelled) already."""
@@ -269,28 +309,31 @@ class DynamoRunStore(SweepItems):
         )
 
     def _transition(
-        self, run_id: str, to: RunStatus, values: dict[str, Any], handing_off: Handoff | None = None
+        self,
+        run_id: str,
+        to: RunStatus,
+        values: dict[str, Any],
+        handing_off: Handoff | None = None,
+        generation: int | None = None,
     ) -> RunItem | None:
         """One edge of the run's status (statemachine.RUN_TRANSITIONS), as one conditional write:
         of two racing moves exactly one finds the status it needs. None when the run was not in
         a status it may move to `to` from. A move to FAILED also needs no hand-off pending but the
-        caller's own (mark_failed)."""
+        caller's own, and the run still in the caller's generation when it gives one (mark_failed)."""
         sources = may_become(to)
         condition = " OR ".join(f"#s = :from{i}" for i in range(len(sources)))
-        names: dict[str, str] = {f":from{i}": status for i, status in enumerate(sources)}
+        names: dict[str, Any] = {f":from{i}": status for i, status in enumerate(sources)}
         if to != RunStatus.FAILED:
             return self._guarded(run_id, {"status": to, **values}, condition, names)
         pending = "attribute_not_exists(#h)" + (" OR #h = :owner" if handing_off else "")
         if handing_off:
             names[":owner"] = handing_off
+        guards, attributes = f"({condition}) AND ({pending})", {"#s": "status", "#h": HANDOFF}
+        if generation is not None:
+            names[":generation"], attributes["#r"] = generation, "resumes"
+            guards += f" AND ({'attribute_not_exists(#r) OR ' if generation == 0 else ''}#r = :generation)"
         try:
-            return self._update(
-                run_id,
-                {"status": to, **values},
-                f"({condition}) AND ({pending})",
-                names,
-                {"#s": "status", "#h": HANDOFF},
-            )
+            return self._update(run_id, {"status": to, **values}, guards, names, attributes)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise

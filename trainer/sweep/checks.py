@@ -15,6 +15,7 @@ from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.errors import RequestError
+from trainer.parallel import admission as parallel_admission
 from trainer.stores.records import SweepItem
 from trainer.stores.sweep_store import request_of
 from trainer.sweep import space
@@ -80,8 +81,9 @@ def validate(payload: Any, svc: Services) -> Checked:
     params = space.assignments(sweep)
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
-    # Every trial is one chain of invocations (a request has no data-parallel workers).
-    problems += ceilings.sweep_problems(len(requests), 1, sweep.max_concurrency, svc.settings.ceilings)
+    # Every trial runs its workers at once (one chain each; a trial without `workers` is one chain).
+    workers = max((r.workers for r in parsed if r is not None), default=1)
+    problems += ceilings.sweep_problems(len(requests), workers, sweep.max_concurrency, svc.settings.ceilings)
     dataset, indices = None, None
     raw, raw_problems = read_checked(
         sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
@@ -102,13 +104,14 @@ def validate(payload: Any, svc: Services) -> Checked:
             if request is None:
                 continue
             trial_problems = admission.problems(request, dataset, svc.settings)
+            trial_problems += parallel_admission.in_a_sweep(request)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
                     f"trial's {request.epochs} epochs, so it would never be judged"
                 )
             found.append((number, trial_problems))
-            needs.append(capacity.needed_for(request, dataset))
+            needs.append(parallel_admission.cache_needed(request, dataset))
         problems += _grouped(found, len(parsed))
         at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
         problems += [

@@ -29,6 +29,7 @@ LAYER_FIELDS = ("neurons", "activations")
 NOT_IN_BASE = {
     "run_id": "each trial's run id is the sweep's id and its number",
     "notify_every": "a sweep sends one summary, not messages per trial",
+    "validation_fraction": "the sweep's own validation_fraction holds out one split for every trial",
 }
 DEFAULT_MAX_CONCURRENCY = 4  # a new AWS account runs only 10 executions at once, in all
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.hcl import block
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MODULE = REPO_ROOT / "terraform" / "modules" / "github_oidc"
 
@@ -20,17 +22,6 @@ def text(name: str) -> str:
     if name == "main.tf":
         return (MODULE / "main.tf").read_text() + (MODULE / "iam.tf").read_text()
     return (MODULE / name).read_text()
-
-
-def block(source: str, header_regex: str) -> str:
-    match = re.search(header_regex + r"\s*\{", source)
-    assert match, f"no block {header_regex!r}"
-    depth, start = 1, match.end()
-    for index in range(start, len(source)):
-        depth += {"{": 1, "}": -1}.get(source[index], 0)
-        if depth == 0:
-            return source[start:index]
-    raise AssertionError("unbalanced")
 
 
 def statements(document: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .plan_comment_module import SCRIPT, load
+from tests.support.plan_comment import SCRIPT, load
 
 plan_comment = load()
 

@@ -7,17 +7,14 @@ import contextlib
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from imageenv import ImageEnv, build
-from runtime_api import RuntimeAPI
+from tests.support.imageenv import ImageEnv, build
+from trainer.local.runtime_api import RuntimeAPI
 
 
 @pytest.fixture(scope="session")

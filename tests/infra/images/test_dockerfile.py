@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from imageenv import DOCKERFILE, PIP_INSTALL_ARGS, REPO_ROOT
+
+from tests.support.imageenv import DOCKERFILE, PIP_INSTALL_ARGS, REPO_ROOT
 
 FUNCTIONS_TF = REPO_ROOT / "terraform" / "modules" / "functions" / "main.tf"
 DIGEST_PIN = re.compile(r"^[a-z0-9./_-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}$")

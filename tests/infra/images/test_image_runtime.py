@@ -13,21 +13,15 @@ import time
 
 import boto3
 import pytest
-from imageenv import LOCK_FILE, ImageEnv
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
+from tests.support.imageenv import LOCK_FILE, ImageEnv
+from tests.support.requests import IMAGE_RUN
+
 LAUNCH = "trainer.handlers.launch.handler"
 TRAINER = "trainer.handlers.trainer.handler"
-REQUEST = {
-    "dataset": "moons",
-    "neurons": {"layer1": 8, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 40,
-    "learning_rate": 0.5,
-    "seed": 7,
-    "chain": "per_step",
-}
+REQUEST = IMAGE_RUN
 MIN_TEST_ACCURACY = 0.8  # the same threshold as tests/infra/terratest
 MAX_STEPS = 500  # a bound on the driven chain; the plan of REQUEST is far shorter
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-import imageenv
-from imageenv import ImageEnv
+from tests.support import imageenv
+from tests.support.imageenv import ImageEnv
 
 HANDLERS = ("trainer.handlers.launch", "trainer.handlers.trainer")
 

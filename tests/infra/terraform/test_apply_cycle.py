@@ -30,7 +30,7 @@ The emulator is the local cloud (trainer.local.cloud, one child process): moto's
 planes with the patches of trainer/local/moto_patched.py, Invoke executed in awslambdaric processes,
 and each replication group a real TLS redis-server with the group's token, on the group's port. The
 image the functions run is the image's file system built without Docker from requirements.lock and
-trainer/ (tests/infra/images/imageenv.py, Python 3.12); the pushed manifests stand for it (the local
+trainer/ (tests/support/imageenv.py, Python 3.12); the pushed manifests stand for it (the local
 Lambda service runs that one file system for every image, with the handler of the function's image
 config command). The provider reaches the cloud through its standard endpoint variable
 (AWS_ENDPOINT_URL) and a test-only override file, written into the temporary copies only; the
@@ -57,16 +57,12 @@ import boto3
 import pytest
 import redis
 
-from tests.infra.github.plan_comment_module import load as load_plan_comment
-from tests.integration.conftest import command_line, descendants, still_running
-from tests.small_run import REQUEST
+from tests.support.imageenv import build as build_image_env
+from tests.support.plan_comment import load as load_plan_comment
+from tests.support.processes import command_line, descendants, still_running
+from tests.support.requests import REQUEST
+from tests.support.terraform import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 from trainer.local.cloud import CloudProcess
-
-from .conftest import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
-
-sys.path.insert(0, str(REPO_ROOT / "tests" / "infra" / "images"))
-
-from imageenv import build as build_image_env
 
 REGION = "us-east-1"
 NAME = "lnn-ci"

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO_ROOT, TERRAFORM_DIR
+from tests.support.terraform import REPO_ROOT, TERRAFORM_DIR
 
 CHECKOV = REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
 SKIP = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .conftest import PROVIDER, TERRAFORM_DIR, Terraform, explain
+from tests.support.hcl import blocks
+from tests.support.terraform import PROVIDER, TERRAFORM_DIR, Terraform, explain
 
 OWN_MODULES = ("network", "cache", "storage", "notifications", "registry", "functions")
 
@@ -96,11 +97,6 @@ def test_committed_provider_block_works_against_real_aws() -> None:
 
 
 # ---- a variable validated once, where it enters ------------------------------------------------------
-
-
-def blocks(text: str, keyword: str) -> dict[str, str]:
-    """The bodies of the top-level `keyword "name" {...}` blocks (terraform fmt layout)."""
-    return dict(re.findall(rf'^{keyword} "([^"]+)" \{{\n(.*?)^\}}', text, re.S | re.M))
 
 
 def validated(variables_tf: Path) -> set[str]:

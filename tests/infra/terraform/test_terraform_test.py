@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TERRAFORM_DIR, Terraform, explain
+from tests.support.hcl import blocks
+from tests.support.terraform import TERRAFORM_DIR, Terraform, explain
 
 TESTS_DIR = TERRAFORM_DIR / "tests"
 
@@ -38,24 +39,29 @@ GENERAL_NOTES = {
 
 @pytest.fixture(scope="module")
 def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str, str], str]:
-    result = terraform.run("test", "-json", "-no-color", cwd=initialised_copy, timeout=900)
+    # Two `terraform test` processes side by side (CI's machines have two cores, and each run
+    # block's plan keeps one busy): stack.tftest.hcl, about half of the runs, and the other files.
+    files = sorted(f"tests/{path.name}" for path in TESTS_DIR.glob("*.tftest.hcl"))
+    groups = [["tests/stack.tftest.hcl"], [f for f in files if f != "tests/stack.tftest.hcl"]]
+    commands = [("test", "-json", "-no-color", *(f"-filter={f}" for f in group)) for group in groups]
     statuses: dict[tuple[str, str], str] = {}
-    summary = None
-    for line in result.stdout.splitlines():
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        run = message.get("test_run")
-        if message.get("type") == "test_run" and run and run.get("progress") == "complete":
-            statuses[(Path(run["path"]).name.removesuffix(".tftest.hcl"), run["run"])] = run["status"]
-        if message.get("type") == "test_summary":
-            summary = message["test_summary"]
-    assert summary is not None, explain(result)
-    failed = {k: v for k, v in statuses.items() if v != "pass"}
-    assert result.returncode == 0 and summary["status"] == "pass" and not failed, f"failed runs: {failed}\n" + explain(
-        result, limit=20000
-    )
+    for result in terraform.run_side_by_side(commands, cwd=initialised_copy, timeout=900):
+        summary = None
+        for line in result.stdout.splitlines():
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            run = message.get("test_run")
+            if message.get("type") == "test_run" and run and run.get("progress") == "complete":
+                statuses[(Path(run["path"]).name.removesuffix(".tftest.hcl"), run["run"])] = run["status"]
+            if message.get("type") == "test_summary":
+                summary = message["test_summary"]
+        assert summary is not None, explain(result)
+        failed = {k: v for k, v in statuses.items() if v != "pass"}
+        assert result.returncode == 0 and summary["status"] == "pass" and not failed, (
+            f"failed runs: {failed}\n" + explain(result, limit=20000)
+        )
     return statuses
 
 
@@ -73,12 +79,7 @@ def test_general_note_is_covered(note: str, test_results: dict[tuple[str, str], 
 
 
 def validated_variables(path: Path) -> list[str]:
-    text = path.read_text()
-    return [
-        name
-        for name, body in re.findall(r'^variable "([^"]+)" \{\n(.*?)^\}', text, re.S | re.M)
-        if "validation {" in body
-    ]
+    return [name for name, body in blocks(path.read_text(), "variable").items() if "validation {" in body]
 
 
 @pytest.mark.parametrize(

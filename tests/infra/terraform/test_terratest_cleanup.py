@@ -20,9 +20,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.terraform import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 from trainer.local.servers import MotoServer
-
-from .conftest import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 
 SCRIPT = REPO_ROOT / ".github" / "scripts" / "terratest_cleanup.sh"
 REGION = "us-east-1"

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.hcl import attribute, block
+from tests.support.requests import IMAGE_RUN
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TF = REPO_ROOT / "terraform"
 GO_TEST = Path(__file__).resolve().parent / "lnn_stack_test.go"
@@ -39,27 +42,6 @@ def read(path: Path) -> str:
     if not path.exists():
         pytest.fail(f"{path.relative_to(REPO_ROOT)} is missing")
     return path.read_text()
-
-
-def block(text: str, header_regex: str) -> str:
-    """The body of the first HCL block whose header matches (balanced braces)."""
-    match = re.search(header_regex + r"\s*\{", text)
-    assert match, f"no block {header_regex!r}"
-    depth, start = 1, match.end()
-    for index in range(start, len(text)):
-        if text[index] == "{":
-            depth += 1
-        elif text[index] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:index]
-    raise AssertionError(f"unbalanced block {header_regex!r}")
-
-
-def attribute(body: str, name: str) -> str:
-    match = re.search(rf"^\s*{name}\s*=\s*(.+?)\s*$", body, re.MULTILINE)
-    assert match, f"no attribute {name}"
-    return match.group(1)
 
 
 def test_functions_are_images_in_the_private_subnets() -> None:
@@ -121,10 +103,10 @@ def test_variables_the_go_test_sets_exist() -> None:
 def test_same_request_and_threshold_as_the_image_test() -> None:
     go = read(GO_TEST)
     image = read(IMAGE_TEST)
-    for key, value in (("epochs", "40"), ("learning_rate", "0.5"), ("seed", "7")):
-        assert re.search(rf'"{key}":\s+{re.escape(value)},', go), key
-        assert re.search(rf'"{key}":\s+{re.escape(value)},', image), key
-    assert '"dataset":       "moons"' in go and '"dataset": "moons"' in image
+    for key in ("epochs", "learning_rate", "seed"):
+        assert re.search(rf'"{key}":\s+{re.escape(str(IMAGE_RUN[key]))},', go), key
+    assert '"dataset":       "moons"' in go and IMAGE_RUN["dataset"] == "moons"
+    assert "REQUEST = IMAGE_RUN" in image
     assert "minTestAccuracy  = 0.8" in go
     assert "MIN_TEST_ACCURACY = 0.8" in image
     # Same DynamoDB item: pk RUN#<run_id>, sk RUN, attributes status and test_accuracy.

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from tests.integration.chain.chain_helpers import drain_queue, run_to_end, subscribe_queue
+from tests.support.chain import drain_queue, run_to_end
+from tests.support.cloud import subscribe_queue
+from tests.support.requests import moons
 from trainer.aws import client
 from trainer.invoker import LambdaInvoker
 from trainer.notifier import ATTEMPT_BOUND_S, PublishTooLate, SnsNotifier
@@ -46,15 +48,7 @@ def test_the_notifier_makes_no_attempt_that_could_outlive_its_message_claim(stac
 
 def test_a_finished_run_publishes_its_summary_and_progress(stack) -> None:
     url = subscribe_queue(stack.services.notifier.topic_arn, "run-summary-q")
-    payload = {
-        "dataset": "moons",
-        "neurons": {"layer1": 4, "layer2": 1},
-        "activations": {"layer1": "relu", "layer2": "sigmoid"},
-        "epochs": 4,
-        "learning_rate": 0.1,
-        "notify_every": 2,
-        "chain": "per_step",
-    }
+    payload = moons((4, 1), ("relu", "sigmoid"), epochs=4, learning_rate=0.1, notify_every=2, chain="per_step")
     run_id, _ = run_to_end(stack, payload)
     messages = [m for m in drain_queue(url) if m["run_id"] == run_id]
     kinds = [m["kind"] for m in messages]
@@ -124,3 +118,24 @@ def test_a_long_history_is_written_whole_in_concurrent_batches_retrying_what_dyn
     assert len(left) == 10 and most[0] > 1
     stored = sorted(store.epochs("long-history"), key=lambda e: e["epoch"])
     assert [(e["epoch"], e["cost"]) for e in stored] == [(e["epoch"], e["cost"]) for e in history]
+
+
+def test_a_follower_reads_the_epochs_from_where_it_left_off(stack) -> None:
+    """What `train`'s progress bar reads at each landing: the epoch items from the first it has not
+    seen, in order, and none of the run's other items (its record, its notices)."""
+    payload = {
+        "dataset": "circles",
+        "neurons": {"layer1": 4, "layer2": 1},
+        "activations": {"layer1": "tanh", "layer2": "sigmoid"},
+        "epochs": 6,
+        "learning_rate": 0.1,
+        "notify_every": 2,
+        "validation_fraction": 0.25,
+    }
+    run_id, _ = run_to_end(stack, payload)
+    store = stack.services.run_store
+    every = sorted(store.epochs(run_id), key=lambda e: e["epoch"])
+    assert store.epochs_from(run_id, 0) == every and len(every) == 6
+    assert store.epochs_from(run_id, 4) == every[4:]
+    assert store.epochs_from(run_id, 6) == [] and store.epochs_from("no-such-run", 0) == []
+    assert all({"accuracy", "validation_cost", "validation_accuracy"} <= set(e) for e in every)

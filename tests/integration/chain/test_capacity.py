@@ -10,48 +10,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack
-from tests.integration.chain.handlers.test_launch import GOOD, _footprint
-from trainer import capacity
+from tests.support.chain import ChainStack, footprint
+from tests.support.requests import GOOD
 from trainer.aws import client
 from trainer.local.cloud_runner import LaunchRefused
-from trainer.settings import Settings
-
-
-def test_run_bytes_counts_data_parameters_with_optimizer_state_and_activations() -> None:
-    arrays = {"x_train": np.zeros((3, 10)), "y_train": np.zeros((1, 10))}  # 240 + 80 bytes
-    sizes = [3, 4, 1]  # parameters: 3*4+4 + 4*1+1 = 21
-    batch = 10
-    expected_gd = 320 + 8 * (21 * 2 + (4 + 1) * batch * 3)
-    assert capacity.run_bytes(arrays, sizes, batch, 8, "gd") == expected_gd
-    assert capacity.run_bytes(arrays, sizes, batch, 8, "adam") == expected_gd + 8 * 21 * 4  # v and s, twice
-
-
-def test_check_refuses_more_than_the_runs_share_and_names_the_fix() -> None:
-    mib = 2**20
-    assert capacity.check(90 * mib, 100) == []
-    (problem,) = capacity.check(91 * mib, 100)
-    assert problem.startswith("dataset: the run needs about 91 MiB in the cache")
-    assert "100 MiB it holds" in problem and "redis_node_type" in problem
-    assert capacity.check(10**12, None) == []  # capacity unknown (a local Redis): nothing to check
-
-
-_REQUIRED_ENV = {
-    "TABLE_NAME": "t",
-    "MODEL_BUCKET": "b",
-    "SNS_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t",
-    "TRAINER_FUNCTION_ARN": "arn:aws:lambda:us-east-1:1:function:t",
-    "REDIS_HOST": "h",
-}
-
-
-def test_capacity_comes_from_the_environment(monkeypatch) -> None:
-    for key, value in _REQUIRED_ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("CACHE_CAPACITY_MIB", "1052")
-    assert Settings.from_env().cache_capacity_mib == 1052
-    monkeypatch.delenv("CACHE_CAPACITY_MIB")
-    assert Settings.from_env().cache_capacity_mib is None
 
 
 def _launch_function_told(stack: ChainStack, **variables: str) -> Iterator[ChainStack]:
@@ -85,12 +47,12 @@ def test_launch_refuses_a_dataset_too_large_for_the_cache_and_writes_nothing(tin
         test_set_y=rng.integers(0, 2, 10),
     )
     dataset = tiny_cache.services.blob_store.put("datasets/wide.npz", buffer.getvalue())
-    before = _footprint(tiny_cache)
+    before = footprint(tiny_cache)
     with pytest.raises(
         LaunchRefused, match=r"dataset: the run needs about \d+ MiB in the cache, more than 90% of the 1 MiB"
     ):
         tiny_cache.launch({**GOOD, "dataset": dataset})
-    assert _footprint(tiny_cache) == before
+    assert footprint(tiny_cache) == before
 
 
 def test_launch_accepts_a_run_that_fits(tiny_cache) -> None:
@@ -106,18 +68,11 @@ def short_trainer(stack) -> Iterator[ChainStack]:
 
 
 def test_a_time_margin_the_trainers_timeout_cannot_give_is_refused_and_writes_nothing(short_trainer) -> None:
-    before = _footprint(short_trainer)
+    before = footprint(short_trainer)
     with pytest.raises(
         LaunchRefused, match=r"time_margin_ms: 15000 ms is more than half of the trainer's 10 s timeout"
     ):
         short_trainer.launch({**GOOD, "time_margin_ms": 15000})
-    assert _footprint(short_trainer) == before and not short_trainer.held()
+    assert footprint(short_trainer) == before and not short_trainer.held()
     assert short_trainer.launch({**GOOD, "time_margin_ms": 4000})["status"] == "RUNNING"
     assert len(short_trainer.held()) == 1
-
-
-def test_the_trainer_timeout_reaches_the_settings(monkeypatch) -> None:
-    for name, value in _REQUIRED_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("TRAINER_TIMEOUT_S", "120")
-    assert Settings.from_env().trainer_timeout_s == 120

@@ -9,36 +9,10 @@ import random
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import REPORT, final_params, monolithic_reference, read_lines, run_to_end
-
-SMALL = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 4, "layer3": 1},
-    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-}
-VARIANTS = {
-    "full-batch-gd": {},
-    "minibatch-adam-l2": {"optimizer": "adam", "batch_size": 64, "l2": 0.3, "init": "he"},
-    "momentum-leaky": {
-        "optimizer": "momentum",
-        "activations": {"layer1": "leaky_relu", "layer2": "sigmoid", "layer3": "sigmoid"},
-    },
-    "softmax-spirals": {
-        "dataset": "spirals",
-        "neurons": {"layer1": 8, "layer2": 5, "layer3": 3},
-        "activations": {"layer1": "relu", "layer2": "relu", "layer3": "softmax"},
-        "batch_size": 100,
-        "optimizer": "adam",
-        "normalize": "standardize",
-    },
-    "float32": {"dtype": "float32", "optimizer": "adam", "batch_size": 50},
-}
-
-
-def _payload(variant: str, chain: str, **extra) -> dict:
-    return {**SMALL, **VARIANTS[variant], "chain": chain, **extra}
+from tests.support.chain import final_params, monolithic_reference, read_lines, run_to_end
+from tests.support.report import REPORT
+from tests.support.requests import CHAIN_VARIANTS as VARIANTS
+from tests.support.requests import chain_variant as _payload
 
 
 @pytest.mark.parametrize("chain", ["per_step", "fused"])
@@ -149,6 +123,26 @@ def test_the_training_set_is_loaded_once_per_warm_environment(stack, tmp_path) -
         stack.calm()
     loads = read_lines(tmp_path / "calls")
     assert attempts > 5 and len(loads) == 1, loads
+
+
+def test_a_fault_plan_the_cloud_keeps_arms_and_disarms_the_warm_trainer(stack, tmp_path) -> None:
+    """The trainer's fault points read the plan the cloud keeps for it (/_lnn/handler-faults) at each
+    invocation: armed, then cleared, without a configuration change, in the same warm environment."""
+    payload = _payload("full-batch-gd", "fused", max_steps_per_invocation=8)
+    stack.configure(handler="lnn_test_functions.trainer_with_faults")  # no plan yet: the trainer as it is
+    try:
+        run_to_end(stack, payload)
+        started = stack.cloud.stats()["environments_started"]
+        stack.cloud.set_handler_faults(stack.trainer, {"dir": str(tmp_path), "record": ["tensor_store.commit"]})
+        run_to_end(stack, payload)
+        armed = len(read_lines(tmp_path / "calls"))
+        stack.cloud.set_handler_faults(stack.trainer, None)
+        run_to_end(stack, payload)
+        assert armed > 0 and len(read_lines(tmp_path / "calls")) == armed  # recorded while armed only
+        assert stack.cloud.stats()["environments_started"] == started  # no environment retired
+    finally:
+        stack.cloud.set_handler_faults(stack.trainer, None)
+        stack.calm()
 
 
 def test_a_crash_redoes_at_most_the_steps_since_the_last_hand_off(stack, tmp_path) -> None:

@@ -21,44 +21,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
-    Delivery,
-    dead_letters,
-    deliver_all,
-    final_params,
-    read_lines,
-    run_to_end,
-    wait_for,
-)
+from tests.support.chain import Delivery, dead_letters, deliver_all, final_params, read_lines, run_to_end, wait_for
+from tests.support.cloud import subscribe_queue
+from tests.support.report import REPORT
+from tests.support.requests import EVERY_EPOCH as BASE
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.stores.tensor_store import Superseded
-
-BASE = {
-    "dataset": "moons",
-    "neurons": {"layer1": 5, "layer2": 3, "layer3": 1},
-    "activations": {"layer1": "relu", "layer2": "tanh", "layer3": "sigmoid"},
-    "epochs": 4,
-    "learning_rate": 0.05,
-    "notify_every": 1,
-    "checkpoint_every": 1,
-}
 
 
 # -- what a run leaves behind ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def messages_queue(stack) -> str:
-    sqs = client("sqs")
-    url = sqs.create_queue(QueueName="exactly-once-messages")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(
-        TopicArn=stack.services.notifier.topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
+    return subscribe_queue(stack.services.notifier.topic_arn, "exactly-once-messages")
 
 
 def _messages(url: str, run_id: str, mailbox: dict[str, list[dict]]) -> list[dict]:
@@ -234,15 +209,27 @@ def test_the_copy_that_lost_the_commit_hands_on_when_the_committer_dies_with_eve
     _assert_same(got, expected, payload)
 
 
-def test_a_copy_paused_past_its_claim_on_a_message_leaves_the_message_to_the_copy_that_took_it_over(
-    stack, tmp_path, messages_queue
+# Two copies of the first event (the whole run). The committer stops just before a step of its
+# first publish (epoch 0's PROGRESS) for longer than its claim on that message lasts, as a publish
+# slowed by the SDK's retries would; the other copy takes the completion over, then the message once
+# its claim has ended, and hands the run on. When the stopped copy goes on, its claim is over.
+STOPPED_BEFORE = {
+    # Paused before the publish: it must not send the message a second time, nor count as the
+    # run's failure (Lambda's retry of it finds the position completed).
+    "publish": ("notifier.publish", 60),
+    # Issue 21's defect 7: stopped after its SDK attempt's own check of the time (the last thing it
+    # decides alone) and before its request goes out. The request must then not go out: the
+    # claim's fence in the run store, the last step before it, finds the claim another's. One
+    # message, one fenced send on the notice item (which is what a repeat would have to show).
+    "fence": ("run_store.fence_notice", 90),
+}
+
+
+@pytest.mark.parametrize("point", sorted(STOPPED_BEFORE))
+def test_a_copy_stopped_past_its_claim_on_a_message_leaves_the_message_to_the_copy_that_took_it_over(
+    stack, tmp_path, messages_queue, point: str
 ) -> None:
-    """Two copies of the first event (the whole run). The committer pauses just before its first
-    publish (epoch 0's PROGRESS) for longer than its claim on that message lasts, as a publish slowed
-    by the SDK's retries would; the other copy takes the completion over, then the message once its
-    claim has ended, and hands the run on. When the paused copy goes on, its claim is over: it must
-    not send the message a second time, nor count as the run's failure (Lambda's retry of it finds
-    the position completed)."""
+    target, takeover_s = STOPPED_BEFORE[point]
     payload = {**BASE, "chain": "fused", "max_steps_per_invocation": 1000}
     mailbox: dict[str, list[dict]] = {}
     expected = _reference(stack, payload, messages_queue, mailbox)
@@ -251,48 +238,22 @@ def test_a_copy_paused_past_its_claim_on_a_message_leaves_the_message_to_the_cop
     run_id = stack.launch(payload)["run_id"]
     (event,) = stack.held()
     go = tmp_path / "go"
-    stack.faults(tmp_path, [{"target": "notifier.publish", "pause_until": str(go)}])
+    stack.faults(tmp_path, [{"target": target, "pause_until": str(go)}])
     with _two_copies_at_once(stack, event, go) as ended:
-        wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused before its publish")
-        wait_for(stack.held, timeout_s=60, what="the other copy's takeover and hand-off")
+        wait_for(lambda: read_lines(tmp_path / "paused"), what=f"a copy stopped before {target}")
+        wait_for(stack.held, timeout_s=takeover_s, what="the other copy's takeover and hand-off")
     stack.calm()
     (delivery,) = ended
     assert not delivery.failed, delivery.errors
     assert not dead_letters(deliver_all(stack))
     _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
-
-
-def test_a_copy_stopped_after_its_last_local_check_does_not_publish_after_its_claim(
-    stack, tmp_path, messages_queue
-) -> None:
-    """Issue 21's defect 7: a notice holder stopped after its SDK attempt's own check of the time
-    (the last thing it decides alone) and before its request goes out, for longer than its claim;
-    the other copy takes the claim over and publishes. The stopped copy's request must then not go
-    out: the claim's fence in the run store, the last step before it, finds the claim another's.
-    One message, one fenced send on the notice item (which is what a repeat would have to show)."""
-    payload = {**BASE, "chain": "fused", "max_steps_per_invocation": 1000}
-    mailbox: dict[str, list[dict]] = {}
-    expected = _reference(stack, payload, messages_queue, mailbox)
-
-    stack.drop_all()
-    run_id = stack.launch(payload)["run_id"]
-    (event,) = stack.held()
-    go = tmp_path / "go"
-    stack.faults(tmp_path, [{"target": "run_store.fence_notice", "pause_until": str(go)}])
-    with _two_copies_at_once(stack, event, go) as ended:
-        wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy stopped just before its request")
-        wait_for(stack.held, timeout_s=90, what="the other copy's takeover and hand-off")
-    stack.calm()
-    (delivery,) = ended
-    assert not delivery.failed, delivery.errors
-    assert not dead_letters(deliver_all(stack))
-    _assert_same(_record(stack, run_id, messages_queue, mailbox), expected, payload)
-    item = client("dynamodb").get_item(
-        TableName=stack.env["TABLE_NAME"],
-        Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "NOTICE#PROGRESS#epoch-0"}},
-        ConsistentRead=True,
-    )["Item"]
-    assert (item["claims"]["N"], item["sends"]["N"]) == ("2", "1"), item
+    if point == "fence":
+        item = client("dynamodb").get_item(
+            TableName=stack.env["TABLE_NAME"],
+            Key={"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "NOTICE#PROGRESS#epoch-0"}},
+            ConsistentRead=True,
+        )["Item"]
+        assert (item["claims"]["N"], item["sends"]["N"]) == ("2", "1"), item
 
 
 # -- 2. copies whose deadlines fall a few steps apart -----------------------------------------------

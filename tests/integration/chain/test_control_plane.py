@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 import redis
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
+from tests.support.chain import (
     ChainStack,
     Delivery,
     dead_letters,
@@ -27,10 +26,14 @@ from tests.integration.chain.chain_helpers import (
     drain_queue,
     final_params,
     read_lines,
+    reference_params,
     run_to_end,
-    subscribe_queue,
     wait_for,
 )
+from tests.support.chain import same_params as _same  # the tests' name for it
+from tests.support.cloud import subscribe_queue
+from tests.support.report import REPORT
+from tests.support.requests import resumable
 from trainer import checkpoints, lifecycle
 from trainer.aws import client
 from trainer.errors import RequestError
@@ -41,23 +44,12 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import next_event, parse_event
 from trainer.stores.run_store import CHECKPOINTS
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "checkpoint_every": 2,
-    "max_steps_per_invocation": 9,
-}
+PAYLOAD = resumable(epochs=6)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
-    run_id, _ = run_to_end(stack, PAYLOAD)
-    return final_params(stack, run_id)
+    return reference_params(stack, PAYLOAD)
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +69,6 @@ def mailbox(queue) -> Callable[[str], list[str]]:
         return sorted(box.get(run_id, []))
 
     return kinds
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _run(stack: ChainStack, run_id: str) -> dict[str, Any]:
@@ -378,6 +366,56 @@ def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason
     assert _run(stack, run_id)["failure_reason"] == run["failure_reason"]
     assert mailbox(run_id) == ["FAILED"]
     assert stack.launch({"action": "resume", "run_id": run_id})["status"] == "RUNNING"
+    assert not dead_letters(deliver_all(stack))
+    assert _same(final_params(stack, run_id), reference)
+    assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]
+
+
+class _UnreachableUntil:
+    """The cache as one copy meets it: on its first call, whatever `meanwhile` does happens first
+    (the rest of the world moving on), then nothing answers."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self._meanwhile, self.fired = meanwhile, False
+
+    def __getattr__(self, attr: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
+            if not self.fired:
+                self.fired = True
+                self._meanwhile()
+            raise redis.ConnectionError("Error 111 connecting to the cache. Connection refused.")
+
+        return refused
+
+
+def test_a_copy_from_before_a_resume_failing_after_it_leaves_the_resumed_run_alone(stack, reference, mailbox) -> None:
+    """A copy of the failed step started before the run was resumed (a duplicate, or Lambda's retry,
+    held up while the node was down) and fails after the resume has handed on: the failure is the
+    replaced chain's, not the resumed run's. The resumed run stays RUNNING, no second FAILED
+    message goes out, and it ends as the undisturbed run (the campaign's 'two FAILED messages
+    for one failure', seed 99)."""
+    stack.drop_all()
+    run_id = stack.launch(PAYLOAD)["run_id"]
+    assert not stack.deliver().failed
+    payload = stack.held()[0]["payload"]
+    stack.drop_all()
+    down = dataclasses.replace(stack.services, tensor_store=_Unreachable())
+    with pytest.raises(trainer_handler.StepFailed, match="ConnectionError"):
+        trainer_handler.run(payload, None, down)
+    assert mailbox(run_id) == ["FAILED"]
+    stack.services.tensor_store.delete_run(run_id, keep_cursor=False)  # the node back, empty
+
+    def resumed_meanwhile() -> None:
+        assert stack.launch({"action": "resume", "run_id": run_id})["status"] == "RUNNING"
+        assert "handoff" not in _run(stack, run_id)
+
+    late = dataclasses.replace(stack.services, tensor_store=_UnreachableUntil(resumed_meanwhile))
+    with pytest.raises(trainer_handler.StepFailed, match="ConnectionError"):
+        trainer_handler.run(payload, None, late)
+    assert late.tensor_store.fired
+    run = _run(stack, run_id)
+    assert run["status"] == "RUNNING" and "failure_reason" not in run, run
+    assert mailbox(run_id) == ["FAILED"]
     assert not dead_letters(deliver_all(stack))
     assert _same(final_params(stack, run_id), reference)
     assert mailbox(run_id) == ["FAILED", "SUCCEEDED"]

@@ -14,45 +14,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.integration.chain.chain_helpers import (
-    REPORT,
+from tests.support.chain import (
     ChainStack,
     dead_letters,
     deliver_all,
     drain_queue,
     final_params,
     run_to_end,
-    subscribe_queue,
     wait_for,
 )
-from tests.integration.conftest import FLEET, assert_ran_pinned_on_a_mixed_fleet
+from tests.support.chain import same_params as _same  # the tests' name for it
+from tests.support.cloud import FLEET, assert_ran_pinned_on_a_mixed_fleet, subscribe_queue
+from tests.support.paths import REPO_ROOT
+from tests.support.report import REPORT
+from tests.support.requests import resumable
 from trainer import lifecycle, model_file
 from trainer.local import runner
 from trainer.local.cloud_runner import LaunchRefused
 from trainer.local.lambda_service import Chaos
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 6, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 8,
-    "learning_rate": 0.05,
-    "optimizer": "adam",
-    "batch_size": 100,
-    "checkpoint_every": 2,
-    "max_steps_per_invocation": 9,
-}
+PAYLOAD = resumable(epochs=8)
 
 
 @pytest.fixture(scope="module")
 def reference(stack) -> dict[str, np.ndarray]:
     run_id, _ = run_to_end(stack, PAYLOAD)
     return final_params(stack, run_id)
-
-
-def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def _fail_after(stack: ChainStack, tmp_path: Path, deliveries: int) -> str:
@@ -219,3 +206,31 @@ def test_cli_resumes_a_failed_local_run(stack, reference, tmp_path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "SUCCEEDED already" in done.stderr
+
+
+def test_a_validating_run_resumed_from_its_checkpoint_records_the_same_epochs(stack) -> None:
+    """A run's own validation split is drawn again from its fraction and seed when its resume reloads
+    the data from the source: the resumed run's every epoch figure (training and validation cost
+    and accuracy) and its model are the calm run's, bit for bit."""
+    payload = {**PAYLOAD, "validation_fraction": 0.25, "seed": 4}
+    calm_id, _ = run_to_end(stack, payload)
+    run_id = stack.launch(payload)["run_id"]
+    deliver_all(stack, limit=7)  # past the first checkpoint (epoch 2)
+    stack.services.tensor_store.client.flushall()  # the cache lost the run, and its data
+    assert dead_letters(deliver_all(stack)), "the run must fail cleanly, not carry on from nothing"
+    wait_for(stack.failure_records, what="the on-failure record")
+    assert stack.launch({"action": "resume", "run_id": run_id})["source"].startswith("checkpoint")
+    assert not dead_letters(deliver_all(stack))
+
+    def figures(of: str) -> list[dict]:
+        epochs = sorted(stack.services.run_store.epochs(of), key=lambda e: e["epoch"])
+        return [{k: v for k, v in e.items() if k not in ("pk", "sk", "duration_s")} for e in epochs]
+
+    calm = figures(calm_id)
+    assert [e["epoch"] for e in calm] == list(range(8))
+    assert all({"cost", "accuracy", "validation_cost", "validation_accuracy"} <= set(e) for e in calm)
+    assert calm[-1]["validation_cost"] < calm[0]["validation_cost"]  # it learns, and the split shows it
+    assert figures(run_id) == calm
+    assert _same(final_params(stack, run_id), final_params(stack, calm_id))
+    runs = [stack.services.run_store.get_run(r) for r in (calm_id, run_id)]
+    assert runs[0]["validation_accuracy"] == runs[1]["validation_accuracy"] is not None

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack
-from tests.integration.chain.test_sweeps import BASE, deliver, launch, sweep_request
+from tests.support.chain import ChainStack
+from tests.support.sweeps import BASE, deliver, launch, sweep_request
 from trainer.aws import client
 from trainer.errors import RunNotFound
 from trainer.sweep import scheduler

@@ -15,26 +15,14 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from tests.integration.chain.chain_helpers import (
-    REPORT,
-    deliver_all,
-    drain_queue,
-    final_params,
-    run_to_end,
-    subscribe_queue,
-    wait_for,
-)
+from tests.support.chain import deliver_all, drain_queue, final_params, run_to_end, wait_for
+from tests.support.cloud import subscribe_queue
+from tests.support.report import REPORT
+from tests.support.requests import moons
 from trainer.invoker import LambdaInvoker
 from trainer.stores.run_store import DynamoRunStore
 
-PAYLOAD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 5, "layer2": 1},
-    "activations": {"layer1": "tanh", "layer2": "sigmoid"},
-    "epochs": 6,
-    "learning_rate": 0.1,
-    "chain": "per_step",
-}
+PAYLOAD = moons((5, 1), ("tanh", "sigmoid"), epochs=6, learning_rate=0.1, chain="per_step")
 
 
 class _Raw:

@@ -9,19 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from tests.integration.chain.chain_helpers import ChainStack
+from tests.support.chain import ChainStack, footprint
+from tests.support.requests import GOOD
 from trainer.aws import client
 from trainer.errors import RequestError
 from trainer.handlers import launch as launch_handler
 from trainer.local.cloud_runner import LaunchRefused
-
-GOOD = {
-    "dataset": "moons",
-    "neurons": {"layer1": 4, "layer2": 1},
-    "activations": {"layer1": "relu", "layer2": "sigmoid"},
-    "epochs": 3,
-    "learning_rate": 0.1,
-}
 
 
 def _with(**changes):
@@ -123,26 +116,17 @@ BAD_REQUESTS = [
 ]
 
 
-def _footprint(stack: ChainStack) -> tuple[int, int, int, int]:
-    """Cache keys, table items, bucket objects, and trainer events sent (held by the service)."""
-    svc = stack.services
-    keys = sum(1 for _ in svc.tensor_store.client.scan_iter(count=1000))
-    items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
-    objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
-    return keys, items, objects, len(stack.held())
-
-
 @pytest.mark.parametrize(("name", "payload", "messages"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_requests_get_one_clear_error_and_write_nothing(stack, name, payload, messages) -> None:
     stack.drop_all()
-    before = _footprint(stack)
+    before = footprint(stack)
     with pytest.raises(LaunchRefused) as caught:
         stack.launch(payload)
     text = str(caught.value)
     assert text.startswith("invalid training request")
     for message in messages:
         assert message in text, f"{message!r} not in {text!r}"
-    assert _footprint(stack) == before
+    assert footprint(stack) == before
 
 
 def test_a_missing_local_dataset_is_named_where_local_files_are_read(stack) -> None:
@@ -156,12 +140,12 @@ def test_a_learning_rate_that_is_not_finite_is_refused_and_writes_nothing(stack)
     # cannot unmarshal it). A number too large for a double is valid JSON and parses to infinity.
     body = json.dumps(_with(learning_rate=0.5)).replace('"learning_rate": 0.5', '"learning_rate": 1e999')
     stack.drop_all()
-    before = _footprint(stack)
+    before = footprint(stack)
     resp = client("lambda").invoke(FunctionName=stack.env["LAUNCH_FUNCTION_NAME"], Payload=body.encode())
     error = json.loads(resp["Payload"].read())
     assert resp.get("FunctionError") and error["errorMessage"].startswith("invalid training request")
     assert "learning_rate" in error["errorMessage"], error
-    assert _footprint(stack) == before
+    assert footprint(stack) == before
 
 
 @pytest.mark.parametrize(
@@ -209,10 +193,10 @@ def test_a_learning_rate_that_is_not_finite_is_refused_and_writes_nothing(stack)
 def test_bad_datasets_are_named(stack, arrays, message) -> None:
     stack.drop_all()
     dataset = _npz(stack, "bad.npz", **arrays)
-    before = _footprint(stack)
+    before = footprint(stack)
     with pytest.raises(LaunchRefused, match=r"dataset: .*" + message.replace("(", r"\(").replace(")", r"\)")):
         stack.launch(_with(dataset=dataset))
-    assert _footprint(stack) == before
+    assert footprint(stack) == before
 
 
 def test_truncated_and_foreign_files_are_unreadable_not_crashes(stack) -> None:

@@ -21,6 +21,8 @@ from trainer.aws import client
 from trainer.data.loader import load_raw, prepare
 from trainer.local.cloud import CloudProcess
 from trainer.local.cloud_runner import LaunchRefused, session_services
+from trainer.local.faults import FaultPlan
+from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
@@ -62,6 +64,7 @@ class ChainStack:
     env: dict[str, str]
     services: services_mod.Services
     base_variables: dict[str, str] = field(default_factory=dict)
+    timeout_s: int = 900
 
     @classmethod
     def provision(cls, cloud: CloudProcess, prefix: str, **variables: str) -> ChainStack:
@@ -69,6 +72,7 @@ class ChainStack:
         services = session_services(env, str(Path(cloud.workdir) / "elasticache-ca.pem"))
         stack = cls(cloud, env, services)
         stack.base_variables = {**stack._variables(), **variables}
+        stack.timeout_s = int(client("lambda").get_function_configuration(FunctionName=stack.trainer)["Timeout"])
         stack.configure()
         cloud.hold(env["TRAINER_FUNCTION_NAME"])
         return stack
@@ -102,6 +106,25 @@ class ChainStack:
 
     def calm(self) -> None:
         self.configure()
+
+    def _configuration(self) -> tuple[str, dict[str, str], int]:
+        config = client("lambda").get_function_configuration(FunctionName=self.trainer)
+        command = (config.get("ImageConfig") or {}).get("Command") or ["trainer.handlers.trainer.handler"]
+        return command[0], dict(config["Environment"]["Variables"]), int(config["Timeout"])
+
+    def reset(self) -> None:
+        """Calm for the next module: no chaos and no AWS faults in the cloud, nothing held, the
+        failure queue drained, and the trainer's configuration the stack's own. Its warm
+        environments stay warm unless that configuration has to change back (as on Lambda)."""
+        self.cloud.set_chaos(Chaos())
+        self.cloud.set_faults(FaultPlan())
+        self.cloud.hold(self.trainer)
+        self.drop_all()
+        self.cloud.wait_idle()
+        if self._configuration() != ("trainer.handlers.trainer.handler", self.base_variables, self.timeout_s):
+            client("lambda").update_function_configuration(FunctionName=self.trainer, Timeout=self.timeout_s)
+            self.configure()
+        self.failure_records()
 
     def cold(self) -> None:
         """Retire every warm trainer environment (a configuration change does, as on Lambda): the
@@ -161,6 +184,18 @@ def new_stack(cloud: CloudProcess, **variables: str) -> ChainStack:
     return ChainStack.provision(cloud, "ch" + secrets.token_hex(3), **variables)
 
 
+def footprint(stack: ChainStack) -> tuple[int, int, int, int]:
+    """Cache keys, table items, bucket objects, and trainer events sent (held by the service):
+    what a refused request must leave as it was. Completion claims of earlier runs are leases that
+    expire on their own (1 s here): they would make the count move with the clock, and a refused
+    request never writes one."""
+    svc = stack.services
+    keys = sum(1 for key in svc.tensor_store.client.scan_iter(count=5000) if b":handoff:" not in key)
+    items = svc.run_store.db.scan(TableName=svc.run_store.table, Select="COUNT")["Count"]
+    objects = svc.blob_store.s3.list_objects_v2(Bucket=svc.blob_store.bucket).get("KeyCount", 0)
+    return keys, items, objects, len(stack.held())
+
+
 def deliver_all(stack: ChainStack, limit: int | None = None) -> list[Delivery]:
     """Deliver held events oldest first until none is left (or `limit` were delivered)."""
     done: list[Delivery] = []
@@ -196,15 +231,6 @@ def run_to_end(
     return run_id, attempts
 
 
-def subscribe_queue(topic_arn: str, name: str) -> str:
-    """An SQS queue subscribed to the topic (raw delivery): the messages a user would receive."""
-    sqs = client("sqs")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    client("sns").subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-    return url
-
-
 def drain_queue(url: str) -> list[dict[str, Any]]:
     """The messages in the queue now, removed from it (a later drain sees only newer ones)."""
     sqs, messages = client("sqs"), []
@@ -236,75 +262,21 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "t
     return value
 
 
-class FaultReport:
-    """Counts for the fault-injection suite, printed at the end of the test session."""
-
-    def __init__(self) -> None:
-        self.runs = self.faults = self.identical = 0
-        self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
-        self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
-
-    def record(self, faults: int, identical: bool) -> None:
-        self.runs += 1
-        self.faults += faults
-        self.identical += int(identical)
-
-    def record_campaign(self, campaign: str, stats: dict, identical: bool) -> None:
-        """A disturbed run on the local cloud, with the Lambda service's and the emulator's counts
-        (the cloud's /_lnn/stats)."""
-        self.campaigns.append((campaign, stats, identical))
-        self.record(faults=stats["aws_faults"]["injected_total"] + stats["kills"], identical=identical)
-
-    def campaign_lines(self) -> list[str]:
-        keys = ("events_accepted", "deliveries", "duplicate_copies", "overlapping_deliveries", "kills", "retries")
-        keys += ("function_errors", "environments_started")
-        lines, totals = [], dict.fromkeys((*keys, "aws_requests", "aws_faults", "sdk_retries"), 0)
-        injected: dict[str, int] = {}
-        starts: list[tuple[int, float, float]] = []  # (count, mean, max) of environment start-ups
-        for campaign, stats, identical in self.campaigns:
-            start = stats["environment_start_s"]
-            if start["count"]:
-                starts.append((start["count"], start["mean"], start["max"]))
-            faults = stats["aws_faults"]
-            figures = {k: stats[k] for k in keys}
-            figures["aws_requests"] = sum(faults["requests"].values())
-            figures["aws_faults"] = faults["injected_total"]
-            figures["sdk_retries"] = sum(faults["sdk_retries"].values())
-            for key, value in figures.items():
-                totals[key] += value
-            for code, count in faults["injected"].items():
-                injected[code] = injected.get(code, 0) + count
-            most = stats["max_concurrent_copies"]
-            shown = ", ".join(f"{k} {v}" for k, v in figures.items())
-            lines.append(f"campaign [{campaign}]: {shown}, max concurrent copies {most}, identical: {identical}")
-        same = sum(identical for _, _, identical in self.campaigns)
-        shown = ", ".join(f"{k} {v}" for k, v in totals.items())
-        lines.append(f"campaign totals: runs {len(self.campaigns)}, {shown}, runs bit-identical {same}")
-        lines.append("AWS faults injected by code: " + ", ".join(f"{k} {v}" for k, v in sorted(injected.items())))
-        # Every SDK retry follows a failed attempt, and only injected faults fail those requests:
-        # the faults not followed by a retry are the ones that reached the handler.
-        lines.append(
-            f"AWS faults absorbed by the SDK's retries: {totals['sdk_retries']}, "
-            f"reached the handler (a function error; Lambda's retry or another copy took over): "
-            f"{totals['aws_faults'] - totals['sdk_retries']}"
-        )
-        if starts:
-            count = sum(n for n, _, _ in starts)
-            mean = sum(n * m for n, m, _ in starts) / count
-            lines.append(
-                f"execution environment start-up (process start to first poll of the Runtime API): {count} "
-                f"started, mean {mean:.3f} s, max {max(m for _, _, m in starts):.3f} s"
-            )
-        return lines
-
-
-REPORT = FaultReport()
-
-
 def final_params(stack: ChainStack, run_id: str) -> dict[str, np.ndarray]:
     blob = stack.services.blob_store.get(f"models/{run_id}/model.npz")
     _, params, _, _ = model_file.load(blob)
     return params
+
+
+def reference_params(stack: ChainStack, payload: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The weights `payload` ends with undisturbed: the run every disturbed twin is compared with."""
+    run_id, _ = run_to_end(stack, payload)
+    return final_params(stack, run_id)
+
+
+def same_params(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same tensors, bit for bit."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def monolithic_reference(payload: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[float]]:

@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[3] / ".github" / "scripts" / "plan_comment.py"
+SCRIPT = Path(__file__).resolve().parents[2] / ".github" / "scripts" / "plan_comment.py"
 
 
 def load():

@@ -32,7 +32,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_FILE = REPO_ROOT / "requirements.lock"
 DOCKERFILE = REPO_ROOT / "images" / "trainer" / "Dockerfile"
 CACHE_DIR = REPO_ROOT / ".build" / "image-env"

@@ -1,0 +1,81 @@
+"""A data-parallel run whose workers crash mid-step inside their execution environments (faults
+injected at named points of the worker's arithmetic, tests/integration/functions.py) ends
+bit-identical to the reference: Lambda's retry of the crashed worker rejoins at the newest step
+every chunk has published, while the other workers wait for it (bounded)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+
+from tests.support.chain import FAULTY_TRAINER
+from tests.support.cloud import aws, invoke, wait_for_status
+from tests.support.parallel import REQUEST, expected
+from trainer import model_file
+from trainer.local.provision import provision_stack
+from trainer.stores.run_store import DynamoRunStore
+
+
+@pytest.fixture(scope="module")
+def stack(cloud_env) -> dict:
+    return provision_stack("dpf" + secrets.token_hex(3), trainer_memory_mb=1024)
+
+
+def with_faults(cloud_env, stack: dict, plan: dict) -> None:
+    lam = aws("lambda", cloud_env)
+    name = stack["TRAINER_FUNCTION_NAME"]
+    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=name,
+        Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
+        ImageConfig={"Command": [FAULTY_TRAINER]},
+    )
+
+
+def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_env, stack, tmp_path) -> None:
+    # Two crashes, in whichever worker's environment gets there first: one before a step's partials
+    # are computed, one after a chunk's update is computed and before it is published.
+    points = [
+        {"target": "trainer.parallel.step:worker_nodes", "skip": 7, "limit": 1},
+        {"target": "trainer.parallel.step:owner_update", "skip": 12, "limit": 1, "before": False, "after": True},
+    ]
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": points, "record": []})
+    payload = {**REQUEST, "workers": 4, "run_id": f"dpf-{secrets.token_hex(3)}"}
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    injected = [json.loads(line) for line in (tmp_path / "injected").read_text().splitlines()]
+    assert sorted(f["target"] for f in injected) == [
+        "trainer.parallel.step:owner_update",
+        "trainer.parallel.step:worker_nodes",
+    ]
+    assert item["status"] == "SUCCEEDED", item
+    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
+    _, params, _, _ = model_file.load(blob["Body"].read())
+    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
+    want_params, want_costs = expected(payload)
+    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
+    assert [float(e["cost"]) for e in epochs] == want_costs
+
+
+def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud_env, tmp_path) -> None:
+    """No retry at all (the function's async retries set to 0): a worker other than 0 crashes at its
+    fourth step and never comes back; the others compute its part past the takeover bound."""
+    stack = provision_stack("dpl" + secrets.token_hex(3), trainer_memory_mb=1024, max_retry_attempts=0)
+    # worker_nodes(layout, params, activations, held, split, m, workers, worker): argument 7 is the worker
+    points = [{"target": "trainer.parallel.step:worker_nodes", "skip": 3, "limit": 1, "if_arg": 7}]
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": points, "record": []})
+    payload = {**REQUEST, "workers": 4, "run_id": f"dpl-{secrets.token_hex(3)}"}
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    assert len((tmp_path / "injected").read_text().splitlines()) == 1
+    assert item["status"] == "SUCCEEDED", item
+    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
+    _, params, _, _ = model_file.load(blob["Body"].read())
+    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
+    want_params, want_costs = expected(payload)
+    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
+    assert [float(e["cost"]) for e in epochs] == want_costs

@@ -1,0 +1,91 @@
+"""Resume and cancel of a run (trainer/lifecycle.py, through LaunchLambda's entry point), on fakes:
+a failed run goes on from its last applied step, a run whose cache was lost from its newest
+checkpoint, and either ends as its calm twin does; a run that cannot resume is left as it is."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import fake_services
+from tests.fakes.chain import ask, deliver, drain, launch, step_to
+from trainer.errors import RequestError
+from trainer.handlers.trainer import StepFailed
+from trainer.vocabulary import Notice, RunStatus
+
+
+@pytest.fixture
+def svc():
+    return fake_services()
+
+
+def calm_twin(svc, **request) -> dict:
+    run_id = launch(svc, **request)
+    drain(svc)
+    return svc.run_store.get_run(run_id)
+
+
+def same_result(run: dict, twin: dict) -> bool:
+    keys = ("final_cost", "train_accuracy", "test_accuracy")
+    return run["status"] == twin["status"] == RunStatus.SUCCEEDED and all(run[k] == twin[k] for k in keys)
+
+
+def test_a_failed_run_resumes_from_its_last_step_and_ends_as_its_calm_twin(svc) -> None:
+    twin = calm_twin(svc, seed=5, epochs=3)
+    run_id = launch(svc, seed=5, epochs=3)
+    event = step_to(svc, run_id, 8)
+    original = svc.tensor_store.commit
+    svc.tensor_store.commit = lambda *args: (_ for _ in ()).throw(TimeoutError("cache timed out"))
+    with pytest.raises(StepFailed):
+        deliver(svc, event)
+    svc.tensor_store.commit = original
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.FAILED
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
+    assert (answer["status"], answer["resumed_from_seq"], answer["source"]) == (RunStatus.RUNNING, 8, "cache")
+    drain(svc)
+    run = svc.run_store.get_run(run_id)
+    assert same_result(run, twin) and run["resumes"] == 1
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1 and len(svc.notifier.of(Notice.SUCCEEDED, run_id)) == 1
+
+
+def test_a_run_whose_cache_was_lost_resumes_from_its_newest_checkpoint(svc) -> None:
+    twin = calm_twin(svc, seed=6, epochs=3, checkpoint_every=1)
+    run_id = launch(svc, seed=6, epochs=3, checkpoint_every=1)
+    event = step_to(svc, run_id, 15)  # inside epoch 2: epochs 0 and 1 are checkpointed
+    svc.tensor_store.flush()
+    with pytest.raises(StepFailed, match="CacheLost"):
+        deliver(svc, event)
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
+    assert answer["source"] == "checkpoint (epoch 1)" and answer["resumed_from_seq"] == 12
+    drain(svc)
+    assert same_result(svc.run_store.get_run(run_id), twin)
+
+
+def test_a_running_run_is_not_resumed_and_nothing_changes(svc) -> None:
+    run_id = launch(svc)
+    step_to(svc, run_id, 3)
+    before = svc.run_store.get_run(run_id)
+    with pytest.raises(RequestError, match="only FAILED or STALLED runs can resume"):
+        ask(svc, {"action": "resume", "run_id": run_id})
+    assert svc.run_store.get_run(run_id) == before and svc.invoker.events == []
+
+
+def test_a_run_that_stopped_beating_resumes_as_stalled(svc) -> None:
+    run_id = launch(svc)
+    event = step_to(svc, run_id, 3)
+    # Its chain died with the event in flight; a user counts it stalled after no time at all.
+    answer = ask(svc, {"action": "resume", "run_id": run_id, "stall_after_s": 0})
+    assert answer["resumed_from_seq"] == 3
+    assert [e["seq"] for e in svc.invoker.take()] == [3]
+    assert deliver(svc, event)["status"] == "RUNNING", "the resumed chain's event is the one that was lost"
+
+
+def test_a_cancelled_run_cannot_resume_and_a_second_cancel_is_refused(svc) -> None:
+    run_id = launch(svc)
+    step_to(svc, run_id, 2)
+    assert ask(svc, {"action": "cancel", "run_id": run_id})["status"] == RunStatus.CANCELLED
+    with pytest.raises(RequestError, match="is CANCELLED already"):
+        ask(svc, {"action": "cancel", "run_id": run_id})
+    with pytest.raises(RequestError, match="CANCELLED"):
+        ask(svc, {"action": "resume", "run_id": run_id})
+    assert len(svc.notifier.of(Notice.CANCELLED, run_id)) == 1
+    assert svc.tensor_store.dump_run(run_id)[2:] == ({}, {}), "its cache state is gone"

@@ -1,0 +1,260 @@
+"""A data-parallel worker's invocation (the TrainerLambda, for events of state `dp_worker`).
+
+Its life: triage (the run's config, cancelled, or finished already) → load its own micro-shards
+of the training set → every step of the run (trainer.parallel.worker, reducing through the cache)
+→ report its share of the train accuracy → worker 0 only: wait for every report, then commit the
+finish at the chain's finish position and complete it exactly as the chain does (trainer.effects:
+epoch items, model, SUCCEEDED, one message), or, when another copy committed it, complete that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from trainer import effects, engine, once, warm
+from trainer import services as services_mod
+from trainer.data import normalize
+from trainer.errors import ChainError, EventError
+from trainer.logs import get_logger
+from trainer.parallel import launching, shards, worker
+from trainer.parallel.step import Held
+from trainer.request import RUN_ID_PATTERN
+from trainer.runconfig import RunConfig
+from trainer.stores.reduction_store import Behind, ReductionStore
+from trainer.stores.tensor_store import CommitResult, RedisTensorStore
+from trainer.vocabulary import Outcome
+
+logger = get_logger("lnn-trainer")
+
+# The bound of one wait for the other workers: past it the worker fails (Lambda retries it).
+WAIT_S = 60.0
+# Past this (or three steps' time, if longer) without a worker's partials, chunk or final report,
+# the others compute them themselves: a lost worker stalls the run about this long, once.
+TAKEOVER_S = 2.0
+EVENT_KEYS = {"state", "run_id", "worker", "gen"}
+MAX_GENERATION = 10_000_000
+HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
+_DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    run_id: str
+    worker: int
+    generation: int
+
+
+def is_worker_event(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("state") == launching.WORKER_STATE
+
+
+def parse(payload: Any) -> WorkerEvent:
+    if set(payload) != EVENT_KEYS:
+        raise EventError(f"a worker event has exactly the keys {sorted(EVENT_KEYS)}, got {sorted(map(str, payload))}")
+    run_id, number = payload["run_id"], payload["worker"]
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+        raise EventError("worker event: run_id is not a run id")
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < shards.MAX_WORKERS:
+        raise EventError(f"worker event: worker must be an integer 0..{shards.MAX_WORKERS - 1}")
+    generation = payload["gen"]
+    if isinstance(generation, bool) or not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
+        raise EventError(f"worker event: gen must be an integer 0..{MAX_GENERATION}")
+    return WorkerEvent(run_id, number, generation)
+
+
+def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
+    return WorkerInvocation(parse(payload), context, svc).handle()
+
+
+class WorkerInvocation:
+    def __init__(self, event: WorkerEvent, context: Any, svc: services_mod.Services):
+        self.event, self.svc = event, svc
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
+        self.run_id, self.worker = event.run_id, event.worker
+        self.token = secrets.token_hex(8)
+        self._shards: dict[int, Held] = {}
+
+    def handle(self) -> dict[str, Any]:
+        config = warm.run_config(self.svc, self.run_id)
+        if config.workers < 2 or self.worker >= config.workers:
+            raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
+        names = engine.weight_names(config)
+        cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, names)
+        if cancelled:
+            return self.result(Outcome.CANCELLED)
+        if cursor != -1:  # the finish is committed: a duplicate or a retry after it
+            return self.complete_committed(config, cursor)
+        started = time.monotonic()
+        tensors = self.svc.tensor_store
+        if not isinstance(tensors, RedisTensorStore):  # the workers reduce through the cache's streams
+            raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
+        store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype)
+        held = self.held(config)
+        try:
+            takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
+            job = job_of(config)
+            outcome = worker.train(job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover)
+        except Behind as exc:  # a late copy: the other copy of this worker carried the run past it
+            logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
+            return self.result(Outcome.DUPLICATE)
+        if not outcome.finished:
+            return self.hand_on(outcome, store)
+        store.report(self.worker, self.correct(config, outcome.params, held))
+        logger.info(
+            "worker steps done",
+            extra={
+                "run_id": self.run_id,
+                "worker": self.worker,
+                "steps": outcome.steps,
+                "rejoined_at": outcome.rejoined_at,
+                "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                "bytes_sent": store.traffic.sent,
+                "bytes_received": store.traffic.received,
+            },
+        )
+        if self.worker != 0:
+            return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+        counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
+        for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
+            counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
+        answer = self.finish(config, outcome, sum(counts.values()), started)
+        store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
+        return answer
+
+    def budget(self, config: RunConfig) -> Callable[[int], bool]:
+        """Steps go on while the invocation has time and step budget left, as the fused chain's."""
+
+        def may_continue(steps: int) -> bool:
+            return (
+                steps < config.max_steps_per_invocation
+                and self.context.get_remaining_time_in_millis() > config.time_margin_ms
+            )
+
+        return may_continue
+
+    def hand_on(self, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
+        """Past its budget: the same worker's next event, whose invocation rejoins where this one
+        stopped (the other workers wait for it within their bound). Of several copies of this
+        invocation, the one that claims the hand-on sends it."""
+        generation = self.event.generation
+        sent = store.claim_hand_on(self.worker, generation, HAND_ON_LEASE_S)
+        if sent:
+            self.svc.invoker.invoke_async(launching.worker_event(self.run_id, self.worker, generation + 1))
+            store.hand_on_sent(self.worker, generation)
+        logger.info(
+            "worker handed on" if sent else "worker stopped; another copy hands on",
+            extra={"run_id": self.run_id, "worker": self.worker, "steps": outcome.steps, "after": outcome.rejoined_at},
+        )
+        return self.result(Outcome.APPLIED, steps_executed=outcome.steps, handed_on=sent)
+
+    def held(self, config: RunConfig, which: int | None = None) -> Held:
+        """Worker `which`'s (this one's, by default) micro-shards of the training set, read from the
+        cache and normalised as the chain's data is (elementwise, so a slice's values are the whole
+        set's there)."""
+        mine = shards.micro_shards_of(config.workers, self.worker if which is None else which)
+        return self.load(config, mine)
+
+    def micro_shard(self, config: RunConfig, k: int) -> Held:
+        """Micro-shard k alone: what this worker reads to stand in for a lost one (kept while the
+        invocation lasts)."""
+        cached = self._shards.get(k)
+        if cached is None:
+            cached = self._shards[k] = self.load(config, range(k, k + 1))
+        return cached
+
+    def load(self, config: RunConfig, block: range) -> Held:
+        names = [n for k in block for n in (launching.x_name(k), launching.y_name(k))]
+        arrays = self.svc.tensor_store.get_data(self.run_id, [*names, "shift", "scale"])
+        xs = [arrays[launching.x_name(k)] for k in block]
+        y = np.concatenate([arrays[launching.y_name(k)] for k in block], axis=1)
+        stats = {"shift": arrays["shift"], "scale": arrays["scale"]}
+        if xs[0].dtype.kind in "ui":  # raw integers, examples first: normalised here as TrainData does
+            x = normalize.apply(stats, np.concatenate(xs, axis=0), config.dtype)
+        else:
+            x = np.asfortranarray(np.concatenate(xs, axis=1))
+        first, _ = shards.examples_of(config.examples, block)
+        return Held(x, np.ascontiguousarray(y), first)
+
+    @staticmethod
+    def correct(config: RunConfig, params: dict[str, np.ndarray], held: Held) -> int:
+        """How many of the held examples the model classifies right (a share of the train accuracy),
+        predicted one micro-shard at a time, so every example's prediction is computed on the same
+        block of examples whatever the number of workers."""
+        cut = shards.bounds(config.examples, shards.MICRO_SHARDS)
+        total = 0
+        for lo, hi in itertools.pairwise(cut):
+            if lo < held.first or hi > held.first + held.x.shape[1] or lo == hi:
+                continue
+            x = np.asfortranarray(held.x[:, lo - held.first : hi - held.first])
+            labels = held.y[:, lo - held.first : hi - held.first].astype(np.int64)
+            total += int(np.sum(engine.predict(config.activations, params, x) == labels))
+        return total
+
+    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, started: float) -> dict[str, Any]:
+        arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
+        x_test = arrays["x_test"]
+        if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
+            x_test = normalize.apply({"shift": arrays["shift"], "scale": arrays["scale"]}, x_test, config.dtype)
+        run = self.svc.run_store.get_run(self.run_id)
+        now = time.time()
+        metrics = {
+            "final_cost": outcome.costs[-1],
+            "train_accuracy": correct / config.examples,
+            "test_accuracy": engine.accuracy(config, outcome.params, x_test, arrays["y_test"]),
+            "duration_s": round(now - float(run["created_at"]), 3),
+            "finished_at": now,
+            "epochs": config.epochs,
+        }
+        elapsed = (time.monotonic() - started) / max(1, config.epochs)
+        epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
+        seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
+        outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
+        weights = {n: outcome.params[n] for n in engine.weight_names(config)}
+        answer = self.svc.tensor_store.commit(self.run_id, -1, seq, weights, outbox.to_json())
+        if answer is CommitResult.OK:
+            effects.complete(
+                self.svc, config, outbox, lambda names: {n: weights[n] for n in names}, self.token, self.context
+            )
+            return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
+        if answer is CommitResult.CANCELLED:
+            return self.result(Outcome.CANCELLED)
+        return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def complete_committed(self, config: RunConfig, position: int) -> dict[str, Any]:
+        """Another copy committed the finish: complete what it may have left undone, as a chain copy
+        behind the chain does."""
+        text = self.svc.tensor_store.outbox(self.run_id, position)
+        if text is not None:
+            outbox = effects.Outbox.from_json(text)
+
+            def tensors(names: list[str]) -> dict[str, Any]:
+                return self.svc.tensor_store.read_at(self.run_id, position, names)
+
+            effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+        return self.result(Outcome.DUPLICATE, last_seq=position)
+
+    def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
+        return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}
+
+
+def job_of(config: RunConfig) -> worker.Job:
+    return worker.Job(
+        sizes=config.sizes,
+        activations=config.activations,
+        optimizer=config.optimizer,
+        learning_rate=config.learning_rate,
+        l2=config.l2,
+        batch_size=None if config.full_batch else config.batch_size,
+        examples=config.examples,
+        epochs=config.epochs,
+        seed=config.seed,
+        workers=config.workers,
+    )

@@ -1,0 +1,261 @@
+"""The data-parallel reduction through Redis: partial-gradient nodes to each chunk's owner, and the
+owners' updated chunks back to every worker. Blocking stream reads, never a sleep loop.
+
+Per step s of a run (keys under the run's `lnn:{RUN_ID}:` prefix, so a run's clean-up takes them):
+
+- `dp:s:p:j`, a stream: every worker appends its tree nodes' slices of chunk j (one entry per node:
+  `node` "level.index", `grad` raw bytes) and, for chunk 0, the nodes' loss sums (`cost`, float64).
+  Owner j reads it with XREAD BLOCK until every expected node is there; a node sent twice (a
+  duplicate worker) carries the same bits and is read once.
+- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost and
+  the epoch's running cost, float64), written once (SET NX); `dp:s:st:j` its chunk of the
+  optimizer's state, read only by a worker that rejoins; `dp:latest`, a sorted set, each chunk's
+  newest published step (ZADD GT); `dp:epochs`, a hash, every finished epoch's cost.
+- `dp:s:done`, a stream: each owner appends its chunk number; every worker XREAD BLOCKs on it until
+  all chunks are out, then reads them in one MGET.
+
+Tensors travel as raw bytes of the run's dtype, their shapes known to both ends from the layout;
+nothing is pickled. Owner j deletes step s-2's keys of chunk j once it has every node of step s, so
+the cache holds at most three steps, and the newest step every chunk has published (the resume
+point of a worker that rejoins: `resume_point`) is always still there: no owner can have every node
+of the step after next without every worker having gathered the next.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# A reduction tree's node, (level, index), as trainer.parallel.tree names it: the store only keys by it.
+Node = tuple[int, int]
+
+BLOCK_MS = 1_000  # one blocking read's bound: the wait goes on, read after read, until its deadline
+EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all died
+
+
+class Stalled(TimeoutError):
+    """A step's nodes or chunks did not all arrive within the wait's bound."""
+
+
+class Behind(RuntimeError):
+    """A step's chunks are gone: every worker gathered them and the run moved on (this is a late
+    copy of a worker)."""
+
+
+@dataclass
+class Traffic:
+    """Bytes this worker moved through the cache (payloads, not protocol)."""
+
+    sent: int = 0
+    received: int = 0
+    per_step: list[tuple[int, int]] = field(default_factory=list)
+
+
+class ReductionStore:
+    def __init__(self, client: Any, run_id: str, workers: int, dtype: str) -> None:
+        # client: the cache's redis.Redis (the tensor store's, RedisTensorStore.client)
+        self.client, self.run_id, self.workers, self.dtype = client, run_id, workers, np.dtype(dtype)
+        self.traffic = Traffic()
+
+    def _key(self, step: int, kind: str) -> str:
+        return f"lnn:{{{self.run_id}}}:dp:{step}:{kind}"
+
+    # -- a worker's partials --------------------------------------------------------------------
+    def send(self, step: int, nodes: dict[Node, tuple[np.ndarray, np.ndarray]], chunks: list[tuple[int, int]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for j, (a, b) in enumerate(chunks):
+            key = self._key(step, f"p:{j}")
+            for (level, index), (grad, cost) in nodes.items():
+                entry = {"node": f"{level}.{index}", "grad": grad[a:b].tobytes()}
+                if j == 0:
+                    entry["cost"] = cost.astype(np.float64).tobytes()
+                self.traffic.sent += sum(len(v) for v in entry.values() if isinstance(v, bytes))
+                pipe.xadd(key, entry)
+            pipe.expire(key, EXPIRE_S)
+        pipe.execute()
+
+    def collect(
+        self,
+        step: int,
+        chunk: int,
+        expected: set[Node],
+        deadline: float,
+        wait_for: set[Node] | None = None,
+        soft: bool = False,
+    ) -> dict[Node, tuple[np.ndarray, np.ndarray | None]]:
+        """The expected nodes' slices of `chunk` (and their loss sums, for chunk 0), waiting until
+        those of `wait_for` (all expected, by default) are there. Past the deadline: Stalled, or,
+        `soft`, the nodes that did arrive (the caller computes the rest)."""
+        wait_for = expected if wait_for is None else wait_for
+        key, last = self._key(step, f"p:{chunk}"), "0-0"
+        got: dict[Node, tuple[np.ndarray, np.ndarray | None]] = {}
+        what = f"step {step}'s partials of chunk {chunk}"
+        while True:
+            done = wait_for <= got.keys()
+            entries = self._read(key, last, deadline, what, got, wait_for, soft or done)
+            for _, batch in entries:
+                for entry_id, fields in batch:
+                    last = entry_id
+                    level, index = (int(v) for v in fields[b"node"].decode().split("."))
+                    node = (level, index)
+                    if node in got or node not in expected:
+                        continue
+                    self.traffic.received += len(fields[b"grad"]) + len(fields.get(b"cost", b""))
+                    cost = np.frombuffer(fields[b"cost"], dtype=np.float64).copy() if b"cost" in fields else None
+                    got[node] = (np.frombuffer(fields[b"grad"], dtype=self.dtype).copy(), cost)
+            if done or (soft and not entries and time.monotonic() >= deadline):
+                break
+        if step > 1 and expected <= got.keys():  # everyone gathered s - 1: s - 2 is no resume point any more
+            kinds = ("p", "w", "st")
+            old = [self._key(step - 2, f"{kind}:{chunk}") for kind in kinds]
+            self.client.delete(*old, *([self._key(step - 2, "done")] if chunk == 0 else []))
+        return got
+
+    def published(self, step: int, deadline: float, wait_for: set[int]) -> set[int]:
+        """The chunks of `step` published by the deadline, waiting until those of `wait_for` are."""
+        key, last = self._key(step, "done"), "0-0"
+        seen: set[int] = set()
+        while True:
+            done = wait_for <= seen
+            entries = self._read(key, last, deadline, f"step {step}'s updated chunks", seen, wait_for, True)
+            for _, batch in entries:
+                for entry_id, fields in batch:
+                    last = entry_id
+                    seen.add(int(fields[b"chunk"]))
+            if done or (not entries and time.monotonic() >= deadline):
+                return seen
+
+    # -- the owners' chunks ---------------------------------------------------------------------
+    def publish(
+        self,
+        step: int,
+        chunk: int,
+        values: np.ndarray,
+        state: np.ndarray,
+        costs: tuple[float, float] | None,
+        epoch_done: int | None = None,
+    ) -> None:
+        """Owner `chunk`'s update of `step`: its parameters (chunk 0 with the batch's cost and the
+        epoch's running cost), its optimizer state, and, when the step closed an epoch, that epoch's cost."""
+        payload = values.tobytes() + (np.array(costs, dtype=np.float64).tobytes() if costs is not None else b"")
+        self.traffic.sent += len(payload) + state.nbytes
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(self._key(step, f"w:{chunk}"), payload, nx=True, ex=EXPIRE_S)
+        pipe.set(self._key(step, f"st:{chunk}"), state.tobytes(), nx=True, ex=EXPIRE_S)
+        if epoch_done is not None and costs is not None:
+            pipe.hsetnx(self._run_key("epochs"), str(epoch_done), repr(costs[1]))
+            pipe.expire(self._run_key("epochs"), EXPIRE_S)
+        pipe.zadd(self._run_key("latest"), {str(chunk): step}, gt=True)
+        pipe.expire(self._run_key("latest"), EXPIRE_S)
+        pipe.xadd(self._key(step, "done"), {"chunk": str(chunk)})
+        pipe.expire(self._key(step, "done"), EXPIRE_S)
+        pipe.execute()
+
+    def resume_point(self) -> int:
+        """The newest step whose every chunk is published (-1: none yet, start from the launch's
+        parameters): where a worker that starts again (Lambda's retry of a killed one) rejoins."""
+        latest = dict(self.client.zrange(self._run_key("latest"), 0, -1, withscores=True))
+        if len(latest) < self.workers:
+            return -1
+        return int(min(latest.values()))
+
+    def state(self, step: int, chunk: int) -> np.ndarray:
+        blob = self.client.get(self._key(step, f"st:{chunk}"))
+        if blob is None:
+            raise Behind(f"step {step}'s optimizer state of chunk {chunk} is gone")
+        self.traffic.received += len(blob)
+        return np.frombuffer(blob, dtype=self.dtype).copy()
+
+    def epoch_costs(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
+
+    def _run_key(self, kind: str) -> str:
+        return f"lnn:{{{self.run_id}}}:dp:{kind}"
+
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]:
+        """Every owner's updated chunk, in order, the batch's cost and the epoch's running cost."""
+        key, last = self._key(step, "done"), "0-0"
+        seen: set[int] = set()
+        everyone = set(range(self.workers))
+        while seen != everyone:
+            for _, entries in self._read(key, last, deadline, f"step {step}'s updated chunks", seen, everyone):
+                for entry_id, fields in entries:
+                    last = entry_id
+                    seen.add(int(fields[b"chunk"]))
+        blobs = self.client.mget([self._key(step, f"w:{j}") for j in range(self.workers)])
+        if any(b is None for b in blobs):
+            raise Behind(f"step {step}'s chunks are gone: the run's workers are past it")
+        self.traffic.received += sum(len(b) for b in blobs)
+        chunks = [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs[1:]]
+        first = blobs[0]
+        batch_cost, running = (float(c) for c in np.frombuffer(first[-16:], dtype=np.float64))
+        chunks.insert(0, np.frombuffer(first[:-16], dtype=self.dtype).copy())
+        return chunks, batch_cost, running
+
+    # -- the run's end ---------------------------------------------------------------------------
+    def report(self, worker: int, correct: int) -> None:
+        """After its last gather: this worker's count of its examples the final model classifies
+        right (the train accuracy's share), which also tells worker 0 that it is done."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self._run_key("final"), {"worker": str(worker), "correct": str(int(correct))})
+        pipe.expire(self._run_key("final"), EXPIRE_S)
+        pipe.execute()
+
+    def reports(self, deadline: float, soft: bool = False) -> dict[int, int]:
+        """Every worker's report, waiting for them; past the deadline, Stalled, or (`soft`) those
+        that came."""
+        key, last = self._run_key("final"), "0-0"
+        got: dict[int, int] = {}
+        everyone = set(range(self.workers))
+        while set(got) != everyone:
+            entries = self._read(key, last, deadline, "the workers' final reports", got, everyone, soft)
+            for _, batch in entries:
+                for entry_id, fields in batch:
+                    last = entry_id
+                    got.setdefault(int(fields[b"worker"]), int(fields[b"correct"]))
+            if soft and not entries and time.monotonic() >= deadline:
+                break
+        return got
+
+    def claim_hand_on(self, worker: int, generation: int, lease_s: int) -> bool:
+        """Whether this copy of worker `worker`'s invocation `generation` sends its successor: one
+        copy of an invocation does (a lease, so a holder that crashed before sending is retried by
+        Lambda and sends it then), so duplicates never multiply a worker's invocations."""
+        key = self._run_key(f"handon:{worker}:{generation}")
+        return bool(self.client.set(key, "held", nx=True, ex=lease_s))
+
+    def hand_on_sent(self, worker: int, generation: int) -> None:
+        self.client.set(self._run_key(f"handon:{worker}:{generation}"), "sent", ex=EXPIRE_S)
+
+    def clear(self) -> None:
+        """Every reduction key of the run (once every worker has reported, nobody reads them)."""
+        keys = list(self.client.scan_iter(match=f"lnn:{{{self.run_id}}}:dp:*", count=500))
+        if keys:
+            self.client.delete(*keys)
+
+    def end_step(self) -> None:
+        self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
+
+    def _read(
+        self,
+        key: str,
+        last: str,
+        deadline: float,
+        what: str,
+        have: Iterable[Any],
+        want: Iterable[Any],
+        soft: bool = False,
+    ) -> list[Any]:
+        """One read of the stream past `last`: blocking until the deadline at most; past it, one
+        look without blocking (`soft`) or Stalled."""
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms <= 0 or (soft and set(want) <= set(have)):
+            if not soft:
+                missing = sorted(set(want) - set(have))
+                raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
+            return self.client.xread({key: last}) or []
+        return self.client.xread({key: last}, block=min(BLOCK_MS, left_ms)) or []
