@@ -41,9 +41,10 @@ demo-setup: $(DEMO_VENV)/.installed redis-server ## the demo's environment only 
 
 setup: $(VENV)/.installed redis-server ## virtual environment with pinned packages, and a redis-server
 
-lint: setup ## ruff over the package and the tests
+lint: setup ## ruff over the package and the tests; mypy over the package (pyproject.toml says how strictly)
 	$(VENV)/bin/ruff check trainer tests
 	$(VENV)/bin/ruff format --check trainer tests
+	$(VENV)/bin/mypy
 
 test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
 	$(PY) -m pytest

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from trainer.nn import footprint
+
 if TYPE_CHECKING:
     from trainer.data.loader import Dataset
     from trainer.request import TrainingRequest
@@ -21,18 +23,13 @@ if TYPE_CHECKING:
 # Share of the cache one run may take: the rest is for the runs already there and Redis's own
 # per-key overhead.
 RUN_SHARE = 0.9
-# Tensors per parameter the cache holds for each optimizer: the parameters, their gradients and the
-# optimizer's state (momentum: one velocity; adam: two moments).
-SLOTS = {"gd": 2, "momentum": 3, "adam": 4}
 
 
 def run_bytes(arrays: Mapping[str, np.ndarray], sizes: Sequence[int], batch: int, itemsize: int, optimizer: str) -> int:
-    """Bytes a run keeps in the cache: its data, its parameters with their gradients and optimizer
-    state, and one batch's activations (Z, A and dA of every layer)."""
+    """Bytes a run keeps in the cache: its data, and its network as the memory model counts it
+    (trainer.nn.footprint: parameters with their optimizer state, one batch's activations)."""
     data = sum(int(a.nbytes) for a in arrays.values())
-    params = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
-    activations = sum(sizes[1:]) * batch * 3
-    return data + itemsize * (params * SLOTS[optimizer] + activations)
+    return data + itemsize * footprint.network_numbers(sizes, batch, optimizer)
 
 
 def check(needed_bytes: int, capacity_mib: int | None) -> list[str]:

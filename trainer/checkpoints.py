@@ -14,6 +14,7 @@ import zipfile
 
 import numpy as np
 
+from trainer import keys
 from trainer.ports import BlobStore
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest a zip member can carry
@@ -23,12 +24,7 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be trusted: its bytes do not match the digest recorded for it."""
 
 
-def _prefix(run_id: str) -> str:
-    return f"checkpoints/{run_id}/"
-
-
-def epoch_of(key: str) -> int:
-    return int(key.rsplit("epoch-", 1)[1].removesuffix(".npz"))
+epoch_of = keys.checkpoint_epoch
 
 
 def dumps(epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> bytes:
@@ -52,13 +48,13 @@ def digest(blob: bytes) -> str:
 def save(blob_store: BlobStore, run_id: str, epoch: int, seq: int, tensors: dict[str, np.ndarray]) -> str:
     """Write the checkpoint; its sha256, for the run's item."""
     blob = dumps(epoch, seq, tensors)
-    blob_store.put(f"{_prefix(run_id)}epoch-{epoch:06d}.npz", blob)  # the name epoch_of reads back
+    blob_store.put(keys.checkpoint_key(run_id, epoch), blob)
     return digest(blob)
 
 
 def latest_key(blob_store: BlobStore, run_id: str) -> str | None:
-    keys = blob_store.keys(_prefix(run_id))
-    return max(keys) if keys else None  # zero-padded epoch numbers sort in order
+    found = blob_store.keys(keys.checkpoint_prefix(run_id))
+    return max(found) if found else None  # zero-padded epoch numbers sort in order
 
 
 def load(blob_store: BlobStore, key: str, expected_sha256: str | None) -> tuple[int, int, dict[str, np.ndarray]]:

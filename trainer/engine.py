@@ -14,7 +14,7 @@ import numpy as np
 from trainer.data import normalize
 from trainer.nn import layers, losses, optimizers
 from trainer.runconfig import RunConfig
-from trainer.statemachine import Event
+from trainer.statemachine import Event, State
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainData:
     y_test: np.ndarray
     shift: np.ndarray
     scale: np.ndarray
-    x_val: np.ndarray | None = None  # a sweep trial's validation examples
+    x_val: np.ndarray | None = None  # the held-out examples of a run that validates
     y_val: np.ndarray | None = None
     # One batch's columns at a time: the seven-odd steps of a batch share them, and the examples of
     # the first layer's forward step are gathered again only by its backward step's read of X.
@@ -52,6 +52,13 @@ class TrainData:
                 setattr(self, name, normalize.apply(stats, x, self.y_train.dtype))
             else:
                 setattr(self, name, np.asfortranarray(x))
+
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """The held-out examples and their labels of a run that validates (a sweep's trial, or a run
+        with a validation_fraction)."""
+        if self.x_val is None or self.y_val is None:
+            raise ValueError("the run's data has no validation examples (it holds none out)")
+        return self.x_val, self.y_val
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         key = (seed, epoch, self.x_train.shape[1])
@@ -140,18 +147,18 @@ def param_names(config: RunConfig) -> list[str]:
 def inputs_of(config: RunConfig, event: Event) -> list[str]:
     """Tensor-store names the step reads (the training data comes from TrainData)."""
     L, layer = config.layers, event.layer
-    if event.state == "start":
+    if event.state == State.START:
         return []
-    if event.state == "finish":
+    if event.state == State.FINISH:
         return [*weight_names(config), "cost"]
-    if event.state == "forward" and layer <= L:
+    if event.state == State.FORWARD and layer <= L:
         names = [f"W{layer}", f"b{layer}"]
         if layer > 1:
             names.append(f"A{layer - 1}")
             if config.l2:
                 names.append("l2sum")
         return names
-    if event.state == "forward":  # the loss
+    if event.state == State.FORWARD:  # the loss
         return [f"Z{L}", "cost", *(["l2sum"] if config.l2 else []), *(["hits"] if config.validates else [])]
     names = [f"W{layer}", f"b{layer}", *optimizers.state_names(config.optimizer, layer)]
     names += ["dZ"] if layer == L else [f"dA{layer}", f"A{layer}"]
@@ -171,16 +178,16 @@ def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
 
 def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:
     L, layer = config.layers, event.layer
-    if event.state == "start":
+    if event.state == State.START:
         ws.put("cost", np.zeros(1, dtype=np.float64))
         if config.validates:
             ws.put("hits", np.zeros(1, dtype=np.float64))  # a count: exact in a float64
         return StepOutcome()
-    if event.state == "finish":
+    if event.state == State.FINISH:
         return StepOutcome()
     epoch, batch = event.epoch, event.batch
     m = data.batch_size(config, epoch, batch)
-    if event.state == "forward" and layer <= L:
+    if event.state == State.FORWARD and layer <= L:
         a_prev = data.x(config, epoch, batch) if layer == 1 else ws[f"A{layer - 1}"]
         w, b = ws[f"W{layer}"], ws[f"b{layer}"]
         out = layers.forward(a_prev, w, b, config.activations[layer - 1], output=layer == L)
@@ -189,7 +196,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
             previous = ws["l2sum"][0] if layer > 1 else 0.0
             ws.put("l2sum", np.array([previous + layers.l2_term(w)], dtype=np.float64))
         return StepOutcome()
-    if event.state == "forward":  # the loss, once layer > L
+    if event.state == State.FORWARD:  # the loss, once layer > L
         cost, dz = losses.loss_and_gradient(config.output_activation, ws[f"Z{L}"], data.y(config, epoch, batch))
         if config.l2:
             cost += config.l2 / (2 * m) * float(ws["l2sum"][0])

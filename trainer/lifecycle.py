@@ -10,43 +10,22 @@ from typing import Any
 
 import numpy as np
 
-from trainer import checkpoints, effects, runstart
-from trainer import request as request_mod
+from trainer import checkpoints, keys, once, runstart, runstop
 from trainer import services as services_mod
 from trainer.errors import RequestError
 from trainer.runconfig import RunConfig
-from trainer.statemachine import event_at
+from trainer.statemachine import DEFAULT_STALL_AFTER_S, effective_status, event_at
+from trainer.stores.records import RunItem
 from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
 from trainer.stores.tensor_store import NO_CURSOR
 from trainer.sweep import scheduler
-from trainer.vocabulary import Notice, RunStatus
-
-# Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats. The
-# one threshold of `status` and `resume`; a user may set another for either (LaunchLambda's resume
-# request and the CLI take `stall_after_s`).
-DEFAULT_STALL_AFTER_S = 1800.0
-
-
-def effective_status(
-    run: dict[str, Any], stall_after_s: float = DEFAULT_STALL_AFTER_S, now: float | None = None
-) -> RunStatus:
-    """RUNNING with no step for `stall_after_s` seconds is STALLED."""
-    now = time.time() if now is None else now
-    if run.get("status") == RunStatus.RUNNING and now - float(run.get("last_step_at", now)) > stall_after_s:
-        return RunStatus.STALLED
-    return RunStatus(run.get("status"))
+from trainer.vocabulary import RunStatus
 
 
 def stall_problem(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 365 * 24 * 3600:
         return f"stall_after_s: must be a number of seconds from 0 to {365 * 24 * 3600}, got {value!r}"
     return None
-
-
-def _checked_run(svc: services_mod.Services, run_id: Any) -> dict[str, Any]:
-    if problem := request_mod.id_problem(run_id, request_mod.RUN_ID_LONGEST):
-        raise RequestError([f"run_id: {problem}"])
-    return svc.run_store.get_run(run_id)
 
 
 @dataclass
@@ -68,7 +47,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     completes it (every step of it is idempotent)."""
     if problem := stall_problem(stall_after_s):
         raise RequestError([problem])
-    run = _checked_run(svc, run_id)
+    run = runstop.checked_run(svc, run_id)
     config = RunConfig.from_json(run["config"])
     if config.workers > 1:  # its state is its workers' (trainer/parallel), not a chain position to rebuild
         raise RequestError([f"run_id: run {run_id!r} is data-parallel; resuming data-parallel runs is not built yet"])
@@ -91,7 +70,7 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
     return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": rebuild.source}
 
 
-def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, Any]) -> Rebuild:
+def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:
     """The cache's own state when it still has the run's position; else the newest checkpoint,
     checked against the digest recorded when it was written, or the seeded start when the run had
     none yet. The data from its source whenever the
@@ -108,7 +87,7 @@ def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: dict[str, An
     return rebuild
 
 
-def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: dict[str, Any], key: str) -> Rebuild:
+def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: RunItem, key: str) -> Rebuild:
     recorded = (run.get(CHECKPOINTS) or {}).get(checkpoint_name(checkpoints.epoch_of(key)))
     try:
         seq, epoch, tensors = checkpoints.load(svc.blob_store, key, recorded)
@@ -117,7 +96,7 @@ def _from_checkpoint(svc: services_mod.Services, config: RunConfig, run: dict[st
     return Rebuild(f"checkpoint (epoch {epoch})", seq, tensors)
 
 
-def _from_seeded_start(config: RunConfig, run: dict[str, Any]) -> Rebuild:
+def _from_seeded_start(config: RunConfig, run: RunItem) -> Rebuild:
     """Lost before its first checkpoint: the run starts again from its initial state, which its
     seed draws again bit for bit."""
     return Rebuild("seeded start", -1, runstart.initial_tensors(config, json.loads(run["request"])["init"]))
@@ -126,7 +105,7 @@ def _from_seeded_start(config: RunConfig, run: dict[str, Any]) -> Rebuild:
 def _data_from_source(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> dict[str, Any]:
     # The run's own config and request name its source, normalisation and dtype (a trial's are its
     # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
-    split = scheduler.split_key(config.sweep_id) if config.in_sweep else None
+    split = keys.split_key(config.sweep_id) if config.in_sweep else None
     normalize = request.get("normalize", "auto")
     dataset = runstart.load_data(
         svc, config.dataset, normalize, config.dtype, split, config.validation_fraction, config.seed
@@ -154,39 +133,13 @@ def _restore(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) ->
 
 
 def cancel(svc: services_mod.Services, run_id: Any, by_sweep: bool = False) -> dict[str, Any]:
-    """RUNNING or FAILED -> CANCELLED in one conditional move (a finish or a stop that got there
-    first wins, and the cancel is refused), then the cancel mark (from then on no commit and no
-    resume's rebuild is accepted, so nothing in flight brings state back), the cache state's
-    removal, and the one message. A sweep's trial says nothing itself: cancelled alone, it hands its
-    slot on to the next trial (and its sweep counts it); cancelled with its sweep (`by_sweep`), the
-    sweep's one message covers it. A cancel sent again after its LaunchLambda died completes the
-    same clean-up and message, and is answered that the run is CANCELLED already."""
-    run = _checked_run(svc, run_id)
+    """A user's cancel of a run (trainer.runstop: one conditional move, the cancel mark, the clean-up,
+    the one message). A sweep's trial says nothing itself: cancelled alone, it hands its slot on to
+    the next trial (and its sweep counts it); cancelled with its sweep (`by_sweep`), the sweep's one
+    message covers it."""
+    run = runstop.checked_run(svc, run_id)
     config = RunConfig.from_json(run["config"])
-    if svc.run_store.mark_cancelled(run_id) is None:
-        run = svc.run_store.get_run(run_id)
-        if run["status"] == RunStatus.CANCELLED and not config.in_sweep:
-            _stop_chain(svc, run)
-        raise RequestError([f"run_id: run {run_id!r} is {run['status']} already"])
-    token = secrets.token_hex(8)
+    removed = runstop.cancel(svc, run, message=not config.in_sweep)
     if config.in_sweep and not by_sweep:
-        removed = _stop_chain(svc, run, message=False)
-        scheduler.trial_ended(svc, config, RunStatus.CANCELLED, token, effects.NoDeadline())
-    else:
-        removed = _stop_chain(svc, run, message=not config.in_sweep)
+        scheduler.trial_ended(svc, config, RunStatus.CANCELLED, secrets.token_hex(8), once.NoDeadline())
     return {"run_id": run_id, "status": RunStatus.CANCELLED, "keys_removed": removed}
-
-
-def _stop_chain(svc: services_mod.Services, run: dict[str, Any], message: bool = True) -> int:
-    run_id = run["run_id"]
-    svc.tensor_store.request_cancel(run_id)
-    removed = svc.tensor_store.delete_run(run_id)
-    if message:
-        body = {"epochs_done": _epochs_done(svc, run)}
-        effects.publish_once(svc, Notice.CANCELLED, run_id, "run", body, secrets.token_hex(8), effects.NoDeadline())
-    return removed
-
-
-def _epochs_done(svc: services_mod.Services, run: dict[str, Any]) -> int:
-    config = RunConfig.from_json(run["config"])
-    return max(0, int(run.get("last_seq", -1)) + 1) // config.plan.steps_per_epoch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from trainer.runconfig import RunConfig
 
 def dumps(config: RunConfig, params: dict[str, np.ndarray], shift: np.ndarray, scale: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    arrays = {f"W{i}": params[f"W{i}"] for i in range(1, config.layers + 1)}
+    arrays: dict[str, Any] = {f"W{i}": params[f"W{i}"] for i in range(1, config.layers + 1)}
     arrays |= {f"b{i}": params[f"b{i}"] for i in range(1, config.layers + 1)}
     np.savez(
         buffer,
@@ -24,7 +26,7 @@ def dumps(config: RunConfig, params: dict[str, np.ndarray], shift: np.ndarray, s
     return buffer.getvalue()
 
 
-def load(path_or_bytes) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def load(path_or_bytes: str | bytes | Path) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray]:
     source = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
     with np.load(source, allow_pickle=False) as archive:
         activations = [str(a) for a in archive["activations"]]

@@ -1,6 +1,6 @@
 """SNS notifier: the finish summary, the failure reason, progress every N epochs.
 
-A message is published under a claim that ends at a known time (effects.publish_once), after which
+A message is published under a claim that ends at a known time (once.publish_once), after which
 another copy may take the claim over and publish the same message. So no attempt of the SDK's, its
 retries included, starts unless it ends before the claim does (an attempt lasts at most the
 client's connect and read timeouts, and one that could outlive the claim is not made) and the

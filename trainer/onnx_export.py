@@ -40,7 +40,7 @@ def build(activations: list[str], params: dict[str, np.ndarray], shift: np.ndarr
         nodes.append(helper.make_node("Gemm", [f"a{layer - 1}", f"W{layer}", f"b{layer}"], [f"z{layer}"], transB=1))
         if layer < count:
             kind = activations[layer - 1]
-            extra = {"alpha": LEAKY_SLOPE} if kind == "leaky_relu" else {}
+            extra: dict[str, Any] = {"alpha": LEAKY_SLOPE} if kind == "leaky_relu" else {}
             nodes.append(helper.make_node(_HIDDEN[kind], [f"z{layer}"], [f"a{layer}"], **extra))
     nodes += _output_nodes(activations[-1], f"z{count}")
     classes = params[f"W{count}"].shape[0]
@@ -80,7 +80,9 @@ def _output_nodes(activation: str, z: str) -> list[Any]:
     ]
 
 
-def write(path: str, activations: list[str], params: dict[str, np.ndarray], shift: np.ndarray, scale: np.ndarray):
+def write(
+    path: str, activations: list[str], params: dict[str, np.ndarray], shift: np.ndarray, scale: np.ndarray
+) -> None:
     import onnx
 
     onnx.save(build(activations, params, shift, scale), path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 SMOOTHING = 0.5  # the weight of the newest interval in the expected one
@@ -82,7 +82,7 @@ class EpochBar:
         for item in self.read_epochs(self.recorded):
             self.items[int(item["epoch"])] = item
 
-    def update(self, run: dict[str, Any]) -> None:
+    def update(self, run: Mapping[str, Any]) -> None:
         if self.bar.disable:
             return
         now = self.clock()

@@ -9,7 +9,9 @@ import msgspec
 from msgspec import Meta
 
 from trainer import schema
+from trainer.nn import footprint
 from trainer.nn.activations import ALL_ACTIVATIONS, HIDDEN_ACTIVATIONS, OUTPUT_ACTIVATIONS
+from trainer.nn.optimizers import OptimizerName
 from trainer.parallel.shards import MAX_WORKERS, held_examples, micro_shard_examples
 
 # \Z, not $: "$" also matches before a trailing newline, which must not pass as a run id.
@@ -30,7 +32,7 @@ class TrainingRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     activations: dict[str, Any]
     epochs: Annotated[int, Meta(ge=1, le=MAX_EPOCHS)]
     learning_rate: Annotated[float, Meta(gt=0, le=10)]
-    optimizer: Literal["gd", "momentum", "adam"] = "gd"
+    optimizer: OptimizerName = "gd"
     batch_size: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
     l2: Annotated[float, Meta(ge=0, le=1000)] = 0.0
     seed: Annotated[int, Meta(ge=0, le=2**32 - 1)] = 1
@@ -162,20 +164,20 @@ def check_against_data(
 
 
 def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> int:
-    """Memory one trainer needs: the chain's, or one data-parallel worker's, which holds only its
-    slice of the training set and computes one micro-shard at a time."""
+    """Bytes one trainer's memory holds for the run (trainer.nn.footprint), with its training set and
+    that set's working copies: the chain's, or one data-parallel worker's, which holds only its slice
+    of the training set and computes one micro-shard at a time."""
     itemsize = 8 if request.dtype == "float64" else 4
     sizes = [features, *request.neuron_list()]
-    params = sum(sizes[i] * sizes[i - 1] + sizes[i] for i in range(1, len(sizes)))
-    slots = {"gd": 2, "momentum": 4, "adam": 6}[request.optimizer]  # params, grads, optimizer state
-    batch = request.batch_size or examples
+    batch, exchanged = request.batch_size or examples, 0
     if request.workers > 1:
         held = held_examples(examples, request.workers)
         batch, examples = micro_shard_examples(examples, batch), held
-        slots += 3  # the partials it sends, the chunks it sums, the parameters it gathers
-    activations = sum(sizes[1:]) * batch * 3
+        # the partials it sends, the chunks it sums, the parameters it gathers
+        exchanged = 3 * footprint.parameter_count(sizes)
+    network = footprint.network_numbers(sizes, batch, request.optimizer) + exchanged
     data = features * examples * 2  # training set plus its working copies
-    return itemsize * (params * slots + activations + data)
+    return itemsize * (network + data)
 
 
 def check_against_trainer(request: TrainingRequest, timeout_s: int | None) -> list[str]:

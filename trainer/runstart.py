@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,10 +17,14 @@ from trainer.nn.init import initialise
 from trainer.request import TrainingRequest
 from trainer.runconfig import RunConfig
 from trainer.statemachine import first_event
+from trainer.stores.records import RunItem
+
+if TYPE_CHECKING:
+    from trainer.services import Services
 
 
 def load_data(
-    svc: Any,
+    svc: Services,
     source: str,
     normalize: str,
     dtype: str,
@@ -72,7 +76,7 @@ def config_for(request: TrainingRequest, dataset: Dataset, run_id: str, **sweep:
     )
 
 
-def put_state(svc: Any, request: TrainingRequest, dataset: Dataset, config: RunConfig) -> bool:
+def put_state(svc: Services, request: TrainingRequest, dataset: Dataset, config: RunConfig) -> bool:
     """The data and the initial parameters in the cache; False when the run's state is there already.
     Only for a run this caller owns (its record claimed, or a sweep's trial id): the data goes in
     before the state is created, so it is the caller's data either way."""
@@ -87,12 +91,12 @@ def initial_tensors(config: RunConfig, init: str) -> dict[str, np.ndarray]:
     return {**params, **optimizers.initial_state(config.optimizer, params, config.layers)}
 
 
-def record(svc: Any, request: TrainingRequest, config: RunConfig) -> bool:
+def record(svc: Services, request: TrainingRequest, config: RunConfig) -> bool:
     """Claim the run id with the run's record; False when the id is taken."""
     return svc.run_store.create_run(config.run_id, schema.to_json(request), config.to_json(), config.plan.total_steps)
 
 
-def same_launch(run: dict[str, Any], request: TrainingRequest, config: RunConfig) -> bool:
+def same_launch(run: RunItem, request: TrainingRequest, config: RunConfig) -> bool:
     """Whether a stored run is this request's own launch: the same request, the same data."""
     return (
         run.get("request") == json.dumps(schema.to_json(request), sort_keys=True)
@@ -100,5 +104,5 @@ def same_launch(run: dict[str, Any], request: TrainingRequest, config: RunConfig
     )
 
 
-def first_hop(svc: Any, run_id: str) -> None:
+def first_hop(svc: Services, run_id: str) -> None:
     svc.invoker.invoke_async(first_event(run_id).to_dict())

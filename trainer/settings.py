@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from trainer import keys
 from trainer.ceilings import DEFAULT_CONCURRENT_CHAINS, DEFAULT_RUN_INVOCATIONS, DEFAULT_RUN_STEPS, Ceilings
 
 # Every variable the handlers read; the Terraform functions module sets exactly these.
@@ -61,7 +62,7 @@ class Settings:
     # The trainer's Lambda timeout (None: unknown, nothing checked); a run's time margin must fit in it.
     trainer_timeout_s: int | None = None
     # Where in the bucket datasets are uploaded; the launch reads s3:// datasets from there only.
-    dataset_prefix: str = "datasets/"
+    dataset_prefix: str = keys.DATASET_PREFIX
     # What one request may plan (trainer.ceilings): steps, invocations, chains at once.
     ceilings: Ceilings = field(default_factory=Ceilings)
 
@@ -91,7 +92,7 @@ class Settings:
             handoff_claim_ttl_s=int(os.environ.get("HANDOFF_CLAIM_TTL_S", "30")),
             cache_capacity_mib=int(os.environ["CACHE_CAPACITY_MIB"]) if os.environ.get("CACHE_CAPACITY_MIB") else None,
             trainer_timeout_s=int(os.environ["TRAINER_TIMEOUT_S"]) if os.environ.get("TRAINER_TIMEOUT_S") else None,
-            dataset_prefix=os.environ.get("DATASET_PREFIX") or "datasets/",
+            dataset_prefix=os.environ.get("DATASET_PREFIX") or keys.DATASET_PREFIX,
             ceilings=Ceilings(
                 run_steps=_positive("MAX_RUN_STEPS", DEFAULT_RUN_STEPS),
                 run_invocations=_positive("MAX_RUN_INVOCATIONS", DEFAULT_RUN_INVOCATIONS),

@@ -9,6 +9,8 @@ run's plan (no foreign, replayed-out-of-plan or runaway events) without any stor
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -89,7 +91,9 @@ def parse_event(payload: Any) -> Event:
             problems.append(f"{key} must be a non-negative integer")
     if problems:
         raise EventError("invalid trainer event: " + "; ".join(problems))
-    return Event(State(state), run_id, payload["epoch"], payload["layer"], payload["batch"], payload["seq"])
+    return Event(
+        State(payload["state"]), payload["run_id"], payload["epoch"], payload["layer"], payload["batch"], payload["seq"]
+    )
 
 
 def first_event(run_id: str) -> Event:
@@ -155,3 +159,19 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
 def may_become(status: RunStatus) -> tuple[RunStatus, ...]:
     """The stored statuses a run may move to `status` from, in a fixed order."""
     return tuple(sorted(RUN_TRANSITIONS[status]))
+
+
+# Twice the longest a fused invocation can run (the 900 s Lambda limit) between two heartbeats. The
+# one threshold of `status` and `resume`; a user may set another for either (LaunchLambda's resume
+# request and the CLI take `stall_after_s`).
+DEFAULT_STALL_AFTER_S = 1800.0
+
+
+def effective_status(
+    run: Mapping[str, Any], stall_after_s: float = DEFAULT_STALL_AFTER_S, now: float | None = None
+) -> RunStatus:
+    """RUNNING with no step for `stall_after_s` seconds is STALLED."""
+    now = time.time() if now is None else now
+    if run.get("status") == RunStatus.RUNNING and now - float(run.get("last_step_at", now)) > stall_after_s:
+        return RunStatus.STALLED
+    return RunStatus(str(run.get("status")))

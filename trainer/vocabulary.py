@@ -17,7 +17,7 @@ class RunStatus(StrEnum):
 
 
 class Notice(StrEnum):
-    """The kinds of SNS message a run publishes; each at most once per key (see effects.publish_once)."""
+    """The kinds of SNS message a run publishes; each at most once per key (see once.publish_once)."""
 
     PROGRESS = "PROGRESS"
     SUCCEEDED = "SUCCEEDED"

@@ -7,18 +7,23 @@ of its content, so a stale copy can never be used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from trainer import engine
 from trainer.errors import ChainError
 from trainer.runconfig import RunConfig
+
+if TYPE_CHECKING:
+    from trainer.services import Services
 
 _configs: dict[str, RunConfig] = {}
 _data: dict[tuple[str, str], engine.TrainData] = {}
 _DATA_RUNS = 2  # a warm environment serves one run at a time, mostly; bound the memory anyway
 
 
-def run_config(svc: Any, run_id: str) -> RunConfig:
+def run_config(svc: Services, run_id: str) -> RunConfig:
     cached = _configs.get(run_id)
     if cached is None:
         text = svc.tensor_store.config(run_id)
@@ -28,7 +33,7 @@ def run_config(svc: Any, run_id: str) -> RunConfig:
     return cached
 
 
-def training_data(svc: Any, config: RunConfig) -> engine.TrainData:
+def training_data(svc: Services, config: RunConfig) -> engine.TrainData:
     key = (config.run_id, config.data_digest)
     cached = _data.get(key)
     if cached is None:
@@ -41,7 +46,7 @@ def training_data(svc: Any, config: RunConfig) -> engine.TrainData:
     return cached
 
 
-def normalisation(svc: Any, config: RunConfig) -> tuple[Any, Any]:
+def normalisation(svc: Services, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
     """(shift, scale) of the run's inputs, which travel with its model: from the training data this
     environment holds, or else read alone (a data-parallel run's finish holds no training set)."""
     cached = _data.get((config.run_id, config.data_digest))

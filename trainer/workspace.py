@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +117,7 @@ def _from_table(table: str, run_id: str, source: str) -> Record:
     return Record(_public(run), [_public(e) for e in epochs], source)
 
 
-def _public(item: dict[str, Any]) -> dict[str, Any]:
+def _public(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in _INTERNAL}
 
 

@@ -15,7 +15,7 @@ def test_run_bytes_counts_data_parameters_with_optimizer_state_and_activations()
     batch = 10
     expected_gd = 320 + 8 * (21 * 2 + (4 + 1) * batch * 3)
     assert capacity.run_bytes(arrays, sizes, batch, 8, "gd") == expected_gd
-    assert capacity.run_bytes(arrays, sizes, batch, 8, "adam") == expected_gd + 8 * 21 * 2
+    assert capacity.run_bytes(arrays, sizes, batch, 8, "adam") == expected_gd + 8 * 21 * 4  # v and s, twice
 
 
 def test_check_refuses_more_than_the_runs_share_and_names_the_fix() -> None:

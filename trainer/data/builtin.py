@@ -8,7 +8,9 @@ import numpy as np
 BUILTIN_SEED = 20170
 
 
-def _split(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, test_fraction: float = 0.25):
+def _split(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, test_fraction: float = 0.25
+) -> dict[str, np.ndarray]:
     order = rng.permutation(len(y))
     n_test = int(len(y) * test_fraction)
     test, train = order[:n_test], order[n_test:]

@@ -20,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from trainer import keys
 from trainer.data import normalize
 from trainer.data.builtin import BUILTIN
 from trainer.errors import TooLarge
@@ -30,8 +32,7 @@ from trainer.errors import TooLarge
 REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
 MAX_DATASET_BYTES = 2 * 1024**3
 MAX_ABS_VALUE = 1e30
-# The stack's uploads live under this prefix of its bucket, apart from models/ and checkpoints/.
-DATASET_PREFIX = "datasets/"
+DATASET_PREFIX = keys.DATASET_PREFIX
 
 # (bucket, key, limit) -> the object's bytes; raises TooLarge past `limit` bytes, before reading them.
 BlobReader = Callable[[str, str, int], bytes]
@@ -117,7 +118,7 @@ def _within(sizes: list[int], limit: int) -> None:
         raise DatasetError(f"dataset arrays declare {sum(sizes)} bytes together, more than the {limit} bytes allowed")
 
 
-def _plain_h5_dataset(handle, key: str):
+def _plain_h5_dataset(handle: Any, key: str) -> Any:
     """The file's own numeric array `key`: a hard link to a dataset whose bytes are in the file
     (contiguous, chunked or compact; filters h5py writes), or DatasetError naming what it is."""
     import h5py
@@ -244,7 +245,7 @@ def load_raw(
     prefix: str | None = None,
     limit: int | None = None,
     keys: tuple[str, ...] = REQUIRED_KEYS,
-):
+) -> dict[str, np.ndarray]:
     """The arrays named by `keys` (the four, by default) as stored (examples on the first axis).
     Raises DatasetError. An s3:// source must be in `allowed_bucket` under `prefix` (when given);
     nothing past `limit` bytes is read (default: read_limit())."""
@@ -381,8 +382,9 @@ class Dataset:
             "shift": self.shift,
             "scale": self.scale,
         }
-        if self.x_val_raw is not None:
-            arrays |= {"x_val": self.x_val_raw if self.compact else self.x_val, "y_val": self.y_val}
+        x_val = self.x_val_raw if self.compact else self.x_val
+        if x_val is not None and self.y_val is not None:
+            arrays |= {"x_val": x_val, "y_val": self.y_val}
         return arrays
 
     def digest(self) -> str:

@@ -10,15 +10,16 @@ import secrets
 import time
 from typing import Any
 
-from trainer import capacity, lifecycle, runstart
+from trainer import admission, capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
-from trainer.data.loader import DatasetError, prepare, read_checked
+from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
 from trainer.logs import get_logger
-from trainer.parallel import admission, launching
+from trainer.parallel import launching
+from trainer.parallel.admission import cache_needed
 from trainer.stores.run_store import HANDOFF, Handoff
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
@@ -32,7 +33,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
-def validate(payload: Any, svc: services_mod.Services):
+def validate(payload: Any, svc: services_mod.Services) -> tuple[request_mod.TrainingRequest, Dataset]:
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
@@ -48,17 +49,13 @@ def validate(payload: Any, svc: services_mod.Services):
             dataset = prepare(raw, normalize, dtype, held)
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
-    if request is not None and dataset is not None:
-        problems += request_mod.check_against_data(
-            request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
-        )
-        problems += capacity.check(admission.cache_needed(request, dataset), svc.settings.cache_capacity_mib)
-        problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
     if request is not None:
-        problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
+        problems += admission.problems(request, dataset, svc.settings)
+    if request is not None and dataset is not None:
+        problems += capacity.check(cache_needed(request, dataset), svc.settings.cache_capacity_mib)
     if request is not None and request.run_id and _taken(svc, request.run_id):
         problems.append(f"run_id: a run {request.run_id!r} already exists")
-    if problems:
+    if problems or request is None or dataset is None:  # either is None only with its problem listed
         raise RequestError(problems)
     return request, dataset
 

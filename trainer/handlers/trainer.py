@@ -11,6 +11,9 @@ A snapshot is one chain position: the first read takes the cursor and the inputs
 every later read of a fused invocation re-checks the cursor in the same atomic step (read_at), so
 a copy whose position was committed by another stops at its next read instead of computing on a
 mix of two positions.
+
+The function also takes a sweep scheduler's event, "start trial k of sweep S" (`start_trial`): the
+trial that freed a slot sends it, and the start runs here in an invocation of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from trainer import effects, engine, warm
+from trainer import effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
@@ -31,6 +34,7 @@ from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
 from trainer.stores.run_store import FAILURE_REASON
 from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, Superseded
+from trainer.sweep import scheduler
 from trainer.vocabulary import Claim, Notice, Outcome
 
 logger = get_logger("lnn-trainer")
@@ -64,9 +68,12 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
-    """One invocation with the given adapters."""
+    """One invocation with the given adapters: a step of a run's chain, a data-parallel run's
+    worker, or a sweep scheduler's event that starts a trial in a slot another trial freed."""
     if worker_handler.is_worker_event(payload):  # a data-parallel run's worker, not a chain step
         return worker_handler.run(payload, context, svc)
+    if scheduler.is_start_event(payload):
+        return start_trial(payload, context, svc)
     try:
         event = parse_event(payload)
     except EventError:
@@ -82,7 +89,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
         raise
     except Superseded as exc:
         return invocation.moved_on(exc)
-    except effects.CompletionBusy as exc:
+    except once.CompletionBusy as exc:
         logger.info("completion held by another copy", extra={"run_id": event.run_id, "seq": event.seq})
         raise StepFailed(f"run {event.run_id} step {invocation.step}: {exc}; Lambda's retry comes back for it") from exc
     except Exception as exc:
@@ -93,15 +100,26 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
         raise StepFailed(f"run {event.run_id} step {invocation.step}: {type(exc).__name__}: {exc}") from exc
 
 
+def start_trial(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
+    """A trial's start in an invocation of its own: its data read and its state written here, with
+    this invocation's time and memory, not inside the completion of the trial that freed the slot."""
+    deadline = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
+    try:
+        return scheduler.start_from_event(svc, payload, secrets.token_hex(8), deadline)
+    except EventError:
+        logger.warning("refused a scheduler event", extra={"sweep_id": str(payload.get("sweep_id"))[:80]})
+        raise
+
+
 class Invocation:
     def __init__(self, event: Event, context: Any, svc: services_mod.Services):
         self.event, self.svc = event, svc
-        self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
         self.token = secrets.token_hex(8)  # this copy's own: concurrent copies never share a claim
         self.run_id, self.step = event.run_id, f"{event.state}#{event.seq}"
         self.completing: int | None = None  # the committed position this copy is completing
         self.started = time.monotonic()
-        self.config: RunConfig | None = None
+        self._config: RunConfig | None = None
         self.snapshot: dict[str, Any] = {}
         self.cursor = NO_CURSOR
         self.generation: int | None = None  # the run's resumes when this copy started
@@ -111,7 +129,7 @@ class Invocation:
         # First, and from the table, not the cache: a failure of this copy is the run's only while
         # the run is still the chain this copy started on (a resume replaces the chain).
         self.generation = self.svc.run_store.generation(self.run_id)
-        self.config = warm.run_config(self.svc, self.run_id)
+        self._config = warm.run_config(self.svc, self.run_id)
         check_in_plan(self.config.plan, self.event)
         triage = self.triage()
         if triage is Triage.CANCELLED:
@@ -131,6 +149,13 @@ class Invocation:
             return self.lost_race()
         self.complete(steps)
         return self.report(steps)
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's config: `handle` reads it first of all, before any step needs it."""
+        if self._config is None:
+            raise RuntimeError(f"run {self.run_id!r}: the config is read first, by handle")
+        return self._config
 
     # -- decisions ------------------------------------------------------------------------------
     def triage(self) -> Triage:
@@ -180,7 +205,11 @@ class Invocation:
             successor = next_event(config.plan, current)
             if outcome.epoch_cost is not None:
                 now = time.monotonic()
-                item = {"epoch": current.epoch, "cost": outcome.epoch_cost, "duration_s": round(now - epoch_started, 6)}
+                item: dict[str, float | None] = {
+                    "epoch": current.epoch,
+                    "cost": outcome.epoch_cost,
+                    "duration_s": round(now - epoch_started, 6),
+                }
                 if config.validates:
                     item |= self.validation_scores(ws, data, position, outcome)
                 epochs.append(item)
@@ -190,7 +219,7 @@ class Invocation:
                     break  # the committed state is then exactly the checkpoint
                 if config.closes_rung(current.epoch):
                     break  # the scheduler judges the trial on exactly this state, before anything more
-            if not self.may_continue(executed, successor):
+            if successor is None or not self.may_continue(executed, successor):
                 break
             current = successor
         outbox = effects.Outbox(
@@ -204,12 +233,12 @@ class Invocation:
 
     def validation_scores(
         self, ws: engine.WorkingSet, data: engine.TrainData, position: int, outcome: engine.StepOutcome
-    ) -> dict[str, float]:
+    ) -> dict[str, float | None]:
         """The epoch's scores on the held-out examples (not the test set), by the weights it ended
         with; and its training accuracy, as its batches met the examples."""
         names = engine.weight_names(self.config)
         ws.load(self.svc.tensor_store.read_at(self.run_id, position, [n for n in names if n not in ws]))
-        cost, accuracy = engine.evaluate(self.config, {n: ws[n] for n in names}, data.x_val, data.y_val)
+        cost, accuracy = engine.evaluate(self.config, {n: ws[n] for n in names}, *data.validation())
         return {"accuracy": outcome.epoch_accuracy, "validation_cost": cost, "validation_accuracy": accuracy}
 
     def may_continue(self, executed: int, successor: Event | None) -> bool:
@@ -323,7 +352,7 @@ class Invocation:
                 return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
             key = f"{self.event.seq}.{run.get('resumes', 0)}"
-            effects.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+            once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})

@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from trainer import effects, engine, warm
+from trainer import effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.data import normalize
-from trainer.errors import EventError
+from trainer.errors import ChainError, EventError
 from trainer.logs import get_logger
 from trainer.parallel import launching, shards, worker
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
 from trainer.stores.reduction_store import Behind, ReductionStore
-from trainer.stores.tensor_store import CommitResult
+from trainer.stores.tensor_store import CommitResult, RedisTensorStore
 from trainer.vocabulary import Outcome
 
 logger = get_logger("lnn-trainer")
@@ -77,7 +77,7 @@ def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any
 class WorkerInvocation:
     def __init__(self, event: WorkerEvent, context: Any, svc: services_mod.Services):
         self.event, self.svc = event, svc
-        self.context = context if hasattr(context, "get_remaining_time_in_millis") else effects.NoDeadline()
+        self.context = context if hasattr(context, "get_remaining_time_in_millis") else once.NoDeadline()
         self.run_id, self.worker = event.run_id, event.worker
         self.token = secrets.token_hex(8)
         self._shards: dict[int, Held] = {}
@@ -93,7 +93,10 @@ class WorkerInvocation:
         if cursor != -1:  # the finish is committed: a duplicate or a retry after it
             return self.complete_committed(config, cursor)
         started = time.monotonic()
-        store = ReductionStore(self.svc.tensor_store.client, self.run_id, config.workers, config.dtype)
+        tensors = self.svc.tensor_store
+        if not isinstance(tensors, RedisTensorStore):  # the workers reduce through the cache's streams
+            raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
+        store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype)
         held = self.held(config)
         try:
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))

@@ -35,6 +35,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,8 @@ from trainer.local.moto_lambda import (
 from trainer.local.servers import free_port
 
 if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
     from trainer.local.elasticache import LocalElastiCache
 
 # What the rest of the code and the tests import from here.
@@ -93,7 +96,7 @@ class LocalCloud:
         self.faults = FaultInjector()
         self.handler_faults = HandlerFaultPlans(workdir / "handler-faults")
         self.controls: Controls  # the /_lnn/ controls, once started
-        self._server = None
+        self._server: BaseWSGIServer | None = None
 
     def start(self) -> LocalCloud:
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds queue URLs and the like from it
@@ -126,10 +129,10 @@ class LocalCloud:
         )
         self.controls = Controls(self.service, self.faults, self.handler_faults, self.elasticache)
         forget_deleted_functions(self.service)
-        self._server = make_server(
+        self._server = server = make_server(
             "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
         )
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
         return self
 
     def _config(self, function: str) -> FunctionConfig:
@@ -137,7 +140,7 @@ class LocalCloud:
 
     _region = "us-east-1"
 
-    def _app(self, moto_app: Any):
+    def _app(self, moto_app: Any) -> Callable[[dict[str, Any], Any], Served]:
         def app(environ: dict[str, Any], start_response: Any) -> Served:
             path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
             refused = refusal(environ, path, method, self.credentials["AWS_ACCESS_KEY_ID"], self.allowed_handlers)

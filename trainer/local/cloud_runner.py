@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainer import keys
 from trainer import services as services_mod
 from trainer.aws import client
 from trainer.local.cloud import CloudProcess
+from trainer.local.environment import aws_environment
 from trainer.local.provision import provision_stack
 from trainer.settings import Settings
+from trainer.stores.records import RunItem
 from trainer.vocabulary import RunStatus
 
 POLL_S = 0.25
@@ -40,7 +43,7 @@ class CloudSession:
 
     def failure_records(self) -> list[dict[str, Any]]:
         """What reached the trainer's on-failure destination (events Lambda gave up on)."""
-        sqs, records = client("sqs"), []
+        sqs, records = client("sqs"), list[dict[str, Any]]()
         while True:
             messages = sqs.receive_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], MaxNumberOfMessages=10).get(
                 "Messages", []
@@ -50,35 +53,6 @@ class CloudSession:
             for message in messages:
                 records.append(json.loads(message["Body"]))
                 sqs.delete_message(QueueUrl=self.env["FAILURE_QUEUE_URL"], ReceiptHandle=message["ReceiptHandle"])
-
-
-def _forget_default_credentials() -> None:
-    """boto3's default session keeps the credentials it resolved first; a cloud has a key of its own."""
-    import boto3
-
-    boto3.DEFAULT_SESSION = None
-
-
-@contextmanager
-def aws_environment(access: dict[str, str], region: str = "us-east-1") -> Iterator[dict[str, str]]:
-    """Point this process's AWS clients at a local cloud (`access`: its AWS_ENDPOINT_URL and its
-    key, CloudProcess.aws_env); restored afterwards. A session token of the caller's is set aside:
-    the cloud's key has none."""
-    values = {**access, "AWS_REGION": region, "AWS_DEFAULT_REGION": region}
-    saved = {k: os.environ.get(k) for k in (*values, "AWS_SESSION_TOKEN", "AWS_PROFILE")}
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(values)
-    _forget_default_credentials()
-    try:
-        yield values
-    finally:
-        _forget_default_credentials()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def session_services(env: dict[str, str], ca_file: str) -> services_mod.Services:
@@ -136,7 +110,7 @@ def stage_dataset(session: CloudSession, payload: dict[str, Any]) -> dict[str, A
     if not isinstance(source, str) or source.startswith("s3://") or not Path(source).is_file():
         return payload
     path = Path(source)
-    key = f"datasets/{path.name}"
+    key = f"{keys.DATASET_PREFIX}{path.name}"
     client("s3").put_object(Bucket=session.env["MODEL_BUCKET"], Key=key, Body=path.read_bytes())
     return {**payload, "dataset": f"s3://{session.env['MODEL_BUCKET']}/{key}"}
 
@@ -156,10 +130,10 @@ def invoke_launch(session: CloudSession, payload: dict[str, Any]) -> dict[str, A
 def follow(
     session: CloudSession,
     run_id: str,
-    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_progress: Callable[[RunItem], None] | None = None,
     cancel_requested: Callable[[], bool] | None = None,
     timeout_s: float = 24 * 3600,
-) -> dict[str, Any]:
+) -> RunItem:
     """Watch the run item until the run leaves RUNNING; returns it."""
     store = session.services.run_store
     deadline = time.monotonic() + timeout_s

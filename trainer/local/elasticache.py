@@ -67,7 +67,7 @@ def loopback_address(rng: random.Random) -> str:
 def apply_parameters(server: RedisServer, parameters: dict[str, str]) -> None:
     import redis
 
-    client = redis.Redis(**server.client_kwargs(), socket_timeout=5)  # type: ignore[arg-type]
+    client = redis.Redis(**server.client_kwargs(), socket_timeout=5)
     try:
         for name, value in parameters.items():
             client.config_set(name, value)
@@ -267,5 +267,5 @@ class LocalElastiCache:
             local.stop_group(replication_group_id)
             return group
 
-        models.ElastiCacheBackend.create_replication_group = create_replication_group
-        models.ElastiCacheBackend.delete_replication_group = delete_replication_group
+        models.ElastiCacheBackend.create_replication_group = create_replication_group  # type: ignore[method-assign, assignment]
+        models.ElastiCacheBackend.delete_replication_group = delete_replication_group  # type: ignore[method-assign, assignment]

@@ -5,6 +5,7 @@ on-failure destination (an SQS queue of the same cloud)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from trainer.local.lambda_service import FunctionConfig, FunctionNotFound, LambdaService
@@ -53,7 +54,7 @@ def moto_reserved_total(region: str) -> int:
     return sum(int(fn.reserved_concurrency) for fn in functions if fn.reserved_concurrency not in (None, ""))
 
 
-def sqs_destination(endpoint_url: str, credentials: dict[str, str]):
+def sqs_destination(endpoint_url: str, credentials: dict[str, str]) -> Callable[[str, dict[str, Any]], None]:
     def send(destination_arn: str, record: dict[str, Any]) -> None:
         import boto3
 
@@ -87,4 +88,4 @@ def forget_deleted_functions(service: LambdaService) -> None:
             name = function_name.split(":")[6] if function_name.startswith("arn:") else function_name
             service.forget(name.split(":")[0])
 
-    models.LambdaBackend.delete_function = delete_function
+    models.LambdaBackend.delete_function = delete_function  # type: ignore[method-assign, assignment]  # moto's own class, patched in place

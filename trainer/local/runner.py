@@ -5,15 +5,27 @@ stops, and loaded back into a new one: what `python -m trainer train` keeps unde
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from trainer import keys
 from trainer.vocabulary import RunStatus
 
+if TYPE_CHECKING:
+    from trainer.services import Services
 
-def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
+
+class Stack(Protocol):
+    """Anything with the run's adapters: a cloud session, a test's stack."""
+
+    @property
+    def services(self) -> Services: ...
+
+
+def export_run(stack: Stack, run_id: str, out_dir: Path) -> dict[str, Any]:
     """Copy the run's record, epochs and model out of the emulator before it stops."""
     run_dir = out_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -22,7 +34,7 @@ def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
     record = {"run": run, "epochs": epochs}
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
     if run.get("status") == RunStatus.SUCCEEDED:
-        model = stack.services.blob_store.get(f"models/{run_id}/model.npz")
+        model = stack.services.blob_store.get(keys.model_key(run_id))
         (run_dir / "model.npz").write_bytes(model)
         record["model_path"] = str(run_dir / "model.npz")
         (run_dir / "state.npz").unlink(missing_ok=True)
@@ -30,22 +42,18 @@ def export_run(stack: Any, run_id: str, out_dir: Path) -> dict[str, Any]:
         # The cache dies with this process: keep the run's state so `resume` can restore it.
         cursor, config, tensors, data = stack.services.tensor_store.dump_run(run_id)
         if config is not None:
-            np.savez(
-                run_dir / "state.npz",
-                cursor=np.array(cursor),
-                config=np.array(config),
-                **{f"t_{k}": v for k, v in tensors.items()},
-                **{f"d_{k}": v for k, v in data.items()},
-            )
+            arrays: dict[str, Any] = {"cursor": np.array(cursor), "config": np.array(config)}
+            arrays |= {f"t_{k}": v for k, v in tensors.items()} | {f"d_{k}": v for k, v in data.items()}
+            np.savez(run_dir / "state.npz", **arrays)
     return record
 
 
-def _public(item: dict[str, Any]) -> dict[str, Any]:
+def _public(item: Mapping[str, Any]) -> dict[str, Any]:
     """The item without DynamoDB's keys: they are the table's layout, not the run's record."""
     return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
-def restore_run(stack: Any, run_dir: Path) -> str:
+def restore_run(stack: Stack, run_dir: Path) -> str:
     """Load a run exported by `export_run` into this stack's emulator and cache."""
     record = json.loads((run_dir / "run.json").read_text())
     run = record["run"]

@@ -162,7 +162,7 @@ class RuntimeAPI:
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def start(self) -> RuntimeAPI:
         self._thread.start()

@@ -20,8 +20,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trainer.local import children
 
@@ -32,7 +34,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(check, what: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+def _wait_for(check: Callable[[], bool], what: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -225,6 +227,8 @@ class RedisServer:
         empty memory: what a replaced cache node looks like to its clients."""
         import redis
 
+        if self.workdir is None:
+            raise RuntimeError("the redis-server never started: there is nothing to restart")
         self.kill()
         self.process = children.popen(
             [find_redis_server(), str(Path(self.workdir) / "redis.conf")],
@@ -251,9 +255,9 @@ class RedisServer:
         """Whether its process has ended (killed from outside, say)."""
         return self.process is not None and self.process.poll() is not None
 
-    def client_kwargs(self) -> dict[str, object]:
+    def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis.Redis that reach this server (TLS, password)."""
-        kwargs: dict[str, object] = {"host": self.host, "port": self.port, "password": self.password}
+        kwargs: dict[str, Any] = {"host": self.host, "port": self.port, "password": self.password}
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file)
         return kwargs

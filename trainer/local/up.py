@@ -157,7 +157,7 @@ def up() -> int:
 def _provision(process: subprocess.Popen, ready_file: Path, credentials: dict[str, str], state_file: Path) -> str:
     """The stack in the new cloud, its state and exports written; the exports' text."""
     ready = json.loads(ready_file.read_text())
-    from trainer.local.cloud_runner import aws_environment
+    from trainer.local.environment import aws_environment
     from trainer.local.provision import provision_stack
 
     with aws_environment({"AWS_ENDPOINT_URL": ready["endpoint_url"], **credentials}, REGION):

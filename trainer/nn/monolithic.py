@@ -25,8 +25,8 @@ def train(
     params = dict(params)
     n_layers = len(activations)
     m_total = x.shape[1]
-    full = batch_size is None or batch_size >= m_total
-    size = m_total if full else batch_size
+    size = m_total if batch_size is None or batch_size >= m_total else batch_size
+    full = size == m_total
     batches = -(-m_total // size)
     state = optimizers.initial_state(optimizer, params, n_layers)
     costs = []

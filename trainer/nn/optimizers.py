@@ -1,23 +1,91 @@
-"""Parameter updates for one layer. Pure: old parameters and state in, new ones out."""
+"""Parameter updates for one layer. Pure: old parameters and state in, new ones out.
+
+One record per optimizer (`Optimizer`): its name, the state it keeps per parameter, its update, and
+the memory that state costs. The request's choices, the memory model (trainer.nn.footprint) and
+the table in trainer/README.md all read these records.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
 import numpy as np
 
-OPTIMIZERS = ("gd", "momentum", "adam")
+# The names a request may give: a type, so that the request's schema and a type checker see them.
+OptimizerName = Literal["gd", "momentum", "adam"]
+
 MOMENTUM_BETA = 0.9
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPSILON = 1e-8
 
+# (value, gradient, state, learning rate, step) -> (new value, new state); state in `Optimizer.state` order
+Update = Callable[
+    [np.ndarray, np.ndarray, tuple[np.ndarray, ...], np.floating, int], tuple[np.ndarray, tuple[np.ndarray, ...]]
+]
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    state: tuple[str, ...]  # the state tensors kept per parameter, by prefix: W1's "v" is vW1
+    update: Update
+    summary: str  # one line for the README's table
+
+    def state_names(self, layer: int) -> list[str]:
+        return [f"{prefix}{p}{layer}" for prefix in self.state for p in ("W", "b")]
+
+
+def _gd(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    return value - lr * grad, ()
+
+
+def _momentum(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    dtype = value.dtype.type
+    beta = dtype(MOMENTUM_BETA)
+    v = beta * state[0] + (dtype(1) - beta) * grad
+    return value - lr * v, (v,)
+
+
+def _adam_update(
+    value: np.ndarray, grad: np.ndarray, state: tuple[np.ndarray, ...], lr: np.floating, step: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    new, v, s = _adam(value, grad, state[0], state[1], lr, step)
+    return new, (v, s)
+
+
+RECORDS = (
+    Optimizer("gd", (), _gd, "plain gradient descent: W -= lr * dW"),
+    Optimizer("momentum", ("v",), _momentum, f"a velocity, the gradients' moving average (beta {MOMENTUM_BETA})"),
+    Optimizer(
+        "adam",
+        ("v", "s"),
+        _adam_update,
+        f"first and second moments, bias-corrected (beta1 {ADAM_BETA1}, beta2 {ADAM_BETA2}, eps {ADAM_EPSILON})",
+    ),
+)
+BY_NAME = {o.name: o for o in RECORDS}
+OPTIMIZERS = tuple(BY_NAME)
+if get_args(OptimizerName) != OPTIMIZERS:  # one record per name the request accepts
+    raise ImportError(f"optimizer records {OPTIMIZERS} do not match the names {get_args(OptimizerName)}")
+
+
+def record(optimizer: str) -> Optimizer:
+    try:
+        return BY_NAME[optimizer]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}") from None
+
 
 def state_names(optimizer: str, layer: int) -> list[str]:
     """Names of the optimizer-state tensors a layer carries between steps."""
-    if optimizer == "momentum":
-        return [f"vW{layer}", f"vb{layer}"]
-    if optimizer == "adam":
-        return [f"vW{layer}", f"vb{layer}", f"sW{layer}", f"sb{layer}"]
-    return []
+    return record(optimizer).state_names(layer)
 
 
 def initial_state(optimizer: str, params: dict[str, np.ndarray], layers: int) -> dict[str, np.ndarray]:
@@ -38,26 +106,16 @@ def update(
     step: int,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Return (new W/b of `layer`, new optimizer state of `layer`). `step` counts updates from 1."""
+    rule = record(optimizer)
     new_params: dict[str, np.ndarray] = {}
     new_state: dict[str, np.ndarray] = {}
     for p in ("W", "b"):
         name = f"{p}{layer}"
-        value, grad = params[name], grads[f"d{name}"]
-        dtype = value.dtype.type
-        lr = dtype(learning_rate)
-        if optimizer == "gd":
-            new_params[name] = value - lr * grad
-        elif optimizer == "momentum":
-            beta = dtype(MOMENTUM_BETA)
-            v = beta * state[f"v{name}"] + (dtype(1) - beta) * grad
-            new_state[f"v{name}"] = v
-            new_params[name] = value - lr * v
-        elif optimizer == "adam":
-            new_params[name], new_state[f"v{name}"], new_state[f"s{name}"] = _adam(
-                value, grad, state[f"v{name}"], state[f"s{name}"], lr, step
-            )
-        else:
-            raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
+        value = params[name]
+        lr = value.dtype.type(learning_rate)
+        old = tuple(state[f"{prefix}{name}"] for prefix in rule.state)
+        new_params[name], kept = rule.update(value, grads[f"d{name}"], old, lr, step)
+        new_state.update({f"{prefix}{name}": v for prefix, v in zip(rule.state, kept, strict=True)})
     return new_params, new_state
 
 

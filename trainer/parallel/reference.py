@@ -49,7 +49,7 @@ def train(
     keys = step.state_keys(optimizer)
     state = {k: np.zeros_like(flat) for k in keys}
     full = batch_size is None or batch_size >= m_total
-    size = m_total if full else batch_size
+    size = m_total if full or batch_size is None else batch_size
     batches = math.ceil(m_total / size)
     held = []
     for worker in range(workers):

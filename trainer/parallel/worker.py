@@ -46,7 +46,16 @@ class Job:
 
 class Exchange(Protocol):
     def send(self, step: int, nodes: dict, chunks: list[tuple[int, int]]) -> None: ...
-    def collect(self, step: int, chunk: int, expected: set, deadline: float) -> dict: ...
+    def collect(
+        self,
+        step: int,
+        chunk: int,
+        expected: set[tree.Node],
+        deadline: float,
+        wait_for: set[tree.Node] | None = None,
+        soft: bool = False,
+    ) -> dict[tree.Node, tuple[np.ndarray, np.ndarray | None]]: ...
+    def published(self, step: int, deadline: float, wait_for: set[int]) -> set[int]: ...
     def publish(
         self,
         step: int,
@@ -114,7 +123,16 @@ def train(
 class _Worker:
     """One worker's loop; the attributes of the step in progress are set by `begin`."""
 
-    def __init__(self, job, worker, held, params, exchange, wait_s, takeover) -> None:
+    def __init__(
+        self,
+        job: Job,
+        worker: int,
+        held: step.Held,
+        params: dict[str, np.ndarray],
+        exchange: Exchange,
+        wait_s: float,
+        takeover: Takeover | None,
+    ) -> None:
         self.job, self.worker, self.held, self.exchange = job, worker, held, exchange
         self.wait_s, self.takeover = wait_s, takeover
         self.layout = Layout.of(job.sizes)
@@ -183,6 +201,7 @@ class _Worker:
 
     def nodes_of(self, w: int) -> dict:
         """A lost worker's nodes of this step, computed here from its micro-shards."""
+        assert self.takeover is not None  # only a worker that stands in for others computes theirs
         if w not in self.computed:
             block = shards.micro_shards_of(self.job.workers, w)
             self.computed[w] = step.block_nodes(

@@ -26,7 +26,7 @@ def encode(array: np.ndarray) -> bytes:
     body = array.astype(dtype, copy=False).reshape(-1).view(np.uint8)
     # One copy of the body into the value, not two (tobytes, then the concatenation): a dataset
     # written at launch is tens of megabytes.
-    return b"".join((MAGIC, _HEADER_LEN.pack(len(header)), header, body))
+    return b"".join((MAGIC, _HEADER_LEN.pack(len(header)), header, body.data))
 
 
 def decode(blob: bytes) -> np.ndarray:

@@ -24,11 +24,14 @@ of the step after next without every worker having gathered the next.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from trainer.parallel.tree import Node
+# A reduction tree's node, (level, index), as trainer.parallel.tree names it: the store only keys by it.
+Node = tuple[int, int]
 
 BLOCK_MS = 1_000  # one blocking read's bound: the wait goes on, read after read, until its deadline
 EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all died
@@ -53,7 +56,8 @@ class Traffic:
 
 
 class ReductionStore:
-    def __init__(self, client, run_id: str, workers: int, dtype: str):
+    def __init__(self, client: Any, run_id: str, workers: int, dtype: str) -> None:
+        # client: the cache's redis.Redis (the tensor store's, RedisTensorStore.client)
         self.client, self.run_id, self.workers, self.dtype = client, run_id, workers, np.dtype(dtype)
         self.traffic = Traffic()
 
@@ -87,7 +91,8 @@ class ReductionStore:
         those of `wait_for` (all expected, by default) are there. Past the deadline: Stalled, or,
         `soft`, the nodes that did arrive (the caller computes the rest)."""
         wait_for = expected if wait_for is None else wait_for
-        key, last, got = self._key(step, f"p:{chunk}"), "0-0", {}
+        key, last = self._key(step, f"p:{chunk}"), "0-0"
+        got: dict[Node, tuple[np.ndarray, np.ndarray | None]] = {}
         what = f"step {step}'s partials of chunk {chunk}"
         while True:
             done = wait_for <= got.keys()
@@ -112,7 +117,8 @@ class ReductionStore:
 
     def published(self, step: int, deadline: float, wait_for: set[int]) -> set[int]:
         """The chunks of `step` published by the deadline, waiting until those of `wait_for` are."""
-        key, last, seen = self._key(step, "done"), "0-0", set()
+        key, last = self._key(step, "done"), "0-0"
+        seen: set[int] = set()
         while True:
             done = wait_for <= seen
             entries = self._read(key, last, deadline, f"step {step}'s updated chunks", seen, wait_for, True)
@@ -172,7 +178,8 @@ class ReductionStore:
 
     def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]:
         """Every owner's updated chunk, in order, the batch's cost and the epoch's running cost."""
-        key, last, seen = self._key(step, "done"), "0-0", set()
+        key, last = self._key(step, "done"), "0-0"
+        seen: set[int] = set()
         everyone = set(range(self.workers))
         while seen != everyone:
             for _, entries in self._read(key, last, deadline, f"step {step}'s updated chunks", seen, everyone):
@@ -201,7 +208,8 @@ class ReductionStore:
     def reports(self, deadline: float, soft: bool = False) -> dict[int, int]:
         """Every worker's report, waiting for them; past the deadline, Stalled, or (`soft`) those
         that came."""
-        key, last, got = self._run_key("final"), "0-0", {}
+        key, last = self._run_key("final"), "0-0"
+        got: dict[int, int] = {}
         everyone = set(range(self.workers))
         while set(got) != everyone:
             entries = self._read(key, last, deadline, "the workers' final reports", got, everyone, soft)
@@ -232,7 +240,16 @@ class ReductionStore:
     def end_step(self) -> None:
         self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
 
-    def _read(self, key: str, last: str, deadline: float, what: str, have, want, soft: bool = False):
+    def _read(
+        self,
+        key: str,
+        last: str,
+        deadline: float,
+        what: str,
+        have: Iterable[Any],
+        want: Iterable[Any],
+        soft: bool = False,
+    ) -> list[Any]:
         """One read of the stream past `last`: blocking until the deadline at most; past it, one
         look without blocking (`soft`) or Stalled."""
         left_ms = int((deadline - time.monotonic()) * 1000)

@@ -8,7 +8,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -16,17 +16,18 @@ from trainer.aws import client
 from trainer.errors import RunNotFound
 from trainer.statemachine import may_become
 from trainer.stores.items import item_of, plain, serialize
+from trainer.stores.records import RunItem, as_run
 from trainer.stores.sweep_store import SweepItems
 from trainer.vocabulary import Claim, Notice, RunStatus
 
 # The one name of a failed run's reason: in the run item, the FAILED message and the CLI.
-FAILURE_REASON = "failure_reason"
+FAILURE_REASON: Final = "failure_reason"
 # Concurrent BatchWriteItem calls of one history write: below botocore's pool of 10 connections.
 EPOCH_WRITERS = 8
 # A launch's or resume's hand-off still to do (the first event not sent yet): a retry completes it.
-HANDOFF = "handoff"
+HANDOFF: Final = "handoff"
 # epoch name -> sha256 of that epoch's checkpoint, written with it; a resume loads only a match.
-CHECKPOINTS = "checkpoint_sha256"
+CHECKPOINTS: Final = "checkpoint_sha256"
 
 
 class Handoff(StrEnum):
@@ -90,12 +91,12 @@ class DynamoRunStore(SweepItems):
         )
         return "Item" in resp
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunItem:
         key = item_of({"pk": _pk(run_id), "sk": "RUN"})
         resp = self.db.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         if "Item" not in resp:
             raise RunNotFound(f"no run {run_id!r} in table {self.table}")
-        return plain(resp["Item"])
+        return as_run(plain(resp["Item"]))
 
     def _update(
         self,
@@ -104,7 +105,7 @@ class DynamoRunStore(SweepItems):
         condition: str | None = None,
         condition_values: dict[str, Any] | None = None,
         extra_names: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunItem:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
         vals = {f":v{i}": serialize(v) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
@@ -117,7 +118,7 @@ class DynamoRunStore(SweepItems):
             "ExpressionAttributeValues": vals,
         }
         kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
-        return plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"])
+        return as_run(plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"]))
 
     def record_progress(self, run_id: str, last_seq: int) -> None:
         """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
@@ -188,7 +189,7 @@ class DynamoRunStore(SweepItems):
                 return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
-    def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    def mark_succeeded(self, run_id: str, metrics: dict[str, Any]) -> RunItem | None:
         """RUNNING (or FAILED, a retry got through) -> SUCCEEDED with the run's metrics; the same values
         whichever copy writes them (they come from the committed outbox), so a repeat is harmless.
         None when a cancel (or a sweep's stop) won: then the finish leaves nothing."""
@@ -215,7 +216,7 @@ class DynamoRunStore(SweepItems):
         error_type: str,
         handing_off: Handoff | None = None,
         generation: int | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> RunItem | None:
         """RUNNING -> FAILED with the reason. A run FAILED already keeps its first reason (a retry of
         the failed step fails again) and is returned as it stands, so that its one message can still
         go out; a finished or cancelled run is left alone (None). While a launch's or resume's
@@ -235,15 +236,15 @@ class DynamoRunStore(SweepItems):
         same = generation is None or int(run.get("resumes", 0)) == generation
         return run if run["status"] == RunStatus.FAILED and same else None
 
-    def mark_cancelled(self, run_id: str) -> dict[str, Any] | None:
+    def mark_cancelled(self, run_id: str) -> RunItem | None:
         """RUNNING or FAILED -> CANCELLED; None when the run had ended (or was cancelled) already."""
         return self._transition(run_id, RunStatus.CANCELLED, {"updated_at": time.time()})
 
-    def mark_stopped(self, run_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
+    def mark_stopped(self, run_id: str, values: dict[str, Any]) -> RunItem | None:
         """STOPPED by a sweep's scheduler, with the trial's figures, unless it ended otherwise meanwhile."""
         return self._transition(run_id, RunStatus.STOPPED, {"updated_at": time.time(), **values})
 
-    def resumed(self, run_id: str, stalled_before: float) -> dict[str, Any] | None:
+    def resumed(self, run_id: str, stalled_before: float) -> RunItem | None:
         """FAILED, or STALLED (RUNNING with no heartbeat since `stalled_before`) -> RUNNING, one resume
         more (a later failure at the same step is news again), the old failure forgotten and the
         resume's hand-off pending. None when another move won the run first (a cancel, another resume)."""
@@ -276,7 +277,7 @@ class DynamoRunStore(SweepItems):
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
             return None
-        return plain(resp["Attributes"])
+        return as_run(plain(resp["Attributes"]))
 
     def handed_off(self, run_id: str) -> bool:
         """The launch's or resume's first event is sent: no retry of it has anything left to do.
@@ -314,14 +315,14 @@ class DynamoRunStore(SweepItems):
         values: dict[str, Any],
         handing_off: Handoff | None = None,
         generation: int | None = None,
-    ) -> dict[str, Any] | None:
+    ) -> RunItem | None:
         """One edge of the run's status (statemachine.RUN_TRANSITIONS), as one conditional write:
         of two racing moves exactly one finds the status it needs. None when the run was not in
         a status it may move to `to` from. A move to FAILED also needs no hand-off pending but the
         caller's own, and the run still in the caller's generation when it gives one (mark_failed)."""
         sources = may_become(to)
         condition = " OR ".join(f"#s = :from{i}" for i in range(len(sources)))
-        names = {f":from{i}": status for i, status in enumerate(sources)}
+        names: dict[str, Any] = {f":from{i}": status for i, status in enumerate(sources)}
         if to != RunStatus.FAILED:
             return self._guarded(run_id, {"status": to, **values}, condition, names)
         pending = "attribute_not_exists(#h)" + (" OR #h = :owner" if handing_off else "")
@@ -340,7 +341,7 @@ class DynamoRunStore(SweepItems):
 
     def _guarded(
         self, run_id: str, values: dict[str, Any], condition: str, condition_values: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> RunItem | None:
         try:
             return self._update(run_id, values, condition, condition_values, {"#s": "status"})
         except ClientError as exc:

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from trainer.errors import RunNotFound
 from trainer.stores.items import Table, item_of
+from trainer.stores.records import SweepItem, TrialItem, as_sweep, as_trial
 from trainer.vocabulary import RungDecision, RunStatus, SweepStatus
 
 NO_SUCCESSOR = -1
@@ -35,7 +36,7 @@ def _rung_prefix(rung: int) -> str:
     return f"RUNG#{rung:06d}#"
 
 
-def request_of(sweep: dict[str, Any]) -> dict[str, Any]:
+def request_of(sweep: SweepItem) -> dict[str, Any]:
     """The sweep request a sweep's item holds as the JSON text its launch wrote, parsed: the one
     reader of that field, so its encoding is known in one place."""
     return json.loads(sweep["request"])
@@ -87,21 +88,21 @@ class SweepItems(Table):
     def sweep_exists(self, sweep_id: str) -> bool:
         return self._get(_pk(sweep_id), "SWEEP") is not None
 
-    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
+    def get_sweep(self, sweep_id: str) -> SweepItem:
         found = self._get(_pk(sweep_id), "SWEEP")
         if found is None:
             raise RunNotFound(f"no sweep {sweep_id!r} in table {self.table}")
-        return found
+        return as_sweep(found)
 
-    def get_trial(self, sweep_id: str, trial: int) -> dict[str, Any]:
+    def get_trial(self, sweep_id: str, trial: int) -> TrialItem:
         """One trial's item, read by its key (not found among all of the sweep's trials)."""
         found = self._get(_pk(sweep_id), _trial_sk(trial))
         if found is None:
             raise RunNotFound(f"sweep {sweep_id!r} has no trial {trial}")
-        return found
+        return as_trial(found)
 
-    def sweep_trials(self, sweep_id: str) -> list[dict[str, Any]]:
-        return sorted(self._query(_pk(sweep_id), "TRIAL#"), key=lambda t: t["trial"])
+    def sweep_trials(self, sweep_id: str) -> list[TrialItem]:
+        return sorted((as_trial(t) for t in self._query(_pk(sweep_id), "TRIAL#")), key=lambda t: t["trial"])
 
     def claim_start(self, sweep_id: str, count: int) -> list[int]:
         """The trials the launch starts: the first `count`, counted once whoever asks again."""

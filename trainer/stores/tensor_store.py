@@ -1,19 +1,23 @@
 """Redis tensor store: the chain's working state between invocations.
 
-Keys are `lnn:{RUN_ID}:...`; the braces are a Redis hash tag, so every key of a run maps to one
-slot and the multi-key commit script stays valid on a clustered cache. Each step's reads go out
-as one pipeline and its writes as one script call: one round trip each way.
+Keys are `lnn:{RUN_ID}:...` (trainer.keys names their families); the braces are a Redis hash tag,
+so every key of a run maps to one slot and the multi-key commit script stays valid on a clustered
+cache. Each step's reads go out as one pipeline and its writes as one script call: one round trip
+each way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import StrEnum
+from typing import Any, Protocol, cast
 
 import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix
 from trainer.stores.codec import decode, encode
 from trainer.vocabulary import Claim
 
@@ -107,7 +111,8 @@ class _TensorPacker:
     they are and has them sent as they stand."""
 
     def __init__(self, connection: redis.connection.AbstractConnection) -> None:
-        self.small = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else None
+        # (redis-py annotates HiredisRespSerializer.pack's arguments as lists: it takes a command's words)
+        self.small: Any = redis.connection.HiredisRespSerializer() if redis.connection.HIREDIS_AVAILABLE else None
         self.large = redis.connection.PythonRespSerializer(connection._buffer_cutoff, connection.encoder.encode)
 
     def pack(self, *args: object) -> list:
@@ -128,7 +133,7 @@ class _TLSConnection(redis.SSLConnection):
 
 def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
     """A client that retries connection errors with bounded exponential backoff."""
-    options = {"ssl_ca_certs": ca_file} if tls else {}
+    options: dict[str, Any] = {"ssl_ca_certs": ca_file} if tls else {}
     pool = redis.ConnectionPool(
         connection_class=_TLSConnection if tls else _Connection,
         host=host,
@@ -144,9 +149,23 @@ def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str 
     return redis.Redis(connection_pool=pool)
 
 
+class Replies(Protocol):
+    """The commands this store sends, as a synchronous client answers them. (redis-py annotates
+    its replies `Awaitable | Any`, one annotation for its synchronous and asynchronous clients.)"""
+
+    def get(self, name: str | bytes) -> bytes | None: ...
+    def mget(self, keys: list[str]) -> list[bytes | None]: ...
+    def set(self, name: str, value: str | bytes, ex: int | None = None) -> Any: ...
+    def exists(self, *names: str) -> int: ...
+    def delete(self, *names: str | bytes) -> int: ...
+    def scan_iter(self, match: str | None = None, count: int | None = None) -> Iterator[bytes]: ...
+    def register_script(self, script: str) -> Any: ...
+    def pipeline(self, transaction: bool = True) -> Any: ...
+
+
 class RedisTensorStore:
     def __init__(self, client: redis.Redis, ttl_s: int = DEFAULT_TTL_S):
-        self.client = client
+        self.client = cast(Replies, client)
         self.ttl_s = ttl_s
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
@@ -156,31 +175,35 @@ class RedisTensorStore:
 
     # -- keys: built only from a validated run id and names the code chooses -------------
     @staticmethod
-    def _key(run_id: str, kind: str, name: str = "") -> str:
-        return f"lnn:{{{run_id}}}:{kind}" + (f":{name}" if name else "")
+    def _key(run_id: str, kind: CacheKind, name: str = "") -> str:
+        return cache_key(run_id, kind, name)
+
+    def _marks(self, run_id: str) -> list[str]:
+        """The keys every write checks first: the cursor, and the cancel mark."""
+        return [self._key(run_id, CacheKind.CURSOR), self._key(run_id, CacheKind.CANCEL)]
 
     def _tensor_keys(self, run_id: str, names: list[str]) -> list[str]:
-        return [self._key(run_id, "t", n) for n in names]
+        return [self._key(run_id, CacheKind.TENSOR, n) for n in names]
 
     # -- run life cycle ---------------------------------------------------------------------
     def create_run(self, run_id: str, config_json: str, tensors: dict[str, np.ndarray], cursor: int = -1) -> bool:
         """Write a run's state, positioned after step `cursor`; refused if the run has state already."""
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
-        keys = [self._key(run_id, "cursor"), self._key(run_id, "cancel"), self._key(run_id, "config")]
+        keys = [*self._marks(run_id), self._key(run_id, CacheKind.CONFIG)]
         keys += self._tensor_keys(run_id, names)
         return bool(self._create(keys=keys, args=[self.ttl_s, str(cursor), config_json, *blobs]))
 
     def exists(self, run_id: str) -> bool:
-        return bool(self.client.exists(self._key(run_id, "cursor"), self._key(run_id, "config")))
+        return bool(self.client.exists(self._key(run_id, CacheKind.CURSOR), self._key(run_id, CacheKind.CONFIG)))
 
     def config(self, run_id: str) -> str | None:
-        value = self.client.get(self._key(run_id, "config"))
+        value = self.client.get(self._key(run_id, CacheKind.CONFIG))
         return value.decode() if value is not None else None
 
     def snapshot(self, run_id: str, names: list[str]) -> tuple[int, bool, dict[str, np.ndarray]]:
         """(cursor, cancel requested, tensors), read atomically in one round trip."""
-        keys = [self._key(run_id, "cursor"), self._key(run_id, "cancel"), *self._tensor_keys(run_id, names)]
+        keys = [*self._marks(run_id), *self._tensor_keys(run_id, names)]
         cursor, cancel, *values = self._snapshot(keys=keys)
         # Missing tensors are left out rather than raised: a duplicate event after the run ended
         # finds its inputs gone, and only needs the cursor to know it has nothing to do.
@@ -192,7 +215,7 @@ class RedisTensorStore:
         """Tensors as they stand at chain position `position`; Superseded if the chain has moved."""
         if not names:
             return {}
-        keys = [self._key(run_id, "cursor"), *self._tensor_keys(run_id, names)]
+        keys = [self._key(run_id, CacheKind.CURSOR), *self._tensor_keys(run_id, names)]
         values = self._read_at(keys=keys, args=[str(position)])
         if values == b"LOST":
             raise CacheLost(f"run {run_id}: the cache lost the run's chain position (at step {position})")
@@ -204,7 +227,7 @@ class RedisTensorStore:
         missing = [n for n, v in zip(names, values, strict=True) if v is None]
         if missing:
             raise KeyError(f"tensors missing from the cache: {', '.join(missing)}")
-        return {n: decode(v) for n, v in zip(names, values, strict=True)}
+        return {n: decode(v) for n, v in zip(names, values, strict=True) if v is not None}
 
     def commit(
         self, run_id: str, expected_cursor: int, new_cursor: int, tensors: dict[str, np.ndarray], outbox: str
@@ -214,38 +237,37 @@ class RedisTensorStore:
         names = list(tensors)
         blobs = [encode(tensors[n]) for n in names]
         keys = [
-            self._key(run_id, "cursor"),
-            self._key(run_id, "cancel"),
-            self._key(run_id, "outbox", str(new_cursor)),
+            *self._marks(run_id),
+            self._key(run_id, CacheKind.OUTBOX, str(new_cursor)),
             *self._tensor_keys(run_id, names),
         ]
-        args = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
+        args: list[str | int | bytes] = [str(expected_cursor), str(new_cursor), self.ttl_s, outbox, *blobs]
         result = self._commit(keys=keys, args=args)
         return CommitResult(result.decode())
 
     def outbox(self, run_id: str, seq: int) -> str | None:
         """What the commit of `seq` left to do, or None (no commit there: launch or a resume)."""
-        value = self.client.get(self._key(run_id, "outbox", str(seq)))
+        value = self.client.get(self._key(run_id, CacheKind.OUTBOX, str(seq)))
         return value.decode() if value is not None else None
 
     def cursor(self, run_id: str) -> int:
-        value = self.client.get(self._key(run_id, "cursor"))
+        value = self.client.get(self._key(run_id, CacheKind.CURSOR))
         return int(value) if value is not None else NO_CURSOR
 
     # -- once-only effects of a committed position -------------------------------------------
     def claim(self, run_id: str, seq: int, token: str, lease_s: int) -> Claim:
         """Claim the completion of position `seq` (its effects and its one hand-off) for `token`."""
-        result = self._claim(keys=[self._key(run_id, "handoff", str(seq))], args=[token, lease_s])
+        result = self._claim(keys=[self._key(run_id, CacheKind.HANDOFF, str(seq))], args=[token, lease_s])
         return Claim(result.decode())
 
     def mark_done(self, run_id: str, seq: int) -> None:
-        self.client.set(self._key(run_id, "handoff", str(seq)), "sent", ex=self.ttl_s)
+        self.client.set(self._key(run_id, CacheKind.HANDOFF, str(seq)), "sent", ex=self.ttl_s)
 
     def done(self, run_id: str, seq: int) -> bool:
-        return self.client.get(self._key(run_id, "handoff", str(seq))) == b"sent"
+        return self.client.get(self._key(run_id, CacheKind.HANDOFF, str(seq))) == b"sent"
 
     def release(self, run_id: str, seq: int, token: str) -> None:
-        key = self._key(run_id, "handoff", str(seq))
+        key = self._key(run_id, CacheKind.HANDOFF, str(seq))
         if self.client.get(key) == token.encode():
             self.client.delete(key)
 
@@ -254,25 +276,25 @@ class RedisTensorStore:
         pipe = self.client.pipeline(transaction=True)
         for name, value in arrays.items():
             blob = encode(value)
-            pipe.set(self._key(run_id, "data", name), blob, ex=self.ttl_s)
+            pipe.set(self._key(run_id, CacheKind.DATA, name), blob, ex=self.ttl_s)
         pipe.execute()
 
     def has_data(self, run_id: str) -> bool:
-        return bool(self.client.exists(self._key(run_id, "data", "x_train")))
+        return bool(self.client.exists(self._key(run_id, CacheKind.DATA, "x_train")))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
-        values = self.client.mget([self._key(run_id, "data", n) for n in names])
+        values = self.client.mget([self._key(run_id, CacheKind.DATA, n) for n in names])
         return self._decode(names, values)
 
     # -- cancel and clean-up -----------------------------------------------------------------
     def request_cancel(self, run_id: str) -> None:
-        self.client.set(self._key(run_id, "cancel"), "1", ex=self.ttl_s)
+        self.client.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
 
     def cancel_requested(self, run_id: str) -> bool:
-        return bool(self.client.exists(self._key(run_id, "cancel")))
+        return bool(self.client.exists(self._key(run_id, CacheKind.CANCEL)))
 
     def run_keys(self, run_id: str) -> list[bytes]:
-        return list(self.client.scan_iter(match=f"lnn:{{{run_id}}}:*", count=500))
+        return list(self.client.scan_iter(match=f"{cache_prefix(run_id)}*", count=500))
 
     def delete_run(self, run_id: str, keep_cursor: bool = True) -> int:
         """Remove a run's tensors and data. With `keep_cursor`, the chain's bookkeeping (cursor,
@@ -280,18 +302,19 @@ class RedisTensorStore:
         still recognised and do nothing."""
         keys = self.run_keys(run_id)
         if keep_cursor:
-            prefix = self._key(run_id, "")
-            keys = [k for k in keys if k.decode()[len(prefix) :].partition(":")[0] in ("t", "data")]
+            prefix = cache_prefix(run_id)
+            keys = [k for k in keys if k.decode()[len(prefix) :].partition(":")[0] in BULK_KINDS]
         return int(self.client.delete(*keys)) if keys else 0
 
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(cursor, config, tensors, data) of a run: what a local resume needs to restore it."""
-        tensors, data = {}, {}
-        prefix = f"lnn:{{{run_id}}}:"
+        tensors: dict[str, np.ndarray] = {}
+        data: dict[str, np.ndarray] = {}
+        prefix = cache_prefix(run_id)
         for key in self.run_keys(run_id):
             kind, _, name = key.decode()[len(prefix) :].partition(":")
-            if kind in ("t", "data"):
+            if kind in BULK_KINDS:
                 value = self.client.get(key)
                 if value is not None:
-                    (tensors if kind == "t" else data)[name] = decode(value)
+                    (tensors if kind == CacheKind.TENSOR else data)[name] = decode(value)
         return self.cursor(run_id), self.config(run_id), tensors, data

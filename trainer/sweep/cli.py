@@ -8,11 +8,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
+from trainer import keys, workspace
 from trainer import request as request_mod
-from trainer import workspace
 from trainer.errors import RequestError, RunNotFound
 from trainer.sweep import scheduler, space
 from trainer.vocabulary import RunStatus, SweepStatus
@@ -78,7 +77,7 @@ def _run_local(payload: dict[str, Any], runs_dir: Path, as_json: bool) -> int:
         current["duration_s"] = round(time.monotonic() - started, 3)
         best = current.get("summary", {}).get("best_run_id")
         if best:
-            (folder / "best.npz").write_bytes(session.services.blob_store.get(scheduler.best_model_key(sweep_id)))
+            (folder / "best.npz").write_bytes(session.services.blob_store.get(keys.best_model_key(sweep_id)))
             # The copy outlives this cloud's bucket: it names the model beside it.
             current["summary"].pop("best_model_uri", None)
             current["summary"]["best_model"] = str(folder / "best.npz")
@@ -119,12 +118,12 @@ def _load(sweep_id: str, runs_dir: Path) -> dict[str, Any]:
     if os.environ.get("TABLE_NAME"):
         from trainer.stores.run_store import DynamoRunStore
 
-        return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(os.environ["TABLE_NAME"])), sweep_id)
+        return scheduler.status(scheduler.Stores(DynamoRunStore(os.environ["TABLE_NAME"])), sweep_id)
     with workspace.live(runs_dir / sweep_id) as table:
         if table is not None:  # a `sweep` in another terminal runs it now
             from trainer.stores.run_store import DynamoRunStore
 
-            return scheduler.status(SimpleNamespace(run_store=DynamoRunStore(table)), sweep_id)
+            return scheduler.status(scheduler.Stores(DynamoRunStore(table)), sweep_id)
     path = runs_dir / sweep_id / "sweep.json"
     if not path.is_file():
         raise RunNotFound(f"no sweep {sweep_id!r}: set TABLE_NAME to read DynamoDB, or run it locally first ({path})")

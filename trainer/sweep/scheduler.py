@@ -2,17 +2,22 @@
 
 The life of a sweep:
     launch   -> every trial checked, the validation split stored, the sweep and its trials
-                recorded, the first `max_concurrency` trials started
+                recorded, the first `max_concurrency` trials started (LaunchLambda)
     a trial at a rung (early stopping)   -> goes on, or STOPPED (`at_rung`)
-    a trial ends (SUCCEEDED, STOPPED, FAILED) -> its slot goes to the next trial (`trial_ended`)
-    the last trial ends  -> the best trial's model copied, the sweep ENDED, one summary
+    a trial ends (SUCCEEDED, STOPPED, FAILED, CANCELLED) -> its slot goes to the next trial
+                (`trial_ended`): the successor is decided once and the scheduler's event
+                "start trial k of sweep S" is sent to the TrainerLambda
+    that event   -> trial k started in an invocation of its own (`start_from_event`): its data
+                read and its state written with that invocation's time and memory
+    the last trial ends  -> the best model copied, the sweep ENDED, one summary
 
-Each of these runs inside a trial's completion (trainer.effects), which a crashed copy's retry
-does again, and which duplicates may do concurrently. So every decision is written once and
-followed by whoever comes later: the slot's successor and the counts in one conditional
-transaction, each rung decision in one conditional put, a trial's start made idempotent (its
-state, its record and its first event are each created at most once, and a first event sent
-twice is a duplicate the trainer already ignores).
+A trial's end runs inside its completion (trainer.effects), which a crashed copy's retry does
+again, and which duplicates may do concurrently. So every decision is written once and followed
+by whoever comes later: the slot's successor and the counts in one conditional transaction, each
+rung decision in one conditional put, a trial's start made idempotent (its state, its record and
+its first event are each created at most once, and a first event sent twice is a duplicate the
+trainer already ignores). A start event sent twice starts its trial once; one the scheduler did
+not send (no such trial, or one not given a slot) is refused and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,155 +29,35 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer import capacity, ceilings, effects, lifecycle, runstart, schema
+from trainer import keys, once, runstart, runstop, schema
 from trainer import request as request_mod
-from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
-from trainer.data.split import SplitError, carve, validation_indices
-from trainer.errors import RequestError, RunNotFound
+from trainer.data.loader import Dataset, DatasetError
+from trainer.errors import EventError, RequestError, RunNotFound
 from trainer.logs import get_logger
-from trainer.parallel import admission
 from trainer.runconfig import RunConfig
+from trainer.statemachine import effective_status
+from trainer.stores.records import SweepItem
 from trainer.stores.sweep_store import NO_SUCCESSOR, request_of
 from trainer.sweep import asha, space
+from trainer.sweep.checks import same_sweep, trial_run_id, validate
 from trainer.vocabulary import Notice, RungDecision, RunStatus, SweepStatus
+
+if TYPE_CHECKING:
+    from trainer.ports import RunStore
+    from trainer.services import Services
 
 logger = get_logger("lnn-sweep")
 
 START_THREADS = 16
-MAX_REQUEST_BYTES = 300_000  # the request is stored in the sweep's item (DynamoDB: 400 KB an item)
-
-
-def trial_run_id(sweep_id: str, trial: int) -> str:
-    return f"{sweep_id}-t{trial:03d}"
-
-
-def split_key(sweep_id: str) -> str:
-    return f"sweeps/{sweep_id}/validation-split.npz"
-
-
-def best_model_key(sweep_id: str) -> str:
-    return f"models/{sweep_id}/best.npz"
-
-
 NOT_STARTED = "NOT_STARTED"  # a cancelled sweep's trial that never started
 
 
-@dataclass(frozen=True)
-class Checked:
-    """A sweep that passed every check, with what its launch writes."""
-
-    sweep: space.SweepRequest
-    trials: list[dict[str, Any]]  # {"trial", "params", "request"}
-    indices: np.ndarray
-    dataset: Dataset
-
-
-# -- validation: the whole sweep, every trial, before anything is written -------------------------
-def _trial_problems(requests: list[dict[str, Any]]) -> tuple[list[request_mod.TrainingRequest | None], list[str]]:
-    """Each trial's parsed request, and every problem, once, naming the trials that have it."""
-    parsed: list[request_mod.TrainingRequest | None] = []
-    found: list[tuple[int, list[str]]] = []
-    for number, payload in enumerate(requests):
-        request, problems = request_mod.parse(payload)
-        parsed.append(request)
-        found.append((number, problems))
-    return parsed, _grouped(found, len(requests))
-
-
-def _grouped(found: list[tuple[int, list[str]]], total: int) -> list[str]:
-    """Each problem of (trial, its problems) once, in the order first met, naming the trials that
-    have it: a sweep of many trials sharing one mistake gets one line for it, not one per trial."""
-    where: dict[str, list[int]] = {}
-    for number, problems in found:
-        for problem in problems:
-            where.setdefault(problem, []).append(number)
-    return [_name_trials(trials, total) + problem for problem, trials in where.items()]
-
-
-def _name_trials(trials: list[int], total: int) -> str:
-    if len(trials) == total and total > 1:
-        return f"every trial ({total}): "
-    shown = ", ".join(str(t) for t in trials[:10]) + (", ..." if len(trials) > 10 else "")
-    return f"trial{'s' if len(trials) > 1 else ''} {shown}: "
-
-
-def validate(payload: Any, svc: Any) -> Checked:
-    """The checked sweep, or RequestError listing every problem (of the sweep and of its trials)."""
-    size = len(json.dumps(payload, default=str))
-    if size > MAX_REQUEST_BYTES:
-        raise RequestError([f"request: {size} bytes, more than {MAX_REQUEST_BYTES} (it is stored with the sweep)"])
-    sweep, problems = space.parse(payload)
-    if sweep is None:
-        raise RequestError(problems, "sweep request")
-    params = space.assignments(sweep)
-    requests = [space.trial_request(sweep.base, p) for p in params]
-    parsed, problems = _trial_problems(requests)
-    # Every trial runs its workers at once (one chain each; a trial without `workers` is one chain).
-    workers = max((r.workers for r in parsed if r is not None), default=1)
-    problems += ceilings.sweep_problems(len(requests), workers, sweep.max_concurrency, svc.settings.ceilings)
-    dataset, indices = None, None
-    raw, raw_problems = read_checked(
-        sweep.base.get("dataset"), svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
-    )
-    problems += raw_problems
-    first = next((r for r in parsed if r is not None), None)  # normalize and dtype are the sweep's, not searched
-    if raw is not None and first is not None:
-        try:
-            indices = validation_indices(raw["train_set_x"].shape[0], sweep.validation_fraction, sweep.seed)
-            train, held = carve(raw, indices)
-            dataset = prepare(train, first.normalize, first.dtype, held)
-        except (DatasetError, SplitError) as exc:
-            problems.append(f"dataset: {exc}")
-    if dataset is not None:
-        found: list[tuple[int, list[str]]] = []
-        needs = []
-        for number, request in enumerate(parsed):
-            if request is None:
-                continue
-            trial_problems = request_mod.check_against_data(
-                request, dataset.features, dataset.examples, dataset.classes, svc.settings.memory_mb
-            )
-            trial_problems += request_mod.check_against_trainer(request, svc.settings.trainer_timeout_s)
-            trial_problems += admission.problems(request, dataset.examples, svc.settings)  # the ceilings
-            trial_problems += admission.in_a_sweep(request)
-            if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
-                trial_problems.append(
-                    f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "
-                    f"trial's {request.epochs} epochs, so it would never be judged"
-                )
-            found.append((number, trial_problems))
-            needs.append(admission.cache_needed(request, dataset))
-        problems += _grouped(found, len(parsed))
-        at_once = sum(sorted(needs, reverse=True)[: sweep.max_concurrency])
-        problems += [
-            p.replace("the run needs", "the sweep's concurrent trials need")
-            for p in capacity.check(at_once, svc.settings.cache_capacity_mib)
-        ]
-    if sweep.sweep_id and svc.run_store.sweep_exists(sweep.sweep_id):
-        if not _same_sweep(svc.run_store.get_sweep(sweep.sweep_id), sweep):
-            problems.append(f"sweep_id: a different sweep {sweep.sweep_id!r} already exists")
-    elif sweep.sweep_id:
-        taken = [n for n in range(len(requests)) if svc.run_store.exists(trial_run_id(sweep.sweep_id, n))]
-        if taken:
-            problems.append(f"sweep_id: runs {', '.join(trial_run_id(sweep.sweep_id, n) for n in taken[:5])} exist")
-    if problems:
-        raise RequestError(problems, "sweep request")
-    assert dataset is not None and indices is not None
-    pairs = enumerate(zip(params, requests, strict=True))
-    trials = [{"trial": n, "params": p, "request": r} for n, (p, r) in pairs]
-    return Checked(sweep=sweep, trials=trials, indices=indices, dataset=dataset)
-
-
-def _same_sweep(stored: dict[str, Any], sweep: space.SweepRequest) -> bool:
-    return request_of(stored) == json.loads(json.dumps(schema.to_json(sweep), sort_keys=True))
-
-
 # -- launch -----------------------------------------------------------------------------------------
-def launch(payload: Any, svc: Any) -> dict[str, Any]:
+def launch(payload: Any, svc: Services) -> dict[str, Any]:
     """LaunchLambda's {"action": "sweep", ...}. Sent again with the same sweep_id, it starts nothing
     twice and answers the same."""
     checked = validate(payload, svc)
@@ -184,17 +69,17 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
         "max_concurrency": sweep.max_concurrency,
         "metric": sweep.metric,
         "data_digest": checked.dataset.digest(),
-        "split_key": split_key(sweep_id),
+        "split_key": keys.split_key(sweep_id),
         "training_examples": checked.dataset.examples,
         "validation_examples": len(checked.indices),
     }
     # The sweep's item first, conditionally: of two launches with one sweep_id only the first
     # writes anything; the same sweep sent again completes what a crashed launch left out.
-    if not svc.run_store.create_sweep(sweep_id, values) and not _same_sweep(svc.run_store.get_sweep(sweep_id), sweep):
+    if not svc.run_store.create_sweep(sweep_id, values) and not same_sweep(svc.run_store.get_sweep(sweep_id), sweep):
         raise RequestError([f"sweep_id: a different sweep {sweep_id!r} already exists"], "sweep request")
     buffer = io.BytesIO()
     np.savez(buffer, validation=checked.indices)
-    svc.blob_store.put(split_key(sweep_id), buffer.getvalue())
+    svc.blob_store.put(keys.split_key(sweep_id), buffer.getvalue())
     trials = [
         {
             "trial": t["trial"],
@@ -225,7 +110,7 @@ def launch(payload: Any, svc: Any) -> dict[str, Any]:
     }
 
 
-def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
+def trial_dataset(svc: Services, sweep: SweepItem) -> Dataset:
     """The sweep's training data with its stored validation split, as every trial has it."""
     base = request_of(sweep)["base"]
     normalize, dtype = base.get("normalize", "auto"), base.get("dtype", "float64")
@@ -236,7 +121,7 @@ def trial_dataset(svc: Any, sweep: dict[str, Any]) -> Dataset:
 
 
 def start_trial(
-    svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None, request_json: str | None = None
+    svc: Services, sweep: SweepItem, number: int, dataset: Dataset | None = None, request_json: str | None = None
 ) -> None:
     """Start trial `number` once: however often this is called, one state, one record, one chain."""
     sweep_id = sweep["sweep_id"]
@@ -271,17 +156,17 @@ def start_trial(
     _cancel_if_swept_away(svc, sweep_id, run_id)
 
 
-def _cancel_if_swept_away(svc: Any, sweep_id: str, run_id: str) -> None:
+def _cancel_if_swept_away(svc: Services, sweep_id: str, run_id: str) -> None:
     """A trial that started while its sweep was being cancelled: the cancel may have listed the
     trials before this one existed, so the trial cancels itself."""
     if svc.run_store.get_sweep(sweep_id)["status"] != SweepStatus.CANCELLED:
         return
     with contextlib.suppress(RequestError):  # cancelled (or ended) already
-        lifecycle.cancel(svc, run_id, by_sweep=True)
+        runstop.cancel(svc, svc.run_store.get_run(run_id), message=False)
 
 
 def _start_or_skip(
-    svc: Any, sweep: dict[str, Any], number: int, dataset: Dataset | None = None, request_json: str | None = None
+    svc: Services, sweep: SweepItem, number: int, dataset: Dataset | None = None, request_json: str | None = None
 ) -> None:
     """Start trial `number`; one that can never start (its data changed, its run id is taken) is
     recorded as FAILED with the reason, and its slot goes straight on to the next trial."""
@@ -296,7 +181,7 @@ def _start_or_skip(
             number, request_json = svc.run_store.assign_successor(sweep_id, number, RunStatus.FAILED), None
 
 
-def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest) -> dict[str, Any]:
+def _early_stopping(sweep: SweepItem, request: request_mod.TrainingRequest) -> dict[str, Any]:
     """The trial's rungs and the reduction factor it is judged by there, for its RunConfig (none
     without early stopping): both fixed when it starts, so no rung has to read the sweep again."""
     stopping = request_of(sweep).get("early_stopping")
@@ -307,7 +192,7 @@ def _early_stopping(sweep: dict[str, Any], request: request_mod.TrainingRequest)
 
 
 # -- during and after a trial (from its completion) ---------------------------------------------
-def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
+def at_rung(svc: Services, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     """The scheduler's decision on a trial that closed a rung's epoch: taken once, then followed."""
     factor = config.reduction_factor or _stored_factor(svc, config.sweep_id)
     rung, value = item["epoch"] + 1, float(item["validation_accuracy"])
@@ -321,20 +206,73 @@ def at_rung(svc: Any, config: RunConfig, item: dict[str, Any]) -> RungDecision:
     return decision
 
 
-def _stored_factor(svc: Any, sweep_id: str) -> int:
+def _stored_factor(svc: Services, sweep_id: str) -> int:
     """The reduction factor of a trial whose config predates RunConfig.reduction_factor: its sweep's."""
     return request_of(svc.run_store.get_sweep(sweep_id))["early_stopping"]["asha"]["reduction_factor"]
 
 
-def trial_ended(svc: Any, config: RunConfig, state: RunStatus, token: str, deadline: Any) -> None:
-    """The trial's slot to the next trial (once), and the sweep's end when this was the last."""
+def trial_ended(svc: Services, config: RunConfig, state: RunStatus, token: str, deadline: once.Deadline) -> None:
+    """The trial's slot is free: its successor decided once, and a scheduler event sent to start it
+    (the start, which reads the successor's data and writes its state, is that event's own
+    invocation, not this completion's); the sweep's end when this was the last."""
     successor = svc.run_store.assign_successor(config.sweep_id, config.trial, state)
     if successor != NO_SUCCESSOR:
-        _start_or_skip(svc, svc.run_store.get_sweep(config.sweep_id), successor)
+        svc.invoker.invoke_async(start_event(config.sweep_id, successor))
     end_if_done(svc, config.sweep_id, token, deadline)
 
 
-def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str, Any] | None:
+# -- the scheduler's event: "start trial k of sweep S" ---------------------------------------------
+START_TRIAL = "start_trial"
+START_EVENT_KEYS = ("action", "sweep_id", "trial", "run_id")
+
+
+def start_event(sweep_id: str, trial: int) -> dict[str, Any]:
+    """The event that starts trial `trial` in the slot another trial freed. Sent by whoever holds
+    the ended trial's claim, so it may come twice; a start is idempotent."""
+    return {"action": START_TRIAL, "sweep_id": sweep_id, "trial": trial, "run_id": trial_run_id(sweep_id, trial)}
+
+
+def is_start_event(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("action") == START_TRIAL
+
+
+def start_from_event(svc: Services, payload: Any, token: str, deadline: once.Deadline) -> dict[str, Any]:
+    """Start the trial a scheduler event names, if the sweep gave it a slot and it has not ended;
+    EventError for an event the scheduler did not send (malformed, or naming a trial with no slot),
+    and nothing changes. A late copy of an event whose trial has ended does nothing."""
+    sweep_id, number = _start_target(payload)
+    try:
+        sweep = svc.run_store.get_sweep(sweep_id)
+        trial = svc.run_store.get_trial(sweep_id, number)
+    except RunNotFound as exc:
+        raise EventError(f"invalid scheduler event: {exc}") from exc
+    if number >= int(sweep["next_trial"]):
+        raise EventError(f"invalid scheduler event: trial {number} of sweep {sweep_id!r} has not been given a slot")
+    answer = {"sweep_id": sweep_id, "trial": number, "run_id": trial_run_id(sweep_id, number)}
+    if "successor" in trial:  # it ended (or could never start) and handed its slot on already
+        return {**answer, "outcome": "ENDED"}
+    _start_or_skip(svc, sweep, number)
+    end_if_done(svc, sweep_id, token, deadline)  # when this trial and the rest could not start
+    return {**answer, "outcome": "STARTED"}
+
+
+def _start_target(payload: Any) -> tuple[str, int]:
+    """(sweep_id, trial) of a well-formed start event, or EventError naming every problem."""
+    problems = [f"{k}: missing" for k in START_EVENT_KEYS if k not in payload]
+    problems += [f"{k}: unknown field" for k in payload if k not in START_EVENT_KEYS]
+    sweep_id, number = payload.get("sweep_id"), payload.get("trial")
+    if "sweep_id" in payload and (problem := request_mod.id_problem(sweep_id, space.SWEEP_ID_LONGEST)):
+        problems.append(f"sweep_id: {problem}")
+    if "trial" in payload and (isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 10**6):
+        problems.append("trial: must be a trial's number")
+    if not problems and payload.get("run_id") != trial_run_id(sweep_id, number):
+        problems.append(f"run_id: must be trial {number}'s run id, {trial_run_id(sweep_id, number)!r}")
+    if problems:
+        raise EventError("invalid scheduler event: " + "; ".join(problems))
+    return sweep_id, number
+
+
+def end_if_done(svc: Services, sweep_id: str, token: str, deadline: once.Deadline) -> dict[str, Any] | None:
     """When every trial has ended: the best model copied, the sweep ENDED, its one summary sent."""
     sweep = svc.run_store.get_sweep(sweep_id)
     if int(sweep["ended"]) < int(sweep["trials"]) or sweep["status"] == SweepStatus.CANCELLED:
@@ -349,14 +287,14 @@ def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str,
         "epochs_run": sum(r["epochs_run"] for r in rows),
     }
     if best is not None:
-        model = svc.blob_store.get(f"models/{best['run_id']}/model.npz")
+        model = svc.blob_store.get(keys.model_key(best["run_id"]))
         summary |= {
             "best_trial": best["trial"],
             "best_run_id": best["run_id"],
             "best_params": best["params"],
             "best_validation_accuracy": best["validation_accuracy"],
             "best_test_accuracy": best["test_accuracy"],
-            "best_model_uri": svc.blob_store.put(best_model_key(sweep_id), model),
+            "best_model_uri": svc.blob_store.put(keys.best_model_key(sweep_id), model),
         }
     if sweep["status"] == SweepStatus.RUNNING:
         svc.run_store.update_sweep(sweep_id, SweepStatus.ENDED, {"summary": json.dumps(summary, sort_keys=True)})
@@ -365,7 +303,7 @@ def end_if_done(svc: Any, sweep_id: str, token: str, deadline: Any) -> dict[str,
     if stored["status"] != SweepStatus.ENDED:
         return None  # cancelled meanwhile: its own message says so
     summary = json.loads(stored["summary"])
-    effects.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
+    once.publish_once(svc, Notice.SWEEP_ENDED, sweep_id, "sweep", summary, token, deadline)
     return summary
 
 
@@ -376,8 +314,19 @@ def _by_state(rows: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class Stores:
+    """The run store alone: what reading a sweep needs (the CLI reads one without the other adapters)."""
+
+    run_store: RunStore
+
+
+if TYPE_CHECKING:
+    Reader = Stores | Services  # reading a sweep needs only the run store
+
+
 # -- reading a sweep ----------------------------------------------------------------------------
-def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
+def leaderboard(svc: Reader, sweep_id: str) -> list[dict[str, Any]]:
     """Every trial, best first by validation accuracy (trials not started last): rank, trial,
     parameters, validation accuracy, epochs run, state, time; test accuracy for the report only."""
     rows = []
@@ -401,7 +350,7 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
             rows.append(row)
             continue
         epochs = sorted(svc.run_store.epochs(item["run_id"]), key=lambda e: e["epoch"])
-        row["state"] = lifecycle.effective_status(run)
+        row["state"] = effective_status(run)
         row["epochs_run"] = len(epochs)
         row["compute_s"] = round(sum(float(e.get("duration_s", 0.0)) for e in epochs), 3)
         row["curve"] = [e.get("validation_accuracy") for e in epochs]
@@ -420,7 +369,7 @@ def leaderboard(svc: Any, sweep_id: str) -> list[dict[str, Any]]:
     return ranked + waiting
 
 
-def status(svc: Any, sweep_id: str) -> dict[str, Any]:
+def status(svc: Reader, sweep_id: str) -> dict[str, Any]:
     sweep = svc.run_store.get_sweep(sweep_id)
     rows = leaderboard(svc, sweep_id)
     out = {k: sweep.get(k) for k in ("sweep_id", "status", "trials", "max_concurrency", "metric", "ended")}
@@ -436,7 +385,7 @@ def status(svc: Any, sweep_id: str) -> dict[str, Any]:
 
 
 # -- cancel -----------------------------------------------------------------------------------------
-def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
+def cancel(svc: Services, sweep_id: Any) -> dict[str, Any]:
     """Stop a sweep: no trial starts any more, the running ones are cancelled, one message says so.
     The sweep is marked first, so a trial starting concurrently sees the mark and cancels itself."""
     if problem := request_mod.id_problem(sweep_id, space.SWEEP_ID_LONGEST):
@@ -457,11 +406,11 @@ def cancel(svc: Any, sweep_id: Any) -> dict[str, Any]:
         try:
             run = svc.run_store.get_run(item["run_id"])
             if run["status"] in (RunStatus.RUNNING, RunStatus.FAILED):
-                lifecycle.cancel(svc, item["run_id"], by_sweep=True)
+                runstop.cancel(svc, run, message=False)
                 cancelled.append(item["run_id"])
         except (RunNotFound, RequestError):
             continue  # never started, or it ended meanwhile
     body = {"sweep_id": sweep_id, "trials_cancelled": cancelled}
     token = secrets.token_hex(8)
-    effects.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, effects.NoDeadline())
+    once.publish_once(svc, Notice.SWEEP_CANCELLED, sweep_id, "sweep", body, token, once.NoDeadline())
     return {"sweep_id": sweep_id, "status": SweepStatus.CANCELLED, "trials_cancelled": cancelled}

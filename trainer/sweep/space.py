@@ -100,7 +100,7 @@ def parse(payload: Any) -> tuple[SweepRequest | None, list[str]]:
     problems = schema.problems(payload, SweepRequest, {"sweep_id": request_mod.id_check(SWEEP_ID_LONGEST)})
     # The space and base are read as far as they can be, so that one round names every problem.
     base, dimensions = payload.get("base"), payload.get("space")
-    strategy = payload.get("strategy") if payload.get("strategy") in ("grid", "random") else "random"
+    strategy = str(payload.get("strategy")) if payload.get("strategy") in ("grid", "random") else "random"
     if isinstance(base, dict):
         problems += [f"base.{k}: {why}" for k, why in NOT_IN_BASE.items() if k in base]
     if isinstance(dimensions, dict):
