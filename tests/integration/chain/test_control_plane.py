@@ -344,11 +344,9 @@ class _Unreachable:
         return refused
 
 
-def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason(stack, reference, mailbox) -> None:
-    """A step's copy meets the cache node still being replaced: FAILED 'cache unavailable', one
-    FAILED message. The copy of another step (the successor its completion had sent) meets the
-    node back but empty: the run is FAILED by the first step already, so it says nothing more.
-    The run then resumes and ends as the undisturbed one."""
+def _failed_while_the_node_is_down(stack: ChainStack) -> tuple[str, dict[str, Any]]:
+    """A run whose second step's copy met the cache node being replaced: FAILED by it. The run id
+    and that step's event (its next delivery dropped: the test sends its copies itself)."""
     stack.drop_all()
     run_id = stack.launch(PAYLOAD)["run_id"]
     assert not stack.deliver().failed
@@ -357,6 +355,15 @@ def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason
     down = dataclasses.replace(stack.services, tensor_store=_Unreachable())
     with pytest.raises(trainer_handler.StepFailed, match="ConnectionError"):
         trainer_handler.run(payload, None, down)
+    return run_id, payload
+
+
+def test_a_cache_unavailable_past_its_retries_fails_the_run_once_with_its_reason(stack, reference, mailbox) -> None:
+    """A step's copy meets the cache node still being replaced: FAILED 'cache unavailable', one
+    FAILED message. The copy of another step (the successor its completion had sent) meets the
+    node back but empty: the run is FAILED by the first step already, so it says nothing more.
+    The run then resumes and ends as the undisturbed one."""
+    run_id, payload = _failed_while_the_node_is_down(stack)
     run = _run(stack, run_id)
     assert run["status"] == "FAILED" and run["failure_reason"].startswith("cache unavailable"), run
     stack.services.tensor_store.delete_run(run_id, keep_cursor=False)  # the node back, empty
@@ -394,14 +401,7 @@ def test_a_copy_from_before_a_resume_failing_after_it_leaves_the_resumed_run_alo
     replaced chain's, not the resumed run's. The resumed run stays RUNNING, no second FAILED
     message goes out, and it ends as the undisturbed run (the campaign's 'two FAILED messages
     for one failure', seed 99)."""
-    stack.drop_all()
-    run_id = stack.launch(PAYLOAD)["run_id"]
-    assert not stack.deliver().failed
-    payload = stack.held()[0]["payload"]
-    stack.drop_all()
-    down = dataclasses.replace(stack.services, tensor_store=_Unreachable())
-    with pytest.raises(trainer_handler.StepFailed, match="ConnectionError"):
-        trainer_handler.run(payload, None, down)
+    run_id, payload = _failed_while_the_node_is_down(stack)
     assert mailbox(run_id) == ["FAILED"]
     stack.services.tensor_store.delete_run(run_id, keep_cursor=False)  # the node back, empty
 
