@@ -133,17 +133,19 @@ def _finish(
     token: str,
     deadline: once.Deadline,
 ) -> None:
-    """The run's move to SUCCEEDED comes first, and the model and the summary only if it won: a
-    cancel that got there first leaves no model and no SUCCEEDED message. (A retry of this
-    completion finds SUCCEEDED, which is its own move, and does the rest again.)"""
+    """The model first, so that a run read as SUCCEEDED has its model in place; then the move to
+    SUCCEEDED, and the summary only if it won. A cancel that got there first takes the model
+    back out, so a cancelled run has no model and no SUCCEEDED message. (A retry of this
+    completion writes the same model again and finds SUCCEEDED, which is its own move.)"""
     params = tensors(engine.weight_names(config))
     shift, scale = warm.normalisation(svc, config)
     key = keys.model_key(config.run_id)
+    svc.blob_store.put(key, model_file.dumps(config, params, shift, scale))
     metrics = {**figures, "model_uri": f"s3://{svc.blob_store.bucket}/{key}"}
     if svc.run_store.mark_succeeded(config.run_id, metrics) is None:
         logger.info("finish refused: the run ended otherwise first", extra={"run_id": config.run_id})
+        svc.blob_store.delete(key)
         return
-    svc.blob_store.put(key, model_file.dumps(config, params, shift, scale))
     if config.in_sweep:
         scheduler.trial_ended(svc, config, RunStatus.SUCCEEDED, token, deadline)  # its sweep speaks for it
     else:

@@ -41,7 +41,7 @@ run "every_endpoint_has_a_policy_naming_the_stacks_resources" {
   }
 
   assert {
-    condition     = toset(one(data.aws_iam_policy_document.endpoint["s3"].statement).actions) == toset(["s3:GetObject", "s3:PutObject", "s3:ListBucket"])
+    condition     = toset(one(data.aws_iam_policy_document.endpoint["s3"].statement).actions) == toset(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"])
     error_message = "the S3 gateway endpoint admits the functions' object calls only"
   }
 

@@ -23,6 +23,17 @@ def test_an_object_comes_back_as_it_was_put(blobs, ids) -> None:
     assert store.get(prefix + "model.npz") == b"again", "a put replaces"
 
 
+def test_a_deleted_object_is_gone_and_deleting_a_missing_one_is_no_error(blobs, ids) -> None:
+    store, key = blobs.store, f"models/{ids()}/model.npz"
+    store.put(key, b"weights")
+    store.delete(key)
+    with pytest.raises(ClientError) as missing:
+        store.get(key)
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+    store.delete(key)
+    assert store.keys(key) == []
+
+
 def test_a_read_past_its_limit_or_of_a_missing_key_is_refused(blobs, ids) -> None:
     store, key = blobs.store, f"datasets/{ids()}.npz"
     store.put(key, b"x" * 100)

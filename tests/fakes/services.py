@@ -40,6 +40,9 @@ class FakeBlobStore:
         self.objects[(self.bucket, key)] = bytes(body)
         return f"s3://{self.bucket}/{key}"
 
+    def delete(self, key: str) -> None:
+        self.objects.pop((self.bucket, key), None)
+
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
 

@@ -63,6 +63,16 @@ def test_a_cancel_that_lands_before_the_finishs_move_leaves_no_model_and_no_succ
     assert len(svc.notifier.of(Notice.CANCELLED, run_id)) == 1
 
 
+def test_a_run_is_succeeded_only_once_its_model_is_in_place(svc) -> None:
+    """A user (or `lnn train`) who reads SUCCEEDED fetches the model at once: it must be there."""
+    run_id = launch(svc)
+    finish = step_to(svc, run_id, FINISH)
+    seen = once_before(svc.run_store, "mark_succeeded", lambda: svc.blob_store.keys(f"models/{run_id}/"))
+    deliver(svc, finish)
+    assert seen == [[f"models/{run_id}/model.npz"]]
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.SUCCEEDED
+
+
 def test_a_completion_that_crashed_before_its_hand_off_is_finished_by_the_retry(svc) -> None:
     run_id = launch(svc)
     event = step_to(svc, run_id, 4)

@@ -29,6 +29,10 @@ class S3BlobStore:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return f"s3://{self.bucket}/{key}"
 
+    def delete(self, key: str) -> None:
+        """The object gone (a missing one too: S3's DeleteObject answers the same)."""
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
     def get(self, key: str) -> bytes:
         return self.read(self.bucket, key)
 

@@ -95,6 +95,21 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # A finish writes the model before the run reads SUCCEEDED, and takes it back out when a cancel
+  # won the race (trainer/effects.py): deletes of models only, never of datasets or checkpoints.
+  statement {
+    sid       = "ModelsOfRefusedFinishes"
+    actions   = ["s3:DeleteObject"]
+    resources = ["${var.bucket_arn}/models/*"]
+
+    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceVpc"
+      values   = [var.vpc_id]
+    }
+  }
+
   statement {
     sid       = "ListBucket"
     actions   = ["s3:ListBucket"]

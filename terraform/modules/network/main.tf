@@ -28,7 +28,7 @@ locals {
   # The calls the functions make through each endpoint (trainer/aws.py's adapters), and nothing else:
   # without a policy, the S3 gateway endpoint reaches any bucket of any account.
   endpoint_actions = {
-    s3             = ["s3:GetObject", "s3:PutObject", "s3:ListBucket"]
+    s3             = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]
     dynamodb       = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem"]
     lambda         = ["lambda:InvokeFunction"]
     sns            = ["sns:Publish"]
