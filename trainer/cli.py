@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer import lifecycle, progress, workspace
-from trainer.errors import RunNotFound
-from trainer.request import RUN_ID_LONGEST, id_problem
+from trainer.errors import RequestError, RunNotFound
+from trainer.request import RUN_ID_LONGEST, id_problem, parse
 from trainer.vocabulary import RunStatus
 
 RUNS_DIR = Path(os.environ.get("LNN_RUNS_DIR", "lnn-runs"))
@@ -226,6 +226,15 @@ def _missing_dataset(payload: dict[str, Any]) -> str | None:
     if not isinstance(source, str) or source in BUILTIN or source.startswith("s3://") or Path(source).is_file():
         return None
     return f"dataset {source!r}: no such file (nor a built-in dataset: {', '.join(BUILTIN)})"
+
+
+def _refused_on_its_face(payload: dict[str, Any]) -> str | None:
+    """LaunchLambda's own refusal, for the problems that need no data to find: said before a cloud
+    is started for a request that cannot run (the data's problems are LaunchLambda's to find)."""
+    if "action" in payload:  # not a training request: LaunchLambda says what it is
+        return None
+    _, problems = parse(payload)
+    return str(RequestError(problems)) if problems else None
 
 
 def _launch(args: argparse.Namespace) -> int:
@@ -595,9 +604,9 @@ def main(argv: list[str] | None = None) -> int:
             payload = _read_request(args.request)
             if payload is None:
                 return 2
-            missing = _missing_dataset(payload)
-            if missing:
-                print(missing, file=sys.stderr)
+            refused = _missing_dataset(payload) or _refused_on_its_face(payload)
+            if refused:
+                print(refused, file=sys.stderr)
                 return 2
             return _train(payload, args.json)
         if args.command == "demo":

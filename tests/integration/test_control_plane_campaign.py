@@ -9,7 +9,7 @@ failing host or an attacker disturbs them, each checked against the transition t
 - forged trainer events of every kind sent to the trainer function while a run trains.
 
 Every choice comes from one seed (LNN_CAMPAIGN_SEED; LNN_CAMPAIGN_ROUNDS rounds of every
-scenario). Each run must end in the state the table says (a cancel answered OK means CANCELLED, no
+scenario, or of those named in LNN_CAMPAIGN_SCENARIOS, comma-separated, to chase one race). Each run must end in the state the table says (a cancel answered OK means CANCELLED, no
 model and no SUCCEEDED; a refused cancel means the run ends as if it had not been sent), identical
 to its calm twin where it succeeds, with one message per kind and key, and nothing stuck: no run
 stays RUNNING once the Lambda service is idle. Every problem is collected and the figures are
@@ -328,10 +328,14 @@ class Campaign:
     def resume_killed(self, run_id: str) -> None:
         self.fail_by_cache_loss(run_id)
         ok, _ = self.ask_killed({"action": "resume", "run_id": run_id}, self.rng.uniform(0.0, 0.8))
-        if not ok:
+        if not ok:  # killed: the user sends the same request again
             ok, body = self.ask({"action": "resume", "run_id": run_id})
-            if not ok:
-                self.problem(run_id, f"the retried resume was refused: {body}")
+            item = self.item(run_id)
+            # Refused as RUNNING or SUCCEEDED is right when the first attempt got its hand-off out
+            # just before it died: then the run is resumed (and must end as its twin below).
+            resumed = item is not None and "handoff" not in item and item["status"] in ("RUNNING", "SUCCEEDED")
+            if not ok and not (resumed and any(f"is {s};" in str(body) for s in ("RUNNING", "SUCCEEDED"))):
+                self.problem(run_id, f"the retried resume was refused: {str(body)[:300]}; {brief(item)}")
         self.check(run_id, "SUCCEEDED", "calm")
 
     def forged_events(self, run_id: str) -> None:
@@ -402,7 +406,9 @@ def test_the_control_plane_campaign(cloud, cloud_env, chaos_stack) -> None:
         campaign.twins[twin] = model
     calm, other = campaign.twins["calm"], campaign.twins["other"]
     assert not all(np.array_equal(calm[k], other[k]) for k in calm)
-    plan = [name for _ in range(ROUNDS) for name in SCENARIOS]
+    chosen = [s for s in os.environ.get("LNN_CAMPAIGN_SCENARIOS", "").split(",") if s] or list(SCENARIOS)
+    assert set(chosen) <= set(SCENARIOS), f"LNN_CAMPAIGN_SCENARIOS names no scenario of {SCENARIOS}"
+    plan = [name for _ in range(ROUNDS) for name in chosen]
     rng.shuffle(plan)
     # The disturbed runs' environments start on a mixed fleet; the twins' did not.
     cloud.reset_stats()

@@ -57,6 +57,18 @@ def test_a_missing_dataset_file_is_named_as_missing(
     assert "s3://" not in err
 
 
+def test_a_request_with_problems_on_its_face_is_refused_without_a_cloud(
+    tmp_path: Path, no_cloud: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    bad = {"dataset": "moons", "neurons": {"layer1": -1}, "activations": {"layer1": "x"}, "epochs": 1}
+    request.write_text(json.dumps({**bad, "learning_rate": 1}))
+    assert cli.main(["train", str(request)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid training request" in err and "neurons.layer1" in err and "activations.layer1" in err
+    assert "Traceback" not in err
+
+
 def test_cancel_of_a_folder_no_train_follows_is_an_error(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # What an interrupted `train` used to leave: the run's folder and nothing in it.
     (runs_dir / "r1").mkdir()
