@@ -9,10 +9,11 @@ failing host or an attacker disturbs them, each checked against the transition t
 - forged trainer events of every kind sent to the trainer function while a run trains.
 
 Every choice comes from one seed (LNN_CAMPAIGN_SEED; LNN_CAMPAIGN_ROUNDS rounds of every
-scenario, or of those named in LNN_CAMPAIGN_SCENARIOS, comma-separated, to chase one race). Each run must end in the state the table says (a cancel answered OK means CANCELLED, no
-model and no SUCCEEDED; a refused cancel means the run ends as if it had not been sent), identical
-to its calm twin where it succeeds, with one message per kind and key, and nothing stuck: no run
-stays RUNNING once the Lambda service is idle. Every problem is collected and the figures are
+scenario, or of those named in LNN_CAMPAIGN_SCENARIOS, comma-separated, to chase one race). Each
+run must end in the state the table says (a cancel answered OK means CANCELLED, no model and no
+SUCCEEDED; a refused cancel means the run ends as if it had not been sent), identical to its calm
+twin where it succeeds, with one message per kind and key, and nothing stuck: no run stays RUNNING
+once the Lambda service is idle. Every problem is collected and the figures are
 printed (runs, races, node replacements, kills, forged events, runs identical / in their expected
 state) before the test asserts that none was found.
 """
