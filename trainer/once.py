@@ -50,7 +50,7 @@ class Lease(Protocol):
     ends_at: float  # by the local clock, no later than the end the store records for this claim
 
     def claim(self, token: str, lease_s: float) -> Claim: ...
-    def mark_done(self) -> None: ...
+    def mark_done(self, token: str) -> None: ...
     def release(self, token: str) -> None: ...
 
 
@@ -67,8 +67,8 @@ class StepLease:
         self.ends_at = time.time() + lease_s
         return self.store.claim(self.run_id, self.seq, token, int(lease_s))
 
-    def mark_done(self) -> None:
-        self.store.mark_done(self.run_id, self.seq)
+    def mark_done(self, token: str) -> None:
+        self.store.mark_done(self.run_id, self.seq, token)
 
     def release(self, token: str) -> None:
         self.store.release(self.run_id, self.seq, token)
@@ -88,7 +88,9 @@ class NoticeLease:
         self.ends_at = time.time() + lease_s
         return self.store.claim_notice(self.run_id, self.kind, self.key, token, lease_s)
 
-    def mark_done(self) -> None:
+    def mark_done(self, token: str) -> None:
+        # Marked whoever holds the claim now: the message went out, and the table, unlike a cache
+        # node, never loses a claim, so no later holder can be misled by this mark.
         self.store.notice_sent(self.run_id, self.kind, self.key)
 
     def release(self, token: str) -> None:
@@ -124,7 +126,7 @@ def run_once(
     except Exception:
         lease.release(token)
         raise
-    lease.mark_done()
+    lease.mark_done(token)
     return Claim.ACQUIRED, result
 
 

@@ -90,8 +90,16 @@ def test_tensors_come_back_with_their_dtype_and_shape(tensors, ids) -> None:
     assert store.read_at(run, -1, ["a"])["a"][0, 0] == 0.0, "a read is a copy, never the stored value"
 
 
+def _committed(store, run: str, first: int, last: int) -> None:
+    """Positions first..last committed: only a committed position's completion can be claimed."""
+    store.create_run(run, "{}", {"W1": np.ones(2)}, cursor=first - 1)
+    for seq in range(first, last + 1):
+        assert store.commit(run, seq - 1, seq, {"W1": np.full(2, seq)}, f"outbox-{seq}") is CommitResult.OK
+
+
 def test_a_completion_claim_is_one_holders_lease_until_done(tensors, ids) -> None:
     store, run = tensors.store, ids()
+    _committed(store, run, 5, 6)
     assert store.claim(run, 5, "copy-a", 30) is Claim.ACQUIRED
     assert store.claim(run, 5, "copy-a", 30) is Claim.ACQUIRED, "the holder holds it still"
     assert store.claim(run, 5, "copy-b", 30) is Claim.BUSY
@@ -99,7 +107,9 @@ def test_a_completion_claim_is_one_holders_lease_until_done(tensors, ids) -> Non
     store.release(run, 5, "copy-b")  # not the holder's: nothing happens
     assert store.claim(run, 5, "copy-b", 30) is Claim.BUSY
     assert not store.done(run, 5)
-    store.mark_done(run, 5)
+    assert not store.mark_done(run, 5, "copy-b"), "only the holder marks it done"
+    assert not store.done(run, 5)
+    assert store.mark_done(run, 5, "copy-a")
     assert store.done(run, 5)
     assert store.claim(run, 5, "copy-a", 30) is Claim.DONE and store.claim(run, 5, "copy-c", 30) is Claim.DONE
     store.release(run, 5, "copy-a")  # done is final, even for the one that held it
@@ -108,12 +118,14 @@ def test_a_completion_claim_is_one_holders_lease_until_done(tensors, ids) -> Non
 
 def test_a_claim_whose_holder_vanished_is_taken_over_when_its_lease_ends(tensors, ids) -> None:
     store, run = tensors.store, ids()
+    _committed(store, run, 2, 2)
     assert store.claim(run, 2, "crashed", 5) is Claim.ACQUIRED
     tensors.advance(3)
     assert store.claim(run, 2, "retry", 5) is Claim.BUSY
     tensors.advance(3)
     assert store.claim(run, 2, "retry", 5) is Claim.ACQUIRED
     assert store.claim(run, 2, "crashed", 5) is Claim.BUSY, "the old holder lost it"
+    assert not store.mark_done(run, 2, "crashed"), "and cannot mark it done"
     store.release(run, 2, "retry")
     assert store.claim(run, 2, "third", 5) is Claim.ACQUIRED, "a released claim is free at once"
 
@@ -123,7 +135,7 @@ def test_the_clean_up_keeps_the_chains_bookkeeping_for_late_duplicates(tensors, 
     store.put_data(run, {"x_train": np.ones((2, 3)), "y_train": np.zeros((1, 3))})
     store.create_run(run, "{}", {"W1": np.ones(2)})
     store.commit(run, -1, 0, {"W1": np.zeros(2)}, "outbox-0")
-    store.mark_done(run, 0)
+    assert store.claim(run, 0, "copy", 30) is Claim.ACQUIRED and store.mark_done(run, 0, "copy")
     assert store.has_data(run)
     assert store.delete_run(run) == 3  # W1, x_train, y_train
     assert not store.has_data(run) and store.snapshot(run, ["W1"]) == (0, False, {})
@@ -160,8 +172,20 @@ def test_of_copies_committing_at_once_exactly_one_lands(tensors, ids) -> None:
     assert store.outbox(run, 0) == str(winner) and store.read_at(run, 0, ["W1"])["W1"][0] == winner
 
 
+def test_a_position_whose_commit_the_cache_lost_cannot_be_claimed_or_marked(tensors, ids) -> None:
+    """A copy held up while the node was replaced: its claim, or its 'sent', must not land in the
+    empty node, where the resumed chain would find that position done before it got there."""
+    store, run = tensors.store, ids()
+    with pytest.raises(CacheLost, match="the commit of step 21 is gone"):
+        store.claim(run, 21, "held-up", 30)
+    assert not store.mark_done(run, 21, "held-up") and not store.done(run, 21)
+    _committed(store, run, 12, 21)  # the resumed chain reaches the position: it is free
+    assert store.claim(run, 21, "resumed", 30) is Claim.ACQUIRED
+
+
 def test_of_copies_claiming_at_once_exactly_one_holds_the_claim(tensors, ids) -> None:
     store, run = tensors.store, ids()
+    _committed(store, run, 0, 0)
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda n: store.claim(run, 0, f"copy-{n}", 30), range(8)))
     assert answers.count(Claim.ACQUIRED) == 1 and answers.count(Claim.BUSY) == 7

@@ -106,6 +106,8 @@ class FakeTensorStore:
 
     # -- once-only effects of a committed position -------------------------------------------
     def claim(self, run_id: str, seq: int, token: str, lease_s: int) -> Claim:
+        if self._get(self._key(run_id, "outbox", str(seq))) is None:
+            raise CacheLost(f"run {run_id!r}: the commit of step {seq} is gone from the cache")
         key = self._key(run_id, "handoff", str(seq))
         value = self._get(key)
         if value is None:
@@ -115,8 +117,12 @@ class FakeTensorStore:
             return Claim.DONE
         return Claim.ACQUIRED if value == token.encode() else Claim.BUSY
 
-    def mark_done(self, run_id: str, seq: int) -> None:
-        self._set(self._key(run_id, "handoff", str(seq)), SENT)
+    def mark_done(self, run_id: str, seq: int, token: str) -> bool:
+        key = self._key(run_id, "handoff", str(seq))
+        if self._get(key) != token.encode():
+            return False
+        self._set(key, SENT)
+        return True
 
     def done(self, run_id: str, seq: int) -> bool:
         return self._get(self._key(run_id, "handoff", str(seq))) == SENT

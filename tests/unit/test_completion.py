@@ -96,9 +96,11 @@ def test_a_completion_that_crashed_before_its_hand_off_is_finished_by_the_retry(
 def test_a_completion_held_by_another_copy_is_left_to_lambdas_retry(svc) -> None:
     run_id = launch(svc)
     event = step_to(svc, run_id, 4)
-    assert svc.tensor_store.claim(run_id, 4, "other-copy", 30) is Claim.ACQUIRED
+    # Another copy claims the completion between this copy's commit and its own claim.
+    other = once_before(svc.tensor_store, "claim", lambda: svc.tensor_store.claim(run_id, 4, "other-copy", 30))
     with pytest.raises(StepFailed, match="held by another copy"):
         deliver(svc, event, Deadline(left_ms=500))
+    assert other == [Claim.ACQUIRED]
     assert svc.run_store.get_run(run_id)["status"] == RunStatus.RUNNING, "a busy claim is not the run's failure"
     assert svc.invoker.events == [] and svc.tensor_store.cursor(run_id) == 4
     svc.tensor_store.clock.advance(31)  # the other copy died; its lease ends

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes import fake_services
-from tests.fakes.chain import ask, deliver, drain, launch, step_to
+from tests.fakes.chain import ask, deliver, drain, launch, once_before, step_to
 from trainer.errors import RequestError
 from trainer.handlers.trainer import StepFailed
 from trainer.vocabulary import Notice, RunStatus
@@ -58,6 +58,25 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_newest_checkpoint(svc) -> N
     assert answer["source"] == "checkpoint (epoch 1)" and answer["resumed_from_seq"] == 12
     drain(svc)
     assert same_result(svc.run_store.get_run(run_id), twin)
+
+
+def test_a_copy_whose_cache_was_replaced_after_its_commit_leaves_no_mark_for_the_resumed_chain(svc) -> None:
+    """The node is replaced between a copy's commit and its completion (the copy was held up while
+    the node was down): the copy's claim, or its 'sent', must not land in the empty node, where the
+    resumed chain, reaching that position again, would find it done and stop there for good."""
+    twin = calm_twin(svc, seed=7, epochs=3, checkpoint_every=1)
+    run_id = launch(svc, seed=7, epochs=3, checkpoint_every=1)
+    event = step_to(svc, run_id, 15)
+    once_before(svc.tensor_store, "claim", svc.tensor_store.flush)
+    with pytest.raises(StepFailed, match="CacheLost"):
+        deliver(svc, event)
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.FAILED
+    assert svc.invoker.take() == [], "nothing handed on from a position the cache lost"
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
+    assert answer["source"] == "checkpoint (epoch 1)"
+    drain(svc)
+    assert same_result(svc.run_store.get_run(run_id), twin)
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1 and len(svc.notifier.of(Notice.SUCCEEDED, run_id)) == 1
 
 
 def test_a_running_run_is_not_resumed_and_nothing_changes(svc) -> None:

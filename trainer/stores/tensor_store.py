@@ -70,13 +70,24 @@ return 1
 """
 
 # One claimant at a time for a once-only effect: a pending claim is a lease (it expires, so a
-# crashed claimant's retry can take over); 'sent' is final.
+# crashed claimant's retry can take over); 'sent' is final. Only a position committed in this cache
+# (its outbox, KEYS[2]) can be claimed: a copy held up while a node was replaced must not leave a
+# claim, or a 'sent', in the empty node for the resumed chain to find at that position.
 _CLAIM = """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'LOST' end
 local v = redis.call('GET', KEYS[1])
 if not v then redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2])) return 'ACQUIRED' end
 if v == 'sent' then return 'DONE' end
 if v == ARGV[1] then return 'ACQUIRED' end
 return 'BUSY'
+"""
+
+# Done by the claim's holder only: a holder whose claim went (its lease ended and another copy took
+# it, or a replaced node lost it) leaves the mark to whoever holds it now.
+_MARK_DONE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'sent', 'EX', tonumber(ARGV[2]))
+return 1
 """
 
 
@@ -170,6 +181,7 @@ class RedisTensorStore:
         self._commit = client.register_script(_COMMIT)
         self._create = client.register_script(_CREATE)
         self._claim = client.register_script(_CLAIM)
+        self._mark_done = client.register_script(_MARK_DONE)
         self._snapshot = client.register_script(_SNAPSHOT)
         self._read_at = client.register_script(_READ_AT)
 
@@ -256,12 +268,18 @@ class RedisTensorStore:
 
     # -- once-only effects of a committed position -------------------------------------------
     def claim(self, run_id: str, seq: int, token: str, lease_s: int) -> Claim:
-        """Claim the completion of position `seq` (its effects and its one hand-off) for `token`."""
-        result = self._claim(keys=[self._key(run_id, CacheKind.HANDOFF, str(seq))], args=[token, lease_s])
-        return Claim(result.decode())
+        """Claim the completion of position `seq` (its effects and its one hand-off) for `token`;
+        CacheLost when the cache no longer holds that position's commit."""
+        keys = [self._key(run_id, CacheKind.HANDOFF, str(seq)), self._key(run_id, CacheKind.OUTBOX, str(seq))]
+        result = self._claim(keys=keys, args=[token, lease_s]).decode()
+        if result == "LOST":
+            raise CacheLost(f"run {run_id!r}: the commit of step {seq} is gone from the cache")
+        return Claim(result)
 
-    def mark_done(self, run_id: str, seq: int) -> None:
-        self.client.set(self._key(run_id, CacheKind.HANDOFF, str(seq)), "sent", ex=self.ttl_s)
+    def mark_done(self, run_id: str, seq: int, token: str) -> bool:
+        """The completion of `seq` done, if `token` still holds its claim (True)."""
+        key = self._key(run_id, CacheKind.HANDOFF, str(seq))
+        return bool(self._mark_done(keys=[key], args=[token, self.ttl_s]))
 
     def done(self, run_id: str, seq: int) -> bool:
         return self.client.get(self._key(run_id, CacheKind.HANDOFF, str(seq))) == b"sent"

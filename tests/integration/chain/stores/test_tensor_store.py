@@ -1,13 +1,10 @@
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from tests.performance.measuring import metered
 from trainer.stores.tensor_store import NO_CURSOR, CommitResult, Superseded
-from trainer.vocabulary import Claim
 
 
 def test_commit_applies_once_and_only_from_the_expected_position(stack) -> None:
@@ -53,24 +50,3 @@ def test_a_step_reads_in_one_round_trip_and_commits_in_one(stack) -> None:
         assert meter.round_trips == 2
         store.commit("store-2", -1, 0, {"W1": np.zeros(3), "b1": np.zeros(1)}, "{}")
         assert meter.round_trips == 3
-
-
-def test_completion_claims_admit_one_copy_at_a_time_and_end_when_done(stack) -> None:
-    store = stack.services.tensor_store
-    assert store.claim("store-3", 5, "copy-a", 30) is Claim.ACQUIRED
-    assert store.claim("store-3", 5, "copy-b", 30) is Claim.BUSY, "a concurrent copy must wait"
-    assert store.claim("store-3", 5, "copy-a", 30) is Claim.ACQUIRED, "the holder keeps its claim"
-    store.release("store-3", 5, "copy-a")
-    assert store.claim("store-3", 5, "copy-b", 1) is Claim.ACQUIRED, "a released claim is free"
-    store.mark_done("store-3", 5)
-    assert store.claim("store-3", 5, "copy-a", 30) is Claim.DONE, "once done, never again"
-    assert store.done("store-3", 5)
-
-
-def test_a_crashed_claimants_lease_runs_out(stack) -> None:
-    store = stack.services.tensor_store
-    assert store.claim("store-6", 2, "crashed", 1) is Claim.ACQUIRED
-    assert store.claim("store-6", 2, "retry", 1) is Claim.BUSY
-    store.client.pexpire("lnn:{store-6}:handoff:2", 1)  # the lease's end, without waiting a second
-    time.sleep(0.01)
-    assert store.claim("store-6", 2, "retry", 1) is Claim.ACQUIRED
