@@ -248,17 +248,26 @@ class Campaign:
         killer.join()
         return answer
 
-    def fail_by_cache_loss(self, run_id: str) -> None:
-        """Launch `run_id` and replace the cache node at a random point: the run must end FAILED
-        (cache lost) with one FAILED message, within the invocation that met the loss."""
-        ok, body = self.ask({**REQUEST, "run_id": run_id})
-        assert ok, body
-        self.wait_progress(run_id, self.rng.randrange(3, 20))
-        self.replace_node()
-        self.failures_caused[run_id] += 1
-        item = self.settle(run_id)
-        if item is None or item["status"] != "FAILED" or "cache" not in str(item.get("failure_reason", "")).lower():
-            self.problem(run_id, f"a cache loss did not end FAILED (cache lost): {brief(item)}")
+    def fail_by_cache_loss(self, run_id: str) -> str:
+        """Launch a run and replace the cache node at a random point: the run must end FAILED
+        (cache lost) with one FAILED message, within the invocation that met the loss. A run that
+        finished before the node went (the chain outran the replacement) must be its calm twin, and
+        another run is tried, so that what follows meets a failed run. The failed run's id."""
+        for attempt in range(1, 4):
+            name = run_id if attempt == 1 else f"{run_id}-{attempt}"
+            ok, body = self.ask({**REQUEST, "run_id": name})
+            assert ok, body
+            self.wait_progress(name, self.rng.randrange(3, 20 // attempt))
+            self.replace_node()
+            item = self.settle(name)
+            if item is not None and item["status"] == "SUCCEEDED" and attempt < 3:
+                self.check(name, "SUCCEEDED", "calm")
+                continue
+            self.failures_caused[name] += 1
+            if item is None or item["status"] != "FAILED" or "cache" not in str(item.get("failure_reason", "")).lower():
+                self.problem(name, f"a cache loss did not end FAILED (cache lost): {brief(item)}")
+            return name
+        raise AssertionError("unreachable: the third attempt returns")
 
     # -- scenarios ------------------------------------------------------------------------------
     def launch_vs_cancel(self, run_id: str) -> None:
@@ -283,7 +292,7 @@ class Campaign:
         self.check(run_id, "CANCELLED" if cancelled[0] else "SUCCEEDED", "calm", cancelled=cancelled[0])
 
     def resume_vs_cancel(self, run_id: str) -> None:
-        self.fail_by_cache_loss(run_id)
+        run_id = self.fail_by_cache_loss(run_id)
         resumed, cancelled = self.race(
             lambda: self.ask({"action": "resume", "run_id": run_id}),
             lambda: self.ask({"action": "cancel", "run_id": run_id}),
@@ -308,7 +317,7 @@ class Campaign:
         self.check(run_id, "SUCCEEDED", "calm" if first[0] else "other")
 
     def cache_loss_then_resume(self, run_id: str) -> None:
-        self.fail_by_cache_loss(run_id)
+        run_id = self.fail_by_cache_loss(run_id)
         ok, body = self.ask({"action": "resume", "run_id": run_id})
         if not ok:
             self.problem(run_id, f"one resume after a cache loss was refused: {body}")
@@ -327,7 +336,7 @@ class Campaign:
         self.check(run_id, "SUCCEEDED", "calm")
 
     def resume_killed(self, run_id: str) -> None:
-        self.fail_by_cache_loss(run_id)
+        run_id = self.fail_by_cache_loss(run_id)
         ok, _ = self.ask_killed({"action": "resume", "run_id": run_id}, self.rng.uniform(0.0, 0.8))
         if not ok:  # killed: the user sends the same request again
             ok, body = self.ask({"action": "resume", "run_id": run_id})
