@@ -157,7 +157,7 @@ def assert_sent_once(cloud_env: dict[str, str], table: str, run_id: str, kinds: 
     keyed = {"SUCCEEDED": "run", "CANCELLED": "run", "SWEEP_ENDED": "sweep", "SWEEP_CANCELLED": "sweep"}
     for kind, epochs in kinds.items():
         if kind not in keyed and kind != "PROGRESS":
-            continue  # FAILED: one per failed step, keyed by the step, which the message does not carry
+            continue  # FAILED: one per chain, keyed by the resume, which the message does not carry
         for epoch in set(epochs):
             key = keyed.get(kind, f"epoch-{epoch}")
             sent = epochs.count(epoch)

@@ -126,7 +126,7 @@ def test_a_checkpoint_is_written_with_its_digest(svc) -> None:
         assert recorded[checkpoint_name(epoch)] == hashlib.sha256(svc.blob_store.get(key)).hexdigest()
 
 
-def test_a_failure_is_recorded_once_with_one_message_per_failed_step(svc) -> None:
+def test_a_failure_is_recorded_once_with_one_message_per_chain(svc) -> None:
     run_id = launch(svc)
     event = step_to(svc, run_id, 3)
     original = svc.tensor_store.commit
@@ -140,3 +140,10 @@ def test_a_failure_is_recorded_once_with_one_message_per_failed_step(svc) -> Non
     svc.tensor_store.commit = original
     assert deliver(svc, event)["status"] == Outcome.APPLIED, "a later retry that gets through"
     assert svc.run_store.get_run(run_id)["status"] == RunStatus.RUNNING
+    later = step_to(svc, run_id, 5)
+    svc.tensor_store.commit = lambda *args: (_ for _ in ()).throw(ConnectionError("cache refused"))
+    with pytest.raises(StepFailed, match="cache refused"):
+        deliver(svc, later)
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED and run["failed_step"] == "backward#5", "the newer failure stands"
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1, "one message for the chain's failures"

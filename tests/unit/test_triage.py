@@ -97,7 +97,7 @@ def test_a_run_whose_cache_lost_its_position_fails_once_with_a_resume_hint(svc) 
     run = svc.run_store.get_run(run_id)
     assert run["status"] == RunStatus.FAILED and run["failure_reason"].startswith("cache lost:")
     assert "resume the run" in run["failure_reason"]
-    assert [m["kind"] for m in svc.notifier.sent] == [Notice.FAILED], "one message per failed step"
+    assert [m["kind"] for m in svc.notifier.sent] == [Notice.FAILED], "one message for the failed chain"
 
 
 def test_a_whole_run_ends_once_with_every_event_delivered_twice(svc) -> None:

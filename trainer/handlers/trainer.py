@@ -333,7 +333,11 @@ class Invocation:
             return False  # unreachable is not lost: the failure's own error says what happened
 
     def record_failure(self, exc: Exception) -> None:
-        """FAILED with the reason, and one FAILED message per failed step (per resume)."""
+        """FAILED with the reason, and one FAILED message per chain (per resume): a run that Lambda's
+        retry carried on after its FAILED message, and that fails again before it is resumed, is
+        FAILED with the newer reason and says nothing more. (A node lost under a chain fails copies
+        of two steps; a completion that had passed the loss puts the run back to RUNNING between
+        them. That is one failure, and the user hears of it once.)"""
         logger.exception("step failed", extra={"run_id": self.run_id, "step": self.step})
         reason = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, CacheLost) or self.cache_lost():
@@ -351,7 +355,7 @@ class Invocation:
                 # successor alike): that failure's message is the run's one.
                 return
             body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
-            key = f"{self.event.seq}.{run.get('resumes', 0)}"
+            key = f"chain-{run.get('resumes', 0)}"
             once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
