@@ -329,8 +329,10 @@ class Campaign:
             ok, body = self.ask({**REQUEST, "run_id": run_id})
             item = self.item(run_id)
             # Refused as "already exists" is right when the first attempt got its hand-off out just
-            # before it died: then the run is launched (and must end as its twin below).
-            launched = item is not None and "handoff" not in item and "already exists" in str(body)
+            # before it died (its chain has moved, or ended): then the run is launched (and must end
+            # as its twin below). The attempt may have died before it noted the hand-off done.
+            moved = item is not None and ("handoff" not in item or item["status"] == "SUCCEEDED")
+            launched = moved and "already exists" in str(body)
             if not ok and not launched:
                 self.problem(run_id, f"the retried launch was refused: {str(body)[:300]}; {brief(item)}")
         self.check(run_id, "SUCCEEDED", "calm")
@@ -343,7 +345,9 @@ class Campaign:
             item = self.item(run_id)
             # Refused as RUNNING or SUCCEEDED is right when the first attempt got its hand-off out
             # just before it died: then the run is resumed (and must end as its twin below).
-            resumed = item is not None and "handoff" not in item and item["status"] in ("RUNNING", "SUCCEEDED")
+            resumed = item is not None and (
+                item["status"] == "SUCCEEDED" or ("handoff" not in item and item["status"] == "RUNNING")
+            )
             if not ok and not (resumed and any(f"is {s};" in str(body) for s in ("RUNNING", "SUCCEEDED"))):
                 self.problem(run_id, f"the retried resume was refused: {str(body)[:300]}; {brief(item)}")
         self.check(run_id, "SUCCEEDED", "calm")
