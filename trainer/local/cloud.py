@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 # What the rest of the code and the tests import from here.
 __all__ = ["KEY_VARIABLES", "REPO_ROOT", "CloudProcess", "LocalCloud", "main", "new_credentials", "signed_headers"]
 
+DYNAMODB_TARGET = "DynamoDB_"  # X-Amz-Target of every DynamoDB operation (DynamoDB_20120810.UpdateItem)
 INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations/?$")
 CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d+/(?P<region>[a-z0-9-]+)/")
 Served = list[bytes]
@@ -97,6 +98,7 @@ class LocalCloud:
         self.handler_faults = HandlerFaultPlans(workdir / "handler-faults")
         self.controls: Controls  # the /_lnn/ controls, once started
         self._server: BaseWSGIServer | None = None
+        self._dynamodb_lock = threading.Lock()
 
     def start(self) -> LocalCloud:
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds queue URLs and the like from it
@@ -156,6 +158,13 @@ class LocalCloud:
             if fault is not None:
                 status, headers, body = fault
                 return answer(start_response, status, headers, body)
+            if environ.get("HTTP_X_AMZ_TARGET", "").startswith(DYNAMODB_TARGET):
+                # DynamoDB applies each request atomically: a condition is checked and the write
+                # made as one step. moto checks, then writes, on the server's request threads, so
+                # two racing conditional writes could both pass (a resume and a cancel of one
+                # FAILED run both answered OK). One request at a time restores DynamoDB's rule.
+                with self._dynamodb_lock:
+                    return list(moto_app(environ, start_response))
             return moto_app(environ, start_response)
 
         return app
