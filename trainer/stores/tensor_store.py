@@ -17,7 +17,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix
+from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix, stop_key
 from trainer.stores.codec import decode, encode
 from trainer.vocabulary import Claim
 
@@ -279,8 +279,9 @@ class RedisTensorStore:
             pipe.set(self._key(run_id, CacheKind.DATA, name), blob, ex=self.ttl_s)
         pipe.execute()
 
-    def has_data(self, run_id: str) -> bool:
-        return bool(self.client.exists(self._key(run_id, CacheKind.DATA, "x_train")))
+    def has_data(self, run_id: str, name: str = "x_train") -> bool:
+        """Whether the cache holds the run's data (its training set, or the array `name` of it)."""
+        return bool(self.client.exists(self._key(run_id, CacheKind.DATA, name)))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
         values = self.client.mget([self._key(run_id, CacheKind.DATA, n) for n in names])
@@ -288,7 +289,13 @@ class RedisTensorStore:
 
     # -- cancel and clean-up -----------------------------------------------------------------
     def request_cancel(self, run_id: str) -> None:
-        self.client.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
+        """The cancel mark (no commit passes it), and a wake-up for a data-parallel run's workers
+        blocked in a wait for each other (keys.stop_key): they stop at once, not at their wait's bound."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
+        pipe.xadd(stop_key(run_id), {"why": "cancelled"})
+        pipe.expire(stop_key(run_id), self.ttl_s)
+        pipe.execute()
 
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self.client.exists(self._key(run_id, CacheKind.CANCEL)))
@@ -304,6 +311,11 @@ class RedisTensorStore:
         if keep_cursor:
             prefix = cache_prefix(run_id)
             keys = [k for k in keys if k.decode()[len(prefix) :].partition(":")[0] in BULK_KINDS]
+        return int(self.client.delete(*keys)) if keys else 0
+
+    def clear_reduction(self, run_id: str) -> int:
+        """A data-parallel run's reduction keys, of every generation (a resume starts afresh)."""
+        keys = list(self.client.scan_iter(match=f"{cache_key(run_id, CacheKind.REDUCTION)}:*", count=500))
         return int(self.client.delete(*keys)) if keys else 0
 
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:

