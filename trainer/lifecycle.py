@@ -16,9 +16,10 @@ from trainer.errors import RequestError
 from trainer.parallel import launching
 from trainer.runconfig import RunConfig
 from trainer.statemachine import DEFAULT_STALL_AFTER_S, effective_status, event_at
+from trainer.stores import reduction_store
 from trainer.stores.records import RunItem
 from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
-from trainer.stores.tensor_store import NO_CURSOR
+from trainer.stores.tensor_store import NO_CURSOR, RedisTensorStore
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
 
@@ -95,8 +96,9 @@ def _resume_workers(
         store.put_data(run_id, data)
     if tensors is not None:
         store.create_run(run_id, config.to_json(), tensors)  # refused for a cancelled run
-    store.clear_reduction(run_id)
     resumes = svc.run_store.generation(run_id) or 0
+    if isinstance(store, RedisTensorStore):  # the workers reduce through the cache's streams
+        reduction_store.start_generation(store.client, run_id, resumes)
     launching.first_hops(svc, config, resumes)
     if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
         svc.tensor_store.delete_run(run_id)  # a cancel landed after the move: what the rebuild wrote goes too

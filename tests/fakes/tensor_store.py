@@ -157,12 +157,6 @@ class FakeTensorStore:
             del self._kv[key]
         return len(keys)
 
-    def clear_reduction(self, run_id: str) -> int:
-        keys = [k.decode() for k in self.run_keys(run_id) if k.decode().startswith(self._key(run_id, "dp"))]
-        for key in keys:
-            del self._kv[key]
-        return len(keys)
-
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
         tensors: dict[str, np.ndarray] = {}
         data: dict[str, np.ndarray] = {}

@@ -54,6 +54,22 @@ class Stalled(TimeoutError):
     """A step's nodes or chunks did not all arrive within the wait's bound."""
 
 
+def generation_key(run_id: str) -> str:
+    """The run's current generation (its resumes), written by a resume: a worker of an older one
+    that is still alive stops at its next step."""
+    return cache_key(run_id, CacheKind.REDUCTION, "generation")
+
+
+def start_generation(client: Any, run_id: str, generation: int) -> None:
+    """A resume's reset: every reduction key of the generations before cleared, the new one named."""
+    keys = list(client.scan_iter(match=f"{cache_key(run_id, CacheKind.REDUCTION)}:*", count=500))
+    pipe = client.pipeline(transaction=False)
+    if keys:
+        pipe.delete(*keys)
+    pipe.set(generation_key(run_id), str(generation), ex=EXPIRE_S)
+    pipe.execute()
+
+
 class Stopped(RuntimeError):
     """The run was cancelled, or failed by one of its workers: every worker stops."""
 
@@ -85,7 +101,7 @@ class ReductionStore:
         self.prefix = cache_key(run_id, CacheKind.REDUCTION) + ":" + (f"r{generation}:" if generation else "")
         self.stop = stop_key(run_id)
         self.stop_seen = "0-0"  # the stop stream's entries read already (those of other generations)
-        self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR)]
+        self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR), generation_key(run_id)]
         self.traffic = Traffic()
 
     def _key(self, step: int, kind: str) -> str:
@@ -213,11 +229,13 @@ class ReductionStore:
                 for entry_id, fields in entries:
                     last = entry_id
                     seen.add(int(fields[b"chunk"]))
-        *blobs, cancelled, cursor = self.client.mget(
+        *blobs, cancelled, cursor, current = self.client.mget(
             [*(self._key(step, f"w:{j}") for j in range(self.workers)), *self.marks]
         )
         if cancelled is not None:
             raise Stopped(StopCause.CANCELLED)
+        if current is not None and int(current) != self.generation:
+            raise Behind(f"run {self.run_id} resumed: generation {int(current)} replaced generation {self.generation}")
         if any(b is None for b in blobs):
             if cursor is None:
                 raise CacheLost(f"run {self.run_id}: the cache lost the run (its cursor is gone) at step {step}")

@@ -313,11 +313,6 @@ class RedisTensorStore:
             keys = [k for k in keys if k.decode()[len(prefix) :].partition(":")[0] in BULK_KINDS]
         return int(self.client.delete(*keys)) if keys else 0
 
-    def clear_reduction(self, run_id: str) -> int:
-        """A data-parallel run's reduction keys, of every generation (a resume starts afresh)."""
-        keys = list(self.client.scan_iter(match=f"{cache_key(run_id, CacheKind.REDUCTION)}:*", count=500))
-        return int(self.client.delete(*keys)) if keys else 0
-
     def dump_run(self, run_id: str) -> tuple[int, str | None, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(cursor, config, tensors, data) of a run: what a local resume needs to restore it."""
         tensors: dict[str, np.ndarray] = {}
