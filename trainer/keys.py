@@ -54,6 +54,7 @@ class CacheKind(StrEnum):
     OUTBOX = "outbox"  # what the commit of a step left to do (NAME: the step's seq)
     HANDOFF = "handoff"  # the completion claim of a step, then its 'sent' mark (NAME: the seq)
     REDUCTION = "dp"  # a data-parallel run's reduction (trainer.stores.reduction_store)
+    STOP = "stop"  # a data-parallel run's stop stream (`stop_key`): kept, as the cancel mark is
 
 
 # The families `delete_run` removes while keeping the chain's bookkeeping until its TTL.
@@ -73,4 +74,4 @@ def cache_key(run_id: str, kind: CacheKind, name: str = "") -> str:
 def stop_key(run_id: str) -> str:
     """A stream a data-parallel run's workers read in every blocking wait: a cancel (and a worker
     that failed the run) appends to it, so a worker waiting for the others wakes and stops at once."""
-    return cache_key(run_id, CacheKind.REDUCTION, "stop")
+    return cache_key(run_id, CacheKind.STOP)

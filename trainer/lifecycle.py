@@ -13,7 +13,9 @@ import numpy as np
 from trainer import checkpoints, keys, once, runstart, runstop
 from trainer import services as services_mod
 from trainer.errors import RequestError
-from trainer.parallel import launching
+from trainer.parallel import launching, worker
+from trainer.parallel import step as step_rules
+from trainer.parallel.flat import Layout
 from trainer.runconfig import RunConfig
 from trainer.statemachine import DEFAULT_STALL_AFTER_S, effective_status, event_at
 from trainer.stores import reduction_store
@@ -89,6 +91,8 @@ def _resume_workers(
     if not launching.has_data(store, run_id):
         data = launching.data_arrays(_dataset_from_source(svc, config, json.loads(run["request"])))
     tensors = None if cursor == -1 and store.config(run_id) is not None else _from_seeded_start(config, run).tensors
+    key = checkpoints.latest_key(svc.blob_store, run_id)
+    saved = _from_checkpoint(svc, config, run, key) if key else None  # its seq: the data-parallel step
     if not pending and svc.run_store.resumed(run_id, time.time() - stall_after_s) is None:
         now = svc.run_store.get_run(run_id)["status"]
         raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
@@ -99,10 +103,33 @@ def _resume_workers(
     resumes = svc.run_store.generation(run_id) or 0
     if isinstance(store, RedisTensorStore):  # the workers reduce through the cache's streams
         reduction_store.start_generation(store.client, run_id, resumes)
+        if saved is not None and saved.tensors is not None:
+            _restore_reduction(store, config, resumes, saved)
     launching.first_hops(svc, config, resumes)
     if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
         svc.tensor_store.delete_run(run_id)  # a cancel landed after the move: what the rebuild wrote goes too
-    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": -1, "source": "seeded start"}
+    source = saved.source if saved is not None else "seeded start"
+    return {
+        "run_id": run_id,
+        "status": RunStatus.RUNNING,
+        "resumed_from_seq": saved.cursor if saved else -1,
+        "source": source,
+    }
+
+
+def _restore_reduction(store: RedisTensorStore, config: RunConfig, resumes: int, saved: Rebuild) -> None:
+    """The checkpoint's step as the new generation's newest published step: every owner's chunk
+    of the parameters and of the optimizer state, and every epoch's cost up to it. The workers
+    rejoin right after it, as a retried worker rejoins, with the same bits."""
+    assert saved.tensors is not None
+    layout = Layout.of(config.sizes)
+    flat = layout.flatten(saved.tensors)
+    state = {k: layout.flatten(saved.tensors, prefix=k) for k in step_rules.state_keys(config.optimizer)}
+    chunks = [flat[a:b] for a, b in layout.chunks(config.workers)]
+    states = worker.packed_states(config.sizes, config.optimizer, config.workers, state, config.dtype)
+    reduction = reduction_store.ReductionStore(store.client, config.run_id, config.workers, config.dtype, resumes)
+    costs = [float(c) for c in saved.tensors["epoch_costs"]]
+    reduction.restore(saved.cursor, chunks, states, costs)
 
 
 def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:

@@ -138,7 +138,7 @@ class FakeTensorStore:
         return self._decode(names, [self._get(self._key(run_id, "data", n)) for n in names])
 
     # -- cancel and clean-up -----------------------------------------------------------------
-    def request_cancel(self, run_id: str) -> None:
+    def request_cancel(self, run_id: str, workers: bool = False) -> None:
         self._set(self._key(run_id, "cancel"), "1")
 
     def cancel_requested(self, run_id: str) -> bool:

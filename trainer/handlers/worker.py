@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from trainer import effects, engine, once, warm
+from trainer import checkpoints, effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.data import normalize
 from trainer.errors import ChainError, EventError
 from trainer.logs import get_logger
 from trainer.parallel import launching, shards, worker
+from trainer.parallel.flat import Layout
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
@@ -124,7 +125,10 @@ class WorkerInvocation:
             held = self.held(config)
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
             job = job_of(config)
-            outcome = worker.train(job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover)
+            closed = self.checkpoint(config, job) if self.worker == 0 and config.checkpoint_every else None
+            outcome = worker.train(
+                job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover, closed
+            )
         except Exception as exc:
             return self.ended_by(exc, store)
         if not outcome.finished:
@@ -209,6 +213,27 @@ class WorkerInvocation:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
         return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {reason}")
+
+    def checkpoint(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Closed], None]:
+        """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
+        in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
+        (`epoch_costs`) and the data-parallel step as its seq: what a resume restores the reduction
+        from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
+
+        def write(closed: worker.Closed) -> None:
+            if (closed.epoch + 1) % config.checkpoint_every:
+                return
+            layout = Layout.of(job.sizes)
+            tensors = layout.unflatten(closed.flat)
+            for key, flat in worker.full_state(job, closed.exchange.states(closed.step)).items():
+                tensors |= layout.unflatten(flat, prefix=key)
+            recorded = closed.exchange.epoch_costs()
+            costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
+            tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
+            digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
+            self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
+
+        return write
 
     def budget(self, config: RunConfig) -> Callable[[int], bool]:
         """Steps go on while the invocation has time and step budget left, as the fused chain's."""

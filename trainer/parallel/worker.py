@@ -66,6 +66,7 @@ class Exchange(Protocol):
         epoch_done: int | None = None,
     ) -> None: ...
     def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]: ...
+    def states(self, step: int) -> list[np.ndarray]: ...
     def resume_point(self) -> int: ...
     def state(self, step: int, chunk: int) -> np.ndarray: ...
     def epoch_costs(self) -> dict[int, float]: ...
@@ -106,6 +107,7 @@ def train(
     wait_s: float,
     may_continue: Callable[[int], bool] = lambda steps: True,
     takeover: Takeover | None = None,
+    epoch_closed: Callable[[Closed], None] | None = None,
 ) -> Result:
     """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
     started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
@@ -116,8 +118,41 @@ def train(
     With `takeover`, a worker whose partials or chunk are not there past the takeover's bound is
     counted lost: this worker computes its nodes from the lost worker's micro-shards (read through
     `takeover.shard`) and, for a lost owner, its chunk's update, with the same bits; at later steps
-    it no longer waits for the lost worker, until its partials appear again (it rejoined)."""
-    return _Worker(job, worker, held, params, exchange, wait_s, takeover).run(may_continue)
+    it no longer waits for the lost worker, until its partials appear again (it rejoined).
+
+    `epoch_closed`, if given, is told of each step that closes an epoch, once every chunk of it
+    is gathered (a checkpoint's moment)."""
+    return _Worker(job, worker, held, params, exchange, wait_s, takeover, epoch_closed).run(may_continue)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The state of the run after a step that closed an epoch, as every worker has it."""
+
+    step: int
+    epoch: int
+    flat: np.ndarray  # every parameter, flat
+    exchange: Exchange  # its states(step): every owner's optimizer-state chunk; epoch_costs()
+
+
+def full_state(job: Job, packed: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every owner's optimizer-state chunk, as published, put together per key (v, s, ...) into
+    the flat vector of that key."""
+    layout, keys = Layout.of(job.sizes), step.state_keys(job.optimizer)
+    chunks = layout.chunks(job.workers)
+    parts = [unpack(p, keys, b - a) for p, (a, b) in zip(packed, chunks, strict=True)]
+    return {k: np.concatenate([part[k] for part in parts]) for k in keys}
+
+
+def packed_states(
+    sizes: tuple[int, ...], optimizer: str, workers: int, state: dict[str, np.ndarray], dtype: str
+) -> list[np.ndarray]:
+    """`full_state`'s inverse: each owner's chunk of every key, one after another (as published)."""
+    layout, keys = Layout.of(sizes), step.state_keys(optimizer)
+    return [
+        np.concatenate([state[k][a:b] for k in keys]) if keys else np.zeros(0, dtype=dtype)
+        for a, b in layout.chunks(workers)
+    ]
 
 
 class _Worker:
@@ -132,9 +167,10 @@ class _Worker:
         exchange: Exchange,
         wait_s: float,
         takeover: Takeover | None,
+        epoch_closed: Callable[[Closed], None] | None = None,
     ) -> None:
         self.job, self.worker, self.held, self.exchange = job, worker, held, exchange
-        self.wait_s, self.takeover = wait_s, takeover
+        self.wait_s, self.takeover, self.epoch_closed = wait_s, takeover, epoch_closed
         self.layout = Layout.of(job.sizes)
         self.chunks = self.layout.chunks(job.workers)
         self.keys = step.state_keys(job.optimizer)
@@ -174,6 +210,8 @@ class _Worker:
             pieces, _, cost = exchange.gather(number, time.monotonic() + self.wait_s)
             self.flat = np.concatenate(pieces)
             self.running = np.array([cost])
+            if self.epoch_closed is not None and self.batch == job.batches - 1:
+                self.epoch_closed(Closed(number, self.epoch, self.flat, exchange))
             exchange.end_step()
             self.last_step_s = time.monotonic() - began
         recorded = exchange.epoch_costs()

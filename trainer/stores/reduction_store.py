@@ -213,6 +213,22 @@ class ReductionStore:
         self.traffic.received += len(blob)
         return np.frombuffer(blob, dtype=self.dtype).copy()
 
+    def states(self, step: int) -> list[np.ndarray]:
+        """Every owner's optimizer-state chunk of `step`, in order (a checkpoint's)."""
+        blobs = self.client.mget([self._key(step, f"st:{j}") for j in range(self.workers)])
+        if any(b is None for b in blobs):
+            raise Behind(f"step {step}'s optimizer state is gone")
+        return [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs]
+
+    def restore(self, step: int, values: list[np.ndarray], states: list[np.ndarray], costs: list[float]) -> None:
+        """A resume from a checkpoint: `step` (the last of epoch len(costs) - 1) as if every owner had
+        just published it, and every epoch's cost up to it, so the workers rejoin right after it."""
+        for j, (chunk, state) in enumerate(zip(values, states, strict=True)):
+            self.publish(step, j, chunk, state, (costs[-1], costs[-1]) if j == 0 else None)
+        if costs:
+            self.client.hset(self._run_key("epochs"), mapping={str(e): repr(c) for e, c in enumerate(costs)})
+            self.client.expire(self._run_key("epochs"), EXPIRE_S)
+
     def epoch_costs(self) -> dict[int, float]:
         return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
 

@@ -288,13 +288,15 @@ class RedisTensorStore:
         return self._decode(names, values)
 
     # -- cancel and clean-up -----------------------------------------------------------------
-    def request_cancel(self, run_id: str) -> None:
-        """The cancel mark (no commit passes it), and a wake-up for a data-parallel run's workers
-        blocked in a wait for each other (keys.stop_key): they stop at once, not at their wait's bound."""
+    def request_cancel(self, run_id: str, workers: bool = False) -> None:
+        """The cancel mark (no commit passes it); for a data-parallel run (`workers`), also an entry
+        on its stop stream (keys.stop_key), which every wait of its workers reads: a worker blocked
+        in a wait for the others stops at once, not at the wait's bound."""
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
-        pipe.xadd(stop_key(run_id), {"why": "cancelled"})
-        pipe.expire(stop_key(run_id), self.ttl_s)
+        if workers:
+            pipe.xadd(stop_key(run_id), {"why": "cancelled"})
+            pipe.expire(stop_key(run_id), self.ttl_s)
         pipe.execute()
 
     def cancel_requested(self, run_id: str) -> bool:

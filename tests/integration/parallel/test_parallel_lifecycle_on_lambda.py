@@ -70,7 +70,7 @@ def test_a_cancel_stops_every_worker_at_its_next_step(cloud, cloud_env, stack, s
     assert item["status"] == "CANCELLED", item
     assert no_model(cloud_env, stack, payload["run_id"])
     left = {k.decode().split(":")[2] for k in services.tensor_store.run_keys(payload["run_id"])}
-    assert left <= {"cursor", "config", "cancel"}, f"no tensor, data or reduction key is left: {left}"
+    assert left <= {"cursor", "config", "cancel", "stop"}, f"no tensor, data or reduction key is left: {left}"
     kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
     assert {k: len(v) for k, v in kinds.items()} == {"CANCELLED": 1}, kinds
     print(f"workers all stopped {stopped_s:.2f} s after the cancel")
@@ -97,18 +97,32 @@ def test_a_worker_error_that_comes_back_fails_the_run_once_and_stops_every_worke
     assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1}, kinds
 
 
-def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(cloud, cloud_env, stack, services) -> None:
-    url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-resume-q")
-    payload = {**REQUEST, "epochs": 60, "workers": 4, "run_id": f"dpr-{secrets.token_hex(3)}"}
+@pytest.mark.parametrize(
+    ("checkpoint_every", "source"),
+    [(0, "seeded start"), (10, "checkpoint (epoch 19)")],
+    ids=["no-checkpoint", "checkpoint"],
+)
+def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
+    cloud, cloud_env, stack, services, checkpoint_every, source
+) -> None:
+    """Flushed at step 105 of 300 (5 steps an epoch: epochs 0 … 20 done), the run fails, and resumes
+    from its newest epoch checkpoint (worker 0 writes one every `checkpoint_every` epochs), or
+    from its seeded start when it writes none."""
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], f"dp-resume-{checkpoint_every}-q")
+    run_id = f"dpr-{secrets.token_hex(3)}"
+    payload = {**REQUEST, "epochs": 60, "workers": 4, "checkpoint_every": checkpoint_every, "run_id": run_id}
     launch(cloud_env, stack, payload)
-    wait_for_step(services, payload, 30)
+    wait_for_step(services, payload, 105)
+    listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"checkpoints/{run_id}/")
+    written = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
+    assert written == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written
     services.tensor_store.client.flushall()  # a replaced cache node: same address, empty memory
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
     assert item["status"] == "FAILED" and item["failure_reason"].startswith("cache lost"), item
     cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "resume", "run_id": payload["run_id"]})
     assert "FunctionError" not in resp, body
-    assert body["status"] == "RUNNING" and body["source"] == "seeded start", body
+    assert body["status"] == "RUNNING" and body["source"] == source, body
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
     assert item["status"] == "SUCCEEDED", item
     blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
