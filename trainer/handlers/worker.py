@@ -44,6 +44,7 @@ TAKEOVER_S = 2.0
 EVENT_KEYS = {"state", "run_id", "worker", "gen"}
 OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
+HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
@@ -125,9 +126,16 @@ class WorkerInvocation:
             held = self.held(config)
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
             job = job_of(config)
-            closed = self.checkpoint(config, job) if self.worker == 0 and config.checkpoint_every else None
             outcome = worker.train(
-                job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover, closed
+                job,
+                self.worker,
+                held,
+                snapshot,
+                store,
+                WAIT_S,
+                self.budget(config),
+                takeover,
+                self.gathered(config, job),
             )
         except Exception as exc:
             return self.ended_by(exc, store)
@@ -214,26 +222,46 @@ class WorkerInvocation:
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
         return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {reason}")
 
-    def checkpoint(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Closed], None]:
+    def gathered(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Gathered], None]:
+        """After each step: the heartbeat, and worker 0's checkpoints."""
+        last_beat = [-HEARTBEAT_S]
+        total = job.epochs * job.batches
+
+        def after(step: worker.Gathered) -> None:
+            now = time.monotonic()
+            if now - last_beat[0] >= HEARTBEAT_S or step.step == total - 1:
+                last_beat[0] = now
+                self.heartbeat(step.step)
+            if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
+                self.checkpoint(job, step, config.checkpoint_every)
+
+        return after
+
+    def heartbeat(self, step: int) -> None:
+        """The step this worker gathered, in the run's item (`lnn status` shows it), which also
+        moves the run's heartbeat: a data-parallel run whose workers step is not STALLED. Best
+        effort: a worker does not stop for its heartbeat."""
+        try:
+            self.svc.run_store.record_worker_step(self.run_id, self.worker, step, self.event.resumes)
+        except Exception:
+            logger.exception("heartbeat not recorded", extra={"run_id": self.run_id, "worker": self.worker})
+
+    def checkpoint(self, job: worker.Job, closed: worker.Gathered, every: int) -> None:
         """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
         in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
         (`epoch_costs`) and the data-parallel step as its seq: what a resume restores the reduction
         from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
-
-        def write(closed: worker.Closed) -> None:
-            if (closed.epoch + 1) % config.checkpoint_every:
-                return
-            layout = Layout.of(job.sizes)
-            tensors = layout.unflatten(closed.flat)
-            for key, flat in worker.full_state(job, closed.exchange.states(closed.step)).items():
-                tensors |= layout.unflatten(flat, prefix=key)
-            recorded = closed.exchange.epoch_costs()
-            costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
-            tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
-            digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
-            self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
-
-        return write
+        if (closed.epoch + 1) % every:
+            return
+        layout = Layout.of(job.sizes)
+        tensors = layout.unflatten(closed.flat)
+        for key, flat in worker.full_state(job, closed.exchange.states(closed.step)).items():
+            tensors |= layout.unflatten(flat, prefix=key)
+        recorded = closed.exchange.epoch_costs()
+        costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
+        tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
+        digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
+        self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
 
     def budget(self, config: RunConfig) -> Callable[[int], bool]:
         """Steps go on while the invocation has time and step budget left, as the fused chain's."""

@@ -107,7 +107,7 @@ def train(
     wait_s: float,
     may_continue: Callable[[int], bool] = lambda steps: True,
     takeover: Takeover | None = None,
-    epoch_closed: Callable[[Closed], None] | None = None,
+    gathered: Callable[[Gathered], None] | None = None,
 ) -> Result:
     """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
     started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
@@ -120,17 +120,18 @@ def train(
     `takeover.shard`) and, for a lost owner, its chunk's update, with the same bits; at later steps
     it no longer waits for the lost worker, until its partials appear again (it rejoined).
 
-    `epoch_closed`, if given, is told of each step that closes an epoch, once every chunk of it
-    is gathered (a checkpoint's moment)."""
-    return _Worker(job, worker, held, params, exchange, wait_s, takeover, epoch_closed).run(may_continue)
+    `gathered`, if given, is told of each step once every chunk of it is gathered (a heartbeat's
+    moment, and a checkpoint's when the step closes an epoch)."""
+    return _Worker(job, worker, held, params, exchange, wait_s, takeover, gathered).run(may_continue)
 
 
 @dataclass(frozen=True)
-class Closed:
-    """The state of the run after a step that closed an epoch, as every worker has it."""
+class Gathered:
+    """The state of the run after a step, as every worker has it."""
 
     step: int
     epoch: int
+    closes_epoch: bool
     flat: np.ndarray  # every parameter, flat
     exchange: Exchange  # its states(step): every owner's optimizer-state chunk; epoch_costs()
 
@@ -167,10 +168,10 @@ class _Worker:
         exchange: Exchange,
         wait_s: float,
         takeover: Takeover | None,
-        epoch_closed: Callable[[Closed], None] | None = None,
+        gathered: Callable[[Gathered], None] | None = None,
     ) -> None:
         self.job, self.worker, self.held, self.exchange = job, worker, held, exchange
-        self.wait_s, self.takeover, self.epoch_closed = wait_s, takeover, epoch_closed
+        self.wait_s, self.takeover, self.gathered = wait_s, takeover, gathered
         self.layout = Layout.of(job.sizes)
         self.chunks = self.layout.chunks(job.workers)
         self.keys = step.state_keys(job.optimizer)
@@ -210,8 +211,8 @@ class _Worker:
             pieces, _, cost = exchange.gather(number, time.monotonic() + self.wait_s)
             self.flat = np.concatenate(pieces)
             self.running = np.array([cost])
-            if self.epoch_closed is not None and self.batch == job.batches - 1:
-                self.epoch_closed(Closed(number, self.epoch, self.flat, exchange))
+            if self.gathered is not None:
+                self.gathered(Gathered(number, self.epoch, self.batch == job.batches - 1, self.flat, exchange))
             exchange.end_step()
             self.last_step_s = time.monotonic() - began
         recorded = exchange.epoch_costs()

@@ -61,6 +61,8 @@ def test_a_cancel_stops_every_worker_at_its_next_step(cloud, cloud_env, stack, s
     payload = {**LONG, "run_id": f"dpc-{secrets.token_hex(3)}"}
     launch(cloud_env, stack, payload)
     wait_for_step(services, payload, 20)
+    beating = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])
+    assert set(beating["worker_steps"]) == {"0", "1", "2", "3"}, "every worker's heartbeat names its step"
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "cancel", "run_id": payload["run_id"]})
     assert "FunctionError" not in resp and body["status"] == "CANCELLED", body
     cancelled_at = time.monotonic()
