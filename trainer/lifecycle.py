@@ -102,8 +102,8 @@ def _resume_workers(
         store.create_run(run_id, config.to_json(), tensors)  # refused for a cancelled run
     resumes = svc.run_store.generation(run_id) or 0
     if isinstance(store, RedisTensorStore):  # the workers reduce through the cache's streams
-        reduction_store.start_generation(store.client, run_id, resumes)
-        if saved is not None and saved.tensors is not None:
+        started = reduction_store.start_generation(store.client, run_id, resumes)
+        if started and saved is not None and saved.tensors is not None:
             _restore_reduction(store, config, resumes, saved)
     launching.first_hops(svc, config, resumes)
     if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:

@@ -60,14 +60,20 @@ def generation_key(run_id: str) -> str:
     return cache_key(run_id, CacheKind.REDUCTION, "generation")
 
 
-def start_generation(client: Any, run_id: str, generation: int) -> None:
-    """A resume's reset: every reduction key of the generations before cleared, the new one named."""
+def start_generation(client: Any, run_id: str, generation: int) -> bool:
+    """A resume's reset: every reduction key of the generations before cleared, the new one named.
+    Once per generation: a resume sent again (its LaunchLambda died after sending some events)
+    finds its generation started, and leaves alone what its workers may have reduced since (False)."""
+    current = client.get(generation_key(run_id))
+    if current is not None and int(current) == generation:
+        return False
     keys = list(client.scan_iter(match=f"{cache_key(run_id, CacheKind.REDUCTION)}:*", count=500))
     pipe = client.pipeline(transaction=False)
     if keys:
         pipe.delete(*keys)
     pipe.set(generation_key(run_id), str(generation), ex=EXPIRE_S)
     pipe.execute()
+    return True
 
 
 class Stopped(RuntimeError):
