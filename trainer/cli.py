@@ -352,6 +352,8 @@ def _status(args: argparse.Namespace) -> int:
         }
         shown["status"] = lifecycle.effective_status(run, args.stall_after)
         shown["epochs_recorded"] = len(record.epochs)
+        if workers := workspace.worker_steps(run):
+            shown["workers"] = workers  # worker -> the step it has gathered
         if shown["status"] == RunStatus.RUNNING:
             shown |= workspace.progress(record)
         shown["source"] = record.source

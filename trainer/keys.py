@@ -53,10 +53,12 @@ class CacheKind(StrEnum):
     DATA = "data"  # the read-only training data (NAME: x_train, y_train, ...)
     OUTBOX = "outbox"  # what the commit of a step left to do (NAME: the step's seq)
     HANDOFF = "handoff"  # the completion claim of a step, then its 'sent' mark (NAME: the seq)
+    REDUCTION = "dp"  # a data-parallel run's reduction (trainer.stores.reduction_store)
+    STOP = "stop"  # a data-parallel run's stop stream (`stop_key`): kept, as the cancel mark is
 
 
 # The families `delete_run` removes while keeping the chain's bookkeeping until its TTL.
-BULK_KINDS = (CacheKind.TENSOR, CacheKind.DATA)
+BULK_KINDS = (CacheKind.TENSOR, CacheKind.DATA, CacheKind.REDUCTION)
 
 
 def cache_prefix(run_id: str) -> str:
@@ -67,3 +69,9 @@ def cache_prefix(run_id: str) -> str:
 
 def cache_key(run_id: str, kind: CacheKind, name: str = "") -> str:
     return f"{cache_prefix(run_id)}{kind.value}" + (f":{name}" if name else "")
+
+
+def stop_key(run_id: str) -> str:
+    """A stream a data-parallel run's workers read in every blocking wait: a cancel (and a worker
+    that failed the run) appends to it, so a worker waiting for the others wakes and stops at once."""
+    return cache_key(run_id, CacheKind.STOP)

@@ -13,11 +13,15 @@ import numpy as np
 from trainer import checkpoints, keys, once, runstart, runstop
 from trainer import services as services_mod
 from trainer.errors import RequestError
+from trainer.parallel import launching, worker
+from trainer.parallel import step as step_rules
+from trainer.parallel.flat import Layout
 from trainer.runconfig import RunConfig
 from trainer.statemachine import DEFAULT_STALL_AFTER_S, effective_status, event_at
+from trainer.stores import reduction_store
 from trainer.stores.records import RunItem
 from trainer.stores.run_store import CHECKPOINTS, HANDOFF, Handoff, checkpoint_name
-from trainer.stores.tensor_store import NO_CURSOR
+from trainer.stores.tensor_store import NO_CURSOR, RedisTensorStore
 from trainer.sweep import scheduler
 from trainer.vocabulary import RunStatus
 
@@ -49,12 +53,12 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         raise RequestError([problem])
     run = runstop.checked_run(svc, run_id)
     config = RunConfig.from_json(run["config"])
-    if config.workers > 1:  # its state is its workers' (trainer/parallel), not a chain position to rebuild
-        raise RequestError([f"run_id: run {run_id!r} is data-parallel; resuming data-parallel runs is not built yet"])
     pending = run["status"] == RunStatus.RUNNING and run.get(HANDOFF) == Handoff.RESUME
     status = effective_status(run, stall_after_s)
     if not pending and status not in (RunStatus.FAILED, RunStatus.STALLED):
         raise RequestError([f"run_id: run {run_id!r} is {status}; only FAILED or STALLED runs can resume"])
+    if config.workers > 1:  # its state is its workers' (trainer/parallel), not a chain position
+        return _resume_workers(svc, config, run, pending, stall_after_s)
     rebuild = _rebuild_of(svc, config, run)
     if rebuild.cursor + 1 >= config.plan.total_steps:
         raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
@@ -68,6 +72,64 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         # wrote after the cancel's clean-up goes too.
         svc.tensor_store.delete_run(run_id)
     return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": rebuild.source}
+
+
+def _resume_workers(
+    svc: services_mod.Services, config: RunConfig, run: RunItem, pending: bool, stall_after_s: float
+) -> dict[str, Any]:
+    """A data-parallel run starts again from its seeded start, with every worker of a new
+    generation: the micro-shards back in the cache from the source (checked against the run's data
+    digest) when the cache lost them, the initial parameters when the cache lost those, the
+    reduction of the generation before cleared (a worker of it still alive writes under its own
+    generation's keys, which nobody reads any more), and one event per worker carrying the run's
+    resumes. The arithmetic is the launch's, so the run ends bit-identical to its calm twin."""
+    store, run_id = svc.tensor_store, config.run_id
+    cursor = store.cursor(run_id)
+    if cursor not in (NO_CURSOR, -1):  # the finish is committed: its completion needs no resume
+        raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
+    data = None
+    if not launching.has_data(store, run_id):
+        data = launching.data_arrays(_dataset_from_source(svc, config, json.loads(run["request"])))
+    tensors = None if cursor == -1 and store.config(run_id) is not None else _from_seeded_start(config, run).tensors
+    key = checkpoints.latest_key(svc.blob_store, run_id)
+    saved = _from_checkpoint(svc, config, run, key) if key else None  # its seq: the data-parallel step
+    if not pending and svc.run_store.resumed(run_id, time.time() - stall_after_s) is None:
+        now = svc.run_store.get_run(run_id)["status"]
+        raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
+    if data is not None:
+        store.put_data(run_id, data)
+    if tensors is not None:
+        store.create_run(run_id, config.to_json(), tensors)  # refused for a cancelled run
+    resumes = svc.run_store.generation(run_id) or 0
+    if isinstance(store, RedisTensorStore):  # the workers reduce through the cache's streams
+        started = reduction_store.start_generation(store.client, run_id, resumes)
+        if started and saved is not None and saved.tensors is not None:
+            _restore_reduction(store, config, resumes, saved)
+    launching.first_hops(svc, config, resumes)
+    if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
+        svc.tensor_store.delete_run(run_id)  # a cancel landed after the move: what the rebuild wrote goes too
+    source = saved.source if saved is not None else "seeded start"
+    return {
+        "run_id": run_id,
+        "status": RunStatus.RUNNING,
+        "resumed_from_seq": saved.cursor if saved else -1,
+        "source": source,
+    }
+
+
+def _restore_reduction(store: RedisTensorStore, config: RunConfig, resumes: int, saved: Rebuild) -> None:
+    """The checkpoint's step as the new generation's newest published step: every owner's chunk
+    of the parameters and of the optimizer state, and every epoch's cost up to it. The workers
+    rejoin right after it, as a retried worker rejoins, with the same bits."""
+    assert saved.tensors is not None
+    layout = Layout.of(config.sizes)
+    flat = layout.flatten(saved.tensors)
+    state = {k: layout.flatten(saved.tensors, prefix=k) for k in step_rules.state_keys(config.optimizer)}
+    chunks = [flat[a:b] for a, b in layout.chunks(config.workers)]
+    states = worker.packed_states(config.sizes, config.optimizer, config.workers, state, config.dtype)
+    reduction = reduction_store.ReductionStore(store.client, config.run_id, config.workers, config.dtype, resumes)
+    costs = [float(c) for c in saved.tensors["epoch_costs"]]
+    reduction.restore(saved.cursor, chunks, states, costs)
 
 
 def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:
@@ -103,6 +165,10 @@ def _from_seeded_start(config: RunConfig, run: RunItem) -> Rebuild:
 
 
 def _data_from_source(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> dict[str, Any]:
+    return _dataset_from_source(svc, config, request).arrays()
+
+
+def _dataset_from_source(svc: services_mod.Services, config: RunConfig, request: dict[str, Any]) -> Any:
     # The run's own config and request name its source, normalisation and dtype (a trial's are its
     # sweep's base: none of them can be searched); a trial's split is where its sweep stored it.
     split = keys.split_key(config.sweep_id) if config.in_sweep else None
@@ -112,7 +178,7 @@ def _data_from_source(svc: services_mod.Services, config: RunConfig, request: di
     )
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])
-    return dataset.arrays()
+    return dataset
 
 
 def _restore(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) -> int:

@@ -45,7 +45,7 @@ def cancel(svc: Services, run: RunItem, message: bool) -> int:
 
 def stop_chain(svc: Services, run: RunItem, message: bool) -> int:
     run_id = run["run_id"]
-    svc.tensor_store.request_cancel(run_id)
+    svc.tensor_store.request_cancel(run_id, workers=RunConfig.from_json(run["config"]).workers > 1)
     removed = svc.tensor_store.delete_run(run_id)
     if message:
         body = {"epochs_done": epochs_done(run)}

@@ -51,6 +51,13 @@ class Outcome(StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class StopCause(StrEnum):
+    """Why a data-parallel run's workers all stop before its end."""
+
+    CANCELLED = "cancelled"  # the user cancelled the run
+    FAILED = "failed"  # one of its workers failed the run
+
+
 class Claim(StrEnum):
     """The answer to a claim on a once-only effect (a hand-off, a notification)."""
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import RunNotFound
+from trainer.runconfig import RunConfig
 
 FOLLOWER = "FOLLOWER"
 INTERRUPTED = 130  # a shell's exit status for a command ended by Ctrl-C
@@ -155,6 +156,10 @@ def progress(record: Record, now: float | None = None) -> dict[str, Any]:
     """How far a run is and how fast it goes, from its item and its recorded epochs."""
     run, now = record.run, time.time() if now is None else now
     total, done = int(run.get("total_steps") or 0), int(run.get("last_seq") or 0) + 1
+    steps = worker_steps(run)
+    if steps and isinstance(run.get("config"), str):  # a data-parallel run: as far as its slowest worker
+        config = RunConfig.from_json(run["config"])
+        total, done = config.epochs * config.batches, min(steps.values()) + 1
     shown: dict[str, Any] = {"percent": round(100.0 * min(done, total) / total, 1) if total else None}
     if record.epochs:
         shown["cost"] = record.epochs[-1]["cost"]
@@ -170,6 +175,13 @@ def progress(record: Record, now: float | None = None) -> dict[str, Any]:
         if epochs and rate > 0 and run.get("status") == "RUNNING":
             shown["eta_s"] = round((epochs - len(record.epochs)) / rate, 1)
     return shown
+
+
+def worker_steps(run: Mapping[str, Any]) -> dict[str, int]:
+    """A data-parallel run's workers and the step each has gathered (the workers' heartbeats), in
+    the workers' order; empty for a chain."""
+    steps = run.get("worker_steps") or {}
+    return {str(w): int(steps[w]) for w in sorted(steps, key=int)}
 
 
 def local_runs(runs_dir: Path) -> Iterator[dict[str, Any]]:

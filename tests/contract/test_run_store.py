@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 
 from trainer.errors import RunNotFound
 from trainer.statemachine import RUN_TRANSITIONS
-from trainer.stores.run_store import CHECKPOINTS, FAILURE_REASON, HANDOFF, Handoff, checkpoint_name
+from trainer.stores.run_store import CHECKPOINTS, FAILURE_REASON, HANDOFF, WORKER_STEPS, Handoff, checkpoint_name
 from trainer.vocabulary import Claim, Notice, RunStatus
 
 STORED = (RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.STOPPED)
@@ -153,6 +153,28 @@ def test_a_resume_moves_a_failed_or_stalled_run_once(runs, ids) -> None:
     store.mark_cancelled(running)
     assert store.resumed(running, stalled_before=last_step + 100) is None
     assert store.resumed(ids(), stalled_before=0.0) is None
+
+
+def test_data_parallel_workers_record_their_steps_in_their_generation(runs, ids) -> None:
+    store, run_id = runs.store, ids()
+    new_run(store, run_id)
+    before = store.get_run(run_id)["last_step_at"]
+    store.record_worker_step(run_id, 2, 7, generation=0)  # the first heartbeat makes the map
+    store.record_worker_step(run_id, 0, 9, generation=0)
+    store.record_worker_step(run_id, 2, 8, generation=0)
+    run = store.get_run(run_id)
+    assert {k: int(v) for k, v in run[WORKER_STEPS].items()} == {"0": 9, "2": 8}
+    assert run["last_step_at"] >= before, "a worker's step is the run's heartbeat"
+    store.mark_failed(run_id, "boom", "dp_worker#1", "ValueError", generation=0)
+    store.record_worker_step(run_id, 1, 10, generation=0)  # a worker stopping after the failure
+    assert {k: int(v) for k, v in store.get_run(run_id)[WORKER_STEPS].items()} == {"0": 9, "2": 8}
+    store.resumed(run_id, stalled_before=0.0)
+    assert WORKER_STEPS not in store.get_run(run_id), "a resume forgets the steps of the generation before"
+    store.record_worker_step(run_id, 1, 3, generation=0)  # a worker of the generation before
+    assert WORKER_STEPS not in store.get_run(run_id)
+    store.record_worker_step(run_id, 1, 3, generation=1)
+    assert {k: int(v) for k, v in store.get_run(run_id)[WORKER_STEPS].items()} == {"1": 3}
+    store.record_worker_step(ids(), 0, 1, generation=0)  # an unknown run: nothing, no error
 
 
 def test_checkpoint_digests_are_kept_by_epoch(runs, ids) -> None:

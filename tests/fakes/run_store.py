@@ -15,7 +15,7 @@ from tests.fakes.clock import FakeClock, atomic
 from trainer.errors import RunNotFound
 from trainer.statemachine import may_become
 from trainer.stores.items import plain, serialize
-from trainer.stores.run_store import CHECKPOINTS, FAILURE_REASON, HANDOFF, Handoff, checkpoint_name
+from trainer.stores.run_store import CHECKPOINTS, FAILURE_REASON, HANDOFF, WORKER_STEPS, Handoff, checkpoint_name
 from trainer.stores.sweep_store import NO_SUCCESSOR
 from trainer.vocabulary import Claim, Notice, RungDecision, RunStatus, SweepStatus
 
@@ -190,11 +190,18 @@ class FakeRunStore:
         stalled = run["status"] == RunStatus.RUNNING and run["last_step_at"] < stalled_before
         if run["status"] != RunStatus.FAILED and not stalled:
             return None
-        for name in (FAILURE_REASON, "failed_step", "error_type"):
+        for name in (FAILURE_REASON, "failed_step", "error_type", WORKER_STEPS):
             run.pop(name, None)
         now = self.clock()
         values = {"status": RunStatus.RUNNING, "updated_at": now, "last_step_at": now, HANDOFF: Handoff.RESUME}
         return self._set(self._run(run_id), {**values, "resumes": int(run.get("resumes", 0)) + 1})
+
+    def record_worker_step(self, run_id: str, worker: int, step: int, generation: int) -> None:
+        run = self.items.get(self._run(run_id))
+        if run is None or run["status"] != RunStatus.RUNNING or int(run.get("resumes", 0)) != generation:
+            return
+        steps = {**run.get(WORKER_STEPS, {}), str(worker): step}
+        self._set(self._run(run_id), {WORKER_STEPS: steps, "last_step_at": self.clock()})
 
     def handed_off(self, run_id: str) -> bool:
         run = self.items.get(self._run(run_id))

@@ -137,14 +137,14 @@ class FakeTensorStore:
         for name, value in arrays.items():
             self._set(self._key(run_id, "data", name), encode(value))
 
-    def has_data(self, run_id: str) -> bool:
-        return self._exists(self._key(run_id, "data", "x_train"))
+    def has_data(self, run_id: str, name: str = "x_train") -> bool:
+        return self._exists(self._key(run_id, "data", name))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
         return self._decode(names, [self._get(self._key(run_id, "data", n)) for n in names])
 
     # -- cancel and clean-up -----------------------------------------------------------------
-    def request_cancel(self, run_id: str) -> None:
+    def request_cancel(self, run_id: str, workers: bool = False) -> None:
         self._set(self._key(run_id, "cancel"), "1")
 
     def cancel_requested(self, run_id: str) -> bool:
@@ -158,7 +158,7 @@ class FakeTensorStore:
         keys = [k.decode() for k in self.run_keys(run_id)]
         if keep_cursor:
             prefix = self._key(run_id, "")
-            keys = [k for k in keys if k[len(prefix) :].partition(":")[0] in ("t", "data")]
+            keys = [k for k in keys if k[len(prefix) :].partition(":")[0] in ("t", "data", "dp")]
         for key in keys:
             del self._kv[key]
         return len(keys)

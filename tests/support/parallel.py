@@ -1,9 +1,14 @@
-"""The data-parallel tests' shared request and its one-process reference (trainer.parallel.reference)."""
+"""The data-parallel tests' shared request, its one-process reference (trainer.parallel.reference),
+and faults injected into a stack's workers."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
+from tests.support.chain import FAULTY_TRAINER
+from tests.support.cloud import aws
 from trainer.data.loader import load_raw, prepare
 from trainer.nn.init import initialise
 from trainer.parallel import reference
@@ -38,3 +43,15 @@ def expected(payload: dict) -> tuple[dict[str, np.ndarray], list[float]]:
         workers=payload.get("workers", 1),
     )
     return got, costs
+
+
+def with_faults(cloud_env, stack: dict, plan: dict) -> None:
+    """The stack's trainer runs the faulty handler (tests/integration/functions.py) with `plan`."""
+    lam = aws("lambda", cloud_env)
+    name = stack["TRAINER_FUNCTION_NAME"]
+    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=name,
+        Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
+        ImageConfig={"Command": [FAULTY_TRAINER]},
+    )

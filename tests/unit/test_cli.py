@@ -6,6 +6,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from tests.support.paths import REPO_ROOT
 from trainer import cli, workspace
+from trainer.runconfig import RunConfig
 
 
 @pytest.fixture
@@ -436,3 +438,49 @@ def test_status_of_a_running_run_shows_its_validation_figures() -> None:
     epochs = [{"epoch": i, "cost": 0.5, "validation_cost": 0.6, "validation_accuracy": 0.75} for i in range(10)]
     shown = workspace.progress(workspace.Record(run, epochs, "here"), now=105.0)
     assert (shown["cost"], shown["validation_cost"], shown["validation_accuracy"]) == (0.5, 0.6, 0.75)
+
+
+def _data_parallel_run(run_id: str, steps: dict[str, int] | None) -> dict:
+    config = RunConfig(
+        run_id=run_id,
+        sizes=(2, 4, 1),
+        activations=("tanh", "sigmoid"),
+        optimizer="adam",
+        learning_rate=0.1,
+        l2=0.0,
+        batch_size=100,
+        examples=400,  # 4 batches an epoch
+        epochs=10,  # 40 steps
+        seed=1,
+        dtype="float64",
+        classes=2,
+        chain="fused",
+        max_steps_per_invocation=2000,
+        time_margin_ms=10_000,
+        notify_every=0,
+        checkpoint_every=0,
+        data_digest="d",
+        dataset="moons",
+        workers=4,
+    )
+    run = {"run_id": run_id, "status": "RUNNING", "config": config.to_json(), "total_steps": 400, "last_seq": -1}
+    return run | ({"worker_steps": steps} if steps is not None else {})
+
+
+def test_status_of_a_data_parallel_run_shows_each_workers_step(runs_dir: Path, capsys) -> None:
+    (runs_dir / "dp1").mkdir()
+    steps = {"3": 19, "0": 21, "1": 20, "2": 9}  # as DynamoDB gives a map back: in no particular order
+    run = _data_parallel_run("dp1", steps) | {"created_at": time.time(), "last_step_at": time.time()}
+    (runs_dir / "dp1" / "run.json").write_text(json.dumps({"run": run, "epochs": []}))
+    assert cli.main(["status", "dp1"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "RUNNING"
+    assert list(shown["workers"].items()) == [("0", 21), ("1", 20), ("2", 9), ("3", 19)]
+    assert shown["percent"] == 25.0, "as far as its slowest worker: 10 of 40 steps"
+
+
+def test_status_of_a_chain_shows_no_workers() -> None:
+    run = {"status": "RUNNING", "last_seq": 49, "total_steps": 200, "created_at": 100.0, "request": {"epochs": 40}}
+    assert workspace.worker_steps(run) == {}
+    assert workspace.worker_steps(_data_parallel_run("dp2", None)) == {}
+    assert workspace.progress(workspace.Record(run, [], "here"), now=105.0)["percent"] == 25.0

@@ -32,6 +32,9 @@ def test_the_launchs_events_parse_as_one_per_worker_at_generation_0() -> None:
         ({"run_id": "run\n"}, "run_id is not a run id"),
         ({"run_id": 5}, "run_id is not a run id"),
         ({"seq": 3}, "exactly the keys"),
+        ({"resumes": -1}, "resumes must be an integer"),
+        ({"resumes": True}, "resumes must be an integer"),
+        ({"resumes": "2"}, "resumes must be an integer"),
     ],
 )
 def test_a_malformed_worker_event_is_refused_by_name(change, says) -> None:
@@ -44,3 +47,10 @@ def test_a_chain_event_is_not_a_worker_event() -> None:
     assert not worker.is_worker_event(chain) and not worker.is_worker_event([GOOD]) and not worker.is_worker_event(None)
     with pytest.raises(EventError, match="exactly the keys"):
         worker.parse({k: v for k, v in GOOD.items() if k != "gen"})
+
+
+def test_a_resumed_runs_events_carry_its_resumes_and_hand_them_on() -> None:
+    events = launching.worker_events("run-1", 2, resumes=3)
+    assert [worker.parse(e) for e in events] == [worker.WorkerEvent("run-1", w, 0, 3) for w in range(2)]
+    assert worker.parse(launching.worker_event("run-1", 1, 5, 3)) == worker.WorkerEvent("run-1", 1, 5, 3)
+    assert "resumes" not in launching.worker_event("run-1", 1), "the launch's events are as before"

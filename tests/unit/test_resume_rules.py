@@ -108,3 +108,41 @@ def test_a_cancelled_run_cannot_resume_and_a_second_cancel_is_refused(svc) -> No
         ask(svc, {"action": "resume", "run_id": run_id})
     assert len(svc.notifier.of(Notice.CANCELLED, run_id)) == 1
     assert svc.tensor_store.dump_run(run_id)[2:] == ({}, {}), "its cache state is gone"
+
+
+def test_a_stalled_data_parallel_run_resumes_with_one_event_per_worker_of_its_next_generation(svc) -> None:
+    run_id = launch(svc, workers=2, epochs=3)
+    assert [e["worker"] for e in svc.invoker.take()] == [0, 1]
+    # Its workers died: a user counts it stalled after no time at all.
+    answer = ask(svc, {"action": "resume", "run_id": run_id, "stall_after_s": 0})
+    assert (answer["status"], answer["source"], answer["resumed_from_seq"]) == (RunStatus.RUNNING, "seeded start", -1)
+    events = svc.invoker.take()
+    assert [(e["state"], e["worker"], e["gen"], e["resumes"]) for e in events] == [
+        ("dp_worker", 0, 0, 1),
+        ("dp_worker", 1, 0, 1),
+    ]
+    assert svc.run_store.get_run(run_id)["resumes"] == 1
+
+
+def test_a_data_parallel_run_whose_cache_was_lost_gets_its_shards_and_start_back(svc) -> None:
+    run_id = launch(svc, workers=2, epochs=3)
+    svc.invoker.take()
+    svc.tensor_store.flush()
+    svc.run_store.mark_failed(run_id, "cache lost: CacheLost", "dp_worker#1", "CacheLost", generation=0)
+    answer = ask(svc, {"action": "resume", "run_id": run_id})
+    assert answer["source"] == "seeded start" and len(svc.invoker.take()) == 2
+    assert svc.tensor_store.has_data(run_id, "dp_x0") and svc.tensor_store.has_data(run_id, "dp_x15")
+    assert svc.tensor_store.cursor(run_id) == -1, "the initial parameters back at the launch's position"
+
+
+def test_a_data_parallel_run_is_not_resumed_while_running_nor_after_its_finish(svc) -> None:
+    run_id = launch(svc, workers=2, epochs=3)
+    svc.invoker.take()
+    with pytest.raises(RequestError, match="only FAILED or STALLED runs can resume"):
+        ask(svc, {"action": "resume", "run_id": run_id})
+    svc.run_store.mark_failed(run_id, "boom", "dp_worker#0", "ValueError", generation=0)
+    svc.tensor_store.commit(run_id, -1, 44, {}, "{}")  # worker 0 committed the finish before it failed
+    before = svc.run_store.get_run(run_id)
+    with pytest.raises(RequestError, match="has applied every step already"):
+        ask(svc, {"action": "resume", "run_id": run_id})
+    assert svc.run_store.get_run(run_id) == before and svc.invoker.events == []

@@ -19,18 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from trainer import effects, engine, once, warm
+from trainer import checkpoints, effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.data import normalize
 from trainer.errors import ChainError, EventError
 from trainer.logs import get_logger
 from trainer.parallel import launching, shards, worker
+from trainer.parallel.flat import Layout
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
-from trainer.stores.reduction_store import Behind, ReductionStore
-from trainer.stores.tensor_store import CommitResult, RedisTensorStore
-from trainer.vocabulary import Outcome
+from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped
+from trainer.stores.run_store import FAILURE_REASON
+from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, RedisTensorStore
+from trainer.vocabulary import Notice, Outcome, StopCause
 
 logger = get_logger("lnn-trainer")
 
@@ -40,7 +42,9 @@ WAIT_S = 60.0
 # the others compute them themselves: a lost worker stalls the run about this long, once.
 TAKEOVER_S = 2.0
 EVENT_KEYS = {"state", "run_id", "worker", "gen"}
+OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
+HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
@@ -49,7 +53,13 @@ _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 class WorkerEvent:
     run_id: str
     worker: int
-    generation: int
+    generation: int  # its invocations' hand-ons since the launch or the resume
+    resumes: int = 0  # the run's resumes when it was sent: an older event is of the run before its resume
+
+
+class WorkerFailed(RuntimeError):
+    """A worker's error, named with its run and worker; raised so that Lambda's retry (or the
+    on-failure destination) sees it, whether it failed the run or only lost this worker."""
 
 
 def is_worker_event(payload: Any) -> bool:
@@ -57,8 +67,11 @@ def is_worker_event(payload: Any) -> bool:
 
 
 def parse(payload: Any) -> WorkerEvent:
-    if set(payload) != EVENT_KEYS:
-        raise EventError(f"a worker event has exactly the keys {sorted(EVENT_KEYS)}, got {sorted(map(str, payload))}")
+    if not EVENT_KEYS <= set(payload) <= EVENT_KEYS | OPTIONAL_KEYS:
+        raise EventError(
+            f"a worker event has exactly the keys {sorted(EVENT_KEYS)} and may have {sorted(OPTIONAL_KEYS)}, "
+            f"got {sorted(map(str, payload))}"
+        )
     run_id, number = payload["run_id"], payload["worker"]
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
         raise EventError("worker event: run_id is not a run id")
@@ -67,7 +80,10 @@ def parse(payload: Any) -> WorkerEvent:
     generation = payload["gen"]
     if isinstance(generation, bool) or not isinstance(generation, int) or not 0 <= generation <= MAX_GENERATION:
         raise EventError(f"worker event: gen must be an integer 0..{MAX_GENERATION}")
-    return WorkerEvent(run_id, number, generation)
+    resumes = payload.get("resumes", 0)
+    if isinstance(resumes, bool) or not isinstance(resumes, int) or not 0 <= resumes <= MAX_GENERATION:
+        raise EventError(f"worker event: resumes must be an integer 0..{MAX_GENERATION}")
+    return WorkerEvent(run_id, number, generation, resumes)
 
 
 def run(payload: Any, context: Any, svc: services_mod.Services) -> dict[str, Any]:
@@ -86,25 +102,43 @@ class WorkerInvocation:
         config = warm.run_config(self.svc, self.run_id)
         if config.workers < 2 or self.worker >= config.workers:
             raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
+        # From the table, not the cache: a resume replaced the run's workers with the next generation.
+        resumes = self.svc.run_store.generation(self.run_id)
+        if resumes is None or self.event.resumes > resumes:
+            raise EventError(f"run {self.run_id!r} has not resumed {self.event.resumes} times")
+        if self.event.resumes < resumes:
+            logger.info("worker of the run before its resume", extra={"run_id": self.run_id, "worker": self.worker})
+            return self.result(Outcome.DUPLICATE)
         names = engine.weight_names(config)
         cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, names)
         if cancelled:
             return self.result(Outcome.CANCELLED)
+        if cursor == NO_CURSOR:
+            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None)
         if cursor != -1:  # the finish is committed: a duplicate or a retry after it
             return self.complete_committed(config, cursor)
         started = time.monotonic()
         tensors = self.svc.tensor_store
         if not isinstance(tensors, RedisTensorStore):  # the workers reduce through the cache's streams
             raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
-        store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype)
-        held = self.held(config)
+        store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype, self.event.resumes)
         try:
+            held = self.held(config)
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
             job = job_of(config)
-            outcome = worker.train(job, self.worker, held, snapshot, store, WAIT_S, self.budget(config), takeover)
-        except Behind as exc:  # a late copy: the other copy of this worker carried the run past it
-            logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
-            return self.result(Outcome.DUPLICATE)
+            outcome = worker.train(
+                job,
+                self.worker,
+                held,
+                snapshot,
+                store,
+                WAIT_S,
+                self.budget(config),
+                takeover,
+                self.gathered(config, job),
+            )
+        except Exception as exc:
+            return self.ended_by(exc, store)
         if not outcome.finished:
             return self.hand_on(outcome, store)
         store.report(self.worker, self.correct(config, outcome.params, held))
@@ -122,12 +156,112 @@ class WorkerInvocation:
         )
         if self.worker != 0:
             return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
-        counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
+        try:
+            counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
+        except Stopped as exc:
+            return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
         answer = self.finish(config, outcome, sum(counts.values()), started)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
+
+    # -- a worker's steps that ended early ------------------------------------------------------
+    def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
+        """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
+        cleared). The cache lost the run, or an error came back (`seen_before`): this worker fails
+        the run. Anything else loses only this worker (a wait's bound, the cache not answering,
+        a crash once): raised for Lambda's retry, while the others stand in for it."""
+        if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
+            logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
+            return self.result(Outcome.DUPLICATE)
+        try:
+            cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
+            cursor = self.svc.tensor_store.cursor(self.run_id)
+        except UNAVAILABLE:
+            raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
+        if cancelled:
+            store.clear()  # what this worker wrote after the cancel's clean-up goes too
+            logger.info("worker stopped: the run was cancelled", extra={"run_id": self.run_id, "worker": self.worker})
+            return self.result(Outcome.CANCELLED)
+        if cursor == NO_CURSOR or isinstance(exc, CacheLost):
+            raise self.fail_run(exc, store)
+        if isinstance(exc, Behind) or cursor != -1:
+            # A late copy: the other copy of this worker carried the run past it, or to its finish
+            # (whose clean-up took the data and the reduction from under this copy).
+            logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
+            return self.result(Outcome.DUPLICATE)
+        if not isinstance(exc, (Stalled, *UNAVAILABLE)) and store.seen_before(f"{type(exc).__name__}: {exc}"):
+            raise self.fail_run(exc, store)
+        logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
+        raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
+
+    def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
+        """FAILED with the reason, fenced by the run's generation as the chain's record_failure is,
+        one FAILED message (by the worker whose failure won), the other workers woken to stop.
+        Returns the error to raise."""
+        logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
+        reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, CacheLost) or self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR:
+            reason = f"cache lost: {reason}; resume the run"
+        step = f"{launching.WORKER_STATE}#{self.worker}"
+        try:
+            run = self.svc.run_store.mark_failed(
+                self.run_id, reason, step, type(exc).__name__, generation=self.event.resumes
+            )
+            if run is None:
+                return WorkerFailed(f"run {self.run_id} worker {self.worker}: {reason} (the run ended otherwise)")
+            if store is not None:
+                store.fail_run()
+            if run.get("failed_step") == step:
+                body = {"step": step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
+                key = f"{step}.{run.get('resumes', 0)}"
+                once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+        except Exception:
+            # Best effort: the original error is what the caller must see, not a second one.
+            logger.exception("could not record the failure", extra={"run_id": self.run_id})
+        return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {reason}")
+
+    def gathered(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Gathered], None]:
+        """After each step: the heartbeat, and worker 0's checkpoints."""
+        last_beat = [-HEARTBEAT_S]
+        total = job.epochs * job.batches
+
+        def after(step: worker.Gathered) -> None:
+            now = time.monotonic()
+            if now - last_beat[0] >= HEARTBEAT_S or step.step == total - 1:
+                last_beat[0] = now
+                self.heartbeat(step.step)
+            if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
+                self.checkpoint(job, step, config.checkpoint_every)
+
+        return after
+
+    def heartbeat(self, step: int) -> None:
+        """The step this worker gathered, in the run's item (`lnn status` shows it), which also
+        moves the run's heartbeat: a data-parallel run whose workers step is not STALLED. Best
+        effort: a worker does not stop for its heartbeat."""
+        try:
+            self.svc.run_store.record_worker_step(self.run_id, self.worker, step, self.event.resumes)
+        except Exception:
+            logger.exception("heartbeat not recorded", extra={"run_id": self.run_id, "worker": self.worker})
+
+    def checkpoint(self, job: worker.Job, closed: worker.Gathered, every: int) -> None:
+        """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
+        in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
+        (`epoch_costs`) and the data-parallel step as its seq: what a resume restores the reduction
+        from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
+        if (closed.epoch + 1) % every:
+            return
+        layout = Layout.of(job.sizes)
+        tensors = layout.unflatten(closed.flat)
+        for key, flat in worker.full_state(job, closed.exchange.states(closed.step)).items():
+            tensors |= layout.unflatten(flat, prefix=key)
+        recorded = closed.exchange.epoch_costs()
+        costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
+        tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
+        digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
+        self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
 
     def budget(self, config: RunConfig) -> Callable[[int], bool]:
         """Steps go on while the invocation has time and step budget left, as the fused chain's."""
@@ -147,7 +281,8 @@ class WorkerInvocation:
         generation = self.event.generation
         sent = store.claim_hand_on(self.worker, generation, HAND_ON_LEASE_S)
         if sent:
-            self.svc.invoker.invoke_async(launching.worker_event(self.run_id, self.worker, generation + 1))
+            successor = launching.worker_event(self.run_id, self.worker, generation + 1, self.event.resumes)
+            self.svc.invoker.invoke_async(successor)
             store.hand_on_sent(self.worker, generation)
         logger.info(
             "worker handed on" if sent else "worker stopped; another copy hands on",

@@ -40,24 +40,37 @@ def shard_arrays(arrays: dict[str, np.ndarray], examples: int, compact: bool) ->
     return out
 
 
+def data_arrays(dataset: Any) -> dict[str, np.ndarray]:
+    """What a data-parallel run keeps of its dataset in the cache: the micro-shards, and the test
+    set and statistics for the finish (the launch's, and a resume's when the cache lost them)."""
+    arrays = dataset.arrays()
+    finish = {name: arrays[name] for name in ("x_test", "y_test", "shift", "scale")}
+    return {**shard_arrays(arrays, dataset.examples, dataset.compact), **finish}
+
+
+def has_data(store: Any, run_id: str) -> bool:
+    """Whether the cache still holds the run's micro-shards (a flushed node does not)."""
+    return bool(store.has_data(run_id, x_name(0)))
+
+
 def put_state(svc: Any, request: Any, dataset: Any, config: Any) -> bool:
     """The micro-shards, the test set and statistics, and the initial parameters; False when the
     run's state is there already (a retried launch)."""
-    arrays = dataset.arrays()
-    finish = {name: arrays[name] for name in ("x_test", "y_test", "shift", "scale")}
-    svc.tensor_store.put_data(config.run_id, {**shard_arrays(arrays, dataset.examples, dataset.compact), **finish})
+    svc.tensor_store.put_data(config.run_id, data_arrays(dataset))
     return svc.tensor_store.create_run(config.run_id, config.to_json(), runstart.initial_tensors(config, request.init))
 
 
-def worker_event(run_id: str, worker: int, generation: int = 0) -> dict[str, Any]:
-    """A worker's event; `generation` counts its invocations' hand-ons (the launch's is 0)."""
-    return {"state": WORKER_STATE, "run_id": run_id, "worker": worker, "gen": generation}
+def worker_event(run_id: str, worker: int, generation: int = 0, resumes: int = 0) -> dict[str, Any]:
+    """A worker's event; `generation` counts its invocations' hand-ons (the launch's and a
+    resume's are 0), `resumes` the run's resumes when it was sent (absent: 0, the launch's)."""
+    event = {"state": WORKER_STATE, "run_id": run_id, "worker": worker, "gen": generation}
+    return {**event, "resumes": resumes} if resumes else event
 
 
-def worker_events(run_id: str, workers: int) -> list[dict[str, Any]]:
-    return [worker_event(run_id, w) for w in range(workers)]
+def worker_events(run_id: str, workers: int, resumes: int = 0) -> list[dict[str, Any]]:
+    return [worker_event(run_id, w, resumes=resumes) for w in range(workers)]
 
 
-def first_hops(svc: Any, config: Any) -> None:
-    for event in worker_events(config.run_id, config.workers):
+def first_hops(svc: Any, config: Any, resumes: int = 0) -> None:
+    for event in worker_events(config.run_id, config.workers, resumes):
         svc.invoker.invoke_async(event)

@@ -66,6 +66,7 @@ class Exchange(Protocol):
         epoch_done: int | None = None,
     ) -> None: ...
     def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]: ...
+    def states(self, step: int) -> list[np.ndarray]: ...
     def resume_point(self) -> int: ...
     def state(self, step: int, chunk: int) -> np.ndarray: ...
     def epoch_costs(self) -> dict[int, float]: ...
@@ -106,6 +107,7 @@ def train(
     wait_s: float,
     may_continue: Callable[[int], bool] = lambda steps: True,
     takeover: Takeover | None = None,
+    gathered: Callable[[Gathered], None] | None = None,
 ) -> Result:
     """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
     started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
@@ -116,8 +118,42 @@ def train(
     With `takeover`, a worker whose partials or chunk are not there past the takeover's bound is
     counted lost: this worker computes its nodes from the lost worker's micro-shards (read through
     `takeover.shard`) and, for a lost owner, its chunk's update, with the same bits; at later steps
-    it no longer waits for the lost worker, until its partials appear again (it rejoined)."""
-    return _Worker(job, worker, held, params, exchange, wait_s, takeover).run(may_continue)
+    it no longer waits for the lost worker, until its partials appear again (it rejoined).
+
+    `gathered`, if given, is told of each step once every chunk of it is gathered (a heartbeat's
+    moment, and a checkpoint's when the step closes an epoch)."""
+    return _Worker(job, worker, held, params, exchange, wait_s, takeover, gathered).run(may_continue)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The state of the run after a step, as every worker has it."""
+
+    step: int
+    epoch: int
+    closes_epoch: bool
+    flat: np.ndarray  # every parameter, flat
+    exchange: Exchange  # its states(step): every owner's optimizer-state chunk; epoch_costs()
+
+
+def full_state(job: Job, packed: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every owner's optimizer-state chunk, as published, put together per key (v, s, ...) into
+    the flat vector of that key."""
+    layout, keys = Layout.of(job.sizes), step.state_keys(job.optimizer)
+    chunks = layout.chunks(job.workers)
+    parts = [unpack(p, keys, b - a) for p, (a, b) in zip(packed, chunks, strict=True)]
+    return {k: np.concatenate([part[k] for part in parts]) for k in keys}
+
+
+def packed_states(
+    sizes: tuple[int, ...], optimizer: str, workers: int, state: dict[str, np.ndarray], dtype: str
+) -> list[np.ndarray]:
+    """`full_state`'s inverse: each owner's chunk of every key, one after another (as published)."""
+    layout, keys = Layout.of(sizes), step.state_keys(optimizer)
+    return [
+        np.concatenate([state[k][a:b] for k in keys]) if keys else np.zeros(0, dtype=dtype)
+        for a, b in layout.chunks(workers)
+    ]
 
 
 class _Worker:
@@ -132,9 +168,10 @@ class _Worker:
         exchange: Exchange,
         wait_s: float,
         takeover: Takeover | None,
+        gathered: Callable[[Gathered], None] | None = None,
     ) -> None:
         self.job, self.worker, self.held, self.exchange = job, worker, held, exchange
-        self.wait_s, self.takeover = wait_s, takeover
+        self.wait_s, self.takeover, self.gathered = wait_s, takeover, gathered
         self.layout = Layout.of(job.sizes)
         self.chunks = self.layout.chunks(job.workers)
         self.keys = step.state_keys(job.optimizer)
@@ -174,6 +211,8 @@ class _Worker:
             pieces, _, cost = exchange.gather(number, time.monotonic() + self.wait_s)
             self.flat = np.concatenate(pieces)
             self.running = np.array([cost])
+            if self.gathered is not None:
+                self.gathered(Gathered(number, self.epoch, self.batch == job.batches - 1, self.flat, exchange))
             exchange.end_step()
             self.last_step_s = time.monotonic() - began
         recorded = exchange.epoch_costs()

@@ -19,6 +19,15 @@ nothing is pickled. Owner j deletes step s-2's keys of chunk j once it has every
 the cache holds at most three steps, and the newest step every chunk has published (the resume
 point of a worker that rejoins: `resume_point`) is always still there: no owner can have every node
 of the step after next without every worker having gathered the next.
+
+A resumed run's reduction lives under `dp:rG:` (G its resumes), so a worker of the run before the
+resume that is still alive writes where no worker of the resumed run reads.
+
+Stopping, at no round trip of its own: every blocking read also reads `dp:stop` (keys.stop_key),
+which a cancel and a worker that failed the run append to, so a waiting worker wakes and stops at
+once (`Stopped`); the gather's MGET of a step's chunks also reads the cancel mark and the run's
+cursor, so a worker that never waits stops at its next step, and one whose cache lost the run
+(a flushed or replaced node: the cursor is gone) says so (`CacheLost`) instead of waiting.
 """
 
 from __future__ import annotations
@@ -30,6 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from trainer.keys import CacheKind, cache_key, stop_key
+from trainer.stores.tensor_store import CacheLost
+from trainer.vocabulary import StopCause
+
 # A reduction tree's node, (level, index), as trainer.parallel.tree names it: the store only keys by it.
 Node = tuple[int, int]
 
@@ -39,6 +52,36 @@ EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all die
 
 class Stalled(TimeoutError):
     """A step's nodes or chunks did not all arrive within the wait's bound."""
+
+
+def generation_key(run_id: str) -> str:
+    """The run's current generation (its resumes), written by a resume: a worker of an older one
+    that is still alive stops at its next step."""
+    return cache_key(run_id, CacheKind.REDUCTION, "generation")
+
+
+def start_generation(client: Any, run_id: str, generation: int) -> bool:
+    """A resume's reset: every reduction key of the generations before cleared, the new one named.
+    Once per generation: a resume sent again (its LaunchLambda died after sending some events)
+    finds its generation started, and leaves alone what its workers may have reduced since (False)."""
+    current = client.get(generation_key(run_id))
+    if current is not None and int(current) == generation:
+        return False
+    keys = list(client.scan_iter(match=f"{cache_key(run_id, CacheKind.REDUCTION)}:*", count=500))
+    pipe = client.pipeline(transaction=False)
+    if keys:
+        pipe.delete(*keys)
+    pipe.set(generation_key(run_id), str(generation), ex=EXPIRE_S)
+    pipe.execute()
+    return True
+
+
+class Stopped(RuntimeError):
+    """The run was cancelled, or failed by one of its workers: every worker stops."""
+
+    def __init__(self, cause: StopCause) -> None:
+        super().__init__(f"the run was {cause}")
+        self.cause = cause
 
 
 class Behind(RuntimeError):
@@ -56,13 +99,19 @@ class Traffic:
 
 
 class ReductionStore:
-    def __init__(self, client: Any, run_id: str, workers: int, dtype: str) -> None:
-        # client: the cache's redis.Redis (the tensor store's, RedisTensorStore.client)
+    def __init__(self, client: Any, run_id: str, workers: int, dtype: str, generation: int = 0) -> None:
+        # client: the cache's redis.Redis (the tensor store's, RedisTensorStore.client);
+        # generation: the run's resumes (its workers' events carry it)
         self.client, self.run_id, self.workers, self.dtype = client, run_id, workers, np.dtype(dtype)
+        self.generation = generation
+        self.prefix = cache_key(run_id, CacheKind.REDUCTION) + ":" + (f"r{generation}:" if generation else "")
+        self.stop = stop_key(run_id)
+        self.stop_seen = "0-0"  # the stop stream's entries read already (those of other generations)
+        self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR), generation_key(run_id)]
         self.traffic = Traffic()
 
     def _key(self, step: int, kind: str) -> str:
-        return f"lnn:{{{self.run_id}}}:dp:{step}:{kind}"
+        return f"{self.prefix}{step}:{kind}"
 
     # -- a worker's partials --------------------------------------------------------------------
     def send(self, step: int, nodes: dict[Node, tuple[np.ndarray, np.ndarray]], chunks: list[tuple[int, int]]) -> None:
@@ -170,11 +219,27 @@ class ReductionStore:
         self.traffic.received += len(blob)
         return np.frombuffer(blob, dtype=self.dtype).copy()
 
+    def states(self, step: int) -> list[np.ndarray]:
+        """Every owner's optimizer-state chunk of `step`, in order (a checkpoint's)."""
+        blobs = self.client.mget([self._key(step, f"st:{j}") for j in range(self.workers)])
+        if any(b is None for b in blobs):
+            raise Behind(f"step {step}'s optimizer state is gone")
+        return [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs]
+
+    def restore(self, step: int, values: list[np.ndarray], states: list[np.ndarray], costs: list[float]) -> None:
+        """A resume from a checkpoint: `step` (the last of epoch len(costs) - 1) as if every owner had
+        just published it, and every epoch's cost up to it, so the workers rejoin right after it."""
+        for j, (chunk, state) in enumerate(zip(values, states, strict=True)):
+            self.publish(step, j, chunk, state, (costs[-1], costs[-1]) if j == 0 else None)
+        if costs:
+            self.client.hset(self._run_key("epochs"), mapping={str(e): repr(c) for e, c in enumerate(costs)})
+            self.client.expire(self._run_key("epochs"), EXPIRE_S)
+
     def epoch_costs(self) -> dict[int, float]:
         return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
 
     def _run_key(self, kind: str) -> str:
-        return f"lnn:{{{self.run_id}}}:dp:{kind}"
+        return f"{self.prefix}{kind}"
 
     def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]:
         """Every owner's updated chunk, in order, the batch's cost and the epoch's running cost."""
@@ -186,8 +251,16 @@ class ReductionStore:
                 for entry_id, fields in entries:
                     last = entry_id
                     seen.add(int(fields[b"chunk"]))
-        blobs = self.client.mget([self._key(step, f"w:{j}") for j in range(self.workers)])
+        *blobs, cancelled, cursor, current = self.client.mget(
+            [*(self._key(step, f"w:{j}") for j in range(self.workers)), *self.marks]
+        )
+        if cancelled is not None:
+            raise Stopped(StopCause.CANCELLED)
+        if current is not None and int(current) != self.generation:
+            raise Behind(f"run {self.run_id} resumed: generation {int(current)} replaced generation {self.generation}")
         if any(b is None for b in blobs):
+            if cursor is None:
+                raise CacheLost(f"run {self.run_id}: the cache lost the run (its cursor is gone) at step {step}")
             raise Behind(f"step {step}'s chunks are gone: the run's workers are past it")
         self.traffic.received += sum(len(b) for b in blobs)
         chunks = [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs[1:]]
@@ -232,10 +305,29 @@ class ReductionStore:
         self.client.set(self._run_key(f"handon:{worker}:{generation}"), "sent", ex=EXPIRE_S)
 
     def clear(self) -> None:
-        """Every reduction key of the run (once every worker has reported, nobody reads them)."""
-        keys = list(self.client.scan_iter(match=f"lnn:{{{self.run_id}}}:dp:*", count=500))
+        """Every reduction key of the run, of every generation (once every worker has reported, or
+        the run stopped, nobody reads them; a resume starts its generation's afresh)."""
+        keys = list(self.client.scan_iter(match=f"{cache_key(self.run_id, CacheKind.REDUCTION)}:*", count=500))
         if keys:
             self.client.delete(*keys)
+
+    def fail_run(self) -> None:
+        """Wake the run's other workers of this generation: a worker failed the run."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(self.stop, {"why": str(StopCause.FAILED), "gen": str(self.generation)})
+        pipe.expire(self.stop, EXPIRE_S)
+        pipe.execute()
+
+    def seen_before(self, error: str) -> bool:
+        """Count this error (its type and text) for the run's generation; True when another
+        invocation (a retry, a copy, or another worker standing in) raised the very same one before:
+        an error that comes back is the run's, not a lost worker's."""
+        key = self._run_key("errors")
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hincrby(key, error[:500], 1)
+        pipe.expire(key, EXPIRE_S)
+        count, _ = pipe.execute()
+        return int(count) > 1
 
     def end_step(self) -> None:
         self.traffic.per_step.append((self.traffic.sent, self.traffic.received))
@@ -253,9 +345,25 @@ class ReductionStore:
         """One read of the stream past `last`: blocking until the deadline at most; past it, one
         look without blocking (`soft`) or Stalled."""
         left_ms = int((deadline - time.monotonic()) * 1000)
+        streams = {key: last, self.stop: self.stop_seen}
         if left_ms <= 0 or (soft and set(want) <= set(have)):
             if not soft:
                 missing = sorted(set(want) - set(have))
                 raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
-            return self.client.xread({key: last}) or []
-        return self.client.xread({key: last}, block=min(BLOCK_MS, left_ms)) or []
+            return self._stopping(self.client.xread(streams) or [])
+        return self._stopping(self.client.xread(streams, block=min(BLOCK_MS, left_ms)) or [])
+
+    def _stopping(self, read: list[Any]) -> list[Any]:
+        """The read's entries of the waited-for stream; Stopped if the stop stream says this
+        generation's run was cancelled or failed (its entries about other generations are passed)."""
+        out = []
+        for name, batch in read:
+            if (name.decode() if isinstance(name, bytes) else name) != self.stop:
+                out.append((name, batch))
+                continue
+            for entry_id, fields in batch:
+                self.stop_seen = entry_id
+                cause = StopCause(fields[b"why"].decode())
+                if cause is StopCause.CANCELLED or int(fields.get(b"gen", b"-1")) == self.generation:
+                    raise Stopped(cause)
+        return out

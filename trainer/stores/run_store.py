@@ -28,6 +28,8 @@ EPOCH_WRITERS = 8
 HANDOFF: Final = "handoff"
 # epoch name -> sha256 of that epoch's checkpoint, written with it; a resume loads only a match.
 CHECKPOINTS: Final = "checkpoint_sha256"
+# A data-parallel run's workers: worker -> the step it has gathered (its heartbeat's).
+WORKER_STEPS: Final = "worker_steps"
 
 
 class Handoff(StrEnum):
@@ -255,7 +257,7 @@ class DynamoRunStore(SweepItems):
                 Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
                 UpdateExpression=(
                     "SET #s = :running, updated_at = :now, last_step_at = :now, #h = :resume "
-                    "REMOVE failure_reason, failed_step, error_type ADD resumes :one"
+                    f"REMOVE failure_reason, failed_step, error_type, {WORKER_STEPS} ADD resumes :one"
                 ),
                 ConditionExpression=(
                     "attribute_exists(pk) AND (#s = :failed OR (#s = :running AND last_step_at < :before))"
@@ -278,6 +280,38 @@ class DynamoRunStore(SweepItems):
                 raise
             return None
         return as_run(plain(resp["Attributes"]))
+
+    def record_worker_step(self, run_id: str, worker: int, step: int, generation: int) -> None:
+        """A data-parallel worker's heartbeat: the step it has gathered (`worker_steps`, a map by
+        worker, what `lnn status` shows) and the run's last_step_at, while the run is RUNNING in
+        the worker's generation (a resume forgets the generation before's steps)."""
+        guard = "attribute_exists(pk) AND #s = :running AND "
+        guard += "(attribute_not_exists(#r) OR #r = :g)" if generation == 0 else "#r = :g"
+        names = {"#s": "status", "#r": "resumes", "#ws": WORKER_STEPS}
+        values = {":running": RunStatus.RUNNING, ":g": generation, ":now": time.time()}
+        one = {"UpdateExpression": "SET #ws.#w = :step, last_step_at = :now", "ConditionExpression": guard}
+        first = {
+            "UpdateExpression": "SET #ws = :map, last_step_at = :now",
+            "ConditionExpression": guard + " AND attribute_not_exists(#ws)",
+        }
+        for attempt in (one, first, one):  # the map is made by the first heartbeat of a generation
+            extra_names = {"#w": str(worker)} if attempt is one else {}
+            extra_values = {":step": step} if attempt is one else {":map": {str(worker): step}}
+            try:
+                self.db.update_item(
+                    TableName=self.table,
+                    Key=item_of({"pk": _pk(run_id), "sk": "RUN"}),
+                    ExpressionAttributeNames=names | extra_names,
+                    ExpressionAttributeValues=item_of(values | extra_values),
+                    **attempt,
+                )
+                return
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException" and attempt is one:
+                    return  # the run ended, or resumed: this worker's steps are no longer news
+                if code not in ("ValidationException", "ConditionalCheckFailedException"):
+                    raise
 
     def handed_off(self, run_id: str) -> bool:
         """The launch's or resume's first event is sent: no retry of it has anything left to do.

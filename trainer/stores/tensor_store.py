@@ -17,7 +17,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix
+from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix, stop_key
 from trainer.stores.codec import decode, encode
 from trainer.vocabulary import Claim
 
@@ -297,16 +297,25 @@ class RedisTensorStore:
             pipe.set(self._key(run_id, CacheKind.DATA, name), blob, ex=self.ttl_s)
         pipe.execute()
 
-    def has_data(self, run_id: str) -> bool:
-        return bool(self.client.exists(self._key(run_id, CacheKind.DATA, "x_train")))
+    def has_data(self, run_id: str, name: str = "x_train") -> bool:
+        """Whether the cache holds the run's data (its training set, or the array `name` of it)."""
+        return bool(self.client.exists(self._key(run_id, CacheKind.DATA, name)))
 
     def get_data(self, run_id: str, names: list[str]) -> dict[str, np.ndarray]:
         values = self.client.mget([self._key(run_id, CacheKind.DATA, n) for n in names])
         return self._decode(names, values)
 
     # -- cancel and clean-up -----------------------------------------------------------------
-    def request_cancel(self, run_id: str) -> None:
-        self.client.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
+    def request_cancel(self, run_id: str, workers: bool = False) -> None:
+        """The cancel mark (no commit passes it); for a data-parallel run (`workers`), also an entry
+        on its stop stream (keys.stop_key), which every wait of its workers reads: a worker blocked
+        in a wait for the others stops at once, not at the wait's bound."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self._key(run_id, CacheKind.CANCEL), "1", ex=self.ttl_s)
+        if workers:
+            pipe.xadd(stop_key(run_id), {"why": "cancelled"})
+            pipe.expire(stop_key(run_id), self.ttl_s)
+        pipe.execute()
 
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self.client.exists(self._key(run_id, CacheKind.CANCEL)))

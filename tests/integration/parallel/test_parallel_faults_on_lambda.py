@@ -10,9 +10,8 @@ import secrets
 
 import pytest
 
-from tests.support.chain import FAULTY_TRAINER
 from tests.support.cloud import aws, invoke, wait_for_status
-from tests.support.parallel import REQUEST, expected
+from tests.support.parallel import REQUEST, expected, with_faults
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore
@@ -21,17 +20,6 @@ from trainer.stores.run_store import DynamoRunStore
 @pytest.fixture(scope="module")
 def stack(cloud_env) -> dict:
     return provision_stack("dpf" + secrets.token_hex(3), trainer_memory_mb=1024)
-
-
-def with_faults(cloud_env, stack: dict, plan: dict) -> None:
-    lam = aws("lambda", cloud_env)
-    name = stack["TRAINER_FUNCTION_NAME"]
-    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=name,
-        Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
-        ImageConfig={"Command": [FAULTY_TRAINER]},
-    )
 
 
 def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_env, stack, tmp_path) -> None:

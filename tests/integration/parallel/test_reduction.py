@@ -16,7 +16,9 @@ import redis
 
 from trainer.nn.init import initialise
 from trainer.parallel import reference, shards, step, worker
-from trainer.stores.reduction_store import Behind, ReductionStore, Stalled
+from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped, start_generation
+from trainer.stores.tensor_store import RedisTensorStore
+from trainer.vocabulary import StopCause
 
 WAIT_S = 60.0  # the bound of one wait: far above a step here, so only a real stall reaches it
 
@@ -281,3 +283,39 @@ def test_a_killed_worker_never_retried_is_stood_in_for_to_the_end(redis_server) 
     for w in (0, 2, 3):
         result, _ = out[(w, 0)]
         assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+
+
+def test_a_cancel_wakes_a_worker_blocked_in_a_wait_at_once(redis_server) -> None:
+    """Worker 0 of 2 waits for worker 1's partials, which never come; the cancel's entry on the
+    stop stream ends its wait at once, not at the wait's bound."""
+    x, y, params, sizes = problem("float64")
+    job = job_for(sizes, 2, "gd", None)
+    client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
+    run_id = secrets.token_hex(6)
+    store = ReductionStore(client, run_id, 2, "float64")
+    cancel = threading.Timer(0.5, lambda: RedisTensorStore(client).request_cancel(run_id, workers=True))
+    cancel.start()
+    started = time.monotonic()
+    with pytest.raises(Stopped) as stopped:
+        worker.train(job, 0, worker.holding(x, y, 2, 0), params, store, wait_s=30)
+    assert stopped.value.cause is StopCause.CANCELLED
+    assert time.monotonic() - started < 5, "woken by the cancel, not by the wait's 30 s bound"
+    client.close()
+
+
+def test_a_resume_starts_its_generation_once(redis_server) -> None:
+    client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
+    run_id = secrets.token_hex(6)
+    before = ReductionStore(client, run_id, 2, "float64")
+    before.publish(3, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    assert start_generation(client, run_id, 1), "the resume clears the generation before"
+    assert before.resume_point() == -1 and not client.exists(f"lnn:{{{run_id}}}:dp:3:w:0")
+    resumed = ReductionStore(client, run_id, 1, "float64", generation=1)
+    resumed.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    assert not start_generation(client, run_id, 1), "a resume sent again leaves its workers' reduction"
+    assert resumed.resume_point() == 0
+    stale = ReductionStore(client, run_id, 1, "float64")  # a worker of the generation before, still alive
+    stale.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    with pytest.raises(Behind, match="generation 1 replaced generation 0"):
+        stale.gather(0, time.monotonic() + 1)
+    client.close()

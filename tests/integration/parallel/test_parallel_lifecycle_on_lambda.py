@@ -1,0 +1,139 @@
+"""Cancel, failure and resume of data-parallel runs on the local Lambda service: the workers stop
+together at their next step when the run is cancelled or failed, a worker's error that comes back
+fails the run (once, with its reason), and a run whose cache was lost resumes and ends as its calm
+twin."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue, wait_for_status
+from tests.support.parallel import REQUEST, expected, with_faults
+from trainer import model_file
+from trainer.local.cloud_runner import session_services
+from trainer.local.provision import provision_stack
+from trainer.stores.reduction_store import ReductionStore
+from trainer.stores.run_store import DynamoRunStore
+
+# Long enough (2,000 steps, one invocation per worker) that a cancel lands mid-run.
+LONG = {**REQUEST, "epochs": 400, "workers": 4}
+# After a cancel or a failure, every worker's invocation ends within this (a step and a wake-up;
+# without the stop, the workers would run on for the rest of the run's 2,000 steps).
+STOPPED_WITHIN_S = 10.0
+WORKER_NODES = "trainer.parallel.step:worker_nodes"
+
+
+@pytest.fixture(scope="module")
+def stack(cloud_env) -> dict:
+    return provision_stack("dpc" + secrets.token_hex(3), trainer_memory_mb=1024)
+
+
+@pytest.fixture(scope="module")
+def services(cloud, stack):
+    return session_services(stack, str(Path(cloud.workdir) / "elasticache-ca.pem"))
+
+
+def launch(cloud_env, stack: dict, payload: dict) -> None:
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+
+
+def wait_for_step(services, payload: dict, step: int, timeout_s: float = 120) -> None:
+    """Until every chunk of the run has published step `step` (the reduction's own record)."""
+    store = ReductionStore(services.tensor_store.client, payload["run_id"], payload["workers"], "float64")
+    deadline = time.monotonic() + timeout_s
+    while store.resume_point() < step:
+        assert time.monotonic() < deadline, f"the workers did not reach step {step}"
+        time.sleep(0.05)
+
+
+def no_model(cloud_env, stack: dict, run_id: str) -> bool:
+    listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"models/{run_id}/")
+    return listed.get("KeyCount", 0) == 0
+
+
+def test_a_cancel_stops_every_worker_at_its_next_step(cloud, cloud_env, stack, services) -> None:
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-cancel-q")
+    payload = {**LONG, "run_id": f"dpc-{secrets.token_hex(3)}"}
+    launch(cloud_env, stack, payload)
+    wait_for_step(services, payload, 20)
+    beating = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])
+    assert set(beating["worker_steps"]) == {"0", "1", "2", "3"}, "every worker's heartbeat names its step"
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "cancel", "run_id": payload["run_id"]})
+    assert "FunctionError" not in resp and body["status"] == "CANCELLED", body
+    cancelled_at = time.monotonic()
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)  # every worker's invocation ended, none retried
+    stopped_s = time.monotonic() - cancelled_at
+    item = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])
+    assert item["status"] == "CANCELLED", item
+    assert no_model(cloud_env, stack, payload["run_id"])
+    left = {k.decode().split(":")[2] for k in services.tensor_store.run_keys(payload["run_id"])}
+    assert left <= {"cursor", "config", "cancel", "stop"}, f"no tensor, data or reduction key is left: {left}"
+    kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
+    assert {k: len(v) for k, v in kinds.items()} == {"CANCELLED": 1}, kinds
+    print(f"workers all stopped {stopped_s:.2f} s after the cancel")
+
+
+def test_a_worker_error_that_comes_back_fails_the_run_once_and_stops_every_worker(cloud, cloud_env, tmp_path) -> None:
+    """Every worker's partials raise past its tenth step, in every environment and retry: an error
+    that comes back (not a lost worker the others can stand in for) is the run's. It is FAILED with
+    the error as its reason, one FAILED message, no model, and no worker runs on."""
+    stack = provision_stack("dpe" + secrets.token_hex(3), trainer_memory_mb=1024)
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-fail-q")
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": [{"target": WORKER_NODES, "skip": 10}]})
+    payload = {**LONG, "run_id": f"dpe-{secrets.token_hex(3)}"}
+    launch(cloud_env, stack, payload)
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
+    failed_at = time.monotonic()
+    assert item["status"] == "FAILED", item
+    assert item["failure_reason"] == f"InjectedFault: injected crash before {WORKER_NODES}", item
+    assert item["failed_step"].startswith("dp_worker#"), item
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)  # the others stopped, the retries found the run failed
+    print(f"workers all stopped {time.monotonic() - failed_at:.2f} s after the failure")
+    assert no_model(cloud_env, stack, payload["run_id"])
+    kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
+    assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1}, kinds
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_every", "source"),
+    [(0, "seeded start"), (10, "checkpoint (epoch 19)")],
+    ids=["no-checkpoint", "checkpoint"],
+)
+def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
+    cloud, cloud_env, stack, services, checkpoint_every, source
+) -> None:
+    """Flushed at step 105 of 300 (5 steps an epoch: epochs 0 … 20 done), the run fails, and resumes
+    from its newest epoch checkpoint (worker 0 writes one every `checkpoint_every` epochs), or
+    from its seeded start when it writes none."""
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], f"dp-resume-{checkpoint_every}-q")
+    run_id = f"dpr-{secrets.token_hex(3)}"
+    payload = {**REQUEST, "epochs": 60, "workers": 4, "checkpoint_every": checkpoint_every, "run_id": run_id}
+    launch(cloud_env, stack, payload)
+    wait_for_step(services, payload, 105)
+    listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"checkpoints/{run_id}/")
+    written = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
+    assert written == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written
+    services.tensor_store.client.flushall()  # a replaced cache node: same address, empty memory
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
+    assert item["status"] == "FAILED" and item["failure_reason"].startswith("cache lost"), item
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "resume", "run_id": payload["run_id"]})
+    assert "FunctionError" not in resp, body
+    assert body["status"] == "RUNNING" and body["source"] == source, body
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    assert item["status"] == "SUCCEEDED", item
+    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
+    _, params, _, _ = model_file.load(blob["Body"].read())
+    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
+    want_params, want_costs = expected(payload)
+    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
+    assert [e["epoch"] for e in epochs] == list(range(payload["epochs"]))
+    assert [float(e["cost"]) for e in epochs] == want_costs
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
+    kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
+    assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1, "SUCCEEDED": 1}, kinds
