@@ -1,0 +1,465 @@
+"""The parallel section of the bench (issue 26): data-parallel runs measured on the local cloud, and
+modelled on Lambda (tests/performance/parallel_model.py).
+
+Measured here, through LaunchLambda and the TrainerLambda's execution environments as every chain of
+the bench runs (tests/performance/cloud.py), float32, the same request for every N:
+
+- the MNIST-shaped workload (workloads.mnist: [784 -> 256 -> 128 -> 10], Adam, mini-batch 128) with
+  N = 1, 2, 4 workers (1 is the fused chain): wall time, the math (the slowest worker's), the time
+  outside it, and the bytes each worker moves through the cache per step;
+- the large workload: the MNIST-shaped training set tiled `large_factor` times (8: 480,000 x 784),
+  the same network, full batch, with N = 1 and 2; its speedup is the measured target;
+- the stall one SIGKILLed worker causes: the MNIST-shaped run with the most workers, its last worker's
+  execution environment killed (SIGKILL, from this process) once it has gathered a third of the
+  steps, the function's retries off (on AWS the retry of a failed asynchronous event comes after
+  about a minute); the others' step times around the kill, from the stamps the workers write as
+  they go (bench_functions.py).
+
+PyTorch (2 threads, .venv-torch) trains the large workload's request on this machine; the modelled
+16-worker run is compared with it. All N run one after another on warm environments (the first run
+with more workers than are warm starts the others; their start-up is reported with the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+import signal
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tests.performance import cloud, parallel_model, runs, workloads
+from trainer.aws import client
+from trainer.data.loader import load_raw
+from trainer.parallel.admission import STATE_SLOTS, parameter_count
+from trainer.request import TrainingRequest, estimate_bytes
+
+DTYPE: Literal["float32"] = "float32"
+TARGET_SPEEDUP_N2 = 1.6
+TARGET_EFFICIENCY_N16 = 0.70
+TARGET_SYNC_N16_S = 0.025
+TARGET_VS_TORCH = 4.0
+TARGET_STALL_S = 5.0
+GRADIENT_1MB = 1_000_000
+DEFAULT_TRAINER_MB = runs.TRAINER_MEMORY_MB
+
+
+def warm_up(workers: int) -> dict[str, Any]:
+    """A small data-parallel run: `workers` execution environments busy at once, so that many stay warm."""
+    return {
+        "dataset": "moons",
+        "neurons": {"layer1": 4, "layer2": 1},
+        "activations": {"layer1": "relu", "layer2": "sigmoid"},
+        "epochs": 1,
+        "learning_rate": 0.01,
+        "batch_size": 128,
+        "workers": workers,
+    }
+
+
+def large_request(network: dict[str, Any]) -> dict[str, Any]:
+    """The large workload's network: the MNIST-shaped one, full batch (one step per epoch)."""
+    return {k: v for k, v in network.items() if k != "batch_size"}
+
+
+def measure(
+    stack: cloud.BenchCloud, dataset: str, network: dict[str, Any], epochs: int, workers: int, during: Any = None
+) -> dict[str, Any]:
+    """One run of the request with `workers` workers (1: the fused chain) on the bench's cloud."""
+    payload = {"dataset": dataset, **network, "epochs": epochs, "dtype": DTYPE}
+    if workers > 1:
+        payload["workers"] = workers
+    run = stack.run(payload, during=during)
+    lines = run.trainer_lines
+    request = TrainingRequest(**{**payload, "dataset": "x"})
+    examples = int(np.asarray(load_raw(dataset)["train_set_y"]).reshape(-1).shape[0])
+    batch = min(request.batch_size or examples, examples)
+    steps = epochs * math.ceil(examples / batch)
+    by_worker: dict[int, float] = {}
+    for line in lines:
+        key = int(line.get("worker") or 0)
+        by_worker[key] = by_worker.get(key, 0.0) + line["compute_s"]
+    math_s = max(by_worker.values())
+    reduce_steps = sum(line["reduce_steps"] for line in lines)
+    moved = sum(line["reduce_bytes_sent"] + line["reduce_bytes_received"] for line in lines)
+    item = stack.services.run_store.get_run(run.run_id)
+    return {
+        "workers": workers,
+        "run_id": run.run_id,
+        "epochs": epochs,
+        "examples": examples,
+        "batch": batch,
+        "steps": steps,
+        "wall_s": run.wall_s,
+        "launch_s": run.launch_s,
+        "math_s": math_s,  # the slowest worker's wall time in its math
+        "outside_s": run.wall_s - math_s,
+        "math_cpu_s": sum(line["compute_cpu_s"] for line in lines),  # every worker's, thread CPU
+        "invocations": len(lines),
+        "invocations_by_worker": {w: sum(1 for line in lines if int(line.get("worker") or 0) == w) for w in by_worker},
+        "reduce_bytes_per_worker_step": moved / reduce_steps if reduce_steps else 0.0,
+        "data_bytes": sum(line["data_bytes"] for line in lines),
+        "servers_cpu_s": run.servers_cpu_s,
+        "env_starts": run.service["environments_started"],
+        "env_start_s": run.env_start_s,
+        "final_cost": float(item["final_cost"]),
+        "test_accuracy": float(item["test_accuracy"]),
+        "stamps": stack.stamps(run.run_id) if workers > 1 else [],
+    }
+
+
+@contextlib.contextmanager
+def retries_off(stack: cloud.BenchCloud) -> Iterator[None]:
+    """The trainer's asynchronous retries off while the block runs (a killed worker stays lost, as
+    on AWS for the minute before its retry), then as they were."""
+    lam = client("lambda")
+    name = stack.session.env["TRAINER_FUNCTION_NAME"]
+    config = lam.get_function_event_invoke_config(FunctionName=name)
+    keep = {k: config[k] for k in ("MaximumEventAgeInSeconds", "DestinationConfig") if k in config}
+
+    def put(retries: int) -> None:
+        # Deleted first: moto keeps every put's config and answers with the first one.
+        lam.delete_function_event_invoke_config(FunctionName=name)
+        lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=retries, **keep)
+
+    put(0)
+    try:
+        yield
+    finally:
+        put(config.get("MaximumRetryAttempts", 2))
+
+
+def step_gaps(stamps: list[dict[str, Any]], worker: int) -> list[tuple[int, float, float]]:
+    """(step, when it ended, how long since the worker's previous step ended) for one worker's steps."""
+    mine = sorted((s["t"], s["step"]) for s in stamps if s["worker"] == worker and s["step"] is not None)
+    return [(step, t, t - before) for (before, _), (t, step) in itertools.pairwise(mine)]
+
+
+def stall(stamps: list[dict[str, Any]], workers: int, victim: int, killed_at: float) -> dict[str, Any]:
+    """The others' steps around the kill: the calm step (median before it), the longest step that
+    ended after it (the stall: no step ends at any of them meanwhile), and the steps after that."""
+    before, after, later = [], [], []
+    for w in range(workers):
+        if w == victim:
+            continue
+        gaps = step_gaps(stamps, w)
+        before += [g for _, t, g in gaps if t < killed_at]
+        ended_after = [(t, g) for _, t, g in gaps if t >= killed_at]
+        if ended_after:
+            longest = max(ended_after, key=lambda e: e[1])
+            after.append(longest[1])
+            later += [g for t, g in ended_after if t > longest[0]]
+    return {
+        "calm_step_s": statistics.median(before) if before else float("nan"),
+        "stall_s": max(after) if after else float("nan"),
+        "steps_after_s": statistics.median(later) if later else float("nan"),
+        "steps_after": len(later),
+    }
+
+
+def kill_run(
+    stack: cloud.BenchCloud, dataset: str, network: dict[str, Any], epochs: int, workers: int, kill_step: int
+) -> dict[str, Any]:
+    """The run with its last worker's execution environment SIGKILLed once it has gathered `kill_step`."""
+    victim = workers - 1
+    state: dict[str, Any] = {}
+
+    def during(run_id: str) -> None:
+        if state:
+            return
+        for s in stack.stamps(run_id):
+            if s["worker"] == victim and s["step"] is not None and s["step"] >= kill_step:
+                os.kill(int(s["pid"]), signal.SIGKILL)
+                state.update(killed_at=time.time(), step=s["step"], pid=s["pid"])
+                return
+
+    with retries_off(stack):
+        row = measure(stack, dataset, network, epochs, workers, during)
+    if not state:
+        raise RuntimeError(f"worker {victim} never reached step {kill_step}: nothing was killed")
+    row.update(victim=victim, killed_at_step=state["step"], **stall(row["stamps"], workers, victim, state["killed_at"]))
+    return row
+
+
+def memory_mb(network: dict[str, Any], features: int, examples: int, workers: int) -> int:
+    """The function's memory size a worker needs for its share (the launch's own estimate, 80% of the
+    size at most), and never below the stack's default."""
+    request = TrainingRequest(dataset="x", **network, epochs=1, dtype=DTYPE, workers=min(workers, 16))
+    needed = estimate_bytes(request, features, examples) / 0.8 / 2**20
+    return max(DEFAULT_TRAINER_MB, int(math.ceil(needed / 64) * 64))
+
+
+def model_inputs(rows: list[dict[str, Any]], network: dict[str, Any], features: int) -> parallel_model.Workload:
+    chain = next(r for r in rows if r["workers"] == 1)
+    parallel = [r for r in rows if r["workers"] > 1]
+    sizes, _ = workloads.network_shape(network)
+    examples = chain["examples"]
+    return parallel_model.Workload(
+        parameters=parameter_count([features, *sizes]),
+        itemsize=np.dtype(DTYPE).itemsize,
+        state_slots=STATE_SLOTS[network.get("optimizer", "gd")],
+        steps=chain["steps"],
+        global_batch=chain["batch"],
+        chain_step_s=chain["math_cpu_s"] / chain["steps"],
+        worker_math_s=statistics.mean(r["math_cpu_s"] / r["steps"] for r in parallel),
+        data_bytes=chain["data_bytes"],
+        launch_s=chain["launch_s"],
+        max_steps=TrainingRequest(dataset="x", **network, epochs=1).max_steps_per_invocation,
+        memory_mb={n: memory_mb(network, features, examples, n) for n in parallel_model.MODELLED_WORKERS},
+    )
+
+
+def modelled(inputs: parallel_model.Workload, a: parallel_model.Assumptions) -> list[dict[str, Any]]:
+    return [vars(row) for row in parallel_model.model(inputs, a)]
+
+
+def section(
+    stack: cloud.BenchCloud,
+    workdir: Path,
+    say: Any,
+    mnist: workloads.Workload,
+    epochs: int = 1,
+    workers: tuple[int, ...] = (1, 2, 4),
+    large_factor: int = 8,
+    large_epochs: int = 2,
+    assumptions: parallel_model.Assumptions | None = None,
+) -> dict[str, Any]:
+    a = assumptions or parallel_model.Assumptions()
+    raw = load_raw(mnist.dataset)
+    features = int(np.prod(np.asarray(raw["train_set_x"]).shape[1:]))
+    network = mnist.network
+    most = max(workers)
+    stack.run(warm_up(most))  # every worker's environment warm, as for the chains: no start-up in a timed run
+    say(f"  parallel: {mnist.name}, {epochs} epoch(s), N = {', '.join(map(str, workers))}")
+    small = []
+    for n in workers:
+        small.append(measure(stack, mnist.dataset, network, epochs, n))
+        say(f"    N={n}: {small[-1]['wall_s']:.2f} s, math {small[-1]['math_s']:.2f} s")
+
+    big_path = str(workloads.tiled(mnist.dataset, large_factor, workdir / f"mnist-x{large_factor}.npz"))
+    big_network = large_request(network)
+    large = []
+    say(f"  parallel: {mnist.name} x{large_factor}, full batch, {large_epochs} epoch(s), N = 1, 2")
+    for n in (1, 2):
+        large.append(measure(stack, big_path, big_network, large_epochs, n))
+        say(f"    N={n}: {large[-1]['wall_s']:.2f} s, math {large[-1]['math_s']:.2f} s")
+    examples = large[0]["examples"]
+
+    kill_step = max(1, small[0]["steps"] // 3)
+    killed = kill_run(stack, mnist.dataset, network, epochs, most, kill_step)
+    say(
+        f"    N={most}, worker {killed['victim']} killed at step {killed['killed_at_step']}: "
+        f"stall {killed['stall_s']:.2f} s"
+    )
+    calm = next(r for r in small if r["workers"] == most)
+
+    torch: dict[str, Any] | None = None
+    if runs.torch_python() is not None:
+        torch = runs.run_torch(big_path, big_network, large_epochs, DTYPE, 2, workdir)
+        say(f"    PyTorch 2 threads: {torch['wall_s']:.2f} s")
+
+    small_inputs = model_inputs(small, network, features)
+    large_inputs = model_inputs(large, big_network, features)
+    example_s = large_inputs.worker_math_s / large_inputs.global_batch
+    one_mb = [
+        {"workers": n, **vars(parallel_model.sync(GRADIENT_1MB // 4, 4, n, STATE_SLOTS["adam"], a))}
+        for n in parallel_model.MODELLED_WORKERS[1:]
+    ]
+    default_refused = TrainingRequest(dataset="x", **big_network, epochs=1, dtype=DTYPE)
+    sizes = [features, *workloads.network_shape(network)[0]]
+    for row in (*small, *large, killed):
+        row.pop("stamps", None)
+        if row["workers"] > 1:  # what the reduction's layout says a worker moves, beside what it moved
+            sent, received = parallel_model.lnn_traffic(
+                parallel_model.layout_chunks(sizes, row["workers"]), 4, STATE_SLOTS["adam"]
+            )
+            row["reduce_bytes_modelled"] = sent + received
+    return {
+        "dtype": DTYPE,
+        "assumptions": vars(a),
+        "mnist": {"note": mnist.note, "epochs": epochs, "rows": small, "model": modelled(small_inputs, a)},
+        "large": {
+            "factor": large_factor,
+            "examples": examples,
+            "epochs": large_epochs,
+            "rows": large,
+            "speedup_n2": large[0]["wall_s"] / large[1]["wall_s"],
+            "model": modelled(large_inputs, a),
+            "inputs": vars(large_inputs),
+            "one_trainer_needs_mib": estimate_bytes(default_refused, features, examples) / 2**20,
+            "default_trainer_holds_it": estimate_bytes(default_refused, features, examples)
+            <= DEFAULT_TRAINER_MB * 2**20 * 0.8,
+            "default_trainer_mb": DEFAULT_TRAINER_MB,
+        },
+        "mnist_inputs": vars(small_inputs),
+        "sync_1mb": one_mb,
+        "break_even": {
+            "example_s": example_s,
+            "parameters": large_inputs.parameters,
+            "rows": [
+                vars(r)
+                for r in parallel_model.break_even(large_inputs.parameters, 4, large_inputs.state_slots, example_s, a)
+            ],
+        },
+        "stall": {**killed, "calm_wall_s": calm["wall_s"], "bound_s": TARGET_STALL_S},
+        "torch": torch and {k: torch[k] for k in ("wall_s", "train_s", "test_accuracy", "final_cost", "torch")},
+    }
+
+
+def _row(rows: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    return next(r for r in rows if r["workers"] == workers)
+
+
+def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The section's targets in the report's form; `at_least` marks a figure that must reach its bound."""
+    large = result["large"]
+    n16 = _row(large["model"], 16)
+    sync16 = _row(result["sync_1mb"], 16)
+    torch = result["torch"]
+    out: dict[str, dict[str, Any]] = {}
+
+    def check(name: str, value: float | None, bound: float, unit: str, at_least: bool = False, note: str = "") -> None:
+        met = value is not None and (value >= bound if at_least else value <= bound)
+        out[name] = {"value": value, "bound": bound, "unit": unit, "met": bool(met), "at_least": at_least}
+        if note:
+            out[name]["note"] = note
+
+    check("parallel: large workload, N=2 vs N=1 measured here", large["speedup_n2"], TARGET_SPEEDUP_N2, "x", True)
+    check(
+        "parallel: modelled efficiency of the steps at N=16 (large workload)",
+        n16["steps_efficiency"],
+        TARGET_EFFICIENCY_N16,
+        "",
+        True,
+    )
+    check("parallel: modelled sync per step at N=16, 1 MB gradient", sync16["lnn_s"], TARGET_SYNC_N16_S, "s")
+    check(
+        "parallel: modelled N=16 run vs PyTorch 2 threads here (large workload)",
+        torch["wall_s"] / n16["run_s"] if torch else None,
+        TARGET_VS_TORCH,
+        "x",
+        True,
+        "" if torch else ".venv-torch absent (make torch-venv)",
+    )
+    check(
+        "parallel: stall after one SIGKILLed worker (longest step of the others)",
+        result["stall"]["stall_s"],
+        TARGET_STALL_S,
+        "s",
+    )
+    return out
+
+
+def _model_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        f"    {'N':>3}{'step ms':>10}{'sync ms':>9}{'steps s':>10}{'run s':>9}{'speedup':>9}{'eff.':>7}"
+        f"{'eff. steps':>11}{'invoc.':>7}{'GB-s':>9}{'cost $':>10}"
+    ]
+    for r in rows:
+        lines.append(
+            f"    {r['workers']:>3}{r['step_s'] * 1e3:>10.2f}{r['sync_s'] * 1e3:>9.2f}{r['steps_s']:>10.2f}"
+            f"{r['run_s']:>9.2f}{r['speedup']:>9.2f}{r['efficiency']:>7.0%}{r['steps_efficiency']:>11.0%}"
+            f"{r['invocations']:>7}{r['gb_s']:>9.1f}{r['cost']:>10.5f}"
+        )
+    return lines
+
+
+def render(result: dict[str, Any]) -> list[str]:
+    r, a = result, result["assumptions"]
+    large, mnist, stall_ = r["large"], r["mnist"], r["stall"]
+    holds = "can hold it" if large["default_trainer_holds_it"] else "cannot hold it: refused at launch"
+    identical = stall_["final_cost"] == _row(mnist["rows"], stall_["workers"])["final_cost"]
+    lines = [
+        f"Data-parallel training ({r['dtype']}; the same request for every N; N = 1 is the fused chain): measured "
+        "on the local cloud, each worker in its own execution environment, all of them on this machine's cores",
+        f"  {'workload':<22}{'N':>3}{'wall s':>9}{'math s':>9}{'outside s':>10}{'steps':>7}{'invoc.':>7}"
+        f"{'MB/worker/step':>15}{'(layout)':>9}{'final cost':>13}{'test acc':>9}",
+    ]
+    for name, block in (
+        (f"mnist {mnist['rows'][0]['examples']:,}", mnist),
+        (f"mnist x{large['factor']} {large['examples']:,}", large),
+    ):
+        for row in block["rows"]:
+            modelled = row.get("reduce_bytes_modelled")
+            moved = f"{row['reduce_bytes_per_worker_step'] / 1e6:.3f}" if row["workers"] > 1 else "-"
+            lines.append(
+                f"  {name:<22}{row['workers']:>3}{row['wall_s']:>9.2f}{row['math_s']:>9.2f}{row['outside_s']:>10.2f}"
+                f"{row['steps']:>7}{row['invocations']:>7}{moved:>15}"
+                f"{(f'{modelled / 1e6:.3f}' if modelled else '-'):>9}{row['final_cost']:>13.6f}"
+                f"{row['test_accuracy']:>9.4f}"
+            )
+    lines += [
+        "  math s = the slowest worker's time in its math (partials and its chunk's update; the chain's steps); "
+        "outside s = wall - math s (the launch, data loads, the reduction's waits and transfers, hand-ons, the "
+        "finish); MB/worker/step = what a worker moved through the cache per step, measured by the reduction "
+        "store, and (layout) as parallel_model.lnn_traffic counts it for the run's layout",
+        f"  large workload ({large['examples']:,} x 784, {large['epochs']} epoch(s) of full-batch Adam): N=2 is "
+        f"{large['speedup_n2']:.2f}x as fast as N=1 here; one trainer of the stack's default "
+        f"{large['default_trainer_mb']} MB {holds} (it needs about {large['one_trainer_needs_mib']:,.0f} MiB; "
+        f"the launch allows 80% of {large['default_trainer_mb']} MiB); the bench's stack gives each trainer "
+        "10,240 MB",
+        "",
+        f"Modelled on Lambda (function bandwidth {a['function_mbps']:g} Mbps both directions together, cache node "
+        f"{a['node_gbps']:g} Gbps, Redis RTT {a['redis_rtt_ms']:g} ms x {a['round_trips_per_step']} a step, hop "
+        f"{a['hop_ms']:g} ms, the math per step measured here in thread CPU seconds, each worker at the memory size "
+        "its share needs and never below the stack's 2048 MB; N > 16 goes past today's 16 micro-shards and is "
+        "modelled as if there were one per worker; the finish is left out):",
+        f"  large workload ({large['examples']:,} examples, {large['epochs']} epoch(s), full batch; eff. = speedup / N "
+        "of the whole run, launch and data load included; eff. steps = of the steps alone):",
+        *_model_table(large["model"]),
+        f"  MNIST-shaped ({mnist['rows'][0]['examples']:,} examples, {mnist['epochs']} epoch(s), batch "
+        f"{mnist['rows'][0]['batch']}):",
+        *_model_table(mnist["model"]),
+        "",
+        "  Sync per step for a 1 MB float32 gradient with Adam's state, LNN's reduce-scatter through the cache beside "
+        "LambdaML's single summer (worker 0 takes every gradient and sends the sum back):",
+        f"    {'N':>3}{'LNN ms':>9}{'full-duplex':>12}{'MB/worker':>10}{'LambdaML ms':>12}{'+ polling':>10}",
+    ]
+    for s in r["sync_1mb"]:
+        lines.append(
+            f"    {s['workers']:>3}{s['lnn_s'] * 1e3:>9.1f}{s['lnn_full_duplex_s'] * 1e3:>12.1f}"
+            f"{s['lnn_bytes'] / 1e6:>10.2f}{s['lambdaml_s'] * 1e3:>12.1f}{s['lambdaml_polling_s'] * 1e3:>10.1f}"
+        )
+    be = r["break_even"]
+    lines += [
+        "",
+        f"  When adding workers pays (the MNIST-shaped network, {be['parameters']:,} float32 parameters, Adam; "
+        f"the math at {be['example_s'] * 1e6:.1f} us per example as measured on the large workload): the global batch "
+        "(examples per step) from which",
+        f"    {'N':>3}{'sync ms':>9}{'N beats 1':>11}{'N beats N/2':>13}{'70% efficient':>15}",
+    ]
+    for b in be["rows"]:
+        half = f"{b['over_half']:,.0f}" if b["over_half"] > 0 else "any"  # N's sync no longer than N/2's
+        lines.append(
+            f"    {b['workers']:>3}{b['sync_s'] * 1e3:>9.1f}{b['over_one']:>11,.0f}{half:>13}{b['efficient']:>15,.0f}"
+        )
+    lines += [
+        "",
+        f"  Stall after one SIGKILLed worker (N={stall_['workers']}, worker {stall_['victim']}'s environment killed at "
+        f"step {stall_['killed_at_step']} of {stall_['steps']}, retries off): the others' longest step "
+        f"{stall_['stall_s']:.2f} s against a calm step of {stall_['calm_step_s'] * 1e3:.1f} ms; then "
+        f"{stall_['steps_after_s'] * 1e3:.1f} ms a step over {stall_['steps_after']} steps (each computes the lost "
+        f"worker's share too); run {stall_['wall_s']:.2f} s against {stall_['calm_wall_s']:.2f} s calm; final cost "
+        f"{'identical to' if identical else 'NOT identical to'} the calm run's",
+    ]
+    torch = r["torch"]
+    n16 = _row(large["model"], 16)
+    if torch:
+        lines.append(
+            f"  PyTorch {torch['torch']} (2 threads, this machine) on the large workload's request: "
+            f"{torch['wall_s']:.2f} s (test accuracy {torch['test_accuracy']:.4f}); modelled 16 workers: "
+            f"{n16['run_s']:.2f} s = "
+            f"{torch['wall_s'] / n16['run_s']:.2f}x faster"
+        )
+    else:
+        lines.append(
+            "  PyTorch: .venv-torch is absent (make torch-venv), so no comparison with the modelled 16 workers"
+        )
+    return lines
