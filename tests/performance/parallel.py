@@ -106,6 +106,10 @@ def measure(
         "invocations_by_worker": {w: sum(1 for line in lines if int(line.get("worker") or 0) == w) for w in by_worker},
         "reduce_bytes_per_worker_step": moved / reduce_steps if reduce_steps else 0.0,
         "data_bytes": sum(line["data_bytes"] for line in lines),
+        # where the time outside the math goes, summed over the invocations (the workers' overlap)
+        "data_load_s": sum(line["data_load_s"] for line in lines),
+        "redis_s": sum(line["redis_s"] for line in lines),
+        "aws_s": sum(line["aws_s"] for line in lines),
         "servers_cpu_s": run.servers_cpu_s,
         "env_starts": run.service["environments_started"],
         "env_start_s": run.env_start_s,
@@ -196,7 +200,9 @@ def memory_mb(network: dict[str, Any], features: int, examples: int, workers: in
     return max(DEFAULT_TRAINER_MB, int(math.ceil(needed / 64) * 64))
 
 
-def model_inputs(rows: list[dict[str, Any]], network: dict[str, Any], features: int) -> parallel_model.Workload:
+def model_inputs(
+    rows: list[dict[str, Any]], network: dict[str, Any], features: int, shard_fixed_s: float
+) -> parallel_model.Workload:
     chain = next(r for r in rows if r["workers"] == 1)
     parallel = [r for r in rows if r["workers"] > 1]
     sizes, _ = workloads.network_shape(network)
@@ -209,6 +215,7 @@ def model_inputs(rows: list[dict[str, Any]], network: dict[str, Any], features: 
         global_batch=chain["batch"],
         chain_step_s=chain["math_cpu_s"] / chain["steps"],
         worker_math_s=statistics.mean(r["math_cpu_s"] / r["steps"] for r in parallel),
+        shard_fixed_s=shard_fixed_s,
         data_bytes=chain["data_bytes"],
         launch_s=chain["launch_s"],
         max_steps=TrainingRequest(dataset="x", **network, epochs=1).max_steps_per_invocation,
@@ -216,8 +223,15 @@ def model_inputs(rows: list[dict[str, Any]], network: dict[str, Any], features: 
     )
 
 
-def modelled(inputs: parallel_model.Workload, a: parallel_model.Assumptions) -> list[dict[str, Any]]:
-    return [vars(row) for row in parallel_model.model(inputs, a)]
+def fitted_math(small: list[dict[str, Any]], large: list[dict[str, Any]]) -> parallel_model.Math:
+    """The math per step as a function of the batch, from the two workloads' measured runs."""
+
+    def point(rows: list[dict[str, Any]]) -> tuple[int, float, float]:
+        chain = next(r for r in rows if r["workers"] == 1)
+        workers = statistics.mean(r["math_cpu_s"] / r["steps"] for r in rows if r["workers"] > 1)
+        return chain["batch"], chain["math_cpu_s"] / chain["steps"], workers
+
+    return parallel_model.Math.fit(point(small), point(large))
 
 
 def section(
@@ -231,7 +245,7 @@ def section(
     large_epochs: int = 2,
     assumptions: parallel_model.Assumptions | None = None,
 ) -> dict[str, Any]:
-    a = assumptions or parallel_model.Assumptions()
+    """Everything measured (`measured`), then what the model makes of it (`analyse`)."""
     raw = load_raw(mnist.dataset)
     features = int(np.prod(np.asarray(raw["train_set_x"]).shape[1:]))
     network = mnist.network
@@ -250,7 +264,6 @@ def section(
     for n in (1, 2):
         large.append(measure(stack, big_path, big_network, large_epochs, n))
         say(f"    N={n}: {large[-1]['wall_s']:.2f} s, math {large[-1]['math_s']:.2f} s")
-    examples = large[0]["examples"]
 
     kill_step = max(1, small[0]["steps"] // 3)
     killed = kill_run(stack, mnist.dataset, network, epochs, most, kill_step)
@@ -258,58 +271,86 @@ def section(
         f"    N={most}, worker {killed['victim']} killed at step {killed['killed_at_step']}: "
         f"stall {killed['stall_s']:.2f} s"
     )
-    calm = next(r for r in small if r["workers"] == most)
-
     torch: dict[str, Any] | None = None
     if runs.torch_python() is not None:
-        torch = runs.run_torch(big_path, big_network, large_epochs, DTYPE, 2, workdir)
+        done = runs.run_torch(big_path, big_network, large_epochs, DTYPE, 2, workdir)
+        torch = {k: done[k] for k in ("wall_s", "train_s", "test_accuracy", "final_cost", "torch")}
         say(f"    PyTorch 2 threads: {torch['wall_s']:.2f} s")
+    for row in (*small, *large, killed):
+        row.pop("stamps", None)
+    measured = {
+        "features": features,
+        "network": network,
+        "note": mnist.note,
+        "epochs": epochs,
+        "large_factor": large_factor,
+        "large_epochs": large_epochs,
+        "mnist": small,
+        "large": large,
+        "killed": killed,
+        "torch": torch,
+    }
+    return analyse(measured, assumptions or parallel_model.Assumptions())
 
-    small_inputs = model_inputs(small, network, features)
-    large_inputs = model_inputs(large, big_network, features)
-    example_s = large_inputs.worker_math_s / large_inputs.global_batch
+
+def analyse(measured: dict[str, Any], a: parallel_model.Assumptions) -> dict[str, Any]:
+    """The section's result from what it measured: pure, so a saved bench-results.json can be
+    analysed again under other assumptions (`python -m tests.performance.parallel`)."""
+    features, network = measured["features"], measured["network"]
+    small, large, killed = measured["mnist"], measured["large"], measured["killed"]
+    big_network = large_request(network)
+    fitted = fitted_math(small, large)
+    small_inputs = model_inputs(small, network, features, fitted.shard_fixed_s)
+    large_inputs = model_inputs(large, big_network, features, fitted.shard_fixed_s)
     one_mb = [
         {"workers": n, **vars(parallel_model.sync(GRADIENT_1MB // 4, 4, n, STATE_SLOTS["adam"], a))}
         for n in parallel_model.MODELLED_WORKERS[1:]
     ]
-    default_refused = TrainingRequest(dataset="x", **big_network, epochs=1, dtype=DTYPE)
+    examples = large[0]["examples"]
+    one_trainer = estimate_bytes(TrainingRequest(dataset="x", **big_network, epochs=1, dtype=DTYPE), features, examples)
     sizes = [features, *workloads.network_shape(network)[0]]
     for row in (*small, *large, killed):
-        row.pop("stamps", None)
         if row["workers"] > 1:  # what the reduction's layout says a worker moves, beside what it moved
             sent, received = parallel_model.lnn_traffic(
                 parallel_model.layout_chunks(sizes, row["workers"]), 4, STATE_SLOTS["adam"]
             )
             row["reduce_bytes_modelled"] = sent + received
+    calm = _row(small, killed["workers"])
     return {
+        "measured": measured,
         "dtype": DTYPE,
         "assumptions": vars(a),
-        "mnist": {"note": mnist.note, "epochs": epochs, "rows": small, "model": modelled(small_inputs, a)},
+        "mnist": {
+            "note": measured["note"],
+            "epochs": measured["epochs"],
+            "rows": small,
+            "model": [vars(r) for r in parallel_model.model(small_inputs, a)],
+            "inputs": vars(small_inputs),
+        },
         "large": {
-            "factor": large_factor,
+            "factor": measured["large_factor"],
             "examples": examples,
-            "epochs": large_epochs,
+            "epochs": measured["large_epochs"],
             "rows": large,
             "speedup_n2": large[0]["wall_s"] / large[1]["wall_s"],
-            "model": modelled(large_inputs, a),
-            "inputs": vars(large_inputs),
-            "one_trainer_needs_mib": estimate_bytes(default_refused, features, examples) / 2**20,
-            "default_trainer_holds_it": estimate_bytes(default_refused, features, examples)
-            <= DEFAULT_TRAINER_MB * 2**20 * 0.8,
+            "one_trainer_needs_mib": one_trainer / 2**20,
+            "default_trainer_holds_it": one_trainer <= DEFAULT_TRAINER_MB * 2**20 * 0.8,
             "default_trainer_mb": DEFAULT_TRAINER_MB,
+            "model": [vars(r) for r in parallel_model.model(large_inputs, a)],
+            "inputs": vars(large_inputs),
         },
-        "mnist_inputs": vars(small_inputs),
+        "math": vars(fitted),
         "sync_1mb": one_mb,
-        "break_even": {
-            "example_s": example_s,
-            "parameters": large_inputs.parameters,
-            "rows": [
-                vars(r)
-                for r in parallel_model.break_even(large_inputs.parameters, 4, large_inputs.state_slots, example_s, a)
-            ],
+        "break_even": [
+            vars(r) for r in parallel_model.break_even(large_inputs.parameters, 4, large_inputs.state_slots, fitted, a)
+        ],
+        "stall": {
+            **killed,
+            "calm_wall_s": calm["wall_s"],
+            "identical": killed["final_cost"] == calm["final_cost"],
+            "bound_s": TARGET_STALL_S,
         },
-        "stall": {**killed, "calm_wall_s": calm["wall_s"], "bound_s": TARGET_STALL_S},
-        "torch": torch and {k: torch[k] for k in ("wall_s", "train_s", "test_accuracy", "final_cost", "torch")},
+        "torch": measured["torch"],
     }
 
 
@@ -375,7 +416,6 @@ def render(result: dict[str, Any]) -> list[str]:
     r, a = result, result["assumptions"]
     large, mnist, stall_ = r["large"], r["mnist"], r["stall"]
     holds = "can hold it" if large["default_trainer_holds_it"] else "cannot hold it: refused at launch"
-    identical = stall_["final_cost"] == _row(mnist["rows"], stall_["workers"])["final_cost"]
     lines = [
         f"Data-parallel training ({r['dtype']}; the same request for every N; N = 1 is the fused chain): measured "
         "on the local cloud, each worker in its own execution environment, all of them on this machine's cores",
@@ -408,11 +448,13 @@ def render(result: dict[str, Any]) -> list[str]:
         "",
         f"Modelled on Lambda (function bandwidth {a['function_mbps']:g} Mbps both directions together, cache node "
         f"{a['node_gbps']:g} Gbps, Redis RTT {a['redis_rtt_ms']:g} ms x {a['round_trips_per_step']} a step, hop "
-        f"{a['hop_ms']:g} ms, the math per step measured here in thread CPU seconds, each worker at the memory size "
-        "its share needs and never below the stack's 2048 MB; N > 16 goes past today's 16 micro-shards and is "
-        "modelled as if there were one per worker; the finish is left out):",
-        f"  large workload ({large['examples']:,} examples, {large['epochs']} epoch(s), full batch; eff. = speedup / N "
-        "of the whole run, launch and data load included; eff. steps = of the steps alone):",
+        f"{a['hop_ms']:g} ms; the math per step as measured here in thread CPU seconds, the chain's for N = 1 and "
+        "the workers' summed and split N ways; each worker at the memory size its share needs, never below the "
+        "stack's 2048 MB; N > 16 goes past today's 16 micro-shards, modelled as one micro-shard per worker, each "
+        "adding its fixed cost; the launch as measured here; the finish left out):",
+        f"  large workload ({large['examples']:,} examples, {large['epochs']} epoch(s), full batch; speedup and eff. "
+        "= of the whole run against the chain's, launch and data load included; eff. steps = the faster one-worker "
+        "step (the chain's, or the micro-shards' math on one worker) / (N x the step)):",
         *_model_table(large["model"]),
         f"  MNIST-shaped ({mnist['rows'][0]['examples']:,} examples, {mnist['epochs']} epoch(s), batch "
         f"{mnist['rows'][0]['batch']}):",
@@ -427,27 +469,34 @@ def render(result: dict[str, Any]) -> list[str]:
             f"    {s['workers']:>3}{s['lnn_s'] * 1e3:>9.1f}{s['lnn_full_duplex_s'] * 1e3:>12.1f}"
             f"{s['lnn_bytes'] / 1e6:>10.2f}{s['lambdaml_s'] * 1e3:>12.1f}{s['lambdaml_polling_s'] * 1e3:>10.1f}"
         )
-    be = r["break_even"]
+    m = r["math"]
     lines += [
         "",
-        f"  When adding workers pays (the MNIST-shaped network, {be['parameters']:,} float32 parameters, Adam; "
-        f"the math at {be['example_s'] * 1e6:.1f} us per example as measured on the large workload): the global batch "
-        "(examples per step) from which",
+        f"  When adding workers pays ({large['inputs']['parameters']:,} float32 parameters, Adam; the math per step "
+        f"fitted to the two workloads: the chain {m['chain_fixed_s'] * 1e3:.2f} ms + "
+        f"{m['chain_example_s'] * 1e6:.1f} us/example, the workers together {m['shard_fixed_s'] * 1e3:.2f} ms per "
+        f"micro-shard + {m['example_s'] * 1e6:.1f} us/example): the smallest global batch (examples per step) with "
+        "which",
         f"    {'N':>3}{'sync ms':>9}{'N beats 1':>11}{'N beats N/2':>13}{'70% efficient':>15}",
     ]
-    for b in be["rows"]:
-        half = f"{b['over_half']:,.0f}" if b["over_half"] > 0 else "any"  # N's sync no longer than N/2's
+
+    def batch(value: int | None) -> str:
+        return "never" if value is None else "any" if value == 1 else f"{value:,}"
+
+    for b in r["break_even"]:
         lines.append(
-            f"    {b['workers']:>3}{b['sync_s'] * 1e3:>9.1f}{b['over_one']:>11,.0f}{half:>13}{b['efficient']:>15,.0f}"
+            f"    {b['workers']:>3}{b['sync_s'] * 1e3:>9.1f}{batch(b['over_one']):>11}{batch(b['over_half']):>13}"
+            f"{batch(b['efficient']):>15}"
         )
     lines += [
         "",
         f"  Stall after one SIGKILLed worker (N={stall_['workers']}, worker {stall_['victim']}'s environment killed at "
         f"step {stall_['killed_at_step']} of {stall_['steps']}, retries off): the others' longest step "
-        f"{stall_['stall_s']:.2f} s against a calm step of {stall_['calm_step_s'] * 1e3:.1f} ms; then "
-        f"{stall_['steps_after_s'] * 1e3:.1f} ms a step over {stall_['steps_after']} steps (each computes the lost "
-        f"worker's share too); run {stall_['wall_s']:.2f} s against {stall_['calm_wall_s']:.2f} s calm; final cost "
-        f"{'identical to' if identical else 'NOT identical to'} the calm run's",
+        f"{stall_['stall_s']:.2f} s against a calm step of {stall_['calm_step_s'] * 1e3:.1f} ms; after it a step "
+        f"takes {stall_['steps_after_s'] * 1e3:.1f} ms (the median of the others' {stall_['steps_after']} steps: each "
+        f"of them computes the lost worker's share too); run {stall_['wall_s']:.2f} s against "
+        f"{stall_['calm_wall_s']:.2f} s calm; final cost "
+        f"{'identical to' if stall_['identical'] else 'NOT identical to'} the calm run's",
     ]
     torch = r["torch"]
     n16 = _row(large["model"], 16)
@@ -463,3 +512,43 @@ def render(result: dict[str, Any]) -> list[str]:
             "  PyTorch: .venv-torch is absent (make torch-venv), so no comparison with the modelled 16 workers"
         )
     return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.performance.parallel bench-results.json [--function-mbps M] [--node-gbps G] ...`:
+    the parallel section of a saved bench run analysed again, under other assumptions if given."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m tests.performance.parallel", description=main.__doc__)
+    p.add_argument("results", type=Path)
+    defaults = parallel_model.Assumptions()
+    for name in ("function_mbps", "node_gbps", "redis_rtt_ms", "hop_ms"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    opts = p.parse_args(argv)
+    saved = json.loads(opts.results.read_text())
+    measured = saved["parallel"]["measured"]
+    for row in measured["mnist"] + measured["large"] + [measured["killed"]]:
+        row["invocations_by_worker"] = {int(k): v for k, v in row.get("invocations_by_worker", {}).items()}
+    assumptions = parallel_model.Assumptions(
+        function_mbps=opts.function_mbps, node_gbps=opts.node_gbps, redis_rtt_ms=opts.redis_rtt_ms, hop_ms=opts.hop_ms
+    )
+    result = analyse(measured, assumptions)
+    print("\n".join(render(result)))
+    print("\nTargets (figure vs bound):")
+    for name, t in targets(result).items():
+        print(target_line(name, t))
+    return 0
+
+
+def target_line(name: str, t: dict[str, Any]) -> str:
+    """One target: met or not, its figure (or why there is none) and its bound, an upper one unless
+    `at_least` (the bench's report prints its targets so: tests/performance/report.py)."""
+    unit = t["unit"]
+    figure = f"{t['value']:.4g}{unit}" if t["value"] is not None else f"no figure: {t.get('note', 'not measured')}"
+    bound = f"at least {t['bound']:g}{unit}" if t.get("at_least") else f"bound {t['bound']:g}{unit}"
+    return f"  {'met    ' if t['met'] else 'NOT MET'}  {name}: {figure} ({bound})"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

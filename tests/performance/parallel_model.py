@@ -24,6 +24,7 @@ invocation runs at most `max_steps` steps, and at most the function's timeout le
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from trainer.parallel import shards, tree
@@ -130,9 +131,54 @@ def sync(parameters: int, itemsize: int, workers: int, state_slots: int, a: Assu
     return Sync(lnn, duplex, per_worker, summer, polling)
 
 
-def step_s(chain_step_s: float, worker_math_s: float, sync_s: float, workers: int) -> float:
+def micro_shards(workers: int) -> int:
+    """Micro-shards a step is cut into: today's 16, or one per worker past 16 (hypothetical)."""
+    return max(shards.MICRO_SHARDS, workers)
+
+
+def worker_math_s(worker_math_16_s: float, overhead_s: float, workers: int) -> float:
+    """Every worker's math of one step, summed, with N workers: as measured (16 micro-shards), plus
+    the fixed cost of each micro-shard past 16."""
+    return worker_math_16_s + (micro_shards(workers) - shards.MICRO_SHARDS) * overhead_s
+
+
+def step_s(chain_step_s: float, worker_math_16_s: float, overhead_s: float, sync_s: float, workers: int) -> float:
     """One step's time: the chain's own with one worker; else the workers' math split N ways and the sync."""
-    return chain_step_s if workers == 1 else worker_math_s / workers + sync_s
+    if workers == 1:
+        return chain_step_s
+    return worker_math_s(worker_math_16_s, overhead_s, workers) / workers + sync_s
+
+
+@dataclass(frozen=True)
+class Math:
+    """The math of one step of B examples, fitted to two measured batch sizes: the chain's
+    `chain_fixed_s + chain_example_s * B`, the workers' (summed) `16 * shard_fixed_s + example_s * B`
+    (a micro-shard's fixed cost: its Python, its small products' set-up, its tree node)."""
+
+    chain_fixed_s: float
+    chain_example_s: float
+    shard_fixed_s: float
+    example_s: float
+
+    @classmethod
+    def fit(cls, small: tuple[int, float, float], large: tuple[int, float, float]) -> Math:
+        """From (batch, the chain's math per step, the workers' math per step) at two batch sizes."""
+        (b1, chain1, work1), (b2, chain2, work2) = small, large
+        chain_example = (chain2 - chain1) / (b2 - b1)
+        example = (work2 - work1) / (b2 - b1)
+        return cls(
+            chain_fixed_s=max(0.0, chain1 - chain_example * b1),
+            chain_example_s=chain_example,
+            shard_fixed_s=max(0.0, (work1 - example * b1) / shards.MICRO_SHARDS),
+            example_s=example,
+        )
+
+    def chain(self, batch: float) -> float:
+        return self.chain_fixed_s + self.chain_example_s * batch
+
+    def workers(self, batch: float, workers: int) -> float:
+        """Every worker's math of the step, summed."""
+        return micro_shards(workers) * self.shard_fixed_s + self.example_s * batch
 
 
 # -- one run ------------------------------------------------------------------------------------------
@@ -146,7 +192,8 @@ class Workload:
     steps: int  # of the whole run
     global_batch: int
     chain_step_s: float  # the fused chain's math per step (one worker)
-    worker_math_s: float  # every worker's math of one step, summed
+    worker_math_s: float  # every worker's math of one step, summed (16 micro-shards)
+    shard_fixed_s: float  # a micro-shard's fixed cost (Math.fit): what more micro-shards add
     data_bytes: int  # the training set as the cache holds it (every worker reads its share)
     launch_s: float
     max_steps: int  # per invocation
@@ -161,25 +208,27 @@ class Modelled:
     run_s: float
     steps_s: float  # the steps alone
     invocations: int  # per worker
-    speedup: float  # the run against one worker's
+    speedup: float  # the run against one worker's (the chain's)
     efficiency: float  # speedup / N
-    steps_efficiency: float  # the same, of the steps alone (the launch and the data load excluded)
+    steps_efficiency: float  # the fastest one-worker step / (N x the step): the steps' parallel efficiency
     gb_s: float
     cost: float
 
 
 def model(w: Workload, a: Assumptions, workers_list: tuple[int, ...] = MODELLED_WORKERS) -> list[Modelled]:
+    """The run with each N of `workers_list`, the first being one worker (the chain)."""
     rows: list[Modelled] = []
-    base_run = base_steps = 0.0
+    base_run = 0.0
+    best_one = min(w.chain_step_s, w.worker_math_s)  # one worker: the chain, or the micro-shards' math
     for n in workers_list:
         s = sync(w.parameters, w.itemsize, n, w.state_slots, a).lnn_s
-        per_step = step_s(w.chain_step_s, w.worker_math_s, s, n)
+        per_step = step_s(w.chain_step_s, w.worker_math_s, w.shard_fixed_s, s, n)
         steps = w.steps * per_step
         invocations = max(math.ceil(w.steps / w.max_steps), math.ceil(steps / a.invocation_budget_s), 1)
         load = w.data_bytes / n / a.function_bytes_s
         run = w.launch_s + invocations * a.hop_ms / 1000 + load + steps
         if n == workers_list[0]:
-            base_run, base_steps = run * n, steps * n
+            base_run = run * n
         gb_s = n * w.memory_mb[n] / 1024 * (run - w.launch_s) + 1024 / 1024 * w.launch_s
         requests = n * invocations + 1
         speedup = base_run / run
@@ -193,7 +242,7 @@ def model(w: Workload, a: Assumptions, workers_list: tuple[int, ...] = MODELLED_
                 invocations=invocations,
                 speedup=speedup,
                 efficiency=speedup / n,
-                steps_efficiency=base_steps / steps / n,
+                steps_efficiency=best_one / (n * per_step),
                 gb_s=gb_s,
                 cost=gb_s * a.gb_s_price + requests * a.request_price,
             )
@@ -202,40 +251,60 @@ def model(w: Workload, a: Assumptions, workers_list: tuple[int, ...] = MODELLED_
 
 
 # -- when it pays ---------------------------------------------------------------------------------------
+LARGEST_BATCH = 10**9  # past this, "never"
+
+
 @dataclass(frozen=True)
 class BreakEven:
     workers: int
     sync_s: float
-    over_one: float  # the global batch from which N workers beat one
-    over_half: float  # ... from which N workers beat N / 2 (0: any, when N's sync is no longer than N / 2's)
-    efficient: float  # ... from which N workers are `efficiency` efficient
+    over_one: int | None  # the smallest global batch with which N workers beat one (the chain); None: never
+    over_half: int | None  # ... with which N workers beat N / 2
+    efficient: int | None  # ... with which the N workers' steps are `efficiency` efficient
+
+
+def smallest_batch(holds: Callable[[int], bool]) -> int | None:
+    """The smallest batch size for which `holds` (false below it, true from it on), by bisection."""
+    if not holds(LARGEST_BATCH):
+        return None
+    lo, hi = 0, LARGEST_BATCH  # holds(hi); not holds(lo), or lo == 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if holds(mid) else (mid, hi)
+    return hi
 
 
 def break_even(
     parameters: int,
     itemsize: int,
     state_slots: int,
-    example_s: float,
+    fitted: Math,
     a: Assumptions,
     efficiency: float = 0.7,
     workers_list: tuple[int, ...] = MODELLED_WORKERS[1:],
 ) -> list[BreakEven]:
-    """For each N, the global batch size (examples per step) below which adding workers stops paying,
-    with the math at `example_s` seconds per example and a step of B examples on N workers taking
-    B * example_s / N + sync(N): N beats one worker once B * example_s * (1 - 1/N) > sync(N); N beats
-    N / 2 once B * example_s / N > sync(N) - sync(N / 2); and a step is `efficiency` efficient
-    (B * example_s / (N * step) >= efficiency) once B >= efficiency * N * sync(N) / ((1 - efficiency) * example_s)."""
+    """For each N, the global batch size (examples per step) below which adding workers stops paying:
+    a step of B examples takes fitted.chain(B) on one worker (the chain) and
+    fitted.workers(B, N) / N + sync(N) on N workers; the steps' efficiency is the faster one-worker
+    step (the chain's, or the micro-shards' math on one worker) / (N x the N-worker step)."""
+
+    def step(batch: int, n: int) -> float:
+        if n == 1:
+            return fitted.chain(batch)
+        return fitted.workers(batch, n) / n + sync(parameters, itemsize, n, state_slots, a).lnn_s
+
+    def best_one(batch: int) -> float:
+        return min(fitted.chain(batch), fitted.workers(batch, 1))
+
     rows = []
     for n in workers_list:
-        s = sync(parameters, itemsize, n, state_slots, a).lnn_s
-        half = sync(parameters, itemsize, n // 2, state_slots, a).lnn_s
         rows.append(
             BreakEven(
                 workers=n,
-                sync_s=s,
-                over_one=s / (example_s * (1 - 1 / n)),
-                over_half=max(0.0, n * (s - half) / example_s),
-                efficient=efficiency * n * s / ((1 - efficiency) * example_s),
+                sync_s=sync(parameters, itemsize, n, state_slots, a).lnn_s,
+                over_one=smallest_batch(lambda b, n=n: step(b, n) < step(b, 1)),
+                over_half=smallest_batch(lambda b, n=n: step(b, n) < step(b, max(1, n // 2))),
+                efficient=smallest_batch(lambda b, n=n: best_one(b) >= efficiency * n * step(b, n)),
             )
         )
     return rows

@@ -346,15 +346,6 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _target_line(name: str, t: dict[str, Any]) -> str:
-    """One target: met or not, its figure (or why there is none) and its bound, an upper one unless
-    `at_least`."""
-    unit = t["unit"]
-    figure = f"{t['value']:.4g}{unit}" if t["value"] is not None else f"no figure: {t.get('note', 'not measured')}"
-    bound = f"at least {t['bound']:g}{unit}" if t.get("at_least") else f"bound {t['bound']:g}{unit}"
-    return f"  {'met    ' if t['met'] else 'NOT MET'}  {name}: {figure} ({bound})"
-
-
 def render(result: dict[str, Any]) -> str:
     lines: list[str] = []
     if "cat" in result:
@@ -375,7 +366,7 @@ def render(result: dict[str, Any]) -> str:
     if "parallel" in result:
         lines += ["", *parallel.render(result["parallel"])]
     lines += ["", "Targets (figure vs bound):"]
-    lines += [_target_line(name, t) for name, t in result["targets"].items()]
+    lines += [parallel.target_line(name, t) for name, t in result["targets"].items()]
     load = result["machine"]
     lines += [
         "",

@@ -271,13 +271,18 @@ def test_parallel_section_measures_models_and_reports_every_target_with_its_figu
     assert 1 not in stall["invocations_by_worker"]  # its killed invocation left no line and was not retried
 
     assert [s["workers"] for s in result["sync_1mb"]] == list(parallel_model.MODELLED_WORKERS[1:])
-    assert len(result["break_even"]["rows"]) == len(parallel_model.MODELLED_WORKERS) - 1
+    assert [b["workers"] for b in result["break_even"]] == list(parallel_model.MODELLED_WORKERS[1:])
+    # what was measured, analysed again (as `python -m tests.performance.parallel` does a saved run), gives
+    # the same figures; under another bandwidth, other ones
+    assert parallel.analyse(result["measured"], parallel_model.Assumptions()) == result
+    slower = parallel.analyse(result["measured"], parallel_model.Assumptions(function_mbps=300))
+    assert slower["sync_1mb"][0]["lnn_s"] > result["sync_1mb"][0]["lnn_s"]
 
     targets = parallel.targets(result)
     assert len(targets) == 5 and all(name.startswith("parallel: ") for name in targets)
     printed = "\n".join(parallel.render(result))
     for name, t in targets.items():
-        line = report._target_line(name, t)
+        line = parallel.target_line(name, t)
         assert name in line and ("at least" if t["at_least"] else "bound") in line
         if t["value"] is None:  # only the PyTorch comparison, without .venv-torch
             assert runs.torch_python() is None and "absent" in line and "absent" in printed

@@ -77,6 +77,7 @@ def workload(**changes: object) -> pm.Workload:
         "global_batch": 480_000,
         "chain_step_s": 8.0,
         "worker_math_s": 8.4,
+        "shard_fixed_s": 0.001,
         "data_bytes": 376 * MB,
         "launch_s": 3.0,
         "max_steps": 2000,
@@ -91,9 +92,12 @@ def test_the_modelled_run_speeds_up_with_workers_and_one_worker_is_the_reference
     assert rows[1].step_s == 8.0 and rows[1].sync_s == 0
     for n in pm.MODELLED_WORKERS[1:]:
         r = rows[n]
-        assert r.step_s == pytest.approx(8.4 / n + r.sync_s)
+        math_s = 8.4 + (max(16, n) - 16) * 0.001  # past 16 workers, a micro-shard each, each with its fixed cost
+        assert r.step_s == pytest.approx(math_s / n + r.sync_s)
         assert r.run_s == pytest.approx(3.0 + 0.05 + 376 * MB / n / 75e6 + 4 * r.step_s)
-        assert 0 < r.steps_efficiency <= 1 and 0 < r.efficiency <= 1
+        # the steps' efficiency: the faster one-worker step (here the chain's) / (N x the step)
+        assert r.steps_efficiency == pytest.approx(8.0 / (n * r.step_s))
+        assert 0 < r.steps_efficiency < 1 and 0 < r.efficiency < 1
     assert [rows[n].speedup for n in pm.MODELLED_WORKERS] == sorted(rows[n].speedup for n in pm.MODELLED_WORKERS)
     # GB-s: every worker at its memory size for the run after the launch, the launch at 1 GB
     assert rows[16].gb_s == pytest.approx(16 * 2 * (rows[16].run_s - 3.0) + 3.0)
@@ -106,19 +110,41 @@ def test_a_worker_hands_on_at_its_step_budget() -> None:
     assert rows[2].run_s > 3 * A.hop_ms / 1000
 
 
+def test_the_math_is_fitted_to_two_batch_sizes() -> None:
+    # the chain: 1 ms + 20 us an example; the workers together: 16 x 1.5 ms + 18 us an example
+    fitted = pm.Math.fit((128, 0.001 + 128 * 20e-6, 0.024 + 128 * 18e-6), (480_000, 0.001 + 9.6, 0.024 + 8.64))
+    assert fitted.chain_fixed_s == pytest.approx(0.001) and fitted.chain_example_s == pytest.approx(20e-6)
+    assert fitted.shard_fixed_s == pytest.approx(0.0015) and fitted.example_s == pytest.approx(18e-6)
+    assert fitted.workers(1000, 4) == pytest.approx(0.024 + 0.018)
+    assert fitted.workers(1000, 64) == pytest.approx(64 * 0.0015 + 0.018)  # a micro-shard per worker past 16
+
+
 def test_small_batches_do_not_pay_and_the_break_even_batches_balance_the_step() -> None:
-    example_s = 17e-6
-    rows = pm.break_even(MB // 4, 4, 2, example_s, A)
+    fitted = pm.Math(chain_fixed_s=0.0008, chain_example_s=22e-6, shard_fixed_s=0.0013, example_s=19.6e-6)
+    rows = pm.break_even(MB // 4, 4, 2, fitted, A)
     assert [r.workers for r in rows] == list(pm.MODELLED_WORKERS[1:])
+
+    def step(b: float, n: int) -> float:
+        return fitted.chain(b) if n == 1 else fitted.workers(b, n) / n + pm.sync(MB // 4, 4, n, 2, A).lnn_s
+
     for r in rows:
         n = r.workers
-        # at the batch `over_one`, N workers' step equals one worker's
-        assert r.over_one * example_s / n + r.sync_s == pytest.approx(r.over_one * example_s)
-        # at the batch `efficient`, a step is 70% math
-        math_s = r.efficient * example_s / n
-        assert math_s / (math_s + r.sync_s) == pytest.approx(0.7)
-        assert r.efficient > r.over_one
+        assert r.over_one is not None and r.efficient is not None and r.over_half is not None
+        # the smallest batch: N beats one worker from it on, not just below it
+        assert step(r.over_one, n) < step(r.over_one, 1) and step(r.over_one - 1, n) >= step(r.over_one - 1, 1)
+        half = max(1, n // 2)
+        assert step(r.over_half, n) < step(r.over_half, half)
+        assert r.over_half == 1 or step(r.over_half - 1, n) >= step(r.over_half - 1, half)
+        best = min(fitted.chain(r.efficient), fitted.workers(r.efficient, 1))
+        assert best >= 0.7 * n * step(r.efficient, n) and r.efficient > r.over_one
     two = rows[0]
-    assert two.over_half == pytest.approx(two.over_one)  # N/2 = 1: the same question
-    # MNIST's batch of 128 is far below what even two workers need
-    assert two.over_one > 50 * 128
+    assert two.over_half == two.over_one  # N/2 = 1: the same question
+    assert two.over_one > 20 * 128  # MNIST's batch of 128 is far below what even two workers need
+
+
+def test_a_batch_that_never_pays_is_said_so() -> None:
+    # the micro-shards' math 10x the chain's an example: up to 8 workers never catch the chain up
+    costly = pm.Math(chain_fixed_s=0.0, chain_example_s=1e-6, shard_fixed_s=0.0, example_s=10e-6)
+    assert {r.workers for r in pm.break_even(MB // 4, 4, 2, costly, A) if r.over_one is None} == {2, 4, 8}
+    assert pm.smallest_batch(lambda b: b >= 37) == 37
+    assert pm.smallest_batch(lambda b: False) is None
