@@ -1,7 +1,8 @@
 """`python -m tests.performance` (`make bench`): LNN against its own monolithic numpy trainer and
 against PyTorch, on the cat benchmark and an MNIST-shaped workload; the data path and memory at
 scale; the cold start of the image; the cost of a run; data-parallel runs, measured and modelled.
-Prints a table with every figure against its target and writes it all as JSON. Not a test: it measures; the tests assert.
+Prints a table with every figure against its target and writes it all as JSON. Not a test: it
+measures; the tests assert.
 
 The modules: workloads (the data sets and networks), measuring (the meter, memory, import time),
 runs (one timed run of each kind), bench (the sections and the command line), report (the table and
