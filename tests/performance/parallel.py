@@ -16,8 +16,10 @@ the bench runs (tests/performance/cloud.py), float32, the same request for every
   they go (bench_functions.py).
 
 PyTorch (2 threads, .venv-torch) trains the large workload's request on this machine; the modelled
-16-worker run is compared with it. All N run one after another on warm environments (the first run
-with more workers than are warm starts the others; their start-up is reported with the run).
+16-worker run is compared with it. All N run one after another on warm environments: a small
+data-parallel run first warms as many as the most workers need, so no timed run includes a start-up.
+What was measured is then analysed (`analyse`, pure): a saved run can be analysed again under other
+assumptions (`python -m tests.performance.parallel bench-results.json --function-mbps 300`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tests.performance import cloud, parallel_model, runs, workloads
 from trainer.aws import client
 from trainer.data.loader import load_raw
 from trainer.parallel.admission import STATE_SLOTS, parameter_count
+from trainer.parallel.shards import MAX_WORKERS
 from trainer.request import TrainingRequest, estimate_bytes
 
 DTYPE: Literal["float32"] = "float32"
@@ -195,7 +198,7 @@ def kill_run(
 def memory_mb(network: dict[str, Any], features: int, examples: int, workers: int) -> int:
     """The function's memory size a worker needs for its share (the launch's own estimate, 80% of the
     size at most), and never below the stack's default."""
-    request = TrainingRequest(dataset="x", **network, epochs=1, dtype=DTYPE, workers=min(workers, 16))
+    request = TrainingRequest(dataset="x", **network, epochs=1, dtype=DTYPE, workers=min(workers, MAX_WORKERS))
     needed = estimate_bytes(request, features, examples) / 0.8 / 2**20
     return max(DEFAULT_TRAINER_MB, int(math.ceil(needed / 64) * 64))
 
