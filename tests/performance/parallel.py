@@ -415,6 +415,17 @@ def _model_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _outside(name: str, row: dict[str, Any]) -> str:
+    """Where a run's time outside its math went: the launch, and over its invocations the data loads,
+    Redis and the AWS calls ("" when the run did not record them)."""
+    if "data_load_s" not in row:
+        return ""
+    return (
+        f"{name} N={row['workers']}: launch {row['launch_s']:.2f} s, data load {row['data_load_s']:.2f} s, Redis "
+        f"{row['redis_s']:.2f} s, AWS {row['aws_s']:.2f} s"
+    )
+
+
 def render(result: dict[str, Any]) -> list[str]:
     r, a = result, result["assumptions"]
     large, mnist, stall_ = r["large"], r["mnist"], r["stall"]
@@ -438,6 +449,9 @@ def render(result: dict[str, Any]) -> list[str]:
                 f"{(f'{modelled / 1e6:.3f}' if modelled else '-'):>9}{row['final_cost']:>13.6f}"
                 f"{row['test_accuracy']:>9.4f}"
             )
+    parts = [_outside(name, row) for name, block in (("mnist", mnist), ("large", large)) for row in block["rows"]]
+    if all(parts):  # runs measured before these sums were recorded have none
+        lines.append("  outside the math, summed over the invocations (the workers' overlap): " + "; ".join(parts))
     lines += [
         "  math s = the slowest worker's time in its math (partials and its chunk's update; the chain's steps); "
         "outside s = wall - math s (the launch, data loads, the reduction's waits and transfers, hand-ons, the "

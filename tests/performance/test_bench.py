@@ -289,6 +289,13 @@ def test_parallel_section_measures_models_and_reports_every_target_with_its_figu
             continue
         assert math.isfinite(t["value"]) and f"{t['value']:.4g}" in line
         assert t["met"] == (t["value"] >= t["bound"] if t["at_least"] else t["value"] <= t["bound"])
-    for text in ("Data-parallel training", "Modelled on Lambda", "LambdaML", "When adding workers pays", "SIGKILL"):
+    for text in (
+        "Data-parallel training",
+        "outside the math",
+        "Modelled on Lambda",
+        "LambdaML",
+        "When adding",
+        "SIGKILL",
+    ):
         assert text in printed
     assert f"{result['large']['speedup_n2']:.2f}x" in printed and f"{stall['stall_s']:.2f} s" in printed
