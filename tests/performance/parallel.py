@@ -151,21 +151,36 @@ def step_gaps(stamps: list[dict[str, Any]], worker: int) -> list[tuple[int, floa
 
 def stall(stamps: list[dict[str, Any]], workers: int, victim: int, killed_at: float) -> dict[str, Any]:
     """The others' steps around the kill: the calm step (median before it), the longest step that
-    ended after it (the stall: no step ends at any of them meanwhile), and the steps after that."""
-    before, after, later = [], [], []
+    ended after it (the stall: no step ends at any of them meanwhile), the step it was and how long
+    the step before it took (the takeover's bound is three times that, if longer than its 2 s), how long
+    after the kill it ended, and the steps after it."""
+    before: list[float] = []
+    after: list[dict[str, Any]] = []
+    later: list[float] = []
     for w in range(workers):
         if w == victim:
             continue
         gaps = step_gaps(stamps, w)
         before += [g for _, t, g in gaps if t < killed_at]
-        ended_after = [(t, g) for _, t, g in gaps if t >= killed_at]
+        ended_after = [(i, t, g) for i, (_, t, g) in enumerate(gaps) if t >= killed_at]
         if ended_after:
-            longest = max(ended_after, key=lambda e: e[1])
-            after.append(longest[1])
-            later += [g for t, g in ended_after if t > longest[0]]
+            i, t, g = max(ended_after, key=lambda e: e[2])
+            after.append(
+                {
+                    "worker": w,
+                    "step": gaps[i][0],
+                    "s": g,
+                    "previous_s": gaps[i - 1][2] if i else None,
+                    "after_kill_s": t - killed_at,
+                }
+            )
+            later += [g for _, t2, g in ended_after if t2 > t]
+    longest = max(after, key=lambda a: a["s"]) if after else None
     return {
         "calm_step_s": statistics.median(before) if before else float("nan"),
-        "stall_s": max(after) if after else float("nan"),
+        "stall_s": longest["s"] if longest else float("nan"),
+        "stall_at": longest,
+        "stalls": after,
         "steps_after_s": statistics.median(later) if later else float("nan"),
         "steps_after": len(later),
     }
@@ -430,6 +445,13 @@ def render(result: dict[str, Any]) -> list[str]:
     r, a = result, result["assumptions"]
     large, mnist, stall_ = r["large"], r["mnist"], r["stall"]
     holds = "can hold it" if large["default_trainer_holds_it"] else "cannot hold it: refused at launch"
+    at = stall_.get("stall_at")  # runs measured before it was recorded have none
+    where = (
+        f" (worker {at['worker']}'s step {at['step']}, ending {at['after_kill_s']:.2f} s after the kill; its step "
+        f"before took {at['previous_s'] * 1e3:.0f} ms)"
+        if at and at.get("previous_s") is not None
+        else ""
+    )
     lines = [
         f"Data-parallel training ({r['dtype']}; the same request for every N; N = 1 is the fused chain): measured "
         "on the local cloud, each worker in its own execution environment, all of them on this machine's cores",
@@ -509,7 +531,8 @@ def render(result: dict[str, Any]) -> list[str]:
         "",
         f"  Stall after one SIGKILLed worker (N={stall_['workers']}, worker {stall_['victim']}'s environment killed at "
         f"step {stall_['killed_at_step']} of {stall_['steps']}, retries off): the others' longest step "
-        f"{stall_['stall_s']:.2f} s against a calm step of {stall_['calm_step_s'] * 1e3:.1f} ms; after it a step "
+        f"{stall_['stall_s']:.2f} s{where} against a calm step of {stall_['calm_step_s'] * 1e3:.1f} ms; after it a "
+        "step "
         f"takes {stall_['steps_after_s'] * 1e3:.1f} ms (the median of the others' {stall_['steps_after']} steps: each "
         f"of them computes the lost worker's share too); run {stall_['wall_s']:.2f} s against "
         f"{stall_['calm_wall_s']:.2f} s calm; final cost "
