@@ -1,14 +1,15 @@
 """`python -m tests.performance` (`make bench`): LNN against its own monolithic numpy trainer and
 against PyTorch, on the cat benchmark and an MNIST-shaped workload; the data path and memory at
-scale; the cold start of the image; the cost of a run. Prints a table with every figure against its
-target and writes it all as JSON. Not a test: it measures; the tests assert.
+scale; the cold start of the image; the cost of a run; data-parallel runs, measured and modelled.
+Prints a table with every figure against its target and writes it all as JSON. Not a test: it
+measures; the tests assert.
 
 The modules: workloads (the data sets and networks), measuring (the meter, memory, import time),
 runs (one timed run of each kind), bench (the sections and the command line), report (the table and
 the targets), torch_train (the PyTorch run, in .venv-torch), cloud (the local cloud the chains run
 on: the functions in execution environments of the image's Python 3.12 and requirements.lock, not
 this virtual environment), bench_functions (the metering handlers copied into that image's task root),
-sweeps (the sweep section).
+sweeps (the sweep section), parallel (the data-parallel section) and parallel_model (its Lambda model).
 """
 
 import os

@@ -6,7 +6,8 @@ tiled; the data path and peak memory of a trainer execution environment on the M
 16x cat), versus (the fused chain against PyTorch, at each of --thread-counts: the other counts run in
 a fresh process, since BLAS threads are fixed when numpy loads), coldstart (importing both handlers in
 the image's environment), sweep (24 random trials with ASHA against the same trials to the end, and
-modelled on Lambda with every trial at once: sweeps.py).
+modelled on Lambda with every trial at once: sweeps.py), parallel (data-parallel runs with N workers
+measured on the local cloud, a worker SIGKILLed, and modelled on Lambda up to 64 workers: parallel.py).
 
 Every chain run except the sweep's goes through a local cloud the bench starts (tests/performance/
 cloud.py): LaunchLambda invoked through the Lambda API, the TrainerLambda in execution environments
@@ -30,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from tests.performance import breakdown, cloud, measuring, report, runs, sweeps, workloads
+from tests.performance import breakdown, cloud, measuring, parallel, parallel_model, report, runs, sweeps, workloads
 from trainer.data.loader import load_raw
 from trainer.statemachine import Plan
 
-SECTIONS = ("cat", "breakdown", "scaling", "versus", "coldstart", "sweep")
+SECTIONS = ("cat", "breakdown", "scaling", "versus", "coldstart", "sweep", "parallel")
 
 
 def _extrapolate(row: dict[str, Any], plan_full: Plan, plan_run: Plan) -> dict[str, Any]:
@@ -307,6 +308,26 @@ def run(opts: argparse.Namespace, stack: cloud.BenchCloud, workdir: Path, say: A
         # In this process, on the cloud's stack: the sweeps.py docstring says why.
         result["sweep"] = sweeps.sweep_section(stack, workdir, say, opts.sweep_epochs, opts.hop_ms)
         say("\n".join(sweeps.render(result["sweep"])))
+    if "parallel" in opts.sections:
+        assumptions = parallel_model.Assumptions(
+            function_mbps=opts.function_mbps,
+            node_gbps=opts.node_gbps,
+            redis_rtt_ms=opts.redis_rtt_ms,
+            hop_ms=opts.hop_ms,
+            gb_s_price=runs.PRICES["lambda_gb_s"],
+            request_price=runs.PRICES["lambda_request"],
+        )
+        result["parallel"] = parallel.section(
+            stack,
+            workdir,
+            say,
+            workloads.mnist(workdir, opts.parallel_epochs, opts.mnist_train, opts.mnist_test),
+            opts.parallel_epochs,
+            tuple(opts.parallel_workers),
+            opts.large_factor,
+            opts.large_epochs,
+            assumptions,
+        )
     result["machine"]["load_average_after"] = os.getloadavg()
     result["targets"] = report.targets(result)
     return result
@@ -358,6 +379,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", default="1", help="BLAS threads of this process (set before numpy loads)")
     p.add_argument("--thread-counts", type=_int_list, default=[1, 2], help="thread counts of the versus section")
     p.add_argument("--sweep-epochs", type=int, default=300, help="epochs of each trial of the sweep section")
+    p.add_argument("--parallel-epochs", type=int, default=1, help="epochs of the parallel section's MNIST-shaped runs")
+    p.add_argument("--parallel-workers", type=_int_list, default=[1, 2, 4], help="N of the parallel section's runs")
+    p.add_argument(
+        "--large-factor", type=int, default=8, help="the parallel section's large workload: the MNIST-shaped set tiled"
+    )
+    p.add_argument("--large-epochs", type=int, default=2, help="epochs (full batch) of the large workload")
+    p.add_argument("--function-mbps", type=float, default=600.0, help="modelled network bandwidth of one function")
+    p.add_argument("--node-gbps", type=float, default=10.0, help="modelled bandwidth of the cache node")
     p.add_argument("--quick", action="store_true", help="a few epochs of everything (a smoke run)")
     opts = p.parse_args(argv)
     unknown = set(opts.sections) - set(SECTIONS)
@@ -372,6 +401,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         opts.sweep_epochs = min(opts.sweep_epochs, 24)
         opts.scale_factors = [1, 2]
         opts.mnist_epochs, opts.mnist_train, opts.mnist_test = 1, 2000, 500
+        opts.parallel_workers, opts.large_factor, opts.large_epochs = [1, 2], 2, 1
     return opts
 
 

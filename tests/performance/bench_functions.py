@@ -3,7 +3,8 @@ lnn_bench_measuring.py (tests/performance/measuring.py): the image itself never 
 a production handler (`run`, with the environment's own adapters) inside the bench's meter, in the
 function's execution environment, and appends one JSON line per invocation to
 $LNN_BENCH_LINES/<pid>.jsonl: the meter's figures, the invocation's CPU seconds and the environment's
-resident memory. The bench sums the lines of a run (tests/performance/cloud.py).
+resident memory; a data-parallel worker also appends a line per step it gathered to
+$LNN_BENCH_LINES/steps-<pid>.jsonl, as it goes. The bench sums the lines of a run (tests/performance/cloud.py).
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def _metered(role: str, run: Any, event: Any, context: Any) -> Any:
         _baseline_rss = measuring.rss_bytes("VmRSS")
     line: dict[str, Any] = {"role": role, "pid": os.getpid(), "baseline_rss": _baseline_rss, "ok": False}
     line["run_id"] = event.get("run_id") if isinstance(event, dict) else None
+    line["worker"] = event.get("worker") if isinstance(event, dict) else None  # a data-parallel worker's
     line["started"] = time.time()
+    folder = Path(os.environ["LNN_BENCH_LINES"])
+    stamps = folder / f"steps-{os.getpid()}.jsonl"  # a worker's steps, read by the bench while the run goes
     cpu, t = time.process_time(), time.perf_counter()
-    with measuring.metered(svc.tensor_store) as meter:
+    with measuring.metered(svc.tensor_store, stamps, {"worker": line["worker"]}) as meter:
         try:
             result = run(event, context, svc)
             line.update(ok=True, result=result)
@@ -62,6 +66,5 @@ def _metered(role: str, run: Any, event: Any, context: Any) -> Any:
                 ended=time.time(),
                 peak_rss=measuring.rss_bytes("VmHWM"),
             )
-            folder = Path(os.environ["LNN_BENCH_LINES"])
             with open(folder / f"{os.getpid()}.jsonl", "a") as out:
                 out.write(json.dumps(line, default=str) + "\n")

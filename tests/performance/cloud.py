@@ -22,7 +22,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,9 +71,11 @@ class ChainRun:
 
     @property
     def final(self) -> dict[str, Any]:
-        """What the run's last trainer invocation returned."""
+        """What the invocation that finished the run returned: the chain's last one, or the data-parallel
+        worker that committed the finish (its workers' last invocations end in any order)."""
         trainer = self.trainer_lines
-        return (trainer[-1].get("result") or {}) if trainer else {}
+        done = [line for line in trainer if (line.get("result") or {}).get("status") == "SUCCEEDED"]
+        return ((done or trainer)[-1].get("result") or {}) if trainer else {}
 
     @property
     def env_start_s(self) -> float:
@@ -117,7 +119,12 @@ class BenchCloud:
             self.staged[dataset] = stage_dataset(self.session, {"dataset": dataset})["dataset"]
         return self.staged[dataset]
 
-    def run(self, payload: dict[str, Any], timeout_s: float = 7200) -> ChainRun:
+    def run(
+        self, payload: dict[str, Any], timeout_s: float = 7200, during: Callable[[str], None] | None = None
+    ) -> ChainRun:
+        """One run, timed from the launch invoke until the Lambda service is idle; `during(run_id)` is
+        called at every poll while it goes (the parallel section kills a worker from there). A data-parallel
+        run's workers leave their steps' stamps (`stamps`)."""
         payload = {**payload, "dataset": self.stage(payload["dataset"])}
         for old in self.lines.glob("*.jsonl"):
             old.unlink()
@@ -132,13 +139,15 @@ class BenchCloud:
         while not cloud.idle():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {launched['run_id']} still running after {timeout_s:.0f} s")
+            if during is not None:
+                during(launched["run_id"])
             time.sleep(POLL_S)
         wall_s = time.perf_counter() - started
         servers_cpu = cpu_s(servers) - servers_cpu
         run_id = launched["run_id"]
         lines = [
             line
-            for path in self.lines.glob("*.jsonl")
+            for path in self.lines.glob("[0-9]*.jsonl")  # <pid>.jsonl: one line per invocation
             for line in map(json.loads, path.read_text().splitlines())
             if line["run_id"] == run_id
         ]
@@ -152,6 +161,18 @@ class BenchCloud:
                 f"the environments' logs are under {cloud.workdir}/logs"
             )
         return run
+
+    def stamps(self, run_id: str) -> list[dict[str, Any]]:
+        """The steps the run's data-parallel workers have gathered so far: {worker, step, t, pid}, in
+        time order (tests/performance/bench_functions.py writes them as the steps end)."""
+        found = []
+        for path in self.lines.glob("steps-*.jsonl"):
+            for text in path.read_text().splitlines():
+                with contextlib.suppress(ValueError):  # a line being written
+                    line = json.loads(text)
+                    if line["run_id"] == run_id:
+                        found.append(line)
+        return sorted(found, key=lambda line: line["t"])
 
     def fresh_environments(self) -> dict[str, Any]:
         """New trainer environments, warmed up with a small run, for a run whose memory is measured:

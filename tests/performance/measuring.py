@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ class Meter:
     data_load_s: float = 0.0
     data_loads: int = 0  # reads of the training data (one per execution environment and run, when warm)
     state_bytes: int = 0
+    # A data-parallel worker's reduction through the cache (trainer.stores.reduction_store's own
+    # count of payload bytes) and the steps it gathered; its math's thread CPU seconds beside its
+    # wall seconds (compute_s), since workers that outnumber the cores wait for one.
+    reduce_bytes_sent: int = 0
+    reduce_bytes_received: int = 0
+    reduce_steps: int = 0
+    compute_cpu_s: float = 0.0
     # The state tensors each store call moved, as fingerprints: the log crosses from the execution
     # environments to the bench as JSON, and handoff_bytes only needs to know what changed.
     log: list[tuple[str, dict[str, Fingerprint]]] = field(default_factory=list)
@@ -80,6 +88,10 @@ _SUMMED = (
     "data_load_s",
     "data_loads",
     "state_bytes",
+    "reduce_bytes_sent",
+    "reduce_bytes_received",
+    "reduce_steps",
+    "compute_cpu_s",
 )
 
 
@@ -190,13 +202,70 @@ def _meter_steps(meter: Meter, patch: _Patches) -> None:
     run_step = engine.run_step
 
     def timed_step(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         try:
             return run_step(*args, **kwargs)
         finally:
             meter.compute_s += time.perf_counter() - t
+            meter.compute_cpu_s += time.thread_time() - cpu
 
     patch(engine, "run_step", timed_step)
+
+
+def _meter_workers(meter: Meter, patch: _Patches, stamps: Path | None, tag: dict[str, Any]) -> Callable[[], None]:
+    """A data-parallel worker's math (its micro-shards' partials, whoever's they are, and its
+    chunk's update), its reduction store's traffic, and, with `stamps`, one line per gathered step
+    (the worker, the step, the time): the bench reads them while the run goes, to kill a worker
+    at a chosen step and to time the steps around it."""
+    from trainer.parallel import step
+    from trainer.stores import reduction_store
+
+    for name in ("block_nodes", "owner_update"):
+        original = getattr(step, name)
+
+        def timed(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            t, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                meter.compute_s += time.perf_counter() - t
+                meter.compute_cpu_s += time.thread_time() - cpu
+
+        patch(step, name, timed)
+    store = reduction_store.ReductionStore
+    init, gather, end_step = store.__init__, store.gather, store.end_step
+    stores: list[Any] = []
+    gathered: dict[int, int] = {}
+
+    def registered(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        stores.append(self)
+
+    def noted_gather(self: Any, step_number: int, *args: Any, **kwargs: Any) -> Any:
+        gathered[id(self)] = step_number
+        return gather(self, step_number, *args, **kwargs)
+
+    def stamped_end_step(self: Any) -> None:
+        end_step(self)
+        meter.reduce_steps += 1
+        meter.reduce_bytes_sent, meter.reduce_bytes_received = (
+            sum(s.traffic.sent for s in stores),
+            sum(s.traffic.received for s in stores),
+        )
+        if stamps is not None:
+            line = {"run_id": self.run_id, "pid": os.getpid(), "step": gathered.get(id(self)), "t": time.time(), **tag}
+            with open(stamps, "a") as out:
+                out.write(json.dumps(line) + "\n")
+
+    patch(store, "__init__", registered)
+    patch(store, "gather", noted_gather)
+    patch(store, "end_step", stamped_end_step)
+
+    def settle() -> None:  # what moved after the last step (a rejoin's reads, the final reports) counts too
+        meter.reduce_bytes_sent = sum(s.traffic.sent for s in stores)
+        meter.reduce_bytes_received = sum(s.traffic.received for s in stores)
+
+    return settle
 
 
 def _meter_store(meter: Meter, store: Any, patch: _Patches) -> None:
@@ -241,17 +310,22 @@ def _meter_store(meter: Meter, store: Any, patch: _Patches) -> None:
 
 
 @contextlib.contextmanager
-def metered(store: Any) -> Iterator[Meter]:
-    """Count and time everything a chain run does against Redis and AWS; restore it all afterwards."""
+def metered(store: Any, stamps: Path | None = None, tag: dict[str, Any] | None = None) -> Iterator[Meter]:
+    """Count and time everything a chain run (or a data-parallel worker) does against Redis and
+    AWS; restore it all afterwards. `stamps`: where a worker notes each step it gathered, with `tag`."""
     meter = Meter()
     patch = _Patches()
+    settle: Callable[[], None] | None = None
     try:
         _meter_redis(meter, store.client, patch)
         _meter_aws(meter, patch)
         _meter_steps(meter, patch)
         _meter_store(meter, store, patch)
+        settle = _meter_workers(meter, patch, stamps, tag or {})
         yield meter
     finally:
+        if settle is not None:
+            settle()
         patch.restore()
 
 

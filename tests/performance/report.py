@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.performance import sweeps
+from tests.performance import parallel, sweeps
 
 MODEL_ASSUMPTIONS = [
     "modelled Lambda time = chain compute (the trainer's steps as measured in its local execution "
@@ -341,6 +341,8 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         )
     if "sweep" in result:
         out.update(sweeps.targets(result["sweep"]))
+    if "parallel" in result:
+        out.update(parallel.targets(result["parallel"]))
     return out
 
 
@@ -361,12 +363,10 @@ def render(result: dict[str, Any]) -> str:
         lines += _render_cold_start(result)
     if "sweep" in result:
         lines += ["", *sweeps.render(result["sweep"])]
+    if "parallel" in result:
+        lines += ["", *parallel.render(result["parallel"])]
     lines += ["", "Targets (figure vs bound):"]
-    for name, t in result["targets"].items():
-        lines.append(
-            f"  {'met    ' if t['met'] else 'NOT MET'}  {name}: "
-            f"{t['value']:.4g}{t['unit']} (bound {t['bound']:g}{t['unit']})"
-        )
+    lines += [parallel.target_line(name, t) for name, t in result["targets"].items()]
     load = result["machine"]
     lines += [
         "",

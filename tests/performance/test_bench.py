@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from tests.performance import bench, measuring, report, runs, sweeps
+from tests.performance import bench, measuring, parallel, parallel_model, report, runs, sweeps, workloads
+from trainer.handlers import worker as worker_handler
 from trainer.statemachine import Plan
 from trainer.stores.codec import encode
 
@@ -237,3 +238,69 @@ def test_sweep_section_reports_each_figure_against_its_target(stack, tmp_path):
     targets = sweeps.targets(result)
     assert len(targets) == 3 and all(t["met"] == (t["value"] <= t["bound"]) for t in targets.values())
     assert any("Sweep:" in line for line in sweeps.render(result))
+
+
+def test_parallel_section_measures_models_and_reports_every_target_with_its_figure(stack, tmp_path) -> None:
+    """The parallel section at its smallest: the MNIST-shaped set at 2,000 examples with 1 and 2
+    workers, tiled twice for the large workload, a worker SIGKILLed, and the Lambda model. No speed
+    is asserted (that is `make bench`'s)."""
+    path = workloads.mnist_like(tmp_path / "mnist-small.npz", train=2000, test=500)
+    mnist = workloads.Workload("mnist", str(path), "small", workloads.MNIST_NETWORK, 1)
+    result = parallel.section(stack, tmp_path, lambda _: None, mnist, 1, (1, 2), 2, 1)
+
+    for block, examples in ((result["mnist"], 2000), (result["large"], 4000)):
+        rows = {r["workers"]: r for r in block["rows"]}
+        assert set(rows) == {1, 2}
+        for row in rows.values():
+            assert row["examples"] == examples and row["wall_s"] > row["math_s"] > 0
+            assert row["outside_s"] == pytest.approx(row["wall_s"] - row["math_s"])
+        assert rows[1]["reduce_bytes_per_worker_step"] == 0  # the chain reduces nothing
+        # each worker's bytes per step, as the reduction store counted them, are what the model counts
+        assert rows[2]["reduce_bytes_per_worker_step"] == pytest.approx(rows[2]["reduce_bytes_modelled"], rel=1e-3)
+        assert rows[2]["final_cost"] == pytest.approx(rows[1]["final_cost"], rel=1e-5)  # float32 chain vs workers
+        assert [m["workers"] for m in block["model"]] == list(parallel_model.MODELLED_WORKERS)
+    assert result["large"]["speedup_n2"] == result["large"]["rows"][0]["wall_s"] / result["large"]["rows"][1]["wall_s"]
+
+    stall = result["stall"]
+    assert stall["workers"] == 2 and stall["victim"] == 1 and stall["killed_at_step"] >= 16 // 3
+    # the survivor waits out the takeover bound once, then computes the lost worker's share itself:
+    # the run ends with the calm run's bits
+    assert stall["stall_s"] >= worker_handler.TAKEOVER_S > stall["calm_step_s"]
+    assert stall["final_cost"] == result["mnist"]["rows"][1]["final_cost"]
+    assert stall["steps_after"] >= 1
+    at = stall["stall_at"]  # where the stall was: a survivor's first step to end after the kill
+    assert at["s"] == stall["stall_s"] and at["worker"] != 1 and at["step"] >= stall["killed_at_step"]
+    assert 0 <= at["after_kill_s"] <= at["s"] + 1 and f"worker {at['worker']}'s step {at['step']}" in "\n".join(
+        parallel.render(result)
+    )
+    assert 1 not in stall["invocations_by_worker"]  # its killed invocation left no line and was not retried
+
+    assert [s["workers"] for s in result["sync_1mb"]] == list(parallel_model.MODELLED_WORKERS[1:])
+    assert [b["workers"] for b in result["break_even"]] == list(parallel_model.MODELLED_WORKERS[1:])
+    # what was measured, analysed again (as `python -m tests.performance.parallel` does a saved run), gives
+    # the same figures; under another bandwidth, other ones
+    assert parallel.analyse(result["measured"], parallel_model.Assumptions()) == result
+    slower = parallel.analyse(result["measured"], parallel_model.Assumptions(function_mbps=300))
+    assert slower["sync_1mb"][0]["lnn_s"] > result["sync_1mb"][0]["lnn_s"]
+
+    targets = parallel.targets(result)
+    assert len(targets) == 5 and all(name.startswith("parallel: ") for name in targets)
+    printed = "\n".join(parallel.render(result))
+    for name, t in targets.items():
+        line = parallel.target_line(name, t)
+        assert name in line and ("at least" if t["at_least"] else "bound") in line
+        if t["value"] is None:  # only the PyTorch comparison, without .venv-torch
+            assert runs.torch_python() is None and "absent" in line and "absent" in printed
+            continue
+        assert math.isfinite(t["value"]) and f"{t['value']:.4g}" in line
+        assert t["met"] == (t["value"] >= t["bound"] if t["at_least"] else t["value"] <= t["bound"])
+    for text in (
+        "Data-parallel training",
+        "outside the math",
+        "Modelled on Lambda",
+        "LambdaML",
+        "When adding",
+        "SIGKILL",
+    ):
+        assert text in printed
+    assert f"{result['large']['speedup_n2']:.2f}x" in printed and f"{stall['stall_s']:.2f} s" in printed
