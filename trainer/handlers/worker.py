@@ -215,7 +215,7 @@ class WorkerInvocation:
                 store.fail_run()
             if run.get("failed_step") == step:
                 body = {"step": step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
-                key = f"{step}.{run.get('resumes', 0)}"
+                key = f"chain-{run.get('resumes', 0)}"  # one per run's chain (per resume), as the chain's
                 once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
