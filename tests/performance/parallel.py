@@ -56,15 +56,8 @@ DEFAULT_TRAINER_MB = runs.TRAINER_MEMORY_MB
 
 def warm_up(workers: int) -> dict[str, Any]:
     """A small data-parallel run: `workers` execution environments busy at once, so that many stay warm."""
-    return {
-        "dataset": "moons",
-        "neurons": {"layer1": 4, "layer2": 1},
-        "activations": {"layer1": "relu", "layer2": "sigmoid"},
-        "epochs": 1,
-        "learning_rate": 0.01,
-        "batch_size": 128,
-        "workers": workers,
-    }
+    chain_only = {"chain"}  # the chain's own setting: a data-parallel run has workers instead
+    return {**{k: v for k, v in cloud.WARM_UP.items() if k not in chain_only}, "workers": workers}
 
 
 def large_request(network: dict[str, Any]) -> dict[str, Any]:

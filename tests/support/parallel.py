@@ -9,9 +9,11 @@ import numpy as np
 
 from tests.support.chain import FAULTY_TRAINER
 from tests.support.cloud import aws
+from trainer import model_file
 from trainer.data.loader import load_raw, prepare
 from trainer.nn.init import initialise
 from trainer.parallel import reference
+from trainer.stores.run_store import DynamoRunStore
 
 REQUEST = {
     "dataset": "spirals",
@@ -55,3 +57,14 @@ def with_faults(cloud_env, stack: dict, plan: dict) -> None:
         Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
         ImageConfig={"Command": [FAULTY_TRAINER]},
     )
+
+
+def assert_ends_as_the_reference(cloud_env, stack: dict, payload: dict) -> None:
+    """The run's model and epoch costs in the stack are bit for bit the one-process reference's."""
+    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
+    _, params, _, _ = model_file.load(blob["Body"].read())
+    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
+    want_params, want_costs = expected(payload)
+    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
+    assert [e["epoch"] for e in epochs] == list(range(len(want_costs)))
+    assert [float(e["cost"]) for e in epochs] == want_costs

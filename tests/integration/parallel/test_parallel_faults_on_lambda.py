@@ -10,11 +10,9 @@ import secrets
 
 import pytest
 
-from tests.support.cloud import aws, invoke, wait_for_status
-from tests.support.parallel import REQUEST, expected, with_faults
-from trainer import model_file
+from tests.support.cloud import invoke, wait_for_status
+from tests.support.parallel import REQUEST, assert_ends_as_the_reference, with_faults
 from trainer.local.provision import provision_stack
-from trainer.stores.run_store import DynamoRunStore
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +38,7 @@ def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_
         "trainer.parallel.step:worker_nodes",
     ]
     assert item["status"] == "SUCCEEDED", item
-    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
-    _, params, _, _ = model_file.load(blob["Body"].read())
-    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
-    want_params, want_costs = expected(payload)
-    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
-    assert [float(e["cost"]) for e in epochs] == want_costs
+    assert_ends_as_the_reference(cloud_env, stack, payload)
 
 
 def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud_env, tmp_path) -> None:
@@ -61,9 +54,4 @@ def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
     assert len((tmp_path / "injected").read_text().splitlines()) == 1
     assert item["status"] == "SUCCEEDED", item
-    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
-    _, params, _, _ = model_file.load(blob["Body"].read())
-    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
-    want_params, want_costs = expected(payload)
-    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
-    assert [float(e["cost"]) for e in epochs] == want_costs
+    assert_ends_as_the_reference(cloud_env, stack, payload)

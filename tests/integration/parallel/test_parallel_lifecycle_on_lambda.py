@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue, wait_for_status
-from tests.support.parallel import REQUEST, expected, with_faults
-from trainer import model_file
+from tests.support.parallel import REQUEST, assert_ends_as_the_reference, with_faults
 from trainer.local.cloud_runner import session_services
 from trainer.local.provision import provision_stack
 from trainer.stores.reduction_store import ReductionStore
-from trainer.stores.run_store import DynamoRunStore
 
 # Long enough (2,000 steps, one invocation per worker) that a cancel lands mid-run.
 LONG = {**REQUEST, "epochs": 400, "workers": 4}
@@ -127,13 +125,7 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
     assert body["status"] == "RUNNING" and body["source"] == source, body
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
     assert item["status"] == "SUCCEEDED", item
-    blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
-    _, params, _, _ = model_file.load(blob["Body"].read())
-    epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
-    want_params, want_costs = expected(payload)
-    assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
-    assert [e["epoch"] for e in epochs] == list(range(payload["epochs"]))
-    assert [float(e["cost"]) for e in epochs] == want_costs
+    assert_ends_as_the_reference(cloud_env, stack, payload)
     cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
     kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
     assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1, "SUCCEEDED": 1}, kinds
