@@ -98,6 +98,19 @@ def test_while_a_hand_off_is_pending_only_its_owner_fails_the_run(runs, ids) -> 
     assert failed["status"] == RunStatus.FAILED
 
 
+def test_a_chains_heartbeat_ends_a_hand_off_its_sender_never_noted(runs, ids) -> None:
+    """The LaunchLambda died after sending the first event, before noting the hand-off done: the
+    chain's first heartbeat ends the hand-off, so that the chain's failures are the run's again.
+    The resume's own heartbeat (it sets the restored position) does not."""
+    store, run_id = runs.store, ids()
+    new_run(store, run_id, handed_off=False)
+    store.record_progress(run_id, 0)
+    assert store.get_run(run_id)[HANDOFF] == Handoff.LAUNCH
+    store.record_progress(run_id, 2, by_chain=True)
+    assert HANDOFF not in store.get_run(run_id) and store.get_run(run_id)["last_seq"] == 2
+    assert store.mark_failed(run_id, "boom", "forward#3", "ValueError")["status"] == RunStatus.FAILED
+
+
 def test_only_a_copy_of_the_runs_generation_fails_it(runs, ids) -> None:
     store, run_id = runs.store, ids()
     new_run(store, run_id)

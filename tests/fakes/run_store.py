@@ -108,7 +108,7 @@ class FakeRunStore:
             raise RunNotFound(f"no run {run_id!r} in table {self.table}")
         return found
 
-    def record_progress(self, run_id: str, last_seq: int) -> None:
+    def record_progress(self, run_id: str, last_seq: int, by_chain: bool = False) -> None:
         run = self.items.get(self._run(run_id))
         if run is None or not run["last_seq"] < last_seq:
             return
@@ -119,6 +119,8 @@ class FakeRunStore:
             self._run(run_id),
             {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": RunStatus.RUNNING},
         )
+        if by_chain:
+            self.items[self._run(run_id)].pop(HANDOFF, None)
 
     def put_epochs(self, run_id: str, epochs: list[dict[str, Any]]) -> None:
         for epoch in epochs:

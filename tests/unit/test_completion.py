@@ -5,6 +5,7 @@ later copy, and a finish marks the run SUCCEEDED once and says so once."""
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 import pytest
 
@@ -147,3 +148,21 @@ def test_a_failure_is_recorded_once_with_one_message_per_chain(svc) -> None:
     run = svc.run_store.get_run(run_id)
     assert run["status"] == RunStatus.FAILED and run["failed_step"] == "backward#5", "the newer failure stands"
     assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1, "one message for the chain's failures"
+
+
+def test_a_chain_whose_launch_died_before_noting_its_hand_off_can_still_fail_the_run(svc) -> None:
+    """LaunchLambda sent the first event and died before it noted the hand-off done. The chain's
+    heartbeats end the hand-off, so a later failure of the chain is the run's, said once (before,
+    the run stayed RUNNING, silent, until it was STALLED)."""
+    run_id = "u-" + secrets.token_hex(6)
+    noted = svc.run_store.handed_off
+    svc.run_store.handed_off = lambda _: (_ for _ in ()).throw(SystemExit("LaunchLambda killed"))
+    with pytest.raises(SystemExit):
+        launch(svc, run_id=run_id)
+    svc.run_store.handed_off = noted
+    event = step_to(svc, run_id, 3)
+    svc.tensor_store.commit = lambda *args: (_ for _ in ()).throw(TimeoutError("cache timed out"))
+    with pytest.raises(StepFailed, match="cache timed out"):
+        deliver(svc, event)
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.FAILED
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1

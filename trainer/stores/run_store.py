@@ -107,23 +107,30 @@ class DynamoRunStore(SweepItems):
         condition: str | None = None,
         condition_values: dict[str, Any] | None = None,
         extra_names: dict[str, str] | None = None,
+        remove: tuple[str, ...] = (),
     ) -> RunItem:
         names = {f"#k{i}": k for i, k in enumerate(values)} | (extra_names or {})
+        names |= {f"#r{i}": k for i, k in enumerate(remove)}
         vals = {f":v{i}": serialize(v) for i, v in enumerate(values.values())}
         for key, value in (condition_values or {}).items():
             vals[key] = serialize(value)
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "Key": item_of({"pk": _pk(run_id), "sk": "RUN"}),
-            "UpdateExpression": "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(values))),
+            "UpdateExpression": "SET "
+            + ", ".join(f"#k{i} = :v{i}" for i in range(len(values)))
+            + (" REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove))) if remove else ""),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": vals,
         }
         kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
         return as_run(plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"]))
 
-    def record_progress(self, run_id: str, last_seq: int) -> None:
-        """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED."""
+    def record_progress(self, run_id: str, last_seq: int, by_chain: bool = False) -> None:
+        """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED. A heartbeat `by_chain`
+        (a step it committed, past the position a launch or resume started it from) also ends a
+        pending hand-off: the chain runs, so the first event went out, even if the LaunchLambda
+        that sent it died before it said so (and only a pending hand-off may fail a run)."""
         now = time.time()
         try:
             # A step that commits after a failed attempt (Lambda's retry got through) puts a
@@ -133,6 +140,7 @@ class DynamoRunStore(SweepItems):
                 {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": RunStatus.RUNNING},
                 condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
                 condition_values={":failed": RunStatus.FAILED},
+                remove=(HANDOFF,) if by_chain else (),
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
