@@ -170,9 +170,10 @@ def test_a_resume_moves_a_failed_or_stalled_run_once(runs, ids) -> None:
 
 def test_data_parallel_workers_record_their_steps_in_their_generation(runs, ids) -> None:
     store, run_id = runs.store, ids()
-    new_run(store, run_id)
+    new_run(store, run_id, handed_off=False)  # the launch died before noting its hand-off done
     before = store.get_run(run_id)["last_step_at"]
     store.record_worker_step(run_id, 2, 7, generation=0)  # the first heartbeat makes the map
+    assert HANDOFF not in store.get_run(run_id), "the workers run: the hand-off went out"
     store.record_worker_step(run_id, 0, 9, generation=0)
     store.record_worker_step(run_id, 2, 8, generation=0)
     run = store.get_run(run_id)

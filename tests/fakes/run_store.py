@@ -204,6 +204,7 @@ class FakeRunStore:
             return
         steps = {**run.get(WORKER_STEPS, {}), str(worker): step}
         self._set(self._run(run_id), {WORKER_STEPS: steps, "last_step_at": self.clock()})
+        run.pop(HANDOFF, None)
 
     def handed_off(self, run_id: str) -> bool:
         run = self.items.get(self._run(run_id))

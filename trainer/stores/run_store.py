@@ -292,14 +292,15 @@ class DynamoRunStore(SweepItems):
     def record_worker_step(self, run_id: str, worker: int, step: int, generation: int) -> None:
         """A data-parallel worker's heartbeat: the step it has gathered (`worker_steps`, a map by
         worker, what `lnn status` shows) and the run's last_step_at, while the run is RUNNING in
-        the worker's generation (a resume forgets the generation before's steps)."""
+        the worker's generation (a resume forgets the generation before's steps). Like a chain's
+        heartbeat, it ends a launch's or resume's pending hand-off: the workers run."""
         guard = "attribute_exists(pk) AND #s = :running AND "
         guard += "(attribute_not_exists(#r) OR #r = :g)" if generation == 0 else "#r = :g"
-        names = {"#s": "status", "#r": "resumes", "#ws": WORKER_STEPS}
+        names = {"#s": "status", "#r": "resumes", "#ws": WORKER_STEPS, "#h": HANDOFF}
         values = {":running": RunStatus.RUNNING, ":g": generation, ":now": time.time()}
-        one = {"UpdateExpression": "SET #ws.#w = :step, last_step_at = :now", "ConditionExpression": guard}
+        one = {"UpdateExpression": "SET #ws.#w = :step, last_step_at = :now REMOVE #h", "ConditionExpression": guard}
         first = {
-            "UpdateExpression": "SET #ws = :map, last_step_at = :now",
+            "UpdateExpression": "SET #ws = :map, last_step_at = :now REMOVE #h",
             "ConditionExpression": guard + " AND attribute_not_exists(#ws)",
         }
         for attempt in (one, first, one):  # the map is made by the first heartbeat of a generation
