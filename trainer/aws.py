@@ -40,3 +40,21 @@ def client(service: str, timeouts: tuple[float, float] | None = None) -> Any:
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return _client(service, endpoint, region, timeouts, os.environ.get("AWS_ACCESS_KEY_ID"))
+
+
+def transient(exc: BaseException) -> bool:
+    """An AWS error that a later attempt need not meet: throttling, a 5xx answer, a connection that
+    failed or timed out. botocore's standard mode retries exactly these; one that still reaches the
+    caller outlasted the SDK's attempts, which says nothing about the request itself."""
+    from botocore.exceptions import ClientError
+    from botocore.retries import standard
+
+    if isinstance(exc, ClientError):
+        context = standard.RetryContext(attempt_number=1, parsed_response=exc.response)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        checkers = (standard.ThrottledRetryableChecker(), standard.TransientRetryableChecker())
+        # 429 too: SNS throttles with `Throttled`, a code botocore's list lacks.
+        return status >= 500 or status == 429 or any(checker.is_retryable(context) for checker in checkers)
+    return standard.TransientRetryableChecker().is_retryable(
+        standard.RetryContext(attempt_number=1, caught_exception=exc)
+    )

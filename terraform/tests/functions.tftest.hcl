@@ -226,10 +226,10 @@ run "function_statements_carry_the_vpc_condition" {
   }
 
   assert {
-    condition = alltrue([for d in data.aws_iam_policy_document.this : length([
+    condition = alltrue([for k, d in data.aws_iam_policy_document.this : length([
       for s in d.statement : s if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey"], s.sid)
-    ]) == 6])
-    error_message = "six statements are the functions' own calls (table, objects, bucket, topic, trainer, secret)"
+    ]) == (k == "trainer" ? 7 : 6)])
+    error_message = "six statements are the functions' own calls (table, objects, bucket, topic, trainer, secret), and the trainer's seventh deletes models"
   }
 
   assert {
@@ -287,9 +287,23 @@ run "iam_least_privilege" {
 
   assert {
     condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
-      for s in d.statement : alltrue([for r in s.resources : r == var.bucket_arn || r == "${var.bucket_arn}/*"]) if anytrue([for a in s.actions : startswith(a, "s3:")])
+      for s in d.statement : alltrue([for r in s.resources : r == var.bucket_arn || r == "${var.bucket_arn}/*"]) if anytrue([for a in s.actions : startswith(a, "s3:")]) && !contains(s.actions, "s3:DeleteObject")
     ])])
     error_message = "S3 actions must be granted on the bucket only"
+  }
+
+  assert {
+    condition = alltrue(flatten([for k, d in data.aws_iam_policy_document.this : [
+      for s in d.statement : k == "trainer" && s.resources == toset(["${var.bucket_arn}/models/*"]) if contains(s.actions, "s3:DeleteObject")
+    ]]))
+    error_message = "only the trainer deletes objects, and only models (a finish a cancel refused takes its model back)"
+  }
+
+  assert {
+    condition = length(flatten([for d in data.aws_iam_policy_document.this : [
+      for s in d.statement : s.sid if contains(s.actions, "s3:DeleteObject")
+    ]])) == 1
+    error_message = "one statement, the trainer's, deletes objects"
   }
 
   assert {

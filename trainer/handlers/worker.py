@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import checkpoints, effects, engine, once, warm
+from trainer import aws, checkpoints, effects, engine, once, warm
 from trainer import services as services_mod
 from trainer.data import normalize
 from trainer.errors import ChainError, EventError
@@ -171,7 +171,8 @@ class WorkerInvocation:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
         cleared). The cache lost the run, or an error came back (`seen_before`): this worker fails
         the run. Anything else loses only this worker (a wait's bound, the cache not answering,
-        a crash once): raised for Lambda's retry, while the others stand in for it."""
+        an AWS error the SDK's retries did not outlast, however often, a crash once): raised for
+        Lambda's retry, while the others stand in for it."""
         if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
             logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
@@ -191,7 +192,9 @@ class WorkerInvocation:
             # (whose clean-up took the data and the reduction from under this copy).
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
             return self.result(Outcome.DUPLICATE)
-        if not isinstance(exc, (Stalled, *UNAVAILABLE)) and store.seen_before(f"{type(exc).__name__}: {exc}"):
+        if not (isinstance(exc, (Stalled, *UNAVAILABLE)) or aws.transient(exc)) and store.seen_before(
+            f"{type(exc).__name__}: {exc}"
+        ):
             raise self.fail_run(exc, store)
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc

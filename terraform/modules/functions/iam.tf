@@ -95,18 +95,23 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
-  # A finish writes the model before the run reads SUCCEEDED, and takes it back out when a cancel
-  # won the race (trainer/effects.py): deletes of models only, never of datasets or checkpoints.
-  statement {
-    sid       = "ModelsOfRefusedFinishes"
-    actions   = ["s3:DeleteObject"]
-    resources = ["${var.bucket_arn}/models/*"]
+  # The trainer's finish writes the model before the run reads SUCCEEDED, and takes it back out
+  # when a cancel won the race (trainer/effects.py): deletes of models only, by the trainer only,
+  # never of datasets or checkpoints.
+  dynamic "statement" {
+    for_each = each.key == "trainer" ? ["models"] : []
 
-    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceVpc"
-      values   = [var.vpc_id]
+    content {
+      sid       = "ModelsOfRefusedFinishes"
+      actions   = ["s3:DeleteObject"]
+      resources = ["${var.bucket_arn}/${statement.value}/*"]
+
+      # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceVpc"
+        values   = [var.vpc_id]
+      }
     }
   }
 
