@@ -130,6 +130,19 @@ def test_a_claim_whose_holder_vanished_is_taken_over_when_its_lease_ends(tensors
     assert store.claim(run, 2, "third", 5) is Claim.ACQUIRED, "a released claim is free at once"
 
 
+def test_a_holder_whose_lease_ended_while_it_worked_marks_it_done_if_nobody_took_it(tensors, ids) -> None:
+    """Its effects are made: a later copy must find the position done, not make them again (after a
+    run's end, with its tensors gone)."""
+    store, run = tensors.store, ids()
+    _committed(store, run, 3, 4)
+    assert store.claim(run, 3, "slow", 5) is Claim.ACQUIRED and store.claim(run, 4, "slow", 5) is Claim.ACQUIRED
+    tensors.advance(6)
+    assert store.mark_done(run, 3, "slow") and store.done(run, 3)
+    assert store.claim(run, 3, "later", 5) is Claim.DONE
+    assert store.claim(run, 4, "other", 5) is Claim.ACQUIRED, "taken over: the new holder's to mark"
+    assert not store.mark_done(run, 4, "slow") and not store.done(run, 4)
+
+
 def test_the_clean_up_keeps_the_chains_bookkeeping_for_late_duplicates(tensors, ids) -> None:
     store, run = tensors.store, ids()
     store.put_data(run, {"x_train": np.ones((2, 3)), "y_train": np.zeros((1, 3))})

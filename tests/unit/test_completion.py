@@ -74,6 +74,19 @@ def test_a_run_is_succeeded_only_once_its_model_is_in_place(svc) -> None:
     assert svc.run_store.get_run(run_id)["status"] == RunStatus.SUCCEEDED
 
 
+def test_a_finish_that_outlasted_its_lease_is_done_for_the_copies_after_it(svc) -> None:
+    """A completion slower than its claim's lease (nobody took the claim meanwhile) still marks it
+    done: a later copy finds the run ended, not a completion to make again without the tensors."""
+    run_id = launch(svc)
+    finish = step_to(svc, run_id, FINISH)
+    lease_s = svc.settings.handoff_claim_ttl_s
+    once_before(svc.run_store, "mark_succeeded", lambda: svc.tensor_store.clock.advance(lease_s + 1))
+    assert deliver(svc, finish)["status"] == Outcome.SUCCEEDED
+    assert svc.tensor_store.done(run_id, FINISH)
+    assert deliver(svc, finish)["status"] == Outcome.DUPLICATE
+    assert len(svc.notifier.of(Notice.SUCCEEDED, run_id)) == 1
+
+
 def test_a_completion_that_crashed_before_its_hand_off_is_finished_by_the_retry(svc) -> None:
     run_id = launch(svc)
     event = step_to(svc, run_id, 4)

@@ -82,10 +82,13 @@ if v == ARGV[1] then return 'ACQUIRED' end
 return 'BUSY'
 """
 
-# Done by the claim's holder only: a holder whose claim went (its lease ended and another copy took
-# it, or a replaced node lost it) leaves the mark to whoever holds it now.
+# Done by the claim's holder, or by the last one whose lease ended while it worked, if nobody has
+# taken the claim since: the effects are made, and a later copy must not make them again (a run
+# that ended has no tensors left for it). A holder whose claim another copy took leaves the mark to
+# that copy; one whose position a replaced node lost (no outbox) leaves none in the empty node.
 _MARK_DONE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] and (v or redis.call('EXISTS', KEYS[2]) == 0) then return 0 end
 redis.call('SET', KEYS[1], 'sent', 'EX', tonumber(ARGV[2]))
 return 1
 """
@@ -277,9 +280,9 @@ class RedisTensorStore:
         return Claim(result)
 
     def mark_done(self, run_id: str, seq: int, token: str) -> bool:
-        """The completion of `seq` done, if `token` still holds its claim (True)."""
-        key = self._key(run_id, CacheKind.HANDOFF, str(seq))
-        return bool(self._mark_done(keys=[key], args=[token, self.ttl_s]))
+        """The completion of `seq` done (True), if `token` still holds its claim or held it last."""
+        keys = [self._key(run_id, CacheKind.HANDOFF, str(seq)), self._key(run_id, CacheKind.OUTBOX, str(seq))]
+        return bool(self._mark_done(keys=keys, args=[token, self.ttl_s]))
 
     def done(self, run_id: str, seq: int) -> bool:
         return self.client.get(self._key(run_id, CacheKind.HANDOFF, str(seq))) == b"sent"
