@@ -96,8 +96,14 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """The fault-injection suite's counts (issue: runs tried, faults injected, runs identical)."""
-    from tests.support.report import REPORT
+    """Each tier's time; the fault-injection suite's counts (runs tried, faults injected, runs
+    identical)."""
+    from tests.support.report import REPORT, tier_times
+
+    reports = [r for kind in terminalreporter.stats.values() for r in kind if isinstance(r, pytest.TestReport)]
+    if times := tier_times(reports):
+        terminalreporter.write_sep("-", "time by tier")
+        terminalreporter.write_line(", ".join(f"{t} {n} tests {s:.0f} s" for t, (n, s) in times.items()))
 
     if REPORT.campaigns:
         terminalreporter.write_sep("-", "fault-injection campaign on the local cloud")

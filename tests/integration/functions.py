@@ -98,8 +98,8 @@ def trainer_with_faults(event, context):
     "per_event": faults at most for one event, its retries and copies together}; a point with
     "pause_until": <file> pauses its call until that file exists instead of crashing (`limit` calls,
     1 by default, in all environments), one with "delay_s": [lo, hi] delays each call by a random
-    time in that range (seeded per environment), and one with "if_arg": i applies only when
-    argument i is truthy.
+    time in that range (seeded per environment), one with "if_arg": i applies only when
+    argument i is truthy, and one with "if_arg_is": [i, value] only when argument i is that value.
     Each fault appends a line to <dir>/injected, each recorded call one to <dir>/calls; a fault's
     slot is taken with an exclusive create, so `limit` holds across environments."""
     from trainer import services
@@ -176,6 +176,10 @@ class _FaultPoint:
         armed = next(self.calls) > point.get("skip", 0)
         if "if_arg" in point and not (len(args) > point["if_arg"] and args[point["if_arg"]]):
             armed = False  # only the calls whose argument at that index is truthy
+        if "if_arg_is" in point and not (
+            len(args) > point["if_arg_is"][0] and args[point["if_arg_is"][0]] == point["if_arg_is"][1]
+        ):
+            armed = False  # only the calls whose argument at that index is that value
         if armed and "pause_until" in point:
             self.pause(args)
             return self.original(*args, **kwargs)

@@ -3,6 +3,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+TIERS = ("unit", "cloud", "infra", "acceptance")  # pyproject.toml's markers, tests/README.md's tiers
+
+
+def tier_times(reports: Iterable[Any]) -> dict[str, tuple[int, float]]:
+    """Each tier's tests and seconds from pytest's test reports (setup, call and teardown: a
+    module's set-up counts in its first test's), in the tiers' order; tiers with no test left out."""
+    seconds = dict.fromkeys(TIERS, 0.0)
+    tests = dict.fromkeys(TIERS, 0)
+    for report in reports:
+        tier = next((t for t in TIERS if t in report.keywords), None)
+        if tier is None:
+            continue
+        seconds[tier] += report.duration
+        tests[tier] += report.when == "call"
+    return {t: (tests[t], seconds[t]) for t in TIERS if tests[t]}
+
 
 class FaultReport:
     """Counts for the fault-injection suite, printed at the end of the test session."""

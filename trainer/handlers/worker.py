@@ -2,9 +2,11 @@
 
 Its life: triage (the run's config, cancelled, or finished already) → load its own micro-shards
 of the training set → every step of the run (trainer.parallel.worker, reducing through the cache)
-→ report its share of the train accuracy → worker 0 only: wait for every report, then commit the
-finish at the chain's finish position and complete it exactly as the chain does (trainer.effects:
-epoch items, model, SUCCEEDED, one message), or, when another copy committed it, complete that.
+→ report its share of the train accuracy → the first worker to claim the finish only (whichever
+it is: a lost worker 0 holds nothing up): wait for every report (past a bound, count the missing
+shares itself), then commit the finish at the chain's finish position and complete it exactly as
+the chain does (trainer.effects: epoch items, model, SUCCEEDED, one message), or, when another copy
+committed it, complete that.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
+FINISH_LEASE_S = 60  # the finisher's: past it (the finisher lost), a later copy of any worker finishes
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
 
@@ -154,7 +157,7 @@ class WorkerInvocation:
                 "bytes_received": store.traffic.received,
             },
         )
-        if self.worker != 0:
+        if not store.claim_finish(self.worker, FINISH_LEASE_S):
             return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
         try:
             counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)

@@ -272,7 +272,7 @@ class ReductionStore:
     # -- the run's end ---------------------------------------------------------------------------
     def report(self, worker: int, correct: int) -> None:
         """After its last gather: this worker's count of its examples the final model classifies
-        right (the train accuracy's share), which also tells worker 0 that it is done."""
+        right (the train accuracy's share), which also tells the finisher that it is done."""
         pipe = self.client.pipeline(transaction=False)
         pipe.xadd(self._run_key("final"), {"worker": str(worker), "correct": str(int(correct))})
         pipe.expire(self._run_key("final"), EXPIRE_S)
@@ -293,6 +293,16 @@ class ReductionStore:
             if soft and not entries and time.monotonic() >= deadline:
                 break
         return got
+
+    def claim_finish(self, worker: int, lease_s: int) -> bool:
+        """Whether worker `worker` finishes the run: the first to claim it after its report does,
+        whichever worker that is, so a worker lost for good (worker 0 too) never holds the finish
+        up; a copy or a retry of that worker takes it again (its holder crashed mid-finish). Past
+        the lease, any copy may (a second finisher's commit is refused by the guarded commit)."""
+        key = self._run_key("finisher")
+        if self.client.set(key, str(worker), nx=True, ex=lease_s):
+            return True
+        return self.client.get(key) == str(worker).encode()
 
     def claim_hand_on(self, worker: int, generation: int, lease_s: int) -> bool:
         """Whether this copy of worker `worker`'s invocation `generation` sends its successor: one

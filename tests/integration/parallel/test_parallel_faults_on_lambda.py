@@ -41,12 +41,14 @@ def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_
     assert_ends_as_the_reference(cloud_env, stack, payload)
 
 
-def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud_env, tmp_path) -> None:
-    """No retry at all (the function's async retries set to 0): a worker other than 0 crashes at its
-    fourth step and never comes back; the others compute its part past the takeover bound."""
+# worker_nodes(layout, params, activations, held, split, m, workers, worker): argument 7 is the worker
+@pytest.mark.parametrize("lost", [{"if_arg": 7}, {"if_arg_is": [7, 0]}], ids=["a worker other than 0", "worker 0"])
+def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud_env, tmp_path, lost) -> None:
+    """No retry at all (the function's async retries set to 0): a worker crashes at its fourth step
+    and never comes back; the others compute its part past the takeover bound, and one of them
+    finishes the run (worker 0 is no coordinator the run waits for)."""
     stack = provision_stack("dpl" + secrets.token_hex(3), trainer_memory_mb=1024, max_retry_attempts=0)
-    # worker_nodes(layout, params, activations, held, split, m, workers, worker): argument 7 is the worker
-    points = [{"target": "trainer.parallel.step:worker_nodes", "skip": 3, "limit": 1, "if_arg": 7}]
+    points = [{"target": "trainer.parallel.step:worker_nodes", "skip": 3, "limit": 1, **lost}]
     with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": points, "record": []})
     payload = {**REQUEST, "workers": 4, "run_id": f"dpl-{secrets.token_hex(3)}"}
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
