@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from trainer import effects, engine, once, warm
+from trainer import effects, engine, failures, once, warm
 from trainer import services as services_mod
 from trainer.entrypoint import lambda_handler
 from trainer.errors import EventError
@@ -32,10 +32,9 @@ from trainer.handlers import worker as worker_handler
 from trainer.logs import get_logger
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State, check_in_plan, next_event, parse_event
-from trainer.stores.run_store import FAILURE_REASON
-from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, Superseded
+from trainer.stores.tensor_store import NO_CURSOR, CacheLost, CommitResult, Superseded
 from trainer.sweep import scheduler
-from trainer.vocabulary import Claim, Notice, Outcome
+from trainer.vocabulary import Claim, Outcome
 
 logger = get_logger("lnn-trainer")
 
@@ -333,30 +332,13 @@ class Invocation:
             return False  # unreachable is not lost: the failure's own error says what happened
 
     def record_failure(self, exc: Exception) -> None:
-        """FAILED with the reason, and one FAILED message per chain (per resume): a run that Lambda's
-        retry carried on after its FAILED message, and that fails again before it is resumed, is
-        FAILED with the newer reason and says nothing more. (A node lost under a chain fails copies
-        of two steps; a completion that had passed the loss puts the run back to RUNNING between
-        them. That is one failure, and the user hears of it once.)"""
+        """The run's failure (trainer.failures), by this copy that holds the run's position.
+        (A node lost under a chain fails copies of two steps; a completion that had passed the
+        loss puts the run back to RUNNING between them. That is one failure, said once.)"""
         logger.exception("step failed", extra={"run_id": self.run_id, "step": self.step})
-        reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, CacheLost) or self.cache_lost():
-            reason = f"cache lost: {reason}; resume the run (from its newest checkpoint)"
-        elif isinstance(exc, UNAVAILABLE):
-            reason = f"cache unavailable: {reason}; resume the run once the cache answers again"
+        why = failures.reason(exc, isinstance(exc, CacheLost) or self.cache_lost())
         try:
-            run = self.svc.run_store.mark_failed(
-                self.run_id, reason, self.step, type(exc).__name__, generation=self.generation
-            )
-            if run is None:
-                return  # finished, cancelled or resumed since: a late copy's error changes nothing
-            if run.get("failed_step") != self.step:
-                # FAILED already by another step (a cache loss meets the completing copy and its
-                # successor alike): that failure's message is the run's one.
-                return
-            body = {"step": self.step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
-            key = f"chain-{run.get('resumes', 0)}"
-            once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+            failures.fail_run(self.svc, self.run_id, exc, why, self.step, self.generation, self.token, self.context)
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer import aws, checkpoints, effects, engine, once, warm
+from trainer import aws, checkpoints, effects, engine, failures, once, warm
 from trainer import services as services_mod
 from trainer.data import normalize
 from trainer.errors import ChainError, EventError
@@ -32,9 +32,8 @@ from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped
-from trainer.stores.run_store import FAILURE_REASON
 from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, RedisTensorStore
-from trainer.vocabulary import Notice, Outcome, StopCause
+from trainer.vocabulary import Outcome, StopCause
 
 logger = get_logger("lnn-trainer")
 
@@ -203,30 +202,23 @@ class WorkerInvocation:
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
     def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
-        """FAILED with the reason, fenced by the run's generation as the chain's record_failure is,
-        one FAILED message (by the worker whose failure won), the other workers woken to stop.
-        Returns the error to raise."""
+        """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
+        the other workers woken to stop once it is made. Returns the error to raise."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        reason = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, CacheLost) or self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR:
-            reason = f"cache lost: {reason}; resume the run"
+        lost = isinstance(exc, CacheLost) or self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
+        why = failures.reason(exc, lost)
         step = f"{launching.WORKER_STATE}#{self.worker}"
+        wake = store.fail_run if store is not None else lambda: None
         try:
-            run = self.svc.run_store.mark_failed(
-                self.run_id, reason, step, type(exc).__name__, generation=self.event.resumes
+            run = failures.fail_run(
+                self.svc, self.run_id, exc, why, step, self.event.resumes, self.token, self.context, then=wake
             )
             if run is None:
-                return WorkerFailed(f"run {self.run_id} worker {self.worker}: {reason} (the run ended otherwise)")
-            if store is not None:
-                store.fail_run()
-            if run.get("failed_step") == step:
-                body = {"step": step, "error_type": type(exc).__name__, FAILURE_REASON: reason}
-                key = f"chain-{run.get('resumes', 0)}"  # one per run's chain (per resume), as the chain's
-                once.publish_once(self.svc, Notice.FAILED, self.run_id, key, body, self.token, self.context)
+                return WorkerFailed(f"run {self.run_id} worker {self.worker}: {why} (the run ended otherwise)")
         except Exception:
             # Best effort: the original error is what the caller must see, not a second one.
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
-        return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {reason}")
+        return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {why}")
 
     def gathered(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Gathered], None]:
         """After each step: the heartbeat, and worker 0's checkpoints."""
