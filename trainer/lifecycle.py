@@ -61,17 +61,50 @@ def resume(svc: services_mod.Services, run_id: Any, stall_after_s: float = DEFAU
         return _resume_workers(svc, config, run, pending, stall_after_s)
     rebuild = _rebuild_of(svc, config, run)
     if rebuild.cursor + 1 >= config.plan.total_steps:
-        raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
-    if not pending and svc.run_store.resumed(run_id, time.time() - stall_after_s) is None:
-        now = svc.run_store.get_run(run_id)["status"]
-        raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
+        raise _every_step_applied(run_id)
+    _move(svc, run_id, pending, stall_after_s)
     start = _restore(svc, config, rebuild)
     svc.invoker.invoke_async(event_at(config.plan, run_id, start).to_dict())
+    _end_handoff(svc, run_id)  # its chain stops at a cancel mark that landed after the move
+    return _resumed(run_id, start, rebuild.source)
+
+
+def _every_step_applied(run_id: str) -> RequestError:
+    return RequestError([f"run_id: run {run_id!r} has applied every step already"])
+
+
+def _move(svc: services_mod.Services, run_id: str, pending: bool, stall_after_s: float) -> RunItem | None:
+    """The one conditional move FAILED/STALLED -> RUNNING that decides between racing resumes and
+    cancels: the run as moved, or None for a resume sent again whose move was made already (its
+    hand-off pending). A move lost to another refuses the resume, with nothing changed."""
+    if pending:
+        return None
+    moved = svc.run_store.resumed(run_id, time.time() - stall_after_s)
+    if moved is None:
+        now = svc.run_store.get_run(run_id)["status"]
+        raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
+    return moved
+
+
+def _put_back(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) -> None:
+    """The rebuild in the cache, the data first (no event finds a position without its data). The
+    state goes in only where there is none (another resume of this run, or its retry, may have put
+    it there already) and never for a cancelled run."""
+    if rebuild.data is not None:
+        svc.tensor_store.put_data(config.run_id, rebuild.data)
+    if rebuild.tensors is not None:
+        svc.tensor_store.create_run(config.run_id, config.to_json(), rebuild.tensors, cursor=rebuild.cursor)
+
+
+def _end_handoff(svc: services_mod.Services, run_id: str) -> None:
+    """The first events are out: the resume's hand-off ends. A cancel that landed after the move
+    ended it already; whatever the rebuild wrote after the cancel's clean-up goes too."""
     if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
-        # A cancel landed after the move: its chain stops at the cancel mark; whatever the rebuild
-        # wrote after the cancel's clean-up goes too.
         svc.tensor_store.delete_run(run_id)
-    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": start, "source": rebuild.source}
+
+
+def _resumed(run_id: str, seq: int, source: str) -> dict[str, Any]:
+    return {"run_id": run_id, "status": RunStatus.RUNNING, "resumed_from_seq": seq, "source": source}
 
 
 def _resume_workers(
@@ -86,35 +119,25 @@ def _resume_workers(
     store, run_id = svc.tensor_store, config.run_id
     cursor = store.cursor(run_id)
     if cursor not in (NO_CURSOR, -1):  # the finish is committed: its completion needs no resume
-        raise RequestError([f"run_id: run {run_id!r} has applied every step already"])
-    data = None
+        raise _every_step_applied(run_id)
+    start = Rebuild("seeded start", -1)  # the cache's part: the workers start from the seeded start
     if not launching.has_data(store, run_id):
-        data = launching.data_arrays(_dataset_from_source(svc, config, json.loads(run["request"])))
-    tensors = None if cursor == -1 and store.config(run_id) is not None else _from_seeded_start(config, run).tensors
+        start.data = launching.data_arrays(_dataset_from_source(svc, config, json.loads(run["request"])))
+    if cursor != -1 or store.config(run_id) is None:
+        start.tensors = _from_seeded_start(config, run).tensors
     key = checkpoints.latest_key(svc.blob_store, run_id)
     saved = _from_checkpoint(svc, config, run, key) if key else None  # its seq: the data-parallel step
-    if not pending and svc.run_store.resumed(run_id, time.time() - stall_after_s) is None:
-        now = svc.run_store.get_run(run_id)["status"]
-        raise RequestError([f"run_id: run {run_id!r} changed meanwhile (it is {now}); resume refused"])
-    if data is not None:
-        store.put_data(run_id, data)
-    if tensors is not None:
-        store.create_run(run_id, config.to_json(), tensors)  # refused for a cancelled run
-    resumes = svc.run_store.generation(run_id) or 0
+    moved = _move(svc, run_id, pending, stall_after_s)
+    _put_back(svc, config, start)
+    # A resume sent again made its move in an attempt before: it reads the generation the run is in.
+    resumes = int(moved.get("resumes", 0)) if moved is not None else svc.run_store.generation(run_id) or 0
     if isinstance(store, RedisTensorStore):  # the workers reduce through the cache's streams
         started = reduction_store.start_generation(store.client, run_id, resumes)
         if started and saved is not None and saved.tensors is not None:
             _restore_reduction(store, config, resumes, saved)
     launching.first_hops(svc, config, resumes)
-    if not svc.run_store.handed_off(run_id) and svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED:
-        svc.tensor_store.delete_run(run_id)  # a cancel landed after the move: what the rebuild wrote goes too
-    source = saved.source if saved is not None else "seeded start"
-    return {
-        "run_id": run_id,
-        "status": RunStatus.RUNNING,
-        "resumed_from_seq": saved.cursor if saved else -1,
-        "source": source,
-    }
+    _end_handoff(svc, run_id)
+    return _resumed(run_id, saved.cursor, saved.source) if saved else _resumed(run_id, -1, start.source)
 
 
 def _restore_reduction(store: RedisTensorStore, config: RunConfig, resumes: int, saved: Rebuild) -> None:
@@ -182,14 +205,9 @@ def _dataset_from_source(svc: services_mod.Services, config: RunConfig, request:
 
 
 def _restore(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) -> int:
-    """Put the rebuild in the cache (the data first: no event finds a position without its data) and
-    return the seq to send. The state goes in only where there is none (another resume of this
-    run, or its retry, may have put it there already) and never for a cancelled run."""
+    """Put the rebuild in the cache and return the seq to send."""
     store, run_id = svc.tensor_store, config.run_id
-    if rebuild.data is not None:
-        store.put_data(run_id, rebuild.data)
-    if rebuild.tensors is not None:
-        store.create_run(run_id, config.to_json(), rebuild.tensors, cursor=rebuild.cursor)
+    _put_back(svc, config, rebuild)
     cursor = store.cursor(run_id)
     cursor = rebuild.cursor if cursor == NO_CURSOR else cursor  # cancelled meanwhile: its event stops
     svc.run_store.record_progress(run_id, cursor)

@@ -20,13 +20,12 @@ from typing import Any
 
 from trainer.errors import RunNotFound
 from trainer.runconfig import RunConfig
+from trainer.stores.items import plain, public
 
 FOLLOWER = "FOLLOWER"
 INTERRUPTED = 130  # a shell's exit status for a command ended by Ctrl-C
 # What a reader needs to reach a followed run's cloud: its endpoint, its key, its table.
 _REACH = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")
-# DynamoDB's keys are the store's business, not the user's.
-_INTERNAL = ("pk", "sk")
 
 
 @dataclass(frozen=True)
@@ -115,11 +114,7 @@ def _from_table(table: str, run_id: str, source: str) -> Record:
     store = DynamoRunStore(table)
     run = store.get_run(run_id)
     epochs = sorted(store.epochs(run_id), key=lambda e: e["epoch"])
-    return Record(_public(run), [_public(e) for e in epochs], source)
-
-
-def _public(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in _INTERNAL}
+    return Record(public(run), [public(e) for e in epochs], source)
 
 
 def load(run_id: str, runs_dir: Path) -> Record:
@@ -144,12 +139,12 @@ def _local(run_dir: Path) -> Record | None:
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    run = _public(saved["run"])
+    run = public(saved["run"])
     # The copy outlives the cloud it came from: point at the model beside it, not at that cloud's bucket.
     run.pop("model_uri", None)
     if (run_dir / "model.npz").is_file():
         run["model"] = str(run_dir / "model.npz")
-    return Record(run, [_public(e) for e in saved["epochs"]], f"the local copy {path}")
+    return Record(run, [public(e) for e in saved["epochs"]], f"the local copy {path}")
 
 
 def progress(record: Record, now: float | None = None) -> dict[str, Any]:
@@ -213,7 +208,6 @@ def _local_row(folder: Path) -> dict[str, Any] | None:
 def table_runs(table: str) -> Iterator[dict[str, Any]]:
     """A row per run and sweep in the table (a scan: the table holds one stack's runs)."""
     from trainer.aws import client
-    from trainer.stores.items import plain
 
     kwargs: dict[str, Any] = {
         "TableName": table,

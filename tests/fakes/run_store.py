@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from tests.fakes.clock import FakeClock, atomic
 from trainer.errors import RunNotFound
 from trainer.statemachine import may_become
-from trainer.stores.items import plain, serialize
+from trainer.stores.items import plain, public, serialize
 from trainer.stores.run_store import CHECKPOINTS, FAILURE_REASON, HANDOFF, WORKER_STEPS, Handoff, checkpoint_name
 from trainer.stores.sweep_store import NO_SUCCESSOR
 from trainer.vocabulary import Claim, Notice, RungDecision, RunStatus, SweepStatus
@@ -97,7 +97,7 @@ class FakeRunStore:
         return True
 
     def restore_run(self, run: dict[str, Any]) -> None:
-        self._put(self._run(run["run_id"]), {k: v for k, v in run.items() if k not in ("pk", "sk")})
+        self._put(self._run(run["run_id"]), public(run))
 
     def exists(self, run_id: str) -> bool:
         return self._run(run_id) in self.items

@@ -5,13 +5,13 @@ stops, and loaded back into a new one: what `python -m trainer train` keeps unde
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from trainer import keys
+from trainer.stores.items import public
 from trainer.vocabulary import RunStatus
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ def export_run(stack: Stack, run_id: str, out_dir: Path) -> dict[str, Any]:
     """Copy the run's record, epochs and model out of the emulator before it stops."""
     run_dir = out_dir / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    run = _public(stack.services.run_store.get_run(run_id))
-    epochs = [_public(e) for e in sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])]
+    run = public(stack.services.run_store.get_run(run_id))
+    epochs = [public(e) for e in sorted(stack.services.run_store.epochs(run_id), key=lambda e: e["epoch"])]
     record = {"run": run, "epochs": epochs}
     (run_dir / "run.json").write_text(json.dumps(record, indent=1, default=str))
     if run.get("status") == RunStatus.SUCCEEDED:
@@ -48,11 +48,6 @@ def export_run(stack: Stack, run_id: str, out_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _public(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The item without DynamoDB's keys: they are the table's layout, not the run's record."""
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
-
 def restore_run(stack: Stack, run_dir: Path) -> str:
     """Load a run exported by `export_run` into this stack's emulator and cache."""
     record = json.loads((run_dir / "run.json").read_text())
@@ -61,7 +56,7 @@ def restore_run(stack: Stack, run_dir: Path) -> str:
     store = stack.services.run_store
     store.restore_run(run)
     # Every figure of each epoch (validation's too), never the table's own keys.
-    store.put_epochs(run_id, [{k: v for k, v in e.items() if k not in ("pk", "sk")} for e in record["epochs"]])
+    store.put_epochs(run_id, [public(e) for e in record["epochs"]])
     state_path = run_dir / "state.npz"
     if state_path.is_file():
         with np.load(state_path, allow_pickle=False) as state:

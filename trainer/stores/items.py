@@ -1,9 +1,11 @@
 """DynamoDB items to and from plain Python values (floats travel as Decimals, exactly, by repr;
-whole numbers come back as ints; absent values are not written), and the table's shared reads."""
+whole numbers come back as ints; absent values are not written), the table's shared reads, and an
+item as its reader sees it, without the table's keys."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -22,6 +24,12 @@ def serialize(value: Any) -> Any:
 
 def item_of(values: dict[str, Any]) -> dict[str, Any]:
     return {k: serialize(v) for k, v in values.items() if v is not None}
+
+
+def public(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item without the table's keys (pk, sk): they are the table's layout, not the record a
+    user reads or a copy keeps."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
 
 
 def _number(value: Any) -> Any:
