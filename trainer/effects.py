@@ -85,7 +85,7 @@ def _complete_position(
     elif stopped:
         _stop_trial(svc, config, outbox, token, deadline)
     else:
-        svc.run_store.record_progress(config.run_id, outbox.seq, by_chain=True)
+        svc.run_store.record_progress(config.run_id, outbox.seq)
     if outbox.successor is not None and not stopped:
         svc.invoker.invoke_async(outbox.successor)
     return outbox.metrics is not None or stopped

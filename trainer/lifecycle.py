@@ -210,7 +210,7 @@ def _restore(svc: services_mod.Services, config: RunConfig, rebuild: Rebuild) ->
     _put_back(svc, config, rebuild)
     cursor = store.cursor(run_id)
     cursor = rebuild.cursor if cursor == NO_CURSOR else cursor  # cancelled meanwhile: its event stops
-    svc.run_store.record_progress(run_id, cursor)
+    svc.run_store.record_restored_position(run_id, cursor)
     # A position committed but not completed (the run failed after its commit) is completed first:
     # the event at the cursor finds itself behind and does exactly that, then hands on.
     return cursor if store.outbox(run_id, cursor) is not None and not store.done(run_id, cursor) else cursor + 1

@@ -104,9 +104,9 @@ def test_a_chains_heartbeat_ends_a_hand_off_its_sender_never_noted(runs, ids) ->
     The resume's own heartbeat (it sets the restored position) does not."""
     store, run_id = runs.store, ids()
     new_run(store, run_id, handed_off=False)
-    store.record_progress(run_id, 0)
+    store.record_restored_position(run_id, 0)
     assert store.get_run(run_id)[HANDOFF] == Handoff.LAUNCH
-    store.record_progress(run_id, 2, by_chain=True)
+    store.record_progress(run_id, 2)
     assert HANDOFF not in store.get_run(run_id) and store.get_run(run_id)["last_seq"] == 2
     assert store.mark_failed(run_id, "boom", "forward#3", "ValueError")["status"] == RunStatus.FAILED
 

@@ -108,19 +108,25 @@ class FakeRunStore:
             raise RunNotFound(f"no run {run_id!r} in table {self.table}")
         return found
 
-    def record_progress(self, run_id: str, last_seq: int, by_chain: bool = False) -> None:
+    def record_progress(self, run_id: str, last_seq: int) -> None:
+        if self._progress(run_id, last_seq):
+            self.items[self._run(run_id)].pop(HANDOFF, None)
+
+    def record_restored_position(self, run_id: str, last_seq: int) -> None:
+        self._progress(run_id, last_seq)
+
+    def _progress(self, run_id: str, last_seq: int) -> bool:
         run = self.items.get(self._run(run_id))
         if run is None or not run["last_seq"] < last_seq:
-            return
+            return False
         if run["status"] not in (RunStatus.RUNNING, RunStatus.FAILED):
-            return
+            return False
         now = self.clock()
         self._set(
             self._run(run_id),
             {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": RunStatus.RUNNING},
         )
-        if by_chain:
-            self.items[self._run(run_id)].pop(HANDOFF, None)
+        return True
 
     def put_epochs(self, run_id: str, epochs: list[dict[str, Any]]) -> None:
         for epoch in epochs:

@@ -126,11 +126,19 @@ class DynamoRunStore(SweepItems):
         kwargs["ConditionExpression"] = "attribute_exists(pk)" + (f" AND ({condition})" if condition else "")
         return as_run(plain(self.db.update_item(**kwargs, ReturnValues="ALL_NEW")["Attributes"]))
 
-    def record_progress(self, run_id: str, last_seq: int, by_chain: bool = False) -> None:
-        """Heartbeat at each hand-off; a run whose heartbeat stops is STALLED. A heartbeat `by_chain`
-        (a step it committed, past the position a launch or resume started it from) also ends a
+    def record_progress(self, run_id: str, last_seq: int) -> None:
+        """The chain's heartbeat at each hand-off; a run whose heartbeat stops is STALLED. A step the
+        chain committed is past the position a launch or resume started it from, so it also ends a
         pending hand-off: the chain runs, so the first event went out, even if the LaunchLambda
         that sent it died before it said so (and only a pending hand-off may fail a run)."""
+        self._progress(run_id, last_seq, remove=(HANDOFF,))
+
+    def record_restored_position(self, run_id: str, last_seq: int) -> None:
+        """A resume's heartbeat: the position it restored the run to. Its hand-off stays pending
+        until its first event is out (`handed_off`) or the chain's heartbeat ends it."""
+        self._progress(run_id, last_seq, remove=())
+
+    def _progress(self, run_id: str, last_seq: int, remove: tuple[str, ...]) -> None:
         now = time.time()
         try:
             # A step that commits after a failed attempt (Lambda's retry got through) puts a
@@ -140,7 +148,7 @@ class DynamoRunStore(SweepItems):
                 {"last_seq": last_seq, "last_step_at": now, "updated_at": now, "status": RunStatus.RUNNING},
                 condition="#k0 < :v0 AND (#k3 = :v3 OR #k3 = :failed)",
                 condition_values={":failed": RunStatus.FAILED},
-                remove=(HANDOFF,) if by_chain else (),
+                remove=remove,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
