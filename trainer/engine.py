@@ -13,6 +13,7 @@ import numpy as np
 
 from trainer.data import normalize
 from trainer.nn import layers, losses, optimizers
+from trainer.nn.batches import epoch_permutation
 from trainer.runconfig import RunConfig
 from trainer.statemachine import Event, State
 
@@ -169,11 +170,6 @@ def inputs_of(config: RunConfig, event: Event) -> list[str]:
         if config.validates:
             names.append("hits")
     return names
-
-
-def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
-    """The order of the examples in an epoch of mini-batches: a fresh permutation from the run's seed."""
-    return np.random.default_rng([seed, epoch]).permutation(examples)
 
 
 def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -> StepOutcome:

@@ -31,7 +31,7 @@ import numpy as np
 from tests.performance import measuring
 from trainer import engine
 from trainer.data.loader import load_raw, prepare
-from trainer.nn import monolithic
+from trainer.nn import batches, monolithic
 from trainer.nn.init import initialise
 from trainer.request import TrainingRequest
 
@@ -203,7 +203,7 @@ def run_torch(
         params[f"W{i}"].tofile(folder / f"W{i}.bin")
         params[f"b{i}"].reshape(-1).tofile(folder / f"b{i}.bin")
     if batch < m:  # LNN's batches, epoch by epoch
-        np.stack([engine.epoch_permutation(request.seed, e, m) for e in range(epochs)]).astype(np.int64).tofile(
+        np.stack([batches.epoch_permutation(request.seed, e, m) for e in range(epochs)]).astype(np.int64).tofile(
             folder / "order.bin"
         )
     spec = {

@@ -8,19 +8,12 @@ that the result does not depend on N.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from trainer.nn import optimizers
+from trainer.nn.batches import batches
 from trainer.parallel import shards, step, tree
 from trainer.parallel.flat import Layout
-
-
-def epoch_permutation(seed: int, epoch: int, examples: int) -> np.ndarray:
-    """The chain's order of an epoch's examples (trainer.engine.epoch_permutation), so a mini-batch
-    holds the very examples the chain's does."""
-    return np.random.default_rng([seed, epoch]).permutation(examples)
 
 
 def train(
@@ -48,49 +41,43 @@ def train(
     flat = layout.flatten(params)
     keys = step.state_keys(optimizer)
     state = {k: np.zeros_like(flat) for k in keys}
-    full = batch_size is None or batch_size >= m_total
-    size = m_total if full or batch_size is None else batch_size
-    batches = math.ceil(m_total / size)
     held = []
     for worker in range(workers):
         lo, hi = shards.examples_of(m_total, shards.micro_shards_of(workers, worker))
         held.append(step.Held(np.asfortranarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi]), lo))
     chunks = layout.chunks(workers)
-    costs = []
-    for epoch in range(epochs):
-        order = None if full else epoch_permutation(seed, epoch, m_total)
-        epoch_cost = np.zeros(1)
-        for batch in range(batches):
-            columns = None if order is None else order[batch * size : (batch + 1) * size]
-            m = m_total if columns is None else len(columns)
-            split = shards.split_batch(columns, m_total)
-            current = layout.unflatten(flat)
-            sent = [
-                step.worker_nodes(layout, current, activations, held[w], split, m, workers, w) for w in range(workers)
-            ]
-            pieces = []
-            for j, (a, b) in enumerate(chunks):
-                nodes = {node: grad[a:b] for out in sent for node, (grad, _) in out.items()}
-                new, new_state = step.owner_update(
-                    layout,
-                    chunks[j],
-                    nodes,
-                    flat[a:b],
-                    {k: state[k][a:b] for k in keys},
-                    optimizer,
-                    learning_rate,
-                    l2,
-                    m,
-                    epoch * batches + batch + 1,
-                )
-                pieces.append(new)
-                for k in keys:
-                    state[k][a:b] = new_state[k]
-            loss_sum = tree.root_value({node: cost for out in sent for node, (_, cost) in out.items()})
-            cost = float(loss_sum[0]) / m
-            if l2:
-                cost += l2 / (2 * m) * step.l2_sum(current, count)
-            epoch_cost = epoch_cost + cost * (m / m_total)
-            flat = np.concatenate(pieces)
-        costs.append(float(epoch_cost[0]))
+    costs: list[float] = []
+    epoch_cost = np.zeros(1)
+    for batch in batches(m_total, batch_size, epochs, seed):
+        m = batch.m
+        split = shards.split_batch(batch.columns, m_total)
+        current = layout.unflatten(flat)
+        sent = [step.worker_nodes(layout, current, activations, held[w], split, m, workers, w) for w in range(workers)]
+        pieces = []
+        for j, (a, b) in enumerate(chunks):
+            nodes = {node: grad[a:b] for out in sent for node, (grad, _) in out.items()}
+            new, new_state = step.owner_update(
+                layout,
+                chunks[j],
+                nodes,
+                flat[a:b],
+                {k: state[k][a:b] for k in keys},
+                optimizer,
+                learning_rate,
+                l2,
+                m,
+                batch.t,
+            )
+            pieces.append(new)
+            for k in keys:
+                state[k][a:b] = new_state[k]
+        loss_sum = tree.root_value({node: cost for out in sent for node, (_, cost) in out.items()})
+        cost = float(loss_sum[0]) / m
+        if l2:
+            cost += l2 / (2 * m) * step.l2_sum(current, count)
+        epoch_cost = epoch_cost + cost * (m / m_total)
+        flat = np.concatenate(pieces)
+        if batch.last:
+            costs.append(float(epoch_cost[0]))
+            epoch_cost = np.zeros(1)
     return layout.unflatten(flat), costs, {k + name: v for k in keys for name, v in layout.unflatten(state[k]).items()}

@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
+from trainer.nn.batches import epoch_permutation
 from trainer.parallel import shards, step, tree
 from trainer.parallel.flat import Layout
-from trainer.parallel.reference import epoch_permutation
 
 
 @dataclass(frozen=True)
