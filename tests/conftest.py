@@ -61,8 +61,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests.support.report import REPORT
+
     for item in items:
-        item.add_marker(tier_of(item.path, item.name))
+        tier = tier_of(item.path, item.name)
+        item.add_marker(tier)
+        REPORT.tiers[item.nodeid] = tier
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +105,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     from tests.support.report import REPORT, tier_times
 
     reports = [r for kind in terminalreporter.stats.values() for r in kind if isinstance(r, pytest.TestReport)]
-    if times := tier_times(reports):
+    if times := tier_times(reports, REPORT.tiers):
         terminalreporter.write_sep("-", "time by tier")
         terminalreporter.write_line(", ".join(f"{t} {n} tests {s:.0f} s" for t, (n, s) in times.items()))
 

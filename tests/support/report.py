@@ -9,13 +9,15 @@ from typing import Any
 TIERS = ("unit", "cloud", "infra", "acceptance")  # pyproject.toml's markers, tests/README.md's tiers
 
 
-def tier_times(reports: Iterable[Any]) -> dict[str, tuple[int, float]]:
+def tier_times(reports: Iterable[Any], tiers: dict[str, str]) -> dict[str, tuple[int, float]]:
     """Each tier's tests and seconds from pytest's test reports (setup, call and teardown: a
-    module's set-up counts in its first test's), in the tiers' order; tiers with no test left out."""
+    module's set-up counts in its first test's), `tiers` giving each test's tier by its node id
+    (its marker: a test's keywords hold its folders' names too, and `infra` is a folder), in the
+    tiers' order; tiers with no test left out."""
     seconds = dict.fromkeys(TIERS, 0.0)
     tests = dict.fromkeys(TIERS, 0)
     for report in reports:
-        tier = next((t for t in TIERS if t in report.keywords), None)
+        tier = tiers.get(report.nodeid)
         if tier is None:
             continue
         seconds[tier] += report.duration
@@ -30,6 +32,7 @@ class FaultReport:
         self.runs = self.faults = self.identical = 0
         self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
         self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
+        self.tiers: dict[str, str] = {}  # each collected test's tier, by node id
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1

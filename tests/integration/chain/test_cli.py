@@ -15,7 +15,7 @@ import pytest
 from tests.support.chain import monolithic_reference
 from tests.support.paths import CAT_DATASET, REPO_ROOT
 from tests.support.processes import descendants, still_running
-from tests.support.requests import moons
+from tests.support.requests import moons, network
 from trainer.cli import demo_request
 from trainer.data.loader import load_raw, prepare
 from trainer.engine import accuracy_of
@@ -38,20 +38,17 @@ def _cli(*args: str, runs_dir: Path, env: dict | None = None) -> subprocess.Comp
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     runs = tmp_path_factory.mktemp("runs")
     request = runs / "request.json"
-    request.write_text(
-        json.dumps(
-            {
-                "dataset": "spirals",
-                "neurons": {"layer1": 16, "layer2": 3},
-                "activations": {"layer1": "relu", "layer2": "softmax"},
-                "epochs": 40,
-                "learning_rate": 0.02,
-                "optimizer": "adam",
-                "batch_size": 64,
-                "init": "he",
-            }
-        )
+    spirals = network(
+        "spirals",
+        (16, 3),
+        ("relu", "softmax"),
+        epochs=40,
+        learning_rate=0.02,
+        optimizer="adam",
+        batch_size=64,
+        init="he",
     )
+    request.write_text(json.dumps(spirals))
     done = _cli("train", str(request), "--json", runs_dir=runs)
     assert done.returncode == 0, done.stderr
     return runs, json.loads(done.stdout.strip().splitlines()[-1])
