@@ -42,7 +42,14 @@ def test_the_image_ships_exactly_what_the_handlers_import(image_env: ImageEnv) -
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == imageenv.task_modules(image_env.task_root)
     task_root = image_env.task_root
-    for left_out in ("trainer/cli.py", "trainer/__main__.py", "trainer/local", "trainer/nn/monolithic.py"):
+    left = (
+        "trainer/cli.py",
+        "trainer/__main__.py",
+        "trainer/local",
+        "trainer/nn/monolithic.py",
+        "trainer/parallel/reference.py",
+    )
+    for left_out in left:
         assert not (task_root / left_out).exists()
     # compiled in the image: nothing to compile at a cold start
     assert list((task_root / "trainer" / "handlers" / "__pycache__").glob("trainer.cpython-312.pyc"))
