@@ -38,6 +38,15 @@ def test_every_image_reference_is_pinned_by_digest() -> None:
     assert unpinned == []
 
 
+def test_every_buildx_builder_names_its_buildkit_image() -> None:
+    # Without driver-opts the action starts the builder from moby/buildkit:buildx-stable-1, a tag
+    # that moves and that image_references() cannot see.
+    for workflow in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
+        steps = re.split(r"^\s*- ", workflow.read_text(), flags=re.M)
+        for step in (s for s in steps if "docker/setup-buildx-action@" in s):
+            assert re.search(r"driver-opts:\s*image=moby/buildkit:\S+@sha256:[0-9a-f]{64}", step), workflow.name
+
+
 def test_the_check_catches_a_tag_only_reference(tmp_path: Path) -> None:
     assert DIGEST.search("python:3.12-slim@sha256:" + "a" * 64)
     assert not DIGEST.search("docker/dockerfile:1")
