@@ -5,6 +5,7 @@ twin."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -129,3 +130,37 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
     cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
     kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
     assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1, "SUCCEEDED": 1}, kinds
+
+
+def test_a_stalled_run_whose_workers_all_vanished_resumes_and_ends_as_its_calm_twin(cloud, cloud_env, tmp_path) -> None:
+    """Every worker's environment stops answering at its 41st step (paused, then killed by the
+    function's timeout) and no retry comes (retries 0): nobody is left to stand in, nothing fails
+    the run, and it is RUNNING with a heartbeat that ages, STALLED to a resume that says so. The
+    resume starts the next generation from the run's seeded start (it writes no checkpoint), and
+    the run ends as its calm twin, with one message (SUCCEEDED) and none from the vanished one."""
+    stack = provision_stack(
+        "dps" + secrets.token_hex(3), trainer_memory_mb=1024, trainer_timeout_s=10, max_retry_attempts=0
+    )
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-stalled-q")
+    # Four pauses, one a worker: the resumed generation's environments find every slot taken.
+    point = {"target": WORKER_NODES, "skip": 40, "limit": 4, "pause_until": str(tmp_path / "never")}
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": [point]})
+    payload = {**REQUEST, "epochs": 60, "workers": 4, "time_margin_ms": 3000, "run_id": f"dps-{secrets.token_hex(3)}"}
+    launch(cloud_env, stack, payload)
+    cloud.wait_idle(timeout_s=60)  # every worker's invocation ended by its timeout
+    assert len((tmp_path / "paused").read_text().splitlines()) == 4
+    item = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])
+    assert item["status"] == "RUNNING", item
+    resume = {"action": "resume", "run_id": payload["run_id"]}
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], resume)  # not stalled by the default 30 min
+    assert resp.get("FunctionError") and "only FAILED or STALLED" in json.dumps(body), body
+    time.sleep(1.5)  # the heartbeat older than the resume's threshold below
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {**resume, "stall_after_s": 1})
+    assert "FunctionError" not in resp, body
+    assert (body["status"], body["source"]) == ("RUNNING", "seeded start"), body
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    assert item["status"] == "SUCCEEDED", item
+    assert_ends_as_the_reference(cloud_env, stack, payload)
+    cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
+    kinds = messages_by_run(cloud_env, url).get(payload["run_id"], {})
+    assert {k: len(v) for k, v in kinds.items()} == {"SUCCEEDED": 1}, kinds
