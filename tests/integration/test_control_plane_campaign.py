@@ -60,6 +60,11 @@ REQUEST: dict[str, Any] = moons(
     checkpoint_every=2,
     notify_every=1,
 )
+# LNN_CAMPAIGN_WORKERS > 1: the same scenarios on data-parallel runs of that many workers (mini-batch,
+# so that a run has steps to race).
+WORKERS = int(os.environ.get("LNN_CAMPAIGN_WORKERS", "1"))
+if WORKERS > 1:
+    REQUEST = {**REQUEST, "workers": WORKERS, "batch_size": 40}
 OTHER: dict[str, Any] = {**REQUEST, "dataset": "circles", "seed": 8}  # other data, same shape
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 SETTLE_S = 240
@@ -88,8 +93,17 @@ def brief(item: dict[str, Any] | None) -> str:
     """What a problem report needs of a run item."""
     if item is None:
         return "no run item"
-    fields = ("status", "handoff", "last_seq", "total_steps", "failure_reason")
+    fields = ("status", "handoff", "last_seq", "worker_steps", "total_steps", "failure_reason")
     return ", ".join(f"{k}={str(item.get(k))[:160]}" for k in fields if k in item)
+
+
+def progress(item: dict[str, Any]) -> int:
+    """How far a run is: the chain's last applied seq, or the step every worker has gathered (a
+    data-parallel run's heartbeat, `worker_steps`: worker -> step)."""
+    if WORKERS == 1:
+        return int(item.get("last_seq", -1))
+    steps = [int(next(iter(v.values()))) for v in (item.get("worker_steps") or {}).values()]
+    return min(steps) if len(steps) == WORKERS else -1
 
 
 class Campaign:
@@ -97,6 +111,7 @@ class Campaign:
         self.cloud, self.cloud_env, self.stack, self.rng = cloud, cloud_env, stack, rng
         self.figures = Figures()
         self.twins: dict[str, dict[str, np.ndarray]] = {}
+        self.steps = 0  # a data-parallel run's steps (its calm twin's), where it has no seq
         self.failures_caused: Counter[str] = Counter()  # run id -> FAILED messages it may send
         self.names: list[str] = []
 
@@ -158,14 +173,14 @@ class Campaign:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             item = self.item(run_id)
-            if item is not None and (int(item.get("last_seq", -1)) >= last_seq or item["status"] in TERMINAL):
+            if item is not None and (progress(item) >= last_seq or item["status"] in TERMINAL):
                 return True
             time.sleep(0.02)
         return False
 
     def total_steps(self, run_id: str) -> int:
         item = self.item(run_id) or {}
-        return int(item.get("total_steps", 0))
+        return self.steps if WORKERS > 1 else int(item.get("total_steps", 0))
 
     # -- checks ---------------------------------------------------------------------------------
     def problem(self, run_id: str, what: str) -> None:
@@ -420,6 +435,7 @@ def test_the_control_plane_campaign(cloud, cloud_env, chaos_stack) -> None:
         model = campaign.model(f"twin-{twin}")
         assert model is not None
         campaign.twins[twin] = model
+        campaign.steps = progress(item) + 1
     calm, other = campaign.twins["calm"], campaign.twins["other"]
     assert not all(np.array_equal(calm[k], other[k]) for k in calm)
     chosen = [s for s in os.environ.get("LNN_CAMPAIGN_SCENARIOS", "").split(",") if s] or list(SCENARIOS)

@@ -8,8 +8,12 @@ import pytest
 
 from tests.fakes import fake_services
 from tests.fakes.chain import ask, deliver, drain, launch, once_before, step_to
-from trainer.errors import RequestError
+from trainer import engine
+from trainer.errors import EventError, RequestError
+from trainer.handlers import worker as worker_handler
 from trainer.handlers.trainer import StepFailed
+from trainer.handlers.worker import WorkerFailed
+from trainer.parallel import worker
 from trainer.vocabulary import Notice, RunStatus
 
 
@@ -133,6 +137,48 @@ def test_a_data_parallel_run_whose_cache_was_lost_gets_its_shards_and_start_back
     assert answer["source"] == "seeded start" and len(svc.invoker.take()) == 2
     assert svc.tensor_store.has_data(run_id, "dp_x0") and svc.tensor_store.has_data(run_id, "dp_x15")
     assert svc.tensor_store.cursor(run_id) == -1, "the initial parameters back at the launch's position"
+
+
+def test_a_worker_in_a_cold_environment_fails_the_run_its_cache_lost_and_the_run_resumes(svc) -> None:
+    # The campaign's stuck runs: a node replaced under a hand-on, the successor in an environment
+    # that never read the run. It found no configuration in the cache and raised until Lambda
+    # dropped its event, each worker alike: RUNNING with no worker left.
+    run_id = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    svc.tensor_store.flush()
+    with pytest.raises(WorkerFailed, match="failed the run: cache lost"):
+        deliver(svc, first)
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED and run["failure_reason"].startswith("cache lost:"), run
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1
+    assert ask(svc, {"action": "resume", "run_id": run_id})["status"] == RunStatus.RUNNING
+    assert len(svc.invoker.take()) == 2
+    with pytest.raises(EventError, match="'no-such-run' is no run of this deployment"):
+        deliver(svc, {**first, "run_id": "no-such-run"})
+
+
+def test_a_finish_whose_cache_was_lost_under_it_fails_the_run_rather_than_leave_it_running(svc) -> None:
+    # The campaign's other stuck run: the node replaced between the finisher's reads and its
+    # commit. The commit found no position and the finisher returned as if another copy had
+    # finished; every other worker had already returned, so the run stayed RUNNING.
+    run_id = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    invocation = worker_handler.WorkerInvocation(worker_handler.parse(first), None, svc)
+    config = invocation.config()
+    params = svc.tensor_store.read_at(run_id, -1, engine.weight_names(config))
+    reads = svc.tensor_store.get_data
+
+    def read_then_lose(*args, **kwargs):
+        got = reads(*args, **kwargs)
+        svc.tensor_store.flush()
+        return got
+
+    svc.tensor_store.get_data = read_then_lose
+    outcome = worker.Result(params=params, costs=[0.5, 0.4, 0.3], steps=3, rejoined_at=-1)
+    with pytest.raises(WorkerFailed, match="failed the run: cache lost"):
+        invocation.finish(config, outcome, correct=1, started=0.0)
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED and run["failure_reason"].startswith("cache lost:"), run
 
 
 def test_a_data_parallel_run_is_not_resumed_while_running_nor_after_its_finish(svc) -> None:

@@ -101,16 +101,18 @@ class WorkerInvocation:
         self._shards: dict[int, Held] = {}
 
     def handle(self) -> dict[str, Any]:
-        config = warm.run_config(self.svc, self.run_id)
-        if config.workers < 2 or self.worker >= config.workers:
-            raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
         # From the table, not the cache: a resume replaced the run's workers with the next generation.
         resumes = self.svc.run_store.generation(self.run_id)
-        if resumes is None or self.event.resumes > resumes:
+        if resumes is None:
+            raise EventError(f"run {self.run_id!r} is no run of this deployment")
+        if self.event.resumes > resumes:
             raise EventError(f"run {self.run_id!r} has not resumed {self.event.resumes} times")
         if self.event.resumes < resumes:
             logger.info("worker of the run before its resume", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
+        config = self.config()
+        if config.workers < 2 or self.worker >= config.workers:
+            raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
         names = engine.weight_names(config)
         cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, names)
         if cancelled:
@@ -167,6 +169,19 @@ class WorkerInvocation:
         answer = self.finish(config, outcome, sum(counts.values()), started)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
+
+    def config(self) -> RunConfig:
+        """The run's configuration, kept by a warm environment or read from the cache. A worker of
+        the run's generation that finds neither, in a cache without the run's position, meets a
+        cache that lost the run (a node replaced under a hand-on, say): the run's failure, as a
+        warm worker's would be, not an error that Lambda retries until the event is dropped and
+        the run is left RUNNING with no worker."""
+        try:
+            return warm.run_config(self.svc, self.run_id)
+        except ChainError as exc:
+            if self.svc.tensor_store.cursor(self.run_id) != NO_CURSOR:
+                raise
+            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None) from exc
 
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
@@ -359,6 +374,8 @@ class WorkerInvocation:
             return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
+        if answer is CommitResult.LOST:  # the node went under the finish: no other copy will end the run
+            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish"), None)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
 
     def complete_committed(self, config: RunConfig, position: int) -> dict[str, Any]:
