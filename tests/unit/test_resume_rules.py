@@ -5,6 +5,7 @@ checkpoint, and either ends as its calm twin does; a run that cannot resume is l
 from __future__ import annotations
 
 import pytest
+import redis
 
 from tests.fakes import fake_services
 from tests.fakes.chain import ask, deliver, drain, launch, once_before, step_to
@@ -155,6 +156,25 @@ def test_a_worker_in_a_cold_environment_fails_the_run_its_cache_lost_and_the_run
     assert len(svc.invoker.take()) == 2
     with pytest.raises(EventError, match="'no-such-run' is no run of this deployment"):
         deliver(svc, {**first, "run_id": "no-such-run"})
+
+
+def test_a_worker_that_cannot_reach_the_cache_fails_the_run_as_a_chain_step_does(svc) -> None:
+    # Every worker's hand-on met the node while it was being replaced; Lambda's retries all fell
+    # within it, so each event was dropped and the run stayed RUNNING with no worker (the campaign).
+    run_id = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    snapshot = svc.tensor_store.snapshot
+    svc.tensor_store.snapshot = lambda *args: (_ for _ in ()).throw(redis.ConnectionError("Connection refused"))
+    with pytest.raises(WorkerFailed, match="failed the run: cache unavailable"):
+        deliver(svc, first)
+    svc.tensor_store.snapshot = snapshot
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED, run
+    assert run["failure_reason"] == (
+        "cache unavailable: ConnectionError: Connection refused; resume the run once the cache answers again"
+    )
+    assert len(svc.notifier.of(Notice.FAILED, run_id)) == 1
+    assert ask(svc, {"action": "resume", "run_id": run_id})["status"] == RunStatus.RUNNING
 
 
 def test_a_finish_whose_cache_was_lost_under_it_fails_the_run_rather_than_leave_it_running(svc) -> None:

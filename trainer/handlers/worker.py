@@ -110,11 +110,16 @@ class WorkerInvocation:
         if self.event.resumes < resumes:
             logger.info("worker of the run before its resume", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
-        config = self.config()
-        if config.workers < 2 or self.worker >= config.workers:
-            raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
-        names = engine.weight_names(config)
-        cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, names)
+        try:
+            config = self.config()
+            if config.workers < 2 or self.worker >= config.workers:
+                raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
+            cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, engine.weight_names(config))
+        except UNAVAILABLE as exc:
+            # The cache does not answer past the client's own retries: the run's problem, as it is
+            # a chain step's. Every worker meets it alike, and Lambda's retries would all fall
+            # within a node's replacement, leaving the run RUNNING with no worker.
+            raise self.fail_run(exc, None) from exc
         if cancelled:
             return self.result(Outcome.CANCELLED)
         if cursor == NO_CURSOR:
@@ -187,17 +192,18 @@ class WorkerInvocation:
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
         cleared). The cache lost the run, or an error came back (`seen_before`): this worker fails
-        the run. Anything else loses only this worker (a wait's bound, the cache not answering,
-        an AWS error the SDK's retries did not outlast, however often, a crash once): raised for
-        Lambda's retry, while the others stand in for it."""
+        the run, as does one that finds the cache not answering even the check below (a chain step
+        would too). Anything else loses only this worker (a wait's bound, a cache that failed a
+        step and answers again, an AWS error the SDK's retries did not outlast, however often, a
+        crash once): raised for Lambda's retry, while the others stand in for it."""
         if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
             logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
         try:
             cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
             cursor = self.svc.tensor_store.cursor(self.run_id)
-        except UNAVAILABLE:
-            raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
+        except UNAVAILABLE as silent:
+            raise self.fail_run(silent, store) from exc  # the cache does not answer even this (as above)
         if cancelled:
             store.clear()  # what this worker wrote after the cancel's clean-up goes too
             logger.info("worker stopped: the run was cancelled", extra={"run_id": self.run_id, "worker": self.worker})
@@ -216,14 +222,26 @@ class WorkerInvocation:
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
+    def cache_lost(self) -> bool:
+        try:
+            return self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
+        except UNAVAILABLE:
+            return False  # unreachable is not lost: the failure's own error says what happened
+
     def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
         """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
         the other workers woken to stop once it is made. Returns the error to raise."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        lost = isinstance(exc, CacheLost) or self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
-        why = failures.reason(exc, lost)
+        why = failures.reason(exc, isinstance(exc, CacheLost) or self.cache_lost())
         step = f"{launching.WORKER_STATE}#{self.worker}"
-        wake = store.fail_run if store is not None else lambda: None
+
+        def wake() -> None:
+            try:
+                if store is not None:
+                    store.fail_run()
+            except UNAVAILABLE:
+                pass  # the others meet the cache's silence themselves, and the failure in the table
+
         try:
             run = failures.fail_run(
                 self.svc, self.run_id, exc, why, step, self.event.resumes, self.token, self.context, then=wake
