@@ -13,6 +13,7 @@ problems.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import random
 import sys
@@ -30,6 +31,8 @@ WORKERS = 4
 # items), a few to S3 and SNS, so that each service sees some faults.
 FAULT_FRACTIONS = {"dynamodb": 0.08, "s3": 0.2, "sns": 0.3}
 NOTIFY_EVERY = 2
+SPIRALS_EXAMPLES = 450  # REQUEST's training set, before a validation split
+MIN_STEPS = 30  # steps of a run at least (a full-batch run has one an epoch): many events to disturb
 
 
 def seeds(text: str | None = None) -> list[int]:
@@ -65,6 +68,7 @@ class Round:
         r = self.request
         return (
             f"seed {self.seed}: {r['optimizer']} {r['dtype']} batch {r['batch_size']} l2 {r['l2']} "
+            f"validation {r['validation_fraction']} epochs {r['epochs']} "
             f"steps/inv {r['max_steps_per_invocation']} x{self.chaos.duplicates} kill {self.chaos.kill_probability}"
         )
 
@@ -72,11 +76,17 @@ class Round:
 def draw(seed: int, hosts: tuple[str, ...]) -> Round:
     """The seed's round, every choice from its own generator: the same round on every machine."""
     rng = random.Random(7000 + seed)
+    batch_size = rng.choice([None, 64, 100, 150])
+    validation = rng.choice([0.0, 0.2])
+    examples = round(SPIRALS_EXAMPLES * (1 - validation))
+    batches = 1 if batch_size is None else math.ceil(examples / batch_size)
     request = {
         **REQUEST,
         "workers": WORKERS,
+        "epochs": max(REQUEST["epochs"], math.ceil(MIN_STEPS / batches)),
         "optimizer": rng.choice(["gd", "momentum", "adam"]),
-        "batch_size": rng.choice([None, 64, 100, 150]),
+        "batch_size": batch_size,
+        "validation_fraction": validation,
         "dtype": rng.choice(["float64", "float32"]),
         "l2": rng.choice([0.0, 0.2]),
         "seed": seed,
@@ -90,7 +100,7 @@ def draw(seed: int, hosts: tuple[str, ...]) -> Round:
     chaos = Chaos(
         seed=seed,
         duplicates=rng.choice([2, 3]),
-        kill_probability=rng.choice([0.1, 0.15, 0.2]),
+        kill_probability=rng.choice([0.15, 0.2, 0.25]),
         kill_window_s=0.03,
         max_delay_s=0.02,
         hosts=hosts,

@@ -99,6 +99,7 @@ class WorkerInvocation:
         self.run_id, self.worker = event.run_id, event.worker
         self.token = secrets.token_hex(8)
         self._shards: dict[int, Held] = {}
+        self._validation: tuple[np.ndarray, np.ndarray] | None = None
 
     def handle(self) -> dict[str, Any]:
         config = warm.run_config(self.svc, self.run_id)
@@ -138,6 +139,7 @@ class WorkerInvocation:
                 self.budget(config),
                 takeover,
                 self.gathered(config, job),
+                self.scorer(config) if config.validates else None,
             )
         except Exception as exc:
             return self.ended_by(exc, store)
@@ -164,7 +166,7 @@ class WorkerInvocation:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
-        answer = self.finish(config, outcome, sum(counts.values()), started)
+        answer = self.finish(config, outcome, sum(counts.values()), started, store)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
 
@@ -231,7 +233,7 @@ class WorkerInvocation:
                 last_beat[0] = now
                 self.heartbeat(step.step)
             if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
-                self.checkpoint(job, step, config.checkpoint_every)
+                self.checkpoint(config, job, step)
 
         return after
 
@@ -244,12 +246,13 @@ class WorkerInvocation:
         except Exception:
             logger.exception("heartbeat not recorded", extra={"run_id": self.run_id, "worker": self.worker})
 
-    def checkpoint(self, job: worker.Job, closed: worker.Gathered, every: int) -> None:
+    def checkpoint(self, config: RunConfig, job: worker.Job, closed: worker.Gathered) -> None:
         """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
         in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
-        (`epoch_costs`) and the data-parallel step as its seq: what a resume restores the reduction
+        (`epoch_costs`), the validation scores of the epochs before (`epoch_scores`, a run that holds
+        examples out) and the data-parallel step as its seq: what a resume restores the reduction
         from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
-        if (closed.epoch + 1) % every:
+        if (closed.epoch + 1) % config.checkpoint_every:
             return
         layout = Layout.of(job.sizes)
         tensors = layout.unflatten(closed.flat)
@@ -258,8 +261,33 @@ class WorkerInvocation:
         recorded = closed.exchange.epoch_costs()
         costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
         tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
+        if config.validates:  # the scores of the epochs before this one (this one's come at the next step)
+            scored = closed.exchange.validation_scores()
+            scores = [scored[e] for e in range(closed.epoch)]
+            tensors["epoch_scores"] = np.array(scores, dtype=np.float64).reshape(closed.epoch, 2)
         digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
         self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
+
+    def scorer(self, config: RunConfig) -> worker.Validation:
+        """The validation scores of parameters, as the chain's epoch items have them
+        (engine.evaluate on the whole held-out set): one worker scores all of it, so the scores of
+        the same parameters have the same bits whatever the number of workers."""
+
+        def score(params: dict[str, np.ndarray]) -> tuple[float, float]:
+            return engine.evaluate(config, params, *self.validation_set(config))
+
+        return score
+
+    def validation_set(self, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+        """The run's held-out examples, read from the cache when first needed (by chunk 0's owner,
+        a worker standing in for it, or the finisher) and kept while the invocation lasts."""
+        if self._validation is None:
+            arrays = self.svc.tensor_store.get_data(self.run_id, ["x_val", "y_val", "shift", "scale"])
+            x = arrays["x_val"]
+            if x.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
+                x = normalize.apply({"shift": arrays["shift"], "scale": arrays["scale"]}, x, config.dtype)
+            self._validation = (np.asfortranarray(x), arrays["y_val"])
+        return self._validation
 
     def budget(self, config: RunConfig) -> Callable[[int], bool]:
         """Steps go on while the invocation has time and step budget left, as the fused chain's."""
@@ -331,7 +359,9 @@ class WorkerInvocation:
             total += int(np.sum(engine.predict(config.activations, params, x) == labels))
         return total
 
-    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, started: float) -> dict[str, Any]:
+    def finish(
+        self, config: RunConfig, outcome: worker.Result, correct: int, started: float, store: ReductionStore
+    ) -> dict[str, Any]:
         arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
         x_test = arrays["x_test"]
         if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
@@ -348,6 +378,10 @@ class WorkerInvocation:
         }
         elapsed = (time.monotonic() - started) / max(1, config.epochs)
         epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
+        if config.validates:  # the figures the chain's items and summary carry, but its batches' accuracy
+            metrics["validation_accuracy"] = engine.accuracy(config, outcome.params, *self.validation_set(config))
+            for item, (cost, accuracy) in zip(epochs, self.scores(config, outcome, store), strict=True):
+                item |= {"validation_cost": cost, "validation_accuracy": accuracy}
         seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
         outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
         weights = {n: outcome.params[n] for n in engine.weight_names(config)}
@@ -360,6 +394,13 @@ class WorkerInvocation:
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
+        """Every epoch's validation scores: those the workers published, and the last epoch's,
+        scored here from the final parameters."""
+        published = store.validation_scores()
+        last = self.scorer(config)(outcome.params)
+        return [published[e] for e in range(config.epochs - 1)] + [last]
 
     def complete_committed(self, config: RunConfig, position: int) -> dict[str, Any]:
         """Another copy committed the finish: complete what it may have left undone, as a chain copy
