@@ -48,6 +48,10 @@ MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 FINISH_LEASE_S = 60  # the finisher's: past it (the finisher lost), a later copy of any worker finishes
+# The finish's completion meeting an AWS error a later attempt need not meet: attempted again, up to
+# this often, after pauses doubling from the first (at most the last), while the invocation has time.
+COMPLETION_ATTEMPTS = 12
+COMPLETION_PAUSE_S = (0.05, 2.0)
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
 
@@ -387,9 +391,7 @@ class WorkerInvocation:
         weights = {n: outcome.params[n] for n in engine.weight_names(config)}
         answer = self.svc.tensor_store.commit(self.run_id, -1, seq, weights, outbox.to_json())
         if answer is CommitResult.OK:
-            effects.complete(
-                self.svc, config, outbox, lambda names: {n: weights[n] for n in names}, self.token, self.context
-            )
+            self.complete(config, outbox, lambda names: {n: weights[n] for n in names})
             return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
@@ -412,8 +414,34 @@ class WorkerInvocation:
             def tensors(names: list[str]) -> dict[str, Any]:
                 return self.svc.tensor_store.read_at(self.run_id, position, names)
 
-            effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+            self.complete(config, outbox, tensors)
         return self.result(Outcome.DUPLICATE, last_seq=position)
+
+    def complete(self, config: RunConfig, outbox: effects.Outbox, tensors: effects.TensorSource) -> None:
+        """The committed finish's effects, as the chain completes a position (trainer.effects). The
+        chain completes a run's epochs one event at a time, each under its own event's retries; the
+        finish of a data-parallel run completes all of them at once (every epoch's item, a PROGRESS
+        message every `notify_every` epochs, the model, SUCCEEDED). Lambda's three attempts of one
+        event would give up where AWS throttles a fraction of those calls, and leave the run RUNNING
+        with its finish committed. So an error a later attempt need not meet (`aws.transient`) is
+        outlasted here, attempt after attempt while the invocation has time, each attempt doing
+        only what the ones before left undone; any other error is raised at once."""
+        pause, attempts = COMPLETION_PAUSE_S[0], 0
+        while True:
+            try:
+                effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+                return
+            except Exception as exc:
+                attempts += 1
+                left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
+                if not aws.transient(exc) or attempts >= COMPLETION_ATTEMPTS or left_ms < pause * 1000:
+                    raise
+                logger.warning(
+                    "the finish's completion met a transient error; again",
+                    extra={"run_id": self.run_id, "worker": self.worker, "attempt": attempts, "error": str(exc)},
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, COMPLETION_PAUSE_S[1])
 
     def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
         return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}
