@@ -11,6 +11,7 @@ is collected, and the figures are printed before a seed with a problem fails."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import numpy as np
@@ -37,7 +38,9 @@ def run(cloud, cloud_env, stack, request: dict, chaos: Chaos, faults: FaultPlan)
         resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
         assert "FunctionError" not in resp, body
         cloud.set_faults(faults)
-        wait_for_status(cloud_env, stack["TABLE_NAME"], request["run_id"], 400)
+        # Still RUNNING past the bound is a run stuck: a problem the comparison with its calm twin names.
+        with contextlib.suppress(AssertionError):
+            wait_for_status(cloud_env, stack["TABLE_NAME"], request["run_id"], 400)
         cloud.wait_idle(timeout_s=400)
         stats = cloud.stats()
     finally:
