@@ -117,6 +117,10 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.write_sep("-", "control-plane campaign on the local cloud")
         for line in REPORT.control_plane:
             terminalreporter.write_line(line)
+    if REPORT.parallel_campaign:
+        terminalreporter.write_sep("-", "data-parallel chaos campaign on the local cloud")
+        for line in REPORT.parallel_campaign:
+            terminalreporter.write_line(line)
     if REPORT.runs:
         terminalreporter.write_sep("-", "fault injection")
         terminalreporter.write_line(

@@ -256,19 +256,26 @@ def classes_of(activations: tuple[str, ...] | list[str], z: np.ndarray) -> np.nd
 
 
 def evaluate(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cost, accuracy) of the model on examples it does not train on (`evaluate_model`)."""
+    return evaluate_model(config.activations, params, x, y)
+
+
+def evaluate_model(
+    activations: tuple[str, ...] | list[str], params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray
+) -> tuple[float, float]:
     """(cost, accuracy) of the model on examples it does not train on: the cross-entropy (without the
     L2 term, which is the training objective's, not the data's) and the share classified right; a
     block of examples at a time, as `predict`."""
-    count, m, total, right = config.layers, x.shape[1], 0.0, 0
+    count, m, total, right = len(activations), x.shape[1], 0.0, 0
     for start in range(0, m, PREDICT_CHUNK):
         a = x[:, start : start + PREDICT_CHUNK]
         labels = y[:, start : start + PREDICT_CHUNK]
         for layer in range(1, count + 1):
             w, b = params[f"W{layer}"], params[f"b{layer}"]
-            a = layers.forward(a, w, b, config.activations[layer - 1], output=layer == count)
-        cost, _ = losses.loss_and_gradient(config.output_activation, a, labels)
+            a = layers.forward(a, w, b, activations[layer - 1], output=layer == count)
+        cost, _ = losses.loss_and_gradient(activations[-1], a, labels)
         total += cost * a.shape[1]
-        right += int(np.sum(classes_of(config.activations, a) == labels.astype(np.int64)))
+        right += int(np.sum(classes_of(activations, a) == labels.astype(np.int64)))
     return total / m, right / m
 
 

@@ -152,7 +152,9 @@ def _restore_reduction(store: RedisTensorStore, config: RunConfig, resumes: int,
     states = worker.packed_states(config.sizes, config.optimizer, config.workers, state, config.dtype)
     reduction = reduction_store.ReductionStore(store.client, config.run_id, config.workers, config.dtype, resumes)
     costs = [float(c) for c in saved.tensors["epoch_costs"]]
-    reduction.restore(saved.cursor, chunks, states, costs)
+    scored = saved.tensors.get("epoch_scores")  # a run that holds examples out: the epochs' before it
+    scores = None if scored is None else [(float(c), float(a)) for c, a in scored]
+    reduction.restore(saved.cursor, chunks, states, costs, scores)
 
 
 def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:

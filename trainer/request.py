@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -169,14 +170,18 @@ def estimate_bytes(request: TrainingRequest, features: int, examples: int) -> in
     of the training set and computes one micro-shard at a time."""
     itemsize = 8 if request.dtype == "float64" else 4
     sizes = [features, *request.neuron_list()]
-    batch, exchanged = request.batch_size or examples, 0
+    batch, exchanged, scored = request.batch_size or examples, 0, 0
     if request.workers > 1:
         held = held_examples(examples, request.workers)
+        # the held-out examples (a worker scores them all, whichever worker it is), from the
+        # training examples left (`examples`) and the share held out
+        fraction = request.validation_fraction
+        scored = math.ceil(examples * fraction / (1 - fraction))
         batch, examples = micro_shard_examples(examples, batch), held
         # the partials it sends, the chunks it sums, the parameters it gathers
         exchanged = 3 * footprint.parameter_count(sizes)
     network = footprint.network_numbers(sizes, batch, request.optimizer) + exchanged
-    data = features * examples * 2  # training set plus its working copies
+    data = features * (examples * 2 + scored)  # training set plus its working copies, and the held-out set
     return itemsize * (network + data)
 
 

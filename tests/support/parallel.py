@@ -9,8 +9,9 @@ import numpy as np
 
 from tests.support.chain import FAULTY_TRAINER
 from tests.support.cloud import aws
-from trainer import model_file
+from trainer import engine, model_file
 from trainer.data.loader import load_raw, prepare
+from trainer.data.split import carve, validation_indices
 from trainer.nn.init import initialise
 from trainer.parallel import reference
 from trainer.stores.run_store import DynamoRunStore
@@ -28,9 +29,30 @@ REQUEST = {
 
 
 def expected(payload: dict) -> tuple[dict[str, np.ndarray], list[float]]:
+    got, costs, _ = _reference(payload)
+    return got, costs
+
+
+def expected_scores(payload: dict) -> list[tuple[float, float]]:
+    """Every epoch's validation (cost, accuracy) of a run with a validation_fraction: its held-out
+    examples split off as the chain splits them, scored on the parameters each epoch ended with."""
+    return _reference(payload)[2]
+
+
+def _reference(payload: dict) -> tuple[dict[str, np.ndarray], list[float], list[tuple[float, float]]]:
     dtype = payload.get("dtype", "float64")
-    ds = prepare(load_raw(payload["dataset"]), "auto", dtype)
-    params = initialise([ds.features, 12, 3], "scaled_normal", 1, dtype)
+    raw, held = load_raw(payload["dataset"]), None
+    if payload.get("validation_fraction"):
+        seed = payload.get("seed", 1)
+        raw, held = carve(raw, validation_indices(raw["train_set_x"].shape[0], payload["validation_fraction"], seed))
+    ds = prepare(raw, "auto", dtype, held)
+    params = initialise([ds.features, 12, 3], "scaled_normal", payload.get("seed", 1), dtype)
+    scores: list[tuple[float, float]] = []
+
+    def score(epoch: int, weights: dict[str, np.ndarray]) -> None:
+        if ds.x_val is not None:
+            scores.append(engine.evaluate_model(["tanh", "softmax"], weights, ds.x_val, ds.y_val))
+
     got, costs, _ = reference.train(
         ds.x_train,
         ds.y_train,
@@ -41,10 +63,11 @@ def expected(payload: dict) -> tuple[dict[str, np.ndarray], list[float]]:
         payload["optimizer"],
         payload["l2"],
         payload.get("batch_size"),
-        1,
+        payload.get("seed", 1),
         workers=payload.get("workers", 1),
+        on_epoch=score,
     )
-    return got, costs
+    return got, costs, scores
 
 
 def with_faults(cloud_env, stack: dict, plan: dict) -> None:
@@ -64,7 +87,9 @@ def assert_ends_as_the_reference(cloud_env, stack: dict, payload: dict) -> None:
     blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
     _, params, _, _ = model_file.load(blob["Body"].read())
     epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
-    want_params, want_costs = expected(payload)
+    want_params, want_costs, want_scores = _reference(payload)
     assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
     assert [e["epoch"] for e in epochs] == list(range(len(want_costs)))
     assert [float(e["cost"]) for e in epochs] == want_costs
+    if payload.get("validation_fraction"):  # every epoch scored on the held-out examples
+        assert [(float(e["validation_cost"]), float(e["validation_accuracy"])) for e in epochs] == want_scores

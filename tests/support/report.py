@@ -32,6 +32,7 @@ class FaultReport:
         self.runs = self.faults = self.identical = 0
         self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
         self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
+        self.parallel_campaign: list[str] = []  # the data-parallel campaign: its figures, then its problems
         self.tiers: dict[str, str] = {}  # each collected test's tier, by node id
 
     def record(self, faults: int, identical: bool) -> None:

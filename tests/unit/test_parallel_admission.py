@@ -130,7 +130,9 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     assert fits[0].startswith("every trial (4): workers: a sweep's trials cannot be data-parallel yet")
 
 
-def test_a_data_parallel_run_that_asks_for_validation_is_refused_by_name() -> None:
-    problems = refusal(lambda: launch.validate({**MOONS, "workers": 2, "validation_fraction": 0.2}, services()))
-    assert problems == ["validation_fraction: a data-parallel run (workers > 1) holds out no validation examples yet"]
-    assert launch.validate({**MOONS, "workers": 1, "validation_fraction": 0.2}, services())[0].workers == 1
+def test_a_data_parallel_run_may_hold_examples_out_for_validation() -> None:
+    request, dataset = launch.validate({**MOONS, "workers": 2, "validation_fraction": 0.2}, services())
+    assert request.workers == 2 and dataset.examples == 240 and dataset.x_val.shape == (2, 60)
+    # the worker that scores them holds them too: counted in each worker's memory
+    without = request_mod.estimate_bytes(_parsed(workers=2), 2, 240)
+    assert request_mod.estimate_bytes(request, 2, 240) == without + 60 * 2 * 8

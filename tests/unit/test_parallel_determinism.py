@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
+from trainer import engine
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
 from trainer.parallel import reference, shards, tree
@@ -150,3 +151,42 @@ def test_the_chunks_tile_the_flat_vector_and_l2_spans_only_the_weights():
     assert layout.weight_spans(10, 17) == [(0, 2), (5, 7)]
     params = initialise([4, 3, 2], "he", 1, "float32")
     assert _bits(layout.unflatten(layout.flatten(params))) == _bits(params)
+
+
+def _scored(workers: int, dtype: str, optimizer: str, batch_size: int | None) -> tuple[list[float], list[tuple]]:
+    """The epoch costs and every epoch's validation scores (engine.evaluate_model on held-out
+    examples, of the parameters the epoch ended with) of a run with `workers` workers."""
+    x, y, params, activations = _problem("softmax", dtype)
+    x_val, y_val, _, _ = _problem("softmax", dtype, m=61)
+    scores: list[tuple] = []
+
+    def score(epoch: int, weights: dict[str, np.ndarray]) -> None:
+        assert epoch == len(scores)
+        scores.append(engine.evaluate_model(activations, weights, x_val, y_val))
+
+    _, costs, _ = reference.train(
+        x, y, params, activations, 3, 0.05, optimizer, 0.2, batch_size, seed=5, workers=workers, on_epoch=score
+    )
+    return costs, scores
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("optimizer", "batch_size"), [("adam", None), ("momentum", 37)])
+def test_validation_scores_are_bit_identical_for_1_2_and_4_workers(dtype, optimizer, batch_size):
+    costs, scores = _scored(1, dtype, optimizer, batch_size)
+    assert len(scores) == 3 and all(0.0 <= accuracy <= 1.0 for _, accuracy in scores)
+    assert len({cost for cost, _ in scores}) == 3, "every epoch scored on its own parameters"
+    for workers in (2, 4):
+        assert _scored(workers, dtype, optimizer, batch_size) == (costs, scores), f"{workers} workers"
+
+
+def test_validation_scores_agree_with_the_chains_within_1e_9():
+    """The chain scores the parameters each epoch ended with, which agree with the workers' to
+    rounding: so do the scores (the same function, engine.evaluate_model)."""
+    _, scores = _scored(4, "float64", "adam", 37)
+    x, y, params, activations = _problem("softmax", "float64")
+    x_val, y_val, _, _ = _problem("softmax", "float64", m=61)
+    for epoch, (cost, accuracy) in enumerate(scores):
+        chain_params, _ = monolithic.train(x, y, params, activations, epoch + 1, 0.05, "adam", 0.2, 37, 5)
+        chain_cost, chain_accuracy = engine.evaluate_model(activations, chain_params, x_val, y_val)
+        assert cost == pytest.approx(chain_cost, rel=1e-9, abs=0) and accuracy == chain_accuracy, epoch

@@ -48,6 +48,10 @@ MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 FINISH_LEASE_S = 60  # the finisher's: past it (the finisher lost), a later copy of any worker finishes
+# The finish's completion meeting an AWS error a later attempt need not meet: attempted again, up to
+# this often, after pauses doubling from the first (at most the last), while the invocation has time.
+COMPLETION_ATTEMPTS = 12
+COMPLETION_PAUSE_S = (0.05, 2.0)
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
 
 
@@ -99,6 +103,7 @@ class WorkerInvocation:
         self.run_id, self.worker = event.run_id, event.worker
         self.token = secrets.token_hex(8)
         self._shards: dict[int, Held] = {}
+        self._validation: tuple[np.ndarray, np.ndarray] | None = None
 
     def handle(self) -> dict[str, Any]:
         # From the table, not the cache: a resume replaced the run's workers with the next generation.
@@ -145,6 +150,7 @@ class WorkerInvocation:
                 self.budget(config),
                 takeover,
                 self.gathered(config, job),
+                self.scorer(config) if config.validates else None,
             )
         except Exception as exc:
             return self.ended_by(exc, store)
@@ -171,7 +177,7 @@ class WorkerInvocation:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
-        answer = self.finish(config, outcome, sum(counts.values()), started)
+        answer = self.finish(config, outcome, sum(counts.values()), started, store)
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
 
@@ -264,7 +270,7 @@ class WorkerInvocation:
                 last_beat[0] = now
                 self.heartbeat(step.step)
             if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
-                self.checkpoint(job, step, config.checkpoint_every)
+                self.checkpoint(config, job, step)
 
         return after
 
@@ -277,12 +283,13 @@ class WorkerInvocation:
         except Exception:
             logger.exception("heartbeat not recorded", extra={"run_id": self.run_id, "worker": self.worker})
 
-    def checkpoint(self, job: worker.Job, closed: worker.Gathered, every: int) -> None:
+    def checkpoint(self, config: RunConfig, job: worker.Job, closed: worker.Gathered) -> None:
         """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
         in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
-        (`epoch_costs`) and the data-parallel step as its seq: what a resume restores the reduction
+        (`epoch_costs`), the validation scores of the epochs before (`epoch_scores`, a run that holds
+        examples out) and the data-parallel step as its seq: what a resume restores the reduction
         from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
-        if (closed.epoch + 1) % every:
+        if (closed.epoch + 1) % config.checkpoint_every:
             return
         layout = Layout.of(job.sizes)
         tensors = layout.unflatten(closed.flat)
@@ -291,8 +298,33 @@ class WorkerInvocation:
         recorded = closed.exchange.epoch_costs()
         costs = np.array([recorded[e] for e in range(closed.epoch + 1)], dtype=np.float64)
         tensors |= {"cost": costs[-1:].copy(), "epoch_costs": costs}
+        if config.validates:  # the scores of the epochs before this one (this one's come at the next step)
+            scored = closed.exchange.validation_scores()
+            scores = [scored[e] for e in range(closed.epoch)]
+            tensors["epoch_scores"] = np.array(scores, dtype=np.float64).reshape(closed.epoch, 2)
         digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
         self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
+
+    def scorer(self, config: RunConfig) -> worker.Validation:
+        """The validation scores of parameters, as the chain's epoch items have them
+        (engine.evaluate on the whole held-out set): one worker scores all of it, so the scores of
+        the same parameters have the same bits whatever the number of workers."""
+
+        def score(params: dict[str, np.ndarray]) -> tuple[float, float]:
+            return engine.evaluate(config, params, *self.validation_set(config))
+
+        return score
+
+    def validation_set(self, config: RunConfig) -> tuple[np.ndarray, np.ndarray]:
+        """The run's held-out examples, read from the cache when first needed (by chunk 0's owner,
+        a worker standing in for it, or the finisher) and kept while the invocation lasts."""
+        if self._validation is None:
+            arrays = self.svc.tensor_store.get_data(self.run_id, ["x_val", "y_val", "shift", "scale"])
+            x = arrays["x_val"]
+            if x.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
+                x = normalize.apply({"shift": arrays["shift"], "scale": arrays["scale"]}, x, config.dtype)
+            self._validation = (np.asfortranarray(x), arrays["y_val"])
+        return self._validation
 
     def budget(self, config: RunConfig) -> Callable[[int], bool]:
         """Steps go on while the invocation has time and step budget left, as the fused chain's."""
@@ -364,7 +396,9 @@ class WorkerInvocation:
             total += int(np.sum(engine.predict(config.activations, params, x) == labels))
         return total
 
-    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, started: float) -> dict[str, Any]:
+    def finish(
+        self, config: RunConfig, outcome: worker.Result, correct: int, started: float, store: ReductionStore
+    ) -> dict[str, Any]:
         arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
         x_test = arrays["x_test"]
         if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
@@ -381,20 +415,29 @@ class WorkerInvocation:
         }
         elapsed = (time.monotonic() - started) / max(1, config.epochs)
         epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
+        if config.validates:  # the figures the chain's items and summary carry, but its batches' accuracy
+            metrics["validation_accuracy"] = engine.accuracy(config, outcome.params, *self.validation_set(config))
+            for item, (cost, accuracy) in zip(epochs, self.scores(config, outcome, store), strict=True):
+                item |= {"validation_cost": cost, "validation_accuracy": accuracy}
         seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
         outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
         weights = {n: outcome.params[n] for n in engine.weight_names(config)}
         answer = self.svc.tensor_store.commit(self.run_id, -1, seq, weights, outbox.to_json())
         if answer is CommitResult.OK:
-            effects.complete(
-                self.svc, config, outbox, lambda names: {n: weights[n] for n in names}, self.token, self.context
-            )
+            self.complete(config, outbox, lambda names: {n: weights[n] for n in names})
             return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
         if answer is CommitResult.LOST:  # the node went under the finish: no other copy will end the run
             raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish"), None)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
+        """Every epoch's validation scores: those the workers published, and the last epoch's,
+        scored here from the final parameters."""
+        published = store.validation_scores()
+        last = self.scorer(config)(outcome.params)
+        return [published[e] for e in range(config.epochs - 1)] + [last]
 
     def complete_committed(self, config: RunConfig, position: int) -> dict[str, Any]:
         """Another copy committed the finish: complete what it may have left undone, as a chain copy
@@ -406,8 +449,34 @@ class WorkerInvocation:
             def tensors(names: list[str]) -> dict[str, Any]:
                 return self.svc.tensor_store.read_at(self.run_id, position, names)
 
-            effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+            self.complete(config, outbox, tensors)
         return self.result(Outcome.DUPLICATE, last_seq=position)
+
+    def complete(self, config: RunConfig, outbox: effects.Outbox, tensors: effects.TensorSource) -> None:
+        """The committed finish's effects, as the chain completes a position (trainer.effects). The
+        chain completes a run's epochs one event at a time, each under its own event's retries; the
+        finish of a data-parallel run completes all of them at once (every epoch's item, a PROGRESS
+        message every `notify_every` epochs, the model, SUCCEEDED). Lambda's three attempts of one
+        event would give up where AWS throttles a fraction of those calls, and leave the run RUNNING
+        with its finish committed. So an error a later attempt need not meet (`aws.transient`) is
+        outlasted here, attempt after attempt while the invocation has time, each attempt doing
+        only what the ones before left undone; any other error is raised at once."""
+        pause, attempts = COMPLETION_PAUSE_S[0], 0
+        while True:
+            try:
+                effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
+                return
+            except Exception as exc:
+                attempts += 1
+                left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
+                if not aws.transient(exc) or attempts >= COMPLETION_ATTEMPTS or left_ms < pause * 1000:
+                    raise
+                logger.warning(
+                    "the finish's completion met a transient error; again",
+                    extra={"run_id": self.run_id, "worker": self.worker, "attempt": attempts, "error": str(exc)},
+                )
+            time.sleep(pause)
+            pause = min(2 * pause, COMPLETION_PAUSE_S[1])
 
     def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
         return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}

@@ -66,9 +66,6 @@ def problems(request: TrainingRequest, examples: int, settings: Settings) -> lis
     if workers == 1:
         return ceilings.check_run(request, examples, settings.ceilings)
     found = []
-    if request.validation_fraction:
-        # The workers score no held-out examples yet: refused rather than silently not validated.
-        found.append("validation_fraction: a data-parallel run (workers > 1) holds out no validation examples yet")
     limit = settings.ceilings.concurrent_chains
     if workers > limit:
         found.append(

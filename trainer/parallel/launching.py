@@ -41,10 +41,12 @@ def shard_arrays(arrays: dict[str, np.ndarray], examples: int, compact: bool) ->
 
 
 def data_arrays(dataset: Any) -> dict[str, np.ndarray]:
-    """What a data-parallel run keeps of its dataset in the cache: the micro-shards, and the test
-    set and statistics for the finish (the launch's, and a resume's when the cache lost them)."""
+    """What a data-parallel run keeps of its dataset in the cache: the micro-shards, the test set
+    and statistics for the finish, and the validation examples of a run that holds some out (the
+    launch's, and a resume's when the cache lost them)."""
     arrays = dataset.arrays()
-    finish = {name: arrays[name] for name in ("x_test", "y_test", "shift", "scale")}
+    # The held-out examples (validation_fraction) whole: one worker scores them at a time.
+    finish = {name: arrays[name] for name in ("x_test", "y_test", "shift", "scale", "x_val", "y_val") if name in arrays}
     return {**shard_arrays(arrays, dataset.examples, dataset.compact), **finish}
 
 

@@ -8,6 +8,8 @@ that the result does not depend on N.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from trainer.nn import optimizers
@@ -28,9 +30,11 @@ def train(
     batch_size: int | None = None,
     seed: int = 1,
     workers: int = 1,
+    on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[float], dict[str, np.ndarray]]:
     """(trained parameters, cost of every epoch, optimizer state), as `monolithic.train` returns the
-    first two."""
+    first two; `on_epoch(epoch, parameters)`, if given, is told of each epoch's final parameters
+    (what a run that holds examples out scores them on)."""
     if optimizer not in optimizers.OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     shards.check_workers(workers)
@@ -80,4 +84,6 @@ def train(
         if batch.last:
             costs.append(float(epoch_cost[0]))
             epoch_cost = np.zeros(1)
+            if on_epoch is not None:
+                on_epoch(len(costs) - 1, layout.unflatten(flat))
     return layout.unflatten(flat), costs, {k + name: v for k in keys for name, v in layout.unflatten(state[k]).items()}

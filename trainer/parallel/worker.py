@@ -64,12 +64,14 @@ class Exchange(Protocol):
         state: np.ndarray,
         costs: tuple[float, float] | None,
         epoch_done: int | None = None,
+        scored: tuple[int, float, float] | None = None,
     ) -> None: ...
     def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]: ...
     def states(self, step: int) -> list[np.ndarray]: ...
     def resume_point(self) -> int: ...
     def state(self, step: int, chunk: int) -> np.ndarray: ...
     def epoch_costs(self) -> dict[int, float]: ...
+    def validation_scores(self) -> dict[int, tuple[float, float]]: ...
     def end_step(self) -> None: ...
 
 
@@ -82,6 +84,10 @@ class Result:
     finished: bool = True  # False: it stopped at its budget, for its successor to rejoin after it
     lost: set[int] = field(default_factory=set)  # workers whose part it computed at its last steps
     stood_in: set[int] = field(default_factory=set)  # workers whose part it computed at any step
+
+
+# The scores of the parameters an epoch ended with on the run's held-out examples: (cost, accuracy).
+Validation = Callable[[dict[str, np.ndarray]], tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ def train(
     may_continue: Callable[[int], bool] = lambda steps: True,
     takeover: Takeover | None = None,
     gathered: Callable[[Gathered], None] | None = None,
+    validation: Validation | None = None,
 ) -> Result:
     """The run's steps as worker `worker`, from the newest step every chunk has published (a worker
     started again by Lambda's retry rejoins there), or from the launch's `params`; each wait for the
@@ -121,8 +128,13 @@ def train(
     it no longer waits for the lost worker, until its partials appear again (it rejoined).
 
     `gathered`, if given, is told of each step once every chunk of it is gathered (a heartbeat's
-    moment, and a checkpoint's when the step closes an epoch)."""
-    return _Worker(job, worker, held, params, exchange, wait_s, takeover, gathered).run(may_continue)
+    moment, and a checkpoint's when the step closes an epoch).
+
+    `validation`, for a run that holds examples out, scores the parameters each epoch ended with:
+    whoever updates chunk 0 at the next epoch's first step (its owner, or a worker standing in for
+    it) scores the parameters that step starts from, and publishes the scores with the chunk, once.
+    The last epoch's scores are the finisher's (it holds the final parameters)."""
+    return _Worker(job, worker, held, params, exchange, wait_s, takeover, gathered, validation).run(may_continue)
 
 
 @dataclass(frozen=True)
@@ -169,9 +181,10 @@ class _Worker:
         wait_s: float,
         takeover: Takeover | None,
         gathered: Callable[[Gathered], None] | None = None,
+        validation: Validation | None = None,
     ) -> None:
         self.job, self.worker, self.held, self.exchange = job, worker, held, exchange
-        self.wait_s, self.takeover, self.gathered = wait_s, takeover, gathered
+        self.wait_s, self.takeover, self.gathered, self.validation = wait_s, takeover, gathered, validation
         self.layout = Layout.of(job.sizes)
         self.chunks = self.layout.chunks(job.workers)
         self.keys = step.state_keys(job.optimizer)
@@ -279,15 +292,18 @@ class _Worker:
             self.m,
             self.number + 1,
         )
-        costs, closes = None, None
+        costs, closes, scored = None, None, None
         if j == 0:  # chunk 0's owner also sums the loss, in the same tree, and keeps the epoch's
             cost = float(tree.root_value({node: c for node, (_, c) in got.items()})[0]) / self.m
             if job.l2:
                 cost += job.l2 / (2 * self.m) * step.l2_sum(self.current, len(job.activations))
             costs = (cost, float((self.running + cost * (self.m / job.examples))[0]))
             closes = self.epoch if self.batch == job.batches - 1 else None
+            if self.validation is not None and self.batch == 0 and self.epoch > 0:
+                # the parameters this step starts from are those the epoch before ended with
+                scored = (self.epoch - 1, *self.validation(self.current))
         packed = np.concatenate([new_state[k] for k in self.keys]) if self.keys else self.flat[:0]
-        self.exchange.publish(self.number, j, new, packed, costs, closes)
+        self.exchange.publish(self.number, j, new, packed, costs, closes, scored)
         return new_state
 
     def stand_in_for_lost_owners(self) -> None:

@@ -10,7 +10,9 @@ Per step s of a run (keys under the run's `lnn:{RUN_ID}:` prefix, so a run's cle
 - `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost and
   the epoch's running cost, float64), written once (SET NX); `dp:s:st:j` its chunk of the
   optimizer's state, read only by a worker that rejoins; `dp:latest`, a sorted set, each chunk's
-  newest published step (ZADD GT); `dp:epochs`, a hash, every finished epoch's cost.
+  newest published step (ZADD GT); `dp:epochs`, a hash, every finished epoch's cost;
+  `dp:validation`, a hash, the validation scores of every epoch before the newest (a run that
+  holds examples out: chunk 0's update at an epoch's first step scores the epoch before).
 - `dp:s:done`, a stream: each owner appends its chunk number; every worker XREAD BLOCKs on it until
   all chunks are out, then reads them in one MGET.
 
@@ -187,9 +189,11 @@ class ReductionStore:
         state: np.ndarray,
         costs: tuple[float, float] | None,
         epoch_done: int | None = None,
+        scored: tuple[int, float, float] | None = None,
     ) -> None:
         """Owner `chunk`'s update of `step`: its parameters (chunk 0 with the batch's cost and the
-        epoch's running cost), its optimizer state, and, when the step closed an epoch, that epoch's cost."""
+        epoch's running cost), its optimizer state, when the step closed an epoch, that epoch's cost,
+        and (`scored`: epoch, cost, accuracy) the validation scores of the epoch before."""
         payload = values.tobytes() + (np.array(costs, dtype=np.float64).tobytes() if costs is not None else b"")
         self.traffic.sent += len(payload) + state.nbytes
         pipe = self.client.pipeline(transaction=False)
@@ -198,6 +202,10 @@ class ReductionStore:
         if epoch_done is not None and costs is not None:
             pipe.hsetnx(self._run_key("epochs"), str(epoch_done), repr(costs[1]))
             pipe.expire(self._run_key("epochs"), EXPIRE_S)
+        if scored is not None:
+            epoch, cost, accuracy = scored
+            pipe.hsetnx(self._run_key("validation"), str(epoch), f"{cost!r} {accuracy!r}")
+            pipe.expire(self._run_key("validation"), EXPIRE_S)
         pipe.zadd(self._run_key("latest"), {str(chunk): step}, gt=True)
         pipe.expire(self._run_key("latest"), EXPIRE_S)
         pipe.xadd(self._key(step, "done"), {"chunk": str(chunk)})
@@ -226,17 +234,37 @@ class ReductionStore:
             raise Behind(f"step {step}'s optimizer state is gone")
         return [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs]
 
-    def restore(self, step: int, values: list[np.ndarray], states: list[np.ndarray], costs: list[float]) -> None:
+    def restore(
+        self,
+        step: int,
+        values: list[np.ndarray],
+        states: list[np.ndarray],
+        costs: list[float],
+        scores: list[tuple[float, float]] | None = None,
+    ) -> None:
         """A resume from a checkpoint: `step` (the last of epoch len(costs) - 1) as if every owner had
-        just published it, and every epoch's cost up to it, so the workers rejoin right after it."""
+        just published it, every epoch's cost up to it, and the validation scores of the epochs
+        before it (`scores`, a run that holds examples out), so the workers rejoin right after it."""
         for j, (chunk, state) in enumerate(zip(values, states, strict=True)):
             self.publish(step, j, chunk, state, (costs[-1], costs[-1]) if j == 0 else None)
         if costs:
             self.client.hset(self._run_key("epochs"), mapping={str(e): repr(c) for e, c in enumerate(costs)})
             self.client.expire(self._run_key("epochs"), EXPIRE_S)
+        if scores:
+            mapping = {str(e): f"{c!r} {a!r}" for e, (c, a) in enumerate(scores)}
+            self.client.hset(self._run_key("validation"), mapping=mapping)
+            self.client.expire(self._run_key("validation"), EXPIRE_S)
 
     def epoch_costs(self) -> dict[int, float]:
         return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
+
+    def validation_scores(self) -> dict[int, tuple[float, float]]:
+        """Every epoch's validation (cost, accuracy) published so far (all but the newest epoch's)."""
+        found = {}
+        for epoch, text in self.client.hgetall(self._run_key("validation")).items():
+            cost, accuracy = (float(v) for v in text.split())
+            found[int(epoch)] = (cost, accuracy)
+        return found
 
     def _run_key(self, kind: str) -> str:
         return f"{self.prefix}{kind}"

@@ -99,21 +99,25 @@ def test_a_worker_error_that_comes_back_fails_the_run_once_and_stops_every_worke
 
 
 @pytest.mark.parametrize(
-    ("checkpoint_every", "source"),
-    [(0, "seeded start"), (10, "checkpoint (epoch 19)")],
-    ids=["no-checkpoint", "checkpoint"],
+    ("checkpoint_every", "source", "validation", "flush_at"),
+    [(0, "seeded start", 0.0, 105), (10, "checkpoint (epoch 19)", 0.0, 105), (10, "checkpoint (epoch 19)", 0.2, 84)],
+    ids=["no-checkpoint", "checkpoint", "checkpoint-validation"],
 )
 def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
-    cloud, cloud_env, stack, services, checkpoint_every, source
+    cloud, cloud_env, stack, services, checkpoint_every, source, validation, flush_at
 ) -> None:
     """Flushed at step 105 of 300 (5 steps an epoch: epochs 0 … 20 done), the run fails, and resumes
     from its newest epoch checkpoint (worker 0 writes one every `checkpoint_every` epochs), or
-    from its seeded start when it writes none."""
-    url = subscribe_queue(stack["SNS_TOPIC_ARN"], f"dp-resume-{checkpoint_every}-q")
+    from its seeded start when it writes none. With a fifth of the examples held out (4 steps an
+    epoch, flushed at step 84: epochs 0 … 20 done), the checkpoint brings back the validation
+    scores of the epochs before it, and every epoch's scores are the reference's."""
+    url = subscribe_queue(stack["SNS_TOPIC_ARN"], f"dp-resume-{checkpoint_every}-{int(validation * 10)}-q")
     run_id = f"dpr-{secrets.token_hex(3)}"
     payload = {**REQUEST, "epochs": 60, "workers": 4, "checkpoint_every": checkpoint_every, "run_id": run_id}
+    if validation:
+        payload["validation_fraction"] = validation
     launch(cloud_env, stack, payload)
-    wait_for_step(services, payload, 105)
+    wait_for_step(services, payload, flush_at)
     listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"checkpoints/{run_id}/")
     written = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
     assert written == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written

@@ -7,13 +7,14 @@ equal to the one-process reference; the chain (no workers) agrees within 1e-9.""
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import numpy as np
 import pytest
 
 from tests.support.cloud import aws, invoke, wait_for_status
-from tests.support.parallel import REQUEST, expected
+from tests.support.parallel import REQUEST, expected, expected_scores
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore
@@ -24,6 +25,9 @@ VARIANTS = {
     # 30 steps, 4 an invocation: every worker hands on 7 times, its successor rejoining where it stopped
     "w4": {"workers": 4, "max_steps_per_invocation": 4},
     "w4-f32-full": {"workers": 4, "dtype": "float32"},
+    # a fifth of the training set held out, as the chain holds it out; every epoch scored on it
+    "chain-val": {"validation_fraction": 0.2},
+    "w2-val": {"workers": 2, "validation_fraction": 0.2, "checkpoint_every": 2},
 }
 
 
@@ -81,3 +85,21 @@ def test_the_chain_agrees_with_the_workers_within_1e_9(runs) -> None:
     )
     for name, value in chain["params"].items():
         np.testing.assert_allclose(four["params"][name], value, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_two_workers_score_every_epoch_on_the_held_out_examples_as_the_reference(runs) -> None:
+    """Held out as the chain holds them out (the same examples), every epoch's validation cost and
+    accuracy are the reference's bits, the weights too; the chain's agree within 1e-9."""
+    run, chain = runs["w2-val"], runs["chain-val"]
+    want_params, want_costs = expected(run["payload"])
+    assert {k: v.tobytes() for k, v in run["params"].items()} == {k: v.tobytes() for k, v in want_params.items()}
+    assert [float(e["cost"]) for e in run["epochs"]] == want_costs
+    scores = [(float(e["validation_cost"]), float(e["validation_accuracy"])) for e in run["epochs"]]
+    assert scores == expected_scores(run["payload"])
+    trained = [json.loads(r["item"]["config"])["examples"] for r in (run, chain)]
+    assert trained == [360, 360]  # 450 less the fifth held out
+    assert float(run["item"]["validation_accuracy"]) == scores[-1][1]
+    chain_scores = [(float(e["validation_cost"]), float(e["validation_accuracy"])) for e in chain["epochs"]]
+    np.testing.assert_allclose([c for c, _ in scores], [c for c, _ in chain_scores], rtol=1e-9, atol=0)
+    assert [a for _, a in scores] == [a for _, a in chain_scores]
+    assert float(run["item"]["validation_accuracy"]) == float(chain["item"]["validation_accuracy"])

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import redis
 
+from trainer import engine
 from trainer.nn.init import initialise
 from trainer.parallel import reference, shards, step, worker
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped, start_generation
@@ -82,6 +83,7 @@ def run_workers(
     absent=(),
     retry=True,
     retry_after=None,
+    validation=None,
 ) -> dict:
     """Each worker in its own thread and connection; `copies` names workers run twice at once
     (a duplicate delivery); `kill` (worker, step, where) kills one worker once, then starts it again
@@ -98,7 +100,7 @@ def run_workers(
         try:
             held = worker.holding(x, y, job.workers, w)
             if budget is None:
-                result = worker.train(job, w, held, params, store, WAIT_S, takeover=takeover)
+                result = worker.train(job, w, held, params, store, WAIT_S, takeover=takeover, validation=validation)
             else:  # hands on every `budget` steps: each successor rejoins where its predecessor stopped
                 runs = []
                 while not runs or not runs[-1].finished:
@@ -319,3 +321,48 @@ def test_a_resume_starts_its_generation_once(redis_server) -> None:
     with pytest.raises(Behind, match="generation 1 replaced generation 0"):
         stale.gather(0, time.monotonic() + 1)
     client.close()
+
+
+@pytest.mark.parametrize(("workers", "victim"), [(1, None), (2, None), (4, None), (4, 0)])
+def test_validation_scores_through_redis_are_the_references_whoever_scores(redis_server, workers, victim) -> None:
+    """Each epoch's validation scores: published with chunk 0's update at the next epoch's first
+    step, by its owner or (`victim` 0 killed right there, before sending) by a worker standing in
+    for it; the last epoch's from the final parameters. The same bits for 1, 2 and 4 workers."""
+    x, y, params, sizes = problem("float64")
+    x_val, y_val, _, _ = problem("float64", m=53)
+    want: list[tuple[float, float]] = []
+    want_params, _, _ = reference.train(
+        x,
+        y,
+        params,
+        ["tanh", "softmax"],
+        3,
+        0.05,
+        "adam",
+        0.3,
+        40,
+        9,
+        workers,
+        on_epoch=lambda e, p: want.append(engine.evaluate_model(["tanh", "softmax"], p, x_val, y_val)),
+    )
+    scored: list[int] = []
+
+    def score(p: dict[str, np.ndarray]) -> tuple[float, float]:
+        scored.append(1)
+        return engine.evaluate_model(["tanh", "softmax"], p, x_val, y_val)
+
+    run_id = secrets.token_hex(6)
+    job = job_for(sizes, workers, "adam", 40, epochs=3)  # 6 batches an epoch: epoch 1 starts at step 6
+    takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y)) if victim is not None else None
+    kill = (victim, 6, "before-send") if victim is not None else None
+    out = run_workers(
+        redis_server, x, y, params, job, run_id, kill=kill, takeover=takeover, retry_after=9, validation=score
+    )
+    for w in range(workers):
+        result, _ = out[(w, 2 if w == victim else 0)]
+        assert bits(result.params) == bits(want_params), f"worker {w}"
+    client = redis.Redis(**redis_server.client_kwargs())
+    published = ReductionStore(client, run_id, workers, "float64").validation_scores()
+    final = score(want_params)
+    assert [published[0], published[1], final] == want
+    assert len(scored) >= 3  # epochs 0 and 1 scored by the workers, at least once each
