@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import datetime
 import random
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,13 +132,13 @@ class LocalElastiCache:
         server.acl_users = tuple(f"user {user_id} >{server.password} {access}" for user_id, access in users.items())
         server.start()
         applied = {**DEFAULT_PARAMETERS, **(parameters or {})}
-        tls_dir = Path(tempfile.mkdtemp(prefix="lnn-cache-front-"))
+        assert server.workdir is not None
+        tls_dir = Path(server.workdir)  # private (0700), removed with the server
         try:
             apply_parameters(server, applied)
             front = self._front(group_id, users, region, server, tls_dir, port or DEFAULT_PORT)
         except BaseException:
             server.stop()
-            shutil.rmtree(tls_dir, ignore_errors=True)
             raise
         node = Node(server, front, tls_dir / "ca.crt", applied)
         with self._lock:
@@ -183,7 +181,6 @@ class LocalElastiCache:
             if node is not None:
                 node.front.stop()
                 node.server.stop()
-                shutil.rmtree(node.ca_file.parent, ignore_errors=True)
 
     def stop_all(self) -> None:
         self._closed.set()
@@ -212,7 +209,8 @@ class LocalElastiCache:
             return self._describe(node)
 
     def nodes(self) -> dict[str, dict[str, object]]:
-        """Each group's node: status, endpoint, redis-server pid and replacements so far."""
+        """Each group's node: status, endpoint, redis-server pid, replacements so far and the
+        parameters applied to its server."""
         with self._lock:
             return {group_id: self._describe(node) for group_id, node in self.nodes_by_group.items()}
 
@@ -226,6 +224,7 @@ class LocalElastiCache:
             "pid": process.pid if process is not None and node.status is NodeStatus.AVAILABLE else None,
             "replacements": node.replacements,
             "deaths_seen": node.deaths_seen,
+            "parameters": dict(node.parameters),  # what the cloud set on the server (CONFIG SET)
         }
 
     def _replace_later(self, group_id: str, node: Node, delay_s: float) -> None:
