@@ -19,6 +19,8 @@ import botocore.exceptions
 import pytest
 import redis
 from botocore.credentials import Credentials
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.support.cloud import REGION, aws
 from trainer.local.provision import FUNCTIONS_ACCESS_STRING
@@ -81,6 +83,7 @@ def token_client(cloud, endpoint: dict, user_id: str, token: str, **options) -> 
         username=user_id,
         password=token,
         socket_timeout=5,
+        retry=Retry(NoBackoff(), 0),  # a refusal is the answer under test, not a blip to retry
         **options,
     )
 
@@ -149,7 +152,9 @@ def test_tokens_elasticache_would_refuse_are_refused_with_redis_auth_error(cloud
                 pytest.fail(f"{case}: accepted")
         with pytest.raises(redis.AuthenticationError, match="Authentication required"):
             token_client(cloud, endpoint, None, None).get("x")  # type: ignore[arg-type]
-        fresh = sign(key, group_id, user_id, REGION, now - datetime.timedelta(seconds=890))
+        fresh = sign(
+            key, group_id, user_id, REGION, datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=840)
+        )
         assert token_client(cloud, endpoint, user_id, fresh).ping() is True  # within its 15 minutes
         assert token_client(cloud, endpoint, user_id, fresh, protocol=3).ping() is True  # HELLO 3 AUTH
     finally:

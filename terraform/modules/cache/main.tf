@@ -100,10 +100,8 @@ resource "aws_elasticache_replication_group" "this" {
   at_rest_encryption_enabled = true
   kms_key_id                 = var.kms_key_arn
   transit_encryption_enabled = true
-  # IAM authentication through the user group; ElastiCache needs TLS for it.
+  # IAM authentication through the user group (ElastiCache needs TLS for it): no auth token.
   user_group_ids = [aws_elasticache_user_group.this.user_group_id]
-
-  #checkov:skip=CKV_AWS_31:The group has no auth token because clients authenticate with IAM through its user group (a token signed by the function's role for the functions' user), and the default user is off.
 
   snapshot_retention_limit   = var.snapshot_retention_limit
   snapshot_window            = var.snapshot_window
