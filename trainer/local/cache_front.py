@@ -165,16 +165,16 @@ class CacheFront:
         """The command with the private server's password for an accepted token, with a user the
         server does not have otherwise (the default user, AUTH <password>, is off as on ElastiCache)."""
         words = list(words)
-        password = None
-        if token_at is not None:
+        if token_at is None:  # AUTH <password>: the default user, which is off
+            words[user_at:user_at] = [REFUSED_USER.encode()]
+            token_at = user_at + 1
+            password = None
+        else:
             try:
                 password = self.authenticate(words[user_at].decode(), words[token_at].decode())
             except UnicodeDecodeError:
                 password = None
         if password is None:
-            if token_at is None:
-                words[user_at:user_at] = [REFUSED_USER.encode()]
-                token_at = user_at + 1
             words[user_at], words[token_at] = REFUSED_USER.encode(), self._refused_password
             return False, words
         words[token_at] = password.encode()
