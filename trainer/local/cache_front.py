@@ -119,8 +119,19 @@ class CacheFront:
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        # The connections' coroutines end here, not with the loop (no task left pending).
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._session(client_reader, client_writer)
+        except asyncio.CancelledError:
+            pass  # the front stopped: its connections end with it
+
+    async def _session(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self._writers.add(client_writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_unix_connection(str(self.upstream))
