@@ -20,6 +20,7 @@ endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import socket
 import ssl
@@ -126,10 +127,8 @@ class CacheFront:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # the front stopped: its connections end with it
             await self._session(client_reader, client_writer)
-        except asyncio.CancelledError:
-            pass  # the front stopped: its connections end with it
 
     async def _session(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self._writers.add(client_writer)
