@@ -108,3 +108,24 @@ def test_the_credential_provider_gives_a_fresh_token_at_each_connect() -> None:
     assert judged(first[1]) is None
     assert judged(later[1], at=20 * 60 + 1) is None and judged(first[1], at=20 * 60 + 1) is TokenRefusal.EXPIRED
     assert "Signature" not in repr(provider)
+
+
+def test_a_users_acl_line_carries_its_access_string_and_nothing_else() -> None:
+    """The local cloud writes each IAM user into its redis-server's config: an id or access string
+    ElastiCache would not take, or one that would add a line or a password, is refused by name."""
+    from trainer.local.elasticache import user_acl_line
+
+    line = user_acl_line("lnn-functions", "on ~* -@all +@read -@dangerous", "private")
+    assert line == "user lnn-functions >private on ~* -@all +@read -@dangerous"
+    for user_id, access in (
+        ("1st", "on"),
+        ("has space", "on"),
+        ("x" * 41, "on"),
+        ("ok", "on ~*\nrename-command FLUSHALL x"),
+        ("ok", "on >another-password"),
+        ("ok", "on nopass"),
+        ("ok", "on #0123abcd"),
+        ("ok", ""),
+    ):
+        with pytest.raises(ValueError, match=r"user id|access string"):
+            user_acl_line(user_id, access, "private")

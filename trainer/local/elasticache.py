@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime
 import random
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,25 @@ DEFAULT_PARAMETERS = {"maxmemory-policy": "volatile-lru"}
 ADDRESS_ATTEMPTS = 8
 REPLACEMENT_DELAY_S = 1.0  # ElastiCache takes minutes; the local cloud need not
 WATCH_INTERVAL_S = 0.1  # how often the watcher looks for a dead redis-server
+
+
+USER_ID = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,39}$")  # ElastiCache's user ids
+# An access string's ACL rules (on/off, ~keys, %R~keys, &channels, +/-commands and @categories,
+# allkeys, allcommands, ...), one line: no password rule (an IAM user has none) and nothing that
+# could end the redis.conf line it is written into.
+ACCESS_STRING = re.compile(r"^[A-Za-z0-9 ~%&*@+\-:_.|{}\[\]?^$!()]{1,4096}$")
+PASSWORD_RULES = ("nopass", "resetpass")
+
+
+def user_acl_line(user_id: str, access_string: str, password: str) -> str:
+    """The redis.conf `user` line of an IAM user: ValueError for an id or access string that
+    ElastiCache would not take (or that would say more than ACL rules in the file)."""
+    if not USER_ID.match(user_id):
+        raise ValueError(f"user id {user_id!r}: letters, digits and hyphens, starting with a letter, at most 40")
+    rules = access_string.split()
+    if not ACCESS_STRING.match(access_string) or any(r.lower() in PASSWORD_RULES for r in rules):
+        raise ValueError(f"user {user_id!r}: the access string is not a line of ACL rules without passwords")
+    return f"user {user_id} >{password} {' '.join(rules)}"
 
 
 class NodeStatus(str, Enum):
@@ -129,7 +149,7 @@ class LocalElastiCache:
         if not tls:
             raise ValueError(f"replication group {group_id!r}: IAM authentication needs TransitEncryptionEnabled")
         server = RedisServer(tls=False, unix_socket=True)
-        server.acl_users = tuple(f"user {user_id} >{server.password} {access}" for user_id, access in users.items())
+        server.acl_users = tuple(user_acl_line(user_id, access, server.password) for user_id, access in users.items())
         server.start()
         applied = {**DEFAULT_PARAMETERS, **(parameters or {})}
         assert server.workdir is not None
