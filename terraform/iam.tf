@@ -22,7 +22,7 @@ locals {
 
   # The deployment's names and the names of the stacks named after it.
   name_globs = [var.name, "${var.name}-*"]
-  arn_prefix = { for service in ["logs", "dynamodb", "sns", "sqs", "lambda", "secretsmanager"] : service => "arn:${local.partition}:${service}:${var.aws_region}:${local.account_id}" }
+  arn_prefix = { for service in ["logs", "dynamodb", "sns", "sqs", "lambda", "elasticache"] : service => "arn:${local.partition}:${service}:${var.aws_region}:${local.account_id}" }
 }
 
 data "aws_iam_policy_document" "boundary" {
@@ -72,10 +72,15 @@ data "aws_iam_policy_document" "boundary" {
     resources = ["${local.arn_prefix.lambda}:function:${var.name}-*"]
   }
 
+  # ElastiCache IAM authentication: connecting to the stack's caches as their users.
   statement {
-    sid       = "TheStacksAuthToken"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = ["${local.arn_prefix.secretsmanager}:secret:${var.name}/*", "${local.arn_prefix.secretsmanager}:secret:${var.name}-*/*"]
+    sid     = "TheStacksCache"
+    actions = ["elasticache:Connect"]
+    resources = [
+      "${local.arn_prefix.elasticache}:replicationgroup:${var.name}",
+      "${local.arn_prefix.elasticache}:replicationgroup:${var.name}-*",
+      "${local.arn_prefix.elasticache}:user:${var.name}-*",
+    ]
   }
 
   statement {
@@ -99,7 +104,7 @@ data "aws_iam_policy_document" "boundary" {
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = formatlist("%s.${var.aws_region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda"])
+      values   = formatlist("%s.${var.aws_region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "lambda"])
     }
   }
 }

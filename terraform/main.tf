@@ -22,13 +22,14 @@ locals {
   # environment all take it from here.
   redis_port = 6379
 
-  # What each profile changes; everything else is the same. dev trades availability for about half
-  # the idle cost (README.md, "What an idle stack costs").
+  # What each profile changes; everything else is the same. dev trades availability and cache
+  # memory for about a quarter of the idle cost (README.md, "What an idle stack costs").
   profiles = {
-    dev  = { redis_num_cache_clusters = 1, interface_endpoint_zones = 1 }
-    prod = { redis_num_cache_clusters = 2, interface_endpoint_zones = 2 }
+    dev  = { redis_num_cache_clusters = 1, interface_endpoint_zones = 1, redis_node_type = "cache.t4g.micro" }
+    prod = { redis_num_cache_clusters = 2, interface_endpoint_zones = 2, redis_node_type = "cache.t4g.small" }
   }
   redis_num_cache_clusters = coalesce(var.redis_num_cache_clusters, local.profiles[var.profile].redis_num_cache_clusters)
+  redis_node_type          = coalesce(var.redis_node_type, local.profiles[var.profile].redis_node_type)
 
   # Memory Redis may fill on each node type (maxmemory, after ElastiCache's default 25 % reserved
   # memory), so LaunchLambda can refuse a dataset that would not fit instead of failing mid-run.
@@ -42,15 +43,12 @@ locals {
     "cache.m7g.large"  = 6533
     "cache.r7g.large"  = 13384
   }
-  redis_usable_memory_mib = coalesce(var.redis_usable_memory_mib, floor(lookup(local.redis_node_memory_mib, var.redis_node_type, 0) * 0.75))
+  redis_usable_memory_mib = coalesce(var.redis_usable_memory_mib, floor(lookup(local.redis_node_memory_mib, local.redis_node_type, 0) * 0.75))
 
   # Built from the names (the functions module uses the same rule), so the registry's pull policy
   # and the CI roles do not depend on the functions: they can exist before the first image.
   function_names = { launch = "${var.name}-launch", trainer = "${var.name}-trainer" }
   function_arns  = { for k, n in local.function_names : k => "arn:${data.aws_partition.current.partition}:lambda:${var.aws_region}:${data.aws_caller_identity.current.account_id}:function:${n}" }
-  # Same reason: the auth-token secret by name (the cache module's "<name>/redis-auth-token") plus
-  # the six random characters Secrets Manager appends, so the plan role does not pull in the cache.
-  redis_secret_arn_pattern = "arn:${data.aws_partition.current.partition}:secretsmanager:${var.aws_region}:${data.aws_caller_identity.current.account_id}:secret:${var.name}/redis-auth-token-??????"
 }
 
 # ---- the stack's customer-managed key (logs, table, bucket, topic, queue, secret, cache, images) --
@@ -143,11 +141,10 @@ module "network" {
   redis_port           = local.redis_port
   endpoint_zone_count  = local.profiles[var.profile].interface_endpoint_zones
   endpoint_resources = {
-    s3             = ["arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}", "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}/*"]
-    dynamodb       = ["arn:${data.aws_partition.current.partition}:dynamodb:${var.aws_region}:${data.aws_caller_identity.current.account_id}:table/${var.name}-runs"]
-    lambda         = [local.function_arns["trainer"]]
-    sns            = ["arn:${data.aws_partition.current.partition}:sns:${var.aws_region}:${data.aws_caller_identity.current.account_id}:${var.name}-runs"]
-    secretsmanager = [local.redis_secret_arn_pattern]
+    s3       = ["arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}", "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}/*"]
+    dynamodb = ["arn:${data.aws_partition.current.partition}:dynamodb:${var.aws_region}:${data.aws_caller_identity.current.account_id}:table/${var.name}-runs"]
+    lambda   = [local.function_arns["trainer"]]
+    sns      = ["arn:${data.aws_partition.current.partition}:sns:${var.aws_region}:${data.aws_caller_identity.current.account_id}:${var.name}-runs"]
   }
   enable_flow_logs         = var.enable_flow_logs
   log_retention_in_days    = var.log_retention_in_days
@@ -160,17 +157,16 @@ module "network" {
 module "cache" {
   source = "./modules/cache"
 
-  name                           = var.name
-  subnet_ids                     = module.network.private_subnet_ids
-  security_group_ids             = [module.network.redis_security_group_id]
-  node_type                      = var.redis_node_type
-  engine_version                 = var.redis_engine_version
-  port                           = local.redis_port
-  num_cache_clusters             = local.redis_num_cache_clusters
-  snapshot_retention_limit       = var.redis_snapshot_retention_limit
-  secret_recovery_window_in_days = var.secret_recovery_window_in_days
-  kms_key_arn                    = aws_kms_key.this.arn
-  tags                           = local.tags
+  name                     = var.name
+  subnet_ids               = module.network.private_subnet_ids
+  security_group_ids       = [module.network.redis_security_group_id]
+  node_type                = local.redis_node_type
+  engine_version           = var.redis_engine_version
+  port                     = local.redis_port
+  num_cache_clusters       = local.redis_num_cache_clusters
+  snapshot_retention_limit = var.redis_snapshot_retention_limit
+  kms_key_arn              = aws_kms_key.this.arn
+  tags                     = local.tags
 }
 
 module "storage" {
@@ -224,20 +220,23 @@ module "functions" {
   security_group_ids = [module.network.lambda_security_group_id]
   vpc_id             = module.network.vpc_id
 
-  table_name               = module.storage.table_name
-  table_arn                = module.storage.table_arn
-  bucket_name              = module.storage.bucket_name
-  bucket_arn               = module.storage.bucket_arn
-  dataset_prefix           = var.dataset_prefix
-  sns_topic_arn            = module.notifications.topic_arn
-  redis_host               = module.cache.primary_endpoint_address
-  redis_port               = module.cache.port
-  redis_auth_secret_arn    = module.cache.auth_token_secret_arn
-  cache_capacity_mib       = local.redis_usable_memory_mib
-  kms_key_arn              = aws_kms_key.this.arn
-  role_path                = local.role_path
-  permissions_boundary_arn = local.boundary_arn
-  tags                     = local.tags
+  table_name                  = module.storage.table_name
+  table_arn                   = module.storage.table_arn
+  bucket_name                 = module.storage.bucket_name
+  bucket_arn                  = module.storage.bucket_arn
+  dataset_prefix              = var.dataset_prefix
+  sns_topic_arn               = module.notifications.topic_arn
+  redis_host                  = module.cache.primary_endpoint_address
+  redis_port                  = module.cache.port
+  redis_replication_group_id  = module.cache.replication_group_id
+  redis_replication_group_arn = module.cache.replication_group_arn
+  redis_user_id               = module.cache.user_id
+  redis_user_arn              = module.cache.user_arn
+  cache_capacity_mib          = local.redis_usable_memory_mib
+  kms_key_arn                 = aws_kms_key.this.arn
+  role_path                   = local.role_path
+  permissions_boundary_arn    = local.boundary_arn
+  tags                        = local.tags
 }
 
 # Optional: OIDC roles for GitHub Actions (plan on pull requests, image rollout and apply on main).
@@ -252,8 +251,6 @@ module "github_oidc" {
   function_arns            = values(local.function_arns)
   state_bucket_arn         = var.terraform_state_bucket_arn
   stack_bucket_arn         = "arn:${data.aws_partition.current.partition}:s3:::${local.bucket_name}"
-  kms_key_arn              = aws_kms_key.this.arn
-  redis_secret_arn         = local.redis_secret_arn_pattern
   plan_environment         = var.github_plan_environment
   apply_environment        = var.github_apply_environment
   terratest_environment    = var.github_terratest_environment

@@ -39,13 +39,13 @@ output "bucket_name" {
 }
 
 output "redis_endpoint" {
-  description = "Primary endpoint of Redis (host:port; TLS and auth token required)."
+  description = "Primary endpoint of the cache (host:port; TLS and IAM authentication required)."
   value       = "${module.cache.primary_endpoint_address}:${module.cache.port}"
 }
 
-output "redis_auth_secret_arn" {
-  description = "ARN of the Secrets Manager secret holding the Redis auth token."
-  value       = module.cache.auth_token_secret_arn
+output "redis_user_id" {
+  description = "ElastiCache user the functions connect as with IAM authentication (REDIS_USER_ID); no password exists."
+  value       = module.cache.user_id
 }
 
 output "failure_queue_url" {

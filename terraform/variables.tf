@@ -248,26 +248,24 @@ variable "monthly_budget_usd" {
 # ---- cache ----------------------------------------------------------------------------------------
 
 variable "redis_node_type" {
-  description = "ElastiCache node type of Redis."
+  description = "ElastiCache node type of the cache. null: the profile's (dev cache.t4g.micro, prod cache.t4g.small)."
   type        = string
-  default     = "cache.t4g.small"
+  default     = null
 
   validation {
-    condition     = can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.redis_node_type))
+    condition     = var.redis_node_type == null || can(regex("^cache\\.[a-z0-9]+\\.[a-z0-9]+$", var.redis_node_type))
     error_message = "redis_node_type must look like cache.<family>.<size>, e.g. cache.t4g.small."
   }
 }
 
 variable "redis_engine_version" {
-  description = "Redis engine version, pinned: 6.2, 7.0 or 7.1 (the versions ElastiCache offers whose parameter group family the cache module derives)."
+  description = "Valkey engine version of the cache, pinned: 7.2 or 8.0 (IAM authentication needs Valkey 7.2 or later; the cache module derives the parameter group family valkey7 or valkey8)."
   type        = string
-  default     = "7.1"
+  default     = "8.0"
 
   validation {
-    # "6.x" and "6.0" would pass a looser pattern but name no default parameter group; the family
-    # the cache module derives is redis6.x for 6.2 and redis7 for 7.x.
-    condition     = contains(["6.2", "7.0", "7.1"], var.redis_engine_version)
-    error_message = "redis_engine_version must be 6.2, 7.0 or 7.1."
+    condition     = contains(["7.2", "8.0"], var.redis_engine_version)
+    error_message = "redis_engine_version must be 7.2 or 8.0 (Valkey)."
   }
 }
 
@@ -288,7 +286,7 @@ variable "redis_usable_memory_mib" {
   default     = null
 
   validation {
-    condition     = var.redis_usable_memory_mib == null ? contains(keys(local.redis_node_memory_mib), var.redis_node_type) : try(var.redis_usable_memory_mib >= 64, false)
+    condition     = var.redis_usable_memory_mib == null ? contains(keys(local.redis_node_memory_mib), local.redis_node_type) : try(var.redis_usable_memory_mib >= 64, false)
     error_message = "redis_usable_memory_mib must be at least 64, and must be set when redis_node_type is not one of the node types the root module knows (locals.redis_node_memory_mib)."
   }
 }
@@ -301,17 +299,6 @@ variable "redis_snapshot_retention_limit" {
   validation {
     condition     = var.redis_snapshot_retention_limit >= 0 && var.redis_snapshot_retention_limit <= 35 && floor(var.redis_snapshot_retention_limit) == var.redis_snapshot_retention_limit
     error_message = "redis_snapshot_retention_limit must be an integer between 0 and 35."
-  }
-}
-
-variable "secret_recovery_window_in_days" {
-  description = "Days a deleted auth-token secret stays recoverable (0, or 7-30)."
-  type        = number
-  default     = 7
-
-  validation {
-    condition     = var.secret_recovery_window_in_days == 0 || (var.secret_recovery_window_in_days >= 7 && var.secret_recovery_window_in_days <= 30)
-    error_message = "secret_recovery_window_in_days must be 0 or between 7 and 30."
   }
 }
 
@@ -388,7 +375,7 @@ variable "github_allow_tag_pushes" {
 }
 
 variable "github_plan_environment" {
-  description = "GitHub environment the plan job runs in; only jobs of that environment can assume the plan role. Give it required reviewers: the plan role can read the state, which holds the Redis auth token."
+  description = "GitHub environment the plan job runs in; only jobs of that environment can assume the plan role. Give it required reviewers: the job runs the pull request's own scripts and providers with the plan role, which can read the state."
   type        = string
   default     = "terraform-plan"
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from trainer.invoker import Invoker, LambdaInvoker
 from trainer.notifier import SnsNotifier
 from trainer.ports import BlobStore, Notifier, RunStore, TensorStore
-from trainer.secrets import secret_string
 from trainer.settings import Settings
 from trainer.stores.blob_store import S3BlobStore
+from trainer.stores.cache_token import IamCredentials
 from trainer.stores.run_store import DynamoRunStore
 from trainer.stores.tensor_store import RedisTensorStore, connect
 
@@ -26,9 +26,19 @@ class Services:
 
 
 def build(settings: Settings, invoker: Invoker | None = None) -> Services:
-    password = secret_string(settings.redis_auth_secret_arn) if settings.redis_auth_secret_arn else None
+    # ElastiCache IAM authentication: each new connection signs a token with the function's role.
+    iam = (
+        IamCredentials(settings.redis_replication_group_id, settings.redis_user_id, settings.region)
+        if settings.redis_user_id and settings.redis_replication_group_id
+        else None
+    )
     redis_client = connect(
-        settings.redis_host, settings.redis_port, password, settings.redis_tls, settings.redis_ca_file
+        settings.redis_host,
+        settings.redis_port,
+        None,
+        settings.redis_tls,
+        settings.redis_ca_file,
+        credential_provider=iam,
     )
     return Services(
         settings=settings,

@@ -17,7 +17,8 @@ ENVIRONMENT = (
     "MODEL_BUCKET",
     "REDIS_HOST",
     "REDIS_PORT",
-    "REDIS_AUTH_SECRET_ARN",
+    "REDIS_USER_ID",
+    "REDIS_REPLICATION_GROUP_ID",
     "REDIS_TLS",
     "TRAINER_MEMORY_MB",
     "CACHE_CAPACITY_MIB",
@@ -52,7 +53,10 @@ class Settings:
     launch_function_arn: str
     redis_host: str
     redis_port: int
-    redis_auth_secret_arn: str | None
+    # ElastiCache IAM authentication: the cache's user and the group its tokens are signed for
+    # (None: a redis-server without authentication, as in unit tests).
+    redis_user_id: str | None
+    redis_replication_group_id: str | None
     redis_tls: bool
     redis_ca_file: str | None
     memory_mb: int
@@ -65,6 +69,7 @@ class Settings:
     dataset_prefix: str = keys.DATASET_PREFIX
     # What one request may plan (trainer.ceilings): steps, invocations, chains at once.
     ceilings: Ceilings = field(default_factory=Ceilings)
+    region: str = "us-east-1"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,7 +88,8 @@ class Settings:
             launch_function_arn=os.environ.get("LAUNCH_FUNCTION_ARN", ""),
             redis_host=os.environ["REDIS_HOST"],
             redis_port=int(os.environ.get("REDIS_PORT", "6379")),
-            redis_auth_secret_arn=os.environ.get("REDIS_AUTH_SECRET_ARN") or None,
+            redis_user_id=os.environ.get("REDIS_USER_ID") or None,
+            redis_replication_group_id=os.environ.get("REDIS_REPLICATION_GROUP_ID") or None,
             redis_tls=_flag("REDIS_TLS", True),
             redis_ca_file=os.environ.get("REDIS_CA_FILE") or None,
             memory_mb=int(
@@ -99,4 +105,6 @@ class Settings:
                 # Unset without a reservation (a new account has too little concurrency to reserve).
                 concurrent_chains=_positive("TRAINER_RESERVED_CONCURRENCY", DEFAULT_CONCURRENT_CHAINS),
             ),
+            # Lambda sets AWS_REGION: the region the cache's tokens are signed for.
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         )

@@ -20,7 +20,7 @@ for dir in "$workdir"/*/; do
   terraform -chdir="$dir" init -input=false -no-color >/dev/null || status=1
   terraform -chdir="$dir" destroy -auto-approve -input=false -no-color \
     -var "name=$name" -var "aws_region=$AWS_REGION" -var force_destroy=true \
-    -var dynamodb_deletion_protection=false -var secret_recovery_window_in_days=0 || status=1
+    -var dynamodb_deletion_protection=false || status=1
 done
 
 # KMS keys pending deletion keep their tags; they are scheduled for deletion, not leaked.

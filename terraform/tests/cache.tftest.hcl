@@ -1,5 +1,6 @@
 # The cache module: the ElastiCache subnet group (notes: "may need to create a Subnet Group") and a
-# Redis replication group with encryption in transit and at rest and an auth token in Secrets Manager.
+# Valkey replication group with encryption in transit and at rest and IAM authentication through a
+# user group (no auth token, no secret).
 
 mock_provider "aws" {
   source = "./tests/mocks"
@@ -34,7 +35,7 @@ run "note4_subnet_group_in_the_private_subnets" {
   }
 }
 
-run "redis_encrypted_with_auth_token_from_secrets_manager" {
+run "valkey_encrypted_with_iam_authentication_and_no_secret" {
   module {
     source = "./modules/cache"
   }
@@ -45,27 +46,50 @@ run "redis_encrypted_with_auth_token_from_secrets_manager" {
       aws_elasticache_replication_group.this.transit_encryption_enabled &&
       aws_elasticache_replication_group.this.kms_key_id == var.kms_key_arn
     )
-    error_message = "Redis must be encrypted in transit and at rest"
+    error_message = "the cache must be encrypted in transit (IAM authentication needs it) and at rest"
   }
 
   assert {
-    condition     = nonsensitive(aws_elasticache_replication_group.this.auth_token == aws_secretsmanager_secret_version.this.secret_string)
-    error_message = "the auth token must be the one kept in Secrets Manager"
+    condition     = aws_elasticache_replication_group.this.auth_token == null
+    error_message = "no auth token: clients authenticate with IAM"
   }
 
   assert {
-    condition     = aws_secretsmanager_secret_version.this.secret_id == aws_secretsmanager_secret.this.id && aws_secretsmanager_secret.this.kms_key_id == var.kms_key_arn
-    error_message = "the token must be stored in the stack's encrypted secret"
+    condition     = toset(aws_elasticache_replication_group.this.user_group_ids) == toset([aws_elasticache_user_group.this.user_group_id])
+    error_message = "the replication group must authenticate through the stack's user group"
   }
 
   assert {
     condition = (
-      aws_elasticache_replication_group.this.engine == "redis" &&
-      aws_elasticache_replication_group.this.engine_version == "7.1" &&
+      aws_elasticache_user.functions.authentication_mode[0].type == "iam" &&
+      aws_elasticache_user.functions.user_name == aws_elasticache_user.functions.user_id &&
+      aws_elasticache_user.functions.user_id == "lnn-functions"
+    )
+    error_message = "the functions' user authenticates with IAM, and its name is its id (as AWS requires)"
+  }
+
+  assert {
+    condition     = aws_elasticache_user.functions.access_string == "on ~* -@all +@read +@write +@scripting +@transaction +@connection -@dangerous"
+    error_message = "the functions' user may send what the functions send, and nothing that flushes, lists or reconfigures"
+  }
+
+  assert {
+    condition = (
+      aws_elasticache_user.default.user_name == "default" &&
+      startswith(aws_elasticache_user.default.access_string, "off ") &&
+      toset(aws_elasticache_user_group.this.user_ids) == toset([aws_elasticache_user.default.user_id, aws_elasticache_user.functions.user_id])
+    )
+    error_message = "the user group holds the functions' user and the mandatory default user, disabled"
+  }
+
+  assert {
+    condition = (
+      aws_elasticache_replication_group.this.engine == "valkey" &&
+      aws_elasticache_replication_group.this.engine_version == "8.0" &&
       aws_elasticache_replication_group.this.port == 6379 &&
       aws_elasticache_replication_group.this.snapshot_retention_limit == 1
     )
-    error_message = "engine pinned, port 6379, snapshots kept"
+    error_message = "Valkey pinned, port 6379, snapshots kept"
   }
 
   assert {
@@ -78,8 +102,8 @@ run "redis_encrypted_with_auth_token_from_secrets_manager" {
   }
 
   assert {
-    condition     = output.auth_token_secret_arn == aws_secretsmanager_secret.this.arn
-    error_message = "the module must expose the secret's ARN (REDIS_AUTH_SECRET_ARN)"
+    condition     = output.user_id == "lnn-functions" && output.user_arn == aws_elasticache_user.functions.arn
+    error_message = "the module must expose the user the functions connect as (REDIS_USER_ID) and its ARN"
   }
 }
 
@@ -205,13 +229,12 @@ run "own_parameter_group_never_evicts" {
   }
 
   assert {
-    condition     = aws_elasticache_parameter_group.this.family == "redis7"
-    error_message = "a 7.x engine takes the redis7 family"
+    condition     = aws_elasticache_parameter_group.this.family == "valkey8"
+    error_message = "Valkey 8.x takes the valkey8 family"
   }
 }
 
-# "default.redis6" does not exist: every 6.x engine is in the redis6.x family.
-run "redis6_engine_takes_the_redis6x_family" {
+run "valkey7_engine_takes_the_valkey7_family" {
   command = plan
 
   module {
@@ -219,11 +242,11 @@ run "redis6_engine_takes_the_redis6x_family" {
   }
 
   variables {
-    engine_version = "6.2"
+    engine_version = "7.2"
   }
 
   assert {
-    condition     = aws_elasticache_parameter_group.this.family == "redis6.x"
-    error_message = "a 6.x engine takes the redis6.x family"
+    condition     = aws_elasticache_parameter_group.this.family == "valkey7"
+    error_message = "Valkey 7.2 takes the valkey7 family"
   }
 }

@@ -7,21 +7,25 @@ mock_provider "aws" {
 }
 
 variables {
-  name_prefix           = "lnn"
-  image_uri             = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn:v1"
-  subnet_ids            = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
-  security_group_ids    = ["sg-0lambda"]
-  table_name            = "lnn-runs"
-  table_arn             = "arn:aws:dynamodb:us-east-1:123456789012:table/lnn-runs"
-  bucket_name           = "lnn-bucket"
-  bucket_arn            = "arn:aws:s3:::lnn-bucket"
-  sns_topic_arn         = "arn:aws:sns:us-east-1:123456789012:lnn-runs"
-  redis_host            = "master.lnn.abcdef.use1.cache.amazonaws.com"
-  redis_port            = 6379
-  cache_capacity_mib    = 1052
-  redis_auth_secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:lnn/redis-auth-token-AbCdEf"
-  kms_key_arn           = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
-  vpc_id                = "vpc-0123456789abcdef0"
+  name_prefix        = "lnn"
+  image_uri          = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lnn:v1"
+  subnet_ids         = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"]
+  security_group_ids = ["sg-0lambda"]
+  table_name         = "lnn-runs"
+  table_arn          = "arn:aws:dynamodb:us-east-1:123456789012:table/lnn-runs"
+  bucket_name        = "lnn-bucket"
+  bucket_arn         = "arn:aws:s3:::lnn-bucket"
+  sns_topic_arn      = "arn:aws:sns:us-east-1:123456789012:lnn-runs"
+  redis_host         = "master.lnn.abcdef.use1.cache.amazonaws.com"
+  redis_port         = 6379
+  cache_capacity_mib = 1052
+  kms_key_arn        = "arn:aws:kms:us-east-1:123456789012:key/11111111-1111-1111-1111-111111111111"
+  vpc_id             = "vpc-0123456789abcdef0"
+
+  redis_replication_group_id  = "lnn"
+  redis_replication_group_arn = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:lnn"
+  redis_user_id               = "lnn-functions"
+  redis_user_arn              = "arn:aws:elasticache:us-east-1:123456789012:user:lnn-functions"
 }
 
 run "note7_log_groups_keep_7_days_and_exist_before_the_functions" {
@@ -48,7 +52,7 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
   assert {
     condition = alltrue([for f in aws_lambda_function.this : toset(keys(f.environment[0].variables)) == toset([
       "SNS_TOPIC_ARN", "TRAINER_FUNCTION_ARN", "LAUNCH_FUNCTION_ARN", "TABLE_NAME", "MODEL_BUCKET",
-      "REDIS_HOST", "REDIS_PORT", "REDIS_AUTH_SECRET_ARN", "REDIS_TLS", "TRAINER_MEMORY_MB",
+      "REDIS_HOST", "REDIS_PORT", "REDIS_USER_ID", "REDIS_REPLICATION_GROUP_ID", "REDIS_TLS", "TRAINER_MEMORY_MB",
       "CACHE_CAPACITY_MIB", "TRAINER_TIMEOUT_S", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES", "DATASET_PREFIX",
       "TRAINER_RESERVED_CONCURRENCY", "MAX_RUN_STEPS", "MAX_RUN_INVOCATIONS",
     ])])
@@ -82,10 +86,11 @@ run "notes1_6_environment_has_the_arns_topic_and_redis_settings" {
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_HOST"] == var.redis_host &&
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_PORT"] == "6379" &&
       aws_lambda_function.this["trainer"].environment[0].variables["REDIS_TLS"] == "true" &&
-      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_AUTH_SECRET_ARN"] == var.redis_auth_secret_arn &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_USER_ID"] == "lnn-functions" &&
+      aws_lambda_function.this["trainer"].environment[0].variables["REDIS_REPLICATION_GROUP_ID"] == "lnn" &&
       aws_lambda_function.this["launch"].environment[0].variables["DATASET_PREFIX"] == "datasets/"
     )
-    error_message = "table, bucket and Redis settings must reach the functions unchanged"
+    error_message = "table, bucket and cache settings (the IAM user and the group its tokens name) must reach the functions unchanged"
   }
 }
 
@@ -208,8 +213,10 @@ run "trainer_reserves_twenty_by_default" {
 
 # Stolen function credentials are useless outside the VPC: every statement whose calls the function
 # makes itself (through the VPC endpoints) carries aws:SourceVpc; the three the Lambda service makes
-# with the role (logs, network interfaces, the on-failure destination) cannot, and the key is only
-# usable through the services (kms:ViaService).
+# with the role (logs, network interfaces, the on-failure destination) cannot, the key is only
+# usable through the services (kms:ViaService), and elasticache:Connect is authorized when the token
+# arrives over the Redis protocol, not through an endpoint (the key would be absent: every
+# connection refused).
 run "function_statements_carry_the_vpc_condition" {
   command = plan
 
@@ -220,16 +227,16 @@ run "function_statements_carry_the_vpc_condition" {
   assert {
     condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
       for s in d.statement : anytrue([for c in s.condition : c.test == "StringEquals" && c.variable == "aws:SourceVpc" && toset(c.values) == toset(["vpc-0123456789abcdef0"])])
-      if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey"], s.sid)
+      if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey", "ConnectToCache"], s.sid)
     ])])
     error_message = "every statement the function's own calls use must carry aws:SourceVpc"
   }
 
   assert {
     condition = alltrue([for k, d in data.aws_iam_policy_document.this : length([
-      for s in d.statement : s if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey"], s.sid)
-    ]) == (k == "trainer" ? 7 : 6)])
-    error_message = "six statements are the functions' own calls (table, objects, bucket, topic, trainer, secret), and the trainer's seventh deletes models"
+      for s in d.statement : s if !contains(["WriteOwnLogGroup", "VpcNetworkInterfaces", "SendFailedEvents", "UseStackKey", "ConnectToCache"], s.sid)
+    ]) == (k == "trainer" ? 6 : 5)])
+    error_message = "five statements are the functions' own calls through the endpoints (table, objects, bucket, topic, trainer), and the trainer's sixth deletes models"
   }
 
   assert {
@@ -263,10 +270,11 @@ run "iam_least_privilege" {
     error_message = "exactly one statement grants sns:Publish"
   }
 
-  # Notes item 3: the code never calls the ElastiCache API, so no elasticache action is granted.
+  # Notes item 3: the code never calls the ElastiCache API, so no control-plane action is granted;
+  # elasticache:Connect (IAM authentication of its Redis connections) is the only ElastiCache action.
   assert {
     condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
-      for s in d.statement : alltrue([for a in s.actions : !startswith(lower(a), "elasticache:")])
+      for s in d.statement : alltrue([for a in s.actions : !startswith(lower(a), "elasticache:") || a == "elasticache:Connect"])
     ])])
     error_message = "no ElastiCache control-plane permission may be granted"
   }
@@ -307,10 +315,17 @@ run "iam_least_privilege" {
   }
 
   assert {
+    condition = alltrue([for d in data.aws_iam_policy_document.this : length([
+      for s in d.statement : s if s.sid == "ConnectToCache" && s.actions == toset(["elasticache:Connect"]) && s.resources == toset([var.redis_replication_group_arn, var.redis_user_arn])
+    ]) == 1])
+    error_message = "elasticache:Connect must be granted on the stack's replication group and user only"
+  }
+
+  assert {
     condition = alltrue([for d in data.aws_iam_policy_document.this : alltrue([
-      for s in d.statement : s.resources == toset([var.redis_auth_secret_arn]) if contains(s.actions, "secretsmanager:GetSecretValue")
+      for s in d.statement : alltrue([for a in s.actions : a == "elasticache:Connect"]) if anytrue([for a in s.actions : startswith(a, "elasticache:") || startswith(a, "secretsmanager:")])
     ])])
-    error_message = "secretsmanager:GetSecretValue must be granted on the auth-token secret only"
+    error_message = "the functions hold no other ElastiCache action and nothing of Secrets Manager (no secret exists)"
   }
 
   assert {
@@ -371,4 +386,32 @@ run "rejects_bad_kms_key_arn" {
   }
 
   expect_failures = [var.kms_key_arn]
+}
+
+run "rejects_bad_redis_replication_group_arn" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    redis_replication_group_arn = "lnn"
+  }
+
+  expect_failures = [var.redis_replication_group_arn]
+}
+
+run "rejects_bad_redis_user_arn" {
+  command = plan
+
+  module {
+    source = "./modules/functions"
+  }
+
+  variables {
+    redis_user_arn = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:lnn"
+  }
+
+  expect_failures = [var.redis_user_arn]
 }

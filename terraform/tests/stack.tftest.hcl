@@ -88,8 +88,18 @@ run "profiles_set_the_idle_cost" {
   }
 
   assert {
-    condition     = local.redis_num_cache_clusters == 1 && local.profiles["dev"].interface_endpoint_zones == 1
-    error_message = "dev: one cache node, endpoints in one zone"
+    condition     = local.redis_num_cache_clusters == 1 && local.profiles["dev"].interface_endpoint_zones == 1 && local.redis_node_type == "cache.t4g.micro"
+    error_message = "dev: one cache.t4g.micro node, endpoints in one zone"
+  }
+
+  assert {
+    condition     = local.redis_usable_memory_mib == 384
+    error_message = "dev: cache.t4g.micro's 512 MiB less the 25 % reserved"
+  }
+
+  assert {
+    condition     = length(module.network.interface_endpoint_ids) == 2
+    error_message = "dev: two interface endpoints (Lambda, SNS), no Secrets Manager endpoint"
   }
 }
 
@@ -97,8 +107,8 @@ run "prod_profile_is_the_default" {
   command = plan
 
   assert {
-    condition     = var.profile == "prod" && local.redis_num_cache_clusters == 2 && local.profiles["prod"].interface_endpoint_zones == 2
-    error_message = "prod: two cache nodes, endpoints in both zones"
+    condition     = var.profile == "prod" && local.redis_num_cache_clusters == 2 && local.profiles["prod"].interface_endpoint_zones == 2 && local.redis_node_type == "cache.t4g.small"
+    error_message = "prod: two cache.t4g.small nodes, endpoints in both zones"
   }
 }
 
@@ -135,11 +145,11 @@ run "rejects_bad_profile" {
   expect_failures = [var.profile]
 }
 
-run "rejects_the_redis6x_version_that_names_no_parameter_group" {
+run "rejects_a_redis_oss_version_iam_authentication_on_valkey_cannot_use" {
   command = plan
 
   variables {
-    redis_engine_version = "6.x"
+    redis_engine_version = "7.1"
   }
 
   expect_failures = [var.redis_engine_version]
@@ -366,16 +376,6 @@ run "rejects_bad_redis_snapshot_retention_limit" {
   }
 
   expect_failures = [var.redis_snapshot_retention_limit]
-}
-
-run "rejects_bad_secret_recovery_window_in_days" {
-  command = plan
-
-  variables {
-    secret_recovery_window_in_days = 31
-  }
-
-  expect_failures = [var.secret_recovery_window_in_days]
 }
 
 run "rejects_bad_bucket_name" {

@@ -54,7 +54,7 @@ def moto_stack(aws_env: dict[str, str], redis_server) -> dict[str, str]:
     """A table, a bucket and a topic in moto, as the local cloud provisions them."""
     from trainer.local.provision import provision
 
-    return provision("ct" + secrets.token_hex(3), redis_server.password)
+    return provision("ct" + secrets.token_hex(3))
 
 
 def _advance_redis(store: Any) -> Callable[[float], None]:

@@ -15,10 +15,13 @@ from pathlib import Path
 import boto3
 import psutil
 import pytest
+import redis
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.support.cloud import ACCOUNT, REGION, aws, invoke, make_function
 from trainer.local.cloud import CloudProcess, new_credentials, signed_headers
+from trainer.stores import cache_token
 
 
 def _stranger(service: str, cloud_env: dict[str, str]):
@@ -52,7 +55,6 @@ def test_a_request_signed_with_another_key_gets_403(cloud: CloudProcess, cloud_e
     before = cloud.stats()["invocations_sync"]
     _forbidden(lambda: _stranger("lambda", cloud_env).invoke(FunctionName=launch, Payload=b"{}"))
     _forbidden(lambda: _stranger("lambda", cloud_env).list_functions())
-    _forbidden(lambda: _stranger("secretsmanager", cloud_env).get_secret_value(SecretId=stack["REDIS_AUTH_SECRET_ARN"]))
     _forbidden(lambda: _stranger("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"]))
     _forbidden(lambda: _stranger("dynamodb", cloud_env).scan(TableName=stack["TABLE_NAME"]))
     assert cloud.stats()["invocations_sync"] == before  # the launch never ran
@@ -66,6 +68,46 @@ def test_a_request_signed_with_another_key_gets_403(cloud: CloudProcess, cloud_e
     assert _status(urllib.request.Request(hold, data=body, headers={"Content-Type": "text/plain"})) == 403
     # The owner's key is served.
     assert _status(urllib.request.Request(url, headers=signed_headers(cloud.credentials, "GET", url, None))) == 200
+
+
+def test_the_cache_takes_tokens_signed_with_the_owners_key_only(cloud: CloudProcess, cloud_env, stack) -> None:
+    """The cache's IAM authentication checks a token's signature against the key the cloud issued:
+    the same token shape signed with another key (or for another user) is refused."""
+    (group,) = aws("elasticache", cloud_env).describe_replication_groups(
+        ReplicationGroupId=stack["REPLICATION_GROUP_ID"]
+    )["ReplicationGroups"]
+    endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+
+    def client(key: dict[str, str], user: str) -> redis.Redis:
+        token = cache_token.sign(
+            Credentials(key["AWS_ACCESS_KEY_ID"], key["AWS_SECRET_ACCESS_KEY"]),
+            group["ReplicationGroupId"],
+            user,
+            REGION,
+        )
+        return redis.Redis(
+            host=endpoint["Address"],
+            port=endpoint["Port"],
+            username=stack["REDIS_USER_ID"],
+            password=token,
+            ssl=True,
+            ssl_ca_certs=str(Path(cloud.workdir) / "elasticache-ca.pem"),
+            socket_timeout=5,
+        )
+
+    stranger = new_credentials()
+    forged = {
+        "AWS_ACCESS_KEY_ID": cloud.credentials["AWS_ACCESS_KEY_ID"],
+        **{"AWS_SECRET_ACCESS_KEY": stranger["AWS_SECRET_ACCESS_KEY"]},
+    }
+    for key, user in (
+        (stranger, stack["REDIS_USER_ID"]),
+        (forged, stack["REDIS_USER_ID"]),
+        (cloud.credentials, "default"),
+    ):
+        with pytest.raises(redis.AuthenticationError):
+            client(key, user).ping()
+    assert client(cloud.credentials, stack["REDIS_USER_ID"]).ping() is True
 
 
 def test_a_request_with_an_origin_gets_403(cloud: CloudProcess, cloud_env, stack) -> None:

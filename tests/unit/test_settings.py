@@ -30,15 +30,18 @@ def test_settings_come_from_the_environment(monkeypatch) -> None:
         "MODEL_BUCKET": "b",
         "REDIS_HOST": "cache.internal",
         "REDIS_PORT": "6380",
-        "REDIS_AUTH_SECRET_ARN": "arn:secret",
+        "REDIS_USER_ID": "lnn-functions",
+        "REDIS_REPLICATION_GROUP_ID": "lnn",
         "REDIS_TLS": "true",
+        "AWS_REGION": "eu-west-1",
         "TRAINER_MEMORY_MB": "3008",
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     assert (settings.redis_port, settings.redis_tls, settings.memory_mb) == (6380, True, 3008)
-    assert settings.redis_auth_secret_arn == "arn:secret" and settings.table_name == "runs"
+    assert (settings.redis_user_id, settings.redis_replication_group_id) == ("lnn-functions", "lnn")
+    assert settings.region == "eu-west-1" and settings.table_name == "runs"
 
 
 def test_missing_configuration_is_named(monkeypatch) -> None:

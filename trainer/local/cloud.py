@@ -109,7 +109,9 @@ class LocalCloud:
         from trainer.local.moto_patched import apply_patches
 
         apply_patches()
-        self.elasticache = LocalElastiCache(self.workdir / "elasticache-ca.pem", self.node_replacement_delay_s)
+        self.elasticache = LocalElastiCache(
+            self.workdir / "elasticache-ca.pem", self.node_replacement_delay_s, secret_for=self._secret_for
+        )
         self.elasticache.patch_moto()
         moto_app = DomainDispatcherApplication(create_backend_app)
         cloud_env = {
@@ -136,6 +138,13 @@ class LocalCloud:
         )
         threading.Thread(target=server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
         return self
+
+    def _secret_for(self, access_key_id: str) -> str | None:
+        """The secret of an access key this cloud issued: its own, the one every request and every
+        execution environment signs with (moto's IAM keys are never accepted: see access.py)."""
+        if access_key_id == self.credentials["AWS_ACCESS_KEY_ID"]:
+            return self.credentials["AWS_SECRET_ACCESS_KEY"]
+        return None
 
     def _config(self, function: str) -> FunctionConfig:
         return moto_function_config(function, self._region)

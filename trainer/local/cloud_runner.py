@@ -67,11 +67,13 @@ def session_services(env: dict[str, str], ca_file: str) -> services_mod.Services
         launch_function_arn=env["LAUNCH_FUNCTION_ARN"],
         redis_host=fn_env["REDIS_HOST"],
         redis_port=int(fn_env["REDIS_PORT"]),
-        redis_auth_secret_arn=env["REDIS_AUTH_SECRET_ARN"],
+        redis_user_id=fn_env["REDIS_USER_ID"],
+        redis_replication_group_id=fn_env["REDIS_REPLICATION_GROUP_ID"],
         redis_tls=True,
         redis_ca_file=ca_file,
         memory_mb=int(fn_env.get("TRAINER_MEMORY_MB", "10240")),
         handoff_claim_ttl_s=30,
+        region=os.environ.get("AWS_REGION") or "us-east-1",
     )
     return services_mod.build(settings)
 

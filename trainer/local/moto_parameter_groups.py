@@ -12,7 +12,9 @@ from moto.core.responses import ActionResult, EmptyResult
 from moto.elasticache import models, responses
 from moto.elasticache.exceptions import ElastiCacheException
 
-ARN_PATTERN = r"^arn:aws:elasticache:.*:[0-9]*:(cluster|snapshot|subnetgroup|replicationgroup|user|parametergroup):.*$"
+ARN_PATTERN = (
+    r"^arn:aws:elasticache:.*:[0-9]*:(cluster|snapshot|subnetgroup|replicationgroup|user|usergroup|parametergroup):.*$"
+)
 
 
 class CacheParameterGroupNotFound(ElastiCacheException):

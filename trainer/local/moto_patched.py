@@ -40,6 +40,10 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
 8. ``UpdateFunctionConfiguration`` (``ImageConfig``) -- moto ignores it, so a function's command
    (its handler) never changes after creation; Terraform's ``image_config`` and the local Lambda
    service read it. The patch applies it.
+9. ``CreateUserGroup`` / ``DescribeUserGroups`` / ``ModifyUserGroup`` / ``DeleteUserGroup`` -- not
+   implemented in moto; the cache's IAM-authenticated user is in an ``aws_elasticache_user_group``
+   on the replication group. The patch keeps them in memory with AWS's rules (a ``default`` user
+   in every group, an IAM user's name equal to its id, a group in use is not deleted).
 """
 
 from __future__ import annotations
@@ -253,6 +257,13 @@ def _patch_update_image_config() -> None:
     models.LambdaFunction.update_configuration = update_configuration
 
 
+def _patch_user_groups() -> None:
+    """Patch 9: ElastiCache user groups (create, describe, modify, delete) and their rules."""
+    from trainer.local import moto_user_groups
+
+    moto_user_groups.apply()
+
+
 def apply_patches() -> None:
     _patch_create_replication_group_member_clusters()
     _patch_delete_replication_group()
@@ -262,6 +273,7 @@ def apply_patches() -> None:
     _patch_cache_parameter_groups()
     _patch_bucket_policy_secure_transport()
     _patch_update_image_config()
+    _patch_user_groups()
 
 
 def main(argv: list[str] | None = None) -> None:

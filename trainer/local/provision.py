@@ -7,12 +7,16 @@ from trainer.aws import client
 from trainer.local.fleet import PINNED_X86_64
 
 ACCOUNT = "123456789012"
+# The commands the functions send, and nothing that could flush, list or reconfigure the cache
+# (the Terraform cache module gives its IAM user the same access string).
+FUNCTIONS_ACCESS_STRING = "on ~* -@all +@read +@write +@scripting +@transaction +@connection -@dangerous"
+# ElastiCache's mandatory `default` user of a user group, disabled: nobody authenticates as it.
+DISABLED_DEFAULT_ACCESS_STRING = "off -@all"
+VALKEY_PARAMETER_FAMILY = "valkey8"
 
 
-def provision(
-    prefix: str, redis_password: str, region: str = "us-east-1", create_functions: bool = False
-) -> dict[str, str]:
-    """Table, bucket, topic and Redis-token secret named after `prefix`; returns their environment."""
+def provision(prefix: str, region: str = "us-east-1", create_functions: bool = False) -> dict[str, str]:
+    """Table, bucket and topic named after `prefix`; returns their environment."""
     table, bucket = f"{prefix}-runs", f"{prefix}-data"
     client("dynamodb").create_table(
         TableName=table,
@@ -25,7 +29,6 @@ def provision(
     )
     client("s3").create_bucket(Bucket=bucket)
     topic_arn = client("sns").create_topic(Name=f"{prefix}-events")["TopicArn"]
-    secret_arn = client("secretsmanager").create_secret(Name=f"{prefix}-redis-auth", SecretString=redis_password)["ARN"]
     trainer_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{prefix}-trainer"
     launch_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{prefix}-launch"
     if create_functions:
@@ -51,7 +54,6 @@ def provision(
         "TABLE_NAME": table,
         "MODEL_BUCKET": bucket,
         "SNS_TOPIC_ARN": topic_arn,
-        "REDIS_AUTH_SECRET_ARN": secret_arn,
         "TRAINER_FUNCTION_ARN": trainer_arn,
         "LAUNCH_FUNCTION_ARN": launch_arn,
     }
@@ -76,29 +78,44 @@ def provision_stack(
     pinned: trainer.local.fleet), timeout and memory;
     the trainer's async invoke config (retries, on-failure SQS queue) and recursion config.
     Returns the names a user exports (functions, table, bucket, topic, queue)."""
-    import secrets as secrets_mod
-
-    token = secrets_mod.token_urlsafe(32)
-    env = provision(prefix, token, region=region)
+    env = provision(prefix, region=region)
     cache = client("elasticache")
     # The stack's own parameter group: ElastiCache's default one would evict keys with a TTL.
     cache.create_cache_parameter_group(
-        CacheParameterGroupName=f"{prefix}-cache", CacheParameterGroupFamily="redis7", Description="never evict"
+        CacheParameterGroupName=f"{prefix}-cache",
+        CacheParameterGroupFamily=VALKEY_PARAMETER_FAMILY,
+        Description="never evict",
     )
     cache.modify_cache_parameter_group(
         CacheParameterGroupName=f"{prefix}-cache",
         ParameterNameValues=[{"ParameterName": "maxmemory-policy", "ParameterValue": "noeviction"}],
     )
+    user_id = f"{prefix}-functions"
+    cache.create_user(
+        UserId=user_id,
+        UserName=user_id,  # IAM authentication: the user's name is its id
+        Engine="valkey",
+        AccessString=FUNCTIONS_ACCESS_STRING,
+        AuthenticationMode={"Type": "iam"},
+    )
+    cache.create_user(
+        UserId=f"{prefix}-default",
+        UserName="default",
+        Engine="valkey",
+        AccessString=DISABLED_DEFAULT_ACCESS_STRING,
+        NoPasswordRequired=True,
+    )
+    cache.create_user_group(UserGroupId=f"{prefix}-cache", Engine="valkey", UserIds=[user_id, f"{prefix}-default"])
     group = cache.create_replication_group(
         ReplicationGroupId=f"{prefix}-cache",
         ReplicationGroupDescription="LNN tensors",
-        Engine="redis",
-        CacheNodeType="cache.t4g.small",
+        Engine="valkey",
+        CacheNodeType="cache.t4g.micro",
         CacheParameterGroupName=f"{prefix}-cache",
         NumCacheClusters=1,
         TransitEncryptionEnabled=True,
         AtRestEncryptionEnabled=True,
-        AuthToken=token,
+        UserGroupIds=[f"{prefix}-cache"],
     )["ReplicationGroup"]
     primary = group["NodeGroups"][0]["PrimaryEndpoint"]
     dlq = client("sqs").create_queue(QueueName=f"{prefix}-trainer-failures")["QueueUrl"]
@@ -109,12 +126,14 @@ def provision_stack(
         '"Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}',
     )["Role"]["Arn"]
     function_env = {
-        **{k: env[k] for k in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN", "REDIS_AUTH_SECRET_ARN")},
+        **{k: env[k] for k in ("TABLE_NAME", "MODEL_BUCKET", "SNS_TOPIC_ARN")},
         "TRAINER_FUNCTION_ARN": env["TRAINER_FUNCTION_ARN"],
         "LAUNCH_FUNCTION_ARN": env["LAUNCH_FUNCTION_ARN"],
         "REDIS_HOST": primary["Address"],
         "REDIS_PORT": str(primary["Port"]),
         "REDIS_TLS": "true",
+        "REDIS_USER_ID": user_id,
+        "REDIS_REPLICATION_GROUP_ID": f"{prefix}-cache",
         "TRAINER_MEMORY_MB": str(trainer_memory_mb),
         "TRAINER_TIMEOUT_S": str(trainer_timeout_s),
         # One BLAS kernel and numpy's instruction sets on every host: the same bits wherever a
@@ -147,5 +166,6 @@ def provision_stack(
         "LAUNCH_FUNCTION_NAME": f"{prefix}-launch",
         "TRAINER_FUNCTION_NAME": f"{prefix}-trainer",
         "REPLICATION_GROUP_ID": f"{prefix}-cache",
+        "REDIS_USER_ID": user_id,
         "FAILURE_QUEUE_URL": dlq,
     }

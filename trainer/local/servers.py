@@ -153,6 +153,8 @@ class RedisServer:
     With `tls` (the default) it listens for TLS connections only (`port 0`, `tls-port`): clients
     verify it with `ca_file`; client certificates are not required (the password is the auth).
     `host` is the loopback address it binds (any of 127.0.0.0/8; its certificate names it).
+    With `unix_socket` it listens on a Unix socket in its folder only (`socket_path`: the local
+    cloud's cache front is its one client); `acl_users` are redis.conf `user` lines added as they are.
     """
 
     port: int = field(default_factory=free_port)
@@ -162,6 +164,12 @@ class RedisServer:
     process: subprocess.Popen | None = None
     workdir: str | None = None
     ca_file: str | None = None
+    unix_socket: bool = False
+    acl_users: tuple[str, ...] = ()
+
+    @property
+    def socket_path(self) -> str | None:
+        return str(Path(self.workdir) / "redis.sock") if self.unix_socket and self.workdir else None
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this server's CA and checks its host name."""
@@ -179,8 +187,11 @@ class RedisServer:
             "appendonly no",
             f"dir {self.workdir}",
             "protected-mode yes",
+            *self.acl_users,
         ]
-        if self.tls:
+        if self.unix_socket:
+            lines += ["port 0", f"unixsocket {self.socket_path}", "unixsocketperm 700"]
+        elif self.tls:
             files = make_tls_files(self.workdir, hosts=(self.host, "localhost"))
             self.ca_file = str(files["ca"])
             lines += [
@@ -201,8 +212,20 @@ class RedisServer:
             [find_redis_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
+        def connection() -> socket.socket:
+            if self.socket_path:
+                unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                unix.settimeout(0.5)
+                try:
+                    unix.connect(self.socket_path)
+                except OSError:
+                    unix.close()
+                    raise
+                return unix
+            return socket.create_connection((self.host, self.port), timeout=0.5)
+
         def ping() -> bool:
-            with socket.create_connection((self.host, self.port), timeout=0.5) as raw:
+            with connection() as raw:
                 sock = self.ssl_context().wrap_socket(raw, server_hostname=self.host) if self.tls else raw
                 with sock:
                     sock.settimeout(2)
@@ -257,6 +280,8 @@ class RedisServer:
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for redis.Redis that reach this server (TLS, password)."""
+        if self.socket_path:
+            return {"unix_socket_path": self.socket_path, "password": self.password}
         kwargs: dict[str, Any] = {"host": self.host, "port": self.port, "password": self.password}
         if self.tls:
             kwargs.update(ssl=True, ssl_ca_certs=self.ca_file)

@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.credentials import CredentialProvider
 from redis.retry import Retry
 
 from trainer.keys import BULK_KINDS, CacheKind, cache_key, cache_prefix, stop_key
@@ -145,14 +146,24 @@ class _TLSConnection(redis.SSLConnection):
         return _TensorPacker(self)
 
 
-def connect(host: str, port: int, password: str | None, tls: bool, ca_file: str | None = None) -> redis.Redis:
-    """A client that retries connection errors with bounded exponential backoff."""
+def connect(
+    host: str,
+    port: int,
+    password: str | None,
+    tls: bool,
+    ca_file: str | None = None,
+    credential_provider: CredentialProvider | None = None,
+) -> redis.Redis:
+    """A client that retries connection errors with bounded exponential backoff. With a
+    `credential_provider` (ElastiCache IAM authentication) every new connection authenticates with
+    what it gives then; `password` is for a plain redis-server."""
     options: dict[str, Any] = {"ssl_ca_certs": ca_file} if tls else {}
     pool = redis.ConnectionPool(
         connection_class=_TLSConnection if tls else _Connection,
         host=host,
         port=port,
         password=password,
+        credential_provider=credential_provider,
         socket_timeout=30,
         socket_connect_timeout=10,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),

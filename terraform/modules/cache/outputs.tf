@@ -1,20 +1,20 @@
 output "replication_group_id" {
-  description = "ID of the Redis replication group."
+  description = "ID of the replication group (REDIS_REPLICATION_GROUP_ID: the host its IAM tokens are signed for)."
   value       = aws_elasticache_replication_group.this.id
 }
 
 output "replication_group_arn" {
-  description = "ARN of the Redis replication group."
+  description = "ARN of the replication group."
   value       = aws_elasticache_replication_group.this.arn
 }
 
 output "primary_endpoint_address" {
-  description = "Primary endpoint of Redis (REDIS_HOST)."
+  description = "Primary endpoint of the cache (REDIS_HOST)."
   value       = aws_elasticache_replication_group.this.primary_endpoint_address
 }
 
 output "port" {
-  description = "Port of Redis (REDIS_PORT)."
+  description = "Port of the cache (REDIS_PORT)."
   value       = aws_elasticache_replication_group.this.port
 }
 
@@ -23,7 +23,17 @@ output "subnet_group_name" {
   value       = aws_elasticache_subnet_group.this.name
 }
 
-output "auth_token_secret_arn" {
-  description = "ARN of the Secrets Manager secret whose SecretString is the Redis auth token (REDIS_AUTH_SECRET_ARN)."
-  value       = aws_secretsmanager_secret.this.arn
+output "user_id" {
+  description = "ID (and name) of the IAM-authenticated ElastiCache user the functions connect as (REDIS_USER_ID)."
+  value       = aws_elasticache_user.functions.user_id
+}
+
+output "user_arn" {
+  description = "ARN of the functions' ElastiCache user (elasticache:Connect is granted on it and the group)."
+  value       = aws_elasticache_user.functions.arn
+}
+
+output "user_group_id" {
+  description = "ID of the user group on the replication group."
+  value       = aws_elasticache_user_group.this.user_group_id
 }

@@ -14,7 +14,7 @@ variable "subnet_ids" {
 }
 
 variable "security_group_ids" {
-  description = "Security groups of the replication group (the Redis group that admits 6379 from the Lambdas only)."
+  description = "Security groups of the replication group (the cache group that admits 6379 from the Lambdas only)."
   type        = list(string)
 
   validation {
@@ -30,9 +30,9 @@ variable "node_type" {
 }
 
 variable "engine_version" {
-  description = "Redis engine version, pinned (6.2, 7.0 or 7.1; the root module validates it)."
+  description = "Valkey engine version, pinned (7.2 or 8.0: IAM authentication needs Valkey 7.2 or later; the root module validates it)."
   type        = string
-  default     = "7.1"
+  default     = "8.0"
 }
 
 variable "port" {
@@ -80,19 +80,13 @@ variable "maintenance_window" {
 }
 
 variable "kms_key_arn" {
-  description = "ARN of the KMS key that encrypts the data at rest and the auth-token secret."
+  description = "ARN of the KMS key that encrypts the data at rest."
   type        = string
 
   validation {
     condition     = can(regex("^arn:aws[a-z-]*:kms:", var.kms_key_arn))
     error_message = "kms_key_arn must be a KMS key ARN."
   }
-}
-
-variable "secret_recovery_window_in_days" {
-  description = "Days Secrets Manager keeps the deleted auth-token secret recoverable (0 deletes it at once; otherwise 7-30)."
-  type        = number
-  default     = 7
 }
 
 variable "tags" {

@@ -155,17 +155,15 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # ElastiCache IAM authentication: the token a function signs lets it connect to the stack's cache
+  # as the stack's user, nothing else. No aws:SourceVpc here: ElastiCache authorizes the token when
+  # it arrives over the Redis protocol, not through a VPC endpoint, so that key is absent from the
+  # request and the condition would refuse every connection; the cache's security group already
+  # admits the functions' network only.
   statement {
-    sid       = "ReadRedisAuthToken"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.redis_auth_secret_arn]
-
-    # Through the stack's VPC endpoints only: stolen credentials do not work from elsewhere.
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceVpc"
-      values   = [var.vpc_id]
-    }
+    sid       = "ConnectToCache"
+    actions   = ["elasticache:Connect"]
+    resources = [var.redis_replication_group_arn, var.redis_user_arn]
   }
 
   # The asynchronous-invocation on-failure destination is sent to with the function's role.
@@ -186,13 +184,13 @@ data "aws_iam_policy_document" "this" {
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
-      values   = formatlist("%s.${data.aws_region.current.name}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda"])
+      values   = formatlist("%s.${data.aws_region.current.name}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "lambda"])
     }
   }
 
-  # No ElastiCache statement: the code never calls the ElastiCache API; it speaks the Redis
-  # protocol to REDIS_HOST:REDIS_PORT, which IAM does not govern (the auth token and the security
-  # groups do).
+  # No other ElastiCache statement: the code never calls the ElastiCache API; it speaks the Redis
+  # protocol to REDIS_HOST:REDIS_PORT, authenticated by the token (ConnectToCache) and reached
+  # through the security groups.
 }
 
 resource "aws_iam_role_policy" "this" {

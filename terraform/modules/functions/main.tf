@@ -44,15 +44,17 @@ locals {
   }
 
   environment = {
-    SNS_TOPIC_ARN         = var.sns_topic_arn
-    TRAINER_FUNCTION_ARN  = local.function_arns["trainer"]
-    LAUNCH_FUNCTION_ARN   = local.function_arns["launch"]
-    TABLE_NAME            = var.table_name
-    MODEL_BUCKET          = var.bucket_name
-    REDIS_HOST            = var.redis_host
-    REDIS_PORT            = tostring(var.redis_port)
-    REDIS_AUTH_SECRET_ARN = var.redis_auth_secret_arn
-    REDIS_TLS             = "true"
+    SNS_TOPIC_ARN        = var.sns_topic_arn
+    TRAINER_FUNCTION_ARN = local.function_arns["trainer"]
+    LAUNCH_FUNCTION_ARN  = local.function_arns["launch"]
+    TABLE_NAME           = var.table_name
+    MODEL_BUCKET         = var.bucket_name
+    REDIS_HOST           = var.redis_host
+    REDIS_PORT           = tostring(var.redis_port)
+    REDIS_TLS            = "true"
+    # IAM authentication: each new connection signs a token for this user and group with the role.
+    REDIS_USER_ID              = var.redis_user_id
+    REDIS_REPLICATION_GROUP_ID = var.redis_replication_group_id
     # LaunchLambda refuses a network too large for the trainer's memory, not for its own.
     TRAINER_MEMORY_MB = tostring(var.trainer_memory_size)
     # ... and a dataset too large for the cache, which never evicts (cache module).

@@ -122,13 +122,38 @@ variable "cache_capacity_mib" {
   type        = number
 }
 
-variable "redis_auth_secret_arn" {
-  description = "ARN of the secret holding the Redis auth token (REDIS_AUTH_SECRET_ARN); secretsmanager:GetSecretValue is granted on it only."
+variable "redis_replication_group_id" {
+  description = "ID of the cache's replication group (REDIS_REPLICATION_GROUP_ID): the host the functions' IAM authentication tokens are signed for."
   type        = string
 }
 
+variable "redis_replication_group_arn" {
+  description = "ARN of the cache's replication group; elasticache:Connect is granted on it and the user only."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:elasticache:[a-z0-9-]+:[0-9]{12}:replicationgroup:", var.redis_replication_group_arn))
+    error_message = "redis_replication_group_arn must be an ElastiCache replication group ARN."
+  }
+}
+
+variable "redis_user_id" {
+  description = "ID of the IAM-authenticated ElastiCache user the functions connect as (REDIS_USER_ID)."
+  type        = string
+}
+
+variable "redis_user_arn" {
+  description = "ARN of that ElastiCache user; elasticache:Connect is granted on it and the replication group only."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:elasticache:[a-z0-9-]+:[0-9]{12}:user:", var.redis_user_arn))
+    error_message = "redis_user_arn must be an ElastiCache user ARN."
+  }
+}
+
 variable "kms_key_arn" {
-  description = "ARN of the KMS key of the stack: it encrypts the functions' environment, the logs and the failure queue, and the functions use it for the encrypted table, bucket, topic and secret."
+  description = "ARN of the KMS key of the stack: it encrypts the functions' environment, the logs and the failure queue, and the functions use it for the encrypted table, bucket and topic."
   type        = string
 
   validation {

@@ -149,7 +149,8 @@ data "aws_iam_policy_document" "plan" {
     # What `terraform plan` refreshes for this stack: configuration and metadata only. Like the
     # managed ReadOnlyAccess policy, but limited to the services the stack uses and without the
     # actions that read data (s3:GetObject, dynamodb:GetItem/Query/Scan, sqs:ReceiveMessage,
-    # lambda:InvokeFunction, ecr:BatchGetImage, secretsmanager:GetSecretValue, kms:Decrypt).
+    # lambda:InvokeFunction, ecr:BatchGetImage, kms:Decrypt). The stack holds no secret: the cache
+    # authenticates its clients with IAM.
     sid    = "DescribeTheStack"
     effect = "Allow"
     actions = [
@@ -204,43 +205,11 @@ data "aws_iam_policy_document" "plan" {
       "kms:GetKeyRotationStatus",
       "kms:ListAliases",
       "kms:ListResourceTags",
-      "secretsmanager:DescribeSecret",
-      "secretsmanager:GetResourcePolicy",
-      "secretsmanager:ListSecrets",
     ]
     resources = ["*"]
   }
 
-  # What refreshing the cache module reads: the random-password data source, the secret version
-  # (its value, encrypted with the stack's key) and the stack bucket's existence (HeadBucket).
-  statement {
-    sid       = "GenerateTheAuthTokenCandidate"
-    effect    = "Allow"
-    actions   = ["secretsmanager:GetRandomPassword"]
-    resources = ["*"]
-  }
-
-  statement {
-    sid       = "RefreshTheAuthTokenSecret"
-    effect    = "Allow"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.redis_secret_arn]
-  }
-
-  statement {
-    sid       = "DecryptWithTheStackKey"
-    effect    = "Allow"
-    actions   = ["kms:Decrypt"]
-    resources = [var.kms_key_arn]
-
-    # The secret's value only, through Secrets Manager: never a direct decrypt.
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["secretsmanager.${local.region}.amazonaws.com"]
-    }
-  }
-
+  # What refreshing the storage module reads: the stack bucket's existence (HeadBucket).
   statement {
     sid       = "HeadTheStackBucket"
     effect    = "Allow"
@@ -378,11 +347,13 @@ resource "aws_iam_role_policy" "release" {
 
 # ---- apply and terratest roles: terraform apply of this stack (and of the test's stacks) ----------
 #
-# Both roles apply whole stacks, so they create keys, buckets, tables, functions, secrets and roles.
+# Both roles apply whole stacks, so they create keys, buckets, tables, functions, cache users and roles.
 # What keeps them from becoming account administrators:
 #   - every write is on the stack's own names (<name>, <name>-*), tags (Deployment) or role path
-#     (/lnn/<name>/), never on "*" -- except EC2 and ElastiCache, whose resources have generated IDs
-#     (statement NetworkAndCache);
+#     (/lnn/<name>/), never on "*" -- except EC2 and ElastiCache's groups and clusters, whose
+#     resources have generated IDs (statement NetworkAndCache); ElastiCache users and user groups,
+#     which decide who may connect to a cache, by name only (statement TheStacksCacheUsers), and no
+#     elasticache:Connect at all;
 #   - every role they create or change carries the stack's permissions boundary (iam:PermissionsBoundary),
 #     and roles may be passed to Lambda and VPC Flow Logs only (iam:PassedToService);
 #   - they can change nothing of the CI itself: the CI roles, the OIDC provider and the boundary
@@ -412,7 +383,7 @@ resource "aws_iam_role" "terratest" {
 locals {
   account_id = data.aws_caller_identity.current.account_id
   region     = data.aws_region.current.name
-  arn        = { for service in ["logs", "dynamodb", "sns", "sqs", "lambda", "secretsmanager", "ecr", "kms"] : service => "arn:${local.partition}:${service}:${local.region}:${local.account_id}" }
+  arn        = { for service in ["logs", "dynamodb", "sns", "sqs", "lambda", "elasticache", "ecr", "kms"] : service => "arn:${local.partition}:${service}:${local.region}:${local.account_id}" }
 
   # What each role may write: the names of its stacks, their role path, their buckets.
   writers = {
@@ -428,7 +399,30 @@ locals {
     }
   }
 
-  key_services = formatlist("%s.${local.region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "secretsmanager", "lambda", "elasticache", "ecr", "logs"])
+  key_services = formatlist("%s.${local.region}.amazonaws.com", ["dynamodb", "s3", "sns", "sqs", "lambda", "elasticache", "ecr", "logs"])
+
+  # ElastiCache's replication groups, clusters, subnet and parameter groups, snapshots and tags:
+  # not its users and user groups (who may connect) and not Connect (the functions' alone).
+  cache_actions = [
+    "elasticache:*ReplicationGroup*",
+    "elasticache:*CacheCluster*",
+    "elasticache:*CacheSubnetGroup*",
+    "elasticache:*CacheParameterGroup*",
+    "elasticache:*Snapshot*",
+    "elasticache:*ReplicaCount",
+    "elasticache:AddTagsToResource",
+    "elasticache:RemoveTagsFromResource",
+  ]
+  cache_user_actions = [
+    "elasticache:CreateUser",
+    "elasticache:ModifyUser",
+    "elasticache:DeleteUser",
+    "elasticache:CreateUserGroup",
+    "elasticache:ModifyUserGroup",
+    "elasticache:DeleteUserGroup",
+    "elasticache:AddTagsToResource",
+    "elasticache:RemoveTagsFromResource",
+  ]
 
   # Everything of the CI itself: no role this module makes may change it.
   ci_arns = concat(
@@ -467,8 +461,6 @@ data "aws_iam_policy_document" "apply" {
       "logs:List*",
       "kms:List*",
       "kms:DescribeKey",
-      "secretsmanager:ListSecrets",
-      "secretsmanager:GetRandomPassword",
       "ecr:DescribeRepositories",
       "iam:Get*",
       "iam:List*",
@@ -483,7 +475,7 @@ data "aws_iam_policy_document" "apply" {
   statement {
     sid    = "NetworkAndCache"
     effect = "Allow"
-    actions = [
+    actions = concat([
       "ec2:CreateVpc",
       "ec2:DeleteVpc",
       "ec2:ModifyVpcAttribute",
@@ -499,15 +491,25 @@ data "aws_iam_policy_document" "apply" {
       "ec2:DeleteTags",
       "ec2:DetachNetworkInterface",
       "ec2:DeleteNetworkInterface",
-      "elasticache:*",
-    ]
+    ], local.cache_actions)
     resources = ["*"]
   }
 
+  # The users and user groups of the stack's caches, by name: <name>-functions, <name>-default, <name>.
   statement {
-    sid     = "TheStacksTablesTopicsQueuesFunctionsRepositoriesSecrets"
+    sid     = "TheStacksCacheUsers"
     effect  = "Allow"
-    actions = ["dynamodb:*", "sns:*", "sqs:*", "lambda:*", "ecr:*", "secretsmanager:*"]
+    actions = local.cache_user_actions
+    resources = flatten([for glob in local.writers.apply.globs : [
+      "${local.arn.elasticache}:user:${glob}",
+      "${local.arn.elasticache}:usergroup:${glob}",
+    ]])
+  }
+
+  statement {
+    sid     = "TheStacksTablesTopicsQueuesFunctionsRepositories"
+    effect  = "Allow"
+    actions = ["dynamodb:*", "sns:*", "sqs:*", "lambda:*", "ecr:*"]
     resources = flatten([for glob in local.writers.apply.globs : [
       "${local.arn.dynamodb}:table/${glob}",
       "${local.arn.dynamodb}:table/${glob}/*",
@@ -516,7 +518,6 @@ data "aws_iam_policy_document" "apply" {
       "${local.arn.lambda}:function:${glob}",
       "${local.arn.lambda}:function:${glob}:*",
       "${local.arn.ecr}:repository/${glob}",
-      "${local.arn.secretsmanager}:secret:${glob}/*",
     ]])
   }
 
@@ -569,8 +570,7 @@ data "aws_iam_policy_document" "apply" {
   }
 
   # Encryption with the key happens in the services that create the stack's encrypted resources
-  # (grants for the table, the cache, the functions' environment; the secret's and the state's
-  # values): only through them.
+  # (grants for the table, the cache, the functions' environment; the state's values): only through them.
   statement {
     sid       = "UseTheStacksKeyThroughItsServices"
     effect    = "Allow"
@@ -713,8 +713,6 @@ data "aws_iam_policy_document" "terratest" {
       "logs:List*",
       "kms:List*",
       "kms:DescribeKey",
-      "secretsmanager:ListSecrets",
-      "secretsmanager:GetRandomPassword",
       "ecr:DescribeRepositories",
       "iam:Get*",
       "iam:List*",
@@ -729,7 +727,7 @@ data "aws_iam_policy_document" "terratest" {
   statement {
     sid    = "NetworkAndCache"
     effect = "Allow"
-    actions = [
+    actions = concat([
       "ec2:CreateVpc",
       "ec2:DeleteVpc",
       "ec2:ModifyVpcAttribute",
@@ -745,15 +743,25 @@ data "aws_iam_policy_document" "terratest" {
       "ec2:DeleteTags",
       "ec2:DetachNetworkInterface",
       "ec2:DeleteNetworkInterface",
-      "elasticache:*",
-    ]
+    ], local.cache_actions)
     resources = ["*"]
   }
 
+  # The users and user groups of the stack's caches, by name: <name>-functions, <name>-default, <name>.
   statement {
-    sid     = "TheStacksTablesTopicsQueuesFunctionsRepositoriesSecrets"
+    sid     = "TheStacksCacheUsers"
     effect  = "Allow"
-    actions = ["dynamodb:*", "sns:*", "sqs:*", "lambda:*", "ecr:*", "secretsmanager:*"]
+    actions = local.cache_user_actions
+    resources = flatten([for glob in local.writers.terratest.globs : [
+      "${local.arn.elasticache}:user:${glob}",
+      "${local.arn.elasticache}:usergroup:${glob}",
+    ]])
+  }
+
+  statement {
+    sid     = "TheStacksTablesTopicsQueuesFunctionsRepositories"
+    effect  = "Allow"
+    actions = ["dynamodb:*", "sns:*", "sqs:*", "lambda:*", "ecr:*"]
     resources = flatten([for glob in local.writers.terratest.globs : [
       "${local.arn.dynamodb}:table/${glob}",
       "${local.arn.dynamodb}:table/${glob}/*",
@@ -762,7 +770,6 @@ data "aws_iam_policy_document" "terratest" {
       "${local.arn.lambda}:function:${glob}",
       "${local.arn.lambda}:function:${glob}:*",
       "${local.arn.ecr}:repository/${glob}",
-      "${local.arn.secretsmanager}:secret:${glob}/*",
     ]])
   }
 
@@ -834,8 +841,7 @@ data "aws_iam_policy_document" "terratest" {
   }
 
   # Encryption with the key happens in the services that create the stack's encrypted resources
-  # (grants for the table, the cache, the functions' environment; the secret's and the state's
-  # values): only through them.
+  # (grants for the table, the cache, the functions' environment; the state's values): only through them.
   statement {
     sid       = "UseTheStacksKeyThroughItsServices"
     effect    = "Allow"

@@ -2,8 +2,7 @@
 # only workflows of ONE repository can assume, each from one kind of job:
 #
 #   plan role    sub = repo:<owner/name>:environment:<plan env>   read-only: describe the stack,
-#                                                                   read the state (and so the
-#                                                                   Redis auth token: see below)
+#                                                                   read the state (see below)
 #   deploy role  sub = repo:<owner/name>:ref:refs/heads/main        push to this ECR repository,
 #                                                                   update the code of these functions
 #   release      sub = repo:<owner/name>:ref:refs/tags/v*           (optional, allow_tag_pushes) push
@@ -12,10 +11,11 @@
 #   terratest    sub = repo:<owner/name>:environment:<tt env>     (optional) the end-to-end test's
 #                                                                   stacks only (<terratest_name_prefix>-*)
 #
-# A plan refreshes the auth-token secret and reads the state, so whoever can assume the plan role
-# can read the token. A pull request from a branch of the same repository runs the workflow file
-# of that branch, so the role is not tied to pull_request events but to an environment: GitHub
-# hands out the environment's token only after one of its required reviewers approves the job.
+# A plan reads the state and runs the pull request's own scripts and providers with the plan role.
+# The stack holds no secret (the cache authenticates its clients with IAM), but the state describes
+# every resource. A pull request from a branch of the same repository runs the workflow file of that
+# branch, so the role is not tied to pull_request events but to an environment: GitHub hands out
+# the environment's token only after one of its required reviewers approves the job.
 
 locals {
   oidc_host         = "token.actions.githubusercontent.com"

@@ -34,16 +34,6 @@ variable "stack_bucket_arn" {
   type        = string
 }
 
-variable "kms_key_arn" {
-  description = "ARN of the stack's KMS key (the plan role may decrypt the auth-token secret with it)."
-  type        = string
-}
-
-variable "redis_secret_arn" {
-  description = "ARN of the Redis auth-token secret, which a plan refreshes."
-  type        = string
-}
-
 variable "plan_environment" {
   description = "GitHub environment whose jobs may assume the plan role (give it required reviewers)."
   type        = string

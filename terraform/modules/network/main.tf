@@ -23,16 +23,15 @@ locals {
   azs = length(var.availability_zones) == 0 ? slice(data.aws_availability_zones.available[0].names, 0, 2) : var.availability_zones
 
   gateway_services   = toset(["s3", "dynamodb"])
-  interface_services = toset(["lambda", "sns", "secretsmanager"])
+  interface_services = toset(["lambda", "sns"])
 
   # The calls the functions make through each endpoint (trainer/aws.py's adapters), and nothing else:
   # without a policy, the S3 gateway endpoint reaches any bucket of any account.
   endpoint_actions = {
-    s3             = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]
-    dynamodb       = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem"]
-    lambda         = ["lambda:InvokeFunction"]
-    sns            = ["sns:Publish"]
-    secretsmanager = ["secretsmanager:GetSecretValue"]
+    s3       = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]
+    dynamodb = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:BatchWriteItem"]
+    lambda   = ["lambda:InvokeFunction"]
+    sns      = ["sns:Publish"]
   }
 }
 

@@ -34,7 +34,7 @@ output "gateway_endpoint_ids" {
 }
 
 output "interface_endpoint_ids" {
-  description = "IDs of the Lambda, SNS and Secrets Manager interface endpoints, by service."
+  description = "IDs of the Lambda and SNS interface endpoints, by service."
   value       = { for k, v in aws_vpc_endpoint.interface : k => v.id }
 }
 

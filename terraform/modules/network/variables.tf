@@ -78,6 +78,6 @@ variable "permissions_boundary_arn" {
 }
 
 variable "endpoint_resources" {
-  description = "What each VPC endpoint admits calls to: the stack's resource ARNs (or ARN patterns) by service (s3, dynamodb, lambda, sns, secretsmanager). Every endpoint gets a policy naming them."
+  description = "What each VPC endpoint admits calls to: the stack's resource ARNs (or ARN patterns) by service (s3, dynamodb, lambda, sns). Every endpoint gets a policy naming them."
   type        = map(list(string))
 }

@@ -31,12 +31,6 @@ mock_data "aws_availability_zones" {
   }
 }
 
-mock_data "aws_secretsmanager_random_password" {
-  defaults = {
-    random_password = "mockmockmockmockmockmockmockmockmockmockmockmockmockmockmockmock"
-  }
-}
-
 mock_resource "aws_kms_key" {
   defaults = {
     arn = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
@@ -74,9 +68,15 @@ mock_resource "aws_sns_topic" {
   }
 }
 
-mock_resource "aws_secretsmanager_secret" {
+mock_resource "aws_elasticache_replication_group" {
   defaults = {
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:mock/redis-auth-token-AbCdEf"
+    arn = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:mock"
+  }
+}
+
+mock_resource "aws_elasticache_user" {
+  defaults = {
+    arn = "arn:aws:elasticache:us-east-1:123456789012:user:mock-functions"
   }
 }
 

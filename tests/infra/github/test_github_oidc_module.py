@@ -142,14 +142,13 @@ def test_plan_role_reads_configuration_not_data() -> None:
         "ecr:GetDownloadUrlForLayer",
     ):
         assert f'"{data_read}"' not in describe, data_read
-    # What a plan refreshes beyond configuration: exactly the auth-token secret, the stack key, the
-    # stack bucket's existence (finding: without these the read-only role could not plan).
+    # What a plan refreshes beyond configuration: the stack bucket's existence (finding: without it
+    # the read-only role could not plan). No secret exists to refresh (the cache authenticates with
+    # IAM), so nothing of Secrets Manager and no decrypt at all.
     found = statements(document)
-    assert "resources = [var.redis_secret_arn]" in found["RefreshTheAuthTokenSecret"]
-    assert '"secretsmanager:GetSecretValue"' in found["RefreshTheAuthTokenSecret"]
-    assert "resources = [var.kms_key_arn]" in found["DecryptWithTheStackKey"]
     assert '"s3:ListBucket"' in found["HeadTheStackBucket"] and "var.stack_bucket_arn" in found["HeadTheStackBucket"]
-    assert '"secretsmanager:GetRandomPassword"' in found["GenerateTheAuthTokenCandidate"]
+    assert '"secretsmanager:' not in document and '"kms:Decrypt"' not in document
+    assert set(found) == {"DescribeTheStack", "HeadTheStackBucket"}
     # State bucket: read only, and only when given.
     assert "ReadTheTerraformState" in document
     state = document[document.index("ReadTheTerraformState") :]

@@ -31,20 +31,35 @@ def image_env() -> Iterator[ImageEnv]:
 
 
 @pytest.fixture(scope="module")
-def lambda_stack(aws_env: dict[str, str], redis_server) -> dict[str, str]:
-    """Table, bucket, topic, secret and the two functions in moto; the functions' environment."""
-    from trainer.local.provision import provision
+def lambda_stack(aws_env: dict[str, str], tmp_path_factory) -> Iterator[dict[str, str]]:
+    """Table, bucket, topic and the two functions in moto, and a cache node of the local cloud's
+    ElastiCache (redis-server behind its IAM-authentication front, trusting the moto key the
+    functions sign with); the functions' environment."""
+    from trainer.local.elasticache import LocalElastiCache
+    from trainer.local.provision import FUNCTIONS_ACCESS_STRING, provision
 
     prefix = "img" + secrets.token_hex(3)
-    env = provision(prefix, redis_server.password, create_functions=True)
-    env.update({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port), **aws_env})
-    # In transit encryption as on ElastiCache, when the test server speaks TLS; its CA is private,
-    # so the functions are told to trust it (on AWS the system trust store does).
-    if getattr(redis_server, "tls", False):
-        env.update({"REDIS_TLS": "true", "REDIS_CA_FILE": str(redis_server.ca_file)})
-    else:
-        env["REDIS_TLS"] = "false"
-    return env
+    env = provision(prefix, create_functions=True)
+    keys = {aws_env["AWS_ACCESS_KEY_ID"]: aws_env["AWS_SECRET_ACCESS_KEY"]}
+    cache = LocalElastiCache(tmp_path_factory.mktemp("cache") / "ca.pem", secret_for=keys.get)
+    node = cache.start_group(f"{prefix}-cache", {f"{prefix}-functions": FUNCTIONS_ACCESS_STRING}, tls=True)
+    try:
+        # In transit encryption as on ElastiCache; the node's CA is private, so the functions are
+        # told to trust it (on AWS the system trust store does).
+        env.update(
+            {
+                "REDIS_HOST": node.front.host,
+                "REDIS_PORT": str(node.front.port),
+                "REDIS_TLS": "true",
+                "REDIS_CA_FILE": str(cache.ca_bundle),
+                "REDIS_USER_ID": f"{prefix}-functions",
+                "REDIS_REPLICATION_GROUP_ID": f"{prefix}-cache",
+                **aws_env,
+            }
+        )
+        yield env
+    finally:
+        cache.stop_all()
 
 
 class RunningFunction:

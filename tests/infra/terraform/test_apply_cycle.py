@@ -56,6 +56,7 @@ from pathlib import Path
 import boto3
 import pytest
 import redis
+from botocore.credentials import Credentials
 
 from tests.support.imageenv import build as build_image_env
 from tests.support.plan_comment import load as load_plan_comment
@@ -63,6 +64,7 @@ from tests.support.processes import command_line, descendants, still_running
 from tests.support.requests import REQUEST
 from tests.support.terraform import EMULATOR_PROVIDER_OVERRIDE, REPO_ROOT, Terraform, copy_configuration, explain
 from trainer.local.cloud import CloudProcess
+from trainer.stores import cache_token
 
 REGION = "us-east-1"
 NAME = "lnn-ci"
@@ -79,14 +81,13 @@ endpoints = {{ s3 = "{endpoint}" }}
 """
 
 TFVARS = f"""\
-name                           = "{NAME}"
-force_destroy                  = true
-dynamodb_deletion_protection   = false
-secret_recovery_window_in_days = 0
-kms_deletion_window_in_days    = 7
-github_repository              = "example-org/lnn"
-trainer_reserved_concurrency   = 2
-terraform_state_bucket_arn     = "arn:aws:s3:::{STATE_BUCKET}"
+name                         = "{NAME}"
+force_destroy                = true
+dynamodb_deletion_protection = false
+kms_deletion_window_in_days  = 7
+github_repository            = "example-org/lnn"
+trainer_reserved_concurrency = 2
+terraform_state_bucket_arn   = "arn:aws:s3:::{STATE_BUCKET}"
 """
 
 RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the rehearsal does not
@@ -447,14 +448,10 @@ def test_in_place_update_plan_has_no_warning(stack: Stack) -> None:
     assert '| `module.functions.aws_cloudwatch_log_group.this["trainer"]` | change |' in body
 
 
-def test_auth_token_rotation_plan_warns_first_that_the_cache_is_replaced(stack: Stack) -> None:
-    """The README's rotation command replaces the cache: the reviewer must see that before anything."""
+def test_a_cache_replacement_plan_warns_first_that_the_cache_is_replaced(stack: Stack) -> None:
+    """A plan that replaces the cache loses every run in flight: the reviewer must see that before anything."""
     out = stack.tmp / "plan-replace"
-    args = (
-        "-refresh=false",
-        "-replace=module.cache.aws_secretsmanager_secret_version.this",
-        "-replace=module.cache.aws_elasticache_replication_group.this",
-    )
+    args = ("-refresh=false", "-replace=module.cache.aws_elasticache_replication_group.this")
     assert plan(stack, stack.fresh_copy("replace"), out, *args) == 2
     body = comment(out)
     assert body.startswith(plan_comment.MARKER + "\n> [!CAUTION]")
@@ -462,9 +459,10 @@ def test_auth_token_rotation_plan_warns_first_that_the_cache_is_replaced(stack: 
     assert (
         "`module.cache.aws_elasticache_replication_group.this` (ElastiCache replication group): **replace**" in warning
     )
-    assert "module.cache.aws_secretsmanager_secret_version.this" in warning
-    # The functions' REDIS_HOST is only known after the new cache exists: they change in place too.
-    assert "### Terraform plan: 0 to add, 2 to change, 0 to destroy, 2 to replace" in body, body[:2000]
+    # The functions' REDIS_HOST (and their roles' elasticache:Connect on the group's ARN) are only
+    # known after the new cache exists: they change in place too.
+    assert re.search(r"### Terraform plan: 0 to add, \d+ to change, 0 to destroy, 1 to replace", body), body[:2000]
+    assert '| `module.functions.aws_lambda_function.this["trainer"]` | change |' in body
 
 
 def test_outputs(stack: Stack) -> None:
@@ -477,6 +475,8 @@ def test_outputs(stack: Stack) -> None:
     assert o["table_name"] == "lnn-ci-runs"
     assert o["sns_topic_arn"].endswith(":lnn-ci-runs")
     assert o["redis_endpoint"].endswith(":6379")
+    assert o["redis_user_id"] == "lnn-ci-functions"  # IAM authentication: no secret, no secret's ARN
+    assert not [k for k in o if "secret" in k]
     assert o["launch_command"].startswith("aws lambda invoke --region us-east-1 --function-name lnn-ci-launch ")
     assert o["github_plan_role_arn"] and o["github_deploy_role_arn"] and o["github_apply_role_arn"]
 
@@ -488,22 +488,28 @@ def test_cache_never_evicts_and_launch_knows_its_capacity(stack: Stack) -> None:
     name = member["CacheParameterGroup"]["CacheParameterGroupName"]
     assert name == NAME
     (described,) = cache.describe_cache_parameter_groups(CacheParameterGroupName=name)["CacheParameterGroups"]
-    assert described["CacheParameterGroupFamily"] == "redis7"
+    assert described["CacheParameterGroupFamily"] == "valkey8"
     params = cache.describe_cache_parameters(CacheParameterGroupName=name, Source="user")["Parameters"]
     assert {p["ParameterName"]: p["ParameterValue"] for p in params} == {"maxmemory-policy": "noeviction"}
     # And the cache itself runs it (the local cloud applies a group's parameter group to its server;
-    # ElastiCache's default group would say volatile-lru), reached as the functions reach it.
-    token = stack.client("secretsmanager").get_secret_value(SecretId=stack.outputs["redis_auth_secret_arn"])
+    # ElastiCache's default group would say volatile-lru).
+    assert stack.cloud.nodes()[NAME]["parameters"]["maxmemory-policy"] == "noeviction"
+    # Reached as the functions reach it (their IAM user, a token signed with the caller's key), the
+    # cache answers their commands and refuses to be reconfigured (the user's access string).
     endpoint = group["NodeGroups"][0]["PrimaryEndpoint"]
+    key = Credentials(stack.cloud.credentials["AWS_ACCESS_KEY_ID"], stack.cloud.credentials["AWS_SECRET_ACCESS_KEY"])
     server = redis.Redis(
         host=endpoint["Address"],
         port=endpoint["Port"],
-        password=token["SecretString"],
+        username=stack.outputs["redis_user_id"],
+        password=cache_token.sign(key, NAME, stack.outputs["redis_user_id"], REGION),
         ssl=True,
         ssl_ca_certs=str(Path(stack.cloud.workdir) / "elasticache-ca.pem"),
         socket_timeout=5,
     )
-    assert server.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    assert server.set("lnn:{probe}:x", b"1", ex=60) and server.get("lnn:{probe}:x") == b"1"
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        server.config_get("maxmemory-policy")
     server.close()
     env = stack.client("lambda").get_function(FunctionName=f"{NAME}-launch")["Configuration"]["Environment"]
     assert env["Variables"]["CACHE_CAPACITY_MIB"] == "1052"
@@ -533,7 +539,8 @@ def test_functions_are_images_in_the_vpc_with_the_environment(stack: Stack) -> N
         assert env["SNS_TOPIC_ARN"] == stack.outputs["sns_topic_arn"]
         assert env["TABLE_NAME"] == "lnn-ci-runs" and env["MODEL_BUCKET"] == stack.outputs["bucket_name"]
         assert f"{env['REDIS_HOST']}:{env['REDIS_PORT']}" == stack.outputs["redis_endpoint"]
-        assert env["REDIS_TLS"] == "true" and env["REDIS_AUTH_SECRET_ARN"] == stack.outputs["redis_auth_secret_arn"]
+        assert env["REDIS_TLS"] == "true" and "REDIS_AUTH_SECRET_ARN" not in env
+        assert (env["REDIS_USER_ID"], env["REDIS_REPLICATION_GROUP_ID"]) == (stack.outputs["redis_user_id"], NAME)
         subnets = ec2.describe_subnets(SubnetIds=fn["VpcConfig"]["SubnetIds"])["Subnets"]
         assert len(subnets) == 2 and len({s["AvailabilityZone"] for s in subnets}) == 2
         assert not any(s["MapPublicIpOnLaunch"] for s in subnets)
@@ -562,7 +569,15 @@ def test_redis_port_open_only_to_the_lambdas_group_within_the_vpc(stack: Stack) 
     """Note 4: the security group pushed to the Lambdas; port 6379 open within the VPC only."""
     ec2, cache = stack.client("ec2"), stack.client("elasticache")
     group = cache.describe_replication_groups(ReplicationGroupId="lnn-ci")["ReplicationGroups"][0]
-    assert group["AtRestEncryptionEnabled"] and group["TransitEncryptionEnabled"] and group["AuthTokenEnabled"]
+    assert group["AtRestEncryptionEnabled"] and group["TransitEncryptionEnabled"] and not group.get("AuthTokenEnabled")
+    # IAM authentication: the stack's user group (its IAM user and the disabled default user) is on it.
+    assert group["Engine"] == "valkey" and group["UserGroupIds"] == ["lnn-ci"]
+    (user_group,) = cache.describe_user_groups(UserGroupId="lnn-ci")["UserGroups"]
+    assert sorted(user_group["UserIds"]) == ["lnn-ci-default", "lnn-ci-functions"]
+    (user,) = cache.describe_users(UserId="lnn-ci-functions")["Users"]
+    assert user["Authentication"]["Type"] == "iam" and user["UserName"] == "lnn-ci-functions"
+    (default,) = cache.describe_users(UserId="lnn-ci-default")["Users"]
+    assert default["UserName"] == "default" and default["AccessString"].startswith("off ")
     member = cache.describe_cache_clusters(CacheClusterId=group["MemberClusters"][0])["CacheClusters"][0]
     redis_sg = [sg["SecurityGroupId"] for sg in member["SecurityGroups"]]
     lambda_sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["lnn-ci-lambda"]}])[
@@ -585,7 +600,8 @@ def test_cache_subnet_group_in_the_private_subnets(stack: Stack) -> None:
 
 
 def test_iam_least_privilege(stack: Stack) -> None:
-    """Notes 2 and 3: sns:Publish on the topic only; no ElastiCache permission at all."""
+    """Notes 2 and 3: sns:Publish on the topic only; of ElastiCache, only elasticache:Connect on the
+    stack's cache and its user (IAM authentication); nothing of Secrets Manager."""
     iam = stack.client("iam")
     for name in ("lnn-ci-launch", "lnn-ci-trainer"):
         (policy_name,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
@@ -601,9 +617,12 @@ def test_iam_least_privilege(stack: Stack) -> None:
             for action in actions:
                 by_action.setdefault(action, []).extend(resources)
         assert by_action["sns:Publish"] == [stack.outputs["sns_topic_arn"]]
-        assert not [a for a in by_action if a.lower().startswith("elasticache:")]
+        assert [a for a in by_action if a.lower().startswith("elasticache:")] == ["elasticache:Connect"]
+        (group,) = stack.client("elasticache").describe_replication_groups(ReplicationGroupId=NAME)["ReplicationGroups"]
+        (user,) = stack.client("elasticache").describe_users(UserId=stack.outputs["redis_user_id"])["Users"]
+        assert sorted(by_action["elasticache:Connect"]) == sorted([group["ARN"], user["ARN"]])
         assert by_action["lambda:InvokeFunction"] == [stack.outputs["trainer_function_arn"]]
-        assert by_action["secretsmanager:GetSecretValue"] == [stack.outputs["redis_auth_secret_arn"]]
+        assert not [a for a in by_action if a.lower().startswith("secretsmanager:")]
         star = {a for a, r in by_action.items() if "*" in r}
         assert star and all(a.startswith("ec2:") for a in star), star
         # Under the stack's path, with the stack's boundary (the CI roles may write roles only so).
@@ -649,6 +668,8 @@ def test_destroy_from_a_fresh_directory_leaves_nothing_behind(terraform: Terrafo
     assert still_running(environments) == [] and execution_environments(stack.cloud) == set()
     assert c("elasticache").describe_cache_subnet_groups()["CacheSubnetGroups"] == []
     assert c("elasticache").describe_cache_parameter_groups()["CacheParameterGroups"] == []
+    assert c("elasticache").describe_user_groups()["UserGroups"] == []
+    assert [u["UserId"] for u in c("elasticache").describe_users()["Users"] if u["UserId"].startswith(NAME)] == []
     assert c("ecr").describe_repositories()["repositories"] == []
     assert c("dynamodb").list_tables()["TableNames"] == []
     assert [b["Name"] for b in c("s3").list_buckets()["Buckets"]] == [STATE_BUCKET]

@@ -313,7 +313,7 @@ def test_a_cache_lost_mid_invocation_fails_the_run_once_with_its_reason(stack, r
     try:
         thread, ended = _deliver_in_background(stack, stack.held()[0]["request_id"])
         wait_for(lambda: read_lines(tmp_path / "paused"), what="a copy paused at its commit")
-        stack.services.tensor_store.client.flushall()  # the node replaced: empty memory
+        stack.cloud.replace_node(stack.env["REPLICATION_GROUP_ID"])  # the node replaced: empty memory
         go.touch()
         thread.join(timeout=120)
     finally:

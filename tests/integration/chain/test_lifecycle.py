@@ -116,7 +116,7 @@ def test_a_run_whose_cache_was_lost_resumes_from_its_checkpoint(stack, reference
     deliver_all(stack, limit=7)  # past the first checkpoint (epoch 2)
     assert stack.services.tensor_store.cursor(run_id) > 2 * (1 + 2 * 3)
     # A replaced cache node: same address, empty memory.
-    stack.services.tensor_store.client.flushall()
+    stack.cloud.replace_node(stack.env["REPLICATION_GROUP_ID"])
     dead = dead_letters(deliver_all(stack))
     assert dead, "the run must fail cleanly, not carry on from nothing"
     wait_for(stack.failure_records, what="the on-failure record")
@@ -216,7 +216,7 @@ def test_a_validating_run_resumed_from_its_checkpoint_records_the_same_epochs(st
     calm_id, _ = run_to_end(stack, payload)
     run_id = stack.launch(payload)["run_id"]
     deliver_all(stack, limit=7)  # past the first checkpoint (epoch 2)
-    stack.services.tensor_store.client.flushall()  # the cache lost the run, and its data
+    stack.cloud.replace_node(stack.env["REPLICATION_GROUP_ID"])  # the cache lost the run, and its data
     assert dead_letters(deliver_all(stack)), "the run must fail cleanly, not carry on from nothing"
     wait_for(stack.failure_records, what="the on-failure record")
     assert stack.launch({"action": "resume", "run_id": run_id})["source"].startswith("checkpoint")

@@ -2,8 +2,9 @@
 cache (an ElastiCache replication group, a TLS redis-server), its functions in their own execution
 environments, their logs where Lambda's go (the environments' log files):
 
-- Redis speaks TLS and AUTH only; the token comes from Secrets Manager, never from the environment,
-  the logs or a command line; the local runner and the tests use this very path.
+- Redis speaks TLS and IAM authentication only: a token the function signs with its own role for
+  the stack's cache user, fresh for each connection; no password exists in the environment, the
+  logs or a command line; the local runner and the tests use this very path.
 - Nothing is deserialised with pickle (datasets, cache values, the package's own code).
 - A dataset is data only: an .h5 whose arrays HDF5 would read from other files (external raw
   storage, virtual layouts, links) is refused, as is a dataset that declares more bytes than the
@@ -35,13 +36,13 @@ import numpy as np
 import psutil
 import pytest
 import redis
+from botocore.credentials import Credentials
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.support.chain import ChainStack, dead_letters, deliver_all
 from tests.support.processes import command_line
 from tests.support.requests import moons
-from trainer import secrets as secrets_mod
 from trainer import services as services_mod
 from trainer.aws import client as aws_client
 from trainer.data.builtin import BUILTIN
@@ -53,6 +54,7 @@ from trainer.request import parse
 from trainer.settings import Settings
 from trainer.statemachine import parse_event
 from trainer.stores import codec
+from trainer.stores.cache_token import IamCredentials, sign
 from trainer.stores.codec import CodecError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -64,33 +66,43 @@ NO_RETRY = Retry(NoBackoff(), 0)  # a refusal is the answer under test, not a bl
 
 @dataclass
 class Cache:
-    """The stack's cache as the functions reach it: a redis-server the local cloud started for the
-    replication group (its process, its private folder), the token from the stack's secret."""
+    """The stack's cache as the functions reach it: the endpoint of the replication group (the local
+    cloud's auth front), its IAM user, a token signed now with this process's key, and the
+    redis-server behind it (its process, its private folder, the password only the front knows)."""
 
     host: str
     port: int
-    password: str
+    user_id: str
+    group_id: str
     ca_file: str
     pid: int
     workdir: Path
 
+    def token(self, user: str | None = None) -> str:
+        key = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])  # the cloud's
+        return sign(key, self.group_id, user or self.user_id, "us-east-1")
 
-def _redis_server_serving(host: str, port: int) -> tuple[int, Path]:
-    """The redis-server process listening on host:port (its title names the address) and its
-    folder (its working directory: the config's `dir`)."""
-    for proc in psutil.process_iter(["cmdline", "cwd"]):
-        title = " ".join(proc.info["cmdline"] or []).split()
-        if title and title[0].endswith("redis-server") and f"{host}:{port}" in title:
-            return proc.pid, Path(proc.info["cwd"])
-    raise AssertionError(f"no redis-server serves {host}:{port}")
+    @property
+    def internal_password(self) -> str:
+        """The redis-server's own password (in its 0600 config): the front's alone."""
+        conf = (self.workdir / "redis.conf").read_text()
+        return re.search(r"^requirepass (\S+)$", conf, re.M).group(1)
 
 
 @pytest.fixture(scope="module")
 def cache(stack: ChainStack) -> Cache:
     settings = stack.services.settings
-    pid, workdir = _redis_server_serving(settings.redis_host, settings.redis_port)
-    password = secrets_mod.secret_string(stack.env["REDIS_AUTH_SECRET_ARN"])
-    return Cache(settings.redis_host, settings.redis_port, password, settings.redis_ca_file, pid, workdir)
+    node = stack.cloud.nodes()[stack.env["REPLICATION_GROUP_ID"]]
+    assert (node["address"], node["port"]) == (settings.redis_host, settings.redis_port)
+    return Cache(
+        settings.redis_host,
+        settings.redis_port,
+        stack.env["REDIS_USER_ID"],
+        stack.env["REPLICATION_GROUP_ID"],
+        settings.redis_ca_file,
+        node["pid"],
+        Path(psutil.Process(node["pid"]).cwd()),
+    )
 
 
 def small_request(**overrides) -> dict:
@@ -194,12 +206,13 @@ def _environments(function_name: str) -> list[int]:
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
 
 
-def test_the_stacks_cache_is_tls_with_password(cache: Cache):
+def test_the_stacks_cache_is_tls_with_iam_authentication(cache: Cache):
     assert Path(cache.ca_file).is_file()
     client = redis.Redis(
         host=cache.host,
         port=cache.port,
-        password=cache.password,
+        username=cache.user_id,
+        password=cache.token(),
         ssl=True,
         ssl_ca_certs=cache.ca_file,
         ssl_check_hostname=True,
@@ -209,10 +222,12 @@ def test_the_stacks_cache_is_tls_with_password(cache: Cache):
 
 
 def test_plaintext_connection_is_refused(cache: Cache):
+    token = cache.token()
     client = redis.Redis(
         host=cache.host,
         port=cache.port,
-        password=cache.password,
+        username=cache.user_id,
+        password=token,
         socket_timeout=3,
         socket_connect_timeout=3,
         retry=NO_RETRY,
@@ -221,7 +236,7 @@ def test_plaintext_connection_is_refused(cache: Cache):
         client.ping()
     # At the wire: a plaintext AUTH + PING never gets an answer, only a closed connection.
     with socket.create_connection((cache.host, cache.port), timeout=3) as sock:
-        sock.sendall(f"AUTH {cache.password}\r\nPING\r\n".encode())
+        sock.sendall(f"AUTH {cache.user_id} {token}\r\nPING\r\n".encode())
         reply = b""
         with contextlib.suppress(OSError):
             while chunk := sock.recv(256):
@@ -239,10 +254,20 @@ def _tls_exchange(cache: Cache, command: bytes) -> bytes:
         return sock.recv(256)
 
 
-def test_tls_without_password_is_refused(cache: Cache):
+def test_tls_without_a_valid_token_is_refused(cache: Cache):
+    """No AUTH, a password, the redis-server's own password, another user's token, the default
+    user: Redis's own refusals, and nothing is served."""
     assert _tls_exchange(cache, b"PING\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(cache, b"GET lnn:{x}:cursor\r\n").startswith(b"-NOAUTH")
     assert _tls_exchange(cache, b"AUTH not-the-password\r\n").startswith(b"-WRONGPASS")
+    for user, password in (
+        (cache.user_id, "not-a-token"),
+        (cache.user_id, cache.internal_password),  # only the front knows it, and it takes tokens only
+        (cache.user_id, cache.token("someone-else")),
+        ("default", cache.internal_password),
+        ("default", cache.token("default")),
+    ):
+        assert _tls_exchange(cache, f"AUTH {user} {password}\r\nPING\r\n".encode()).startswith(b"-WRONGPASS")
     client = redis.Redis(host=cache.host, port=cache.port, ssl=True, ssl_ca_certs=cache.ca_file, retry=NO_RETRY)
     with pytest.raises(redis.AuthenticationError):
         client.ping()
@@ -253,7 +278,8 @@ def test_tls_client_verifies_the_server(cache: Cache):
     client = redis.Redis(
         host=cache.host,
         port=cache.port,
-        password=cache.password,
+        username=cache.user_id,
+        password=cache.token(),
         ssl=True,
         socket_connect_timeout=3,
         retry=NO_RETRY,
@@ -262,34 +288,34 @@ def test_tls_client_verifies_the_server(cache: Cache):
         client.ping()
 
 
-def test_password_is_not_on_any_command_line_and_files_are_private(stack: ChainStack, cache: Cache):
+def test_no_password_anywhere_and_the_servers_files_are_private(stack: ChainStack, cache: Cache):
     # An invocation first, so that the trainer has execution environments to look at.
     run_small(stack, small_request(epochs=1))
     assert "redis-server" in command_line(cache.pid)
-    # No process of this machine that we can see has it on its command line.
+    # The redis-server's own password is on no command line of this machine that we can see.
     for proc in psutil.process_iter(["cmdline"]):
-        assert cache.password not in " ".join(proc.info["cmdline"] or []), proc
+        assert cache.internal_password not in " ".join(proc.info["cmdline"] or []), proc
     assert cache.workdir.stat().st_mode & 0o077 == 0
     for name in ("redis.conf", "server.key"):
         assert (cache.workdir / name).stat().st_mode & 0o777 == 0o600, name
     assert "PRIVATE KEY" not in Path(cache.ca_file).read_text()
-    assert not any(os.environ.get(k) == cache.password for k in os.environ)
-    # Nor in the environment of a function's execution environment: the handler reads the secret.
+    # The functions' configuration names the user and the group only: they sign a token per connection.
+    variables = stack._variables()
+    assert (variables["REDIS_USER_ID"], variables["REDIS_REPLICATION_GROUP_ID"]) == (cache.user_id, cache.group_id)
+    assert not [k for k in variables if "SECRET" in k or "PASSWORD" in k or "TOKEN" in k], variables
     environments = _environments(stack.trainer)
     assert environments, "the trainer has no execution environment"
     for pid in environments:
         with contextlib.suppress(psutil.NoSuchProcess):
-            assert cache.password not in "\0".join(f"{k}={v}" for k, v in psutil.Process(pid).environ().items()), pid
+            environ = "\0".join(f"{k}={v}" for k, v in psutil.Process(pid).environ().items())
+            assert cache.internal_password not in environ and "X-Amz-Signature" not in environ, pid
 
 
-def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: ChainStack, cache: Cache, monkeypatch):
-    """The Lambda path: Settings.from_env() + services.build() with REDIS_AUTH_SECRET_ARN, TLS on
-    by default; the password is in no environment variable. Then the trainer in its execution
-    environment: a wrong token in the secret, or TLS off, and its invocation fails against the
-    cache; the right configuration and the same event goes through."""
-    variables = stack._variables()
-    assert variables["REDIS_AUTH_SECRET_ARN"] == stack.env["REDIS_AUTH_SECRET_ARN"]
-    assert cache.password not in json.dumps(variables), "the function's configuration holds the token"
+def test_adapter_from_settings_signs_a_token_per_connection(stack: ChainStack, cache: Cache, monkeypatch):
+    """The Lambda path: Settings.from_env() + services.build() with REDIS_USER_ID and
+    REDIS_REPLICATION_GROUP_ID, TLS on by default; no password anywhere, a token signed for each new
+    connection. Then the trainer in its execution environment: another user, or TLS off, and its
+    invocation fails against the cache; the right configuration and the same event goes through."""
     for key in [k for k in os.environ if "REDIS" in k and k not in ("REDIS_HOST",)]:
         monkeypatch.delenv(key)
     env = {
@@ -299,41 +325,45 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: Chain
         "TRAINER_FUNCTION_ARN": stack.env["TRAINER_FUNCTION_ARN"],
         "REDIS_HOST": cache.host,
         "REDIS_PORT": str(cache.port),
-        "REDIS_AUTH_SECRET_ARN": stack.env["REDIS_AUTH_SECRET_ARN"],
+        "REDIS_USER_ID": cache.user_id,
+        "REDIS_REPLICATION_GROUP_ID": cache.group_id,
         "REDIS_CA_FILE": cache.ca_file,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     assert settings.redis_tls is True  # the default
-    assert cache.password not in repr(settings)
-    assert not any(v == cache.password for v in os.environ.values())
-    secrets_mod.secret_string.cache_clear()
     svc = services_mod.build(settings, invoker=stack.services.invoker)
-    kwargs = svc.tensor_store.client.connection_pool.connection_kwargs
-    assert issubclass(svc.tensor_store.client.connection_pool.connection_class, redis.connection.SSLConnection)
-    assert kwargs["password"] == cache.password  # came from the secret
-    assert svc.tensor_store.client.ping() is True
+    pool = svc.tensor_store.client.connection_pool
+    assert issubclass(pool.connection_class, redis.connection.SSLConnection)
+    assert pool.connection_kwargs["password"] is None
+    provider = pool.connection_kwargs["credential_provider"]
+    assert isinstance(provider, IamCredentials)
+    signed: list[str] = []
+    original = provider.get_credentials
+    monkeypatch.setattr(
+        provider, "get_credentials", lambda: signed.append(original()[1]) or (cache.user_id, signed[-1])
+    )
+    first, second = pool.get_connection(), pool.get_connection()  # two connections: each signs its token
+    pool.release(first)
+    pool.release(second)
+    assert len(signed) == 2 and all(t.startswith(f"{cache.group_id}/?Action=connect&User=") for t in signed)
     svc.tensor_store.client.set("lnn:{sec-probe}:cursor", "-1", ex=5)
     assert svc.tensor_store.cursor("sec-probe") == -1
     svc.tensor_store.client.delete("lnn:{sec-probe}:cursor")
 
-    # A wrong token in the secret: refused by the server, not silently unauthenticated.
-    wrong = aws_client("secretsmanager").create_secret(
-        Name=f"sec-wrong-{secrets.token_hex(3)}", SecretString="not-the-password"
-    )["ARN"]
-    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", wrong)
+    # Another user (its token signed for a user the cache does not have): refused by the server.
+    monkeypatch.setenv("REDIS_USER_ID", "someone-else")
     bad = services_mod.build(Settings.from_env(), invoker=stack.services.invoker)
     with pytest.raises(redis.AuthenticationError):
         bad.tensor_store.client.ping()
     # TLS switched off against a TLS-only server: no connection at all.
-    monkeypatch.setenv("REDIS_AUTH_SECRET_ARN", stack.env["REDIS_AUTH_SECRET_ARN"])
+    monkeypatch.setenv("REDIS_USER_ID", cache.user_id)
     monkeypatch.setenv("REDIS_TLS", "false")
     plain = services_mod.build(Settings.from_env(), invoker=stack.services.invoker)
     plain.tensor_store.client.connection_pool.connection_kwargs.update(socket_timeout=2)
     with pytest.raises(redis.ConnectionError):
         plain.tensor_store.client.ping()
-    secrets_mod.secret_string.cache_clear()
 
     # The same in the trainer's execution environment: its first event kept held, delivered under
     # each configuration (with Lambda's retries), then under the stack's own.
@@ -341,7 +371,7 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: Chain
     run_id = stack.launch(small_request(epochs=1))["run_id"]
     (event,) = stack.held()
     try:
-        stack.configure(REDIS_AUTH_SECRET_ARN=wrong)
+        stack.configure(REDIS_USER_ID="someone-else")
         delivery = stack.deliver(event["request_id"], keep=True)
         assert delivery.failed and all("AuthenticationError" in e for e in delivery.errors), delivery.errors
         stack.configure(REDIS_TLS="false")
@@ -354,8 +384,8 @@ def test_adapter_from_settings_reads_the_token_from_secrets_manager(stack: Chain
 
 
 def test_local_runner_trains_over_tls(tmp_path: Path):
-    """`python -m trainer train` (its own redis-server and moto server) works against a TLS-only,
-    password-protected redis-server: the local runner uses the TLS path too."""
+    """`python -m trainer train` (a local cloud of its own) works against its TLS-only cache with IAM
+    authentication: the local runner uses the functions' path too."""
     request = small_request()
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
@@ -372,10 +402,10 @@ def test_local_runner_trains_over_tls(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "SUCCEEDED"
-    assert RedisServer().tls is True  # the local runner's server (runner.local_servers) is TLS by default
+    assert RedisServer().tls is True  # a plain redis-server of the tests is TLS by default too
 
 
-def test_password_and_data_never_reach_the_logs(stack: ChainStack, cache: Cache):
+def test_tokens_passwords_and_data_never_reach_the_logs(stack: ChainStack, cache: Cache):
     data = BUILTIN["moons"]()
     with function_logs(stack) as logged:
         run_small(stack, small_request())
@@ -388,7 +418,7 @@ def test_password_and_data_never_reach_the_logs(stack: ChainStack, cache: Cache)
         text = logged()
     assert text.strip(), "the functions logged nothing at INFO"
     assert "EventError" in text, "the failing step's exception is not in the logs"
-    assert cache.password not in text
+    assert cache.internal_password not in text and "X-Amz-Signature" not in text
     for value in (*data["train_set_x"][:5].ravel(), *data["test_set_x"][:5].ravel()):
         for form in (repr(float(value)), f"{value:.6f}", f"{value:.4f}"):
             assert form not in text, f"a data value ({form}) is in the logs"

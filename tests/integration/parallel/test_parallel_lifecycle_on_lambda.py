@@ -121,7 +121,7 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
     listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"checkpoints/{run_id}/")
     written = sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
     assert written == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written
-    services.tensor_store.client.flushall()  # a replaced cache node: same address, empty memory
+    cloud.replace_node(stack["REPLICATION_GROUP_ID"])  # a replaced cache node: same address, empty memory
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
     assert item["status"] == "FAILED" and item["failure_reason"].startswith("cache lost"), item
     cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
