@@ -14,7 +14,7 @@ access string to every command.
 
 One asyncio loop in a thread of its own per front; `stop` closes the listening socket and every
 connection (a dead node's endpoint refuses connections), `start` opens them again at the same
-endpoint.
+endpoint; `reset` ends every connection and keeps listening (a network fault, not a node's).
 """
 
 from __future__ import annotations
@@ -113,6 +113,21 @@ class CacheFront:
         thread.join(timeout=10)
         loop.close()
         self._loop = self._thread = None
+
+    def reset(self) -> int:
+        """Reset every connection through the front, as a network fault would, the endpoint still
+        listening: the clients meet a reset socket at their next command and connect again (with a
+        fresh token). How many connections there were."""
+        loop = self._loop
+        if loop is None:
+            return 0
+        return asyncio.run_coroutine_threadsafe(self._reset(), loop).result(timeout=10)
+
+    async def _reset(self) -> int:
+        writers = list(self._writers)
+        for writer in writers:
+            writer.transport.abort()
+        return len(writers) // 2  # a client's and its upstream's, for each connection
 
     async def _close(self) -> None:
         if self._server is not None:

@@ -133,6 +133,10 @@ class CloudProcess:
         node = self._call("/_lnn/replace-node", request)
         return self.wait_node_replaced(replication_group_id, before + 1, timeout_s) if wait else node
 
+    def reset_connections(self, replication_group_id: str) -> int:
+        """Reset every connection to the group's node (a network fault; the node keeps its data)."""
+        return int(self._call("/_lnn/reset-connections", {"replication_group_id": replication_group_id})["connections"])
+
     def wait_node_replaced(self, replication_group_id: str, replacements: int, timeout_s: float = 60) -> dict[str, Any]:
         """Wait until the group's node is available after `replacements` replacements in all."""
         deadline = time.monotonic() + timeout_s

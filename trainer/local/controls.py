@@ -163,6 +163,13 @@ class Controls:
         except ValueError as exc:
             raise ControlError(400, str(exc)) from exc
 
+    def reset_connections(self, request: ControlRequest) -> Any:
+        group_id = str(request.body.get("replication_group_id", ""))
+        try:
+            return {"connections": self._caches().reset_connections(group_id)}
+        except KeyError as exc:
+            raise ControlError(404, f"no replication group {group_id!r}") from exc
+
 
 ROUTES: dict[tuple[str, str], Callable[[Controls, ControlRequest], Any]] = {
     ("GET", "/_lnn/stats"): Controls.stats,
@@ -179,4 +186,5 @@ ROUTES: dict[tuple[str, str], Callable[[Controls, ControlRequest], Any]] = {
     ("GET", "/_lnn/handler-faults"): Controls.get_handler_faults,
     ("GET", "/_lnn/nodes"): Controls.nodes,
     ("POST", "/_lnn/replace-node"): Controls.replace_node,
+    ("POST", "/_lnn/reset-connections"): Controls.reset_connections,
 }

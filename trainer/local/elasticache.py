@@ -228,6 +228,13 @@ class LocalElastiCache:
         with self._lock:
             return self._describe(node)
 
+    def reset_connections(self, group_id: str) -> int:
+        """Reset every client connection to the group's node, which stays up with its data (a
+        network fault); how many there were. KeyError for an unknown group."""
+        with self._lock:
+            node = self.nodes_by_group[group_id]
+        return node.front.reset()
+
     def nodes(self) -> dict[str, dict[str, object]]:
         """Each group's node: status, endpoint, redis-server pid, replacements so far and the
         parameters applied to its server."""

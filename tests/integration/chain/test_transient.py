@@ -102,13 +102,13 @@ def test_redis_connections_reset_mid_run_are_survived(stack) -> None:
     reference, _ = run_to_end(stack, PAYLOAD)
     stack.drop_all()
     run_id = stack.launch(PAYLOAD)["run_id"]
-    admin = stack.services.tensor_store.client
     resets, deliveries = 0, []
     while stack.held():
         deliveries += deliver_all(stack, limit=3)
-        # Drop every client connection, the trainer's environments' and ours: the next command
-        # meets a reset socket.
-        admin.client_kill_filter(_type="normal", skipme=False)
+        # Reset every client connection, the trainer's environments' and ours, at the node's
+        # endpoint (the functions' user may not CLIENT KILL): the next command meets a reset
+        # socket, and the reconnection signs a new token.
+        assert stack.cloud.reset_connections(stack.env["REPLICATION_GROUP_ID"]) > 0
         resets += 1
     run = stack.services.run_store.get_run(run_id)
     expected, got = final_params(stack, reference), final_params(stack, run_id)
