@@ -22,6 +22,7 @@ from botocore.credentials import Credentials
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.support.cache_tokens import signing_at
 from tests.support.cloud import REGION, aws
 from trainer.local.provision import FUNCTIONS_ACCESS_STRING
 from trainer.stores import tensor_store
@@ -127,7 +128,8 @@ def test_tokens_elasticache_would_refuse_are_refused_with_redis_auth_error(cloud
     other_user = create_group(ec, other)
     try:
         endpoint, key = endpoint_of(ec, group_id), credentials(cloud_env)
-        now = datetime.datetime.now(datetime.UTC)
+        with signing_at(datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=901)):
+            expired = sign(key, group_id, user_id, REGION)
         refused = {
             "wrong signature": (
                 user_id,
@@ -136,7 +138,7 @@ def test_tokens_elasticache_would_refuse_are_refused_with_redis_auth_error(cloud
             "another user's token": (user_id, sign(key, group_id, other_user, REGION)),
             "another user's token as that user": (other_user, sign(key, group_id, other_user, REGION)),
             "another cache's token": (user_id, sign(key, other, user_id, REGION)),
-            "expired": (user_id, sign(key, group_id, user_id, REGION, now - datetime.timedelta(seconds=901))),
+            "expired": (user_id, expired),
             "another region": (user_id, sign(key, group_id, user_id, "eu-west-1")),
             "an unknown key": (
                 user_id,
@@ -152,9 +154,8 @@ def test_tokens_elasticache_would_refuse_are_refused_with_redis_auth_error(cloud
                 pytest.fail(f"{case}: accepted")
         with pytest.raises(redis.AuthenticationError, match="Authentication required"):
             token_client(cloud, endpoint, None, None).get("x")  # type: ignore[arg-type]
-        fresh = sign(
-            key, group_id, user_id, REGION, datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=840)
-        )
+        with signing_at(datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=840)):
+            fresh = sign(key, group_id, user_id, REGION)
         assert token_client(cloud, endpoint, user_id, fresh).ping() is True  # within its 15 minutes
         assert token_client(cloud, endpoint, user_id, fresh, protocol=3).ping() is True  # HELLO 3 AUTH
     finally:

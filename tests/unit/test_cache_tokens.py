@@ -5,7 +5,6 @@ region, 15 minutes)."""
 from __future__ import annotations
 
 import datetime
-from unittest import mock
 
 import pytest
 from botocore.credentials import Credentials
@@ -13,6 +12,7 @@ from botocore.model import ServiceId
 from botocore.session import get_session
 from botocore.signers import RequestSigner
 
+from tests.support.cache_tokens import signing_at
 from trainer.local.cache_tokens import TokenRefusal, refusal
 from trainer.stores.cache_token import IamCredentials, sign
 
@@ -29,7 +29,8 @@ def judged(token: str, user: str = "lnn-functions", group: str = "lnn", at: floa
 def token(
     credentials: Credentials = KEY, group: str = "lnn", user: str = "lnn-functions", region: str = "us-east-1"
 ) -> str:
-    return sign(credentials, group, user, region, SIGNED_AT)
+    with signing_at(SIGNED_AT):
+        return sign(credentials, group, user, region)
 
 
 def test_the_token_is_botocores_presigned_connect_url_without_its_scheme() -> None:
@@ -50,7 +51,7 @@ def test_the_token_is_botocores_presigned_connect_url_without_its_scheme() -> No
         "headers": {},
         "context": {},
     }
-    with mock.patch("botocore.auth.get_current_datetime", return_value=SIGNED_AT.replace(tzinfo=None)):
+    with signing_at(SIGNED_AT):
         url = signer.generate_presigned_url(request, operation_name="connect", expires_in=900, region_name="us-east-1")
     assert token(SESSION) == url.removeprefix("https://")
     assert token(SESSION).startswith("lnn/?Action=connect&User=lnn-functions&X-Amz-Algorithm=AWS4-HMAC-SHA256&")
@@ -98,11 +99,9 @@ def test_a_token_for_another_user_is_refused_even_when_presented_as_that_user() 
 
 def test_the_credential_provider_gives_a_fresh_token_at_each_connect() -> None:
     provider = IamCredentials("lnn", "lnn-functions", "us-east-1", lambda: KEY)
-    with mock.patch("trainer.stores.cache_token.datetime") as clock:
-        clock.datetime.now.return_value = SIGNED_AT
-        clock.UTC = datetime.UTC
+    with signing_at(SIGNED_AT):
         first = provider.get_credentials()
-        clock.datetime.now.return_value = SIGNED_AT + datetime.timedelta(minutes=20)
+    with signing_at(SIGNED_AT + datetime.timedelta(minutes=20)):
         later = provider.get_credentials()
     assert first[0] == later[0] == "lnn-functions"
     assert judged(first[1]) is None

@@ -10,11 +10,28 @@ import datetime
 import hmac
 from collections.abc import Callable
 from enum import StrEnum
+from typing import Any
 from urllib.parse import parse_qsl
 
-from trainer.stores.cache_token import ALGORITHM, SERVICE, TIMESTAMP_FORMAT, TOKEN_LIFETIME_S, signature
+from trainer.stores.cache_token import SERVICE, TOKEN_LIFETIME_S
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 CLOCK_SKEW_S = 300  # SigV4's tolerance for a signer's clock ahead of the service's
+
+
+def signature(credentials: Any, region: str, url: str, timestamp: str) -> str:
+    """The SigV4 signature of a GET of `url` (its query holds every X-Amz-* parameter but the
+    signature), signed at `timestamp` with `credentials`' secret key: botocore's canonical request,
+    string to sign and key, as its presigner computed them for the token."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    signer = SigV4Auth(credentials, SERVICE, region)
+    request = AWSRequest(method="GET", url=url)
+    request.context["timestamp"] = timestamp
+    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
 
 
 class TokenRefusal(StrEnum):

@@ -12,60 +12,51 @@ connect to the stack's cache and user only (elasticache:Connect).
 
 from __future__ import annotations
 
-import datetime
+import os
 from collections.abc import Callable
+from functools import cache
 from typing import Any
+from urllib.parse import urlencode
 
 from redis.credentials import CredentialProvider
 
 SERVICE = "elasticache"
-ALGORITHM = "AWS4-HMAC-SHA256"
 TOKEN_LIFETIME_S = 900  # ElastiCache's: a token is accepted for 15 minutes after it was signed
-TIMESTAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
-def signature(credentials: Any, region: str, url: str, timestamp: str) -> str:
-    """The SigV4 signature of a GET of `url` (its query holds every X-Amz-* parameter but the
-    signature), signed at `timestamp` with `credentials`' secret key. The signer and the local
-    cloud's verifier both compute it so: botocore's canonical request, string to sign and key."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
+def sign(credentials: Any, replication_group_id: str, user_id: str, region: str) -> str:
+    """The token for `user_id` on `replication_group_id`, signed now by botocore's own presigner."""
+    from botocore.hooks import HierarchicalEmitter
+    from botocore.model import ServiceId
+    from botocore.signers import RequestSigner
 
-    signer = SigV4Auth(credentials, SERVICE, region)
-    request = AWSRequest(method="GET", url=url)
-    request.context["timestamp"] = timestamp
-    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
-
-
-def sign(
-    credentials: Any, replication_group_id: str, user_id: str, region: str, now: datetime.datetime | None = None
-) -> str:
-    """The token for `user_id` on `replication_group_id`, signed at `now` (UTC; the clock's by default)."""
-    from botocore.utils import percent_encode_sequence
-
-    frozen = credentials.get_frozen_credentials() if hasattr(credentials, "get_frozen_credentials") else credentials
-    moment = now or datetime.datetime.now(datetime.UTC)
-    timestamp = moment.strftime(TIMESTAMP_FORMAT)
-    params: dict[str, str | int] = {
-        "X-Amz-Algorithm": ALGORITHM,
-        "X-Amz-Credential": f"{frozen.access_key}/{timestamp[:8]}/{region}/{SERVICE}/aws4_request",
-        "X-Amz-Date": timestamp,
-        "X-Amz-Expires": TOKEN_LIFETIME_S,
-        "X-Amz-SignedHeaders": "host",
+    emitter = HierarchicalEmitter()  # the signer holds it weakly: it must outlive the call
+    signer = RequestSigner(ServiceId(SERVICE), region, SERVICE, "v4", credentials, emitter)
+    request = {
+        "method": "GET",
+        "url": f"https://{replication_group_id}/?{urlencode({'Action': 'connect', 'User': user_id})}",
+        "body": {},
+        "headers": {},
+        "context": {},
     }
-    if frozen.token:
-        params["X-Amz-Security-Token"] = frozen.token
-    action = percent_encode_sequence({"Action": "connect", "User": user_id})
-    url = f"https://{replication_group_id}/?{action}&{percent_encode_sequence(params)}"
-    return url.removeprefix("https://") + f"&X-Amz-Signature={signature(frozen, region, url, timestamp)}"
+    url = signer.generate_presigned_url(
+        request, operation_name="connect", expires_in=TOKEN_LIFETIME_S, region_name=region
+    )
+    return str(url).removeprefix("https://")
+
+
+@cache
+def _session(access_key: str | None) -> Any:
+    """One botocore session per key in the environment, as trainer.aws keeps one client per key: its
+    credentials are resolved once and refresh themselves; a local cloud's new key gets a new one."""
+    import botocore.session
+
+    return botocore.session.Session()
 
 
 def _process_credentials() -> Any:
-    """The function's own role credentials, resolved as boto3 resolves them (the environment's on
-    Lambda), at each call: a local cloud's new key, or refreshed role credentials, are used at once."""
-    import botocore.session
-
-    credentials = botocore.session.Session().get_credentials()
+    """The function's own role credentials, resolved as boto3 resolves them (the environment's on Lambda)."""
+    credentials = _session(os.environ.get("AWS_ACCESS_KEY_ID")).get_credentials()
     if credentials is None:
         raise RuntimeError("no AWS credentials to sign the cache's IAM authentication token with")
     return credentials
