@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Iterator
@@ -60,13 +61,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"fuzz budgets: {PROFILE_VARIABLE}={'deep' if examples(0, 1) else 'ci'}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    from tests.support.report import REPORT
+def group_of(path: Path) -> str:
+    """The process a test runs on, when `make test` runs test files side by side (pytest-xdist's
+    loadgroup): a test file stays whole on one process, so its module-wide stacks are set up once;
+    every file under infra/ shares one, since they use the same Terraform configuration, its
+    .terraform folders and the image's environment in the working tree."""
+    where = path.resolve().relative_to(TESTS).as_posix()
+    return "infra" if where.startswith("infra/") else where
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = tier_of(item.path, item.name)
         item.add_marker(tier)
-        REPORT.tiers[item.nodeid] = tier
+        item.add_marker(pytest.mark.xdist_group(group_of(item.path)))
+        item.user_properties.append(("tier", tier))  # travels with its reports to the controller
 
 
 @pytest.fixture(scope="session")
@@ -99,13 +108,30 @@ def aws_env(moto_server: MotoServer) -> Iterator[dict[str, str]]:
         yield values
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker process (pytest-xdist) hands the campaigns' figures it gathered to the controller."""
+    from tests.support.report import REPORT
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["lnn_report"] = json.dumps(REPORT.state())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """The controller adds up its workers' figures for the summary."""
+    from tests.support.report import REPORT
+
+    if state := getattr(node, "workeroutput", {}).get("lnn_report"):
+        REPORT.merge(json.loads(state))
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """Each tier's time; the fault-injection suite's counts (runs tried, faults injected, runs
     identical)."""
     from tests.support.report import REPORT, tier_times
 
     reports = [r for kind in terminalreporter.stats.values() for r in kind if isinstance(r, pytest.TestReport)]
-    if times := tier_times(reports, REPORT.tiers):
+    if times := tier_times(reports):
         terminalreporter.write_sep("-", "time by tier")
         terminalreporter.write_line(", ".join(f"{t} {n} tests {s:.0f} s" for t, (n, s) in times.items()))
 

@@ -20,6 +20,7 @@ Run as a script (`make image-env`) it builds and prints the folder and its size.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
@@ -306,12 +307,16 @@ def build(root: Path | None = None) -> ImageEnv:
 
     started = time.monotonic()
     built_now = False
-    if not (deps_dir / "awslambdaric").is_dir():
-        _build_deps(python, deps_dir)
-        built_now = True
-    if not (venv_dir / "bin" / "python").exists():
-        # --without-pip: the base has an empty site-packages; everything comes from /opt/deps.
-        subprocess.run([python, "-m", "venv", "--without-pip", str(venv_dir)], check=True, timeout=300)
+    cached.mkdir(parents=True, exist_ok=True)
+    # Test processes side by side (make test) may build it at once: the first builds, the others wait.
+    with open(cached / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (deps_dir / "awslambdaric").is_dir():
+            _build_deps(python, deps_dir)
+            built_now = True
+        if not (venv_dir / "bin" / "python").exists():
+            # --without-pip: the base has an empty site-packages; everything comes from /opt/deps.
+            subprocess.run([python, "-m", "venv", "--without-pip", str(venv_dir)], check=True, timeout=300)
     build_seconds = time.monotonic() - started
 
     root = root or Path(tempfile.mkdtemp(prefix="lnn-image-"))

@@ -9,15 +9,22 @@ from typing import Any
 TIERS = ("unit", "cloud", "infra", "acceptance")  # pyproject.toml's markers, tests/README.md's tiers
 
 
-def tier_times(reports: Iterable[Any], tiers: dict[str, str]) -> dict[str, tuple[int, float]]:
+def tier_of_report(report: Any) -> str | None:
+    """The tier a test report belongs to: its test's marker, which the collection also records in the
+    test's user properties (they travel with the report from a worker process to pytest's controller;
+    a test's keywords hold its folders' names too, and `infra` is a folder)."""
+    return next((value for key, value in getattr(report, "user_properties", ()) if key == "tier"), None)
+
+
+def tier_times(reports: Iterable[Any]) -> dict[str, tuple[int, float]]:
     """Each tier's tests and seconds from pytest's test reports (setup, call and teardown: a
-    module's set-up counts in its first test's), `tiers` giving each test's tier by its node id
-    (its marker: a test's keywords hold its folders' names too, and `infra` is a folder), in the
-    tiers' order; tiers with no test left out."""
+    module's set-up counts in its first test's), in the tiers' order; tiers with no test left out.
+    With test files on several processes side by side, the seconds are the tests' own, summed: more
+    than the run's wall time."""
     seconds = dict.fromkeys(TIERS, 0.0)
     tests = dict.fromkeys(TIERS, 0)
     for report in reports:
-        tier = tiers.get(report.nodeid)
+        tier = tier_of_report(report)
         if tier is None:
             continue
         seconds[tier] += report.duration
@@ -33,7 +40,25 @@ class FaultReport:
         self.campaigns: list[tuple[str, dict, bool]] = []  # (campaign, local cloud stats, identical)
         self.control_plane: list[str] = []  # the control plane's campaign: its figures, one line a seed
         self.parallel_campaign: list[str] = []  # the data-parallel campaign: its figures, then its problems
-        self.tiers: dict[str, str] = {}  # each collected test's tier, by node id
+
+    def state(self) -> dict[str, Any]:
+        """What a worker process gathered, for pytest's controller to add to its own (`merge`)."""
+        return {
+            "runs": self.runs,
+            "faults": self.faults,
+            "identical": self.identical,
+            "campaigns": [list(c) for c in self.campaigns],
+            "control_plane": self.control_plane,
+            "parallel_campaign": self.parallel_campaign,
+        }
+
+    def merge(self, state: dict[str, Any]) -> None:
+        self.runs += state["runs"]
+        self.faults += state["faults"]
+        self.identical += state["identical"]
+        self.campaigns += [(c[0], c[1], c[2]) for c in state["campaigns"]]
+        self.control_plane += state["control_plane"]
+        self.parallel_campaign += state["parallel_campaign"]
 
     def record(self, faults: int, identical: bool) -> None:
         self.runs += 1

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from tests.support.chain import final_params, monolithic_reference, read_lines, run_to_end
+from tests.support.chain import final_params, monolithic_reference, read_lines, reference_params, run_to_end
 from tests.support.report import REPORT
 from tests.support.requests import CHAIN_VARIANTS as VARIANTS
 from tests.support.requests import chain_variant as _payload
@@ -77,7 +77,7 @@ def test_crashes_at_random_points_then_lambdas_retries_end_bit_identical(
     stack, tmp_path, chain: str, seed: int
 ) -> None:
     payload = _payload("minibatch-adam-l2", chain, max_steps_per_invocation=6)
-    reference, _ = run_to_end(stack, payload)
+    expected = reference_params(stack, payload)
     # At most two faults per event: Lambda retries an event twice, so no event runs out of attempts.
     # About the same number of faults either way: a fused invocation passes the points far less often.
     probability = 0.02 if chain == "per_step" else 0.15
@@ -88,7 +88,7 @@ def test_crashes_at_random_points_then_lambdas_retries_end_bit_identical(
         stack.calm()
     injected = read_lines(tmp_path / "injected")
     run = stack.services.run_store.get_run(run_id)
-    expected, got = final_params(stack, reference), final_params(stack, run_id)
+    got = final_params(stack, run_id)
     identical = run["status"] == "SUCCEEDED" and all(np.array_equal(expected[k], got[k]) for k in expected)
     REPORT.record(faults=len(injected), identical=identical)
     assert len(injected) > 5 and len({(f["target"], f["stage"]) for f in injected}) >= 3, injected
@@ -97,7 +97,7 @@ def test_crashes_at_random_points_then_lambdas_retries_end_bit_identical(
 
 def test_duplicates_delivered_out_of_order_end_bit_identical(stack) -> None:
     payload = _payload("full-batch-gd", "per_step")
-    reference, _ = run_to_end(stack, payload)
+    expected = reference_params(stack, payload)
     rng = random.Random(7)
     stack.drop_all()
     run_id = stack.launch(payload)["run_id"]
@@ -111,7 +111,7 @@ def test_duplicates_delivered_out_of_order_end_bit_identical(stack) -> None:
         assert not stack.deliver(request_id, keep=pending[request_id] > 0).failed
         if not pending[request_id]:
             del pending[request_id]
-    expected, got = final_params(stack, reference), final_params(stack, run_id)
+    got = final_params(stack, run_id)
     assert all(np.array_equal(expected[k], got[k]) for k in expected)
 
 

@@ -194,13 +194,15 @@ def function_logs(stack: ChainStack, level: str = "INFO"):
         stack.calm()
 
 
-def _environments(function_name: str) -> list[int]:
-    """The processes running the function's execution environments (awslambdaric)."""
-    return [
-        proc.pid
-        for proc in psutil.process_iter(["environ"])
-        if (proc.info["environ"] or {}).get("AWS_LAMBDA_FUNCTION_NAME") == function_name
-    ]
+def _environments(stack: ChainStack, function_name: str) -> list[int]:
+    """The processes running the function's execution environments (awslambdaric) in this stack's
+    cloud (another test process's cloud may run a function of the same name)."""
+    found = []
+    for proc in psutil.Process(stack.cloud.process.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function_name:
+                found.append(proc.pid)
+    return found
 
 
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
@@ -303,7 +305,7 @@ def test_no_password_anywhere_and_the_servers_files_are_private(stack: ChainStac
     variables = stack._variables()
     assert (variables["REDIS_USER_ID"], variables["REDIS_REPLICATION_GROUP_ID"]) == (cache.user_id, cache.group_id)
     assert not [k for k in variables if "SECRET" in k or "PASSWORD" in k or "TOKEN" in k], variables
-    environments = _environments(stack.trainer)
+    environments = _environments(stack, stack.trainer)
     assert environments, "the trainer has no execution environment"
     for pid in environments:
         with contextlib.suppress(psutil.NoSuchProcess):
