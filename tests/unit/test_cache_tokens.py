@@ -36,14 +36,8 @@ def token(
 def test_the_token_is_botocores_presigned_connect_url_without_its_scheme() -> None:
     """What AWS documents: a SigV4 query-signed GET https://<group>/?Action=connect&User=<user>,
     service elasticache, 900 seconds; botocore's own presigner makes the same bytes."""
-    signer = RequestSigner(
-        ServiceId("elasticache"),
-        "us-east-1",
-        "elasticache",
-        "v4",
-        SESSION,
-        get_session().get_component("event_emitter"),
-    )
+    emitter = get_session().get_component("event_emitter")  # the signer holds it weakly: kept alive here
+    signer = RequestSigner(ServiceId("elasticache"), "us-east-1", "elasticache", "v4", SESSION, emitter)
     request = {
         "method": "GET",
         "url": "https://lnn/?Action=connect&User=lnn-functions",
