@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,15 @@ class WorkerEvent:
     worker: int
     generation: int  # its invocations' hand-ons since the launch or the resume
     resumes: int = 0  # the run's resumes when it was sent: an older event is of the run before its resume
+
+
+class Standing(Enum):
+    """Where an invocation that ends early finds the run in the cache, when the cache answers and
+    holds the run (WorkerInvocation.standing: otherwise the run fails)."""
+
+    ON = "on"  # nothing committed: the run's steps go on
+    FINISHED = "finished"  # the finish is committed: a duplicate, a retry after it, or a late copy
+    CANCELLED = "cancelled"  # the user cancelled the run
 
 
 class WorkerFailed(RuntimeError):
@@ -117,19 +127,18 @@ class WorkerInvocation:
             return self.result(Outcome.DUPLICATE)
         try:
             config = self.config()
+            if config is None:
+                return self.result(Outcome.CANCELLED)
             if config.workers < 2 or self.worker >= config.workers:
                 raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
             cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, engine.weight_names(config))
         except UNAVAILABLE as exc:
-            # The cache does not answer past the client's own retries: the run's problem, as it is
-            # a chain step's. Every worker meets it alike, and Lambda's retries would all fall
-            # within a node's replacement, leaving the run RUNNING with no worker.
-            raise self.fail_run(exc, None) from exc
-        if cancelled:
+            self.standing(None, read=exc)
+            raise  # not reached: the triage fails the run for a cache that does not answer
+        standing = self.standing(None, read=(cancelled, cursor))
+        if standing is Standing.CANCELLED:
             return self.result(Outcome.CANCELLED)
-        if cursor == NO_CURSOR:
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None)
-        if cursor != -1:  # the finish is committed: a duplicate or a retry after it
+        if standing is Standing.FINISHED:  # a duplicate or a retry after the finish's commit
             return self.complete_committed(config, cursor)
         started = time.monotonic()
         tensors = self.svc.tensor_store
@@ -181,42 +190,67 @@ class WorkerInvocation:
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
 
-    def config(self) -> RunConfig:
+    def config(self) -> RunConfig | None:
         """The run's configuration, kept by a warm environment or read from the cache. A worker of
-        the run's generation that finds neither, in a cache without the run's position, meets a
-        cache that lost the run (a node replaced under a hand-on, say): the run's failure, as a
-        warm worker's would be, not an error that Lambda retries until the event is dropped and
-        the run is left RUNNING with no worker."""
+        the run's generation that finds neither meets a cache that lost the run (a node replaced
+        under a hand-on, say), or a cancelled run whose state is cleared (None): the triage says
+        which."""
         try:
             return warm.run_config(self.svc, self.run_id)
-        except ChainError as exc:
-            if self.svc.tensor_store.cursor(self.run_id) != NO_CURSOR:
-                raise
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None) from exc
+        except ChainError:
+            if self.standing(None) is Standing.CANCELLED:
+                return None
+            raise  # the cache holds the run's position, but not its configuration
+
+    # -- the run's state in the cache, as an early exit finds it ----------------------------------
+    def standing(
+        self,
+        store: ReductionStore | None,
+        error: Exception | None = None,
+        read: tuple[bool, int] | Exception | None = None,
+    ) -> Standing:
+        """The one triage of the run's state in the cache, for every way this invocation ends early:
+        its configuration not found, its first reads, the finish's commit, a step loop that stopped
+        (`ended_by`). `read`: the cancel mark and the cursor as this invocation just read them, or
+        the cache's error that reading them met; read here by default. `error`: what ended this
+        invocation, if anything did.
+
+        A cache that does not answer (past the client's own retries), or that lost the run (the
+        cursor gone, and no cancel mark: a node flushed or replaced), is the run's failure, raised
+        here as a chain step's would be: every worker meets it alike, and Lambda's retries of each
+        would all fall within a node's replacement and leave the run RUNNING with no worker.
+        Otherwise, where the run stands."""
+        if read is None:
+            try:
+                read = (self.svc.tensor_store.cancel_requested(self.run_id), self.svc.tensor_store.cursor(self.run_id))
+            except UNAVAILABLE as silent:
+                read = silent
+        if isinstance(read, Exception):
+            raise self.fail_run(read, store) from (error or read)
+        cancelled, cursor = read
+        if cancelled:
+            return Standing.CANCELLED
+        if cursor == NO_CURSOR or isinstance(error, CacheLost):
+            lost = error or CacheLost(f"run {self.run_id!r} lost its state in the cache")
+            raise self.fail_run(lost, store) from error
+        return Standing.ON if cursor == -1 else Standing.FINISHED
 
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
-        cleared). The cache lost the run, or an error came back (`seen_before`): this worker fails
-        the run, as does one that finds the cache not answering even the check below (a chain step
-        would too). Anything else loses only this worker (a wait's bound, a cache that failed a
+        cleared). The cache lost the run, or does not answer even the triage (`standing`), or an
+        error came back (`seen_before`): this worker fails the run. Anything else loses only this worker (a wait's bound, a cache that failed a
         step and answers again, an AWS error the SDK's retries did not outlast, however often, a
         crash once): raised for Lambda's retry, while the others stand in for it."""
         if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
             logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
-        try:
-            cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
-            cursor = self.svc.tensor_store.cursor(self.run_id)
-        except UNAVAILABLE as silent:
-            raise self.fail_run(silent, store) from exc  # the cache does not answer even this (as above)
-        if cancelled:
+        standing = self.standing(store, exc)
+        if standing is Standing.CANCELLED:
             store.clear()  # what this worker wrote after the cancel's clean-up goes too
             logger.info("worker stopped: the run was cancelled", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.CANCELLED)
-        if cursor == NO_CURSOR or isinstance(exc, CacheLost):
-            raise self.fail_run(exc, store)
-        if isinstance(exc, Behind) or cursor != -1:
+        if isinstance(exc, Behind) or standing is Standing.FINISHED:
             # A late copy: the other copy of this worker carried the run past it, or to its finish
             # (whose clean-up took the data and the reduction from under this copy).
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
@@ -228,17 +262,12 @@ class WorkerInvocation:
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
-    def cache_lost(self) -> bool:
-        try:
-            return self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
-        except UNAVAILABLE:
-            return False  # unreachable is not lost: the failure's own error says what happened
-
     def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
         """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
         the other workers woken to stop once it is made. Returns the error to raise."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        why = failures.reason(exc, isinstance(exc, CacheLost) or self.cache_lost())
+        lost = isinstance(exc, CacheLost) or failures.cache_lost(self.svc.tensor_store, self.run_id)
+        why = failures.reason(exc, lost)
         step = f"{launching.WORKER_STATE}#{self.worker}"
 
         def wake() -> None:
@@ -426,10 +455,12 @@ class WorkerInvocation:
         if answer is CommitResult.OK:
             self.complete(config, outbox, lambda names: {n: weights[n] for n in names})
             return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
+        if answer is CommitResult.LOST:  # the node went under the finish (the triage fails the run), or a cancel
+            lost = CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish")
+            if self.standing(None, lost) is Standing.CANCELLED:
+                return self.result(Outcome.CANCELLED)
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
-        if answer is CommitResult.LOST:  # the node went under the finish: no other copy will end the run
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish"), None)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
 
     def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
