@@ -239,9 +239,10 @@ class WorkerInvocation:
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
         cleared). The cache lost the run, or does not answer even the triage (`standing`), or an
-        error came back (`seen_before`): this worker fails the run. Anything else loses only this worker (a wait's bound, a cache that failed a
-        step and answers again, an AWS error the SDK's retries did not outlast, however often, a
-        crash once): raised for Lambda's retry, while the others stand in for it."""
+        error came back (`seen_before`): this worker fails the run. Anything else loses only this
+        worker (a wait's bound, a cache that failed a step and answers again, an AWS error the
+        SDK's retries did not outlast, however often, a crash once): raised for Lambda's retry,
+        while the others stand in for it."""
         if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
             logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
@@ -491,17 +492,25 @@ class WorkerInvocation:
         event would give up where AWS throttles a fraction of those calls, and leave the run RUNNING
         with its finish committed. So an error a later attempt need not meet (`aws.transient`) is
         outlasted here, attempt after attempt while the invocation has time, each attempt doing
-        only what the ones before left undone; any other error is raised at once."""
+        only what the ones before left undone.
+
+        A completion that still fails (the last attempt's error, or one that is not transient, at
+        once) ends as a chain step's does: the run FAILED with that error as its reason (not left
+        RUNNING with its finish committed), the error raised for Lambda's retry, whose completion
+        moves the run on to SUCCEEDED if it gets through. Another copy holding the completion
+        (`CompletionBusy`) is no failure: raised for the retry alone."""
         pause, attempts = COMPLETION_PAUSE_S[0], 0
         while True:
             try:
                 effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
                 return
+            except once.CompletionBusy:
+                raise
             except Exception as exc:
                 attempts += 1
                 left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
                 if not aws.transient(exc) or attempts >= COMPLETION_ATTEMPTS or left_ms < pause * 1000:
-                    raise
+                    raise self.fail_run(exc, None) from exc
                 logger.warning(
                     "the finish's completion met a transient error; again",
                     extra={"run_id": self.run_id, "worker": self.worker, "attempt": attempts, "error": str(exc)},
