@@ -48,7 +48,9 @@ OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
-FINISH_LEASE_S = 60  # the finisher's: past it (the finisher lost), a later copy of any worker finishes
+# The finisher's claim, renewed at each stage of its finish: past it (the finisher lost), a worker
+# standing by for the finish, or a later copy of any worker, finishes the run.
+FINISH_LEASE_S = 10
 # The finish's completion meeting an AWS error a later attempt need not meet: attempted again, up to
 # this often, after pauses doubling from the first (at most the last), while the invocation has time.
 COMPLETION_ATTEMPTS = 12
@@ -179,16 +181,61 @@ class WorkerInvocation:
             },
         )
         if not store.claim_finish(self.worker, FINISH_LEASE_S):
-            return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+            return self.stand_by(config, outcome, started, store)
+        return self.finish_run(config, outcome, started, store)
+
+    # -- the run's finish ------------------------------------------------------------------------
+    def finish_run(
+        self, config: RunConfig, outcome: worker.Result, started: float, store: ReductionStore
+    ) -> dict[str, Any]:
+        """The finisher's part, its claim renewed at each stage (a finisher that goes silent is
+        taken over by a worker standing by): every report (past the bound, a lost worker's share
+        counted here), the finish committed and completed, then the workers standing by woken."""
         try:
             counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
         except Stopped as exc:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
+            store.claim_finish(self.worker, FINISH_LEASE_S)
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
+        store.claim_finish(self.worker, FINISH_LEASE_S)
         answer = self.finish(config, outcome, sum(counts.values()), started, store)
+        store.finish_done()
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
+
+    def stand_by(
+        self, config: RunConfig, outcome: worker.Result, started: float, store: ReductionStore
+    ) -> dict[str, Any]:
+        """A worker that did not win the finish's claim stays until the finish is done: after every
+        worker has reported, no live worker is left to take over a finisher lost for good (killed
+        after its claim, its event's retries exhausted or none), which would leave the run RUNNING
+        until the STALLED sweep. While the finisher's lease holds, it blocks on the finisher's last
+        word (no sleep loop); once the lease lapses with nothing committed, the first to claim the
+        finish finishes the run itself (every worker holds the same final parameters, and the
+        shares of the train accuracy are in the reports); with the finish committed, it completes
+        it as any copy behind does (at once when it is done). Out of time, it leaves the finish to
+        the finisher and to the copies of its event."""
+        while True:
+            left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
+            try:
+                watch = store.watch_finish()
+                standing = self.standing(store, read=(watch.cancelled, watch.cursor))
+                if standing is Standing.CANCELLED:
+                    return self.result(Outcome.CANCELLED)
+                if left_ms <= 0:
+                    logger.info("worker out of time standing by", extra={"run_id": self.run_id, "worker": self.worker})
+                    return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+                if watch.held_ms:  # the finisher is at work
+                    store.await_finish(time.monotonic() + min(watch.held_ms, left_ms) / 1000)
+                    continue
+            except (Stopped, Behind, *UNAVAILABLE) as exc:
+                return self.ended_by(exc, store)
+            if standing is Standing.FINISHED:
+                return self.complete_committed(config, watch.cursor)
+            if store.claim_finish(self.worker, FINISH_LEASE_S):
+                logger.warning("finisher lost; this worker finishes", extra={"run_id": self.run_id})
+                return self.finish_run(config, outcome, started, store)
 
     def config(self) -> RunConfig | None:
         """The run's configuration, kept by a warm environment or read from the cache. A worker of
