@@ -32,6 +32,7 @@ from trainer.parallel.flat import Layout
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
+from trainer.stores.items import public
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped
 from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, RedisTensorStore
 from trainer.vocabulary import Outcome, StopCause
@@ -47,6 +48,7 @@ EVENT_KEYS = {"state", "run_id", "worker", "gen"}
 OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
+ITEMS_EVERY_S = 1.0  # a worker writes the items of epochs that ended at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
 # The finisher's claim, renewed at each stage of its finish: past it (the finisher lost), a worker
 # standing by for the finish, or a later copy of any worker, finishes the run.
@@ -148,6 +150,7 @@ class WorkerInvocation:
             raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
         store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype, self.event.resumes)
         try:
+            store.epoch_ended(-1, time.time())  # this generation's start, once: its first epoch's duration
             held = self.held(config)
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
             job = job_of(config)
@@ -160,7 +163,7 @@ class WorkerInvocation:
                 WAIT_S,
                 self.budget(config),
                 takeover,
-                self.gathered(config, job),
+                self.gathered(config, job, store),
                 self.scorer(config) if config.validates else None,
             )
         except Exception as exc:
@@ -181,13 +184,11 @@ class WorkerInvocation:
             },
         )
         if not store.claim_finish(self.worker, FINISH_LEASE_S):
-            return self.stand_by(config, outcome, started, store)
-        return self.finish_run(config, outcome, started, store)
+            return self.stand_by(config, outcome, store)
+        return self.finish_run(config, outcome, store)
 
     # -- the run's finish ------------------------------------------------------------------------
-    def finish_run(
-        self, config: RunConfig, outcome: worker.Result, started: float, store: ReductionStore
-    ) -> dict[str, Any]:
+    def finish_run(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
         """The finisher's part, its claim renewed at each stage (a finisher that goes silent is
         taken over by a worker standing by): every report (past the bound, a lost worker's share
         counted here), the finish committed and completed, then the workers standing by woken."""
@@ -199,14 +200,12 @@ class WorkerInvocation:
             store.claim_finish(self.worker, FINISH_LEASE_S)
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
         store.claim_finish(self.worker, FINISH_LEASE_S)
-        answer = self.finish(config, outcome, sum(counts.values()), started, store)
+        answer = self.finish(config, outcome, sum(counts.values()), store)
         store.finish_done()
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
 
-    def stand_by(
-        self, config: RunConfig, outcome: worker.Result, started: float, store: ReductionStore
-    ) -> dict[str, Any]:
+    def stand_by(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
         """A worker that did not win the finish's claim stays until the finish is done: after every
         worker has reported, no live worker is left to take over a finisher lost for good (killed
         after its claim, its event's retries exhausted or none), which would leave the run RUNNING
@@ -235,7 +234,7 @@ class WorkerInvocation:
                 return self.complete_committed(config, watch.cursor)
             if store.claim_finish(self.worker, FINISH_LEASE_S):
                 logger.warning("finisher lost; this worker finishes", extra={"run_id": self.run_id})
-                return self.finish_run(config, outcome, started, store)
+                return self.finish_run(config, outcome, store)
 
     def config(self) -> RunConfig | None:
         """The run's configuration, kept by a warm environment or read from the cache. A worker of
@@ -336,20 +335,53 @@ class WorkerInvocation:
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
         return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {why}")
 
-    def gathered(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Gathered], None]:
-        """After each step: the heartbeat, and worker 0's checkpoints."""
-        last_beat = [-HEARTBEAT_S]
+    def gathered(self, config: RunConfig, job: worker.Job, store: ReductionStore) -> Callable[[worker.Gathered], None]:
+        """After each step: the heartbeat, worker 0's checkpoints, and the items of the epochs
+        whose figures are known (an epoch's cost at its last step; with held-out examples, its
+        validation scores at the next epoch's first step; the last epoch's, the finisher's),
+        written at most every ITEMS_EVERY_S: a run of many short epochs does not pay a table
+        write at each of its steps."""
+        last_beat, last_items = [-HEARTBEAT_S], [-ITEMS_EVERY_S]
         total = job.epochs * job.batches
+        ended: list[int] = []
 
         def after(step: worker.Gathered) -> None:
             now = time.monotonic()
             if now - last_beat[0] >= HEARTBEAT_S or step.step == total - 1:
                 last_beat[0] = now
                 self.heartbeat(step.step)
+            if step.closes_epoch:
+                store.epoch_ended(step.epoch, time.time())
             if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
                 self.checkpoint(config, job, step)
+            if not config.validates and step.closes_epoch:
+                ended.append(step.epoch)
+            elif config.validates and step.epoch > 0 and step.step == step.epoch * job.batches:
+                ended.append(step.epoch - 1)
+            if ended and (now - last_items[0] >= ITEMS_EVERY_S or step.step == total - 1):
+                last_items[0] = now
+                self.write_epoch_items(config, ended, store)
+                ended.clear()
 
         return after
+
+    def write_epoch_items(self, config: RunConfig, epochs: list[int], store: ReductionStore) -> None:
+        """The items of `epochs` in the run's history as soon as their figures are known, so that
+        `lnn status` and the history show a data-parallel run's progress as they show a chain's:
+        each by the first worker to claim it, once whatever the duplicates, and only for an epoch
+        that ended in this generation (a resumed run's earlier epochs have theirs). Best effort:
+        the finish writes any item still missing, with the same figures; the PROGRESS messages are
+        the finish's."""
+        try:
+            ends = store.epoch_ends()
+            mine = store.claim_epoch_items([e for e in epochs if e in ends], self.token)
+            if not mine:
+                return
+            costs = store.epoch_costs()
+            scores = store.validation_scores() if config.validates else {}
+            self.svc.run_store.put_epochs(self.run_id, [epoch_item(config, e, costs, ends, scores) for e in mine])
+        except Exception:
+            logger.exception("epoch items not written", extra={"run_id": self.run_id, "epochs": epochs})
 
     def heartbeat(self, step: int) -> None:
         """The step this worker gathered, in the run's item (`lnn status` shows it), which also
@@ -473,9 +505,7 @@ class WorkerInvocation:
             total += int(np.sum(engine.predict(config.activations, params, x) == labels))
         return total
 
-    def finish(
-        self, config: RunConfig, outcome: worker.Result, correct: int, started: float, store: ReductionStore
-    ) -> dict[str, Any]:
+    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, store: ReductionStore) -> dict[str, Any]:
         arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
         x_test = arrays["x_test"]
         if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
@@ -490,12 +520,9 @@ class WorkerInvocation:
             "finished_at": now,
             "epochs": config.epochs,
         }
-        elapsed = (time.monotonic() - started) / max(1, config.epochs)
-        epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
-        if config.validates:  # the figures the chain's items and summary carry, but its batches' accuracy
+        if config.validates:  # the figure the chain's summary carries
             metrics["validation_accuracy"] = engine.accuracy(config, outcome.params, *self.validation_set(config))
-            for item, (cost, accuracy) in zip(epochs, self.scores(config, outcome, store), strict=True):
-                item |= {"validation_cost": cost, "validation_accuracy": accuracy}
+        epochs = self.epoch_items(config, outcome, store)
         seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
         outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
         weights = {n: outcome.params[n] for n in engine.weight_names(config)}
@@ -510,6 +537,19 @@ class WorkerInvocation:
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def epoch_items(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[dict[str, Any]]:
+        """Every epoch's item, for the finish's outbox (its PROGRESS messages, and the history it
+        writes again): those written while the run went on, as they are; the others (the last
+        epoch's when examples are held out, and any a worker claimed and did not write) from the
+        same figures, the last epoch's validation scores computed here."""
+        items = {int(e["epoch"]): public(e) for e in self.svc.run_store.epochs(self.run_id)}
+        missing = [e for e in range(config.epochs) if e not in items]
+        if missing:
+            ends, costs = store.epoch_ends(), dict(enumerate(outcome.costs))
+            scores = dict(enumerate(self.scores(config, outcome, store))) if config.validates else {}
+            items |= {e: epoch_item(config, e, costs, ends, scores) for e in missing}
+        return [items[e] for e in range(config.epochs)]
 
     def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
         """Every epoch's validation scores: those the workers published, and the last epoch's,
@@ -567,6 +607,27 @@ class WorkerInvocation:
 
     def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
         return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}
+
+
+def epoch_item(
+    config: RunConfig,
+    epoch: int,
+    costs: dict[int, float],
+    ends: dict[int, float],
+    scores: dict[int, tuple[float, float]],
+) -> dict[str, Any]:
+    """Epoch `epoch`'s item as the chain's has it, but for the training accuracy of its batches
+    (the workers reduce no prediction counts per step), from figures every worker reads alike, so
+    whoever writes it writes the same item: its cost, its duration between the ends the cache
+    recorded (from this generation's start for its first epoch), and, with held-out examples, its
+    validation scores."""
+    began, ended = ends.get(epoch - 1, ends.get(-1)), ends.get(epoch)
+    duration = None if began is None or ended is None else round(ended - began, 6)
+    item: dict[str, Any] = {"epoch": epoch, "cost": costs[epoch], "duration_s": duration}
+    if config.validates:
+        cost, accuracy = scores[epoch]
+        item |= {"validation_cost": cost, "validation_accuracy": accuracy}
+    return item
 
 
 def job_of(config: RunConfig) -> worker.Job:

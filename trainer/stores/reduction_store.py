@@ -276,6 +276,29 @@ class ReductionStore:
             found[int(epoch)] = (cost, accuracy)
         return found
 
+    def epoch_ended(self, epoch: int, at: float) -> None:
+        """When epoch `epoch` ended (-1: when this generation's steps began), by the clock of the
+        first worker to say so: whoever writes the epoch's item reads the same duration."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hsetnx(self._run_key("ended"), str(epoch), repr(at))
+        pipe.expire(self._run_key("ended"), EXPIRE_S)
+        pipe.execute()
+
+    def epoch_ends(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("ended")).items()}
+
+    def claim_epoch_items(self, epochs: list[int], token: str) -> list[int]:
+        """Those of `epochs` whose items the invocation `token` writes while the run goes on: the
+        first to claim an epoch's item does, once whatever the duplicates."""
+        if not epochs:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for epoch in epochs:
+            pipe.hsetnx(self._run_key("items"), str(epoch), token)
+        pipe.expire(self._run_key("items"), EXPIRE_S)
+        *claimed, _ = pipe.execute()
+        return [e for e, won in zip(epochs, claimed, strict=True) if won]
+
     def _run_key(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 
