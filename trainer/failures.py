@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 from trainer import once
 from trainer.stores.records import RunItem
 from trainer.stores.run_store import FAILURE_REASON
-from trainer.stores.tensor_store import UNAVAILABLE
+from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE
 from trainer.vocabulary import Notice
 
 if TYPE_CHECKING:
+    from trainer.ports import TensorStore
     from trainer.services import Services
 
 
@@ -25,6 +26,15 @@ def reason(exc: Exception, cache_lost: bool) -> str:
     if isinstance(exc, UNAVAILABLE):
         return f"cache unavailable: {said}; resume the run once the cache answers again"
     return said
+
+
+def cache_lost(tensor_store: TensorStore, run_id: str) -> bool:
+    """Whether the cache lost the run (its cursor is gone), asked as a failure is recorded, to say
+    what the user does next. Unreachable is not lost: the failure's own error says what happened."""
+    try:
+        return tensor_store.cursor(run_id) == NO_CURSOR
+    except Exception:
+        return False
 
 
 def fail_run(

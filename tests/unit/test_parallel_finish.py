@@ -1,9 +1,11 @@
 """A data-parallel run's finish completes every epoch's effects at once (its epoch items, a PROGRESS
 message every `notify_every` epochs, the model, SUCCEEDED), where the chain completes them epoch by
 epoch, each under its own event's retries. So the finisher outlasts AWS errors that a later attempt
-need not meet (throttling, 5xx), attempt after attempt while its invocation has time; an error that
-is not transient is still raised at once. On fakes: the finish is committed as a finisher commits
-it, and a copy of the finisher's event completes it."""
+need not meet (throttling, 5xx), attempt after attempt while its invocation has time. A completion
+that still fails (every attempt throttled, or an error that is not transient, at once) fails the
+run with that error as a chain step's does, rather than leave it RUNNING with its finish committed,
+and Lambda's retry of the event, if it gets through, completes it. On fakes: the finish is
+committed as a finisher commits it, and a copy of the finisher's event completes it."""
 
 from __future__ import annotations
 
@@ -77,11 +79,37 @@ def test_a_finish_whose_messages_are_throttled_again_and_again_is_completed_by_o
     assert [e["epoch"] for e in sorted(svc.run_store.epochs(run_id), key=lambda e: e["epoch"])] == list(range(EPOCHS))
 
 
-def test_an_error_that_is_not_transient_is_raised_at_once() -> None:
+def test_an_error_that_is_not_transient_is_not_tried_again_and_fails_the_run() -> None:
     svc = fake_services()
     run_id, _ = committed_finish(svc)
-    left = failing(svc, [ValueError("a body SNS refuses"), throttled()])
-    with pytest.raises(ValueError, match="a body SNS refuses"):
+    publishes = []
+    original = svc.notifier.publish
+    svc.notifier.publish = lambda kind, *args, **kwargs: publishes.append(kind) or original(kind, *args, **kwargs)
+    failing(svc, [ValueError("a body SNS refuses")])
+    with pytest.raises(worker_handler.WorkerFailed, match="failed the run: ValueError: a body SNS refuses"):
         deliver(svc, launching.worker_event(run_id, 1, 3))
-    assert len(left) == 1, "not tried again"
+    assert publishes == [Notice.FAILED], "not tried again: the next message is the run's failure"
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED and run["failure_reason"] == "ValueError: a body SNS refuses", run
+    assert svc.notifier.of(Notice.SUCCEEDED, run_id) == [] and len(svc.notifier.of(Notice.FAILED, run_id)) == 1
+
+
+def test_a_finish_whose_completion_is_throttled_on_every_attempt_fails_the_run_and_a_retry_completes_it() -> None:
+    svc = fake_services()
+    run_id, _ = committed_finish(svc)
+    event = launching.worker_event(run_id, 1, 3)
+    left = failing(svc, [throttled() for _ in range(worker_handler.COMPLETION_ATTEMPTS)])
+    with pytest.raises(worker_handler.WorkerFailed, match=r"failed the run: ClientError: .*\(Throttled\)"):
+        deliver(svc, event)
+    assert left == []
+    run = svc.run_store.get_run(run_id)
+    assert run["status"] == RunStatus.FAILED, "not RUNNING with its finish committed"
+    assert "Throttled" in run["failure_reason"] and "Rate exceeded" in run["failure_reason"], run
+    [failed] = svc.notifier.of(Notice.FAILED, run_id)
+    assert failed["failure_reason"] == run["failure_reason"]
     assert svc.notifier.of(Notice.SUCCEEDED, run_id) == []
+    # Lambda's retry of the event: AWS answers again, and the completion moves the run on.
+    assert deliver(svc, event)["status"] == Outcome.DUPLICATE
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.SUCCEEDED
+    assert len(svc.notifier.of(Notice.SUCCEEDED, run_id)) == 1
+    assert sorted(m["epoch"] for m in svc.notifier.of(Notice.PROGRESS, run_id)) == list(range(EPOCHS))

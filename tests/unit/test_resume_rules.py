@@ -4,6 +4,8 @@ checkpoint, and either ends as its calm twin does; a run that cannot resume is l
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import redis
 
@@ -196,7 +198,7 @@ def test_a_finish_whose_cache_was_lost_under_it_fails_the_run_rather_than_leave_
     svc.tensor_store.get_data = read_then_lose
     outcome = worker.Result(params=params, costs=[0.5, 0.4, 0.3], steps=3, rejoined_at=-1)
     with pytest.raises(WorkerFailed, match="failed the run: cache lost"):
-        invocation.finish(config, outcome, correct=1, started=0.0, store=None)  # no validation: not read
+        invocation.finish(config, outcome, correct=1, store=SimpleNamespace(epoch_ends=dict))  # no validation
     run = svc.run_store.get_run(run_id)
     assert run["status"] == RunStatus.FAILED and run["failure_reason"].startswith("cache lost:"), run
 

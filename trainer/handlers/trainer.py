@@ -325,18 +325,13 @@ class Invocation:
             return self.stop_cancelled()
         return self.complete_current()
 
-    def cache_lost(self) -> bool:
-        try:
-            return self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
-        except Exception:
-            return False  # unreachable is not lost: the failure's own error says what happened
-
     def record_failure(self, exc: Exception) -> None:
         """The run's failure (trainer.failures), by this copy that holds the run's position.
         (A node lost under a chain fails copies of two steps; a completion that had passed the
         loss puts the run back to RUNNING between them. That is one failure, said once.)"""
         logger.exception("step failed", extra={"run_id": self.run_id, "step": self.step})
-        why = failures.reason(exc, isinstance(exc, CacheLost) or self.cache_lost())
+        lost = isinstance(exc, CacheLost) or failures.cache_lost(self.svc.tensor_store, self.run_id)
+        why = failures.reason(exc, lost)
         try:
             failures.fail_run(self.svc, self.run_id, exc, why, self.step, self.generation, self.token, self.context)
         except Exception:

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from trainer.parallel.flat import Layout
 from trainer.parallel.step import Held
 from trainer.request import RUN_ID_PATTERN
 from trainer.runconfig import RunConfig
+from trainer.stores.items import public
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped
 from trainer.stores.tensor_store import NO_CURSOR, UNAVAILABLE, CacheLost, CommitResult, RedisTensorStore
 from trainer.vocabulary import Outcome, StopCause
@@ -46,8 +48,11 @@ EVENT_KEYS = {"state", "run_id", "worker", "gen"}
 OPTIONAL_KEYS = {"resumes"}  # absent: 0, the launch's
 MAX_GENERATION = 10_000_000
 HEARTBEAT_S = 10.0  # a worker records the step it reached at most this often (and at its last step)
+ITEMS_EVERY_S = 1.0  # a worker writes the items of epochs that ended at most this often (and at its last step)
 HAND_ON_LEASE_S = 30  # a copy that claimed the hand-on and crashed before sending it: its retry takes it over
-FINISH_LEASE_S = 60  # the finisher's: past it (the finisher lost), a later copy of any worker finishes
+# The finisher's claim, renewed at each stage of its finish: past it (the finisher lost), a worker
+# standing by for the finish, or a later copy of any worker, finishes the run.
+FINISH_LEASE_S = 10
 # The finish's completion meeting an AWS error a later attempt need not meet: attempted again, up to
 # this often, after pauses doubling from the first (at most the last), while the invocation has time.
 COMPLETION_ATTEMPTS = 12
@@ -61,6 +66,15 @@ class WorkerEvent:
     worker: int
     generation: int  # its invocations' hand-ons since the launch or the resume
     resumes: int = 0  # the run's resumes when it was sent: an older event is of the run before its resume
+
+
+class Standing(Enum):
+    """Where an invocation that ends early finds the run in the cache, when the cache answers and
+    holds the run (WorkerInvocation.standing: otherwise the run fails)."""
+
+    ON = "on"  # nothing committed: the run's steps go on
+    FINISHED = "finished"  # the finish is committed: a duplicate, a retry after it, or a late copy
+    CANCELLED = "cancelled"  # the user cancelled the run
 
 
 class WorkerFailed(RuntimeError):
@@ -117,19 +131,18 @@ class WorkerInvocation:
             return self.result(Outcome.DUPLICATE)
         try:
             config = self.config()
+            if config is None:
+                return self.result(Outcome.CANCELLED)
             if config.workers < 2 or self.worker >= config.workers:
                 raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
             cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, engine.weight_names(config))
         except UNAVAILABLE as exc:
-            # The cache does not answer past the client's own retries: the run's problem, as it is
-            # a chain step's. Every worker meets it alike, and Lambda's retries would all fall
-            # within a node's replacement, leaving the run RUNNING with no worker.
-            raise self.fail_run(exc, None) from exc
-        if cancelled:
+            self.standing(None, read=exc)
+            raise  # not reached: the triage fails the run for a cache that does not answer
+        standing = self.standing(None, read=(cancelled, cursor))
+        if standing is Standing.CANCELLED:
             return self.result(Outcome.CANCELLED)
-        if cursor == NO_CURSOR:
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None)
-        if cursor != -1:  # the finish is committed: a duplicate or a retry after it
+        if standing is Standing.FINISHED:  # a duplicate or a retry after the finish's commit
             return self.complete_committed(config, cursor)
         started = time.monotonic()
         tensors = self.svc.tensor_store
@@ -137,6 +150,7 @@ class WorkerInvocation:
             raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
         store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype, self.event.resumes)
         try:
+            store.epoch_ended(-1, time.time())  # this generation's start, once: its first epoch's duration
             held = self.held(config)
             takeover = worker.Takeover(TAKEOVER_S, lambda k: self.micro_shard(config, k))
             job = job_of(config)
@@ -149,7 +163,7 @@ class WorkerInvocation:
                 WAIT_S,
                 self.budget(config),
                 takeover,
-                self.gathered(config, job),
+                self.gathered(config, job, store),
                 self.scorer(config) if config.validates else None,
             )
         except Exception as exc:
@@ -170,53 +184,120 @@ class WorkerInvocation:
             },
         )
         if not store.claim_finish(self.worker, FINISH_LEASE_S):
-            return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+            return self.stand_by(config, outcome, store)
+        return self.finish_run(config, outcome, store)
+
+    # -- the run's finish ------------------------------------------------------------------------
+    def finish_run(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
+        """The finisher's part, its claim renewed at each stage (a finisher that goes silent is
+        taken over by a worker standing by): every report (past the bound, a lost worker's share
+        counted here), the finish committed and completed, then the workers standing by woken."""
         try:
             counts = store.reports(time.monotonic() + TAKEOVER_S, soft=True)
         except Stopped as exc:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
+            store.claim_finish(self.worker, FINISH_LEASE_S)
             counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
-        answer = self.finish(config, outcome, sum(counts.values()), started, store)
+        store.claim_finish(self.worker, FINISH_LEASE_S)
+        answer = self.finish(config, outcome, sum(counts.values()), store)
+        store.finish_done()
         store.clear()  # after the commit: a copy starting now finds the run finished, not a step to redo
         return answer
 
-    def config(self) -> RunConfig:
+    def stand_by(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> dict[str, Any]:
+        """A worker that did not win the finish's claim stays until the finish is done: after every
+        worker has reported, no live worker is left to take over a finisher lost for good (killed
+        after its claim, its event's retries exhausted or none), which would leave the run RUNNING
+        until the STALLED sweep. While the finisher's lease holds, it blocks on the finisher's last
+        word (no sleep loop); once the lease lapses with nothing committed, the first to claim the
+        finish finishes the run itself (every worker holds the same final parameters, and the
+        shares of the train accuracy are in the reports); with the finish committed, it completes
+        it as any copy behind does (at once when it is done). Out of time, it leaves the finish to
+        the finisher and to the copies of its event."""
+        while True:
+            left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
+            try:
+                watch = store.watch_finish()
+                standing = self.standing(store, read=(watch.cancelled, watch.cursor))
+                if standing is Standing.CANCELLED:
+                    return self.result(Outcome.CANCELLED)
+                if left_ms <= 0:
+                    logger.info("worker out of time standing by", extra={"run_id": self.run_id, "worker": self.worker})
+                    return self.result(Outcome.APPLIED, steps_executed=outcome.steps)
+                if watch.held_ms:  # the finisher is at work
+                    store.await_finish(time.monotonic() + min(watch.held_ms, left_ms) / 1000)
+                    continue
+            except (Stopped, Behind, *UNAVAILABLE) as exc:
+                return self.ended_by(exc, store)
+            if standing is Standing.FINISHED:
+                return self.complete_committed(config, watch.cursor)
+            if store.claim_finish(self.worker, FINISH_LEASE_S):
+                logger.warning("finisher lost; this worker finishes", extra={"run_id": self.run_id})
+                return self.finish_run(config, outcome, store)
+
+    def config(self) -> RunConfig | None:
         """The run's configuration, kept by a warm environment or read from the cache. A worker of
-        the run's generation that finds neither, in a cache without the run's position, meets a
-        cache that lost the run (a node replaced under a hand-on, say): the run's failure, as a
-        warm worker's would be, not an error that Lambda retries until the event is dropped and
-        the run is left RUNNING with no worker."""
+        the run's generation that finds neither meets a cache that lost the run (a node replaced
+        under a hand-on, say), or a cancelled run whose state is cleared (None): the triage says
+        which."""
         try:
             return warm.run_config(self.svc, self.run_id)
-        except ChainError as exc:
-            if self.svc.tensor_store.cursor(self.run_id) != NO_CURSOR:
-                raise
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache"), None) from exc
+        except ChainError:
+            if self.standing(None) is Standing.CANCELLED:
+                return None
+            raise  # the cache holds the run's position, but not its configuration
+
+    # -- the run's state in the cache, as an early exit finds it ----------------------------------
+    def standing(
+        self,
+        store: ReductionStore | None,
+        error: Exception | None = None,
+        read: tuple[bool, int] | Exception | None = None,
+    ) -> Standing:
+        """The one triage of the run's state in the cache, for every way this invocation ends early:
+        its configuration not found, its first reads, the finish's commit, a step loop that stopped
+        (`ended_by`). `read`: the cancel mark and the cursor as this invocation just read them, or
+        the cache's error that reading them met; read here by default. `error`: what ended this
+        invocation, if anything did.
+
+        A cache that does not answer (past the client's own retries), or that lost the run (the
+        cursor gone, and no cancel mark: a node flushed or replaced), is the run's failure, raised
+        here as a chain step's would be: every worker meets it alike, and Lambda's retries of each
+        would all fall within a node's replacement and leave the run RUNNING with no worker.
+        Otherwise, where the run stands."""
+        if read is None:
+            try:
+                read = (self.svc.tensor_store.cancel_requested(self.run_id), self.svc.tensor_store.cursor(self.run_id))
+            except UNAVAILABLE as silent:
+                read = silent
+        if isinstance(read, Exception):
+            raise self.fail_run(read, store) from (error or read)
+        cancelled, cursor = read
+        if cancelled:
+            return Standing.CANCELLED
+        if cursor == NO_CURSOR or isinstance(error, CacheLost):
+            lost = error or CacheLost(f"run {self.run_id!r} lost its state in the cache")
+            raise self.fail_run(lost, store) from error
+        return Standing.ON if cursor == -1 else Standing.FINISHED
 
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
-        cleared). The cache lost the run, or an error came back (`seen_before`): this worker fails
-        the run, as does one that finds the cache not answering even the check below (a chain step
-        would too). Anything else loses only this worker (a wait's bound, a cache that failed a
-        step and answers again, an AWS error the SDK's retries did not outlast, however often, a
-        crash once): raised for Lambda's retry, while the others stand in for it."""
+        cleared). The cache lost the run, or does not answer even the triage (`standing`), or an
+        error came back (`seen_before`): this worker fails the run. Anything else loses only this
+        worker (a wait's bound, a cache that failed a step and answers again, an AWS error the
+        SDK's retries did not outlast, however often, a crash once): raised for Lambda's retry,
+        while the others stand in for it."""
         if isinstance(exc, Stopped) and exc.cause is StopCause.FAILED:
             logger.info("worker stopped: the run failed", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.DUPLICATE)
-        try:
-            cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
-            cursor = self.svc.tensor_store.cursor(self.run_id)
-        except UNAVAILABLE as silent:
-            raise self.fail_run(silent, store) from exc  # the cache does not answer even this (as above)
-        if cancelled:
+        standing = self.standing(store, exc)
+        if standing is Standing.CANCELLED:
             store.clear()  # what this worker wrote after the cancel's clean-up goes too
             logger.info("worker stopped: the run was cancelled", extra={"run_id": self.run_id, "worker": self.worker})
             return self.result(Outcome.CANCELLED)
-        if cursor == NO_CURSOR or isinstance(exc, CacheLost):
-            raise self.fail_run(exc, store)
-        if isinstance(exc, Behind) or cursor != -1:
+        if isinstance(exc, Behind) or standing is Standing.FINISHED:
             # A late copy: the other copy of this worker carried the run past it, or to its finish
             # (whose clean-up took the data and the reduction from under this copy).
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
@@ -228,17 +309,12 @@ class WorkerInvocation:
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
-    def cache_lost(self) -> bool:
-        try:
-            return self.svc.tensor_store.cursor(self.run_id) == NO_CURSOR
-        except UNAVAILABLE:
-            return False  # unreachable is not lost: the failure's own error says what happened
-
     def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
         """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
         the other workers woken to stop once it is made. Returns the error to raise."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        why = failures.reason(exc, isinstance(exc, CacheLost) or self.cache_lost())
+        lost = isinstance(exc, CacheLost) or failures.cache_lost(self.svc.tensor_store, self.run_id)
+        why = failures.reason(exc, lost)
         step = f"{launching.WORKER_STATE}#{self.worker}"
 
         def wake() -> None:
@@ -259,20 +335,53 @@ class WorkerInvocation:
             logger.exception("could not record the failure", extra={"run_id": self.run_id})
         return WorkerFailed(f"run {self.run_id} worker {self.worker} failed the run: {why}")
 
-    def gathered(self, config: RunConfig, job: worker.Job) -> Callable[[worker.Gathered], None]:
-        """After each step: the heartbeat, and worker 0's checkpoints."""
-        last_beat = [-HEARTBEAT_S]
+    def gathered(self, config: RunConfig, job: worker.Job, store: ReductionStore) -> Callable[[worker.Gathered], None]:
+        """After each step: the heartbeat, worker 0's checkpoints, and the items of the epochs
+        whose figures are known (an epoch's cost at its last step; with held-out examples, its
+        validation scores at the next epoch's first step; the last epoch's, the finisher's),
+        written at most every ITEMS_EVERY_S: a run of many short epochs does not pay a table
+        write at each of its steps."""
+        last_beat, last_items = [-HEARTBEAT_S], [-ITEMS_EVERY_S]
         total = job.epochs * job.batches
+        ended: list[int] = []
 
         def after(step: worker.Gathered) -> None:
             now = time.monotonic()
             if now - last_beat[0] >= HEARTBEAT_S or step.step == total - 1:
                 last_beat[0] = now
                 self.heartbeat(step.step)
+            if step.closes_epoch:
+                store.epoch_ended(step.epoch, time.time())
             if self.worker == 0 and config.checkpoint_every and step.closes_epoch:
                 self.checkpoint(config, job, step)
+            if not config.validates and step.closes_epoch:
+                ended.append(step.epoch)
+            elif config.validates and step.epoch > 0 and step.step == step.epoch * job.batches:
+                ended.append(step.epoch - 1)
+            if ended and (now - last_items[0] >= ITEMS_EVERY_S or step.step == total - 1):
+                last_items[0] = now
+                self.write_epoch_items(config, ended, store)
+                ended.clear()
 
         return after
+
+    def write_epoch_items(self, config: RunConfig, epochs: list[int], store: ReductionStore) -> None:
+        """The items of `epochs` in the run's history as soon as their figures are known, so that
+        `lnn status` and the history show a data-parallel run's progress as they show a chain's:
+        each by the first worker to claim it, once whatever the duplicates, and only for an epoch
+        that ended in this generation (a resumed run's earlier epochs have theirs). Best effort:
+        the finish writes any item still missing, with the same figures; the PROGRESS messages are
+        the finish's."""
+        try:
+            ends = store.epoch_ends()
+            mine = store.claim_epoch_items([e for e in epochs if e in ends], self.token)
+            if not mine:
+                return
+            costs = store.epoch_costs()
+            scores = store.validation_scores() if config.validates else {}
+            self.svc.run_store.put_epochs(self.run_id, [epoch_item(config, e, costs, ends, scores) for e in mine])
+        except Exception:
+            logger.exception("epoch items not written", extra={"run_id": self.run_id, "epochs": epochs})
 
     def heartbeat(self, step: int) -> None:
         """The step this worker gathered, in the run's item (`lnn status` shows it), which also
@@ -396,9 +505,7 @@ class WorkerInvocation:
             total += int(np.sum(engine.predict(config.activations, params, x) == labels))
         return total
 
-    def finish(
-        self, config: RunConfig, outcome: worker.Result, correct: int, started: float, store: ReductionStore
-    ) -> dict[str, Any]:
+    def finish(self, config: RunConfig, outcome: worker.Result, correct: int, store: ReductionStore) -> dict[str, Any]:
         arrays = self.svc.tensor_store.get_data(self.run_id, ["x_test", "y_test", "shift", "scale"])
         x_test = arrays["x_test"]
         if x_test.dtype.kind in "ui":  # raw integers, examples first, as the chain's TrainData takes them
@@ -413,12 +520,9 @@ class WorkerInvocation:
             "finished_at": now,
             "epochs": config.epochs,
         }
-        elapsed = (time.monotonic() - started) / max(1, config.epochs)
-        epochs = [{"epoch": e, "cost": c, "duration_s": round(elapsed, 6)} for e, c in enumerate(outcome.costs)]
-        if config.validates:  # the figures the chain's items and summary carry, but its batches' accuracy
+        if config.validates:  # the figure the chain's summary carries
             metrics["validation_accuracy"] = engine.accuracy(config, outcome.params, *self.validation_set(config))
-            for item, (cost, accuracy) in zip(epochs, self.scores(config, outcome, store), strict=True):
-                item |= {"validation_cost": cost, "validation_accuracy": accuracy}
+        epochs = self.epoch_items(config, outcome, store)
         seq = config.plan.total_steps - 1  # the chain's finish position: the run's record counts to it
         outbox = effects.Outbox(seq=seq, epochs=epochs, checkpoint_epoch=None, metrics=metrics, successor=None)
         weights = {n: outcome.params[n] for n in engine.weight_names(config)}
@@ -426,11 +530,26 @@ class WorkerInvocation:
         if answer is CommitResult.OK:
             self.complete(config, outbox, lambda names: {n: weights[n] for n in names})
             return self.result(Outcome.SUCCEEDED, steps_executed=outcome.steps, last_seq=seq)
+        if answer is CommitResult.LOST:  # the node went under the finish (the triage fails the run), or a cancel
+            lost = CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish")
+            if self.standing(None, lost) is Standing.CANCELLED:
+                return self.result(Outcome.CANCELLED)
         if answer is CommitResult.CANCELLED:
             return self.result(Outcome.CANCELLED)
-        if answer is CommitResult.LOST:  # the node went under the finish: no other copy will end the run
-            raise self.fail_run(CacheLost(f"run {self.run_id!r} lost its state in the cache at its finish"), None)
         return self.complete_committed(config, self.svc.tensor_store.cursor(self.run_id))
+
+    def epoch_items(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[dict[str, Any]]:
+        """Every epoch's item, for the finish's outbox (its PROGRESS messages, and the history it
+        writes again): those written while the run went on, as they are; the others (the last
+        epoch's when examples are held out, and any a worker claimed and did not write) from the
+        same figures, the last epoch's validation scores computed here."""
+        items = {int(e["epoch"]): public(e) for e in self.svc.run_store.epochs(self.run_id)}
+        missing = [e for e in range(config.epochs) if e not in items]
+        if missing:
+            ends, costs = store.epoch_ends(), dict(enumerate(outcome.costs))
+            scores = dict(enumerate(self.scores(config, outcome, store))) if config.validates else {}
+            items |= {e: epoch_item(config, e, costs, ends, scores) for e in missing}
+        return [items[e] for e in range(config.epochs)]
 
     def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
         """Every epoch's validation scores: those the workers published, and the last epoch's,
@@ -460,17 +579,25 @@ class WorkerInvocation:
         event would give up where AWS throttles a fraction of those calls, and leave the run RUNNING
         with its finish committed. So an error a later attempt need not meet (`aws.transient`) is
         outlasted here, attempt after attempt while the invocation has time, each attempt doing
-        only what the ones before left undone; any other error is raised at once."""
+        only what the ones before left undone.
+
+        A completion that still fails (the last attempt's error, or one that is not transient, at
+        once) ends as a chain step's does: the run FAILED with that error as its reason (not left
+        RUNNING with its finish committed), the error raised for Lambda's retry, whose completion
+        moves the run on to SUCCEEDED if it gets through. Another copy holding the completion
+        (`CompletionBusy`) is no failure: raised for the retry alone."""
         pause, attempts = COMPLETION_PAUSE_S[0], 0
         while True:
             try:
                 effects.complete(self.svc, config, outbox, tensors, self.token, self.context)
                 return
+            except once.CompletionBusy:
+                raise
             except Exception as exc:
                 attempts += 1
                 left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
                 if not aws.transient(exc) or attempts >= COMPLETION_ATTEMPTS or left_ms < pause * 1000:
-                    raise
+                    raise self.fail_run(exc, None) from exc
                 logger.warning(
                     "the finish's completion met a transient error; again",
                     extra={"run_id": self.run_id, "worker": self.worker, "attempt": attempts, "error": str(exc)},
@@ -480,6 +607,27 @@ class WorkerInvocation:
 
     def result(self, status: Outcome, **values: Any) -> dict[str, Any]:
         return {"run_id": self.run_id, "worker": self.worker, "status": str(status), **values}
+
+
+def epoch_item(
+    config: RunConfig,
+    epoch: int,
+    costs: dict[int, float],
+    ends: dict[int, float],
+    scores: dict[int, tuple[float, float]],
+) -> dict[str, Any]:
+    """Epoch `epoch`'s item as the chain's has it, but for the training accuracy of its batches
+    (the workers reduce no prediction counts per step), from figures every worker reads alike, so
+    whoever writes it writes the same item: its cost, its duration between the ends the cache
+    recorded (from this generation's start for its first epoch), and, with held-out examples, its
+    validation scores."""
+    began, ended = ends.get(epoch - 1, ends.get(-1)), ends.get(epoch)
+    duration = None if began is None or ended is None else round(ended - began, 6)
+    item: dict[str, Any] = {"epoch": epoch, "cost": costs[epoch], "duration_s": duration}
+    if config.validates:
+        cost, accuracy = scores[epoch]
+        item |= {"validation_cost": cost, "validation_accuracy": accuracy}
+    return item
 
 
 def job_of(config: RunConfig) -> worker.Job:

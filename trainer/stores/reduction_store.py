@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from trainer.keys import CacheKind, cache_key, stop_key
-from trainer.stores.tensor_store import CacheLost
+from trainer.stores.tensor_store import NO_CURSOR, CacheLost
 from trainer.vocabulary import StopCause
 
 # A reduction tree's node, (level, index), as trainer.parallel.tree names it: the store only keys by it.
@@ -91,6 +91,15 @@ class Behind(RuntimeError):
     copy of a worker)."""
 
 
+@dataclass(frozen=True)
+class FinishWatch:
+    """The finish as a worker standing by for it sees it (`ReductionStore.watch_finish`)."""
+
+    cancelled: bool
+    cursor: int  # the run's chain position: -1 before the finish's commit, NO_CURSOR if the cache lost it
+    held_ms: int  # what is left of the finisher's lease; 0: nobody holds the finish
+
+
 @dataclass
 class Traffic:
     """Bytes this worker moved through the cache (payloads, not protocol)."""
@@ -109,6 +118,7 @@ class ReductionStore:
         self.prefix = cache_key(run_id, CacheKind.REDUCTION) + ":" + (f"r{generation}:" if generation else "")
         self.stop = stop_key(run_id)
         self.stop_seen = "0-0"  # the stop stream's entries read already (those of other generations)
+        self.finish_seen = "0-0"  # the finish stream's entries read already
         self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR), generation_key(run_id)]
         self.traffic = Traffic()
 
@@ -266,6 +276,29 @@ class ReductionStore:
             found[int(epoch)] = (cost, accuracy)
         return found
 
+    def epoch_ended(self, epoch: int, at: float) -> None:
+        """When epoch `epoch` ended (-1: when this generation's steps began), by the clock of the
+        first worker to say so: whoever writes the epoch's item reads the same duration."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hsetnx(self._run_key("ended"), str(epoch), repr(at))
+        pipe.expire(self._run_key("ended"), EXPIRE_S)
+        pipe.execute()
+
+    def epoch_ends(self) -> dict[int, float]:
+        return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("ended")).items()}
+
+    def claim_epoch_items(self, epochs: list[int], token: str) -> list[int]:
+        """Those of `epochs` whose items the invocation `token` writes while the run goes on: the
+        first to claim an epoch's item does, once whatever the duplicates."""
+        if not epochs:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for epoch in epochs:
+            pipe.hsetnx(self._run_key("items"), str(epoch), token)
+        pipe.expire(self._run_key("items"), EXPIRE_S)
+        *claimed, _ = pipe.execute()
+        return [e for e, won in zip(epochs, claimed, strict=True) if won]
+
     def _run_key(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 
@@ -325,12 +358,46 @@ class ReductionStore:
     def claim_finish(self, worker: int, lease_s: int) -> bool:
         """Whether worker `worker` finishes the run: the first to claim it after its report does,
         whichever worker that is, so a worker lost for good (worker 0 too) never holds the finish
-        up; a copy or a retry of that worker takes it again (its holder crashed mid-finish). Past
-        the lease, any copy may (a second finisher's commit is refused by the guarded commit)."""
+        up; a copy or a retry of that worker takes it again (its holder crashed mid-finish). The
+        holder claims again at each stage of its finish, which renews its lease; past the lease
+        (the holder lost, or slow), any worker may claim it: a worker standing by for the finish
+        (`watch_finish`), or a later copy. A second finisher's commit is refused by the guarded
+        commit, so a slow holder taken over costs work, not correctness."""
         key = self._run_key("finisher")
         if self.client.set(key, str(worker), nx=True, ex=lease_s):
             return True
-        return self.client.get(key) == str(worker).encode()
+        if self.client.get(key) != str(worker).encode():
+            return False
+        self.client.expire(key, lease_s)
+        return True
+
+    def watch_finish(self) -> FinishWatch:
+        """In one atomic read, what a worker standing by for the finish looks at: the cancel mark,
+        the run's cursor and what is left of the finisher's lease. Behind if a resume replaced this
+        generation."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.mget(self.marks)
+        pipe.pttl(self._run_key("finisher"))
+        (cancelled, cursor, current), left_ms = pipe.execute()
+        if current is not None and int(current) != self.generation:
+            raise Behind(f"run {self.run_id} resumed: generation {int(current)} replaced generation {self.generation}")
+        return FinishWatch(cancelled is not None, NO_CURSOR if cursor is None else int(cursor), max(0, int(left_ms)))
+
+    def finish_done(self) -> None:
+        """The finisher's last word (its finish completed, or ended otherwise): its claim released
+        and the workers standing by for it woken, at once."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self._run_key("finisher"))
+        pipe.xadd(self._run_key("finish"), {"done": "1"})
+        pipe.expire(self._run_key("finish"), EXPIRE_S)
+        pipe.execute()
+
+    def await_finish(self, deadline: float) -> None:
+        """One blocking read (BLOCK_MS at most) of the finisher's last word, until the deadline:
+        the caller looks at the finish again after it. Stopped if the run was cancelled or failed."""
+        for _, batch in self._read(self._run_key("finish"), self.finish_seen, deadline, "the finish", [], [1], True):
+            for entry_id, _ in batch:
+                self.finish_seen = entry_id
 
     def claim_hand_on(self, worker: int, generation: int, lease_s: int) -> bool:
         """Whether this copy of worker `worker`'s invocation `generation` sends its successor: one

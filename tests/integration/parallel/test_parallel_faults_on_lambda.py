@@ -10,9 +10,13 @@ import secrets
 
 import pytest
 
-from tests.support.cloud import invoke, wait_for_status
+from tests.support.chain import wait_for
+from tests.support.cloud import invoke, run_item, wait_for_status
 from tests.support.parallel import REQUEST, assert_ends_as_the_reference, with_faults
+from trainer.handlers import worker as worker_handler
 from trainer.local.provision import provision_stack
+from trainer.stores.items import public
+from trainer.stores.run_store import DynamoRunStore
 
 
 @pytest.fixture(scope="module")
@@ -56,4 +60,58 @@ def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(cloud
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
     assert len((tmp_path / "injected").read_text().splitlines()) == 1
     assert item["status"] == "SUCCEEDED", item
+    assert_ends_as_the_reference(cloud_env, stack, payload)
+
+
+def test_a_finisher_lost_for_good_is_taken_over_and_the_run_ends_identical(cloud_env, tmp_path) -> None:
+    """No retry at all: whichever worker claims the finish crashes in it (at the test accuracy,
+    before its commit) and never comes back, after every other worker has reported. The workers
+    standing by for the finish take it over once the finisher's lease lapses: the run ends
+    SUCCEEDED, identical to the reference, within the lease and the finish's own time, not at the
+    STALLED sweep (30 minutes)."""
+    stack = provision_stack("dpz" + secrets.token_hex(3), trainer_memory_mb=1024, max_retry_attempts=0)
+    points = [{"target": "trainer.engine:accuracy", "limit": 1}]  # called by a data-parallel finish only
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": points, "record": []})
+    payload = {**REQUEST, "workers": 4, "run_id": f"dpz-{secrets.token_hex(3)}"}
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    injected = tmp_path / "injected"
+    assert [json.loads(line)["target"] for line in injected.read_text().splitlines()] == ["trainer.engine:accuracy"]
+    assert item["status"] == "SUCCEEDED", item
+    stalled_for = float(item["finished_at"]) - injected.stat().st_mtime
+    assert stalled_for < worker_handler.FINISH_LEASE_S + 30, stalled_for
+    assert_ends_as_the_reference(cloud_env, stack, payload)
+
+
+@pytest.mark.parametrize("validation", [0, 0.2], ids=["no-validation", "validation"])
+def test_epoch_items_are_written_as_the_epochs_end_and_left_as_they_are(cloud_env, tmp_path, validation) -> None:
+    """The finisher is held at its test accuracy (before its commit): every epoch's item is in the
+    run's history already while the run is RUNNING (with held-out examples, every epoch's but the
+    last, whose scores the finisher computes). Once the run ends, the history holds the same items,
+    one per epoch, with the reference's costs and scores."""
+    stack = provision_stack("dpe" + secrets.token_hex(3), trainer_memory_mb=1024)
+    go = tmp_path / "go"
+    points = [{"target": "trainer.engine:accuracy", "pause_until": str(go)}]  # the finish's, once
+    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": points, "record": []})
+    payload = {**REQUEST, "workers": 4, "run_id": f"dpe-{secrets.token_hex(3)}"}
+    if validation:
+        payload["validation_fraction"] = validation
+    resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
+    assert "FunctionError" not in resp, body
+    history = DynamoRunStore(stack["TABLE_NAME"])
+    try:
+        wait_for(lambda: (tmp_path / "paused").exists(), timeout_s=180, what="the finisher held before its commit")
+        during = {int(e["epoch"]): public(e) for e in history.epochs(payload["run_id"])}
+        status = run_item(cloud_env, stack["TABLE_NAME"], payload["run_id"])["status"]
+    finally:
+        go.touch()
+    item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 300)
+    assert status == "RUNNING"
+    epochs = REQUEST["epochs"]
+    assert sorted(during) == list(range(epochs - 1 if validation else epochs)), during
+    assert item["status"] == "SUCCEEDED", item
+    after = {int(e["epoch"]): public(e) for e in history.epochs(payload["run_id"])}
+    assert sorted(after) == list(range(epochs))
+    assert {e: after[e] for e in during} == during, "an item written as its epoch ended is left as it is"
     assert_ends_as_the_reference(cloud_env, stack, payload)
