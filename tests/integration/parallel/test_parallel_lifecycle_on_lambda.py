@@ -123,7 +123,11 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
     assert written == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written
     cloud.replace_node(stack["REPLICATION_GROUP_ID"])  # a replaced cache node: same address, empty memory
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
-    assert item["status"] == "FAILED" and item["failure_reason"].startswith("cache lost"), item
+    # A worker that reads while the node is being replaced finds no answer ("cache unavailable"),
+    # one that reads after finds it empty ("cache lost"): which comes first is the machine's load.
+    # Either fails the run, and either is resumed the same way.
+    assert item["status"] == "FAILED", item
+    assert item["failure_reason"].startswith(("cache lost", "cache unavailable")), item
     cloud.wait_idle(timeout_s=STOPPED_WITHIN_S)
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "resume", "run_id": payload["run_id"]})
     assert "FunctionError" not in resp, body
