@@ -70,6 +70,7 @@ def group_of(path: Path) -> str:
     return "infra" if where.startswith("infra/") else where
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups given here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = tier_of(item.path, item.name)
