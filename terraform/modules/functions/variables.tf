@@ -199,6 +199,6 @@ variable "max_run_invocations" {
 }
 
 variable "vpc_id" {
-  description = "The VPC the functions run in: their calls to DynamoDB, S3, SNS, Lambda and Secrets Manager are allowed through its endpoints only (aws:SourceVpc)."
+  description = "The VPC the functions run in: their calls to DynamoDB, S3, SNS and Lambda are allowed through its endpoints only (aws:SourceVpc)."
   type        = string
 }

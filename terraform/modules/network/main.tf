@@ -1,6 +1,6 @@
 # Private-only network: no internet gateway, no NAT gateway. The in-VPC Lambdas reach AWS through
-# VPC endpoints (gateway endpoints for S3 and DynamoDB, interface endpoints for Lambda, SNS and
-# Secrets Manager), and Redis admits TCP 6379 only from the Lambdas' security group.
+# VPC endpoints (gateway endpoints for S3 and DynamoDB, interface endpoints for Lambda and SNS),
+# and Redis admits TCP 6379 only from the Lambdas' security group.
 
 data "aws_region" "current" {}
 
@@ -193,7 +193,7 @@ resource "aws_vpc_security_group_egress_rule" "lambda_to_redis" {
 
 resource "aws_vpc_security_group_egress_rule" "lambda_to_endpoints" {
   security_group_id            = aws_security_group.lambda.id
-  description                  = "HTTPS to the interface endpoints (Lambda, SNS, Secrets Manager)"
+  description                  = "HTTPS to the interface endpoints (Lambda, SNS)"
   ip_protocol                  = "tcp"
   from_port                    = 443
   to_port                      = 443
