@@ -60,6 +60,14 @@ def test_a_cancel_stops_every_worker_at_its_next_step(cloud, cloud_env, stack, s
     url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-cancel-q")
     payload = {**LONG, "run_id": f"dpc-{secrets.token_hex(3)}"}
     launch(cloud_env, stack, payload)
+    try:
+        cancel_and_check(cloud, cloud_env, stack, services, payload, url)
+    finally:
+        # A failed check must not leave 2,000 steps of four workers to the tests after it.
+        invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "cancel", "run_id": payload["run_id"]})
+
+
+def cancel_and_check(cloud, cloud_env, stack: dict, services, payload: dict, url: str) -> None:
     wait_for_step(services, payload, 20)
     # A heartbeat is best effort, at a worker's first step and then every HEARTBEAT_S: one that a
     # busy table delayed or failed comes with the next.
