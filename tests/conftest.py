@@ -35,8 +35,13 @@ ACCEPTANCE_FILES = {
 ACCEPTANCE_NAMES = ("make_demo",)
 
 
+def within_tests(path: Path) -> str:
+    """A test file's place below tests/, as the tiers and the groups name it."""
+    return path.resolve().relative_to(TESTS).as_posix()
+
+
 def tier_of(path: Path, name: str) -> str:
-    where = path.resolve().relative_to(TESTS).as_posix()
+    where = within_tests(path)
     if where.startswith("unit/"):
         return "unit"
     if where.startswith("contract/"):  # each case twice: against its fake (unit) and its real server (cloud)
@@ -66,7 +71,7 @@ def group_of(path: Path) -> str:
     loadgroup): a test file stays whole on one process, so its module-wide stacks are set up once;
     every file under infra/ shares one, since they use the same Terraform configuration, its
     .terraform folders and the image's environment in the working tree."""
-    where = path.resolve().relative_to(TESTS).as_posix()
+    where = within_tests(path)
     return "infra" if where.startswith("infra/") else where
 
 
