@@ -379,7 +379,9 @@ class WorkerInvocation:
                 return
             costs = store.epoch_costs()
             scores = store.validation_scores() if config.validates else {}
-            self.svc.run_store.put_epochs(self.run_id, [epoch_item(config, e, costs, ends, scores) for e in mine])
+            hits = store.epoch_hits() if config.validates else {}
+            items = [epoch_item(config, e, costs, ends, scores, hits) for e in mine]
+            self.svc.run_store.put_epochs(self.run_id, items)
         except Exception:
             logger.exception("epoch items not written", extra={"run_id": self.run_id, "epochs": epochs})
 
@@ -395,9 +397,10 @@ class WorkerInvocation:
     def checkpoint(self, config: RunConfig, job: worker.Job, closed: worker.Gathered) -> None:
         """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
         in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
-        (`epoch_costs`), the validation scores of the epochs before (`epoch_scores`, a run that holds
-        examples out) and the data-parallel step as its seq: what a resume restores the reduction
-        from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
+        (`epoch_costs`), of a run that holds examples out every epoch's hits so far (`epoch_hits`) and
+        the validation scores of the epochs before (`epoch_scores`), and the data-parallel step as its
+        seq: what a resume restores the reduction from. Its bytes depend on the state only, so a copy
+        or a retry writes the same checkpoint."""
         if (closed.epoch + 1) % config.checkpoint_every:
             return
         layout = Layout.of(job.sizes)
@@ -411,6 +414,8 @@ class WorkerInvocation:
             scored = closed.exchange.validation_scores()
             scores = [scored[e] for e in range(closed.epoch)]
             tensors["epoch_scores"] = np.array(scores, dtype=np.float64).reshape(closed.epoch, 2)
+            counted = closed.exchange.epoch_hits()
+            tensors["epoch_hits"] = np.array([counted[e] for e in range(closed.epoch + 1)], dtype=np.int64)
         digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
         self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
 
@@ -548,7 +553,7 @@ class WorkerInvocation:
         if missing:
             ends, costs = store.epoch_ends(), dict(enumerate(outcome.costs))
             scores = dict(enumerate(self.scores(config, outcome, store))) if config.validates else {}
-            items |= {e: epoch_item(config, e, costs, ends, scores) for e in missing}
+            items |= {e: epoch_item(config, e, costs, ends, scores, outcome.hits) for e in missing}
         return [items[e] for e in range(config.epochs)]
 
     def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
@@ -615,17 +620,21 @@ def epoch_item(
     costs: dict[int, float],
     ends: dict[int, float],
     scores: dict[int, tuple[float, float]],
+    hits: dict[int, int],
 ) -> dict[str, Any]:
-    """Epoch `epoch`'s item as the chain's has it, but for the training accuracy of its batches
-    (the workers reduce no prediction counts per step), from figures every worker reads alike, so
+    """Epoch `epoch`'s item as the chain's has it, from figures every worker reads alike, so
     whoever writes it writes the same item: its cost, its duration between the ends the cache
-    recorded (from this generation's start for its first epoch), and, with held-out examples, its
-    validation scores."""
+    recorded (from this generation's start for its first epoch), and, with held-out examples, the
+    training accuracy of its batches as they met them (its hits, summed in the reduction's tree, of
+    its examples) and its validation scores. (A run resumed from a checkpoint written before the
+    hits were kept has no accuracy for the epochs before it: None, unknown.)"""
     began, ended = ends.get(epoch - 1, ends.get(-1)), ends.get(epoch)
     duration = None if began is None or ended is None else round(ended - began, 6)
     item: dict[str, Any] = {"epoch": epoch, "cost": costs[epoch], "duration_s": duration}
     if config.validates:
         cost, accuracy = scores[epoch]
+        right = hits.get(epoch)
+        item["accuracy"] = None if right is None else right / config.examples
         item |= {"validation_cost": cost, "validation_accuracy": accuracy}
     return item
 
