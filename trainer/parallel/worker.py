@@ -235,10 +235,9 @@ class _Worker:
             self.last_step_s = time.monotonic() - began
         recorded = exchange.epoch_costs()
         costs = [recorded[e] for e in range(job.epochs)]
-        done = total - resumed - 1
-        hits = exchange.epoch_hits()
-        params = self.layout.unflatten(self.flat)
-        return Result(params, costs, done, resumed, hits=hits, lost=self.lost, stood_in=self.stood_in)
+        done, params = total - resumed - 1, self.layout.unflatten(self.flat)
+        counted = exchange.epoch_hits()
+        return Result(params, costs, done, resumed, hits=counted, lost=self.lost, stood_in=self.stood_in)
 
     def begin(self, number: int) -> None:
         job = self.job
