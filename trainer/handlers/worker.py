@@ -69,12 +69,23 @@ class WorkerEvent:
 
 
 class Standing(Enum):
-    """Where an invocation that ends early finds the run in the cache, when the cache answers and
-    holds the run (WorkerInvocation.standing: otherwise the run fails)."""
+    """Where an invocation that ends early finds the run in the cache (`standing_of`)."""
 
     ON = "on"  # nothing committed: the run's steps go on
     FINISHED = "finished"  # the finish is committed: a duplicate, a retry after it, or a late copy
     CANCELLED = "cancelled"  # the user cancelled the run
+    LOST = "lost"  # the cursor gone, and no cancel mark: a node flushed or replaced under the run
+
+
+def standing_of(cancelled: bool, cursor: int) -> Standing:
+    """Where the run stands by its cancel mark and its cursor (the chain position: -1 while the
+    workers step, the finish's once it is committed, NO_CURSOR when the cache holds no run). A
+    cancel comes first: it clears the run's state, cursor and all."""
+    if cancelled:
+        return Standing.CANCELLED
+    if cursor == NO_CURSOR:
+        return Standing.LOST
+    return Standing.ON if cursor == -1 else Standing.FINISHED
 
 
 class WorkerFailed(RuntimeError):
@@ -136,10 +147,9 @@ class WorkerInvocation:
             if config.workers < 2 or self.worker >= config.workers:
                 raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
             cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, engine.weight_names(config))
-        except UNAVAILABLE as exc:
-            self.standing(None, read=exc)
-            raise  # not reached: the triage fails the run for a cache that does not answer
-        standing = self.standing(None, read=(cancelled, cursor))
+        except UNAVAILABLE as exc:  # a cache that does not answer: the run's failure (`standing`)
+            raise self.fail_run(exc, None) from exc
+        standing = self.triaged(standing_of(cancelled, cursor), None)
         if standing is Standing.CANCELLED:
             return self.result(Outcome.CANCELLED)
         if standing is Standing.FINISHED:  # a duplicate or a retry after the finish's commit
@@ -219,7 +229,7 @@ class WorkerInvocation:
             left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
             try:
                 watch = store.watch_finish()
-                standing = self.standing(store, read=(watch.cancelled, watch.cursor))
+                standing = self.triaged(standing_of(watch.cancelled, watch.cursor), store)
                 if standing is Standing.CANCELLED:
                     return self.result(Outcome.CANCELLED)
                 if left_ms <= 0:
@@ -249,37 +259,32 @@ class WorkerInvocation:
             raise  # the cache holds the run's position, but not its configuration
 
     # -- the run's state in the cache, as an early exit finds it ----------------------------------
-    def standing(
-        self,
-        store: ReductionStore | None,
-        error: Exception | None = None,
-        read: tuple[bool, int] | Exception | None = None,
-    ) -> Standing:
-        """The one triage of the run's state in the cache, for every way this invocation ends early:
-        its configuration not found, its first reads, the finish's commit, a step loop that stopped
-        (`ended_by`). `read`: the cancel mark and the cursor as this invocation just read them, or
-        the cache's error that reading them met; read here by default. `error`: what ended this
-        invocation, if anything did.
+    def standing(self, store: ReductionStore | None, error: Exception | None = None) -> Standing:
+        """Where the run stands, its cancel mark and cursor read here, for every way this invocation
+        ends early that has not just read them: its configuration not found, the finish's commit,
+        a step loop that stopped (`ended_by`). `error`: what ended this invocation, if anything did.
 
-        A cache that does not answer (past the client's own retries), or that lost the run (the
-        cursor gone, and no cancel mark: a node flushed or replaced), is the run's failure, raised
+        A cache that does not answer (past the client's own retries) is the run's failure, raised
         here as a chain step's would be: every worker meets it alike, and Lambda's retries of each
-        would all fall within a node's replacement and leave the run RUNNING with no worker.
-        Otherwise, where the run stands."""
-        if read is None:
-            try:
-                read = (self.svc.tensor_store.cancel_requested(self.run_id), self.svc.tensor_store.cursor(self.run_id))
-            except UNAVAILABLE as silent:
-                read = silent
-        if isinstance(read, Exception):
-            raise self.fail_run(read, store) from (error or read)
-        cancelled, cursor = read
-        if cancelled:
-            return Standing.CANCELLED
-        if cursor == NO_CURSOR or isinstance(error, CacheLost):
+        would all fall within a node's replacement and leave the run RUNNING with no worker. One
+        that answers: `triaged`."""
+        try:
+            cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
+            cursor = self.svc.tensor_store.cursor(self.run_id)
+        except UNAVAILABLE as silent:
+            raise self.fail_run(silent, store) from (error or silent)
+        return self.triaged(standing_of(cancelled, cursor), store, error)
+
+    def triaged(self, found: Standing, store: ReductionStore | None, error: Exception | None = None) -> Standing:
+        """`found` (standing_of what this invocation read), unless the cache lost the run: the cursor
+        gone, or `error` saying so, and no cancel mark. That is the run's failure, raised here, as a
+        cache that does not answer is (`standing`)."""
+        if found is Standing.CANCELLED:
+            return found
+        if found is Standing.LOST or isinstance(error, CacheLost):
             lost = error or CacheLost(f"run {self.run_id!r} lost its state in the cache")
-            raise self.fail_run(lost, store) from error
-        return Standing.ON if cursor == -1 else Standing.FINISHED
+            raise self.fail_run(lost, store, lost=True) from error
+        return found
 
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
@@ -309,12 +314,14 @@ class WorkerInvocation:
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
-    def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
+    def fail_run(self, exc: Exception, store: ReductionStore | None, lost: bool = False) -> WorkerFailed:
         """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
-        the other workers woken to stop once it is made. Returns the error to raise."""
+        the other workers woken to stop once it is made. Returns the error to raise. `lost`: the
+        cache lost the run, as the caller found it (the triage's read, or the error itself): the
+        cursor is not read again, which a cache that does not answer would make wait out the
+        client's retries a second time."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        lost = isinstance(exc, CacheLost) or failures.cache_lost(self.svc.tensor_store, self.run_id)
-        why = failures.reason(exc, lost)
+        why = failures.reason(exc, lost or isinstance(exc, CacheLost))
         step = f"{launching.WORKER_STATE}#{self.worker}"
 
         def wake() -> None:
