@@ -55,6 +55,17 @@ EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all die
 FIGURES_BYTES = 3 * 8  # chunk 0's tail: the batch's cost, the epoch's running cost and hits, float64
 
 
+# The finish's claim and its renewal in one step: taken when nobody holds it, renewed (its lease
+# from now) when this worker does, refused when another does. Atomic, so a holder whose lease
+# lapsed and was taken by another never renews the new holder's lease as its own.
+_CLAIM_FINISH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
 class Stalled(TimeoutError):
     """A step's nodes or chunks did not all arrive within the wait's bound."""
 
@@ -124,6 +135,7 @@ class ReductionStore:
         self.finish_seen = "0-0"  # the finish stream's entries read already
         self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR), generation_key(run_id)]
         self.traffic = Traffic()
+        self._claim_finish = client.register_script(_CLAIM_FINISH)
 
     def _key(self, step: int, kind: str) -> str:
         return f"{self.prefix}{step}:{kind}"
@@ -380,14 +392,9 @@ class ReductionStore:
         holder claims again at each stage of its finish, which renews its lease; past the lease
         (the holder lost, or slow), any worker may claim it: a worker standing by for the finish
         (`watch_finish`), or a later copy. A second finisher's commit is refused by the guarded
-        commit, so a slow holder taken over costs work, not correctness."""
-        key = self._run_key("finisher")
-        if self.client.set(key, str(worker), nx=True, ex=lease_s):
-            return True
-        if self.client.get(key) != str(worker).encode():
-            return False
-        self.client.expire(key, lease_s)
-        return True
+        commit, so a slow holder taken over costs work, not correctness. One round trip, atomic
+        (`_CLAIM_FINISH`)."""
+        return bool(self._claim_finish(keys=[self._run_key("finisher")], args=[str(worker), lease_s]))
 
     def watch_finish(self) -> FinishWatch:
         """In one atomic read, what a worker standing by for the finish looks at: the cancel mark,

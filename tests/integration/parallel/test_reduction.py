@@ -401,3 +401,67 @@ def test_validation_scores_through_redis_are_the_references_whoever_scores(redis
     final = score(want_params)
     assert [published[0], published[1], final] == want
     assert len(scored) >= 3  # epochs 0 and 1 scored by the workers, at least once each
+
+
+class Interleaved(redis.Redis):
+    """A connection that runs `between` once, right after its `after`-th command from the moment it
+    is armed: another worker's moves landing between this worker's round trips."""
+
+    def arm(self, after: int, between) -> None:
+        self.left, self.between = after, between
+
+    def execute_command(self, *args, **options):
+        answer = super().execute_command(*args, **options)
+        if getattr(self, "left", 0) > 0:
+            self.left -= 1
+            if self.left == 0:
+                self.between()
+        return answer
+
+
+def test_the_finishs_claim_is_taken_renewed_and_refused_in_one_round_trip(redis_server) -> None:
+    client = Interleaved(**redis_server.client_kwargs())
+    store = ReductionStore(client, secrets.token_hex(6), 2, "float64")
+    key = store._run_key("finisher")
+    assert store.claim_finish(0, 5) and client.get(key) == b"0"
+    assert client.ttl(key) <= 5
+    assert not store.claim_finish(1, 5), "held by worker 0"
+    second: list[bool] = []
+    client.arm(2, lambda: second.append(True))  # a second command of the renewal would set this
+    assert store.claim_finish(0, 100), "the holder renews"
+    assert not second, "the renewal is one round trip"
+    client.arm(0, None)
+    assert 5 < client.ttl(key) <= 100, "its lease renewed from now"
+    client.close()
+
+
+@pytest.mark.parametrize("after", [1, 2, 3], ids=["after-1st-round-trip", "after-2nd", "after-3rd"])
+def test_a_renewal_after_the_lease_lapsed_and_another_claimed_never_extends_the_new_holders_lease(
+    redis_server, after
+) -> None:
+    """Worker 0 holds the finish and renews its claim with a long lease (100 s). After the
+    renewal's `after`-th round trip (or after the renewal, if it makes fewer), its lease lapses
+    and worker 1 claims the finish for 5 s. Whatever the moment, worker 1 holds the finish
+    afterwards, on its own 5 s lease: a renewal that read worker 0's claim, then wrote after the
+    lapse, would have given worker 1's claim worker 0's 100 s."""
+    run_id = secrets.token_hex(6)
+    client, other = Interleaved(**redis_server.client_kwargs()), redis.Redis(**redis_server.client_kwargs())
+    holder, taker = ReductionStore(client, run_id, 2, "float64"), ReductionStore(other, run_id, 2, "float64")
+    key = holder._run_key("finisher")
+    assert holder.claim_finish(0, 5)
+    took: list[bool] = []
+
+    def lapse_and_take() -> None:
+        other.delete(key)  # the lease ran out (as EX would end it, without waiting for it)
+        took.append(taker.claim_finish(1, 5))
+
+    client.arm(after, lapse_and_take)
+    renewed = holder.claim_finish(0, 100)
+    if not took:  # the renewal made fewer round trips: the lapse comes after it
+        lapse_and_take()
+    assert took == [True]
+    assert other.get(key) == b"1"
+    assert 0 < other.ttl(key) <= 5, (renewed, other.ttl(key))
+    assert not holder.claim_finish(0, 100) and other.ttl(key) <= 5, "a lapsed holder's renewal is refused"
+    client.close()
+    other.close()
