@@ -199,7 +199,7 @@ def run_step(config: RunConfig, event: Event, ws: WorkingSet, data: TrainData) -
             ws.drop("l2sum")
         if config.validates:
             labels = data.y(config, epoch, batch)
-            ws.put("hits", ws["hits"] + float(np.sum(classes_of(config.activations, ws[f"Z{L}"]) == labels)))
+            ws.put("hits", ws["hits"] + float(losses.hits(config.output_activation, ws[f"Z{L}"], labels)))
         ws.drop(f"Z{L}")
         ws.put("dZ", dz)
         ws.put("cost", ws["cost"] + cost * (m / config.examples))
@@ -250,9 +250,7 @@ def predict(activations: tuple[str, ...] | list[str], params: dict[str, np.ndarr
 
 def classes_of(activations: tuple[str, ...] | list[str], z: np.ndarray) -> np.ndarray:
     """The predicted class (1, m) from the output layer's pre-activation."""
-    if activations[-1] == "sigmoid":
-        return (z > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
-    return np.argmax(z, axis=0).reshape(1, -1)
+    return losses.predicted_classes(activations[-1], z)
 
 
 def evaluate(config: RunConfig, params: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

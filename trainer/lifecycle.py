@@ -154,7 +154,9 @@ def _restore_reduction(store: RedisTensorStore, config: RunConfig, resumes: int,
     costs = [float(c) for c in saved.tensors["epoch_costs"]]
     scored = saved.tensors.get("epoch_scores")  # a run that holds examples out: the epochs' before it
     scores = None if scored is None else [(float(c), float(a)) for c, a in scored]
-    reduction.restore(saved.cursor, chunks, states, costs, scores)
+    counted = saved.tensors.get("epoch_hits")  # and every epoch's hits up to it
+    hits = None if counted is None else [int(h) for h in counted]
+    reduction.restore(saved.cursor, chunks, states, costs, scores, hits)
 
 
 def _rebuild_of(svc: services_mod.Services, config: RunConfig, run: RunItem) -> Rebuild:

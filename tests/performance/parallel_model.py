@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from trainer.parallel import shards, tree
 from trainer.parallel.flat import Layout
+from trainer.stores import reduction_store
 
 MODELLED_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -58,12 +59,17 @@ class Assumptions:
 
 
 # -- traffic ----------------------------------------------------------------------------------------
+TALLY = 16  # a tree node's loss sum and hits, two float64, to chunk 0's owner
+FIGURES = reduction_store.FIGURES_BYTES  # chunk 0's: the batch's cost, the epoch's running cost and hits
+
+
 def lnn_traffic(chunk_sizes: list[int], itemsize: int, state_slots: int) -> tuple[float, float]:
     """(bytes sent, bytes received) per worker and step, averaged over the workers, of LNN's
     reduction (trainer.stores.reduction_store) with these chunks (one per worker, in parameters):
-    each worker's tree nodes' slices of every chunk (and their loss sums, float64, for chunk 0),
-    the owner's updated chunk (chunk 0 with two float64 costs) and its optimizer state; received:
-    every node's slice of its own chunk (with the loss sums for chunk 0) and every chunk."""
+    each worker's tree nodes' slices of every chunk (and their tallies for chunk 0: the loss sum
+    and the hits, two float64), the owner's updated chunk (chunk 0 with its figures: the batch's
+    cost, the epoch's running cost and hits, three float64) and its optimizer state; received:
+    every node's slice of its own chunk (with the tallies for chunk 0) and every chunk."""
     workers = len(chunk_sizes)
     total = sum(chunk_sizes)
     covers = [len(tree.cover(shards.micro_shards_of(workers, w))) for w in range(workers)]
@@ -71,10 +77,10 @@ def lnn_traffic(chunk_sizes: list[int], itemsize: int, state_slots: int) -> tupl
     sent = received = 0.0
     for w in range(workers):
         own = chunk_sizes[w] * itemsize
-        sent += covers[w] * (total * itemsize + 8)  # its nodes' slices of every chunk, the loss sums to chunk 0
-        sent += own + (16 if w == 0 else 0) + state_slots * own  # its chunk (with the costs) and state
-        received += nodes * own + (8 * nodes if w == 0 else 0)  # every node's slice of its chunk
-        received += total * itemsize + 16  # the gather: every chunk, chunk 0's costs
+        sent += covers[w] * (total * itemsize + TALLY)  # its nodes' slices of every chunk, the tallies to chunk 0
+        sent += own + (FIGURES if w == 0 else 0) + state_slots * own  # its chunk (with the figures) and state
+        received += nodes * own + (TALLY * nodes if w == 0 else 0)  # every node's slice of its chunk
+        received += total * itemsize + FIGURES  # the gather: every chunk, chunk 0's figures
     return sent / workers, received / workers
 
 
@@ -97,7 +103,7 @@ def lnn_bytes_per_worker(parameters: int, itemsize: int, workers: int, state_slo
         sent, received = lnn_traffic(even_chunks(parameters, workers), itemsize, state_slots)
         return sent + received
     vector = parameters * itemsize
-    return (3 + (1 + state_slots) / workers) * vector + 8 + 16 * 2
+    return (3 + (1 + state_slots) / workers) * vector + TALLY + FIGURES * 2
 
 
 def lambdaml_summer_bytes(parameters: int, itemsize: int, workers: int) -> float:

@@ -29,7 +29,7 @@ REQUEST = {
 
 
 def expected(payload: dict) -> tuple[dict[str, np.ndarray], list[float]]:
-    got, costs, _ = _reference(payload)
+    got, costs, *_ = _reference(payload)
     return got, costs
 
 
@@ -39,7 +39,15 @@ def expected_scores(payload: dict) -> list[tuple[float, float]]:
     return _reference(payload)[2]
 
 
-def _reference(payload: dict) -> tuple[dict[str, np.ndarray], list[float], list[tuple[float, float]]]:
+def expected_accuracy(payload: dict) -> list[float]:
+    """Every epoch's training `accuracy` of a run with a validation_fraction, as the chain defines
+    it: the share of its training examples that its batches classified right as they met them."""
+    return _reference(payload)[3]
+
+
+def _reference(
+    payload: dict,
+) -> tuple[dict[str, np.ndarray], list[float], list[tuple[float, float]], list[float]]:
     dtype = payload.get("dtype", "float64")
     raw, held = load_raw(payload["dataset"]), None
     if payload.get("validation_fraction"):
@@ -53,7 +61,7 @@ def _reference(payload: dict) -> tuple[dict[str, np.ndarray], list[float], list[
         if ds.x_val is not None:
             scores.append(engine.evaluate_model(["tanh", "softmax"], weights, ds.x_val, ds.y_val))
 
-    got, costs, _ = reference.train(
+    got, costs, _, hits = reference.train(
         ds.x_train,
         ds.y_train,
         params,
@@ -67,7 +75,7 @@ def _reference(payload: dict) -> tuple[dict[str, np.ndarray], list[float], list[
         workers=payload.get("workers", 1),
         on_epoch=score,
     )
-    return got, costs, scores
+    return got, costs, scores, [h / ds.x_train.shape[1] for h in hits]
 
 
 def with_faults(cloud_env, stack: dict, plan: dict) -> None:
@@ -87,9 +95,10 @@ def assert_ends_as_the_reference(cloud_env, stack: dict, payload: dict) -> None:
     blob = aws("s3", cloud_env).get_object(Bucket=stack["MODEL_BUCKET"], Key=f"models/{payload['run_id']}/model.npz")
     _, params, _, _ = model_file.load(blob["Body"].read())
     epochs = sorted(DynamoRunStore(stack["TABLE_NAME"]).epochs(payload["run_id"]), key=lambda e: e["epoch"])
-    want_params, want_costs, want_scores = _reference(payload)
+    want_params, want_costs, want_scores, want_accuracy = _reference(payload)
     assert {k: v.tobytes() for k, v in params.items()} == {k: v.tobytes() for k, v in want_params.items()}
     assert [e["epoch"] for e in epochs] == list(range(len(want_costs)))
     assert [float(e["cost"]) for e in epochs] == want_costs
     if payload.get("validation_fraction"):  # every epoch scored on the held-out examples
         assert [(float(e["validation_cost"]), float(e["validation_accuracy"])) for e in epochs] == want_scores
+        assert [float(e["accuracy"]) for e in epochs] == want_accuracy  # of its batches, as they met them

@@ -41,13 +41,15 @@ def test_weights_costs_and_state_are_bit_identical_for_every_number_of_workers(o
         n: reference.train(x, y, params, activations, 3, 0.05, optimizer, l2, batch_size, seed=5, workers=n)
         for n in WORKER_COUNTS
     }
-    weights, costs, state = runs[1]
+    weights, costs, state, hits = runs[1]
     assert all(v.dtype == np.dtype(dtype) for v in weights.values())
     assert not any(np.array_equal(weights[k], params[k]) for k in params if k.startswith("W")), "it trained"
+    assert len(hits) == 3 and all(0 < h < x.shape[1] for h in hits), hits
     for n in WORKER_COUNTS[1:]:
-        assert _bits(runs[n][0]) == _bits(weights), f"weights differ with {n} workers"
-        assert runs[n][1] == costs, f"cost curve differs with {n} workers"
-        assert _bits(runs[n][2]) == _bits(state), f"optimizer state differs with {n} workers"
+        assert _bits(runs[n].params) == _bits(weights), f"weights differ with {n} workers"
+        assert runs[n].costs == costs, f"cost curve differs with {n} workers"
+        assert _bits(runs[n].state) == _bits(state), f"optimizer state differs with {n} workers"
+        assert runs[n].hits == hits, f"the epochs' hits differ with {n} workers"
 
 
 @pytest.mark.parametrize("workers", [3, 5, 6, 7, 11, 13])
@@ -55,7 +57,7 @@ def test_worker_counts_that_do_not_divide_the_micro_shards_give_the_same_bits(wo
     x, y, params, activations = _problem("softmax", "float32")
     one = reference.train(x, y, params, activations, 2, 0.05, "adam", 0.3, 29, seed=2, workers=1)
     many = reference.train(x, y, params, activations, 2, 0.05, "adam", 0.3, 29, seed=2, workers=workers)
-    assert _bits(many[0]) == _bits(one[0]) and many[1] == one[1]
+    assert _bits(many.params) == _bits(one.params) and many.costs == one.costs and many.hits == one.hits
 
 
 @pytest.mark.parametrize("optimizer", ["gd", "momentum", "adam"])
@@ -65,7 +67,7 @@ def test_float64_agrees_with_the_chains_reference_within_1e_9(optimizer, batch_s
     in the micro-shard tree: the same examples, so the same values up to rounding."""
     x, y, params, activations = _problem("softmax", "float64")
     chain_params, chain_costs = monolithic.train(x, y, params, activations, 4, 0.05, optimizer, 0.4, batch_size, 5)
-    par_params, par_costs, _ = reference.train(x, y, params, activations, 4, 0.05, optimizer, 0.4, batch_size, 5, 4)
+    par_params, par_costs, _, _ = reference.train(x, y, params, activations, 4, 0.05, optimizer, 0.4, batch_size, 5, 4)
     np.testing.assert_allclose(par_costs, chain_costs, rtol=1e-9, atol=0)
     for name in chain_params:
         np.testing.assert_allclose(par_params[name], chain_params[name], rtol=1e-9, atol=1e-12)
@@ -164,7 +166,7 @@ def _scored(workers: int, dtype: str, optimizer: str, batch_size: int | None) ->
         assert epoch == len(scores)
         scores.append(engine.evaluate_model(activations, weights, x_val, y_val))
 
-    _, costs, _ = reference.train(
+    _, costs, _, _ = reference.train(
         x, y, params, activations, 3, 0.05, optimizer, 0.2, batch_size, seed=5, workers=workers, on_epoch=score
     )
     return costs, scores
@@ -190,3 +192,42 @@ def test_validation_scores_agree_with_the_chains_within_1e_9():
         chain_params, _ = monolithic.train(x, y, params, activations, epoch + 1, 0.05, "adam", 0.2, 37, 5)
         chain_cost, chain_accuracy = engine.evaluate_model(activations, chain_params, x_val, y_val)
         assert cost == pytest.approx(chain_cost, rel=1e-9, abs=0) and accuracy == chain_accuracy, epoch
+
+
+def test_an_epochs_hits_are_its_examples_classified_right_by_the_parameters_its_batch_met():
+    """Full batch: epoch e's one batch meets the parameters epoch e - 1 ended with (the initial ones
+    for epoch 0), before its update; its hits are those parameters' right predictions."""
+    x, y, params, activations = _problem("softmax", "float64")
+    trained = reference.train(x, y, params, activations, 3, 0.05, "adam", 0.2, None, seed=5, workers=4)
+    met = [params] + [
+        reference.train(x, y, params, activations, e, 0.05, "adam", 0.2, None, seed=5, workers=4).params for e in (1, 2)
+    ]
+
+    def right(p: dict[str, np.ndarray]) -> int:
+        return int(np.sum(engine.predict(activations, p, x) == y.astype(np.int64)))
+
+    assert trained.hits == [right(p) for p in met]
+    # the parameters each batch's update made would count otherwise: the test tells them apart
+    assert trained.hits != [right(p) for p in [*met[1:], trained.params]]
+
+
+@pytest.mark.parametrize("batch_size", [None, 100], ids=["full-batch", "mini-batch"])
+def test_the_hits_are_the_chains_training_accuracy(batch_size):
+    """The chain (on fakes of its ports, its real steps) records each epoch's `accuracy` of a run
+    that holds examples out: its batches' right predictions as they met them, of its training
+    examples. The workers' hits, summed in the tree, are that count: the same figure, exactly."""
+    from tests.fakes import fake_services
+    from tests.fakes.chain import drain, launch
+    from tests.support.parallel import REQUEST, expected_accuracy
+
+    svc = fake_services()
+    request = {**REQUEST, "validation_fraction": 0.2, "chain": "fused", "checkpoint_every": 0}
+    if batch_size is None:
+        request.pop("batch_size")
+    run_id = launch(svc, **request)
+    drain(svc)
+    assert svc.run_store.get_run(run_id)["status"] == "SUCCEEDED"
+    chain = [float(e["accuracy"]) for e in sorted(svc.run_store.epochs(run_id), key=lambda e: int(e["epoch"]))]
+    assert len(chain) == REQUEST["epochs"] and len(set(chain)) > 1, chain
+    for workers in (1, 2, 4):
+        assert expected_accuracy({**request, "workers": workers}) == chain, workers

@@ -16,12 +16,12 @@ MB = 1_000_000
 def test_lnn_traffic_counts_each_workers_bytes_as_the_reduction_store_moves_them() -> None:
     # two workers, one tree node each, chunks of 5 float32 parameters, Adam's two state slots
     sent, received = pm.lnn_traffic([5, 5], 4, 2)
-    # worker 0: its node to both chunks (40 B) with the loss sum (8), its chunk (20) with the two costs
-    # (16) and its state (40); worker 1 the same without the costs
-    assert sent == ((40 + 8 + 20 + 16 + 40) + (40 + 8 + 20 + 40)) / 2
-    # worker 0: both nodes' slices of its chunk (2 x 20) and their loss sums (2 x 8); worker 1 the
-    # slices only; each gathers every chunk (40) and chunk 0's costs (16)
-    assert received == ((40 + 16 + 56) + (40 + 56)) / 2
+    # worker 0: its node to both chunks (40 B) with the loss sum and hits (16), its chunk (20) with
+    # the three figures (24) and its state (40); worker 1 the same without the figures
+    assert sent == ((40 + 16 + 20 + 24 + 40) + (40 + 16 + 20 + 40)) / 2
+    # worker 0: both nodes' slices of its chunk (2 x 20) and their tallies (2 x 16); worker 1 the
+    # slices only; each gathers every chunk (40) and chunk 0's figures (24)
+    assert received == ((40 + 32 + 64) + (40 + 64)) / 2
 
 
 def test_lnn_traffic_counts_the_extra_nodes_of_workers_that_do_not_divide_the_micro_shards() -> None:

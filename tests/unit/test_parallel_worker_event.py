@@ -8,6 +8,7 @@ import pytest
 from trainer.errors import EventError
 from trainer.handlers import worker
 from trainer.parallel import launching
+from trainer.stores.tensor_store import NO_CURSOR
 
 GOOD = launching.worker_event("run-1", 3, 7)
 
@@ -54,3 +55,18 @@ def test_a_resumed_runs_events_carry_its_resumes_and_hand_them_on() -> None:
     assert [worker.parse(e) for e in events] == [worker.WorkerEvent("run-1", w, 0, 3) for w in range(2)]
     assert worker.parse(launching.worker_event("run-1", 1, 5, 3)) == worker.WorkerEvent("run-1", 1, 5, 3)
     assert "resumes" not in launching.worker_event("run-1", 1), "the launch's events are as before"
+
+
+@pytest.mark.parametrize(
+    ("cancelled", "cursor", "stands"),
+    [
+        (False, -1, worker.Standing.ON),  # the workers step: nothing committed
+        (False, 59, worker.Standing.FINISHED),  # the finish committed at the chain's finish position
+        (False, NO_CURSOR, worker.Standing.LOST),  # a flushed or replaced node
+        (True, -1, worker.Standing.CANCELLED),
+        (True, 59, worker.Standing.CANCELLED),
+        (True, NO_CURSOR, worker.Standing.CANCELLED),  # a cancel clears the run's state, cursor and all
+    ],
+)
+def test_where_a_run_stands_by_its_cancel_mark_and_cursor(cancelled, cursor, stands) -> None:
+    assert worker.standing_of(cancelled, cursor) is stands

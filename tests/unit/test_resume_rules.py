@@ -179,6 +179,55 @@ def test_a_worker_that_cannot_reach_the_cache_fails_the_run_as_a_chain_step_does
     assert ask(svc, {"action": "resume", "run_id": run_id})["status"] == RunStatus.RUNNING
 
 
+def silent(svc, method: str) -> list[str]:
+    """The tensor store's `method` as a cache that does not answer (past the client's retries)
+    meets it; the calls it was asked, in a list."""
+    asked: list[str] = []
+
+    def refuse(*args, **kwargs):
+        asked.append(method)
+        raise redis.ConnectionError("Connection refused")
+
+    setattr(svc.tensor_store, method, refuse)
+    return asked
+
+
+def test_a_worker_whose_first_reads_meet_a_silent_cache_fails_the_run_without_asking_it_again(svc) -> None:
+    """The failure's reason is worded from what the triage found, not from a second read of the
+    cursor: each read of a silent cache waits out the client's retries."""
+    run_id = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    snapshots, cursors = silent(svc, "snapshot"), silent(svc, "cursor")
+    with pytest.raises(WorkerFailed, match="failed the run: cache unavailable"):
+        deliver(svc, first)
+    assert (snapshots, cursors) == (["snapshot"], [])
+    assert svc.run_store.get_run(run_id)["failure_reason"].startswith("cache unavailable: ConnectionError")
+
+
+def test_a_worker_that_ends_early_reads_where_the_run_stands_once(svc) -> None:
+    """A step loop that stopped reads the cancel mark and the cursor once: a cursor that does not
+    answer fails the run (cache unavailable) at once; one that is gone fails it as lost."""
+    run_id = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    invocation = worker_handler.WorkerInvocation(worker_handler.parse(first), None, svc)
+    cursor = svc.tensor_store.cursor
+    cursors = silent(svc, "cursor")
+    with pytest.raises(WorkerFailed, match="failed the run: cache unavailable"):
+        invocation.standing(None, redis.TimeoutError("Timeout reading from socket"))
+    assert cursors == ["cursor"], "read once, not again to word the failure"
+    svc.tensor_store.cursor = cursor
+    assert invocation.standing(None) is worker_handler.Standing.ON
+
+    lost_run = launch(svc, workers=2, epochs=3)
+    first, _ = svc.invoker.take()
+    invocation = worker_handler.WorkerInvocation(worker_handler.parse(first), None, svc)
+    svc.tensor_store.flush()
+    with pytest.raises(WorkerFailed, match="failed the run: cache lost"):
+        invocation.standing(None)
+    assert svc.run_store.get_run(lost_run)["failure_reason"].startswith("cache lost: CacheLost")
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.FAILED
+
+
 def test_a_finish_whose_cache_was_lost_under_it_fails_the_run_rather_than_leave_it_running(svc) -> None:
     # The campaign's other stuck run: the node replaced between the finisher's reads and its
     # commit. The commit found no position and the finisher returned as if another copy had

@@ -69,12 +69,23 @@ class WorkerEvent:
 
 
 class Standing(Enum):
-    """Where an invocation that ends early finds the run in the cache, when the cache answers and
-    holds the run (WorkerInvocation.standing: otherwise the run fails)."""
+    """Where an invocation that ends early finds the run in the cache (`standing_of`)."""
 
     ON = "on"  # nothing committed: the run's steps go on
     FINISHED = "finished"  # the finish is committed: a duplicate, a retry after it, or a late copy
     CANCELLED = "cancelled"  # the user cancelled the run
+    LOST = "lost"  # the cursor gone, and no cancel mark: a node flushed or replaced under the run
+
+
+def standing_of(cancelled: bool, cursor: int) -> Standing:
+    """Where the run stands by its cancel mark and its cursor (the chain position: -1 while the
+    workers step, the finish's once it is committed, NO_CURSOR when the cache holds no run). A
+    cancel comes first: it clears the run's state, cursor and all."""
+    if cancelled:
+        return Standing.CANCELLED
+    if cursor == NO_CURSOR:
+        return Standing.LOST
+    return Standing.ON if cursor == -1 else Standing.FINISHED
 
 
 class WorkerFailed(RuntimeError):
@@ -136,10 +147,9 @@ class WorkerInvocation:
             if config.workers < 2 or self.worker >= config.workers:
                 raise EventError(f"run {self.run_id!r} has no data-parallel worker {self.worker}")
             cursor, cancelled, snapshot = self.svc.tensor_store.snapshot(self.run_id, engine.weight_names(config))
-        except UNAVAILABLE as exc:
-            self.standing(None, read=exc)
-            raise  # not reached: the triage fails the run for a cache that does not answer
-        standing = self.standing(None, read=(cancelled, cursor))
+        except UNAVAILABLE as exc:  # a cache that does not answer: the run's failure (`standing`)
+            raise self.fail_run(exc, None) from exc
+        standing = self.triaged(standing_of(cancelled, cursor), None)
         if standing is Standing.CANCELLED:
             return self.result(Outcome.CANCELLED)
         if standing is Standing.FINISHED:  # a duplicate or a retry after the finish's commit
@@ -219,7 +229,7 @@ class WorkerInvocation:
             left_ms = self.context.get_remaining_time_in_millis() - config.time_margin_ms
             try:
                 watch = store.watch_finish()
-                standing = self.standing(store, read=(watch.cancelled, watch.cursor))
+                standing = self.triaged(standing_of(watch.cancelled, watch.cursor), store)
                 if standing is Standing.CANCELLED:
                     return self.result(Outcome.CANCELLED)
                 if left_ms <= 0:
@@ -249,37 +259,32 @@ class WorkerInvocation:
             raise  # the cache holds the run's position, but not its configuration
 
     # -- the run's state in the cache, as an early exit finds it ----------------------------------
-    def standing(
-        self,
-        store: ReductionStore | None,
-        error: Exception | None = None,
-        read: tuple[bool, int] | Exception | None = None,
-    ) -> Standing:
-        """The one triage of the run's state in the cache, for every way this invocation ends early:
-        its configuration not found, its first reads, the finish's commit, a step loop that stopped
-        (`ended_by`). `read`: the cancel mark and the cursor as this invocation just read them, or
-        the cache's error that reading them met; read here by default. `error`: what ended this
-        invocation, if anything did.
+    def standing(self, store: ReductionStore | None, error: Exception | None = None) -> Standing:
+        """Where the run stands, its cancel mark and cursor read here, for every way this invocation
+        ends early that has not just read them: its configuration not found, the finish's commit,
+        a step loop that stopped (`ended_by`). `error`: what ended this invocation, if anything did.
 
-        A cache that does not answer (past the client's own retries), or that lost the run (the
-        cursor gone, and no cancel mark: a node flushed or replaced), is the run's failure, raised
+        A cache that does not answer (past the client's own retries) is the run's failure, raised
         here as a chain step's would be: every worker meets it alike, and Lambda's retries of each
-        would all fall within a node's replacement and leave the run RUNNING with no worker.
-        Otherwise, where the run stands."""
-        if read is None:
-            try:
-                read = (self.svc.tensor_store.cancel_requested(self.run_id), self.svc.tensor_store.cursor(self.run_id))
-            except UNAVAILABLE as silent:
-                read = silent
-        if isinstance(read, Exception):
-            raise self.fail_run(read, store) from (error or read)
-        cancelled, cursor = read
-        if cancelled:
-            return Standing.CANCELLED
-        if cursor == NO_CURSOR or isinstance(error, CacheLost):
+        would all fall within a node's replacement and leave the run RUNNING with no worker. One
+        that answers: `triaged`."""
+        try:
+            cancelled = self.svc.tensor_store.cancel_requested(self.run_id)
+            cursor = self.svc.tensor_store.cursor(self.run_id)
+        except UNAVAILABLE as silent:
+            raise self.fail_run(silent, store) from (error or silent)
+        return self.triaged(standing_of(cancelled, cursor), store, error)
+
+    def triaged(self, found: Standing, store: ReductionStore | None, error: Exception | None = None) -> Standing:
+        """`found` (standing_of what this invocation read), unless the cache lost the run: the cursor
+        gone, or `error` saying so, and no cancel mark. That is the run's failure, raised here, as a
+        cache that does not answer is (`standing`)."""
+        if found is Standing.CANCELLED:
+            return found
+        if found is Standing.LOST or isinstance(error, CacheLost):
             lost = error or CacheLost(f"run {self.run_id!r} lost its state in the cache")
-            raise self.fail_run(lost, store) from error
-        return Standing.ON if cursor == -1 else Standing.FINISHED
+            raise self.fail_run(lost, store, lost=True) from error
+        return found
 
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
@@ -309,12 +314,14 @@ class WorkerInvocation:
         logger.exception("worker lost", extra={"run_id": self.run_id, "worker": self.worker})
         raise WorkerFailed(f"run {self.run_id} worker {self.worker}: {type(exc).__name__}: {exc}") from exc
 
-    def fail_run(self, exc: Exception, store: ReductionStore | None) -> WorkerFailed:
+    def fail_run(self, exc: Exception, store: ReductionStore | None, lost: bool = False) -> WorkerFailed:
         """The run's failure (trainer.failures), fenced by the generation this worker belongs to,
-        the other workers woken to stop once it is made. Returns the error to raise."""
+        the other workers woken to stop once it is made. Returns the error to raise. `lost`: the
+        cache lost the run, as the caller found it (the triage's read, or the error itself): the
+        cursor is not read again, which a cache that does not answer would make wait out the
+        client's retries a second time."""
         logger.error("worker failed the run", extra={"run_id": self.run_id, "worker": self.worker})
-        lost = isinstance(exc, CacheLost) or failures.cache_lost(self.svc.tensor_store, self.run_id)
-        why = failures.reason(exc, lost)
+        why = failures.reason(exc, lost or isinstance(exc, CacheLost))
         step = f"{launching.WORKER_STATE}#{self.worker}"
 
         def wake() -> None:
@@ -379,7 +386,9 @@ class WorkerInvocation:
                 return
             costs = store.epoch_costs()
             scores = store.validation_scores() if config.validates else {}
-            self.svc.run_store.put_epochs(self.run_id, [epoch_item(config, e, costs, ends, scores) for e in mine])
+            hits = store.epoch_hits() if config.validates else {}
+            items = [epoch_item(config, e, costs, ends, scores, hits) for e in mine]
+            self.svc.run_store.put_epochs(self.run_id, items)
         except Exception:
             logger.exception("epoch items not written", extra={"run_id": self.run_id, "epochs": epochs})
 
@@ -395,9 +404,10 @@ class WorkerInvocation:
     def checkpoint(self, config: RunConfig, job: worker.Job, closed: worker.Gathered) -> None:
         """Worker 0 writes the epoch checkpoints the chain would (every `checkpoint_every` epochs),
         in the chain's names (W1, b1, vW1, ...) and `cost`, with every epoch's cost so far
-        (`epoch_costs`), the validation scores of the epochs before (`epoch_scores`, a run that holds
-        examples out) and the data-parallel step as its seq: what a resume restores the reduction
-        from. Its bytes depend on the state only, so a copy or a retry writes the same checkpoint."""
+        (`epoch_costs`), of a run that holds examples out every epoch's hits so far (`epoch_hits`) and
+        the validation scores of the epochs before (`epoch_scores`), and the data-parallel step as its
+        seq: what a resume restores the reduction from. Its bytes depend on the state only, so a copy
+        or a retry writes the same checkpoint."""
         if (closed.epoch + 1) % config.checkpoint_every:
             return
         layout = Layout.of(job.sizes)
@@ -411,6 +421,8 @@ class WorkerInvocation:
             scored = closed.exchange.validation_scores()
             scores = [scored[e] for e in range(closed.epoch)]
             tensors["epoch_scores"] = np.array(scores, dtype=np.float64).reshape(closed.epoch, 2)
+            counted = closed.exchange.epoch_hits()
+            tensors["epoch_hits"] = np.array([counted[e] for e in range(closed.epoch + 1)], dtype=np.int64)
         digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
         self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
 
@@ -548,7 +560,7 @@ class WorkerInvocation:
         if missing:
             ends, costs = store.epoch_ends(), dict(enumerate(outcome.costs))
             scores = dict(enumerate(self.scores(config, outcome, store))) if config.validates else {}
-            items |= {e: epoch_item(config, e, costs, ends, scores) for e in missing}
+            items |= {e: epoch_item(config, e, costs, ends, scores, outcome.hits) for e in missing}
         return [items[e] for e in range(config.epochs)]
 
     def scores(self, config: RunConfig, outcome: worker.Result, store: ReductionStore) -> list[tuple[float, float]]:
@@ -615,17 +627,21 @@ def epoch_item(
     costs: dict[int, float],
     ends: dict[int, float],
     scores: dict[int, tuple[float, float]],
+    hits: dict[int, int],
 ) -> dict[str, Any]:
-    """Epoch `epoch`'s item as the chain's has it, but for the training accuracy of its batches
-    (the workers reduce no prediction counts per step), from figures every worker reads alike, so
+    """Epoch `epoch`'s item as the chain's has it, from figures every worker reads alike, so
     whoever writes it writes the same item: its cost, its duration between the ends the cache
-    recorded (from this generation's start for its first epoch), and, with held-out examples, its
-    validation scores."""
+    recorded (from this generation's start for its first epoch), and, with held-out examples, the
+    training accuracy of its batches as they met them (its hits, summed in the reduction's tree, of
+    its examples) and its validation scores. (A run resumed from a checkpoint written before the
+    hits were kept has no accuracy for the epochs before it: None, unknown.)"""
     began, ended = ends.get(epoch - 1, ends.get(-1)), ends.get(epoch)
     duration = None if began is None or ended is None else round(ended - began, 6)
     item: dict[str, Any] = {"epoch": epoch, "cost": costs[epoch], "duration_s": duration}
     if config.validates:
         cost, accuracy = scores[epoch]
+        right = hits.get(epoch)
+        item["accuracy"] = None if right is None else right / config.examples
         item |= {"validation_cost": cost, "validation_accuracy": accuracy}
     return item
 

@@ -40,3 +40,15 @@ def loss_and_gradient(output_activation: str, z: np.ndarray, y: np.ndarray) -> t
     if output_activation == "softmax":
         return categorical_cross_entropy(z, y)
     raise ValueError(f"output activation must be sigmoid or softmax, not {output_activation!r}")
+
+
+def predicted_classes(output_activation: str, z: np.ndarray) -> np.ndarray:
+    """The predicted class (1, m) from the output layer's pre-activation."""
+    if output_activation == "sigmoid":
+        return (z > 0).astype(np.int64)  # sigmoid(z) > 0.5 exactly when z > 0
+    return np.argmax(z, axis=0).reshape(1, -1)
+
+
+def hits(output_activation: str, z: np.ndarray, y: np.ndarray) -> int:
+    """How many of the examples (columns of z) are predicted as their label y (1, m)."""
+    return int(np.sum(predicted_classes(output_activation, z) == y))

@@ -9,6 +9,7 @@ that the result does not depend on N.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -16,6 +17,15 @@ from trainer.nn import optimizers
 from trainer.nn.batches import batches
 from trainer.parallel import shards, step, tree
 from trainer.parallel.flat import Layout
+
+
+class Trained(NamedTuple):
+    params: dict[str, np.ndarray]
+    costs: list[float]  # every epoch's cost, as `monolithic.train` returns them
+    state: dict[str, np.ndarray]  # the optimizer's (vW1, sW1, ...)
+    # every epoch's hits: the examples its batches classified right, each batch with the parameters
+    # it met (before its update), as the chain counts them for its epoch's `accuracy`
+    hits: list[int]
 
 
 def train(
@@ -31,10 +41,10 @@ def train(
     seed: int = 1,
     workers: int = 1,
     on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
-) -> tuple[dict[str, np.ndarray], list[float], dict[str, np.ndarray]]:
-    """(trained parameters, cost of every epoch, optimizer state), as `monolithic.train` returns the
-    first two; `on_epoch(epoch, parameters)`, if given, is told of each epoch's final parameters
-    (what a run that holds examples out scores them on)."""
+) -> Trained:
+    """The trained parameters, the cost of every epoch (the two `monolithic.train` returns), the
+    optimizer's state, and every epoch's hits; `on_epoch(epoch, parameters)`, if given, is told of
+    each epoch's final parameters (what a run that holds examples out scores them on)."""
     if optimizer not in optimizers.OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}")
     shards.check_workers(workers)
@@ -51,7 +61,9 @@ def train(
         held.append(step.Held(np.asfortranarray(x[:, lo:hi]), np.ascontiguousarray(y[:, lo:hi]), lo))
     chunks = layout.chunks(workers)
     costs: list[float] = []
+    hits: list[int] = []
     epoch_cost = np.zeros(1)
+    epoch_hits = 0
     for batch in batches(m_total, batch_size, epochs, seed):
         m = batch.m
         split = shards.split_batch(batch.columns, m_total)
@@ -75,15 +87,18 @@ def train(
             pieces.append(new)
             for k in keys:
                 state[k][a:b] = new_state[k]
-        loss_sum = tree.root_value({node: cost for out in sent for node, (_, cost) in out.items()})
-        cost = float(loss_sum[0]) / m
+        loss_sum, right = tree.root_value({node: tally for out in sent for node, (_, tally) in out.items()})
+        cost = float(loss_sum) / m
+        epoch_hits += int(right)
         if l2:
             cost += l2 / (2 * m) * step.l2_sum(current, count)
         epoch_cost = epoch_cost + cost * (m / m_total)
         flat = np.concatenate(pieces)
         if batch.last:
             costs.append(float(epoch_cost[0]))
-            epoch_cost = np.zeros(1)
+            hits.append(epoch_hits)
+            epoch_cost, epoch_hits = np.zeros(1), 0
             if on_epoch is not None:
                 on_epoch(len(costs) - 1, layout.unflatten(flat))
-    return layout.unflatten(flat), costs, {k + name: v for k in keys for name, v in layout.unflatten(state[k]).items()}
+    state_arrays = {k + name: v for k in keys for name, v in layout.unflatten(state[k]).items()}
+    return Trained(layout.unflatten(flat), costs, state_arrays, hits)

@@ -39,7 +39,7 @@ def worker_nodes(
     workers: int,
     worker: int,
 ) -> dict[tree.Node, tuple[np.ndarray, np.ndarray]]:
-    """{node: (flat gradient sum, [loss sum])} for the nodes covering this worker's micro-shards.
+    """{node: (flat gradient sum, [loss sum, hits])} for the nodes covering this worker's micro-shards.
     `batch_columns` is `shards.split_batch` of the batch: every worker computes it alike."""
     mine = micro_shards_of(workers, worker)
     return block_nodes(layout, params, activations, lambda k: held, batch_columns, batch_size, mine)

@@ -62,15 +62,16 @@ class Exchange(Protocol):
         chunk: int,
         values: np.ndarray,
         state: np.ndarray,
-        costs: tuple[float, float] | None,
+        figures: tuple[float, float, int] | None,
         epoch_done: int | None = None,
         scored: tuple[int, float, float] | None = None,
     ) -> None: ...
-    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]: ...
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float, int]: ...
     def states(self, step: int) -> list[np.ndarray]: ...
     def resume_point(self) -> int: ...
     def state(self, step: int, chunk: int) -> np.ndarray: ...
     def epoch_costs(self) -> dict[int, float]: ...
+    def epoch_hits(self) -> dict[int, int]: ...
     def validation_scores(self) -> dict[int, tuple[float, float]]: ...
     def end_step(self) -> None: ...
 
@@ -82,6 +83,9 @@ class Result:
     steps: int  # the steps this invocation ran
     rejoined_at: int  # the step it started after (-1: from the launch's parameters)
     finished: bool = True  # False: it stopped at its budget, for its successor to rejoin after it
+    # every epoch's hits (its batches' examples classified right as they met them), as recorded;
+    # a run resumed from a checkpoint written without them has none of the epochs before it
+    hits: dict[int, int] = field(default_factory=dict)
     lost: set[int] = field(default_factory=set)  # workers whose part it computed at its last steps
     stood_in: set[int] = field(default_factory=set)  # workers whose part it computed at any step
 
@@ -191,7 +195,8 @@ class _Worker:
         self.flat = self.layout.flatten(params)
         a, b = self.chunks[worker]
         self.state = {k: np.zeros(b - a, dtype=self.flat.dtype) for k in self.keys}
-        self.running = np.zeros(1)
+        self.running = np.zeros(1)  # the epoch's cost so far
+        self.running_hits = 0  # and its hits
         covers = {w: tree.cover(shards.micro_shards_of(job.workers, w)) for w in range(job.workers)}
         self.expected = {node for nodes in covers.values() for node in nodes}
         self.owner_of = {node: w for w, nodes in covers.items() for node in nodes}
@@ -203,11 +208,11 @@ class _Worker:
         job, exchange = self.job, self.exchange
         resumed = exchange.resume_point()
         if resumed >= 0:
-            pieces, _, cost = exchange.gather(resumed, time.monotonic() + self.wait_s)
+            pieces, _, cost, hits = exchange.gather(resumed, time.monotonic() + self.wait_s)
             self.flat = np.concatenate(pieces)
             a, b = self.chunks[self.worker]
             self.state = unpack(exchange.state(resumed, self.worker), self.keys, b - a)
-            self.running = np.array([cost])
+            self.running, self.running_hits = np.array([cost]), hits
         total = job.epochs * job.batches
         for number in range(resumed + 1, total):
             if number > resumed + 1 and not may_continue(number - resumed - 1):
@@ -221,17 +226,18 @@ class _Worker:
             self.state = self.update(self.worker, self.collected(self.worker), self.state)
             if self.takeover is not None:
                 self.stand_in_for_lost_owners()
-            pieces, _, cost = exchange.gather(number, time.monotonic() + self.wait_s)
+            pieces, _, cost, hits = exchange.gather(number, time.monotonic() + self.wait_s)
             self.flat = np.concatenate(pieces)
-            self.running = np.array([cost])
+            self.running, self.running_hits = np.array([cost]), hits
             if self.gathered is not None:
                 self.gathered(Gathered(number, self.epoch, self.batch == job.batches - 1, self.flat, exchange))
             exchange.end_step()
             self.last_step_s = time.monotonic() - began
         recorded = exchange.epoch_costs()
         costs = [recorded[e] for e in range(job.epochs)]
-        done = total - resumed - 1
-        return Result(self.layout.unflatten(self.flat), costs, done, resumed, lost=self.lost, stood_in=self.stood_in)
+        done, params = total - resumed - 1, self.layout.unflatten(self.flat)
+        counted = exchange.epoch_hits()
+        return Result(params, costs, done, resumed, hits=counted, lost=self.lost, stood_in=self.stood_in)
 
     def begin(self, number: int) -> None:
         job = self.job
@@ -242,7 +248,7 @@ class _Worker:
         columns = None if order is None else order[self.batch * job.size : (self.batch + 1) * job.size]
         self.m = job.examples if columns is None else len(columns)
         if self.batch == 0:
-            self.running = np.zeros(1)
+            self.running, self.running_hits = np.zeros(1), 0
         self.current = self.layout.unflatten(self.flat)
         self.split = shards.split_batch(columns, job.examples)
         self.computed: dict[int, dict] = {}  # lost workers' nodes, computed once this step
@@ -273,8 +279,8 @@ class _Worker:
         self.stood_in.update(missing)
         ca, cb = self.chunks[j]
         for w in sorted(missing):
-            for node, (grad, cost) in self.nodes_of(w).items():
-                got.setdefault(node, (grad[ca:cb], cost if j == 0 else None))
+            for node, (grad, tally) in self.nodes_of(w).items():
+                got.setdefault(node, (grad[ca:cb], tally if j == 0 else None))
         return got
 
     def update(self, j: int, got: dict, chunk_state: dict) -> dict:
@@ -292,18 +298,20 @@ class _Worker:
             self.m,
             self.number + 1,
         )
-        costs, closes, scored = None, None, None
-        if j == 0:  # chunk 0's owner also sums the loss, in the same tree, and keeps the epoch's
-            cost = float(tree.root_value({node: c for node, (_, c) in got.items()})[0]) / self.m
+        figures, closes, scored = None, None, None
+        if j == 0:  # chunk 0's owner also sums the loss and the hits, in the same tree, and keeps the epoch's
+            loss_sum, right = tree.root_value({node: tally for node, (_, tally) in got.items()})
+            cost = float(loss_sum) / self.m
             if job.l2:
                 cost += job.l2 / (2 * self.m) * step.l2_sum(self.current, len(job.activations))
-            costs = (cost, float((self.running + cost * (self.m / job.examples))[0]))
+            running = float((self.running + cost * (self.m / job.examples))[0])
+            figures = (cost, running, self.running_hits + int(right))
             closes = self.epoch if self.batch == job.batches - 1 else None
             if self.validation is not None and self.batch == 0 and self.epoch > 0:
                 # the parameters this step starts from are those the epoch before ended with
                 scored = (self.epoch - 1, *self.validation(self.current))
         packed = np.concatenate([new_state[k] for k in self.keys]) if self.keys else self.flat[:0]
-        self.exchange.publish(self.number, j, new, packed, costs, closes, scored)
+        self.exchange.publish(self.number, j, new, packed, figures, closes, scored)
         return new_state
 
     def stand_in_for_lost_owners(self) -> None:

@@ -4,13 +4,15 @@ owners' updated chunks back to every worker. Blocking stream reads, never a slee
 Per step s of a run (keys under the run's `lnn:{RUN_ID}:` prefix, so a run's clean-up takes them):
 
 - `dp:s:p:j`, a stream: every worker appends its tree nodes' slices of chunk j (one entry per node:
-  `node` "level.index", `grad` raw bytes) and, for chunk 0, the nodes' loss sums (`cost`, float64).
+  `node` "level.index", `grad` raw bytes) and, for chunk 0, the nodes' loss sums and hit counts
+  (`cost`, two float64: the examples the batch's parameters classify right, a count, exact).
   Owner j reads it with XREAD BLOCK until every expected node is there; a node sent twice (a
   duplicate worker) carries the same bits and is read once.
-- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost and
-  the epoch's running cost, float64), written once (SET NX); `dp:s:st:j` its chunk of the
-  optimizer's state, read only by a worker that rejoins; `dp:latest`, a sorted set, each chunk's
-  newest published step (ZADD GT); `dp:epochs`, a hash, every finished epoch's cost;
+- `dp:s:w:j`, a string: owner j's updated chunk (raw bytes; chunk 0 ends with the batch's cost,
+  the epoch's running cost and its running hits, float64), written once (SET NX); `dp:s:st:j` its
+  chunk of the optimizer's state, read only by a worker that rejoins; `dp:latest`, a sorted set, each
+  chunk's newest published step (ZADD GT); `dp:epochs` and `dp:hits`, hashes, every finished epoch's
+  cost and hits;
   `dp:validation`, a hash, the validation scores of every epoch before the newest (a run that
   holds examples out: chunk 0's update at an epoch's first step scores the epoch before).
 - `dp:s:done`, a stream: each owner appends its chunk number; every worker XREAD BLOCKs on it until
@@ -50,6 +52,18 @@ Node = tuple[int, int]
 
 BLOCK_MS = 1_000  # one blocking read's bound: the wait goes on, read after read, until its deadline
 EXPIRE_S = 24 * 3600  # a safety net for the keys of a run whose workers all died
+FIGURES_BYTES = 3 * 8  # chunk 0's tail: the batch's cost, the epoch's running cost and hits, float64
+
+
+# The finish's claim and its renewal in one step: taken when nobody holds it, renewed (its lease
+# from now) when this worker does, refused when another does. Atomic, so a holder whose lease
+# lapsed and was taken by another never renews the new holder's lease as its own.
+_CLAIM_FINISH = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
 
 
 class Stalled(TimeoutError):
@@ -121,6 +135,7 @@ class ReductionStore:
         self.finish_seen = "0-0"  # the finish stream's entries read already
         self.marks = [cache_key(run_id, CacheKind.CANCEL), cache_key(run_id, CacheKind.CURSOR), generation_key(run_id)]
         self.traffic = Traffic()
+        self._claim_finish = client.register_script(_CLAIM_FINISH)
 
     def _key(self, step: int, kind: str) -> str:
         return f"{self.prefix}{step}:{kind}"
@@ -197,21 +212,25 @@ class ReductionStore:
         chunk: int,
         values: np.ndarray,
         state: np.ndarray,
-        costs: tuple[float, float] | None,
+        figures: tuple[float, float, int] | None,
         epoch_done: int | None = None,
         scored: tuple[int, float, float] | None = None,
     ) -> None:
-        """Owner `chunk`'s update of `step`: its parameters (chunk 0 with the batch's cost and the
-        epoch's running cost), its optimizer state, when the step closed an epoch, that epoch's cost,
-        and (`scored`: epoch, cost, accuracy) the validation scores of the epoch before."""
-        payload = values.tobytes() + (np.array(costs, dtype=np.float64).tobytes() if costs is not None else b"")
+        """Owner `chunk`'s update of `step`: its parameters (chunk 0 with its `figures`: the batch's
+        cost, the epoch's running cost and running hits), its optimizer state, when the step closed
+        an epoch, that epoch's cost and hits, and (`scored`: epoch, cost, accuracy) the validation
+        scores of the epoch before."""
+        tail = np.array(figures, dtype=np.float64).tobytes() if figures is not None else b""
+        payload = values.tobytes() + tail
         self.traffic.sent += len(payload) + state.nbytes
         pipe = self.client.pipeline(transaction=False)
         pipe.set(self._key(step, f"w:{chunk}"), payload, nx=True, ex=EXPIRE_S)
         pipe.set(self._key(step, f"st:{chunk}"), state.tobytes(), nx=True, ex=EXPIRE_S)
-        if epoch_done is not None and costs is not None:
-            pipe.hsetnx(self._run_key("epochs"), str(epoch_done), repr(costs[1]))
+        if epoch_done is not None and figures is not None:
+            pipe.hsetnx(self._run_key("epochs"), str(epoch_done), repr(figures[1]))
+            pipe.hsetnx(self._run_key("hits"), str(epoch_done), str(int(figures[2])))
             pipe.expire(self._run_key("epochs"), EXPIRE_S)
+            pipe.expire(self._run_key("hits"), EXPIRE_S)
         if scored is not None:
             epoch, cost, accuracy = scored
             pipe.hsetnx(self._run_key("validation"), str(epoch), f"{cost!r} {accuracy!r}")
@@ -251,12 +270,18 @@ class ReductionStore:
         states: list[np.ndarray],
         costs: list[float],
         scores: list[tuple[float, float]] | None = None,
+        hits: list[int] | None = None,
     ) -> None:
         """A resume from a checkpoint: `step` (the last of epoch len(costs) - 1) as if every owner had
-        just published it, every epoch's cost up to it, and the validation scores of the epochs
-        before it (`scores`, a run that holds examples out), so the workers rejoin right after it."""
+        just published it, every epoch's cost up to it, and, of a run that holds examples out, every
+        epoch's hits up to it (`hits`) and the validation scores of the epochs before it (`scores`),
+        so the workers rejoin right after it."""
+        last_hits = hits[-1] if hits else 0
         for j, (chunk, state) in enumerate(zip(values, states, strict=True)):
-            self.publish(step, j, chunk, state, (costs[-1], costs[-1]) if j == 0 else None)
+            self.publish(step, j, chunk, state, (costs[-1], costs[-1], last_hits) if j == 0 else None)
+        if hits:
+            self.client.hset(self._run_key("hits"), mapping={str(e): str(int(h)) for e, h in enumerate(hits)})
+            self.client.expire(self._run_key("hits"), EXPIRE_S)
         if costs:
             self.client.hset(self._run_key("epochs"), mapping={str(e): repr(c) for e, c in enumerate(costs)})
             self.client.expire(self._run_key("epochs"), EXPIRE_S)
@@ -267,6 +292,10 @@ class ReductionStore:
 
     def epoch_costs(self) -> dict[int, float]:
         return {int(k): float(v) for k, v in self.client.hgetall(self._run_key("epochs")).items()}
+
+    def epoch_hits(self) -> dict[int, int]:
+        """Every finished epoch's hits: its batches' examples classified right as they met them."""
+        return {int(k): int(v) for k, v in self.client.hgetall(self._run_key("hits")).items()}
 
     def validation_scores(self) -> dict[int, tuple[float, float]]:
         """Every epoch's validation (cost, accuracy) published so far (all but the newest epoch's)."""
@@ -302,8 +331,9 @@ class ReductionStore:
     def _run_key(self, kind: str) -> str:
         return f"{self.prefix}{kind}"
 
-    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float]:
-        """Every owner's updated chunk, in order, the batch's cost and the epoch's running cost."""
+    def gather(self, step: int, deadline: float) -> tuple[list[np.ndarray], float, float, int]:
+        """Every owner's updated chunk, in order, the batch's cost, the epoch's running cost and its
+        running hits."""
         key, last = self._key(step, "done"), "0-0"
         seen: set[int] = set()
         everyone = set(range(self.workers))
@@ -326,9 +356,9 @@ class ReductionStore:
         self.traffic.received += sum(len(b) for b in blobs)
         chunks = [np.frombuffer(b, dtype=self.dtype).copy() for b in blobs[1:]]
         first = blobs[0]
-        batch_cost, running = (float(c) for c in np.frombuffer(first[-16:], dtype=np.float64))
-        chunks.insert(0, np.frombuffer(first[:-16], dtype=self.dtype).copy())
-        return chunks, batch_cost, running
+        batch_cost, running, hits = (float(c) for c in np.frombuffer(first[-FIGURES_BYTES:], dtype=np.float64))
+        chunks.insert(0, np.frombuffer(first[:-FIGURES_BYTES], dtype=self.dtype).copy())
+        return chunks, batch_cost, running, int(hits)
 
     # -- the run's end ---------------------------------------------------------------------------
     def report(self, worker: int, correct: int) -> None:
@@ -362,14 +392,9 @@ class ReductionStore:
         holder claims again at each stage of its finish, which renews its lease; past the lease
         (the holder lost, or slow), any worker may claim it: a worker standing by for the finish
         (`watch_finish`), or a later copy. A second finisher's commit is refused by the guarded
-        commit, so a slow holder taken over costs work, not correctness."""
-        key = self._run_key("finisher")
-        if self.client.set(key, str(worker), nx=True, ex=lease_s):
-            return True
-        if self.client.get(key) != str(worker).encode():
-            return False
-        self.client.expire(key, lease_s)
-        return True
+        commit, so a slow holder taken over costs work, not correctness. One round trip, atomic
+        (`_CLAIM_FINISH`)."""
+        return bool(self._claim_finish(keys=[self._run_key("finisher")], args=[str(worker), lease_s]))
 
     def watch_finish(self) -> FinishWatch:
         """In one atomic read, what a worker standing by for the finish looks at: the cancel mark,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.support.cloud import aws, invoke, wait_for_status
-from tests.support.parallel import REQUEST, expected, expected_scores
+from tests.support.parallel import REQUEST, expected, expected_accuracy, expected_scores
 from trainer import model_file
 from trainer.local.provision import provision_stack
 from trainer.stores.run_store import DynamoRunStore
@@ -89,7 +89,9 @@ def test_the_chain_agrees_with_the_workers_within_1e_9(runs) -> None:
 
 def test_two_workers_score_every_epoch_on_the_held_out_examples_as_the_reference(runs) -> None:
     """Held out as the chain holds them out (the same examples), every epoch's validation cost and
-    accuracy are the reference's bits, the weights too; the chain's agree within 1e-9."""
+    accuracy are the reference's bits, the weights too; the chain's agree within 1e-9. Every
+    epoch's training `accuracy` (its batches' examples classified right as they met them, summed
+    in the tree) is the reference's, and the chain's: a count, equal."""
     run, chain = runs["w2-val"], runs["chain-val"]
     want_params, want_costs = expected(run["payload"])
     assert {k: v.tobytes() for k, v in run["params"].items()} == {k: v.tobytes() for k, v in want_params.items()}
@@ -103,3 +105,6 @@ def test_two_workers_score_every_epoch_on_the_held_out_examples_as_the_reference
     np.testing.assert_allclose([c for c, _ in scores], [c for c, _ in chain_scores], rtol=1e-9, atol=0)
     assert [a for _, a in scores] == [a for _, a in chain_scores]
     assert float(run["item"]["validation_accuracy"]) == float(chain["item"]["validation_accuracy"])
+    accuracy = [float(e["accuracy"]) for e in run["epochs"]]
+    assert accuracy == expected_accuracy(run["payload"])
+    assert accuracy == [float(e["accuracy"]) for e in chain["epochs"]]

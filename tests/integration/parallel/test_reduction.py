@@ -141,7 +141,7 @@ def test_workers_reducing_through_redis_end_bit_identical_for_1_2_and_4_workers(
     redis_server, dtype, optimizer, batch_size
 ) -> None:
     x, y, params, sizes = problem(dtype)
-    want_params, want_costs, _ = reference.train(
+    want_params, want_costs, _, want_hits = reference.train(
         x, y, params, ["tanh", "softmax"], 2, 0.05, optimizer, 0.3, batch_size, 9, workers=1
     )
     for n in (1, 2, 4):
@@ -149,7 +149,9 @@ def test_workers_reducing_through_redis_end_bit_identical_for_1_2_and_4_workers(
         for w in range(n):
             result, _ = out[(w, 0)]
             assert bits(result.params) == bits(want_params), f"worker {w} of {n} ends on other weights"
-            assert result.costs == want_costs, f"worker {w} of {n} has another cost curve"
+            assert result.costs == want_costs and result.hits == dict(enumerate(want_hits)), (
+                f"worker {w} of {n} has another cost curve"
+            )
 
 
 def test_each_workers_bytes_per_step_do_not_grow_with_the_number_of_workers(redis_server) -> None:
@@ -161,41 +163,56 @@ def test_each_workers_bytes_per_step_do_not_grow_with_the_number_of_workers(redi
         moved = [(t.sent + t.received) / r.steps for r, t in out.values()]
         per_worker[n] = max(moved)
         # its partial to everyone, everyone's nodes of its chunk, its chunk out, every chunk in: 3 + 1/n
-        # parameter vectors, and the loss sums (8 bytes a node) that chunk 0's owner receives
-        assert per_worker[n] <= (3 + 1 / n) * params_bytes + 32 * n + 16, (n, per_worker[n], params_bytes)
+        # parameter vectors, and the float64s chunk 0's owner moves: the nodes' tallies (loss sum and
+        # hits, 16 bytes a node) and the step's figures (costs and hits, 24 bytes) out and back in
+        assert per_worker[n] <= (3 + 1 / n) * params_bytes + 32 * n + 64, (n, per_worker[n], params_bytes)
     assert per_worker[8] <= per_worker[2] * 1.05, per_worker
 
 
 def test_a_duplicate_worker_leaves_the_result_identical(redis_server) -> None:
     x, y, params, sizes = problem("float64")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 2, 0.05, "adam", 0.3, 64, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 2, 0.05, "adam", 0.3, 64, 9, 4
+    )
     out = run_workers(redis_server, x, y, params, job_for(sizes, 4, "adam", 64), secrets.token_hex(6), copies=(1, 3))
     for w in range(4):
         finished = [out[(w, c)] for c in (0, 1) if (w, c) in out and not isinstance(out[(w, c)], Exception)]
         assert finished, f"no copy of worker {w} finished: {out}"
         for result, _ in finished:
-            assert bits(result.params) == bits(want_params) and result.costs == want_costs
+            assert (
+                bits(result.params) == bits(want_params)
+                and result.costs == want_costs
+                and result.hits == dict(enumerate(want_hits))
+            )
     # A copy that fell behind finds its step's chunks gone and stops, having changed nothing.
     assert all(isinstance(v, Behind) for v in out.values() if isinstance(v, Exception)), out
 
 
 def test_workers_handing_on_at_their_budget_end_identical(redis_server) -> None:
     x, y, params, sizes = problem("float64")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 64, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 64, 9, 4
+    )
     out = run_workers(
         redis_server, x, y, params, job_for(sizes, 4, "momentum", 64, epochs=3), secrets.token_hex(6), budget=5
     )
     for w in range(4):
         assert out[(w, "invocations")] == [(-1, 5), (4, 5), (9, 2)], out[(w, "invocations")]  # 12 steps
         result, _ = out[(w, 0)]
-        assert bits(result.params) == bits(want_params) and result.costs == want_costs
+        assert (
+            bits(result.params) == bits(want_params)
+            and result.costs == want_costs
+            and result.hits == dict(enumerate(want_hits))
+        )
 
 
 @pytest.mark.parametrize("where", ["before-send", "after-publish"])
 @pytest.mark.parametrize("victim", [0, 2])
 def test_a_killed_worker_started_again_rejoins_and_the_run_ends_identical(redis_server, victim, where) -> None:
     x, y, params, sizes = problem("float32")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4
+    )
     job = job_for(sizes, 4, "adam", 64, epochs=3)  # 4 batches an epoch: 12 steps
     out = run_workers(redis_server, x, y, params, job, secrets.token_hex(6), kill=(victim, 6, where))
     assert out[(victim, 0)] == "killed"
@@ -204,7 +221,7 @@ def test_a_killed_worker_started_again_rejoins_and_the_run_ends_identical(redis_
     for w in range(4):
         result, _ = out[(w, 2 if w == victim else 0)]
         assert bits(result.params) == bits(want_params), f"worker {w} ends on other weights"
-        assert result.costs == want_costs
+        assert result.costs == want_costs and result.hits == dict(enumerate(want_hits))
 
 
 def test_a_missing_worker_stalls_the_others_only_up_to_the_waits_bound(redis_server) -> None:
@@ -225,7 +242,9 @@ TAKEOVER_S = 1.0
 @pytest.mark.parametrize("lost", [0, 2])
 def test_a_worker_that_never_comes_is_stood_in_for_and_the_run_ends_identical(redis_server, lost) -> None:
     x, y, params, sizes = problem("float32")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 3, 0.05, "adam", 0.3, 64, 9, 4
+    )
     takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
     job = job_for(sizes, 4, "adam", 64, epochs=3)
     started = time.monotonic()
@@ -234,7 +253,11 @@ def test_a_worker_that_never_comes_is_stood_in_for_and_the_run_ends_identical(re
     for w in set(range(4)) - {lost}:
         result, _ = out[(w, 0)]
         assert result.lost == {lost}
-        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+        assert (
+            bits(result.params) == bits(want_params)
+            and result.costs == want_costs
+            and result.hits == dict(enumerate(want_hits))
+        ), f"worker {w}"
     # The loss is waited for once (the bound, at the first step and at the first gather), not at every step.
     assert elapsed < 2 * TAKEOVER_S + 20, elapsed
 
@@ -242,7 +265,9 @@ def test_a_worker_that_never_comes_is_stood_in_for_and_the_run_ends_identical(re
 @pytest.mark.parametrize("victim", [0, 3])
 def test_a_killed_worker_is_stood_in_for_and_its_late_retry_rejoins_identical(redis_server, victim) -> None:
     x, y, params, sizes = problem("float64")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 40, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 3, 0.05, "momentum", 0.3, 40, 9, 4
+    )
     takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
     job = job_for(sizes, 4, "momentum", 40, epochs=3)  # 6 batches an epoch: 18 steps
     out = run_workers(
@@ -259,7 +284,11 @@ def test_a_killed_worker_is_stood_in_for_and_its_late_retry_rejoins_identical(re
     assert out[(victim, 0)] == "killed"
     for w in range(4):
         result, _ = out[(w, 2 if w == victim else 0)]
-        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+        assert (
+            bits(result.params) == bits(want_params)
+            and result.costs == want_costs
+            and result.hits == dict(enumerate(want_hits))
+        ), f"worker {w}"
         if w != victim:
             assert result.stood_in == {victim}, (w, result.stood_in)
     retry, _ = out[(victim, 2)]
@@ -268,7 +297,9 @@ def test_a_killed_worker_is_stood_in_for_and_its_late_retry_rejoins_identical(re
 
 def test_a_killed_worker_never_retried_is_stood_in_for_to_the_end(redis_server) -> None:
     x, y, params, sizes = problem("float32")
-    want_params, want_costs, _ = reference.train(x, y, params, ["tanh", "softmax"], 2, 0.05, "gd", 0.3, None, 9, 4)
+    want_params, want_costs, _, want_hits = reference.train(
+        x, y, params, ["tanh", "softmax"], 2, 0.05, "gd", 0.3, None, 9, 4
+    )
     takeover = worker.Takeover(TAKEOVER_S, micro_shard_data(x, y))
     job = job_for(sizes, 4, "gd", None)
     out = run_workers(
@@ -284,7 +315,11 @@ def test_a_killed_worker_never_retried_is_stood_in_for_to_the_end(redis_server) 
     )
     for w in (0, 2, 3):
         result, _ = out[(w, 0)]
-        assert bits(result.params) == bits(want_params) and result.costs == want_costs, f"worker {w}"
+        assert (
+            bits(result.params) == bits(want_params)
+            and result.costs == want_costs
+            and result.hits == dict(enumerate(want_hits))
+        ), f"worker {w}"
 
 
 def test_a_cancel_wakes_a_worker_blocked_in_a_wait_at_once(redis_server) -> None:
@@ -309,15 +344,15 @@ def test_a_resume_starts_its_generation_once(redis_server) -> None:
     client = redis.Redis(**redis_server.client_kwargs(), socket_timeout=30)
     run_id = secrets.token_hex(6)
     before = ReductionStore(client, run_id, 2, "float64")
-    before.publish(3, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    before.publish(3, 0, np.ones(4), np.zeros(0), (1.0, 1.0, 0))
     assert start_generation(client, run_id, 1), "the resume clears the generation before"
     assert before.resume_point() == -1 and not client.exists(f"lnn:{{{run_id}}}:dp:3:w:0")
     resumed = ReductionStore(client, run_id, 1, "float64", generation=1)
-    resumed.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    resumed.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0, 0))
     assert not start_generation(client, run_id, 1), "a resume sent again leaves its workers' reduction"
     assert resumed.resume_point() == 0
     stale = ReductionStore(client, run_id, 1, "float64")  # a worker of the generation before, still alive
-    stale.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0))
+    stale.publish(0, 0, np.ones(4), np.zeros(0), (1.0, 1.0, 0))
     with pytest.raises(Behind, match="generation 1 replaced generation 0"):
         stale.gather(0, time.monotonic() + 1)
     client.close()
@@ -331,7 +366,7 @@ def test_validation_scores_through_redis_are_the_references_whoever_scores(redis
     x, y, params, sizes = problem("float64")
     x_val, y_val, _, _ = problem("float64", m=53)
     want: list[tuple[float, float]] = []
-    want_params, _, _ = reference.train(
+    want_params, _, _, _ = reference.train(
         x,
         y,
         params,
@@ -366,3 +401,67 @@ def test_validation_scores_through_redis_are_the_references_whoever_scores(redis
     final = score(want_params)
     assert [published[0], published[1], final] == want
     assert len(scored) >= 3  # epochs 0 and 1 scored by the workers, at least once each
+
+
+class Interleaved(redis.Redis):
+    """A connection that runs `between` once, right after its `after`-th command from the moment it
+    is armed: another worker's moves landing between this worker's round trips."""
+
+    def arm(self, after: int, between) -> None:
+        self.left, self.between = after, between
+
+    def execute_command(self, *args, **options):
+        answer = super().execute_command(*args, **options)
+        if getattr(self, "left", 0) > 0:
+            self.left -= 1
+            if self.left == 0:
+                self.between()
+        return answer
+
+
+def test_the_finishs_claim_is_taken_renewed_and_refused_in_one_round_trip(redis_server) -> None:
+    client = Interleaved(**redis_server.client_kwargs())
+    store = ReductionStore(client, secrets.token_hex(6), 2, "float64")
+    key = store._run_key("finisher")
+    assert store.claim_finish(0, 5) and client.get(key) == b"0"
+    assert client.ttl(key) <= 5
+    assert not store.claim_finish(1, 5), "held by worker 0"
+    second: list[bool] = []
+    client.arm(2, lambda: second.append(True))  # a second command of the renewal would set this
+    assert store.claim_finish(0, 100), "the holder renews"
+    assert not second, "the renewal is one round trip"
+    client.arm(0, None)
+    assert 5 < client.ttl(key) <= 100, "its lease renewed from now"
+    client.close()
+
+
+@pytest.mark.parametrize("after", [1, 2, 3], ids=["after-1st-round-trip", "after-2nd", "after-3rd"])
+def test_a_renewal_after_the_lease_lapsed_and_another_claimed_never_extends_the_new_holders_lease(
+    redis_server, after
+) -> None:
+    """Worker 0 holds the finish and renews its claim with a long lease (100 s). After the
+    renewal's `after`-th round trip (or after the renewal, if it makes fewer), its lease lapses
+    and worker 1 claims the finish for 5 s. Whatever the moment, worker 1 holds the finish
+    afterwards, on its own 5 s lease: a renewal that read worker 0's claim, then wrote after the
+    lapse, would have given worker 1's claim worker 0's 100 s."""
+    run_id = secrets.token_hex(6)
+    client, other = Interleaved(**redis_server.client_kwargs()), redis.Redis(**redis_server.client_kwargs())
+    holder, taker = ReductionStore(client, run_id, 2, "float64"), ReductionStore(other, run_id, 2, "float64")
+    key = holder._run_key("finisher")
+    assert holder.claim_finish(0, 5)
+    took: list[bool] = []
+
+    def lapse_and_take() -> None:
+        other.delete(key)  # the lease ran out (as EX would end it, without waiting for it)
+        took.append(taker.claim_finish(1, 5))
+
+    client.arm(after, lapse_and_take)
+    renewed = holder.claim_finish(0, 100)
+    if not took:  # the renewal made fewer round trips: the lapse comes after it
+        lapse_and_take()
+    assert took == [True]
+    assert other.get(key) == b"1"
+    assert 0 < other.ttl(key) <= 5, (renewed, other.ttl(key))
+    assert not holder.claim_finish(0, 100) and other.ttl(key) <= 5, "a lapsed holder's renewal is refused"
+    client.close()
+    other.close()

@@ -40,6 +40,6 @@ def test_a_set_one_trainer_cannot_hold_is_refused_and_trains_with_four_workers(c
     _, got, _, _ = model_file.load(blob["Body"].read())
     ds = prepare(load_raw(str(path)), "auto", "float64")
     params = initialise([784, 16, 10], "scaled_normal", 1, "float64")
-    want, costs, _ = reference.train(ds.x_train, ds.y_train, params, ["relu", "softmax"], 2, 0.5, workers=4)
+    want, costs, _, _ = reference.train(ds.x_train, ds.y_train, params, ["relu", "softmax"], 2, 0.5, workers=4)
     assert {k: v.tobytes() for k, v in got.items()} == {k: v.tobytes() for k, v in want.items()}
     assert float(item["final_cost"]) == costs[-1]
