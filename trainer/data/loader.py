@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -105,7 +105,7 @@ def _read_bytes(
     return path, path.name
 
 
-def _opened(blob: bytes | Path | IO[bytes]) -> IO[bytes] | Path:
+def _opened(blob: bytes | Path) -> io.BytesIO | Path:
     return io.BytesIO(blob) if isinstance(blob, bytes) else blob
 
 
@@ -335,7 +335,9 @@ def _npz_stored(handle_file: direct.PinnedObject, archive: zipfile.ZipFile, key:
     return direct.Stored(start + header_len, tuple(shape), dtype.str, not fortran_order)
 
 
-def _locate_npz(handle_file: direct.PinnedObject, limit: int, size: int) -> tuple[dict[str, np.ndarray], direct.Stored] | None:
+def _locate_npz(
+    handle_file: direct.PinnedObject, limit: int, size: int
+) -> tuple[dict[str, np.ndarray], direct.Stored] | None:
     """The checks of `_read_npz`, then, when train_set_x may stay in the object, the other arrays
     and where x lies; None when it may not."""
     with zipfile.ZipFile(handle_file) as archive:
