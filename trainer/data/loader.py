@@ -404,7 +404,10 @@ def read_located(
     if found is None:
         return None
     raw, stored = found
-    return raw, direct.place_of(stored, bucket, key, etag, version)
+    place = direct.place_of(stored, bucket, key, etag, version)
+    if place.byte_range(0, place.rows)[1] > size:  # a crafted header: the workers would read short
+        raise DatasetError(f"dataset key 'train_set_x' declares bytes past the end of {source!r}")
+    return raw, place
 
 
 def read_checked_located(
