@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.cloud import aws, invoke, wait_for_status
 from trainer import model_file
-from trainer.data.loader import load_raw, prepare
+from trainer.data.loader import prepare
 from trainer.local.cloud_runner import session_services
 from trainer.local.provision import provision_stack
 from trainer.nn.init import initialise
@@ -77,13 +77,11 @@ def services(cloud, stack):
 
 
 @pytest.fixture(scope="module")
-def uploaded(cloud_env, stack, tmp_path_factory) -> dict[str, str]:
+def uploaded(cloud_env, stack) -> dict[str, str]:
     data, s3 = arrays(), aws("s3", cloud_env)
-    folder = tmp_path_factory.mktemp("direct")
     uris = {}
     for name, build in FILES.items():
         body = build(data)
-        (folder / name).write_bytes(body)
         s3.put_object(Bucket=stack["MODEL_BUCKET"], Key=f"datasets/{name}", Body=body)
         uris[name] = f"s3://{stack['MODEL_BUCKET']}/datasets/{name}"
     return uris
