@@ -137,7 +137,7 @@ class PinnedObject(io.RawIOBase):
     reads (HDF5's and zip's metadata) go through blocks of BLOCK bytes, kept while the file is
     open; a large one is one ranged GET of exactly its bytes."""
 
-    BLOCK = 1 << 20
+    BLOCK = 1 << 18
 
     def __init__(self, objects: RangedObjects, bucket: str, key: str, size: int, etag: str):
         super().__init__()
