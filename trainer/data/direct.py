@@ -133,18 +133,25 @@ def place_of(stored: Stored, bucket: str, key: str, etag: str, version_id: str |
 
 class PinnedObject(io.RawIOBase):
     """An S3 object as a seekable, read-only file, read by ranges pinned to its ETag: the launch
-    reads a file's metadata, labels and test set this way, and never the bytes it skips. Small
-    reads (HDF5's and zip's metadata) go through blocks of BLOCK bytes, kept while the file is
-    open; a large one is one ranged GET of exactly its bytes."""
+    reads a file's metadata, labels and test set this way, and never the bytes it skips. Every GET
+    costs a round trip, so reads are gathered: a small read at a new place (HDF5's and zip's
+    metadata) fetches the BLOCK around it, kept while the file is open; reads that follow on from
+    the last one (zip's members, read piece by piece) fetch ahead, twice as far each time, up to
+    AHEAD_MAX bytes past what was asked; a large read is one GET of what it asks."""
 
     BLOCK = 1 << 18
+    AHEAD_MAX = 8 << 20
 
     def __init__(self, objects: RangedObjects, bucket: str, key: str, size: int, etag: str):
         super().__init__()
         self.objects, self.bucket, self.key, self.size, self.etag = objects, bucket, key, size, etag
         self.position = 0
-        self.fetched = 0  # bytes read from S3, for the launch's log
+        self.fetched = 0  # bytes read from S3
+        self.gets = 0
         self._blocks: dict[int, bytes] = {}
+        self._window: tuple[int, bytes] = (0, b"")  # the last large or read-ahead fetch
+        self._last_stop = -1
+        self._ahead = self.BLOCK
 
     def readable(self) -> bool:
         return True
@@ -164,6 +171,7 @@ class PinnedObject(io.RawIOBase):
 
     def _get(self, start: int, stop: int) -> bytes:
         self.fetched += stop - start
+        self.gets += 1
         return self.objects.read_range(self.bucket, self.key, start, stop, self.etag)
 
     def _block(self, index: int) -> bytes:
@@ -172,21 +180,33 @@ class PinnedObject(io.RawIOBase):
             self._blocks[index] = self._get(start, min(self.size, start + self.BLOCK))
         return self._blocks[index]
 
+    def _from_blocks(self, start: int, stop: int) -> bytes:
+        parts, at = [], start
+        while at < stop:
+            block = self._block(at // self.BLOCK)
+            part = block[at % self.BLOCK : at % self.BLOCK + stop - at]
+            parts.append(part)
+            at += len(part)
+        return b"".join(parts)
+
+    def _read(self, start: int, stop: int) -> bytes | memoryview:
+        w0, window = self._window
+        if w0 <= start and stop <= w0 + len(window):
+            return memoryview(window)[start - w0 : stop - w0]
+        following = start == self._last_stop
+        if stop - start < self.BLOCK and not following:
+            return self._from_blocks(start, stop)
+        end = min(self.size, max(stop, start + self._ahead)) if following else stop
+        self._ahead = min(2 * max(self._ahead, stop - start), self.AHEAD_MAX) if following else self.BLOCK
+        self._window = (start, self._get(start, end))
+        return memoryview(self._window[1])[: stop - start]
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
         stop = min(self.size, self.position + len(out))
         if stop <= self.position:
             return 0
         wanted = stop - self.position
-        if wanted >= self.BLOCK:
-            out[:wanted] = self._get(self.position, stop)
-        else:
-            done = 0
-            while done < wanted:
-                at = self.position + done
-                block = self._block(at // self.BLOCK)
-                part = block[at % self.BLOCK : at % self.BLOCK + wanted - done]
-                out[done : done + len(part)] = part
-                done += len(part)
-        self.position = stop
+        out[:wanted] = self._read(self.position, stop)
+        self._last_stop = self.position = stop
         return wanted
