@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.support.cloud import aws, invoke, wait_for_status
 from trainer import model_file
@@ -213,3 +214,27 @@ def test_a_run_whose_cache_was_lost_resumes_on_the_recorded_place(cloud, cloud_e
     want, costs = expected(2)
     assert bits(model_params(cloud_env, stack, payload["run_id"])) == bits(want)
     assert float(item["final_cost"]) == costs[-1]
+
+
+def test_the_local_clouds_ranged_gets_answer_as_s3s(cloud_env, stack) -> None:
+    """The local cloud serves a ranged GetObject from the range's bytes (trainer/local/moto_patched.py,
+    patch 10): the same answers as moto's own (and S3's), a range, a suffix, past the end, If-Match."""
+    body = np.random.default_rng(3).integers(0, 256, 3_000_000, dtype=np.uint8).tobytes()
+    s3, key = aws("s3", cloud_env), f"datasets/ranges-{secrets.token_hex(3)}.bin"
+    etag = s3.put_object(Bucket=stack["MODEL_BUCKET"], Key=key, Body=body)["ETag"]
+
+    def get(spec: str, match: str = etag) -> tuple[bytes, str]:
+        answer = s3.get_object(Bucket=stack["MODEL_BUCKET"], Key=key, Range=spec, IfMatch=match)
+        return answer["Body"].read(), answer["ContentRange"]
+
+    assert get("bytes=1000-1999") == (body[1000:2000], "bytes 1000-1999/3000000")
+    assert get("bytes=2999990-") == (body[2999990:], "bytes 2999990-2999999/3000000")
+    assert get("bytes=-5") == (body[-5:], "bytes 2999995-2999999/3000000")
+    assert get("bytes=2999000-9999999") == (body[2999000:], "bytes 2999000-2999999/3000000")
+    assert s3.get_object(Bucket=stack["MODEL_BUCKET"], Key=key)["Body"].read() == body
+    with pytest.raises(ClientError) as past:
+        get("bytes=3000000-3000001")
+    assert past.value.response["Error"]["Code"] == "InvalidRange"
+    with pytest.raises(ClientError) as changed:
+        get("bytes=0-9", match='"0123456789abcdef0123456789abcdef"')
+    assert changed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
