@@ -194,10 +194,13 @@ class PinnedObject(io.RawIOBase):
         if w0 <= start and stop <= w0 + len(window):
             return memoryview(window)[start - w0 : stop - w0]
         following = start == self._last_stop
-        if stop - start < self.BLOCK and not following:
-            return self._from_blocks(start, stop)
+        if not following:  # a new stream of reads starts ahead by a block again
+            self._ahead = self.BLOCK
+            if stop - start < self.BLOCK:
+                return self._from_blocks(start, stop)
         end = min(self.size, max(stop, start + self._ahead)) if following else stop
-        self._ahead = min(2 * max(self._ahead, stop - start), self.AHEAD_MAX) if following else self.BLOCK
+        if following:
+            self._ahead = min(2 * self._ahead, self.AHEAD_MAX)
         self._window = (start, self._get(start, end))
         return memoryview(self._window[1])[: stop - start]
 
