@@ -200,7 +200,11 @@ class WorkerInvocation:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
             store.claim_finish(self.worker, FINISH_LEASE_S)
-            counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
+            try:
+                held = self.held(config, lost)
+            except ObjectChanged as exc:  # as a step's load meets it: the run's failure
+                raise self.fail_run(exc, store) from exc
+            counts[lost] = self.correct(config, outcome.params, held)
         store.claim_finish(self.worker, FINISH_LEASE_S)
         answer = self.finish(config, outcome, sum(counts.values()), store)
         store.finish_done()
@@ -286,8 +290,9 @@ class WorkerInvocation:
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
-        cleared). The cache lost the run, or does not answer even the triage (`standing`), or an
-        error came back (`seen_before`): this worker fails the run. Anything else loses only this
+        cleared). The cache lost the run, or does not answer even the triage (`standing`), the
+        dataset object was replaced since the launch (`ObjectChanged`), or an error came back
+        (`seen_before`): this worker fails the run. Anything else loses only this
         worker (a wait's bound, a cache that failed a step and answers again, an AWS error the
         SDK's retries did not outlast, however often, a crash once): raised for Lambda's retry,
         while the others stand in for it."""
