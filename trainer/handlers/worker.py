@@ -497,23 +497,22 @@ class WorkerInvocation:
         names = [*xs_named, *(launching.y_name(k) for k in block)]
         arrays = self.svc.tensor_store.get_data(self.run_id, [*names, "shift", "scale"])
         first, stop = shards.examples_of(config.examples, block)
-        if place is not None:
-            xs = [
-                place.rows_of(
-                    self.svc.blob_store.read_range(place.bucket, place.key, *place.byte_range(first, stop), place.etag),
-                    first,
-                    stop,
-                )
-            ]
-        else:
-            xs = [arrays[n] for n in xs_named]
+        xs = [self.rows(place, first, stop)] if place is not None else [arrays[n] for n in xs_named]
         y = np.concatenate([arrays[launching.y_name(k)] for k in block], axis=1)
         stats = {"shift": arrays["shift"], "scale": arrays["scale"]}
         if xs[0].dtype.kind in "ui":  # raw integers, examples first: normalised here as TrainData does
-            x = normalize.apply(stats, np.concatenate(xs, axis=0), config.dtype)
+            x = normalize.apply(stats, xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0), config.dtype)
         else:
             x = np.asfortranarray(np.concatenate(xs, axis=1))
         return Held(x, np.ascontiguousarray(y), first)
+
+    def rows(self, place: direct.Place, first: int, stop: int) -> np.ndarray:
+        """Examples first..stop-1, raw, examples first: one ranged GET of the object the launch
+        read (ObjectChanged when it is no longer that object)."""
+        start, end = place.byte_range(first, stop)
+        return place.rows_of(
+            self.svc.blob_store.read_range(place.bucket, place.key, start, end, place.etag), first, stop
+        )
 
     def place(self) -> direct.Place | None:
         """Where the run's training examples lie in the dataset object, when its workers read them
