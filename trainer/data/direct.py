@@ -135,12 +135,14 @@ class PinnedObject(io.RawIOBase):
     """An S3 object as a seekable, read-only file, read by ranges pinned to its ETag: the launch
     reads a file's metadata, labels and test set this way, and never the bytes it skips. Every GET
     costs a round trip, so reads are gathered: a small read at a new place (HDF5's and zip's
-    metadata) fetches the BLOCK around it, kept while the file is open; reads that follow on from
-    the last one (zip's members, read piece by piece) fetch ahead, twice as far each time, up to
-    AHEAD_MAX bytes past what was asked; a large read is one GET of what it asks."""
+    metadata) fetches the BLOCK from there on; reads that follow on from the last one (zip's members,
+    read piece by piece) fetch ahead, twice as far each time, up to AHEAD_MAX bytes past what was
+    asked; a large read is one GET of what it asks. The last KEPT fetches are kept and serve any
+    read they cover."""
 
     BLOCK = 1 << 18
     AHEAD_MAX = 8 << 20
+    KEPT = 8
 
     def __init__(self, objects: RangedObjects, bucket: str, key: str, size: int, etag: str):
         super().__init__()
@@ -148,8 +150,7 @@ class PinnedObject(io.RawIOBase):
         self.position = 0
         self.fetched = 0  # bytes read from S3
         self.gets = 0
-        self._blocks: dict[int, bytes] = {}
-        self._window: tuple[int, bytes] = (0, b"")  # the last large or read-ahead fetch
+        self._pieces: list[tuple[int, bytes]] = []  # (start, bytes) of the last fetches, newest last
         self._last_stop = -1
         self._ahead = self.BLOCK
 
@@ -169,40 +170,34 @@ class PinnedObject(io.RawIOBase):
         self.position = base + offset
         return self.position
 
-    def _get(self, start: int, stop: int) -> bytes:
+    def _kept(self, start: int, stop: int) -> memoryview | None:
+        for first, piece in reversed(self._pieces):
+            if first <= start and stop <= first + len(piece):
+                return memoryview(piece)[start - first : stop - first]
+        return None
+
+    def _fetch(self, start: int, stop: int) -> bytes:
         self.fetched += stop - start
         self.gets += 1
-        return self.objects.read_range(self.bucket, self.key, start, stop, self.etag)
-
-    def _block(self, index: int) -> bytes:
-        if index not in self._blocks:
-            start = index * self.BLOCK
-            self._blocks[index] = self._get(start, min(self.size, start + self.BLOCK))
-        return self._blocks[index]
-
-    def _from_blocks(self, start: int, stop: int) -> bytes:
-        parts, at = [], start
-        while at < stop:
-            block = self._block(at // self.BLOCK)
-            part = block[at % self.BLOCK : at % self.BLOCK + stop - at]
-            parts.append(part)
-            at += len(part)
-        return b"".join(parts)
+        piece = self.objects.read_range(self.bucket, self.key, start, stop, self.etag)
+        self._pieces = [*self._pieces[1 - self.KEPT :], (start, piece)]
+        return piece
 
     def _read(self, start: int, stop: int) -> bytes | memoryview:
-        w0, window = self._window
-        if w0 <= start and stop <= w0 + len(window):
-            return memoryview(window)[start - w0 : stop - w0]
         following = start == self._last_stop
         if not following:  # a new stream of reads starts ahead by a block again
             self._ahead = self.BLOCK
-            if stop - start < self.BLOCK:
-                return self._from_blocks(start, stop)
-        end = min(self.size, max(stop, start + self._ahead)) if following else stop
+        kept = self._kept(start, stop)
+        if kept is not None:
+            return kept
         if following:
+            end = max(stop, start + self._ahead)
             self._ahead = min(2 * self._ahead, self.AHEAD_MAX)
-        self._window = (start, self._get(start, end))
-        return memoryview(self._window[1])[: stop - start]
+        elif stop - start < self.BLOCK:  # a small read: the block from it on (what a header precedes)
+            end = start + self.BLOCK
+        else:
+            end = stop
+        return memoryview(self._fetch(start, min(self.size, end)))[: stop - start]
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
