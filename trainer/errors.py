@@ -30,3 +30,15 @@ class TooLarge(ValueError):
     def __init__(self, size: int, limit: int):
         self.size, self.limit = size, limit
         super().__init__(f"{size} bytes, more than the {limit} bytes allowed")
+
+
+class ObjectChanged(RuntimeError):
+    """An S3 object read by ranges pinned to its ETag is no longer that object (S3 answered 412
+    PreconditionFailed): a dataset replaced after the launch that read it."""
+
+    def __init__(self, bucket: str, key: str, etag: str):
+        self.bucket, self.key, self.etag = bucket, key, etag
+        super().__init__(
+            f"dataset s3://{bucket}/{key} changed since the run was launched (the launch read the object "
+            f"with ETag {etag}); launch the run again to train on the object as it is now"
+        )

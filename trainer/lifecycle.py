@@ -201,7 +201,7 @@ def _dataset_from_source(svc: services_mod.Services, config: RunConfig, request:
     split = keys.split_key(config.sweep_id) if config.in_sweep else None
     normalize = request.get("normalize", "auto")
     dataset = runstart.load_data(
-        svc, config.dataset, normalize, config.dtype, split, config.validation_fraction, config.seed
+        svc, config.dataset, normalize, config.dtype, split, config.validation_fraction, config.seed, config.workers
     )
     if dataset.digest() != config.data_digest:
         raise RequestError([f"dataset: {config.dataset!r} changed since the run was launched; cannot resume"])

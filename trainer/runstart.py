@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer import schema
-from trainer.data.loader import Dataset, load_raw, prepare
+from trainer.data.loader import Dataset, load_raw, prepare, read_located
 from trainer.data.split import carve, validation_indices
 from trainer.nn import optimizers
 from trainer.nn.init import initialise
@@ -31,12 +31,27 @@ def load_data(
     split_key: str | None = None,
     validation_fraction: float = 0.0,
     seed: int = 0,
+    workers: int = 1,
 ) -> Dataset:
     """A run's data as its start prepares it, and its resume again: the source, less the held-out
     examples of the validation split stored at `split_key` (a sweep's trial), or drawn again from
     `validation_fraction` and `seed` (a run's own), which are then its validation examples. Kept in
-    one place so that a resumed run gets the same data (and so the same digest) as its start did."""
+    one place so that a resumed run gets the same data (and so the same digest) as its start did. A
+    data-parallel run (`workers`) whose workers read the training examples from the object gets
+    their place again (pinned to the object's ETag, in the digest) instead of their bytes."""
     settings = svc.settings
+    if split_key is None:
+        located = read_located(
+            source,
+            svc.blob_store,
+            settings.model_bucket,
+            settings.dataset_prefix,
+            normalize,
+            validation_fraction,
+            workers,
+        )
+        if located is not None:  # its workers read the training examples from the object
+            return prepare(located[0], normalize, dtype, None, located[1])
     raw = load_raw(source, svc.blob_store.read, settings.model_bucket, settings.dataset_prefix)
     held = None
     if split_key is not None:

@@ -3,6 +3,7 @@ and a Services made of fakes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -12,12 +13,16 @@ from botocore.exceptions import ClientError
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.run_store import FakeRunStore
-from trainer.errors import TooLarge
+from trainer.errors import ObjectChanged, TooLarge
 from trainer.notifier import ATTEMPT_BOUND_S, PublishTooLate
 from trainer.services import Services
 from trainer.settings import Settings
 
 BUCKET = "fake-bucket"
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
 
 
 class FakeBlobStore:
@@ -35,6 +40,16 @@ class FakeBlobStore:
         if limit is not None and len(found) > limit:
             raise TooLarge(len(found), limit)
         return found
+
+    def head(self, bucket: str, key: str) -> tuple[int, str, str | None]:
+        found = self.read(bucket, key)
+        return len(found), _etag(found), None
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        found = self.objects.get((bucket, key))
+        if found is None or _etag(found) != etag:
+            raise ObjectChanged(bucket, key, etag)
+        return found[start:stop]
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         self.objects[(self.bucket, key)] = bytes(body)

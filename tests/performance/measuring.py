@@ -184,6 +184,8 @@ def _meter_redis(meter: Meter, client: Any, patch: _Patches) -> None:
 def _meter_aws(meter: Meter, patch: _Patches) -> None:
     import botocore.client
 
+    from trainer.stores.blob_store import S3BlobStore
+
     api_call = botocore.client.BaseClient._make_api_call
 
     def counted_api_call(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -196,6 +198,19 @@ def _meter_aws(meter: Meter, patch: _Patches) -> None:
             meter.aws_operations[f"{self.meta.service_model.service_name}:{args[0] if args else '?'}"] += 1
 
     patch(botocore.client.BaseClient, "_make_api_call", counted_api_call)
+
+    # A data-parallel worker that reads its training examples from the dataset object
+    # (trainer.data.direct) loads them from S3, not from the cache: the same data load.
+    read_range = S3BlobStore.read_range
+
+    def counted_read_range(self: Any, *args: Any, **kwargs: Any) -> bytes:
+        t = time.perf_counter()
+        data = read_range(self, *args, **kwargs)
+        meter.data_bytes += len(data)
+        meter.data_load_s += time.perf_counter() - t
+        return data
+
+    patch(S3BlobStore, "read_range", counted_read_range)
 
 
 def _meter_steps(meter: Meter, patch: _Patches) -> None:

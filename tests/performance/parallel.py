@@ -39,7 +39,8 @@ import numpy as np
 
 from tests.performance import cloud, parallel_model, runs, workloads
 from trainer.aws import client
-from trainer.data.loader import load_raw
+from trainer.data.loader import load_raw, prepare, read_located
+from trainer.parallel import launching
 from trainer.parallel.admission import STATE_SLOTS, parameter_count
 from trainer.parallel.shards import MAX_WORKERS
 from trainer.request import TrainingRequest, estimate_bytes
@@ -86,6 +87,7 @@ def measure(
     reduce_steps = sum(line["reduce_steps"] for line in lines)
     moved = sum(line["reduce_bytes_sent"] + line["reduce_bytes_received"] for line in lines)
     item = stack.services.run_store.get_run(run.run_id)
+    read, written = launch_bytes(dataset, workers)
     return {
         "workers": workers,
         "run_id": run.run_id,
@@ -95,6 +97,8 @@ def measure(
         "steps": steps,
         "wall_s": run.wall_s,
         "launch_s": run.launch_s,
+        "launch_read_bytes": read,  # from the dataset object in S3
+        "launch_written_bytes": written,  # to the cache
         "math_s": math_s,  # the slowest worker's wall time in its math
         "outside_s": run.wall_s - math_s,
         "math_cpu_s": sum(line["compute_cpu_s"] for line in lines),  # every worker's, thread CPU
@@ -113,6 +117,35 @@ def measure(
         "test_accuracy": float(item["test_accuracy"]),
         "stamps": stack.stamps(run.run_id) if workers > 1 else [],
     }
+
+
+class _LocalObject:
+    """A dataset file as LaunchLambda's ranged reads see its S3 object (trainer.data.direct.RangedObjects),
+    counting the bytes they fetch."""
+
+    def __init__(self, path: str) -> None:
+        self.body, self.fetched = Path(path).read_bytes(), 0
+
+    def head(self, bucket: str, key: str) -> tuple[int, str, str | None]:
+        return len(self.body), '"local"', None
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        self.fetched += stop - start
+        return self.body[start:stop]
+
+
+def launch_bytes(dataset: str, workers: int) -> tuple[int, int]:
+    """(bytes LaunchLambda reads from the dataset object, bytes of data it writes to the cache) for the
+    request with `workers` workers: its own reads and its own arrays (trainer.data.loader,
+    trainer.parallel.launching), run here on the file."""
+    objects = _LocalObject(dataset)
+    found = read_located(f"s3://bench/datasets/{Path(dataset).name}", objects, None, None, "auto", 0.0, workers)
+    if found is not None:  # the workers read the examples from the object
+        dataset_ = prepare(found[0], "auto", DTYPE, None, found[1])
+        return objects.fetched, sum(int(a.nbytes) for a in launching.data_arrays(dataset_).values())
+    dataset_ = prepare(load_raw(dataset), "auto", DTYPE)
+    arrays = launching.data_arrays(dataset_) if workers > 1 else dataset_.arrays()
+    return len(objects.body), sum(int(a.nbytes) for a in arrays.values())
 
 
 @contextlib.contextmanager
@@ -231,7 +264,16 @@ def model_inputs(
         launch_s=chain["launch_s"],
         max_steps=TrainingRequest(dataset="x", **network, epochs=1).max_steps_per_invocation,
         memory_mb={n: memory_mb(network, features, examples, n) for n in parallel_model.MODELLED_WORKERS},
+        launch_bytes=moved(chain),
+        # A saved run from before the launch's bytes were recorded: its launches as the chain's.
+        workers_launch_s=statistics.mean(r["launch_s"] for r in parallel) if "launch_read_bytes" in chain else None,
+        workers_launch_bytes=max(moved(r) for r in parallel) if "launch_read_bytes" in chain else None,
     )
+
+
+def moved(row: dict[str, Any]) -> int:
+    """The bytes a run's launch moved: read from S3 and written to the cache (0 when not recorded)."""
+    return int(row.get("launch_read_bytes", 0) + row.get("launch_written_bytes", 0))
 
 
 def fitted_math(small: list[dict[str, Any]], large: list[dict[str, Any]]) -> parallel_model.Math:
@@ -411,12 +453,13 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def _model_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        f"    {'N':>3}{'step ms':>10}{'sync ms':>9}{'steps s':>10}{'run s':>9}{'speedup':>9}{'eff.':>7}"
+        f"    {'N':>3}{'launch s':>9}{'step ms':>10}{'sync ms':>9}{'steps s':>10}{'run s':>9}{'speedup':>9}{'eff.':>7}"
         f"{'eff. steps':>11}{'invoc.':>7}{'GB-s':>9}{'cost $':>10}"
     ]
     for r in rows:
         lines.append(
-            f"    {r['workers']:>3}{r['step_s'] * 1e3:>10.2f}{r['sync_s'] * 1e3:>9.2f}{r['steps_s']:>10.2f}"
+            f"    {r['workers']:>3}{r.get('launch_s', 0.0):>9.2f}{r['step_s'] * 1e3:>10.2f}{r['sync_s'] * 1e3:>9.2f}"
+            f"{r['steps_s']:>10.2f}"
             f"{r['run_s']:>9.2f}{r['speedup']:>9.2f}{r['efficiency']:>7.0%}{r['steps_efficiency']:>11.0%}"
             f"{r['invocations']:>7}{r['gb_s']:>9.1f}{r['cost']:>10.5f}"
         )
@@ -483,7 +526,10 @@ def render(result: dict[str, Any]) -> list[str]:
         f"{a['hop_ms']:g} ms; the math per step as measured here in thread CPU seconds, the chain's for N = 1 and "
         "the workers' summed and split N ways; each worker at the memory size its share needs, never below the "
         "stack's 2048 MB; N > 16 goes past today's 16 micro-shards, modelled as one micro-shard per worker, each "
-        "adding its fixed cost; the launch as measured here; the finish left out):",
+        "adding its fixed cost; the launch as measured here plus the bytes it moves, read from S3 and written to "
+        "the cache, at the function's bandwidth (N = 1: the whole set both ways; N > 1 on an uncompressed uint8 "
+        "set: the labels, the test set and the file's metadata, the workers reading their examples from the "
+        "object); the finish left out):",
         f"  large workload ({large['examples']:,} examples, {large['epochs']} epoch(s), full batch; speedup and eff. "
         "= of the whole run against the chain's, launch and data load included; eff. steps = the faster one-worker "
         "step (the chain's, or the micro-shards' math on one worker) / (N x the step)):",

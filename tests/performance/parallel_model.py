@@ -17,8 +17,13 @@ What one step costs with N workers:
   its polling (a 100 ms sleep between looks: half of one on average, at each of the two waits).
 
 A run: the launch, one asynchronous hop to start the workers, each worker's share of the data
-loaded from the cache at the function's bandwidth, the steps, and a hop at every hand-on (one
-invocation runs at most `max_steps` steps, and at most the function's timeout less its margin).
+loaded (from the cache, or from the dataset object in S3 when the workers read it there) at the
+function's bandwidth, the steps, and a hop at every hand-on (one invocation runs at most `max_steps`
+steps, and at most the function's timeout less its margin). The launch is one function: its time as
+measured here plus the bytes it moves (read from S3 and written to the cache) at the function's
+bandwidth, since on the local cloud those bytes cross loopback. The chain's launch moves the whole
+set twice; a data-parallel launch that leaves the examples in the object (trainer/data/direct.py)
+moves the labels, the test set and the metadata only.
 """
 
 from __future__ import annotations
@@ -201,14 +206,28 @@ class Workload:
     worker_math_s: float  # every worker's math of one step, summed (16 micro-shards)
     shard_fixed_s: float  # a micro-shard's fixed cost (Math.fit): what more micro-shards add
     data_bytes: int  # the training set as the cache holds it (every worker reads its share)
-    launch_s: float
+    launch_s: float  # the chain's launch, measured here
     max_steps: int  # per invocation
     memory_mb: dict[int, int]  # the function's memory size for N workers
+    launch_bytes: int = 0  # what the chain's launch reads from S3 and writes to the cache
+    workers_launch_s: float | None = None  # a data-parallel launch, measured here (None: as the chain's)
+    workers_launch_bytes: int | None = None  # what it moves (None: as the chain's)
+
+    def launch(self, workers: int, a: Assumptions) -> float:
+        """The launch on Lambda with N workers: as measured here, plus its bytes at the function's
+        bandwidth."""
+        if workers == 1 or self.workers_launch_s is None:
+            here, moved = self.launch_s, self.launch_bytes
+        else:
+            here = self.workers_launch_s
+            moved = self.launch_bytes if self.workers_launch_bytes is None else self.workers_launch_bytes
+        return here + moved / a.function_bytes_s
 
 
 @dataclass(frozen=True)
 class Modelled:
     workers: int
+    launch_s: float  # the launch on Lambda (Workload.launch)
     step_s: float
     sync_s: float
     run_s: float
@@ -232,15 +251,17 @@ def model(w: Workload, a: Assumptions, workers_list: tuple[int, ...] = MODELLED_
         steps = w.steps * per_step
         invocations = max(math.ceil(w.steps / w.max_steps), math.ceil(steps / a.invocation_budget_s), 1)
         load = w.data_bytes / n / a.function_bytes_s
-        run = w.launch_s + invocations * a.hop_ms / 1000 + load + steps
+        launch = w.launch(n, a)
+        run = launch + invocations * a.hop_ms / 1000 + load + steps
         if n == workers_list[0]:
             base_run = run * n
-        gb_s = n * w.memory_mb[n] / 1024 * (run - w.launch_s) + 1024 / 1024 * w.launch_s
+        gb_s = n * w.memory_mb[n] / 1024 * (run - launch) + 1024 / 1024 * launch
         requests = n * invocations + 1
         speedup = base_run / run
         rows.append(
             Modelled(
                 workers=n,
+                launch_s=launch,
                 step_s=per_step,
                 sync_s=s,
                 run_s=run,

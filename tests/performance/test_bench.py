@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.performance import bench, measuring, parallel, parallel_model, report, runs, sweeps, workloads
+from trainer.data.direct import PinnedObject
 from trainer.handlers import worker as worker_handler
 from trainer.statemachine import Plan
 from trainer.stores.codec import encode
@@ -248,6 +249,7 @@ def test_parallel_section_measures_models_and_reports_every_target_with_its_figu
     mnist = workloads.Workload("mnist", str(path), "small", workloads.MNIST_NETWORK, 1)
     result = parallel.section(stack, tmp_path, lambda _: None, mnist, 1, (1, 2), 2, 1)
 
+    files = {2000: path, 4000: tmp_path / "mnist-x2.npz"}
     for block, examples in ((result["mnist"], 2000), (result["large"], 4000)):
         rows = {r["workers"]: r for r in block["rows"]}
         assert set(rows) == {1, 2}
@@ -259,6 +261,18 @@ def test_parallel_section_measures_models_and_reports_every_target_with_its_figu
         assert rows[2]["reduce_bytes_per_worker_step"] == pytest.approx(rows[2]["reduce_bytes_modelled"], rel=1e-3)
         assert rows[2]["final_cost"] == pytest.approx(rows[1]["final_cost"], rel=1e-5)  # float32 chain vs workers
         assert [m["workers"] for m in block["model"]] == list(parallel_model.MODELLED_WORKERS)
+        # an uncompressed uint8 .npz: the workers' launch leaves the examples in the object, the chain's
+        # reads the whole file and writes every example to the cache; the model moves those bytes at the
+        # function's bandwidth
+        assert rows[1]["launch_read_bytes"] == files[examples].stat().st_size
+        x_bytes = examples * 784
+        assert rows[2]["launch_read_bytes"] < files[examples].stat().st_size - x_bytes + 3 * PinnedObject.BLOCK
+        assert rows[2]["launch_written_bytes"] < rows[1]["launch_written_bytes"] / 2
+        bandwidth = parallel_model.Assumptions().function_bytes_s
+        for m in block["model"]:
+            row = rows[1] if m["workers"] == 1 else rows[2]
+            moved = row["launch_read_bytes"] + row["launch_written_bytes"]
+            assert m["launch_s"] == pytest.approx(row["launch_s"] + moved / bandwidth)
     assert result["large"]["speedup_n2"] == result["large"]["rows"][0]["wall_s"] / result["large"]["rows"][1]["wall_s"]
 
     stall = result["stall"]

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from trainer import keys
-from trainer.data import normalize
+from trainer.data import direct, normalize
 from trainer.data.builtin import BUILTIN
-from trainer.errors import TooLarge
+from trainer.errors import ObjectChanged, TooLarge
 
 REQUIRED_KEYS = ("train_set_x", "train_set_y", "test_set_x", "test_set_y")
 MAX_DATASET_BYTES = 2 * 1024**3
@@ -70,17 +70,23 @@ def key_problem(key: str, prefix: str) -> str | None:
     return None
 
 
+def _s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> tuple[str, str]:
+    """An s3:// dataset's (bucket, key), refused outside the configured bucket and prefix."""
+    bucket, key = parse_s3_uri(source)
+    if allowed_bucket is not None and bucket != allowed_bucket:
+        raise DatasetError(f"dataset bucket {bucket!r} is not the configured bucket {allowed_bucket!r}")
+    if prefix is not None and (problem := key_problem(key, prefix)):
+        raise DatasetError(problem)
+    return bucket, key
+
+
 def _read_bytes(
     source: str, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None, limit: int
 ) -> tuple[bytes | Path, str]:
     """The object's bytes, or a local file's path: the readers open a file themselves, which saves
     reading it whole into memory first (and h5py reads a file faster than a stream of bytes)."""
     if source.startswith("s3://"):
-        bucket, key = parse_s3_uri(source)
-        if allowed_bucket is not None and bucket != allowed_bucket:
-            raise DatasetError(f"dataset bucket {bucket!r} is not the configured bucket {allowed_bucket!r}")
-        if prefix is not None and (problem := key_problem(key, prefix)):
-            raise DatasetError(problem)
+        bucket, key = _s3_source(source, allowed_bucket, prefix)
         if read_blob is None:
             raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
         try:
@@ -265,6 +271,168 @@ def load_raw(
     raise DatasetError(f"dataset {source!r} must be a .h5 or .npz file")
 
 
+def _unread(stored: direct.Stored) -> np.ndarray:
+    """A stand-in for train_set_x whose bytes stay in the object: its shape and dtype, no values
+    (one zero, broadcast). The launch's checks of integer data look at nothing else, and any value
+    of a uint8 is a valid input, so nothing about x's values needs checking."""
+    return np.broadcast_to(np.zeros((), np.dtype(stored.dtype)), stored.shape)
+
+
+def _h5_stored(node: Any) -> direct.Stored:
+    from h5py import h5d
+
+    plist = node.id.get_create_plist()
+    offset = node.id.get_offset()  # None until the dataset's storage is allocated
+    plain = (
+        plist.get_layout() == h5d.CONTIGUOUS
+        and plist.get_nfilters() == 0
+        and node.id.get_storage_size() == node.size * node.dtype.itemsize
+    )
+    return direct.Stored(offset, tuple(node.shape), node.dtype.str, plain)
+
+
+def _locate_h5(handle_file: direct.PinnedObject, limit: int) -> tuple[dict[str, np.ndarray], direct.Stored] | None:
+    """The checks of `_read_h5`, then, when train_set_x may stay in the object, the other arrays
+    and where x lies; None when it may not (the caller reads the file as a whole)."""
+    import h5py
+
+    with h5py.File(handle_file, "r") as handle:
+        missing = [k for k in REQUIRED_KEYS if handle.get(k, getlink=True) is None]
+        if missing:
+            raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
+        nodes = {key: _plain_h5_dataset(handle, key) for key in REQUIRED_KEYS}
+        _within([_declared(key, node.shape, node.dtype.itemsize, limit) for key, node in nodes.items()], limit)
+        stored = _h5_stored(nodes["train_set_x"])
+        if direct.file_allows(stored) is not None:
+            return None
+        raw = {key: node[()] for key, node in nodes.items() if key != "train_set_x"}
+    return {**raw, "train_set_x": _unread(stored)}, stored
+
+
+def _npz_stored(handle_file: direct.PinnedObject, archive: zipfile.ZipFile, key: str, size: int) -> direct.Stored:
+    """Where an .npz member's array values start in the file, and whether they lie there as they
+    are: a stored (not deflated) member, C order. Its zip checksum is not checked here, since that
+    would read the bytes this saves reading; the object's pinned ETag stands for them instead."""
+    info = _member_info(archive, key)
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
+        shape, fortran_order, dtype = read_header(member)
+        header_len = member.tell()
+    count = int(np.prod(shape, dtype=np.int64))
+    if info.compress_type != zipfile.ZIP_STORED:
+        return direct.Stored(None, tuple(shape), dtype.str, False)
+    if header_len + count * dtype.itemsize != info.file_size:
+        raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
+    handle_file.seek(info.header_offset)
+    local = handle_file.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (no local zip header)")
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    start = info.header_offset + 30 + name_len + extra_len
+    if start + info.file_size > size:
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (it ends past the file)")
+    return direct.Stored(start + header_len, tuple(shape), dtype.str, not fortran_order)
+
+
+def _locate_npz(
+    handle_file: direct.PinnedObject, limit: int, size: int
+) -> tuple[dict[str, np.ndarray], direct.Stored] | None:
+    """The checks of `_read_npz`, then, when train_set_x may stay in the object, the other arrays
+    and where x lies; None when it may not."""
+    with zipfile.ZipFile(handle_file) as archive:
+        files = {name.removesuffix(".npy") for name in archive.namelist()}
+        missing = [k for k in REQUIRED_KEYS if k not in files]
+        if missing:
+            raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
+        _within([_npz_declared(archive, key, limit) for key in REQUIRED_KEYS], limit)
+        stored = _npz_stored(handle_file, archive, "train_set_x", size)
+    if direct.file_allows(stored) is not None:
+        return None
+    handle_file.seek(0)
+    raw = {}
+    with np.load(handle_file, allow_pickle=False) as archive:
+        for key in REQUIRED_KEYS[1:]:
+            try:
+                value = archive[key]
+            except ValueError as exc:  # object arrays need pickle, which we refuse
+                raise DatasetError(f"dataset key {key!r} is not a plain numeric array") from exc
+            if value.dtype.kind not in "biuf":
+                raise DatasetError(f"dataset key {key!r} is not a numeric array")
+            raw[key] = value
+    return {**raw, "train_set_x": _unread(stored)}, stored
+
+
+def read_located(
+    source: object,
+    objects: direct.RangedObjects,
+    allowed_bucket: str | None,
+    prefix: str | None,
+    normalize: str,
+    validation_fraction: float,
+    workers: int,
+    limit: int | None = None,
+) -> tuple[dict[str, np.ndarray], direct.Place] | None:
+    """A data-parallel run's dataset when its workers read the training examples from the object
+    (`direct.why_not`): every array but train_set_x's bytes, read by ranges pinned to the object's
+    ETag, and where those bytes lie. The file is checked as `load_raw` checks it (the bucket and
+    prefix, its length and each array's declared size against `limit`, an .h5's links, layouts and
+    filters); None when the run reads the set whole instead (`load_raw`, which also names an object
+    that cannot be read at all). Raises DatasetError."""
+    if direct.request_allows(source, normalize, validation_fraction, workers) is not None:
+        return None
+    assert isinstance(source, str)
+    limit = read_limit() if limit is None else limit
+    bucket, key = _s3_source(source, allowed_bucket, prefix)
+    if not key.endswith((".h5", ".hdf5", ".npz")):
+        return None
+    try:
+        size, etag, version = objects.head(bucket, key)
+    except Exception:
+        return None  # no such key, access denied: the whole read names it as it does today
+    if size > limit:
+        raise DatasetError(f"dataset {source!r} is {size} bytes, more than the {limit} bytes allowed")
+    pinned = direct.PinnedObject(objects, bucket, key, size, etag)
+    try:
+        found = _locate_npz(pinned, limit, size) if key.endswith(".npz") else _locate_h5(pinned, limit)
+    except DatasetError:
+        raise
+    except ObjectChanged as exc:
+        raise DatasetError(f"dataset {source!r} changed while it was being read; send the request again") from exc
+    except Exception as exc:  # h5py/zipfile raise many kinds on a truncated or foreign file
+        raise DatasetError(f"dataset {source!r} is unreadable ({type(exc).__name__}: {exc})") from exc
+    if found is None:
+        return None
+    raw, stored = found
+    place = direct.place_of(stored, bucket, key, etag, version)
+    if place.byte_range(0, place.rows)[1] > size:  # a crafted header: the workers would read short
+        raise DatasetError(f"dataset key 'train_set_x' declares bytes past the end of {source!r}")
+    return raw, place
+
+
+def read_checked_located(
+    source: object,
+    objects: direct.RangedObjects,
+    allowed_bucket: str | None,
+    prefix: str | None,
+    normalize: str,
+    validation_fraction: float,
+    workers: int,
+) -> tuple[tuple[dict[str, np.ndarray], direct.Place] | None, list[str]]:
+    """`read_located`, its arrays checked as `read_checked` checks them: (the raw arrays and the
+    place, or None) and every problem. None with no problem: read the set whole (`read_checked`)."""
+    try:
+        found = read_located(source, objects, allowed_bucket, prefix, normalize, validation_fraction, workers)
+    except DatasetError as exc:
+        return None, [f"dataset: {exc}"]
+    except Exception as exc:
+        return None, [f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})"]
+    if found is None:
+        return None, []
+    problems = [f"dataset: {p}" for p in check_raw(found[0])]
+    return (None if problems else found), problems
+
+
 def read_checked(
     source: object, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None = None
 ) -> tuple[dict[str, np.ndarray] | None, list[str]]:
@@ -339,6 +507,9 @@ class Dataset:
     # A sweep trial's validation examples (held out of the training set), scored every epoch.
     x_val_raw: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    # Where the training examples lie in the dataset object, when a data-parallel run's workers
+    # read them from there (trainer.data.direct): x_train_raw is then a stand-in with no values.
+    x_train_at: direct.Place | None = None
 
     @cached_property
     def x_train(self) -> np.ndarray:
@@ -373,9 +544,10 @@ class Dataset:
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays a run keeps in the cache, by the names the trainer reads them with. The x
         arrays are normalised, column layout (features, m); or, when compact, raw integers as read,
-        examples first (m, features): stored without a transposing copy (engine.TrainData)."""
-        arrays = {
-            "x_train": self.x_train_raw if self.compact else self.x_train,
+        examples first (m, features): stored without a transposing copy (engine.TrainData). No
+        x_train when the workers read it from the object (`x_train_at`)."""
+        arrays = {} if self.x_train_at is not None else {"x_train": self.x_train_raw if self.compact else self.x_train}
+        arrays |= {
             "y_train": self.y_train,
             "x_test": self.x_test_raw if self.compact else self.x_test,
             "y_test": self.y_test,
@@ -391,7 +563,10 @@ class Dataset:
         """Identity of the training data: the raw arrays, the labels, the statistics and the dtype
         determine the normalised data exactly."""
         h = hashlib.sha256(self.dtype.encode())
-        arrays = [self.x_train_raw, self.y_train, self.x_test_raw, self.y_test, self.shift, self.scale]
+        if self.x_train_at is not None:  # the object, pinned by its ETag, stands for x's bytes
+            h.update(self.x_train_at.to_json().encode())
+        arrays = [] if self.x_train_at is not None else [self.x_train_raw]
+        arrays += [self.y_train, self.x_test_raw, self.y_test, self.shift, self.scale]
         if self.x_val_raw is not None and self.y_val is not None:
             arrays += [self.x_val_raw, self.y_val]
         for array in arrays:
@@ -401,10 +576,15 @@ class Dataset:
 
 
 def prepare(
-    raw: dict[str, np.ndarray], method: str, dtype: str, validation: dict[str, np.ndarray] | None = None
+    raw: dict[str, np.ndarray],
+    method: str,
+    dtype: str,
+    validation: dict[str, np.ndarray] | None = None,
+    place: direct.Place | None = None,
 ) -> Dataset:
     """The run's dataset; `validation` ({"x", "y"}, examples first) is normalised with the training
-    set's statistics, never fitted on."""
+    set's statistics, never fitted on. `place`: where the training examples lie in the object, for
+    raw arrays from `read_located`."""
     m_train, m_test = raw["train_set_x"].shape[0], raw["test_set_x"].shape[0]
     x_train_raw = np.asarray(raw["train_set_x"]).reshape(m_train, -1)
     x_test_raw = np.asarray(raw["test_set_x"]).reshape(m_test, -1)
@@ -424,6 +604,7 @@ def prepare(
         dtype=dtype,
         x_val_raw=None if validation is None else np.asarray(validation["x"]).reshape(len(validation["x"]), -1),
         y_val=None if validation is None else np.asarray(validation["y"]).reshape(1, -1).astype(dtype),
+        x_train_at=place,
     )
     if not dataset.compact:
         # Float data can overflow once normalised or cast; normalise now, inside the caller's

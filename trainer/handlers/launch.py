@@ -13,7 +13,7 @@ from typing import Any
 from trainer import admission, capacity, lifecycle, runstart
 from trainer import request as request_mod
 from trainer import services as services_mod
-from trainer.data.loader import Dataset, DatasetError, prepare, read_checked
+from trainer.data.loader import Dataset, DatasetError, prepare, read_checked, read_checked_located
 from trainer.data.split import SplitError, carve, validation_indices
 from trainer.entrypoint import lambda_handler
 from trainer.errors import RequestError, RunNotFound
@@ -37,16 +37,19 @@ def validate(payload: Any, svc: services_mod.Services) -> tuple[request_mod.Trai
     """(request, dataset) or RequestError listing every problem."""
     request, problems = request_mod.parse(payload)
     source = payload.get("dataset") if isinstance(payload, dict) else None
-    raw, raw_problems = read_checked(
-        source, svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
-    )
+    located, raw_problems = _located(source, request, svc)
+    raw, place = located if located is not None else (None, None)
+    if located is None and not raw_problems:
+        raw, raw_problems = read_checked(
+            source, svc.blob_store.read, svc.settings.model_bucket, svc.settings.dataset_prefix
+        )
     problems += raw_problems
     dataset = None
     if raw is not None:
         raw, held = _held_out(raw, payload, request, problems)
         try:
             normalize, dtype = (request.normalize, request.dtype) if request else ("auto", "float64")
-            dataset = prepare(raw, normalize, dtype, held)
+            dataset = prepare(raw, normalize, dtype, held, place)
         except DatasetError as exc:
             problems.append(f"dataset: {exc}")
     if request is not None:
@@ -58,6 +61,23 @@ def validate(payload: Any, svc: services_mod.Services) -> tuple[request_mod.Trai
     if problems or request is None or dataset is None:  # either is None only with its problem listed
         raise RequestError(problems)
     return request, dataset
+
+
+def _located(source: object, request: request_mod.TrainingRequest | None, svc: services_mod.Services) -> Any:
+    """A data-parallel run's dataset less its training examples' bytes, which its workers read
+    from the object (trainer.data.direct), and their place; (None, []) when the set is read whole."""
+    if request is None:
+        return None, []
+    settings = svc.settings
+    return read_checked_located(
+        source,
+        svc.blob_store,
+        settings.model_bucket,
+        settings.dataset_prefix,
+        request.normalize,
+        request.validation_fraction,
+        request.workers,
+    )
 
 
 def _held_out(

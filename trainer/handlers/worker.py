@@ -24,8 +24,8 @@ import numpy as np
 
 from trainer import aws, checkpoints, effects, engine, failures, once, warm
 from trainer import services as services_mod
-from trainer.data import normalize
-from trainer.errors import ChainError, EventError
+from trainer.data import direct, normalize
+from trainer.errors import ChainError, EventError, ObjectChanged
 from trainer.logs import get_logger
 from trainer.parallel import launching, shards, worker
 from trainer.parallel.flat import Layout
@@ -58,6 +58,7 @@ FINISH_LEASE_S = 10
 COMPLETION_ATTEMPTS = 12
 COMPLETION_PAUSE_S = (0.05, 2.0)
 _DIGITS = re.compile(r"\A[0-9]{1,2}\Z")
+_UNREAD = object()  # the training examples' place, not yet read from the cache
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class WorkerInvocation:
         self.token = secrets.token_hex(8)
         self._shards: dict[int, Held] = {}
         self._validation: tuple[np.ndarray, np.ndarray] | None = None
+        self._place: direct.Place | None | object = _UNREAD
 
     def handle(self) -> dict[str, Any]:
         # From the table, not the cache: a resume replaced the run's workers with the next generation.
@@ -208,7 +210,11 @@ class WorkerInvocation:
             return self.ended_by(exc, store)
         for lost in sorted(set(range(config.workers)) - counts.keys()):  # its share, computed here
             store.claim_finish(self.worker, FINISH_LEASE_S)
-            counts[lost] = self.correct(config, outcome.params, self.held(config, lost))
+            try:
+                held = self.held(config, lost)
+            except ObjectChanged as exc:  # as a step's load meets it: the run's failure
+                raise self.fail_run(exc, store) from exc
+            counts[lost] = self.correct(config, outcome.params, held)
         store.claim_finish(self.worker, FINISH_LEASE_S)
         answer = self.finish(config, outcome, sum(counts.values()), store)
         store.finish_done()
@@ -289,8 +295,9 @@ class WorkerInvocation:
     # -- a worker's steps that ended early ------------------------------------------------------
     def ended_by(self, exc: Exception, store: ReductionStore) -> dict[str, Any]:
         """The run was cancelled or failed by another worker: stop (a cancel's reduction keys
-        cleared). The cache lost the run, or does not answer even the triage (`standing`), or an
-        error came back (`seen_before`): this worker fails the run. Anything else loses only this
+        cleared). The cache lost the run, or does not answer even the triage (`standing`), the
+        dataset object was replaced since the launch (`ObjectChanged`), or an error came back
+        (`seen_before`): this worker fails the run. Anything else loses only this
         worker (a wait's bound, a cache that failed a step and answers again, an AWS error the
         SDK's retries did not outlast, however often, a crash once): raised for Lambda's retry,
         while the others stand in for it."""
@@ -307,6 +314,10 @@ class WorkerInvocation:
             # (whose clean-up took the data and the reduction from under this copy).
             logger.info("worker copy behind", extra={"run_id": self.run_id, "worker": self.worker, "reason": str(exc)})
             return self.result(Outcome.DUPLICATE)
+        if isinstance(exc, ObjectChanged):
+            # The dataset object was replaced (or deleted) since the launch: no retry, and no
+            # worker standing in, reads the bytes the run was launched on.
+            raise self.fail_run(exc, store)
         if not (isinstance(exc, (Stalled, *UNAVAILABLE)) or aws.transient(exc)) and store.seen_before(
             f"{type(exc).__name__}: {exc}"
         ):
@@ -490,17 +501,39 @@ class WorkerInvocation:
         return cached
 
     def load(self, config: RunConfig, block: range) -> Held:
-        names = [n for k in block for n in (launching.x_name(k), launching.y_name(k))]
+        """The block's examples: from the cache, or, when the launch left them in the dataset
+        object, with one ranged GET pinned to the object the launch read (the same raw bytes the
+        cache path holds, normalised alike: the same bits)."""
+        place = self.place()
+        xs_named = [] if place is not None else [launching.x_name(k) for k in block]
+        names = [*xs_named, *(launching.y_name(k) for k in block)]
         arrays = self.svc.tensor_store.get_data(self.run_id, [*names, "shift", "scale"])
-        xs = [arrays[launching.x_name(k)] for k in block]
+        first, stop = shards.examples_of(config.examples, block)
+        xs = [self.rows(place, first, stop)] if place is not None else [arrays[n] for n in xs_named]
         y = np.concatenate([arrays[launching.y_name(k)] for k in block], axis=1)
         stats = {"shift": arrays["shift"], "scale": arrays["scale"]}
         if xs[0].dtype.kind in "ui":  # raw integers, examples first: normalised here as TrainData does
-            x = normalize.apply(stats, np.concatenate(xs, axis=0), config.dtype)
+            x = normalize.apply(stats, xs[0] if len(xs) == 1 else np.concatenate(xs, axis=0), config.dtype)
         else:
             x = np.asfortranarray(np.concatenate(xs, axis=1))
-        first, _ = shards.examples_of(config.examples, block)
         return Held(x, np.ascontiguousarray(y), first)
+
+    def rows(self, place: direct.Place, first: int, stop: int) -> np.ndarray:
+        """Examples first..stop-1, raw, examples first: one ranged GET of the object the launch
+        read (ObjectChanged when it is no longer that object)."""
+        start, end = place.byte_range(first, stop)
+        return place.rows_of(
+            self.svc.blob_store.read_range(place.bucket, place.key, start, end, place.etag), first, stop
+        )
+
+    def place(self) -> direct.Place | None:
+        """Where the run's training examples lie in the dataset object, when its workers read them
+        from there (read from the cache once per invocation); None when the cache holds them."""
+        if self._place is _UNREAD:
+            found = self.svc.tensor_store.has_data(self.run_id, launching.SOURCE)
+            entry = self.svc.tensor_store.get_data(self.run_id, [launching.SOURCE]) if found else None
+            self._place = None if entry is None else launching.place_of(entry[launching.SOURCE])
+        return self._place  # type: ignore[return-value]
 
     @staticmethod
     def correct(config: RunConfig, params: dict[str, np.ndarray], held: Held) -> int:

@@ -1,4 +1,5 @@
-"""moto server with the few AWS APIs the LNN Terraform stack needs and moto 5.2 lacks.
+"""moto server with the few AWS APIs the LNN Terraform stack needs and moto 5.2 lacks (and one it
+serves too slowly to measure by).
 
 Run as ``python -m trainer.local.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
 ``python -m moto.server``). The Terraform rehearsal starts it as a child process, and the local
@@ -44,6 +45,12 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
    implemented in moto; the cache's IAM-authenticated user is in an ``aws_elasticache_user_group``
    on the replication group. The patch keeps them in memory with AWS's rules (a ``default`` user
    in every group, an IAM user's name equal to its id, a group in use is not deleted).
+10. ``GetObject`` with a ``Range`` -- moto reads the whole object at every GET and slices the range
+   out of it, so each ranged read of a 376 MB dataset costs a read of all of it (a quarter of a
+   second here), where S3's costs its own bytes: a data-parallel run's launch and workers, which
+   read a dataset object by ranges (trainer/data/direct.py), would be measured paying for bytes
+   they never read. The patch hands moto's own range handling a view of the object that reads only
+   the bytes it slices; its answers (206, Content-Range, 416, If-Match's 412) are moto's.
 """
 
 from __future__ import annotations
@@ -264,6 +271,60 @@ def _patch_user_groups() -> None:
     moto_user_groups.apply()
 
 
+def _patch_ranged_get_object() -> None:
+    """Patch 10: GetObject with a Range reads only the range's bytes of the object."""
+    import threading
+
+    from moto.s3 import models, responses
+
+    class Ranged:
+        """The object's value as moto's range handling uses it (its length, one slice), read from
+        the object's buffer only where sliced."""
+
+        def __init__(self, key: Any) -> None:
+            self.key = key
+
+        def __len__(self) -> int:
+            return int(self.key.size)
+
+        def __getitem__(self, part: slice) -> bytes:
+            start, stop, _ = part.indices(len(self))
+            with self.key.lock:
+                self.key._value_buffer.seek(start)
+                return bytes(self.key._value_buffer.read(max(0, stop - start)))
+
+    ranged = threading.local()  # set while a GetObject with a Range runs on this thread
+    value = models.FakeKey.value
+
+    def lazy_value(self: Any) -> Any:
+        return Ranged(self) if getattr(ranged, "on", False) else value.fget(self)
+
+    models.FakeKey.value = property(lazy_value, value.fset)
+
+    def whole(body: Any) -> Any:
+        return body[:] if isinstance(body, Ranged) else body
+
+    get_object = responses.S3Response.get_object
+
+    def ranged_get_object(self: Any) -> Any:
+        ranged.on = bool(self.headers.get("range"))
+        try:
+            status, headers, body = get_object(self)
+        finally:
+            ranged.on = False
+        # Only moto's range handling (a 200 with a Range) slices the view; anything else gets bytes.
+        return status, headers, (body if status == 200 else whole(body))
+
+    responses.S3Response.get_object = ranged_get_object
+    handle_range = responses.S3Response._handle_range_header
+
+    def ranged_handle_range(self: Any, request: Any, headers: Any, content: Any) -> Any:
+        status, headers, body = handle_range(self, request, headers, content)
+        return status, headers, whole(body)  # a range moto answers with the whole object
+
+    responses.S3Response._handle_range_header = ranged_handle_range
+
+
 def apply_patches() -> None:
     _patch_create_replication_group_member_clusters()
     _patch_delete_replication_group()
@@ -274,6 +335,7 @@ def apply_patches() -> None:
     _patch_bucket_policy_secure_transport()
     _patch_update_image_config()
     _patch_user_groups()
+    _patch_ranged_get_object()
 
 
 def main(argv: list[str] | None = None) -> None:

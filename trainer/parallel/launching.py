@@ -1,6 +1,8 @@
 """Starting a data-parallel run (LaunchLambda, after every check and the run's claim): the
-training set in the cache cut into its micro-shards, so each worker reads only its own, the
-initial parameters under the chain's position -1, and one event per worker.
+training set in the cache cut into its micro-shards, so each worker reads only its own (or, when
+the workers read the examples straight from the dataset object, trainer.data.direct, the labels'
+micro-shards and the examples' place), the initial parameters under the chain's position -1, and
+one event per worker.
 
 The micro-shards' data keys do not depend on the number of workers; the test set and the
 normalisation statistics are stored once, under the chain's names, for the finish.
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from trainer import runstart
+from trainer.data import direct
 from trainer.parallel import shards
 
 WORKER_STATE = "dp_worker"  # the trainer's events for a data-parallel worker carry this state
@@ -26,33 +29,52 @@ def y_name(k: int) -> str:
     return f"dp_y{k}"
 
 
+# The data entry recording where the training examples lie in the dataset object, when the
+# workers read them from there (trainer.data.direct): in the cache in place of the x micro-shards.
+SOURCE = "dp_source"
+
+
 def shard_arrays(arrays: dict[str, np.ndarray], examples: int, compact: bool) -> dict[str, np.ndarray]:
     """Micro-shard k's examples of the training set, as the launch stores the set: raw integers
-    examples first (`compact`), or normalised in column layout."""
-    x, y = arrays["x_train"], arrays["y_train"]
+    examples first (`compact`), or normalised in column layout; only the labels when the arrays
+    have no x_train (the workers read it from the dataset object)."""
+    x, y = arrays.get("x_train"), arrays["y_train"]
     rows = compact
     cut = shards.bounds(examples, shards.MICRO_SHARDS)
     out = {}
     for k in range(shards.MICRO_SHARDS):
         lo, hi = cut[k], cut[k + 1]
-        out[x_name(k)] = np.ascontiguousarray(x[lo:hi] if rows else x[:, lo:hi])
+        if x is not None:
+            out[x_name(k)] = np.ascontiguousarray(x[lo:hi] if rows else x[:, lo:hi])
         out[y_name(k)] = np.ascontiguousarray(y[:, lo:hi])
     return out
 
 
+def place_array(place: direct.Place) -> np.ndarray:
+    """The place as a data entry (the cache's values are arrays): its JSON's bytes."""
+    return np.frombuffer(place.to_json().encode(), dtype=np.uint8)
+
+
+def place_of(array: np.ndarray) -> direct.Place:
+    return direct.Place.from_json(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
 def data_arrays(dataset: Any) -> dict[str, np.ndarray]:
-    """What a data-parallel run keeps of its dataset in the cache: the micro-shards, the test set
-    and statistics for the finish, and the validation examples of a run that holds some out (the
-    launch's, and a resume's when the cache lost them)."""
+    """What a data-parallel run keeps of its dataset in the cache: the micro-shards (or, when the
+    workers read the training examples from the dataset object, the labels' micro-shards and the
+    place of the examples), the test set and statistics for the finish, and the validation examples
+    of a run that holds some out (the launch's, and a resume's when the cache lost them)."""
     arrays = dataset.arrays()
     # The held-out examples (validation_fraction) whole: one worker scores them at a time.
     finish = {name: arrays[name] for name in ("x_test", "y_test", "shift", "scale", "x_val", "y_val") if name in arrays}
-    return {**shard_arrays(arrays, dataset.examples, dataset.compact), **finish}
+    place = {} if dataset.x_train_at is None else {SOURCE: place_array(dataset.x_train_at)}
+    return {**shard_arrays(arrays, dataset.examples, dataset.compact), **place, **finish}
 
 
 def has_data(store: Any, run_id: str) -> bool:
-    """Whether the cache still holds the run's micro-shards (a flushed node does not)."""
-    return bool(store.has_data(run_id, x_name(0)))
+    """Whether the cache still holds the run's micro-shards (a flushed node does not): the labels'
+    are there on either path, in the same transaction as the rest."""
+    return bool(store.has_data(run_id, y_name(0)))
 
 
 def put_state(svc: Any, request: Any, dataset: Any, config: Any) -> bool:

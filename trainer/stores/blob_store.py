@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trainer.aws import client
-from trainer.errors import TooLarge
+from trainer.errors import ObjectChanged, TooLarge
 
 
 class S3BlobStore:
@@ -24,6 +24,32 @@ class S3BlobStore:
         if limit is not None and len(data) > limit:  # a length header that lied
             raise TooLarge(len(data), limit)
         return data
+
+    def head(self, bucket: str, key: str) -> tuple[int, str, str | None]:
+        """The object's (length, ETag, VersionId or None), its bytes unread."""
+        response = self.s3.head_object(Bucket=bucket, Key=key)
+        return int(response["ContentLength"]), str(response["ETag"]), response.get("VersionId")
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        """Bytes [start, stop) of the object, only while it is still the one with `etag`:
+        ObjectChanged when S3 answers 412 (replaced since) or that there is no such key (deleted)."""
+        from botocore.exceptions import ClientError
+
+        if stop <= start:
+            return b""
+        try:
+            response = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}", IfMatch=etag)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "NoSuchKey") or status in (404, 412):
+                raise ObjectChanged(bucket, key, etag) from exc
+            raise
+        body = response["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
 
     def put(self, key: str, body: bytes, content_type: str = "application/octet-stream") -> str:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)

@@ -1,0 +1,251 @@
+"""Workers reading their micro-shards from the dataset object (trainer/data/direct.py): the rule
+that decides when, the launch's read of everything but the training examples' bytes (the file
+checked as before), their place pinned to the object's ETag, and a worker's load that gives the
+bits the cache path gives."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.fakes.services import fake_services
+from trainer.data import direct
+from trainer.data.loader import DatasetError, load_raw, prepare, read_checked_located, read_located
+from trainer.errors import ObjectChanged
+from trainer.handlers.worker import WorkerEvent, WorkerInvocation
+from trainer.parallel import launching, shards
+
+BUCKET, PREFIX = "fake-bucket", "datasets/"
+PLAIN = direct.Stored(offset=2048, shape=(100, 8, 8), dtype="|u1", plain=True)
+
+
+def arrays(dtype: str = "u1") -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    return {
+        "train_set_x": rng.integers(0, 256, (200, 4, 4)).astype(dtype),
+        "train_set_y": rng.integers(0, 3, 200),
+        "test_set_x": rng.integers(0, 256, (30, 4, 4)).astype(dtype),
+        "test_set_y": rng.integers(0, 3, 30),
+    }
+
+
+def h5_bytes(data: dict[str, np.ndarray], **options) -> bytes:
+    out = io.BytesIO()
+    with h5py.File(out, "w") as handle:
+        for key, value in data.items():
+            handle.create_dataset(key, data=value, **options)
+    return out.getvalue()
+
+
+def npz_bytes(data: dict[str, np.ndarray], compressed: bool = False) -> bytes:
+    out = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(out, **data)
+    return out.getvalue()
+
+
+def stored_object(svc, name: str, body: bytes) -> str:
+    svc.blob_store.objects[(BUCKET, PREFIX + name)] = body
+    return f"s3://{BUCKET}/{PREFIX}{name}"
+
+
+def located(svc, source: str, normalize: str = "auto", fraction: float = 0.0, workers: int = 4):
+    return read_located(source, svc.blob_store, BUCKET, PREFIX, normalize, fraction, workers)
+
+
+# -- the rule --------------------------------------------------------------------------------------
+def test_the_rule_takes_a_plain_uint8_set_of_a_multi_worker_run_with_no_statistics_and_no_carve() -> None:
+    source = "s3://b/datasets/x.h5"
+    assert direct.why_not(source, PLAIN, "auto", 0.0, 2) is None
+    assert direct.why_not(source, PLAIN, "none", 0.0, 16) is None
+    refused = {
+        "one worker": direct.why_not(source, PLAIN, "auto", 0.0, 1),
+        "a local file": direct.why_not("/data/x.h5", PLAIN, "auto", 0.0, 2),
+        "a built-in": direct.why_not("moons", PLAIN, "auto", 0.0, 2),
+        "minmax": direct.why_not(source, PLAIN, "minmax", 0.0, 2),
+        "standardize": direct.why_not(source, PLAIN, "standardize", 0.0, 2),
+        "held out": direct.why_not(source, PLAIN, "auto", 0.2, 2),
+        "float x": direct.why_not(source, direct.Stored(2048, (100, 64), "<f4", True), "auto", 0.0, 2),
+        "uint16 x": direct.why_not(source, direct.Stored(2048, (100, 64), "<u2", True), "auto", 0.0, 2),
+        "compressed": direct.why_not(source, direct.Stored(None, (100, 64), "|u1", False), "auto", 0.0, 2),
+        "no storage": direct.why_not(source, direct.Stored(None, (100, 64), "|u1", True), "auto", 0.0, 2),
+        "no features": direct.why_not(source, direct.Stored(2048, (100,), "|u1", True), "auto", 0.0, 2),
+        "other format": direct.why_not(source, None, "auto", 0.0, 2),
+    }
+    assert all(refused.values()), [k for k, v in refused.items() if not v]
+    assert "statistics" in refused["minmax"] and "validation_fraction" in refused["held out"]
+
+
+def test_a_place_names_the_bytes_of_a_block_of_examples_and_survives_its_record_only_whole() -> None:
+    place = direct.place_of(PLAIN, "b", "datasets/x.h5", '"etag"', "v1")
+    assert (place.rows, place.row_bytes) == (100, 64)
+    assert place.byte_range(10, 20) == (2048 + 640, 2048 + 1280)
+    with pytest.raises(ValueError, match="not within"):
+        place.byte_range(90, 101)
+    assert launching.place_of(launching.place_array(place)) == place
+    for broken in ('{"bucket": "b"}', place.to_json().replace('"|u1"', '"<f8"'), place.to_json().replace("2048", "-1")):
+        with pytest.raises(ValueError, match="malformed"):
+            direct.Place.from_json(broken)
+    with pytest.raises(ValueError, match="answered 3 bytes"):
+        place.rows_of(b"abc", 0, 1)
+
+
+# -- the launch's read -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["h5", "npz"])
+def test_the_launch_reads_everything_but_the_training_examples(kind: str) -> None:
+    svc, data = fake_services(), arrays()
+    body = h5_bytes(data) if kind == "h5" else npz_bytes(data)
+    source = stored_object(svc, f"set.{kind}", body)
+    raw, place = located(svc, source)
+    whole = load_raw(source, svc.blob_store.read)
+    for key in ("train_set_y", "test_set_x", "test_set_y"):
+        assert np.array_equal(raw[key], whole[key]), key
+    assert raw["train_set_x"].shape == whole["train_set_x"].shape and raw["train_set_x"].dtype == np.uint8
+    assert place.etag == svc.blob_store.head(BUCKET, PREFIX + f"set.{kind}")[1]
+    # The place's bytes are the examples, as the whole read has them.
+    rows = place.rows_of(body[slice(*place.byte_range(50, 75))], 50, 75)
+    assert np.array_equal(rows, whole["train_set_x"][50:75].reshape(25, -1))
+
+
+def test_a_large_set_is_not_fetched_by_the_launch() -> None:
+    """A set of several blocks: the launch fetches a fraction of the object, not its examples."""
+    svc = fake_services()
+    data = arrays()
+    data["train_set_x"] = np.random.default_rng(1).integers(0, 256, (20_000, 28, 28), dtype=np.uint8)
+    data["train_set_y"] = np.zeros(20_000, dtype=np.int64)
+    body = h5_bytes(data)
+    source = stored_object(svc, "large.h5", body)
+    fetched = []
+    inner = svc.blob_store.read_range
+    svc.blob_store.read_range = lambda b, k, start, stop, etag: fetched.append(stop - start) or inner(
+        b, k, start, stop, etag
+    )
+    found = located(svc, source)
+    assert found is not None
+    assert sum(fetched) < len(body) // 4, (sum(fetched), len(body))
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "options"),
+    [
+        ("gzip.h5", lambda d: h5_bytes(d, compression="gzip"), {}),
+        ("chunked.h5", lambda d: h5_bytes(d, chunks=True), {}),
+        ("deflated.npz", lambda d: npz_bytes(d, compressed=True), {}),
+        ("float.h5", lambda d: h5_bytes(arrays("f4")), {}),
+        ("plain.h5", h5_bytes, {"normalize": "standardize"}),
+        ("plain.h5", h5_bytes, {"fraction": 0.2}),
+        ("plain.h5", h5_bytes, {"workers": 1}),
+    ],
+)
+def test_anything_else_reads_the_set_whole_as_before(name: str, build, options: dict) -> None:
+    svc = fake_services()
+    source = stored_object(svc, name, build(arrays()))
+    assert located(svc, source, **options) is None
+
+
+def test_the_launch_checks_a_file_as_before(tmp_path: Path) -> None:
+    """External links, declared sizes past the limit and label problems are refused by the located
+    read as by the whole one, naming the same problem."""
+    svc = fake_services()
+    data = arrays()
+    marker = tmp_path / "elsewhere.h5"
+    with h5py.File(marker, "w") as handle:
+        handle.create_dataset("data", data=data["train_set_x"])
+    out = io.BytesIO()
+    with h5py.File(out, "w") as handle:
+        for key, value in data.items():
+            if key != "train_set_x":
+                handle.create_dataset(key, data=value)
+        handle["train_set_x"] = h5py.ExternalLink(str(marker), "data")
+    source = stored_object(svc, "linked.h5", out.getvalue())
+    with pytest.raises(DatasetError, match="'train_set_x' is a ExternalLink"):
+        located(svc, source)
+    plain = stored_object(svc, "plain.h5", h5_bytes(data))
+    with pytest.raises(DatasetError, match="bytes, more than the 3000 bytes allowed"):
+        read_located(plain, svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2, limit=3_000)
+    out = io.BytesIO()
+    with h5py.File(out, "w") as handle:  # a small file declaring a huge x (its storage never allocated)
+        for key, value in data.items():
+            if key != "train_set_x":
+                handle.create_dataset(key, data=value)
+        handle.create_dataset("train_set_x", shape=(1_000_000, 784), dtype="u1")
+    huge = stored_object(svc, "huge.h5", out.getvalue())
+    with pytest.raises(DatasetError, match="'train_set_x' declares shape"):
+        read_located(huge, svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2, limit=100_000)
+    with pytest.raises(DatasetError, match="is not the configured bucket"):
+        read_located(plain.replace(BUCKET, "other"), svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2)
+    bad = dict(data, train_set_y=-data["train_set_y"] - 1)
+    found, problems = read_checked_located(
+        stored_object(svc, "bad.h5", h5_bytes(bad)), svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2
+    )
+    assert found is None and problems == ["dataset: train_set_y must hold integer class labels 0..K-1"]
+
+
+def test_the_digest_stands_for_the_pinned_object() -> None:
+    svc = fake_services()
+    raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))
+    first = prepare(raw, "auto", "float32", None, place)
+    assert "x_train" not in first.arrays()
+    changed = arrays()
+    changed["train_set_x"][0, 0, 0] ^= 1
+    again, moved = located(svc, stored_object(svc, "set.h5", h5_bytes(changed)))
+    assert prepare(again, "auto", "float32", None, moved).digest() != first.digest()
+    raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))
+    assert prepare(raw, "auto", "float32", None, place).digest() == first.digest()
+
+
+# -- a worker's load -------------------------------------------------------------------------------
+def worker_held(svc, dataset, workers: int, block: range):
+    from trainer import runstart
+    from trainer.request import parse
+
+    request, problems = parse(
+        {
+            "dataset": "s3://x/datasets/x.h5",
+            "neurons": {"layer1": 5, "layer2": 3},
+            "activations": {"layer1": "relu", "layer2": "softmax"},
+            "workers": workers,
+            "dtype": "float32",
+            "epochs": 1,
+            "learning_rate": 0.1,
+        }
+    )
+    assert not problems, problems
+    config = runstart.config_for(request, dataset, "run-1")
+    svc.tensor_store.put_data("run-1", launching.data_arrays(dataset))
+    invocation = WorkerInvocation(WorkerEvent("run-1", 0, 0), None, svc)
+    if len(block) == 1:  # a micro-shard a worker reads to stand in for a lost one
+        return invocation.micro_shard(config, block.start)
+    return invocation.load(config, block)
+
+
+@pytest.mark.parametrize("block", [range(0, 4), range(4, 8), range(15, 16)])
+def test_a_worker_reads_the_bits_the_cache_path_gives(block: range) -> None:
+    svc = fake_services()
+    data = arrays()
+    raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(data)))
+    direct_held = worker_held(svc, prepare(raw, "auto", "float32", None, place), 4, block)
+    cached_svc = fake_services()
+    cached_held = worker_held(cached_svc, prepare(data, "auto", "float32"), 4, block)
+    assert direct_held.first == cached_held.first == shards.examples_of(200, block)[0]
+    assert direct_held.x.tobytes(order="A") == cached_held.x.tobytes(order="A")
+    assert direct_held.x.flags.f_contiguous == cached_held.x.flags.f_contiguous
+    assert direct_held.y.tobytes() == cached_held.y.tobytes()
+    assert svc.tensor_store.has_data("run-1", launching.SOURCE)
+    assert not svc.tensor_store.has_data("run-1", launching.x_name(0))
+    assert cached_svc.tensor_store.has_data("run-1", launching.x_name(0))
+
+
+def test_a_worker_meets_a_replaced_object_as_object_changed() -> None:
+    svc = fake_services()
+    source = stored_object(svc, "set.h5", h5_bytes(arrays()))
+    raw, place = located(svc, source)
+    dataset = prepare(raw, "auto", "float32", None, place)
+    changed = arrays()
+    changed["train_set_x"][3] = 0
+    stored_object(svc, "set.h5", h5_bytes(changed))
+    with pytest.raises(ObjectChanged, match=r"dataset s3://fake-bucket/datasets/set\.h5 changed since the run"):
+        worker_held(svc, dataset, 2, range(0, 8))
