@@ -113,7 +113,7 @@ def model_params(cloud_env, stack: dict, run_id: str) -> dict[str, np.ndarray]:
 def expected(workers: int) -> tuple[dict[str, np.ndarray], list[float]]:
     ds = prepare(arrays(), "auto", "float32")
     params = initialise([64, 16, 10], "scaled_normal", 1, "float32")
-    got, costs, _ = reference.train(
+    got, costs, _, _ = reference.train(
         ds.x_train, ds.y_train, params, ["relu", "softmax"], 3, 0.05, "adam", 0.0, 400, 1, workers=workers
     )
     return got, costs
