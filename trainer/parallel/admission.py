@@ -98,12 +98,14 @@ def problems(request: TrainingRequest, examples: int, settings: Settings) -> lis
     return found
 
 
-def in_a_sweep(request: TrainingRequest) -> list[str]:
-    """A sweep's trials start as chains (trainer.sweep.scheduler): until they can start as
-    workers, a data-parallel trial is refused rather than quietly run as one chain."""
-    if request.workers == 1:
+def in_a_sweep(request: TrainingRequest, early_stopping: bool) -> list[str]:
+    """A sweep's trial may be data-parallel (it starts as a data-parallel run), but not yet under
+    early stopping: a rung's decision is taken in a chain's completion, and the workers, which
+    write their epoch items as they go, do not ask for it. Refused rather than quietly never
+    judged."""
+    if request.workers == 1 or not early_stopping:
         return []
     return [
-        f"workers: a sweep's trials cannot be data-parallel yet ({request.workers} workers asked); "
-        "omit workers from the sweep's base"
+        f"workers: a data-parallel trial ({request.workers} workers) cannot be stopped early yet; "
+        "omit early_stopping, or workers from the sweep's base"
     ]
