@@ -129,9 +129,7 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     assert [t["request"]["workers"] for t in checked.trials] == [4, 4, 4, 4]
 
 
-def test_a_data_parallel_trial_is_refused_only_under_early_stopping() -> None:
-    assert admission.in_a_sweep(_parsed(workers=4), early_stopping=False) == []
-    assert admission.in_a_sweep(_parsed(workers=1), early_stopping=True) == []
+def test_a_data_parallel_sweep_may_stop_its_trials_early() -> None:
     payload = {
         "action": "sweep",
         "base": {**MOONS, "workers": 2, "epochs": 4},
@@ -140,13 +138,8 @@ def test_a_data_parallel_trial_is_refused_only_under_early_stopping() -> None:
         "max_concurrency": 2,
         "early_stopping": {"asha": {"min_epochs": 1}},
     }
-    problems = refusal(lambda: scheduler.validate(payload, services(concurrent_chains=10)))
-    assert problems == [
-        "every trial (2): workers: a data-parallel trial (2 workers) cannot be stopped early yet; "
-        "omit early_stopping, or workers from the sweep's base"
-    ]
-    base = {k: v for k, v in payload["base"].items() if k != "workers"}
-    assert len(scheduler.validate({**payload, "base": base}, services(concurrent_chains=10)).trials) == 2
+    checked = scheduler.validate(payload, services(concurrent_chains=10))
+    assert [t["request"]["workers"] for t in checked.trials] == [2, 2]
 
 
 def test_a_data_parallel_run_may_hold_examples_out_for_validation() -> None:

@@ -96,16 +96,3 @@ def problems(request: TrainingRequest, examples: int, settings: Settings) -> lis
             f"{settings.ceilings.run_invocations:,} (MAX_RUN_INVOCATIONS); use fewer epochs or workers"
         )
     return found
-
-
-def in_a_sweep(request: TrainingRequest, early_stopping: bool) -> list[str]:
-    """A sweep's trial may be data-parallel (it starts as a data-parallel run), but not yet under
-    early stopping: a rung's decision is taken in a chain's completion, and the workers, which
-    write their epoch items as they go, do not ask for it. Refused rather than quietly never
-    judged."""
-    if request.workers == 1 or not early_stopping:
-        return []
-    return [
-        f"workers: a data-parallel trial ({request.workers} workers) cannot be stopped early yet; "
-        "omit early_stopping, or workers from the sweep's base"
-    ]

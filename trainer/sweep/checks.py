@@ -104,7 +104,6 @@ def validate(payload: Any, svc: Services) -> Checked:
             if request is None:
                 continue
             trial_problems = admission.problems(request, dataset, svc.settings)
-            trial_problems += parallel_admission.in_a_sweep(request, sweep.early_stopping is not None)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "

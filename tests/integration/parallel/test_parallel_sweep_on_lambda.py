@@ -1,7 +1,9 @@
 """A sweep whose trials are data-parallel, on the Lambda service: each trial starts as a
 data-parallel run (one TrainerLambda invocation per worker, reducing through the cache), its
-workers' finish ends the trial and hands its slot on, and the sweep ends with one summary. Two
-trials at once of two workers each take the session cloud's whole account concurrency (4)."""
+workers' finish ends the trial and hands its slot on, and the sweep ends with one summary. Under
+early stopping the workers' epoch items take the trial to its rungs, where the scheduler decides
+once, and a trial told to stop stops with its workers. Two trials at once of two workers each take
+the session cloud's whole account concurrency (4)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import secrets
 from types import SimpleNamespace
 
 from tests.support.cloud import assert_sent_once, invoke, messages_by_run
-from tests.support.parallel import REQUEST, assert_ends_as_the_reference
+from tests.support.parallel import REQUEST, assert_ends_as_the_reference, expected_scores
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
 
@@ -18,9 +20,8 @@ WORKERS = 2
 FRACTION = 0.2
 
 
-def test_a_sweep_of_data_parallel_trials_ends_with_every_trial_equal_to_its_reference(cloud, cloud_env, stack) -> None:
-    sweep_id = "dps-" + secrets.token_hex(3)
-    request = {
+def _sweep(sweep_id: str, **extra) -> dict:
+    return {
         "action": "sweep",
         "sweep_id": sweep_id,
         "base": {**REQUEST, "workers": WORKERS, "max_steps_per_invocation": 7},
@@ -29,7 +30,18 @@ def test_a_sweep_of_data_parallel_trials_ends_with_every_trial_equal_to_its_refe
         "max_concurrency": 2,  # x 2 workers: the account's 4
         "validation_fraction": FRACTION,
         "seed": 1,  # the split's seed, the trials' own (the base leaves it at its default, 1)
+        **extra,
     }
+
+
+def _reference_payload(item: dict) -> dict:
+    """A trial's request as a run's: its split is its sweep's, drawn with the trials' seed."""
+    return {**json.loads(item["request"]), "run_id": item["run_id"], "validation_fraction": FRACTION, "seed": 1}
+
+
+def test_a_sweep_of_data_parallel_trials_ends_with_every_trial_equal_to_its_reference(cloud, cloud_env, stack) -> None:
+    sweep_id = "dps-" + secrets.token_hex(3)
+    request = _sweep(sweep_id)
     resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
     assert "FunctionError" not in resp, launched
     assert launched["trials"] == 3 and len(launched["started"]) == 2
@@ -41,18 +53,61 @@ def test_a_sweep_of_data_parallel_trials_ends_with_every_trial_equal_to_its_refe
     assert status["by_state"] == {"SUCCEEDED": 3}, status
     assert sorted(int(t["successor"]) for t in store.sweep_trials(sweep_id)) == [-1, -1, 2]
     for item in store.sweep_trials(sweep_id):
-        trial = json.loads(item["request"])
-        assert trial["workers"] == WORKERS
+        assert json.loads(item["request"])["workers"] == WORKERS
         run = store.get_run(item["run_id"])
         assert run["status"] == "SUCCEEDED", run
         assert {int(w) for w in run["worker_steps"]} == set(range(WORKERS))  # it ran as workers
         # its model and every epoch's cost and validation scores, bit for bit the reference's
-        payload = {**trial, "run_id": item["run_id"], "validation_fraction": FRACTION, "seed": 1}
-        assert_ends_as_the_reference(cloud_env, stack, payload)
+        assert_ends_as_the_reference(cloud_env, stack, _reference_payload(item))
 
     best = max(status["leaderboard"], key=lambda r: (r["validation_accuracy"], -r["trial"]))
     assert status["summary"]["best_trial"] == best["trial"]
     assert status["summary"]["best_run_id"] == best["run_id"]
     messages = messages_by_run(cloud_env, stack["MESSAGES_QUEUE_URL"])
     assert messages == {sweep_id: {"SWEEP_ENDED": [None]}}  # the sweep speaks for its trials
+    assert_sent_once(cloud_env, stack["TABLE_NAME"], sweep_id, messages[sweep_id])
+
+
+def test_early_stopping_stops_a_data_parallel_trial_at_its_rung_and_the_sweep_ends(cloud, cloud_env, stack) -> None:
+    sweep_id = "dpa-" + secrets.token_hex(3)
+    # Trials 2 and 3 learn next to nothing: each reaches rung 2 after a trial that ended (so had
+    # passed it) and scores no better there, so ASHA stops it. 12 steps an epoch.
+    request = _sweep(
+        sweep_id,
+        space={"learning_rate": [0.05, 0.1, 1e-5, 2e-5]},
+        early_stopping={"asha": {"min_epochs": 2, "reduction_factor": 2}},
+    )
+    request["base"] |= {"batch_size": 20}
+    resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
+    assert "FunctionError" not in resp, launched
+    cloud.wait_idle(timeout_s=300)
+
+    store = DynamoRunStore(stack["TABLE_NAME"])
+    status = scheduler.status(SimpleNamespace(run_store=store), sweep_id)
+    assert status["status"] == "ENDED", status
+    rows = {row["trial"]: row for row in status["leaderboard"]}
+    assert {rows[2]["state"], rows[3]["state"]} == {"STOPPED"}, status
+    assert {row["state"] for row in rows.values()} <= {"SUCCEEDED", "STOPPED"}
+    assert sorted(int(t["successor"]) for t in store.sweep_trials(sweep_id)) == [-1, -1, 2, 3]
+    decisions: dict[tuple[int, int], str] = {}
+    for rung in (2, 4):
+        for entry in store.rung_entries(sweep_id, rung):
+            assert (rung, int(entry["trial"])) not in decisions  # one decision per trial and rung
+            decisions[(rung, int(entry["trial"]))] = entry["decision"]
+    for item in store.sweep_trials(sweep_id):
+        row, run = rows[int(item["trial"])], store.get_run(item["run_id"])
+        payload = _reference_payload(item)
+        if row["state"] == "STOPPED":
+            # stopped at the rung that said so, its workers with it: no epoch past the rung
+            assert decisions[(row["epochs_run"], row["trial"])] == "STOP"
+            assert int(run["epochs_run"]) == row["epochs_run"] == 2
+            epochs = sorted(store.epochs(item["run_id"]), key=lambda e: e["epoch"])
+            scores = [(float(e["validation_cost"]), float(e["validation_accuracy"])) for e in epochs]
+            assert scores == expected_scores(payload)[:2]
+        else:
+            assert row["epochs_run"] == REQUEST["epochs"]
+            assert "STOP" not in {decisions.get((r, row["trial"])) for r in (2, 4)}
+            assert_ends_as_the_reference(cloud_env, stack, payload)
+    messages = messages_by_run(cloud_env, stack["MESSAGES_QUEUE_URL"])
+    assert messages == {sweep_id: {"SWEEP_ENDED": [None]}}
     assert_sent_once(cloud_env, stack["TABLE_NAME"], sweep_id, messages[sweep_id])
