@@ -1,7 +1,8 @@
 """A data-parallel worker's invocation (the TrainerLambda, for events of state `dp_worker`).
 
 Its life: triage (the run's config, cancelled, or finished already) → load its own micro-shards
-of the training set → every step of the run (trainer.parallel.worker, reducing through the cache)
+of the training set → every step of the run (trainer.parallel.worker, reducing through the cache;
+after each, the epoch items and, for a sweep's trial at a rung, the scheduler's decision)
 → report its share of the train accuracy → the first worker to claim the finish only (whichever
 it is: a lost worker 0 holds nothing up): wait for every report (past a bound, count the missing
 shares itself), then commit the finish at the chain's finish position and complete it exactly as
