@@ -14,9 +14,12 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
+
 from tests.support.cloud import assert_sent_once, invoke, messages_by_run
 from tests.support.parallel import REQUEST, assert_ends_as_the_reference, expected_scores
 from tests.support.paths import REPO_ROOT
+from trainer.local.lambda_service import Chaos
 from trainer.runconfig import RunConfig
 from trainer.stores.run_store import DynamoRunStore
 from trainer.sweep import scheduler
@@ -85,8 +88,21 @@ def test_a_sweep_of_data_parallel_trials_ends_with_every_trial_equal_to_its_refe
     assert_sent_once(cloud_env, stack["TABLE_NAME"], sweep_id, messages[sweep_id])
 
 
-def test_early_stopping_stops_a_data_parallel_trial_at_its_rung_and_the_sweep_ends(cloud, cloud_env, stack) -> None:
-    sweep_id = "dpa-" + secrets.token_hex(3)
+# Under chaos every worker event comes twice at nearly the same moment to different environments,
+# environments are killed mid-invocation and retried, copies delayed: the rungs are still judged
+# once, the stopped trials stop with their workers, and the others end as their references.
+CHAOS = {
+    "calm": Chaos(),
+    "stormy": Chaos(seed=41, duplicates=2, kill_probability=0.1, kill_window_s=0.03, max_delay_s=0.02),
+}
+
+
+@pytest.mark.parametrize("weather", CHAOS)
+def test_early_stopping_stops_a_data_parallel_trial_at_its_rung_and_the_sweep_ends(
+    cloud, cloud_env, chaos_stack, weather: str
+) -> None:
+    stack = chaos_stack
+    sweep_id = f"dpa-{weather}-" + secrets.token_hex(3)
     # Trials 2 and 3 learn next to nothing: each reaches rung 2 after a trial that ended (so had
     # passed it) and scores no better there, so ASHA stops it. 12 steps an epoch.
     request = _sweep(
@@ -95,9 +111,18 @@ def test_early_stopping_stops_a_data_parallel_trial_at_its_rung_and_the_sweep_en
         early_stopping={"asha": {"min_epochs": 2, "reduction_factor": 2}},
     )
     request["base"] |= {"batch_size": 20}
-    resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
-    assert "FunctionError" not in resp, launched
-    cloud.wait_idle(timeout_s=300)
+    cloud.reset_stats()
+    cloud.set_chaos(CHAOS[weather])
+    try:
+        resp, launched = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], request)
+        assert "FunctionError" not in resp, launched
+        cloud.wait_idle(timeout_s=400)
+        stats = cloud.stats()
+    finally:
+        cloud.set_chaos(Chaos())
+    if weather == "stormy":
+        print(f"\n[data-parallel sweep under chaos] {json.dumps({k: v for k, v in stats.items() if k != 'chaos'})}")
+        assert stats["overlapping_deliveries"] > 0 and stats["kills"] > 0, stats
 
     store = DynamoRunStore(stack["TABLE_NAME"])
     status = scheduler.status(SimpleNamespace(run_store=store), sweep_id)
