@@ -79,11 +79,11 @@ def _complete_position(
     """Every effect of the position, in order; True when the run ended with it (finished or stopped)."""
     _record_history(svc, config, outbox, tensors)
     _notify_progress(svc, config, outbox, token, deadline)
-    stopped = _judged_to_stop(svc, config, outbox)
+    stopped = judged_to_stop(svc, config, outbox.epochs)
     if outbox.metrics is not None:
         _finish(svc, config, outbox.metrics, tensors, token, deadline)
     elif stopped:
-        _stop_trial(svc, config, outbox, token, deadline)
+        stop_trial(svc, config, outbox.epochs[-1], token, deadline)
     else:
         svc.run_store.record_progress(config.run_id, outbox.seq)
     if outbox.successor is not None and not stopped:
@@ -110,16 +110,19 @@ def _notify_progress(svc: Services, config: RunConfig, outbox: Outbox, token: st
             once.publish_once(svc, Notice.PROGRESS, config.run_id, f"epoch-{item['epoch']}", item, token, deadline)
 
 
-def _judged_to_stop(svc: Services, config: RunConfig, outbox: Outbox) -> bool:
-    """A sweep's trial that closed a rung's epoch goes on only if its scheduler says so."""
-    judged = [item for item in outbox.epochs if config.closes_rung(item["epoch"])]
+def judged_to_stop(svc: Services, config: RunConfig, epochs: list[dict[str, Any]]) -> bool:
+    """A sweep's trial that closed a rung's epoch (among the items of `epochs`) goes on only if
+    its scheduler says so (the decision once, then followed: a data-parallel trial's workers each
+    ask, trainer.handlers.worker)."""
+    judged = [item for item in epochs if config.closes_rung(item["epoch"])]
     if not judged:
         return False
     return any(scheduler.at_rung(svc, config, item) is RungDecision.STOP for item in judged)
 
 
-def _stop_trial(svc: Services, config: RunConfig, outbox: Outbox, token: str, deadline: once.Deadline) -> None:
-    last = outbox.epochs[-1]
+def stop_trial(svc: Services, config: RunConfig, last: dict[str, Any], token: str, deadline: once.Deadline) -> None:
+    """The trial STOPPED with the figures of its last epoch's item (`last`, the rung's), and its
+    slot handed on (once, whoever else does this too)."""
     figures = {"validation_accuracy": last["validation_accuracy"], "epochs_run": last["epoch"] + 1}
     svc.run_store.mark_stopped(config.run_id, figures)
     scheduler.trial_ended(svc, config, RunStatus.STOPPED, token, deadline)

@@ -125,9 +125,21 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     }
     problems = refusal(lambda: scheduler.validate(payload, services(concurrent_chains=10)))
     assert [p for p in problems if p.startswith("max_concurrency: 3 trials at once x 4 worker(s) is 12 ")], problems
-    fits = refusal(lambda: scheduler.validate({**payload, "max_concurrency": 2}, services(concurrent_chains=10)))
-    assert fits == [f"every trial (4): {p}" for p in admission.in_a_sweep(_parsed(workers=4))]
-    assert fits[0].startswith("every trial (4): workers: a sweep's trials cannot be data-parallel yet")
+    checked = scheduler.validate({**payload, "max_concurrency": 2}, services(concurrent_chains=10))
+    assert [t["request"]["workers"] for t in checked.trials] == [4, 4, 4, 4]
+
+
+def test_a_data_parallel_sweep_may_stop_its_trials_early() -> None:
+    payload = {
+        "action": "sweep",
+        "base": {**MOONS, "workers": 2, "epochs": 4},
+        "space": {"learning_rate": [0.01, 0.02]},
+        "strategy": "grid",
+        "max_concurrency": 2,
+        "early_stopping": {"asha": {"min_epochs": 1}},
+    }
+    checked = scheduler.validate(payload, services(concurrent_chains=10))
+    assert [t["request"]["workers"] for t in checked.trials] == [2, 2]
 
 
 def test_a_data_parallel_run_may_hold_examples_out_for_validation() -> None:

@@ -1,7 +1,8 @@
 """A data-parallel worker's invocation (the TrainerLambda, for events of state `dp_worker`).
 
 Its life: triage (the run's config, cancelled, or finished already) → load its own micro-shards
-of the training set → every step of the run (trainer.parallel.worker, reducing through the cache)
+of the training set → every step of the run (trainer.parallel.worker, reducing through the cache;
+after each, the epoch items and, for a sweep's trial at a rung, the scheduler's decision)
 → report its share of the train accuracy → the first worker to claim the finish only (whichever
 it is: a lost worker 0 holds nothing up): wait for every report (past a bound, count the missing
 shares itself), then commit the finish at the chain's finish position and complete it exactly as
@@ -376,7 +377,9 @@ class WorkerInvocation:
                 ended.append(step.epoch)
             elif config.validates and step.epoch > 0 and step.step == step.epoch * job.batches:
                 ended.append(step.epoch - 1)
-            if ended and (now - last_items[0] >= ITEMS_EVERY_S or step.step == total - 1):
+            # A rung's epoch is written (and judged) at once: a trial told to stop stops at its next step.
+            judged = any(config.closes_rung(e) for e in ended)
+            if ended and (now - last_items[0] >= ITEMS_EVERY_S or step.step == total - 1 or judged):
                 last_items[0] = now
                 self.write_epoch_items(config, ended, store)
                 ended.clear()
@@ -389,19 +392,47 @@ class WorkerInvocation:
         each by the first worker to claim it, once whatever the duplicates, and only for an epoch
         that ended in this generation (a resumed run's earlier epochs have theirs). Best effort:
         the finish writes any item still missing, with the same figures; the PROGRESS messages are
-        the finish's."""
+        the finish's. A sweep's trial that closed a rung's epoch is judged there (`at_rung`)."""
         try:
             ends = store.epoch_ends()
-            mine = store.claim_epoch_items([e for e in epochs if e in ends], self.token)
-            if not mine:
+            ended = [e for e in epochs if e in ends]
+            mine = store.claim_epoch_items(ended, self.token)
+            judged = [e for e in ended if config.closes_rung(e)]
+            if not mine and not judged:
                 return
             costs = store.epoch_costs()
             scores = store.validation_scores() if config.validates else {}
             hits = store.epoch_hits() if config.validates else {}
-            items = [epoch_item(config, e, costs, ends, scores, hits) for e in mine]
-            self.svc.run_store.put_epochs(self.run_id, items)
+            items = {e: epoch_item(config, e, costs, ends, scores, hits) for e in sorted({*mine, *judged})}
+            if mine:
+                self.svc.run_store.put_epochs(self.run_id, [items[e] for e in mine])
         except Exception:
             logger.exception("epoch items not written", extra={"run_id": self.run_id, "epochs": epochs})
+            return
+        if judged:
+            self.at_rung(config, [items[e] for e in judged], store)
+
+    def at_rung(self, config: RunConfig, judged: list[dict[str, Any]], store: ReductionStore) -> None:
+        """The scheduler's decision on the trial at a rung, asked by every worker that gathered the
+        step its scores came with, not only the item's writer: the decision is taken once (a
+        conditional put) and the others follow it, so a lost writer leaves no rung unjudged. STOP:
+        the trial STOPPED with the rung's figures and its slot handed on (once, whoever of them gets
+        there first), then its workers stopped as a cancel stops them (the stop mark, which also
+        refuses the finish's commit, and the stop stream: each stops at its next step) and its
+        state in the cache removed. An error here leaves the decision to another worker, or to
+        the finish, which asks again (and then, as a chain's finish does, ends SUCCEEDED)."""
+        try:
+            if not effects.judged_to_stop(self.svc, config, judged):
+                return
+            # STOPPED and the slot handed on first: a worker lost right after leaves workers that run
+            # on to a finish the STOPPED run refuses, never a trial that holds its slot.
+            effects.stop_trial(self.svc, config, judged[-1], self.token, self.context)
+            self.svc.tensor_store.request_cancel(self.run_id, workers=True)
+            self.svc.tensor_store.delete_run(self.run_id)
+        except Exception:
+            logger.exception("rung not judged", extra={"run_id": self.run_id, "rungs": [i["epoch"] for i in judged]})
+            return
+        logger.info("trial stopped at its rung", extra={"run_id": self.run_id, "worker": self.worker})
 
     def heartbeat(self, step: int) -> None:
         """The step this worker gathered, in the run's item (`lnn status` shows it), which also

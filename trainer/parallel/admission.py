@@ -96,14 +96,3 @@ def problems(request: TrainingRequest, examples: int, settings: Settings) -> lis
             f"{settings.ceilings.run_invocations:,} (MAX_RUN_INVOCATIONS); use fewer epochs or workers"
         )
     return found
-
-
-def in_a_sweep(request: TrainingRequest) -> list[str]:
-    """A sweep's trials start as chains (trainer.sweep.scheduler): until they can start as
-    workers, a data-parallel trial is refused rather than quietly run as one chain."""
-    if request.workers == 1:
-        return []
-    return [
-        f"workers: a sweep's trials cannot be data-parallel yet ({request.workers} workers asked); "
-        "omit workers from the sweep's base"
-    ]

@@ -81,7 +81,7 @@ def validate(payload: Any, svc: Services) -> Checked:
     params = space.assignments(sweep)
     requests = [space.trial_request(sweep.base, p) for p in params]
     parsed, problems = _trial_problems(requests)
-    # Every trial runs its workers at once (one chain each; a trial without `workers` is one chain).
+    # Every trial runs its workers at once (a trial without `workers` is one chain).
     workers = max((r.workers for r in parsed if r is not None), default=1)
     problems += ceilings.sweep_problems(len(requests), workers, sweep.max_concurrency, svc.settings.ceilings)
     dataset, indices = None, None
@@ -104,7 +104,6 @@ def validate(payload: Any, svc: Services) -> Checked:
             if request is None:
                 continue
             trial_problems = admission.problems(request, dataset, svc.settings)
-            trial_problems += parallel_admission.in_a_sweep(request)
             if sweep.early_stopping and sweep.early_stopping.asha.min_epochs >= request.epochs:
                 trial_problems.append(
                     f"early_stopping.asha.min_epochs: {sweep.early_stopping.asha.min_epochs} is not below the "

@@ -38,6 +38,7 @@ from trainer import request as request_mod
 from trainer.data.loader import Dataset, DatasetError
 from trainer.errors import EventError, RequestError, RunNotFound
 from trainer.logs import get_logger
+from trainer.parallel import launching
 from trainer.runconfig import RunConfig
 from trainer.statemachine import effective_status
 from trainer.stores.records import SweepItem
@@ -123,7 +124,8 @@ def trial_dataset(svc: Services, sweep: SweepItem) -> Dataset:
 def start_trial(
     svc: Services, sweep: SweepItem, number: int, dataset: Dataset | None = None, request_json: str | None = None
 ) -> None:
-    """Start trial `number` once: however often this is called, one state, one record, one chain."""
+    """Start trial `number` once: however often this is called, one state, one record, one chain
+    (or one set of workers, for a data-parallel trial)."""
     sweep_id = sweep["sweep_id"]
     run_id = trial_run_id(sweep_id, number)
     if svc.run_store.exists(run_id):
@@ -131,7 +133,9 @@ def start_trial(
         if RunConfig.from_json(run["config"]).sweep_id != sweep_id:
             raise RequestError([f"run {run_id!r} exists and is not trial {number} of sweep {sweep_id!r}"])
         if run["status"] == RunStatus.RUNNING and int(run["last_seq"]) < 0:
-            runstart.first_hop(svc, run_id)  # an earlier start may have died before this; a repeat is a duplicate
+            # An earlier start may have died before this; a repeat is a duplicate (of a chain's first
+            # event, or of every worker's, which the workers read as copies of one another).
+            _first_events(svc, RunConfig.from_json(run["config"]))
             svc.run_store.handed_off(run_id)
         _cancel_if_swept_away(svc, sweep_id, run_id)
         return
@@ -144,16 +148,25 @@ def start_trial(
     dataset = dataset or trial_dataset(svc, sweep)
     stopping = _early_stopping(sweep, request)
     config = runstart.config_for(request, dataset, run_id, sweep_id=sweep_id, trial=number, **stopping)
-    runstart.put_state(svc, request, dataset, config)
+    (launching.put_state if config.workers > 1 else runstart.put_state)(svc, request, dataset, config)
     try:
         runstart.record(svc, request, config)
     except Exception as exc:
         if not svc.run_store.exists(run_id):
             raise
         logger.info("trial recorded already", extra={"run_id": run_id, "error": type(exc).__name__})
-    runstart.first_hop(svc, run_id)
+    _first_events(svc, config)
     svc.run_store.handed_off(run_id)  # from here on only the trial's own steps may fail it
     _cancel_if_swept_away(svc, sweep_id, run_id)
+
+
+def _first_events(svc: Services, config: RunConfig) -> None:
+    """A trial starts as a run of its request starts: one chain, or one event per worker
+    (`"workers": N`), whose finish completes as the chain's does and so ends the trial."""
+    if config.workers > 1:
+        launching.first_hops(svc, config)
+    else:
+        runstart.first_hop(svc, config.run_id)
 
 
 def _cancel_if_swept_away(svc: Services, sweep_id: str, run_id: str) -> None:
@@ -352,7 +365,7 @@ def leaderboard(svc: Reader, sweep_id: str) -> list[dict[str, Any]]:
         epochs = sorted(svc.run_store.epochs(item["run_id"]), key=lambda e: e["epoch"])
         row["state"] = effective_status(run)
         row["epochs_run"] = len(epochs)
-        row["compute_s"] = round(sum(float(e.get("duration_s", 0.0)) for e in epochs), 3)
+        row["compute_s"] = round(sum(float(e.get("duration_s") or 0.0) for e in epochs), 3)
         row["curve"] = [e.get("validation_accuracy") for e in epochs]
         last = epochs[-1].get("validation_accuracy") if epochs else None
         row["validation_accuracy"] = run.get("validation_accuracy", last)

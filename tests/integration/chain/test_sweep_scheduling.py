@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.chain import ChainStack
 from tests.support.sweeps import BASE, deliver, launch, sweep_request
+from trainer import lifecycle
 from trainer.aws import client
 from trainer.errors import RunNotFound
 from trainer.sweep import scheduler
@@ -119,3 +120,40 @@ def test_a_late_start_event_of_a_trial_that_ended_does_nothing(stack, late: str)
     assert scheduler.status(stack.services, sweep_id)["by_state"] == before["by_state"]
     if late == "cancelled":
         assert before["status"] == SweepStatus.CANCELLED and not _started(stack, f"{sweep_id}-t001")
+
+
+def test_a_data_parallel_trial_starts_once_as_its_workers_and_a_repeat_sends_only_duplicates(stack) -> None:
+    sweep_id = "dp-start"
+    base = {**BASE, "epochs": 2, "workers": 2}
+    launch(stack, sweep_request(sweep_id=sweep_id, trials=2, max_concurrency=1, early_stopping=None, base=base))
+    store = stack.services.run_store
+    first = store.get_run(f"{sweep_id}-t000")
+    workers = [{"state": "dp_worker", "run_id": f"{sweep_id}-t000", "worker": w, "gen": 0} for w in (0, 1)]
+    assert [e["payload"] for e in stack.held()] == workers  # one event per worker, no chain's
+    # the start again (a retried launch, a copy of a start event): the same state and record,
+    # and the workers' events again, which the workers take as duplicates of each other
+    scheduler.start_trial(stack.services, store.get_sweep(sweep_id), 0)
+    assert store.get_run(f"{sweep_id}-t000")["created_at"] == first["created_at"]
+    assert sorted((e["payload"]["worker"], e["payload"]["gen"]) for e in stack.held()) == [
+        (0, 0),
+        (0, 0),
+        (1, 0),
+        (1, 0),
+    ]
+    stack.drop_all()
+    # cancelled, it hands its slot on as a chain trial does: the next starts from the scheduler's
+    # event, delivered twice at once, as its workers, once
+    lifecycle.cancel(stack.services, f"{sweep_id}-t000")
+    (event,) = stack.held()
+    assert event["payload"] == scheduler.start_event(sweep_id, 1)
+    assert not stack.deliver(event["request_id"], copies=2).failed
+    assert store.get_run(f"{sweep_id}-t001")["status"] == RunStatus.RUNNING
+    assert {(e["payload"]["run_id"], e["payload"]["worker"]) for e in stack.held()} == {
+        (f"{sweep_id}-t001", 0),
+        (f"{sweep_id}-t001", 1),
+    }
+    stack.drop_all()
+    lifecycle.cancel(stack.services, f"{sweep_id}-t001")
+    stack.drop_all()
+    status = scheduler.status(stack.services, sweep_id)
+    assert status["status"] == SweepStatus.ENDED and status["by_state"] == {"CANCELLED": 2}
