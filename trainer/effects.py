@@ -79,7 +79,7 @@ def _complete_position(
     """Every effect of the position, in order; True when the run ended with it (finished or stopped)."""
     _record_history(svc, config, outbox, tensors)
     _notify_progress(svc, config, outbox, token, deadline)
-    stopped = judged_to_stop(svc, config, outbox.epochs)
+    stopped = judged_to_stop(svc, config, outbox.epochs) is not None
     if outbox.metrics is not None:
         _finish(svc, config, outbox.metrics, tensors, token, deadline)
     elif stopped:
@@ -110,22 +110,26 @@ def _notify_progress(svc: Services, config: RunConfig, outbox: Outbox, token: st
             once.publish_once(svc, Notice.PROGRESS, config.run_id, f"epoch-{item['epoch']}", item, token, deadline)
 
 
-def judged_to_stop(svc: Services, config: RunConfig, epochs: list[dict[str, Any]]) -> bool:
+def judged_to_stop(svc: Services, config: RunConfig, epochs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A sweep's trial that closed a rung's epoch (among the items of `epochs`) goes on only if
     its scheduler says so (the decision once, then followed: a data-parallel trial's workers each
-    ask, trainer.handlers.worker)."""
-    judged = [item for item in epochs if config.closes_rung(item["epoch"])]
-    if not judged:
-        return False
-    return any(scheduler.at_rung(svc, config, item) is RungDecision.STOP for item in judged)
+    ask, trainer.handlers.worker). The item of the rung judged STOP; None: the trial goes on."""
+    for item in epochs:
+        if config.closes_rung(item["epoch"]) and scheduler.at_rung(svc, config, item) is RungDecision.STOP:
+            return item
+    return None
 
 
-def stop_trial(svc: Services, config: RunConfig, last: dict[str, Any], token: str, deadline: once.Deadline) -> None:
-    """The trial STOPPED with the figures of its last epoch's item (`last`, the rung's), and its
-    slot handed on (once, whoever else does this too)."""
+def stop_trial(svc: Services, config: RunConfig, last: dict[str, Any], token: str, deadline: once.Deadline) -> bool:
+    """The trial STOPPED with the figures of its last epoch's item (`last`), and its slot handed on
+    (once, whoever else does this too). False, and nothing handed on, when the run ended otherwise
+    meanwhile (a cancel, a finish): that end hands the slot on with its own state."""
     figures = {"validation_accuracy": last["validation_accuracy"], "epochs_run": last["epoch"] + 1}
-    svc.run_store.mark_stopped(config.run_id, figures)
+    marked = svc.run_store.mark_stopped(config.run_id, figures) is not None
+    if not marked and svc.run_store.get_run(config.run_id)["status"] != RunStatus.STOPPED:
+        return False
     scheduler.trial_ended(svc, config, RunStatus.STOPPED, token, deadline)
+    return True
 
 
 def _finish(

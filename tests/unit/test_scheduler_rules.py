@@ -12,6 +12,8 @@ import pytest
 
 from tests.fakes import fake_services
 from tests.fakes.chain import REQUEST, ask, deliver, drain
+from trainer import effects, once
+from trainer.runconfig import RunConfig
 from trainer.sweep import asha, scheduler
 from trainer.vocabulary import Notice, Outcome, RungDecision, RunStatus, SweepStatus
 
@@ -170,3 +172,19 @@ def test_a_trial_cancelled_alone_hands_its_slot_on_and_says_nothing(svc) -> None
     stored = svc.run_store.get_sweep(sweep_id)
     assert (stored["status"], stored["ended_CANCELLED"], stored["ended_SUCCEEDED"]) == ("ENDED", 1, 2)
     assert svc.notifier.of(Notice.CANCELLED) == [] and len(svc.notifier.of(Notice.SWEEP_ENDED)) == 1
+
+
+def test_a_rung_stop_that_meets_a_cancelled_trial_leaves_it_cancelled_and_hands_nothing_on(svc) -> None:
+    """A data-parallel trial's workers judge its rungs outside any guarded commit: a user's cancel
+    may land first. The rung's STOP then finds the run CANCELLED, and the cancel's own end is the
+    trial's (its slot handed on once, as CANCELLED), not a second one as STOPPED."""
+    sweep_id = sweep(svc)
+    run_id = trial(sweep_id, 0)
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.RUNNING
+    assert ask(svc, {"action": "cancel", "run_id": run_id})["status"] == RunStatus.CANCELLED
+    config = RunConfig.from_json(svc.run_store.get_run(run_id)["config"])
+    rung = {"epoch": 0, "validation_accuracy": 0.5}
+    assert not effects.stop_trial(svc, config, rung, "token", once.NoDeadline())
+    assert svc.run_store.get_run(run_id)["status"] == RunStatus.CANCELLED
+    stored = svc.run_store.get_sweep(sweep_id)
+    assert stored.get("ended_STOPPED", 0) == 0 and stored["ended_CANCELLED"] == 1, stored

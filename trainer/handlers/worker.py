@@ -422,11 +422,14 @@ class WorkerInvocation:
         state in the cache removed. An error here leaves the decision to another worker, or to
         the finish, which asks again (and then, as a chain's finish does, ends SUCCEEDED)."""
         try:
-            if not effects.judged_to_stop(self.svc, config, judged):
+            rung = effects.judged_to_stop(self.svc, config, judged)
+            if rung is None:
                 return
             # STOPPED and the slot handed on first: a worker lost right after leaves workers that run
-            # on to a finish the STOPPED run refuses, never a trial that holds its slot.
-            effects.stop_trial(self.svc, config, judged[-1], self.token, self.context)
+            # on to a finish the STOPPED run refuses, never a trial that holds its slot. A run that
+            # ended otherwise meanwhile (a cancel) was stopped, and its slot handed on, by that end.
+            if not effects.stop_trial(self.svc, config, rung, self.token, self.context):
+                return
             self.svc.tensor_store.request_cancel(self.run_id, workers=True)
             self.svc.tensor_store.delete_run(self.run_id)
         except Exception:
@@ -464,7 +467,10 @@ class WorkerInvocation:
             scores = [scored[e] for e in range(closed.epoch)]
             tensors["epoch_scores"] = np.array(scores, dtype=np.float64).reshape(closed.epoch, 2)
             counted = closed.exchange.epoch_hits()
-            tensors["epoch_hits"] = np.array([counted[e] for e in range(closed.epoch + 1)], dtype=np.int64)
+            # A run resumed from a checkpoint written before hits were counted has none for the
+            # epochs before it: its checkpoints carry no hits, as that one did not.
+            if all(e in counted for e in range(closed.epoch + 1)):
+                tensors["epoch_hits"] = np.array([counted[e] for e in range(closed.epoch + 1)], dtype=np.int64)
         digest = checkpoints.save(self.svc.blob_store, self.run_id, closed.epoch, closed.step, tensors)
         self.svc.run_store.record_checkpoint(self.run_id, closed.epoch, digest)
 
