@@ -129,7 +129,7 @@ def test_a_sweep_counts_each_trials_workers_against_the_concurrency() -> None:
     assert [t["request"]["workers"] for t in checked.trials] == [4, 4, 4, 4]
 
 
-def test_a_data_parallel_sweep_may_stop_its_trials_early() -> None:
+def test_a_data_parallel_sweep_with_early_stopping_is_accepted() -> None:
     payload = {
         "action": "sweep",
         "base": {**MOONS, "workers": 2, "epochs": 4},
