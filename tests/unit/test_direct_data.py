@@ -6,6 +6,8 @@ bits the cache path gives."""
 from __future__ import annotations
 
 import io
+import warnings
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -182,6 +184,62 @@ def test_the_launch_checks_a_file_as_before(tmp_path: Path) -> None:
         stored_object(svc, "bad.h5", h5_bytes(bad)), svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2
     )
     assert found is None and problems == ["dataset: train_set_y must hold integer class labels 0..K-1"]
+
+
+def npy(value: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array(out, value, version=version)
+    return out.getvalue()
+
+
+def zipped(members: list[tuple[str, bytes, int]]) -> bytes:
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, which is the point here
+        for name, body, method in members:
+            archive.writestr(name, body, method)
+    return out.getvalue()
+
+
+def plain_members(data: dict[str, np.ndarray]) -> list[tuple[str, bytes, int]]:
+    return [(f"{key}.npy", npy(value), zipfile.ZIP_STORED) for key, value in data.items()]
+
+
+@pytest.mark.parametrize("second", ["test_set_x", "test_set_x.npy"])
+def test_an_archive_naming_one_array_twice_is_refused_on_both_paths(second: str) -> None:
+    """A small member passes the declared-size check while numpy would read its namesake: a member
+    declaring 8 MB (a zip bomb, deflated) beside a stored one of a few bytes."""
+    svc, data = fake_services(), arrays()
+    bomb = (second, npy(np.zeros((2, 4_000_000), np.uint8)), zipfile.ZIP_DEFLATED)
+    source = stored_object(svc, "twice.npz", zipped([*plain_members(data), bomb]))
+    with pytest.raises(DatasetError, match="dataset key 'test_set_x' appears twice in the archive"):
+        read_located(source, svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2, limit=100_000)
+    with pytest.raises(DatasetError, match="dataset key 'test_set_x' appears twice in the archive"):
+        load_raw(source, svc.blob_store.read, BUCKET, PREFIX, limit=100_000)
+
+
+def test_an_npy_header_of_a_version_numpy_does_not_write_is_refused_on_both_paths() -> None:
+    svc, data = fake_services(), arrays()
+    members = plain_members(data)
+    for version in ((1, 0), (2, 0), (3, 0)):  # every version numpy writes is read, by both paths
+        members[0] = ("train_set_x.npy", npy(data["train_set_x"], version), zipfile.ZIP_STORED)
+        source = stored_object(svc, f"v{version[0]}.npz", zipped(members))
+        raw, place = located(svc, source)
+        assert raw["train_set_y"].tolist() == data["train_set_y"].tolist() and place.rows == 200
+        assert (
+            load_raw(source, svc.blob_store.read, BUCKET, PREFIX)["train_set_x"].tobytes()
+            == data["train_set_x"].tobytes()
+        )
+    for index in (0, 2):  # x, whose place the direct path reads; test_set_x, which both read whole
+        body = bytearray(npy(data[members[index][0].removesuffix(".npy")], (2, 0)))
+        body[6:8] = bytes([9, 9])
+        changed = list(plain_members(data))
+        changed[index] = (changed[index][0], bytes(body), zipfile.ZIP_STORED)
+        source = stored_object(svc, "v9.npz", zipped(changed))
+        with pytest.raises(DatasetError, match=r"has \.npy format version 9\.9, not 1\.0, 2\.0 or 3\.0"):
+            located(svc, source)
+        with pytest.raises(DatasetError, match=r"has \.npy format version 9\.9"):
+            load_raw(source, svc.blob_store.read, BUCKET, PREFIX)
 
 
 def test_the_digest_stands_for_the_pinned_object() -> None:

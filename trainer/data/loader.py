@@ -168,26 +168,68 @@ def _read_h5(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KE
         return {key: node[()] for key, node in nodes.items()}
 
 
+# The .npy format versions numpy reads; 3.0 differs from 2.0 only in allowing utf-8 in the
+# header's field names, which a numeric array's header never holds.
+_NPY_VERSIONS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+    (3, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _npy_header(stream: Any, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """An .npy member's (shape, fortran_order, dtype, header length), read from its start: the one
+    reading of an array header, refusing a format version numpy does not write."""
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in _NPY_VERSIONS:
+            raise DatasetError(
+                f"dataset key {key!r} has .npy format version {version[0]}.{version[1]}, not 1.0, 2.0 or 3.0"
+            )
+        shape, fortran_order, dtype = _NPY_VERSIONS[version](stream)
+    except ValueError as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
+    if dtype.hasobject:
+        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+    return tuple(shape), bool(fortran_order), dtype, stream.tell() - start
+
+
+def _member_start(local: bytes, info: zipfile.ZipInfo, key: str) -> int:
+    """Where a member's data start in the file, from its 30-byte local file header (the name's and
+    extra field's lengths at 26 and 28 precede them)."""
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (no local zip header)")
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _check_members(archive: zipfile.ZipFile) -> None:
+    """Refuses an archive that names one array twice (two members of one name, or `k` beside
+    `k.npy`): the size checks would look at one member and numpy read the other."""
+    seen: set[str] = set()
+    for name in archive.namelist():
+        key = name.removesuffix(".npy")
+        if key in seen:
+            raise DatasetError(f"dataset key {key!r} appears twice in the archive")
+        seen.add(key)
+
+
 def _npz_declared(archive: zipfile.ZipFile, key: str, limit: int) -> int:
     """A member's size as its .npy header declares it, read before numpy allocates the array."""
     try:
         with archive.open(_member_info(archive, key)) as member:
-            version = np.lib.format.read_magic(member)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                version, np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(member)
+            shape, _, dtype, _ = _npy_header(member, key)
     except zipfile.BadZipFile as exc:  # a small member is read whole, and its checksum checked
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt ({exc})") from exc
-    except ValueError as exc:
-        raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
-    if dtype.hasobject:
-        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
     return _declared(key, shape, dtype.itemsize, limit)
 
 
 def _read_npz(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, np.ndarray]:
     with np.load(_opened(blob), allow_pickle=False) as archive:
+        _check_members(archive.zip)
         missing = [k for k in keys if k not in archive.files]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
@@ -218,29 +260,22 @@ def _stored_member(blob: bytes, info: zipfile.ZipInfo, key: str) -> np.ndarray |
     or a header this does not take), which then also names any problem."""
     if info.compress_type != zipfile.ZIP_STORED:
         return None
-    # The local file header: 30 bytes, then the member's name and extra field (lengths at 26, 28).
-    name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
-    start = info.header_offset + 30 + name_len + extra_len
+    start = _member_start(blob[info.header_offset : info.header_offset + 30], info, key)
     member = memoryview(blob)[start : start + info.file_size]
     if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt (its zip checksum differs)")
-    head = io.BytesIO(member[:_NPY_HEADER_MAX])
     try:
-        version = np.lib.format.read_magic(head)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read_header:
+        shape, fortran_order, dtype, header_len = _npy_header(io.BytesIO(member[:_NPY_HEADER_MAX]), key)
+    except DatasetError:
+        if len(member) > _NPY_HEADER_MAX:  # perhaps a longer header: numpy's to read
             return None
-        shape, fortran_order, dtype = read_header[version](head)
-    except ValueError:
-        return None
-    if dtype.hasobject:
-        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+        raise
     count = int(np.prod(shape, dtype=np.int64))
-    if head.tell() + count * dtype.itemsize != len(member):
+    if header_len + count * dtype.itemsize != len(member):
         raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
     if count == 0:
         return np.empty(shape, dtype)
-    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=start + head.tell())
+    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=start + header_len)
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
@@ -315,24 +350,17 @@ def _npz_stored(handle_file: direct.PinnedObject, archive: zipfile.ZipFile, key:
     would read the bytes this saves reading; the object's pinned ETag stands for them instead."""
     info = _member_info(archive, key)
     with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(member)
-        header_len = member.tell()
+        shape, fortran_order, dtype, header_len = _npy_header(member, key)
     count = int(np.prod(shape, dtype=np.int64))
     if info.compress_type != zipfile.ZIP_STORED:
-        return direct.Stored(None, tuple(shape), dtype.str, False)
+        return direct.Stored(None, shape, dtype.str, False)
     if header_len + count * dtype.itemsize != info.file_size:
         raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
     handle_file.seek(info.header_offset)
-    local = handle_file.read(30)
-    if len(local) != 30 or local[:4] != b"PK\x03\x04":
-        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (no local zip header)")
-    name_len, extra_len = struct.unpack_from("<HH", local, 26)
-    start = info.header_offset + 30 + name_len + extra_len
+    start = _member_start(handle_file.read(30), info, key)
     if start + info.file_size > size:
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt (it ends past the file)")
-    return direct.Stored(start + header_len, tuple(shape), dtype.str, not fortran_order)
+    return direct.Stored(start + header_len, shape, dtype.str, not fortran_order)
 
 
 def _locate_npz(
@@ -341,6 +369,7 @@ def _locate_npz(
     """The checks of `_read_npz`, then, when train_set_x may stay in the object, the other arrays
     and where x lies; None when it may not."""
     with zipfile.ZipFile(handle_file) as archive:
+        _check_members(archive)
         files = {name.removesuffix(".npy") for name in archive.namelist()}
         missing = [k for k in REQUIRED_KEYS if k not in files]
         if missing:
