@@ -242,6 +242,76 @@ def test_an_npy_header_of_a_version_numpy_does_not_write_is_refused_on_both_path
             load_raw(source, svc.blob_store.read, BUCKET, PREFIX)
 
 
+class HeadFails:
+    """The fake blob store, its HEAD answering an S3 error; its reads as they are."""
+
+    def __init__(self, inner, code: str, status: int) -> None:
+        self.inner, self.code, self.status = inner, code, status
+
+    def head(self, bucket: str, key: str):
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": self.code, "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": self.status}}
+        raise ClientError(error, "HeadObject")
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        return self.inner.read_range(bucket, key, start, stop, etag)
+
+
+@pytest.mark.parametrize(("code", "status"), [("404", 404), ("NoSuchKey", 404), ("403", 403), ("AccessDenied", 403)])
+def test_a_missing_or_forbidden_object_is_left_to_the_whole_read_to_name(code: str, status: int) -> None:
+    svc = fake_services()
+    source = stored_object(svc, "set.h5", h5_bytes(arrays()))
+    objects = HeadFails(svc.blob_store, code, status)
+    assert read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4) is None
+    assert read_checked_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4) == (None, [])
+
+
+@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("Throttling", 400)])
+def test_a_head_that_does_not_answer_fails_the_launch_instead_of_choosing_the_path(code: str, status: int) -> None:
+    """A throttled HEAD at launch would put the run on the cache path and its resume, whose HEAD
+    answers, on the direct one: a different digest, and the resume refused."""
+    from botocore.exceptions import ClientError
+
+    svc = fake_services()
+    source = stored_object(svc, "set.h5", h5_bytes(arrays()))
+    objects = HeadFails(svc.blob_store, code, status)
+    with pytest.raises(ClientError, match=code):
+        read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+    with pytest.raises(ClientError, match=code):
+        read_checked_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+
+
+class ShortAnswers:
+    """The fake blob store, its ranged reads answering one byte short."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def head(self, bucket: str, key: str):
+        return self.inner.head(bucket, key)
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        return self.inner.read_range(bucket, key, start, stop, etag)[:-1]
+
+
+def test_a_short_ranged_read_names_the_object_and_the_range() -> None:
+    svc = fake_services()
+    body = npz_bytes(arrays())
+    source = stored_object(svc, "set.npz", body)
+    objects = ShortAnswers(svc.blob_store)
+    pinned = direct.PinnedObject(
+        objects, BUCKET, PREFIX + "set.npz", len(body), objects.head(BUCKET, PREFIX + "set.npz")[1]
+    )
+    with pytest.raises(
+        direct.ShortRead,
+        match=rf"s3://{BUCKET}/{PREFIX}set\.npz answered {len(body) - 1} bytes for bytes 0\.\.{len(body) - 1}",
+    ):
+        pinned.read(10)
+    with pytest.raises(DatasetError, match=r"unreadable \(ShortRead: s3://fake-bucket/datasets/set\.npz answered"):
+        read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+
+
 def test_the_digest_stands_for_the_pinned_object() -> None:
     svc = fake_services()
     raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))

@@ -392,6 +392,18 @@ def _locate_npz(
     return {**raw, "train_set_x": _unread(stored)}, stored
 
 
+def _absent_or_denied(exc: Exception) -> bool:
+    """S3's answer that the object is not there, or not the function's to read (HeadObject has no
+    body, so its codes are the bare statuses)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden") or status in (403, 404)
+
+
 def read_located(
     source: object,
     objects: direct.RangedObjects,
@@ -407,7 +419,8 @@ def read_located(
     ETag, and where those bytes lie. The file is checked as `load_raw` checks it (the bucket and
     prefix, its length and each array's declared size against `limit`, an .h5's links, layouts and
     filters); None when the run reads the set whole instead (`load_raw`, which also names an object
-    that cannot be read at all). Raises DatasetError."""
+    that is not there or not ours to read). Raises DatasetError, or the S3 error of a HEAD that did
+    not answer (throttled, a 5xx): the path is not chosen by accident."""
     if direct.request_allows(source, normalize, validation_fraction, workers) is not None:
         return None
     assert isinstance(source, str)
@@ -417,8 +430,12 @@ def read_located(
         return None
     try:
         size, etag, version = objects.head(bucket, key)
-    except Exception:
-        return None  # no such key, access denied: the whole read names it as it does today
+    except Exception as exc:
+        if _absent_or_denied(exc):
+            return None  # the whole read names it as it does today
+        # Anything else (throttled, a 5xx, a connection) fails the launch: choosing the cache path
+        # by accident would give the run a digest its resume, reading the object, does not find.
+        raise
     if size > limit:
         raise DatasetError(f"dataset {source!r} is {size} bytes, more than the {limit} bytes allowed")
     pinned = direct.PinnedObject(objects, bucket, key, size, etag)
@@ -449,13 +466,14 @@ def read_checked_located(
     workers: int,
 ) -> tuple[tuple[dict[str, np.ndarray], direct.Place] | None, list[str]]:
     """`read_located`, its arrays checked as `read_checked` checks them: (the raw arrays and the
-    place, or None) and every problem. None with no problem: read the set whole (`read_checked`)."""
+    place, or None) and every problem. None with no problem: read the set whole (`read_checked`).
+    An S3 error other than no such key or access denied is raised (`read_located`)."""
     try:
         found = read_located(source, objects, allowed_bucket, prefix, normalize, validation_fraction, workers)
     except DatasetError as exc:
         return None, [f"dataset: {exc}"]
-    except Exception as exc:
-        return None, [f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})"]
+    # Anything else is S3 failing to answer the object's HEAD (throttled, a 5xx): no problem of the
+    # request, and no reason to read the set whole; it fails the launch, to be sent again.
     if found is None:
         return None, []
     problems = [f"dataset: {p}" for p in check_raw(found[0])]
