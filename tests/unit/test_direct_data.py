@@ -6,6 +6,9 @@ bits the cache path gives."""
 from __future__ import annotations
 
 import io
+import json
+import re
+import secrets
 import warnings
 import zipfile
 from pathlib import Path
@@ -18,8 +21,10 @@ from tests.fakes.services import fake_services
 from trainer.data import direct
 from trainer.data.loader import DatasetError, load_raw, prepare, read_checked_located, read_located
 from trainer.errors import ObjectChanged
-from trainer.handlers.worker import WorkerEvent, WorkerInvocation
+from trainer.handlers.worker import WorkerEvent, WorkerFailed, WorkerInvocation
 from trainer.parallel import launching, shards
+from trainer.stores.run_store import FAILURE_REASON
+from trainer.vocabulary import RunStatus
 
 BUCKET, PREFIX = "fake-bucket", "datasets/"
 PLAIN = direct.Stored(offset=2048, shape=(100, 8, 8), dtype="|u1", plain=True)
@@ -326,7 +331,10 @@ def test_the_digest_stands_for_the_pinned_object() -> None:
 
 
 # -- a worker's load -------------------------------------------------------------------------------
-def worker_held(svc, dataset, workers: int, block: range):
+def worker_held(svc, dataset, workers: int, block: range, run_id: str | None = None, place: bytes | None = None):
+    """Worker 0's load of `block` (the run's config in the cache, as the launch leaves it), under a
+    run id of its own (a warm environment keeps configs by run id); `place`: the record's bytes
+    instead of the launch's."""
     from trainer import runstart
     from trainer.request import parse
 
@@ -342,9 +350,16 @@ def worker_held(svc, dataset, workers: int, block: range):
         }
     )
     assert not problems, problems
-    config = runstart.config_for(request, dataset, "run-1")
-    svc.tensor_store.put_data("run-1", launching.data_arrays(dataset))
-    invocation = WorkerInvocation(WorkerEvent("run-1", 0, 0), None, svc)
+    run_id = run_id or f"run-{secrets.token_hex(6)}"
+    config = runstart.config_for(request, dataset, run_id)
+    data = launching.data_arrays(dataset)
+    if place is not None:
+        data[launching.SOURCE] = np.frombuffer(place, dtype=np.uint8)
+    svc.run_store.create_run(run_id, {}, config.to_json(), config.plan.total_steps)
+    svc.run_store.handed_off(run_id)
+    svc.tensor_store.create_run(run_id, config.to_json(), {})
+    svc.tensor_store.put_data(run_id, data)
+    invocation = WorkerInvocation(WorkerEvent(run_id, 0, 0), None, svc)
     if len(block) == 1:  # a micro-shard a worker reads to stand in for a lost one
         return invocation.micro_shard(config, block.start)
     return invocation.load(config, block)
@@ -355,16 +370,17 @@ def test_a_worker_reads_the_bits_the_cache_path_gives(block: range) -> None:
     svc = fake_services()
     data = arrays()
     raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(data)))
-    direct_held = worker_held(svc, prepare(raw, "auto", "float32", None, place), 4, block)
+    run_id = f"run-{secrets.token_hex(6)}"
+    direct_held = worker_held(svc, prepare(raw, "auto", "float32", None, place), 4, block, run_id)
     cached_svc = fake_services()
-    cached_held = worker_held(cached_svc, prepare(data, "auto", "float32"), 4, block)
+    cached_held = worker_held(cached_svc, prepare(data, "auto", "float32"), 4, block, run_id)
     assert direct_held.first == cached_held.first == shards.examples_of(200, block)[0]
     assert direct_held.x.tobytes(order="A") == cached_held.x.tobytes(order="A")
     assert direct_held.x.flags.f_contiguous == cached_held.x.flags.f_contiguous
     assert direct_held.y.tobytes() == cached_held.y.tobytes()
-    assert svc.tensor_store.has_data("run-1", launching.SOURCE)
-    assert not svc.tensor_store.has_data("run-1", launching.x_name(0))
-    assert cached_svc.tensor_store.has_data("run-1", launching.x_name(0))
+    assert svc.tensor_store.has_data(run_id, launching.SOURCE)
+    assert not svc.tensor_store.has_data(run_id, launching.x_name(0))
+    assert cached_svc.tensor_store.has_data(run_id, launching.x_name(0))
 
 
 def test_a_worker_meets_a_replaced_object_as_object_changed() -> None:
@@ -377,3 +393,39 @@ def test_a_worker_meets_a_replaced_object_as_object_changed() -> None:
     stored_object(svc, "set.h5", h5_bytes(changed))
     with pytest.raises(ObjectChanged, match=r"dataset s3://fake-bucket/datasets/set\.h5 changed since the run"):
         worker_held(svc, dataset, 2, range(0, 8))
+
+
+def tampered(place: direct.Place, **changes) -> bytes:
+    return json.dumps(dict(json.loads(place.to_json()), **changes)).encode()
+
+
+def test_a_tampered_place_record_fails_the_run_naming_the_record() -> None:
+    """The cache's record of where the examples lie, changed by someone with the cache's access:
+    not JSON, fields of the wrong type, an object outside the configured bucket and prefix, or
+    another shape of training set than the run's. No worker reads it; the run fails."""
+    svc = fake_services()
+    raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))
+    dataset = prepare(raw, "auto", "float32", None, place)
+    records = {
+        "not utf-8": b"\xff\xfe",
+        "not json": b"{",
+        "etag a number": tampered(place, etag=7),
+        "version a list": tampered(place, version_id=["v"]),
+        "key a dict": tampered(place, key={"a": 1}),
+        "other bucket": tampered(place, bucket="someone-elses"),
+        "outside the prefix": tampered(place, key="models/secret.npz"),
+        "dot segments": tampered(place, key="datasets/../models/secret.npz"),
+        "bucket with a slash": tampered(place, bucket=f"{BUCKET}/datasets", key="set.h5"),
+        "more rows": tampered(place, rows=place.rows + 1),
+        "wider rows": tampered(place, row_bytes=place.row_bytes * 2),
+    }
+    for why, record in records.items():
+        run_id = f"run-{secrets.token_hex(6)}"
+        said = r"ValueError: cache record 'dp_source': the run's record of its training set's place is malformed"
+        with pytest.raises(WorkerFailed, match=f"failed the run: {said}"):
+            worker_held(svc, dataset, 2, range(0, 8), run_id, record)
+        run = svc.run_store.get_run(run_id)
+        assert run["status"] == RunStatus.FAILED and re.match(said, run[FAILURE_REASON]), why
+        assert svc.tensor_store.has_data(run_id, launching.SOURCE)  # nothing taken away
+    held = worker_held(svc, dataset, 2, range(0, 8), place=tampered(place))  # the record as written
+    assert held.x.shape == (16, shards.examples_of(200, range(0, 8))[1])

@@ -70,7 +70,7 @@ def key_problem(key: str, prefix: str) -> str | None:
     return None
 
 
-def _s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> tuple[str, str]:
+def s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> tuple[str, str]:
     """An s3:// dataset's (bucket, key), refused outside the configured bucket and prefix."""
     bucket, key = parse_s3_uri(source)
     if allowed_bucket is not None and bucket != allowed_bucket:
@@ -80,13 +80,28 @@ def _s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> t
     return bucket, key
 
 
+def place_problem(place: direct.Place, allowed_bucket: str | None, prefix: str | None, config: Any) -> str | None:
+    """Why a run's record of its training examples' place (read back from the cache) cannot be the
+    launch's (None: it can): an object no dataset may be, or rows other than the run's (`config`:
+    its RunConfig, `examples` and input `sizes[0]`)."""
+    malformed = "the run's record of its training set's place is malformed"
+    try:
+        where = s3_source(place.uri, allowed_bucket, prefix)
+    except DatasetError as exc:
+        return f"{malformed}: {exc}"
+    if where != (place.bucket, place.key):  # a bucket holding "/" reads as another bucket and key
+        return f"{malformed}: it names bucket {place.bucket!r} and key {place.key!r}"
+    mismatch = place.mismatch(config.examples, config.sizes[0])
+    return None if mismatch is None else f"{malformed}: {mismatch}"
+
+
 def _read_bytes(
     source: str, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None, limit: int
 ) -> tuple[bytes | Path, str]:
     """The object's bytes, or a local file's path: the readers open a file themselves, which saves
     reading it whole into memory first (and h5py reads a file faster than a stream of bytes)."""
     if source.startswith("s3://"):
-        bucket, key = _s3_source(source, allowed_bucket, prefix)
+        bucket, key = s3_source(source, allowed_bucket, prefix)
         if read_blob is None:
             raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
         try:
@@ -425,7 +440,7 @@ def read_located(
         return None
     assert isinstance(source, str)
     limit = read_limit() if limit is None else limit
-    bucket, key = _s3_source(source, allowed_bucket, prefix)
+    bucket, key = s3_source(source, allowed_bucket, prefix)
     if not key.endswith((".h5", ".hdf5", ".npz")):
         return None
     try:
