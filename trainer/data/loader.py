@@ -198,15 +198,15 @@ def _npy_header(stream: Any, key: str) -> tuple[tuple[int, ...], bool, np.dtype,
     start = stream.tell()
     try:
         version = np.lib.format.read_magic(stream)
-        if version not in _NPY_VERSIONS:
-            raise DatasetError(
-                f"dataset key {key!r} has .npy format version {version[0]}.{version[1]}, not 1.0, 2.0 or 3.0"
-            )
-        shape, fortran_order, dtype = _NPY_VERSIONS[version](stream)
+        reader = _NPY_VERSIONS.get(version)
+        header = None if reader is None else reader(stream)
     except ValueError as exc:
-        if isinstance(exc, DatasetError):
-            raise
         raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
+    if header is None:
+        raise DatasetError(
+            f"dataset key {key!r} has .npy format version {version[0]}.{version[1]}, not 1.0, 2.0 or 3.0"
+        )
+    shape, fortran_order, dtype = header
     if dtype.hasobject:
         raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
     return tuple(shape), bool(fortran_order), dtype, stream.tell() - start
