@@ -6,6 +6,11 @@ bits the cache path gives."""
 from __future__ import annotations
 
 import io
+import json
+import re
+import secrets
+import warnings
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -16,8 +21,10 @@ from tests.fakes.services import fake_services
 from trainer.data import direct
 from trainer.data.loader import DatasetError, load_raw, prepare, read_checked_located, read_located
 from trainer.errors import ObjectChanged
-from trainer.handlers.worker import WorkerEvent, WorkerInvocation
+from trainer.handlers.worker import WorkerEvent, WorkerFailed, WorkerInvocation
 from trainer.parallel import launching, shards
+from trainer.stores.run_store import FAILURE_REASON
+from trainer.vocabulary import RunStatus
 
 BUCKET, PREFIX = "fake-bucket", "datasets/"
 PLAIN = direct.Stored(offset=2048, shape=(100, 8, 8), dtype="|u1", plain=True)
@@ -184,6 +191,132 @@ def test_the_launch_checks_a_file_as_before(tmp_path: Path) -> None:
     assert found is None and problems == ["dataset: train_set_y must hold integer class labels 0..K-1"]
 
 
+def npy(value: np.ndarray, version: tuple[int, int] | None = None) -> bytes:
+    out = io.BytesIO()
+    np.lib.format.write_array(out, value, version=version)
+    return out.getvalue()
+
+
+def zipped(members: list[tuple[str, bytes, int]]) -> bytes:
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, which is the point here
+        for name, body, method in members:
+            archive.writestr(name, body, method)
+    return out.getvalue()
+
+
+def plain_members(data: dict[str, np.ndarray]) -> list[tuple[str, bytes, int]]:
+    return [(f"{key}.npy", npy(value), zipfile.ZIP_STORED) for key, value in data.items()]
+
+
+@pytest.mark.parametrize("second", ["test_set_x", "test_set_x.npy"])
+def test_an_archive_naming_one_array_twice_is_refused_on_both_paths(second: str) -> None:
+    """A small member passes the declared-size check while numpy would read its namesake: a member
+    declaring 8 MB (a zip bomb, deflated) beside a stored one of a few bytes."""
+    svc, data = fake_services(), arrays()
+    bomb = (second, npy(np.zeros((2, 4_000_000), np.uint8)), zipfile.ZIP_DEFLATED)
+    source = stored_object(svc, "twice.npz", zipped([*plain_members(data), bomb]))
+    with pytest.raises(DatasetError, match="dataset key 'test_set_x' appears twice in the archive"):
+        read_located(source, svc.blob_store, BUCKET, PREFIX, "auto", 0.0, 2, limit=100_000)
+    with pytest.raises(DatasetError, match="dataset key 'test_set_x' appears twice in the archive"):
+        load_raw(source, svc.blob_store.read, BUCKET, PREFIX, limit=100_000)
+
+
+def test_an_npy_header_of_a_version_numpy_does_not_write_is_refused_on_both_paths() -> None:
+    svc, data = fake_services(), arrays()
+    members = plain_members(data)
+    for version in ((1, 0), (2, 0), (3, 0)):  # every version numpy writes is read, by both paths
+        members[0] = ("train_set_x.npy", npy(data["train_set_x"], version), zipfile.ZIP_STORED)
+        source = stored_object(svc, f"v{version[0]}.npz", zipped(members))
+        raw, place = located(svc, source)
+        assert raw["train_set_y"].tolist() == data["train_set_y"].tolist() and place.rows == 200
+        assert (
+            load_raw(source, svc.blob_store.read, BUCKET, PREFIX)["train_set_x"].tobytes()
+            == data["train_set_x"].tobytes()
+        )
+    for index in (0, 2):  # x, whose place the direct path reads; test_set_x, which both read whole
+        body = bytearray(npy(data[members[index][0].removesuffix(".npy")], (2, 0)))
+        body[6:8] = bytes([9, 9])
+        changed = list(plain_members(data))
+        changed[index] = (changed[index][0], bytes(body), zipfile.ZIP_STORED)
+        source = stored_object(svc, "v9.npz", zipped(changed))
+        with pytest.raises(DatasetError, match=r"has \.npy format version 9\.9, not 1\.0, 2\.0 or 3\.0"):
+            located(svc, source)
+        with pytest.raises(DatasetError, match=r"has \.npy format version 9\.9"):
+            load_raw(source, svc.blob_store.read, BUCKET, PREFIX)
+
+
+class HeadFails:
+    """The fake blob store, its HEAD answering an S3 error; its reads as they are."""
+
+    def __init__(self, inner, code: str, status: int) -> None:
+        self.inner, self.code, self.status = inner, code, status
+
+    def head(self, bucket: str, key: str):
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": self.code, "Message": ""}, "ResponseMetadata": {"HTTPStatusCode": self.status}}
+        raise ClientError(error, "HeadObject")
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        return self.inner.read_range(bucket, key, start, stop, etag)
+
+
+@pytest.mark.parametrize(("code", "status"), [("404", 404), ("NoSuchKey", 404), ("403", 403), ("AccessDenied", 403)])
+def test_a_missing_or_forbidden_object_is_left_to_the_whole_read_to_name(code: str, status: int) -> None:
+    svc = fake_services()
+    source = stored_object(svc, "set.h5", h5_bytes(arrays()))
+    objects = HeadFails(svc.blob_store, code, status)
+    assert read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4) is None
+    assert read_checked_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4) == (None, [])
+
+
+@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("Throttling", 400)])
+def test_a_head_that_does_not_answer_fails_the_launch_instead_of_choosing_the_path(code: str, status: int) -> None:
+    """A throttled HEAD at launch would put the run on the cache path and its resume, whose HEAD
+    answers, on the direct one: a different digest, and the resume refused."""
+    from botocore.exceptions import ClientError
+
+    svc = fake_services()
+    source = stored_object(svc, "set.h5", h5_bytes(arrays()))
+    objects = HeadFails(svc.blob_store, code, status)
+    with pytest.raises(ClientError, match=code):
+        read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+    with pytest.raises(ClientError, match=code):
+        read_checked_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+
+
+class ShortAnswers:
+    """The fake blob store, its ranged reads answering one byte short."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def head(self, bucket: str, key: str):
+        return self.inner.head(bucket, key)
+
+    def read_range(self, bucket: str, key: str, start: int, stop: int, etag: str) -> bytes:
+        return self.inner.read_range(bucket, key, start, stop, etag)[:-1]
+
+
+def test_a_short_ranged_read_names_the_object_and_the_range() -> None:
+    svc = fake_services()
+    body = npz_bytes(arrays())
+    source = stored_object(svc, "set.npz", body)
+    objects = ShortAnswers(svc.blob_store)
+    pinned = direct.PinnedObject(
+        objects, BUCKET, PREFIX + "set.npz", len(body), objects.head(BUCKET, PREFIX + "set.npz")[1]
+    )
+    with pytest.raises(
+        direct.ShortRead,
+        match=rf"s3://{BUCKET}/{PREFIX}set\.npz answered {len(body) - 1} bytes for bytes 0\.\.{len(body) - 1}",
+    ):
+        pinned.read(10)
+    with pytest.raises(DatasetError, match=r"unreadable \(ShortRead: s3://fake-bucket/datasets/set\.npz answered"):
+        read_located(source, objects, BUCKET, PREFIX, "auto", 0.0, 4)
+
+
 def test_the_digest_stands_for_the_pinned_object() -> None:
     svc = fake_services()
     raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))
@@ -198,7 +331,10 @@ def test_the_digest_stands_for_the_pinned_object() -> None:
 
 
 # -- a worker's load -------------------------------------------------------------------------------
-def worker_held(svc, dataset, workers: int, block: range):
+def worker_held(svc, dataset, workers: int, block: range, run_id: str | None = None, place: bytes | None = None):
+    """Worker 0's load of `block` (the run's config in the cache, as the launch leaves it), under a
+    run id of its own (a warm environment keeps configs by run id); `place`: the record's bytes
+    instead of the launch's."""
     from trainer import runstart
     from trainer.request import parse
 
@@ -214,9 +350,16 @@ def worker_held(svc, dataset, workers: int, block: range):
         }
     )
     assert not problems, problems
-    config = runstart.config_for(request, dataset, "run-1")
-    svc.tensor_store.put_data("run-1", launching.data_arrays(dataset))
-    invocation = WorkerInvocation(WorkerEvent("run-1", 0, 0), None, svc)
+    run_id = run_id or f"run-{secrets.token_hex(6)}"
+    config = runstart.config_for(request, dataset, run_id)
+    data = launching.data_arrays(dataset)
+    if place is not None:
+        data[launching.SOURCE] = np.frombuffer(place, dtype=np.uint8)
+    svc.run_store.create_run(run_id, {}, config.to_json(), config.plan.total_steps)
+    svc.run_store.handed_off(run_id)
+    svc.tensor_store.create_run(run_id, config.to_json(), {})
+    svc.tensor_store.put_data(run_id, data)
+    invocation = WorkerInvocation(WorkerEvent(run_id, 0, 0), None, svc)
     if len(block) == 1:  # a micro-shard a worker reads to stand in for a lost one
         return invocation.micro_shard(config, block.start)
     return invocation.load(config, block)
@@ -227,16 +370,17 @@ def test_a_worker_reads_the_bits_the_cache_path_gives(block: range) -> None:
     svc = fake_services()
     data = arrays()
     raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(data)))
-    direct_held = worker_held(svc, prepare(raw, "auto", "float32", None, place), 4, block)
+    run_id = f"run-{secrets.token_hex(6)}"
+    direct_held = worker_held(svc, prepare(raw, "auto", "float32", None, place), 4, block, run_id)
     cached_svc = fake_services()
-    cached_held = worker_held(cached_svc, prepare(data, "auto", "float32"), 4, block)
+    cached_held = worker_held(cached_svc, prepare(data, "auto", "float32"), 4, block, run_id)
     assert direct_held.first == cached_held.first == shards.examples_of(200, block)[0]
     assert direct_held.x.tobytes(order="A") == cached_held.x.tobytes(order="A")
     assert direct_held.x.flags.f_contiguous == cached_held.x.flags.f_contiguous
     assert direct_held.y.tobytes() == cached_held.y.tobytes()
-    assert svc.tensor_store.has_data("run-1", launching.SOURCE)
-    assert not svc.tensor_store.has_data("run-1", launching.x_name(0))
-    assert cached_svc.tensor_store.has_data("run-1", launching.x_name(0))
+    assert svc.tensor_store.has_data(run_id, launching.SOURCE)
+    assert not svc.tensor_store.has_data(run_id, launching.x_name(0))
+    assert cached_svc.tensor_store.has_data(run_id, launching.x_name(0))
 
 
 def test_a_worker_meets_a_replaced_object_as_object_changed() -> None:
@@ -249,3 +393,39 @@ def test_a_worker_meets_a_replaced_object_as_object_changed() -> None:
     stored_object(svc, "set.h5", h5_bytes(changed))
     with pytest.raises(ObjectChanged, match=r"dataset s3://fake-bucket/datasets/set\.h5 changed since the run"):
         worker_held(svc, dataset, 2, range(0, 8))
+
+
+def tampered(place: direct.Place, **changes) -> bytes:
+    return json.dumps(dict(json.loads(place.to_json()), **changes)).encode()
+
+
+def test_a_tampered_place_record_fails_the_run_naming_the_record() -> None:
+    """The cache's record of where the examples lie, changed by someone with the cache's access:
+    not JSON, fields of the wrong type, an object outside the configured bucket and prefix, or
+    another shape of training set than the run's. No worker reads it; the run fails."""
+    svc = fake_services()
+    raw, place = located(svc, stored_object(svc, "set.h5", h5_bytes(arrays())))
+    dataset = prepare(raw, "auto", "float32", None, place)
+    records = {
+        "not utf-8": b"\xff\xfe",
+        "not json": b"{",
+        "etag a number": tampered(place, etag=7),
+        "version a list": tampered(place, version_id=["v"]),
+        "key a dict": tampered(place, key={"a": 1}),
+        "other bucket": tampered(place, bucket="someone-elses"),
+        "outside the prefix": tampered(place, key="models/secret.npz"),
+        "dot segments": tampered(place, key="datasets/../models/secret.npz"),
+        "bucket with a slash": tampered(place, bucket=f"{BUCKET}/datasets", key="set.h5"),
+        "more rows": tampered(place, rows=place.rows + 1),
+        "wider rows": tampered(place, row_bytes=place.row_bytes * 2),
+    }
+    for why, record in records.items():
+        run_id = f"run-{secrets.token_hex(6)}"
+        said = r"ValueError: cache record 'dp_source': the run's record of its training set's place is malformed"
+        with pytest.raises(WorkerFailed, match=f"failed the run: {said}"):
+            worker_held(svc, dataset, 2, range(0, 8), run_id, record)
+        run = svc.run_store.get_run(run_id)
+        assert run["status"] == RunStatus.FAILED and re.match(said, run[FAILURE_REASON]), why
+        assert svc.tensor_store.has_data(run_id, launching.SOURCE)  # nothing taken away
+    held = worker_held(svc, dataset, 2, range(0, 8), place=tampered(place))  # the record as written
+    assert held.x.shape == (16, shards.examples_of(200, range(0, 8))[1])

@@ -81,14 +81,32 @@ class Place:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Place:
-        data = json.loads(text)
+        malformed = "the run's record of its training set's place is malformed"
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{malformed} ({exc})") from exc
         if not isinstance(data, dict) or set(data) != set(cls.__dataclass_fields__):
-            raise ValueError("the run's record of its training set's place is malformed")
+            raise ValueError(malformed)
         place = cls(**data)
         ints = (place.offset, place.rows, place.row_bytes)
-        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in ints) or place.dtype != RAW_DTYPE:
-            raise ValueError("the run's record of its training set's place is malformed")
+        texts = (place.bucket, place.key, place.etag)
+        if (
+            any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in ints)
+            or any(not isinstance(t, str) or not t for t in texts)
+            or not (place.version_id is None or isinstance(place.version_id, str))
+            or place.dtype != RAW_DTYPE
+        ):
+            raise ValueError(malformed)
         return place
+
+    def mismatch(self, examples: int, features: int) -> str | None:
+        """Why this place cannot hold a run's training set of `examples` rows of `features` values
+        (None: it can): a record that disagrees with the run's configuration names other bytes."""
+        row_bytes = features * np.dtype(self.dtype).itemsize
+        if (self.rows, self.row_bytes) != (examples, row_bytes):
+            return f"it names {self.rows} examples of {self.row_bytes} bytes, but the run has {examples} of {row_bytes}"
+        return None
 
 
 def request_allows(source: object, normalize: str, validation_fraction: float, workers: int) -> str | None:
@@ -129,6 +147,11 @@ def place_of(stored: Stored, bucket: str, key: str, etag: str, version_id: str |
     rows = stored.shape[0]
     row_bytes = int(np.prod(stored.shape[1:], dtype=np.int64)) * np.dtype(stored.dtype).itemsize
     return Place(bucket, key, etag, version_id, stored.offset, rows, row_bytes, stored.dtype)
+
+
+class ShortRead(Exception):
+    """A ranged read answered other than the bytes asked for, of an object whose length is known.
+    No OSError: zipfile takes one from a seek or read for a file too short to be an archive."""
 
 
 class PinnedObject(io.RawIOBase):
@@ -180,6 +203,8 @@ class PinnedObject(io.RawIOBase):
         self.fetched += stop - start
         self.gets += 1
         piece = self.objects.read_range(self.bucket, self.key, start, stop, self.etag)
+        if len(piece) != stop - start:
+            raise ShortRead(f"s3://{self.bucket}/{self.key} answered {len(piece)} bytes for bytes {start}..{stop - 1}")
         self._pieces = [*self._pieces[1 - self.KEPT :], (start, piece)]
         return piece
 

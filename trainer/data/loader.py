@@ -70,7 +70,7 @@ def key_problem(key: str, prefix: str) -> str | None:
     return None
 
 
-def _s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> tuple[str, str]:
+def s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> tuple[str, str]:
     """An s3:// dataset's (bucket, key), refused outside the configured bucket and prefix."""
     bucket, key = parse_s3_uri(source)
     if allowed_bucket is not None and bucket != allowed_bucket:
@@ -80,13 +80,28 @@ def _s3_source(source: str, allowed_bucket: str | None, prefix: str | None) -> t
     return bucket, key
 
 
+def place_problem(place: direct.Place, allowed_bucket: str | None, prefix: str | None, config: Any) -> str | None:
+    """Why a run's record of its training examples' place (read back from the cache) cannot be the
+    launch's (None: it can): an object no dataset may be, or rows other than the run's (`config`:
+    its RunConfig, `examples` and input `sizes[0]`)."""
+    malformed = "the run's record of its training set's place is malformed"
+    try:
+        where = s3_source(place.uri, allowed_bucket, prefix)
+    except DatasetError as exc:
+        return f"{malformed}: {exc}"
+    if where != (place.bucket, place.key):  # a bucket holding "/" reads as another bucket and key
+        return f"{malformed}: it names bucket {place.bucket!r} and key {place.key!r}"
+    mismatch = place.mismatch(config.examples, config.sizes[0])
+    return None if mismatch is None else f"{malformed}: {mismatch}"
+
+
 def _read_bytes(
     source: str, read_blob: BlobReader | None, allowed_bucket: str | None, prefix: str | None, limit: int
 ) -> tuple[bytes | Path, str]:
     """The object's bytes, or a local file's path: the readers open a file themselves, which saves
     reading it whole into memory first (and h5py reads a file faster than a stream of bytes)."""
     if source.startswith("s3://"):
-        bucket, key = _s3_source(source, allowed_bucket, prefix)
+        bucket, key = s3_source(source, allowed_bucket, prefix)
         if read_blob is None:
             raise DatasetError("s3:// datasets need MODEL_BUCKET and S3 access configured")
         try:
@@ -168,26 +183,68 @@ def _read_h5(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KE
         return {key: node[()] for key, node in nodes.items()}
 
 
+# The .npy format versions numpy reads; 3.0 differs from 2.0 only in allowing utf-8 in the
+# header's field names, which a numeric array's header never holds.
+_NPY_VERSIONS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+    (3, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def _npy_header(stream: Any, key: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """An .npy member's (shape, fortran_order, dtype, header length), read from its start: the one
+    reading of an array header, refusing a format version numpy does not write."""
+    start = stream.tell()
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = _NPY_VERSIONS.get(version)
+        header = None if reader is None else reader(stream)
+    except ValueError as exc:
+        raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
+    if header is None:
+        raise DatasetError(
+            f"dataset key {key!r} has .npy format version {version[0]}.{version[1]}, not 1.0, 2.0 or 3.0"
+        )
+    shape, fortran_order, dtype = header
+    if dtype.hasobject:
+        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+    return tuple(shape), bool(fortran_order), dtype, stream.tell() - start
+
+
+def _member_start(local: bytes, info: zipfile.ZipInfo, key: str) -> int:
+    """Where a member's data start in the file, from its 30-byte local file header (the name's and
+    extra field's lengths at 26 and 28 precede them)."""
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (no local zip header)")
+    name_len, extra_len = struct.unpack_from("<HH", local, 26)
+    return info.header_offset + 30 + name_len + extra_len
+
+
+def _check_members(archive: zipfile.ZipFile) -> None:
+    """Refuses an archive that names one array twice (two members of one name, or `k` beside
+    `k.npy`): the size checks would look at one member and numpy read the other."""
+    seen: set[str] = set()
+    for name in archive.namelist():
+        key = name.removesuffix(".npy")
+        if key in seen:
+            raise DatasetError(f"dataset key {key!r} appears twice in the archive")
+        seen.add(key)
+
+
 def _npz_declared(archive: zipfile.ZipFile, key: str, limit: int) -> int:
     """A member's size as its .npy header declares it, read before numpy allocates the array."""
     try:
         with archive.open(_member_info(archive, key)) as member:
-            version = np.lib.format.read_magic(member)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                version, np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(member)
+            shape, _, dtype, _ = _npy_header(member, key)
     except zipfile.BadZipFile as exc:  # a small member is read whole, and its checksum checked
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt ({exc})") from exc
-    except ValueError as exc:
-        raise DatasetError(f"dataset key {key!r} has no readable array header ({exc})") from exc
-    if dtype.hasobject:
-        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
     return _declared(key, shape, dtype.itemsize, limit)
 
 
 def _read_npz(blob: bytes | Path, limit: int, keys: tuple[str, ...] = REQUIRED_KEYS) -> dict[str, np.ndarray]:
     with np.load(_opened(blob), allow_pickle=False) as archive:
+        _check_members(archive.zip)
         missing = [k for k in keys if k not in archive.files]
         if missing:
             raise DatasetError(f"dataset is missing keys: {', '.join(missing)}")
@@ -218,29 +275,22 @@ def _stored_member(blob: bytes, info: zipfile.ZipInfo, key: str) -> np.ndarray |
     or a header this does not take), which then also names any problem."""
     if info.compress_type != zipfile.ZIP_STORED:
         return None
-    # The local file header: 30 bytes, then the member's name and extra field (lengths at 26, 28).
-    name_len, extra_len = struct.unpack_from("<HH", blob, info.header_offset + 26)
-    start = info.header_offset + 30 + name_len + extra_len
+    start = _member_start(blob[info.header_offset : info.header_offset + 30], info, key)
     member = memoryview(blob)[start : start + info.file_size]
     if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt (its zip checksum differs)")
-    head = io.BytesIO(member[:_NPY_HEADER_MAX])
     try:
-        version = np.lib.format.read_magic(head)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-        if version not in read_header:
+        shape, fortran_order, dtype, header_len = _npy_header(io.BytesIO(member[:_NPY_HEADER_MAX]), key)
+    except DatasetError:
+        if len(member) > _NPY_HEADER_MAX:  # perhaps a longer header: numpy's to read
             return None
-        shape, fortran_order, dtype = read_header[version](head)
-    except ValueError:
-        return None
-    if dtype.hasobject:
-        raise DatasetError(f"dataset key {key!r} is not a plain numeric array")
+        raise
     count = int(np.prod(shape, dtype=np.int64))
-    if head.tell() + count * dtype.itemsize != len(member):
+    if header_len + count * dtype.itemsize != len(member):
         raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
     if count == 0:
         return np.empty(shape, dtype)
-    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=start + head.tell())
+    flat = np.frombuffer(blob, dtype=dtype, count=count, offset=start + header_len)
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
@@ -315,24 +365,17 @@ def _npz_stored(handle_file: direct.PinnedObject, archive: zipfile.ZipFile, key:
     would read the bytes this saves reading; the object's pinned ETag stands for them instead."""
     info = _member_info(archive, key)
     with archive.open(info) as member:
-        version = np.lib.format.read_magic(member)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(version, np.lib.format.read_array_header_2_0)
-        shape, fortran_order, dtype = read_header(member)
-        header_len = member.tell()
+        shape, fortran_order, dtype, header_len = _npy_header(member, key)
     count = int(np.prod(shape, dtype=np.int64))
     if info.compress_type != zipfile.ZIP_STORED:
-        return direct.Stored(None, tuple(shape), dtype.str, False)
+        return direct.Stored(None, shape, dtype.str, False)
     if header_len + count * dtype.itemsize != info.file_size:
         raise DatasetError(f"dataset key {key!r} holds fewer or more bytes than its header says")
     handle_file.seek(info.header_offset)
-    local = handle_file.read(30)
-    if len(local) != 30 or local[:4] != b"PK\x03\x04":
-        raise DatasetError(f"dataset key {key!r} is truncated or corrupt (no local zip header)")
-    name_len, extra_len = struct.unpack_from("<HH", local, 26)
-    start = info.header_offset + 30 + name_len + extra_len
+    start = _member_start(handle_file.read(30), info, key)
     if start + info.file_size > size:
         raise DatasetError(f"dataset key {key!r} is truncated or corrupt (it ends past the file)")
-    return direct.Stored(start + header_len, tuple(shape), dtype.str, not fortran_order)
+    return direct.Stored(start + header_len, shape, dtype.str, not fortran_order)
 
 
 def _locate_npz(
@@ -341,6 +384,7 @@ def _locate_npz(
     """The checks of `_read_npz`, then, when train_set_x may stay in the object, the other arrays
     and where x lies; None when it may not."""
     with zipfile.ZipFile(handle_file) as archive:
+        _check_members(archive)
         files = {name.removesuffix(".npy") for name in archive.namelist()}
         missing = [k for k in REQUIRED_KEYS if k not in files]
         if missing:
@@ -363,6 +407,18 @@ def _locate_npz(
     return {**raw, "train_set_x": _unread(stored)}, stored
 
 
+def _absent_or_denied(exc: Exception) -> bool:
+    """S3's answer that the object is not there, or not the function's to read (HeadObject has no
+    body, so its codes are the bare statuses)."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden") or status in (403, 404)
+
+
 def read_located(
     source: object,
     objects: direct.RangedObjects,
@@ -378,18 +434,23 @@ def read_located(
     ETag, and where those bytes lie. The file is checked as `load_raw` checks it (the bucket and
     prefix, its length and each array's declared size against `limit`, an .h5's links, layouts and
     filters); None when the run reads the set whole instead (`load_raw`, which also names an object
-    that cannot be read at all). Raises DatasetError."""
+    that is not there or not ours to read). Raises DatasetError, or the S3 error of a HEAD that did
+    not answer (throttled, a 5xx): the path is not chosen by accident."""
     if direct.request_allows(source, normalize, validation_fraction, workers) is not None:
         return None
     assert isinstance(source, str)
     limit = read_limit() if limit is None else limit
-    bucket, key = _s3_source(source, allowed_bucket, prefix)
+    bucket, key = s3_source(source, allowed_bucket, prefix)
     if not key.endswith((".h5", ".hdf5", ".npz")):
         return None
     try:
         size, etag, version = objects.head(bucket, key)
-    except Exception:
-        return None  # no such key, access denied: the whole read names it as it does today
+    except Exception as exc:
+        if _absent_or_denied(exc):
+            return None  # the whole read names it as it does today
+        # Anything else (throttled, a 5xx, a connection) fails the launch: choosing the cache path
+        # by accident would give the run a digest its resume, reading the object, does not find.
+        raise
     if size > limit:
         raise DatasetError(f"dataset {source!r} is {size} bytes, more than the {limit} bytes allowed")
     pinned = direct.PinnedObject(objects, bucket, key, size, etag)
@@ -420,13 +481,14 @@ def read_checked_located(
     workers: int,
 ) -> tuple[tuple[dict[str, np.ndarray], direct.Place] | None, list[str]]:
     """`read_located`, its arrays checked as `read_checked` checks them: (the raw arrays and the
-    place, or None) and every problem. None with no problem: read the set whole (`read_checked`)."""
+    place, or None) and every problem. None with no problem: read the set whole (`read_checked`).
+    An S3 error other than no such key or access denied is raised (`read_located`)."""
     try:
         found = read_located(source, objects, allowed_bucket, prefix, normalize, validation_fraction, workers)
     except DatasetError as exc:
         return None, [f"dataset: {exc}"]
-    except Exception as exc:
-        return None, [f"dataset: cannot read {source!r} ({type(exc).__name__}: {exc})"]
+    # Anything else is S3 failing to answer the object's HEAD (throttled, a 5xx): no problem of the
+    # request, and no reason to read the set whole; it fails the launch, to be sent again.
     if found is None:
         return None, []
     problems = [f"dataset: {p}" for p in check_raw(found[0])]

@@ -565,11 +565,24 @@ class WorkerInvocation:
 
     def place(self) -> direct.Place | None:
         """Where the run's training examples lie in the dataset object, when its workers read them
-        from there (read from the cache once per invocation); None when the cache holds them."""
+        from there (read from the cache once per invocation); None when the cache holds them. A
+        record that is malformed, names an object a dataset may not be (outside the configured
+        bucket and prefix), or rows other than the run's, fails the run: no retry reads it better."""
+        from trainer.data.loader import place_problem
+
         if self._place is _UNREAD:
             found = self.svc.tensor_store.has_data(self.run_id, launching.SOURCE)
             entry = self.svc.tensor_store.get_data(self.run_id, [launching.SOURCE]) if found else None
-            self._place = None if entry is None else launching.place_of(entry[launching.SOURCE])
+            try:
+                place = None if entry is None else launching.place_of(entry[launching.SOURCE])
+            except ValueError as exc:
+                raise self.fail_run(ValueError(f"cache record {launching.SOURCE!r}: {exc}"), None) from exc
+            if place is not None:
+                config, settings = warm.run_config(self.svc, self.run_id), self.svc.settings
+                problem = place_problem(place, settings.model_bucket, settings.dataset_prefix, config)
+                if problem is not None:
+                    raise self.fail_run(ValueError(f"cache record {launching.SOURCE!r}: {problem}"), None)
+            self._place = place
         return self._place  # type: ignore[return-value]
 
     @staticmethod
