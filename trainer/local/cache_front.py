@@ -150,6 +150,18 @@ def receive(sock: socket.socket, buffer: memoryview) -> bytes | None:
     return bytes(buffer[:filled]) if filled else None
 
 
+def watch(selector: selectors.BaseSelector, sock: socket.socket, reading: bool, writing: bool) -> None:
+    events = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if writing else 0)
+    registered = selector.get_map().get(sock)
+    if registered is None:
+        if events:
+            selector.register(sock, events)
+    elif not events:
+        selector.unregister(sock)
+    elif registered.events != events:
+        selector.modify(sock, events)
+
+
 class Connection:
     """One client's connection: its sockets, which `stop` and `reset` shut down from other threads
     (a shutdown, not a close, wakes the connection's thread; that thread closes them)."""
@@ -278,8 +290,6 @@ class CacheFront:
         buffer = memoryview(bytearray(RELAY_CHUNK))
         upstream_open, drain_until = True, float("inf")
         with selectors.DefaultSelector() as selector:
-            selector.register(client, selectors.EVENT_READ)
-            selector.register(upstream, selectors.EVENT_READ)
             while upstream_open or to_client.data:
                 moved = False
                 if len(to_upstream.data) < RELAY_BACKLOG:
@@ -298,12 +308,15 @@ class CacheFront:
                         moved = True
                 to_upstream.flush()
                 to_client.flush()
-                if moved or client.pending():
+                reading_client = len(to_upstream.data) < RELAY_BACKLOG
+                reading_upstream = upstream_open and len(to_client.data) < RELAY_BACKLOG
+                if moved or (reading_client and client.pending()):
                     continue
                 if time.monotonic() > drain_until:
                     return
-                selector.modify(client, selectors.EVENT_READ | (selectors.EVENT_WRITE if to_client.data else 0))
-                selector.modify(upstream, selectors.EVENT_READ | (selectors.EVENT_WRITE if to_upstream.data else 0))
+                # Wait only for what this thread would do now: a side it does not read must not wake it.
+                watch(selector, client, reading=reading_client, writing=bool(to_client.data))
+                watch(selector, upstream, reading=reading_upstream, writing=bool(to_upstream.data))
                 selector.select(timeout=None if upstream_open else DRAIN_TIMEOUT_S)
 
     def _admit(self, words: list[bytes], raw: bytes) -> tuple[bytes, bool]:
