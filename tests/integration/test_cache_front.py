@@ -92,3 +92,18 @@ def test_reset_ends_every_connection_and_the_endpoint_keeps_listening(front) -> 
             assert tls.recv(16) == b""
     with client(front, ca) as again:
         assert again.ping()
+
+
+def test_an_auth_without_its_arguments_is_answered_by_redis_and_the_connection_goes_on(front) -> None:
+    front, ca = front
+    context = ssl.create_default_context(cafile=str(ca))
+    with context.wrap_socket(socket.create_connection((front.host, front.port)), server_hostname=front.host) as tls:
+        tls.settimeout(30)
+        for command in ([b"AUTH"], [b"HELLO", b"3", b"AUTH"], [b"HELLO", b"3", b"AUTH", b"tester"]):
+            tls.sendall(encode(command))
+            assert tls.recv(256).startswith(b"-ERR")
+        tls.sendall(encode([b"AUTH", b"tester", b"good"]) + encode([b"PING"]))
+        replies = b""
+        while not replies.endswith(b"+PONG\r\n"):
+            replies += tls.recv(64)
+        assert replies == b"+OK\r\n+PONG\r\n"

@@ -322,10 +322,11 @@ class CacheFront:
     def _admit(self, words: list[bytes], raw: bytes) -> tuple[bytes, bool]:
         """A command before authentication as it goes to the server, and whether it authenticates."""
         name = words[0].upper() if words else b""
-        if name == b"AUTH":
+        # One without its user or token authenticates nothing: redis-server answers it with its syntax error.
+        if name == b"AUTH" and len(words) in (2, 3):
             accepted, words = self._judge(words, user_at=1, token_at=2 if len(words) == 3 else None)
-        elif name == b"HELLO" and b"AUTH" in (w.upper() for w in words[2:3]):
-            accepted, words = self._judge(words, user_at=3, token_at=4 if len(words) > 4 else None)
+        elif name == b"HELLO" and len(words) > 4 and words[2].upper() == b"AUTH":
+            accepted, words = self._judge(words, user_at=3, token_at=4)
         else:
             return raw, False
         return encode(words), accepted
