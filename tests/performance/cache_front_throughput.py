@@ -2,9 +2,10 @@
 
 A CacheFront before a real redis-server (as trainer/local/elasticache.py starts a node), and
 redis-benchmark (a C client, in its own process as the Lambda workers are) doing SET and GET of 1 MiB
-values through it with 1 and 2 connections: MiB/s, and the CPU the front's process spent per MiB
-(less sensitive than MiB/s to a busy machine; with --busy it counts the spinning threads too). `--busy N` adds N threads spinning in Python beside the
-front, as moto and the Lambda service share the cloud's process and its GIL. Not part of `make bench`.
+values through it with 1 and 2 connections: MiB/s, and the CPU the front's process spent per MiB (less
+sensitive than MiB/s to a busy machine). `--busy N` adds N threads spinning in Python beside the front,
+as moto and the Lambda service share the cloud's process and its GIL (their CPU is then counted too).
+Not part of `make bench`.
 """
 
 from __future__ import annotations
