@@ -47,7 +47,7 @@ lint: setup ## ruff over the package and the tests; mypy over the package (pypro
 	$(VENV)/bin/mypy
 
 test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 4 --dist loadgroup --no-loadscope-reorder
 
 demo: demo-setup ## train the cat benchmark (or DATASET=...) on the local cloud
 	@if [ -n "$(DATASET)" ]; then ds="$(DATASET)"; \

@@ -68,15 +68,40 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def group_of(path: Path) -> str:
     """The process a test runs on, when `make test` runs test files side by side (pytest-xdist's
-    loadgroup): a test file stays whole on one process, so its module-wide stacks are set up once;
-    every file under infra/ shares one, since they use the same Terraform configuration, its
-    .terraform folders and the image's environment in the working tree."""
-    where = within_tests(path)
-    return "infra" if where.startswith("infra/") else where
+    loadgroup): a test file stays whole on one process, so its module-wide stacks are set up once.
+    Each file works in copies of its own (terraform/ copied before `terraform init`, the image's
+    dependency folder built once under a lock), so no two files need the same process."""
+    return within_tests(path)
+
+
+# The files that keep one process busy longest, longest first: xdist hands groups out in collection
+# order (`--no-loadscope-reorder`), so these start at once and the short files fill in around them,
+# and no process is left with a long file to start at the end. Most of their time is waiting (the
+# provider's polls in the apply cycle, Lambda's retries and leases in the campaigns), which is why
+# `make test` runs more processes than the machine has cores.
+LONGEST_FIRST = (
+    "infra/terraform/test_apply_cycle.py",
+    "integration/chain/test_chain.py",
+    "infra/terraform/test_terraform_test.py",
+    "integration/chain/test_cli.py",
+    "integration/chain/test_concurrent_copies.py",
+    "integration/test_fault_campaign.py",
+    "integration/parallel/test_parallel_chaos_on_lambda.py",
+    "performance/test_bench.py",
+    "integration/test_readme_usage.py",
+    "integration/parallel/test_parallel_sweep_on_lambda.py",
+    "integration/chain/test_control_plane.py",
+)
+
+
+def start_order(item: pytest.Item) -> tuple[int, str]:
+    where = within_tests(item.path)
+    return (LONGEST_FIRST.index(where) if where in LONGEST_FIRST else len(LONGEST_FIRST), where)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups given here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=start_order)  # stable: a file's tests keep their order
     for item in items:
         tier = tier_of(item.path, item.name)
         item.add_marker(tier)
