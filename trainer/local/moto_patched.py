@@ -1,5 +1,5 @@
 """moto server with the few AWS APIs the LNN Terraform stack needs and moto 5.2 lacks (and one it
-serves too slowly to measure by).
+serves too slowly to measure by, and one lookup it repeats at every request).
 
 Run as ``python -m trainer.local.moto_patched -H 127.0.0.1 -p PORT`` (same arguments as
 ``python -m moto.server``). The Terraform rehearsal starts it as a child process, and the local
@@ -51,6 +51,11 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
    read a dataset object by ranges (trainer/data/direct.py), would be measured paying for bytes
    they never read. The patch hands moto's own range handling a view of the object that reads only
    the bytes it slices; its answers (206, Content-Range, 416, If-Match's 412) are moto's.
+11. The service a request is for -- moto's server finds it from the request's host at every
+   request, by listing its own package directory and then trying each service's URL patterns, often
+   twice (the local endpoint's host names no service, so the signed host is tried next): a tenth of
+   the local cloud's CPU in a chain's tests. The answer depends on the host alone, so the patch keeps
+   it per host.
 """
 
 from __future__ import annotations
@@ -325,6 +330,22 @@ def _patch_ranged_get_object() -> None:
     responses.S3Response._handle_range_header = ranged_handle_range
 
 
+def _patch_backend_lookup() -> None:
+    """Patch 11: the service a host names is looked up once per host."""
+    from moto.moto_server import werkzeug_app
+
+    dispatcher = werkzeug_app.DomainDispatcherApplication
+    lookup = dispatcher.get_backend_for_host
+    found: dict[str | None, Any] = {}  # the URL patterns are moto's own, the same for every instance
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in found:
+            found[host] = lookup(self, host)
+        return found[host]
+
+    dispatcher.get_backend_for_host = get_backend_for_host
+
+
 def apply_patches() -> None:
     _patch_create_replication_group_member_clusters()
     _patch_delete_replication_group()
@@ -336,6 +357,7 @@ def apply_patches() -> None:
     _patch_update_image_config()
     _patch_user_groups()
     _patch_ranged_get_object()
+    _patch_backend_lookup()
 
 
 def main(argv: list[str] | None = None) -> None:
