@@ -10,15 +10,17 @@ DATASET ?=
 DEMO_FLAGS ?=
 CAT_H5 := ../shared/datasets/catvnoncat.h5
 
-.PHONY: help setup demo-setup redis-server test suite lint demo bench torch-venv clean up down
+.PHONY: help setup demo-setup redis-server test suite lint lint-whole demo bench torch-venv clean up down
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+# Compiled once at install (uv leaves it to the first import): a suite starts hundreds of Python
+# processes, and where PYTHONDONTWRITEBYTECODE is set each would otherwise compile what it imports.
 $(VENV)/.installed: requirements-dev.lock requirements.lock requirements-uv.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.lock
-	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements-dev.lock
+	$(UV) pip sync --quiet --python $(PY) --require-hashes --compile-bytecode requirements-dev.lock
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 
@@ -28,7 +30,7 @@ DEMO_VENV := .venv-demo
 $(DEMO_VENV)/.installed: requirements-demo.lock requirements-uv.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.lock
-	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes requirements-demo.lock
+	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes --compile-bytecode requirements-demo.lock
 	$(DEMO_VENV)/bin/uv pip install --quiet --python $(DEMO_VENV)/bin/python --no-deps -e .
 	touch $@
 
@@ -47,10 +49,15 @@ lint: setup ## ruff over the package and the tests; mypy over the package (pypro
 	$(VENV)/bin/mypy
 
 test: setup checkov-setup actionlint ## everything CI runs: lint beside every test tier (unit, cloud, infra, acceptance)
-	@$(MAKE) --no-print-directory -j 2 --output-sync=line lint suite
+	@$(MAKE) --no-print-directory -j 2 lint-whole suite
+
+# lint's few lines printed together when it ends, not scattered through pytest's progress.
+lint-whole:
+	@mkdir -p .build; $(MAKE) --no-print-directory lint > .build/lint.log 2>&1; status=$$?; cat .build/lint.log; exit $$status
 
 # Four processes on CI's two cores: most of a cloud or infra test's time is waiting (tests/README.md).
 suite: setup checkov-setup actionlint ## every test tier, without lint (tests/README.md)
+	$(PY) -m compileall -q trainer tests
 	$(PY) -m pytest -n 4 --dist loadgroup --no-loadscope-reorder
 
 demo: demo-setup ## train the cat benchmark (or DATASET=...) on the local cloud
@@ -99,7 +106,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock $(VENV)/.installed
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON_BIN) -m venv --without-pip $(CHECKOV_VENV)
-	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes requirements-checkov.lock
+	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes --compile-bytecode requirements-checkov.lock
 	touch $@
 
 checkov-setup: $(CHECKOV_VENV)/.installed ## checkov (hashed lock) in its own venv, .venv-checkov

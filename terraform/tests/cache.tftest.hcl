@@ -126,7 +126,10 @@ run "single_node_has_no_failover" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_subnet_ids" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   module {
@@ -134,80 +137,22 @@ run "rejects_bad_subnet_ids" {
   }
 
   variables {
-    subnet_ids = ["subnet-0aaaaaaaaaaaaaaaa"]
-  }
-
-  expect_failures = [var.subnet_ids]
-}
-
-run "rejects_bad_security_group_ids" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
+    subnet_ids         = ["subnet-0aaaaaaaaaaaaaaaa"]
     security_group_ids = []
-  }
-
-  expect_failures = [var.security_group_ids]
-}
-
-run "rejects_bad_port" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    port = 65536
-  }
-
-  expect_failures = [var.port]
-}
-
-run "rejects_bad_snapshot_window" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    snapshot_window = "3am-4am"
-  }
-
-  expect_failures = [var.snapshot_window]
-}
-
-run "rejects_bad_maintenance_window" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
+    port               = 65536
+    snapshot_window    = "3am-4am"
     maintenance_window = "sunday:05:00-sunday:06:00"
+    kms_key_arn        = "alias/lnn"
   }
 
-  expect_failures = [var.maintenance_window]
-}
-
-run "rejects_bad_kms_key_arn" {
-  command = plan
-
-  module {
-    source = "./modules/cache"
-  }
-
-  variables {
-    kms_key_arn = "alias/lnn"
-  }
-
-  expect_failures = [var.kms_key_arn]
+  expect_failures = [
+    var.subnet_ids,
+    var.security_group_ids,
+    var.port,
+    var.snapshot_window,
+    var.maintenance_window,
+    var.kms_key_arn,
+  ]
 }
 
 # The default parameter group's volatile-lru would evict run state (every LNN key has a TTL).

@@ -346,7 +346,10 @@ run "iam_least_privilege" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_subnet_ids" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   module {
@@ -354,64 +357,19 @@ run "rejects_bad_subnet_ids" {
   }
 
   variables {
-    subnet_ids = []
-  }
-
-  expect_failures = [var.subnet_ids]
-}
-
-run "rejects_bad_security_group_ids" {
-  command = plan
-
-  module {
-    source = "./modules/functions"
-  }
-
-  variables {
-    security_group_ids = []
-  }
-
-  expect_failures = [var.security_group_ids]
-}
-
-run "rejects_bad_kms_key_arn" {
-  command = plan
-
-  module {
-    source = "./modules/functions"
-  }
-
-  variables {
-    kms_key_arn = "alias/lnn"
-  }
-
-  expect_failures = [var.kms_key_arn]
-}
-
-run "rejects_bad_redis_replication_group_arn" {
-  command = plan
-
-  module {
-    source = "./modules/functions"
-  }
-
-  variables {
+    subnet_ids                  = []
+    security_group_ids          = []
+    kms_key_arn                 = "alias/lnn"
     redis_replication_group_arn = "lnn"
+    redis_user_arn              = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:lnn"
   }
 
-  expect_failures = [var.redis_replication_group_arn]
+  expect_failures = [
+    var.subnet_ids,
+    var.security_group_ids,
+    var.kms_key_arn,
+    var.redis_replication_group_arn,
+    var.redis_user_arn,
+  ]
 }
 
-run "rejects_bad_redis_user_arn" {
-  command = plan
-
-  module {
-    source = "./modules/functions"
-  }
-
-  variables {
-    redis_user_arn = "arn:aws:elasticache:us-east-1:123456789012:replicationgroup:lnn"
-  }
-
-  expect_failures = [var.redis_user_arn]
-}

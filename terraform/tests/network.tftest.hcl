@@ -185,7 +185,10 @@ run "endpoints_in_one_zone_when_asked" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_redis_port" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   module {
@@ -193,22 +196,13 @@ run "rejects_bad_redis_port" {
   }
 
   variables {
-    redis_port = 80
-  }
-
-  expect_failures = [var.redis_port]
-}
-
-run "rejects_bad_kms_key_arn" {
-  command = plan
-
-  module {
-    source = "./modules/network"
-  }
-
-  variables {
+    redis_port  = 80
     kms_key_arn = "not-an-arn"
   }
 
-  expect_failures = [var.kms_key_arn]
+  expect_failures = [
+    var.redis_port,
+    var.kms_key_arn,
+  ]
 }
+

@@ -32,7 +32,10 @@ run "immutable_scanned_encrypted_with_lifecycle" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_keep_tagged_images" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   module {
@@ -40,38 +43,16 @@ run "rejects_bad_keep_tagged_images" {
   }
 
   variables {
-    keep_tagged_images = 0
-  }
-
-  expect_failures = [var.keep_tagged_images]
-}
-
-run "rejects_bad_untagged_expiry_days" {
-  command = plan
-
-  module {
-    source = "./modules/registry"
-  }
-
-  variables {
+    keep_tagged_images   = 0
     untagged_expiry_days = 0
+    kms_key_arn          = "alias/lnn"
   }
 
-  expect_failures = [var.untagged_expiry_days]
-}
-
-run "rejects_bad_kms_key_arn" {
-  command = plan
-
-  module {
-    source = "./modules/registry"
-  }
-
-  variables {
-    kms_key_arn = "alias/lnn"
-  }
-
-  expect_failures = [var.kms_key_arn]
+  expect_failures = [
+    var.keep_tagged_images,
+    var.untagged_expiry_days,
+    var.kms_key_arn,
+  ]
 }
 
 # Lambda pulls with the repository policy; without it CreateFunction has to add it as a side

@@ -135,14 +135,79 @@ run "cache_capacity_reaches_launch" {
   }
 }
 
-run "rejects_bad_profile" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   variables {
-    profile = "staging"
+    profile                            = "staging"
+    aws_region                         = "US East"
+    name                               = "Lnn"
+    vpc_cidr                           = "10.42.0.0/28"
+    private_subnet_cidrs               = ["10.42.1.0/24", "10.42.2.0/33"]
+    availability_zones                 = ["us-east-1a"]
+    image_tag                          = "-bad"
+    image_digest                       = "sha256:xyz"
+    lambda_architecture                = "arm"
+    dataset_prefix                     = "models/uploads/"
+    launch_memory_size                 = 100
+    trainer_memory_size                = 20480
+    launch_timeout                     = 1000
+    trainer_timeout                    = 0
+    log_retention_in_days              = 2
+    async_maximum_retry_attempts       = 5
+    async_maximum_event_age_in_seconds = 21601
+    redis_engine_version               = "5.0.6"
+    redis_num_cache_clusters           = 0
+    redis_snapshot_retention_limit     = -1
+    bucket_name                        = "My_Bucket"
+    notification_email                 = "nobody"
+    kms_deletion_window_in_days        = 6
+    github_repository                  = "lnn"
+    terraform_state_bucket_arn         = "my-state-bucket"
+    trainer_reserved_concurrency       = 0
+    max_run_steps                      = 0
+    max_run_invocations                = 1.5
+    monthly_budget_usd                 = 0
+    permissions_boundary_arn           = "arn:aws:iam::123456789012:role/not-a-policy"
+    github_plan_environment            = "plan env"
   }
 
-  expect_failures = [var.profile]
+  expect_failures = [
+    var.profile,
+    var.aws_region,
+    var.name,
+    var.vpc_cidr,
+    var.private_subnet_cidrs,
+    var.availability_zones,
+    var.image_tag,
+    var.image_digest,
+    var.lambda_architecture,
+    var.dataset_prefix,
+    var.launch_memory_size,
+    var.trainer_memory_size,
+    var.launch_timeout,
+    var.trainer_timeout,
+    var.log_retention_in_days,
+    var.async_maximum_retry_attempts,
+    var.async_maximum_event_age_in_seconds,
+    var.redis_engine_version,
+    var.redis_num_cache_clusters,
+    var.redis_snapshot_retention_limit,
+    var.bucket_name,
+    var.notification_email,
+    var.kms_deletion_window_in_days,
+    var.github_repository,
+    var.terraform_state_bucket_arn,
+    var.trainer_reserved_concurrency,
+    var.max_run_steps,
+    var.max_run_invocations,
+    var.monthly_budget_usd,
+    var.permissions_boundary_arn,
+    var.github_plan_environment,
+  ]
 }
 
 run "rejects_a_redis_oss_version_iam_authentication_on_valkey_cannot_use" {
@@ -167,96 +232,6 @@ run "rejects_bad_redis_usable_memory_mib" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_aws_region" {
-  command = plan
-
-  variables {
-    aws_region = "US East"
-  }
-
-  expect_failures = [var.aws_region]
-}
-
-run "rejects_bad_name" {
-  command = plan
-
-  variables {
-    name = "Lnn"
-  }
-
-  expect_failures = [var.name]
-}
-
-run "rejects_bad_vpc_cidr" {
-  command = plan
-
-  variables {
-    vpc_cidr = "10.42.0.0/28"
-  }
-
-  expect_failures = [var.vpc_cidr]
-}
-
-run "rejects_bad_private_subnet_cidrs" {
-  command = plan
-
-  variables {
-    private_subnet_cidrs = ["10.42.1.0/24", "10.42.2.0/33"]
-  }
-
-  expect_failures = [var.private_subnet_cidrs]
-}
-
-run "rejects_bad_availability_zones" {
-  command = plan
-
-  variables {
-    availability_zones = ["us-east-1a"]
-  }
-
-  expect_failures = [var.availability_zones]
-}
-
-run "rejects_bad_image_tag" {
-  command = plan
-
-  variables {
-    image_tag = "-bad"
-  }
-
-  expect_failures = [var.image_tag]
-}
-
-run "rejects_bad_image_digest" {
-  command = plan
-
-  variables {
-    image_digest = "sha256:xyz"
-  }
-
-  expect_failures = [var.image_digest]
-}
-
-run "rejects_bad_lambda_architecture" {
-  command = plan
-
-  variables {
-    lambda_architecture = "arm"
-  }
-
-  expect_failures = [var.lambda_architecture]
-}
-
-run "rejects_bad_dataset_prefix" {
-  command = plan
-
-  variables {
-    dataset_prefix = "models/uploads/"
-  }
-
-  expect_failures = [var.dataset_prefix]
-}
-
 run "rejects_a_dataset_prefix_with_dot_segments" {
   command = plan
 
@@ -265,76 +240,6 @@ run "rejects_a_dataset_prefix_with_dot_segments" {
   }
 
   expect_failures = [var.dataset_prefix]
-}
-
-run "rejects_bad_launch_memory_size" {
-  command = plan
-
-  variables {
-    launch_memory_size = 100
-  }
-
-  expect_failures = [var.launch_memory_size]
-}
-
-run "rejects_bad_trainer_memory_size" {
-  command = plan
-
-  variables {
-    trainer_memory_size = 20480
-  }
-
-  expect_failures = [var.trainer_memory_size]
-}
-
-run "rejects_bad_launch_timeout" {
-  command = plan
-
-  variables {
-    launch_timeout = 1000
-  }
-
-  expect_failures = [var.launch_timeout]
-}
-
-run "rejects_bad_trainer_timeout" {
-  command = plan
-
-  variables {
-    trainer_timeout = 0
-  }
-
-  expect_failures = [var.trainer_timeout]
-}
-
-run "rejects_bad_log_retention_in_days" {
-  command = plan
-
-  variables {
-    log_retention_in_days = 2
-  }
-
-  expect_failures = [var.log_retention_in_days]
-}
-
-run "rejects_bad_async_maximum_retry_attempts" {
-  command = plan
-
-  variables {
-    async_maximum_retry_attempts = 5
-  }
-
-  expect_failures = [var.async_maximum_retry_attempts]
-}
-
-run "rejects_bad_async_maximum_event_age_in_seconds" {
-  command = plan
-
-  variables {
-    async_maximum_event_age_in_seconds = 21601
-  }
-
-  expect_failures = [var.async_maximum_event_age_in_seconds]
 }
 
 run "rejects_bad_redis_node_type" {
@@ -346,86 +251,6 @@ run "rejects_bad_redis_node_type" {
   }
 
   expect_failures = [var.redis_node_type]
-}
-
-run "rejects_bad_redis_engine_version" {
-  command = plan
-
-  variables {
-    redis_engine_version = "5.0.6"
-  }
-
-  expect_failures = [var.redis_engine_version]
-}
-
-run "rejects_bad_redis_num_cache_clusters" {
-  command = plan
-
-  variables {
-    redis_num_cache_clusters = 0
-  }
-
-  expect_failures = [var.redis_num_cache_clusters]
-}
-
-run "rejects_bad_redis_snapshot_retention_limit" {
-  command = plan
-
-  variables {
-    redis_snapshot_retention_limit = -1
-  }
-
-  expect_failures = [var.redis_snapshot_retention_limit]
-}
-
-run "rejects_bad_bucket_name" {
-  command = plan
-
-  variables {
-    bucket_name = "My_Bucket"
-  }
-
-  expect_failures = [var.bucket_name]
-}
-
-run "rejects_bad_notification_email" {
-  command = plan
-
-  variables {
-    notification_email = "nobody"
-  }
-
-  expect_failures = [var.notification_email]
-}
-
-run "rejects_bad_kms_deletion_window_in_days" {
-  command = plan
-
-  variables {
-    kms_deletion_window_in_days = 6
-  }
-
-  expect_failures = [var.kms_deletion_window_in_days]
-}
-
-run "rejects_bad_github_repository" {
-  command = plan
-
-  variables {
-    github_repository = "lnn"
-  }
-
-  expect_failures = [var.github_repository]
-}
-
-run "rejects_bad_terraform_state_bucket_arn" {
-  command = plan
-
-  variables {
-    terraform_state_bucket_arn = "my-state-bucket"
-  }
-
-  expect_failures = [var.terraform_state_bucket_arn]
 }
 
 run "apply_environment_is_not_the_plan_environment" {
@@ -451,36 +276,6 @@ run "terratest_environment_is_its_own" {
   expect_failures = [var.github_terratest_environment]
 }
 
-run "rejects_bad_trainer_reserved_concurrency" {
-  command = plan
-
-  variables {
-    trainer_reserved_concurrency = 0
-  }
-
-  expect_failures = [var.trainer_reserved_concurrency]
-}
-
-run "rejects_bad_max_run_steps" {
-  command = plan
-
-  variables {
-    max_run_steps = 0
-  }
-
-  expect_failures = [var.max_run_steps]
-}
-
-run "rejects_bad_max_run_invocations" {
-  command = plan
-
-  variables {
-    max_run_invocations = 1.5
-  }
-
-  expect_failures = [var.max_run_invocations]
-}
-
 run "no_reservation_on_request" {
   command = plan
 
@@ -492,16 +287,6 @@ run "no_reservation_on_request" {
     condition     = module.functions.reserved_concurrency["trainer"] == -1
     error_message = "null reserves nothing (accounts at the new-account limit)"
   }
-}
-
-run "rejects_bad_monthly_budget_usd" {
-  command = plan
-
-  variables {
-    monthly_budget_usd = 0
-  }
-
-  expect_failures = [var.monthly_budget_usd]
 }
 
 run "budget_alarm_goes_to_the_stacks_topic" {
@@ -536,16 +321,6 @@ run "no_budget_by_default" {
   }
 }
 
-run "rejects_bad_permissions_boundary_arn" {
-  command = plan
-
-  variables {
-    permissions_boundary_arn = "arn:aws:iam::123456789012:role/not-a-policy"
-  }
-
-  expect_failures = [var.permissions_boundary_arn]
-}
-
 # The stack's roles live under its own path, with its boundary; the CI roles may write only there.
 run "stack_roles_carry_the_boundary_under_the_stacks_path" {
   command = plan
@@ -577,16 +352,6 @@ run "explicit_usable_memory_for_an_unknown_node_type" {
     condition     = local.redis_usable_memory_mib == 20000
     error_message = "redis_usable_memory_mib is used as given"
   }
-}
-
-run "rejects_bad_github_plan_environment" {
-  command = plan
-
-  variables {
-    github_plan_environment = "plan env"
-  }
-
-  expect_failures = [var.github_plan_environment]
 }
 
 run "rejects_bad_github_apply_environment" {

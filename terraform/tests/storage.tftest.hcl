@@ -85,7 +85,10 @@ run "bucket_versioned_encrypted_private" {
 
 # ---- every validation rejects a bad value ----
 
-run "rejects_bad_noncurrent_version_expiration_days" {
+# Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
+# passes only if every one of them reports its own failure (a listed variable that does not, or any
+# other error, fails it). A rule that reads another variable has a run of its own.
+run "rejects_bad_values" {
   command = plan
 
   module {
@@ -94,21 +97,12 @@ run "rejects_bad_noncurrent_version_expiration_days" {
 
   variables {
     noncurrent_version_expiration_days = 0
+    kms_key_arn                        = "11111111-1111-1111-1111-111111111111"
   }
 
-  expect_failures = [var.noncurrent_version_expiration_days]
+  expect_failures = [
+    var.noncurrent_version_expiration_days,
+    var.kms_key_arn,
+  ]
 }
 
-run "rejects_bad_kms_key_arn" {
-  command = plan
-
-  module {
-    source = "./modules/storage"
-  }
-
-  variables {
-    kms_key_arn = "11111111-1111-1111-1111-111111111111"
-  }
-
-  expect_failures = [var.kms_key_arn]
-}

@@ -68,7 +68,11 @@ def test_checkov_comes_from_one_hashed_lock_for_ci_and_make() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     workflow = (REPO_ROOT / ".github" / "workflows" / "terraform.yml").read_text()
     for text in (makefile, workflow):
-        installs = [line for line in text.splitlines() if "pip" in line and "install" in line and "checkov" in line]
+        installs = [
+            line
+            for line in text.splitlines()
+            if "pip" in line and ("install" in line or "sync" in line) and "checkov" in line
+        ]
         assert installs and all("--require-hashes" in i and "requirements-checkov.lock" in i for i in installs)
         assert "checkov==" not in text and "CHECKOV_VERSION" not in text
 
