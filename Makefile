@@ -30,7 +30,7 @@ DEMO_VENV := .venv-demo
 $(DEMO_VENV)/.installed: requirements-demo.lock requirements-uv.lock pyproject.toml
 	$(PYTHON_BIN) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-uv.lock
-	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes --compile-bytecode requirements-demo.lock
+	$(DEMO_VENV)/bin/uv pip sync --quiet --python $(DEMO_VENV)/bin/python --require-hashes requirements-demo.lock
 	$(DEMO_VENV)/bin/uv pip install --quiet --python $(DEMO_VENV)/bin/python --no-deps -e .
 	touch $@
 
@@ -106,7 +106,7 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 $(CHECKOV_VENV)/.installed: requirements-checkov.lock $(VENV)/.installed
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON_BIN) -m venv --without-pip $(CHECKOV_VENV)
-	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes --compile-bytecode requirements-checkov.lock
+	$(UV) pip sync --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes requirements-checkov.lock
 	touch $@
 
 checkov-setup: $(CHECKOV_VENV)/.installed ## checkov (hashed lock) in its own venv, .venv-checkov
