@@ -49,16 +49,17 @@ lint: setup ## ruff over the package and the tests; mypy over the package (pypro
 	$(VENV)/bin/mypy
 
 test: setup checkov-setup actionlint ## everything CI runs: lint beside every test tier (unit, cloud, infra, acceptance)
-	@$(MAKE) --no-print-directory -j 2 lint-whole suite
+	@$(MAKE) --no-print-directory -k -j 2 lint-whole suite
 
 # lint's few lines printed together when it ends, not scattered through pytest's progress.
 lint-whole:
 	@mkdir -p .build; $(MAKE) --no-print-directory lint > .build/lint.log 2>&1; status=$$?; cat .build/lint.log; exit $$status
 
 # Four processes on CI's two cores: most of a cloud or infra test's time is waiting (tests/README.md).
+# The tests' own `make` runs start as a user's would, outside this make's job server.
 suite: setup checkov-setup actionlint ## every test tier, without lint (tests/README.md)
 	$(PY) -m compileall -q trainer tests
-	$(PY) -m pytest -n 4 --dist loadgroup --no-loadscope-reorder
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(PY) -m pytest -n 4 --dist loadgroup --no-loadscope-reorder
 
 demo: demo-setup ## train the cat benchmark (or DATASET=...) on the local cloud
 	@if [ -n "$(DATASET)" ]; then ds="$(DATASET)"; \

@@ -58,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
         load_profile()  # LNN_HYPOTHESIS_PROFILE: ci (the default) or deep
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
+    if gone := [where for where in LONGEST_FIRST if not (TESTS / where).is_file()]:
+        raise pytest.UsageError(f"LONGEST_FIRST (tests/conftest.py) names files that are not there: {gone}")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -75,7 +77,7 @@ def group_of(path: Path) -> str:
 
 
 # The files that keep one process busy longest, longest first: xdist hands groups out in collection
-# order (`--no-loadscope-reorder`), so these start at once and the short files fill in around them,
+# order (`--no-loadscope-reorder`), so these start first and the short files fill in around them,
 # and no process is left with a long file to start at the end. Most of their time is waiting (the
 # provider's polls in the apply cycle, Lambda's retries and leases in the campaigns), which is why
 # `make test` runs more processes than the machine has cores.

@@ -34,7 +34,8 @@ run "immutable_scanned_encrypted_with_lifecycle" {
 
 # Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
 # passes only if every one of them reports its own failure (a listed variable that does not, or any
-# other error, fails it). A rule that reads another variable has a run of its own.
+# other error, fails it). A rule that reads another variable, and the variable it reads, have runs of
+# their own.
 run "rejects_bad_values" {
   command = plan
 

@@ -87,7 +87,8 @@ run "bucket_versioned_encrypted_private" {
 
 # Every validated variable whose rule reads it alone, each given a bad value, in one plan: the run
 # passes only if every one of them reports its own failure (a listed variable that does not, or any
-# other error, fails it). A rule that reads another variable has a run of its own.
+# other error, fails it). A rule that reads another variable, and the variable it reads, have runs of
+# their own.
 run "rejects_bad_values" {
   command = plan
 
@@ -105,4 +106,3 @@ run "rejects_bad_values" {
     var.kms_key_arn,
   ]
 }
-

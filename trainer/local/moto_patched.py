@@ -52,9 +52,9 @@ wrong, and is written so that it can be dropped as soon as moto implements the A
    they never read. The patch hands moto's own range handling a view of the object that reads only
    the bytes it slices; its answers (206, Content-Range, 416, If-Match's 412) are moto's.
 11. The service a request is for -- moto's server finds it from the request's host at every
-   request, by listing its own package directory and then trying each service's URL patterns, often
-   twice (the local endpoint's host names no service, so the signed host is tried next): a tenth of
-   the local cloud's CPU in a chain's tests. The answer depends on the host alone, so the patch keeps
+   request, by listing its own package directory and then trying each service's URL patterns (the
+   signed request's host, since the local endpoint's names no service): a tenth of the local cloud's
+   CPU in a chain's tests. The answer depends on the host alone, so the patch keeps
    it per host.
 """
 

@@ -40,7 +40,8 @@ GENERAL_NOTES = {
 @pytest.fixture(scope="module")
 def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str, str], str]:
     # Two `terraform test` processes side by side (CI's machines have two cores, and each run
-    # block's plan keeps one busy): stack.tftest.hcl, about half of the runs, and the other files.
+    # block's plan keeps one busy): stack.tftest.hcl, whose every run plans the whole stack, and the
+    # other files, each run one module's.
     files = sorted(f"tests/{path.name}" for path in TESTS_DIR.glob("*.tftest.hcl"))
     groups = [["tests/stack.tftest.hcl"], [f for f in files if f != "tests/stack.tftest.hcl"]]
     commands = [("test", "-json", "-no-color", *(f"-filter={f}" for f in group)) for group in groups]
@@ -83,6 +84,12 @@ def validated_variables(path: Path) -> list[str]:
     return [name for name, body in blocks(path.read_text(), "variable").items() if "validation {" in body]
 
 
+def others_read(variables_file: Path, name: str) -> set[str]:
+    """What a variable's block reads besides itself (its validation's other variables and locals)."""
+    body = blocks(variables_file.read_text(), "variable")[name]
+    return set(re.findall(r"\b(?:var|local)\.\w+", body)) - {f"var.{name}"}
+
+
 def rejecting_runs(text: str) -> dict[str, tuple[list[str], list[str]]]:
     """Each `rejects_bad_*` run of a test file: the variables it expects to fail, and those it sets."""
     runs = {}
@@ -111,8 +118,9 @@ def test_every_validation_has_a_rejecting_run(
     variables_file: str, test_file: str, test_results: dict[tuple[str, str], str]
 ) -> None:
     """Every validated variable is expected to fail in exactly one passing `rejects_bad_*` run: its
-    own (`rejects_bad_<name>`, for a rule that reads other variables too), or `rejects_bad_values`,
-    which gives each variable it lists a bad value itself, so each failure is that variable's own."""
+    own (`rejects_bad_<name>`), or `rejects_bad_values`, which gives each variable it lists a bad
+    value itself and holds only rules that read their own variable alone, so each failure listed
+    there can come from that variable's value only."""
     variables = validated_variables(TERRAFORM_DIR / variables_file)
     # The root validates every value a user gives (test_static: validated once, where it enters).
     assert variables or variables_file != "variables.tf"
@@ -123,6 +131,9 @@ def test_every_validation_has_a_rejecting_run(
     for run, (failing, given) in runs.items():
         if run == "rejects_bad_values":
             assert sorted(failing) == sorted(given), f"{run}: each listed variable is given its bad value"
+            for name in failing:
+                read = others_read(TERRAFORM_DIR / variables_file, name)
+                assert not read, f"{name}'s rule reads {sorted(read)}: it needs a rejects_bad_{name} run of its own"
         else:
             assert failing == [run.removeprefix("rejects_bad_")], run
         assert test_results.get((test_file, run)) == "pass", run
