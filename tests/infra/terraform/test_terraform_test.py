@@ -70,7 +70,7 @@ def test_terraform_test_passes(test_results: dict[tuple[str, str], str]) -> None
     files = {path.name.removesuffix(".tftest.hcl") for path in TESTS_DIR.glob("*.tftest.hcl")}
     assert files == {name for name, _ in test_results}, "every test file must have run"
     assert all(status == "pass" for status in test_results.values())
-    written = sum(len(re.findall(r'^run "', path.read_text(), re.M)) for path in TESTS_DIR.glob("*.tftest.hcl"))
+    written = sum(len(blocks(path.read_text(), "run")) for path in TESTS_DIR.glob("*.tftest.hcl"))
     assert len(test_results) == written >= 55, "every run block ran"
 
 
@@ -93,7 +93,9 @@ def others_read(variables_file: Path, name: str) -> set[str]:
 def rejecting_runs(text: str) -> dict[str, tuple[list[str], list[str]]]:
     """Each `rejects_bad_*` run of a test file: the variables it expects to fail, and those it sets."""
     runs = {}
-    for name, body in re.findall(r'run "(rejects_bad_\w+)" \{(.*?)\n\}', text, re.S):
+    for name, body in blocks(text, "run").items():
+        if not name.startswith("rejects_bad_"):
+            continue
         failures = re.search(r"expect_failures = \[(.*?)\]", body, re.S)
         assert failures, name
         given = re.search(r"variables \{(.*?)\n  \}", body, re.S)

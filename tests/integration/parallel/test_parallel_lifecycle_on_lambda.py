@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue, wait_for_status
 from tests.support.parallel import REQUEST, assert_ends_as_the_reference, with_faults
+from trainer import keys
 from trainer.handlers.worker import HEARTBEAT_S
 from trainer.local.cloud_runner import session_services
 from trainer.local.provision import provision_stack
@@ -120,9 +121,8 @@ def test_a_worker_error_that_comes_back_fails_the_run_once_and_stops_every_worke
     assert {k: len(v) for k, v in kinds.items()} == {"FAILED": 1}, kinds
 
 
-def checkpoints_of(cloud_env, stack: dict, run_id: str) -> list[str]:
-    listed = aws("s3", cloud_env).list_objects_v2(Bucket=stack["MODEL_BUCKET"], Prefix=f"checkpoints/{run_id}/")
-    return sorted(o["Key"].rsplit("/", 1)[1] for o in listed.get("Contents", []))
+def checkpoint_epochs(services, run_id: str) -> list[int]:
+    return sorted(keys.checkpoint_epoch(key) for key in services.blob_store.keys(keys.checkpoint_prefix(run_id)))
 
 
 @pytest.mark.parametrize(
@@ -145,8 +145,8 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
         payload["validation_fraction"] = validation
     launch(cloud_env, stack, payload)
     wait_for_step(services, payload, flush_at)
-    written = checkpoints_of(cloud_env, stack, run_id)
-    assert written[:2] == (["epoch-000009.npz", "epoch-000019.npz"] if checkpoint_every else []), written
+    written = checkpoint_epochs(services, run_id)
+    assert written[:2] == ([9, 19] if checkpoint_every else []), written
     # The workers run on until the node is gone: on a loaded machine they may write another
     # checkpoint first, and the resume must then take that one.
     cloud.replace_node(stack["REPLICATION_GROUP_ID"])  # a replaced cache node: same address, empty memory
@@ -157,9 +157,9 @@ def test_a_run_whose_cache_was_lost_fails_resumes_and_ends_as_its_calm_twin(
     assert item["status"] == "FAILED", item
     assert item["failure_reason"].startswith(("cache lost", "cache unavailable")), item
     cloud.wait_idle(timeout_s=SETTLED_WITHIN_S)
-    written = checkpoints_of(cloud_env, stack, run_id)
+    written = checkpoint_epochs(services, run_id)
     assert bool(written) == bool(checkpoint_every), written
-    source = f"checkpoint (epoch {int(written[-1][6:12])})" if written else "seeded start"
+    source = f"checkpoint (epoch {written[-1]})" if written else "seeded start"
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], {"action": "resume", "run_id": payload["run_id"]})
     assert "FunctionError" not in resp, body
     assert body["status"] == "RUNNING" and body["source"] == source, body
