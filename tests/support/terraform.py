@@ -13,10 +13,14 @@ configuration written to a temporary directory:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.paths import REPO_ROOT
@@ -146,7 +150,11 @@ class Terraform:
         )
 
     def run_side_by_side(
-        self, commands: list[tuple[str, ...]], cwd: Path, timeout: float = 900
+        self,
+        commands: list[tuple[str, ...]],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        timeout: float = 900,
     ) -> list[subprocess.CompletedProcess[str]]:
         """Several commands at once in one directory (read-only ones: `terraform test` with
         different filters), each as `run` would give it."""
@@ -156,7 +164,7 @@ class Terraform:
                 subprocess.Popen(
                     [self.binary, *args],
                     cwd=cwd,
-                    env=self.env(),
+                    env=self.env(env),
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     text=True,
@@ -175,6 +183,41 @@ class Terraform:
                     process.kill()
                     process.wait()
         return done
+
+    @contextlib.contextmanager
+    def shared_provider(self, cwd: Path, timeout: float = 120) -> Iterator[dict[str, str]]:
+        """One AWS provider process, already started, for every command run with the environment
+        this yields (Terraform's TF_REATTACH_PROVIDERS). Terraform otherwise starts the provider
+        afresh about four times per run block of `terraform test` (validation, plan, the mock's
+        schema...), each start decoding its whole schema: most of the CPU of a run that mocks it.
+        For commands whose provider is mocked or unconfigured only: one process serves one
+        provider configuration at a time. The provider binary is the one `init` installed in cwd."""
+        binaries = sorted((cwd / ".terraform" / "providers" / PROVIDER).glob("*/*/terraform-provider-aws_*"))
+        assert binaries, f"no provider installed in {cwd}: run init first"
+        log = cwd.parent / "shared-provider.log"
+        with open(log, "wb") as out:
+            # -debug: the provider serves until it is stopped and prints how Terraform reaches it.
+            process = subprocess.Popen(
+                [str(binaries[-1]), "-debug"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                start_new_session=True,
+            )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (found := re.search(r"TF_REATTACH_PROVIDERS='([^']+)'", log.read_text(errors="replace"))):
+                assert process.poll() is None, f"the provider exited ({process.returncode}): {log.read_text()}"
+                assert time.monotonic() < deadline, f"the provider did not start within {timeout} s"
+                time.sleep(0.1)
+            yield {"TF_REATTACH_PROVIDERS": found.group(1)}
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def init(self, cwd: Path) -> None:
         # -lockfile=readonly: the committed lock file must be enough to install the provider.

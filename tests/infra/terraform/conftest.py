@@ -36,3 +36,12 @@ def initialised_copy(terraform: Terraform, tmp_path_factory: pytest.TempPathFact
     (workdir / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
     terraform.init(workdir)
     yield workdir
+
+
+@pytest.fixture(scope="session")
+def provider_env(terraform: Terraform, initialised_copy: Path) -> Iterator[dict[str, str]]:
+    """The read-only checks' commands reach one provider process started once (Terraform.shared_provider)
+    instead of starting it again for every module and run block. The provider is mocked or never
+    configured in these checks; `init` above still installs it from the committed lock."""
+    with terraform.shared_provider(initialised_copy) as env:
+        yield env

@@ -23,8 +23,10 @@ def test_fmt_check_recursive(terraform: Terraform) -> None:
     assert result.returncode == 0, explain(result)
 
 
-def test_init_from_committed_lock_and_validate(terraform: Terraform, initialised_copy: Path) -> None:
-    result = terraform.run("validate", "-no-color", cwd=initialised_copy)
+def test_init_from_committed_lock_and_validate(
+    terraform: Terraform, initialised_copy: Path, provider_env: dict[str, str]
+) -> None:
+    result = terraform.run("validate", "-no-color", cwd=initialised_copy, env=provider_env)
     assert result.returncode == 0, explain(result)
     assert "The configuration is valid" in result.stdout
 
@@ -63,10 +65,12 @@ def test_variables_are_typed_and_described() -> None:
             assert re.search(r"^\s+description\s+=", body, re.M), f"{path.name}: variable {name} has no description"
 
 
-def test_every_resource_is_tagged_where_aws_supports_tags(terraform: Terraform, initialised_copy: Path) -> None:
+def test_every_resource_is_tagged_where_aws_supports_tags(
+    terraform: Terraform, initialised_copy: Path, provider_env: dict[str, str]
+) -> None:
     import json
 
-    schema = terraform.run("providers", "schema", "-json", cwd=initialised_copy, timeout=300)
+    schema = terraform.run("providers", "schema", "-json", cwd=initialised_copy, env=provider_env, timeout=300)
     assert schema.returncode == 0, explain(schema)
     resources = json.loads(schema.stdout)["provider_schemas"][PROVIDER]["resource_schemas"]
     for path in own_tf_files():

@@ -38,7 +38,9 @@ GENERAL_NOTES = {
 
 
 @pytest.fixture(scope="module")
-def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str, str], str]:
+def test_results(
+    terraform: Terraform, initialised_copy: Path, provider_env: dict[str, str]
+) -> dict[tuple[str, str], str]:
     # Two `terraform test` processes side by side (CI's machines have two cores, and each run
     # block's plan keeps one busy): stack.tftest.hcl, whose every run plans the whole stack, and the
     # other files, each run one module's.
@@ -46,7 +48,7 @@ def test_results(terraform: Terraform, initialised_copy: Path) -> dict[tuple[str
     groups = [["tests/stack.tftest.hcl"], [f for f in files if f != "tests/stack.tftest.hcl"]]
     commands = [("test", "-json", "-no-color", *(f"-filter={f}" for f in group)) for group in groups]
     statuses: dict[tuple[str, str], str] = {}
-    for result in terraform.run_side_by_side(commands, cwd=initialised_copy, timeout=900):
+    for result in terraform.run_side_by_side(commands, cwd=initialised_copy, env=provider_env, timeout=900):
         summary = None
         for line in result.stdout.splitlines():
             try:
