@@ -3,7 +3,9 @@ and faults injected into a stack's workers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -79,7 +81,8 @@ def _reference(
 
 
 def with_faults(cloud_env, stack: dict, plan: dict) -> None:
-    """The stack's trainer runs the faulty handler (tests/integration/functions.py) with `plan`."""
+    """The stack's trainer runs the faulty handler (tests/integration/functions.py) with `plan`: a
+    change of its configuration, which retires its warm environments."""
     lam = aws("lambda", cloud_env)
     name = stack["TRAINER_FUNCTION_NAME"]
     variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
@@ -88,6 +91,38 @@ def with_faults(cloud_env, stack: dict, plan: dict) -> None:
         Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
         ImageConfig={"Command": [FAULTY_TRAINER]},
     )
+
+
+def faulty(cloud_env, stack: dict) -> dict:
+    """The stack's trainer runs the faulty handler with no plan yet: one change of its
+    configuration, after which each test's plan (`set_faults`) reaches the warm environments."""
+    aws("lambda", cloud_env).update_function_configuration(
+        FunctionName=stack["TRAINER_FUNCTION_NAME"], ImageConfig={"Command": [FAULTY_TRAINER]}
+    )
+    return stack
+
+
+def set_faults(cloud, stack: dict, plan: dict | None) -> None:
+    """The faulty trainer's plan from its next invocation on, the one the local cloud keeps for it
+    (trainer.local.handler_faults); None clears it. Its warm environments stay, as on Lambda."""
+    cloud.set_handler_faults(stack["TRAINER_FUNCTION_NAME"], plan)
+
+
+@contextlib.contextmanager
+def retries(cloud_env, stack: dict, attempts: int) -> Iterator[None]:
+    """The trainer's asynchronous retries set to `attempts` meanwhile, then as they were (Lambda
+    applies an event invoke config to the next event, without a cold start)."""
+    lam = aws("lambda", cloud_env)
+    name = stack["TRAINER_FUNCTION_NAME"]
+    was = lam.get_function_event_invoke_config(FunctionName=name)
+    kept = {k: was[k] for k in ("MaximumEventAgeInSeconds", "DestinationConfig") if k in was}
+    lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=attempts, **kept)
+    try:
+        yield
+    finally:
+        lam.put_function_event_invoke_config(
+            FunctionName=name, MaximumRetryAttempts=was["MaximumRetryAttempts"], **kept
+        )
 
 
 def assert_ends_as_the_reference(cloud_env, stack: dict, payload: dict) -> None:
