@@ -116,7 +116,7 @@ class ExecutionEnvironment:
         started = time.monotonic()
         killed_at: float | None = None
         checked_memory = started
-        while not pending.done.wait(0.005):
+        while not pending.done.wait(self._next_look(pending.picked_up_at, kill_after_s, killed_at)):
             now = time.monotonic()
             picked = pending.picked_up_at
             if kill_after_s is not None and picked is not None and killed_at is None and now - picked >= kill_after_s:
@@ -143,6 +143,14 @@ class ExecutionEnvironment:
                 return Attempt(request_id, False, json.dumps(doc).encode(), "Sandbox.Timedout", timed_out=True)
         outcome: Outcome = pending.outcome  # type: ignore[assignment]
         return Attempt(request_id, outcome.ok, outcome.body, outcome.error_type)
+
+    @staticmethod
+    def _next_look(picked: float | None, kill_after_s: float | None, killed_at: float | None) -> float:
+        """How long to wait for the answer before looking at the process again: the memory check's
+        interval, or less when a chaos kill falls due sooner (a dead process is seen within it)."""
+        if kill_after_s is None or picked is None or killed_at is not None:
+            return MEMORY_CHECK_S
+        return min(MEMORY_CHECK_S, max(0.001, picked + kill_after_s - time.monotonic()))
 
     def over_memory(self) -> bool:
         """Whether the environment's process holds more resident memory than the function's memory size
