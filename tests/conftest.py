@@ -84,15 +84,17 @@ def group_of(path: Path) -> str:
 LONGEST_FIRST = (
     "infra/terraform/test_apply_cycle.py",
     "integration/chain/test_chain.py",
-    "infra/terraform/test_terraform_test.py",
     "integration/chain/test_cli.py",
+    "integration/chain/test_sweeps.py",
     "integration/chain/test_concurrent_copies.py",
+    "integration/chain/test_control_plane.py",
+    "integration/parallel/test_parallel_lifecycle_on_lambda.py",
+    "integration/parallel/test_parallel_sweep_on_lambda.py",
     "integration/test_fault_campaign.py",
-    "integration/parallel/test_parallel_chaos_on_lambda.py",
     "performance/test_bench.py",
     "integration/test_readme_usage.py",
-    "integration/parallel/test_parallel_sweep_on_lambda.py",
-    "integration/chain/test_control_plane.py",
+    "integration/test_control_plane_campaign.py",
+    "integration/parallel/test_parallel_chaos_on_lambda.py",
 )
 
 
