@@ -314,7 +314,9 @@ def calm_interrupted_request(tmp_path_factory) -> str:
     return json.loads(calm.stdout.strip().splitlines()[-1])["model"]
 
 
-def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(tmp_path, calm_interrupted_request) -> None:
+def test_an_interrupted_train_keeps_its_run_and_resume_ends_it_bit_identical(
+    tmp_path, calm_interrupted_request
+) -> None:
     """Ctrl-C. SIGTERM becomes the same KeyboardInterrupt (workspace.sigterm_as_interrupt, whose
     unit test sends both signals), so it takes this path from there."""
     import signal
