@@ -40,7 +40,6 @@ and scripts run unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -253,19 +252,15 @@ def stack(terraform: Terraform, local_cloud: CloudProcess, tmp_path_factory: pyt
     stack = Stack(tmp / "first" / "terraform", env, {}, local_cloud, tmp)
     stack.workdir = stack.fresh_copy("first")
     assert readme_deploy_targets() == ["bootstrap", "init", "registry", "push", "deploy", "push", "rollout"]
-    provider = contextlib.ExitStack()
     try:
         make(stack, "bootstrap", stack.workdir, AWS_REGION=REGION)
-        make(stack, "init", stack.workdir, AWS_REGION=REGION)  # installs the provider from the lock
-        # From here every command reaches one provider process (Terraform.shared_provider): a plan
-        # or an apply would otherwise start the provider several times, each start a CPU-second.
-        stack.env = {**env, **provider.enter_context(terraform.shared_provider(stack.workdir, env))}
+        make(stack, "init", stack.workdir, AWS_REGION=REGION)
         make(stack, "registry", stack.workdir)
         stack.first_digest = push_image(stack, "v1")
         stack.first_plan = tmp / "plan-first-apply"
         assert plan(stack, stack.workdir, stack.first_plan, f"-var=image_digest={stack.first_digest}") == 2
         make(stack, "deploy", stack.workdir, IMAGE_DIGEST=stack.first_digest)
-        out = terraform.run("output", "-json", cwd=stack.workdir, env=stack.env)
+        out = terraform.run("output", "-json", cwd=stack.workdir, env=env)
         assert out.returncode == 0, explain(out)
         stack.outputs = {k: v["value"] for k, v in json.loads(out.stdout).items()}
         stack.rolled_digest = push_image(stack, "v2")
@@ -282,9 +277,8 @@ def stack(terraform: Terraform, local_cloud: CloudProcess, tmp_path_factory: pyt
     finally:
         if not stack.destroyed:  # a test failed before the destroy test: still clean up
             terraform.run(
-                "destroy", "-auto-approve", "-input=false", "-no-color", cwd=stack.workdir, env=stack.env, timeout=900
+                "destroy", "-auto-approve", "-input=false", "-no-color", cwd=stack.workdir, env=env, timeout=900
             )
-        provider.close()
         print("deploy rehearsal timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in stack.timings.items()))
 
 

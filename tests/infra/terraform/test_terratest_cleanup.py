@@ -85,12 +85,6 @@ def test_a_killed_tests_stack_is_destroyed_and_nothing_tagged_is_left(
     env = environment(terraform, moto)
     init = terraform.run("init", "-input=false", "-no-color", cwd=stack, env=env, timeout=300)
     assert init.returncode == 0, explain(init)
-    # Every command from here reaches one provider process (Terraform.shared_provider).
-    with terraform.shared_provider(stack, env) as provider:
-        check_cleanup(terraform, moto, workdir, stack, {**env, **provider})
-
-
-def check_cleanup(terraform: Terraform, moto: MotoServer, workdir: Path, stack: Path, env: dict[str, str]) -> None:
     applied = terraform.run(
         *("apply", "-auto-approve", "-input=false", "-no-color"),
         "-target=module.notifications",
