@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def describe(event, context):
         "greeting": os.environ.get("GREETING"),
         "trace": os.environ.get("_X_AMZN_TRACE_ID"),
         "handler_faults": json.loads(_plan_text()),
+        # As the process sees them: a forked environment's /proc/<pid>/environ is its fork server's.
+        "environ": dict(os.environ),
+        "sys_path": sys.path,
+        "cwd": os.getcwd(),
+        "argv": sys.argv,
     }
 
 

@@ -160,8 +160,9 @@ def test_create_function_with_a_pythonpath_marker_module_never_runs_it(cloud_env
     name = make_function(cloud_env, "describe", env={**variables, "LD_PRELOAD": "/nonexistent.so", "GREETING": "hi"})
     _, body = invoke(cloud_env, name, {})
     assert body["greeting"] == "hi"  # the function ran, with its other variables
-    environment = psutil.Process(body["pid"]).environ()
-    assert str(folder) not in json.dumps(environment) and "LD_PRELOAD" not in environment
+    for environment in (body["environ"], psutil.Process(body["pid"]).environ()):  # its own, and at its start
+        assert str(folder) not in json.dumps(environment) and "LD_PRELOAD" not in environment
+    assert str(folder) not in json.dumps(body["sys_path"])
     # Nor can the handler be changed to the stranger's afterwards.
     with pytest.raises(ClientError) as refused:
         lam.update_function_configuration(FunctionName=name, ImageConfig={"Command": ["stranger_code.handler"]})

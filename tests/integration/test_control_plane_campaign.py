@@ -20,6 +20,7 @@ state) before the test asserts that none was found.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -234,15 +235,11 @@ class Campaign:
         self.cloud.replace_node(self.stack["REPLICATION_GROUP_ID"], delay_s=self.rng.uniform(0.2, 1.0))
 
     def launch_environments(self) -> list[psutil.Process]:
-        """The processes of the stack's LaunchLambda environments (children of the local cloud)."""
-        assert self.cloud.process is not None
+        """The processes of the stack's LaunchLambda environments, as the local cloud lists them."""
         found = []
-        for process in psutil.Process(self.cloud.process.pid).children(recursive=True):
-            try:
-                if process.environ().get("AWS_LAMBDA_FUNCTION_NAME") == self.stack["LAUNCH_FUNCTION_NAME"]:
-                    found.append(process)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+        for env in self.cloud.environments(self.stack["LAUNCH_FUNCTION_NAME"]):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.append(psutil.Process(env["pid"]))
         return found
 
     def ask_killed(self, payload: dict[str, Any], after_s: float) -> tuple[bool, Any]:

@@ -62,6 +62,25 @@ def test_the_configuration_decides_how_the_function_runs(cloud_env) -> None:
     assert again["greeting"] == "changed" and again["pid"] != body["pid"]
 
 
+def test_an_environment_has_the_variables_folder_and_path_python_m_awslambdaric_would_give(cloud, cloud_env) -> None:
+    """Environments are forked from a fork server that imported their libraries (forkserver.py): what
+    the handler sees must still be what `python -m awslambdaric <handler>` would have given it."""
+    name = make_function(cloud_env, "describe", env={"GREETING": "hello", "OPENBLAS_CORETYPE": "Haswell"})
+    _, body = invoke(cloud_env, name, {})
+    [listed] = cloud.environments(name)
+    given = listed["environment"]
+    assert listed["pid"] == body["pid"] and given["GREETING"] == "hello"
+    # Exactly its variables (the runtime adds the invocation's trace id), none of its fork server's.
+    assert {k: v for k, v in body["environ"].items() if k != "_X_AMZN_TRACE_ID"} == given
+    assert body["cwd"] == given["LAMBDA_TASK_ROOT"] == body["sys_path"][0]
+    assert body["argv"][1:] == ["lnn_test_functions.describe"]
+    assert body["argv"][0].endswith(os.path.join("awslambdaric", "__main__.py"))
+    # A second function with other start-up variables is forked elsewhere, with its own.
+    other = make_function(cloud_env, "describe", env={"OPENBLAS_CORETYPE": "Sandybridge"})
+    _, second = invoke(cloud_env, other, {})
+    assert second["environ"]["OPENBLAS_CORETYPE"] == "Sandybridge" and "GREETING" not in second["environ"]
+
+
 def test_warm_reuse_and_a_new_environment_when_all_are_busy(cloud_env) -> None:
     name = make_function(cloud_env, "sleep")
     _, first = invoke(cloud_env, name, {"seconds": 0})
@@ -362,10 +381,11 @@ def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_im
         def commands() -> list[str]:
             return [command_line(pid) for pid in descendants(process.process.pid) - {process.process.pid}]
 
-        # An environment counts as in flight from the moment it is being started: wait for its exec.
-        wait_for(lambda: sum("awslambdaric" in c for c in commands()) == 2, what="two environments running")
+        # Two environments (the warm one took the first event), forked from their fork server.
+        environments = {env["pid"] for env in process.environments(name)}
         children = descendants(process.process.pid) - {process.process.pid}
-        assert len(children) == 3 and sum("redis-server" in c for c in commands()) == 1, commands()
+        assert len(environments) == 2 and environments < children, (environments, commands())
+        assert sum("redis-server" in c for c in commands()) == 1 and len(children) == 4, commands()
         os.kill(process.process.pid, signal.SIGKILL)
         assert still_running(children) == []
     finally:

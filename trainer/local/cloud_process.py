@@ -103,6 +103,12 @@ class CloudProcess:
     def stats(self) -> dict[str, Any]:
         return self._call("/_lnn/stats")
 
+    def environments(self, function: str | None = None) -> list[dict[str, Any]]:
+        """The execution environments (pid, function, the variables they were started with), of one
+        function or of all."""
+        listing = self._call("/_lnn/environments")["environments"]
+        return [env for env in listing if function is None or env["function"] == function]
+
     def set_chaos(self, chaos: Chaos) -> dict[str, Any]:
         return self._call("/_lnn/chaos", asdict(chaos))
 

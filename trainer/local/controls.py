@@ -74,6 +74,9 @@ class Controls:
             "elasticache": self.elasticache.nodes() if self.elasticache else {},
         }
 
+    def environments(self, _: ControlRequest) -> Any:
+        return {"environments": self.service.environments_listing()}
+
     def reset_stats(self, _: ControlRequest) -> Any:
         self.service.reset_stats()
         self.faults.reset_stats()
@@ -173,6 +176,7 @@ class Controls:
 
 ROUTES: dict[tuple[str, str], Callable[[Controls, ControlRequest], Any]] = {
     ("GET", "/_lnn/stats"): Controls.stats,
+    ("GET", "/_lnn/environments"): Controls.environments,
     ("POST", "/_lnn/reset-stats"): Controls.reset_stats,
     ("GET", "/_lnn/idle"): Controls.idle,
     ("POST", "/_lnn/chaos"): Controls.chaos,

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -194,15 +195,10 @@ def function_logs(stack: ChainStack, level: str = "INFO"):
         stack.calm()
 
 
-def _environments(stack: ChainStack, function_name: str) -> list[int]:
-    """The processes running the function's execution environments (awslambdaric) in this stack's
-    cloud (another test process's cloud may run a function of the same name)."""
-    found = []
-    for proc in psutil.Process(stack.cloud.process.pid).children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function_name:
-                found.append(proc.pid)
-    return found
+def _environments(stack: ChainStack, function_name: str) -> list[dict[str, Any]]:
+    """The function's execution environments in this stack's cloud, with the variables each started
+    with (a forked environment's /proc/<pid>/environ shows its fork server's, not its own)."""
+    return stack.cloud.environments(function_name)
 
 
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
@@ -307,10 +303,10 @@ def test_no_password_anywhere_and_the_servers_files_are_private(stack: ChainStac
     assert not [k for k in variables if "SECRET" in k or "PASSWORD" in k or "TOKEN" in k], variables
     environments = _environments(stack, stack.trainer)
     assert environments, "the trainer has no execution environment"
-    for pid in environments:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            environ = "\0".join(f"{k}={v}" for k, v in psutil.Process(pid).environ().items())
-            assert cache.internal_password not in environ and "X-Amz-Signature" not in environ, pid
+    for env in environments:
+        environ = "\0".join(f"{k}={v}" for k, v in env["environment"].items())
+        assert "AWS_LAMBDA_RUNTIME_API" in env["environment"]  # the whole environment, not the function's part
+        assert cache.internal_password not in environ and "X-Amz-Signature" not in environ, env["pid"]
 
 
 def test_adapter_from_settings_signs_a_token_per_connection(stack: ChainStack, cache: Cache, monkeypatch):

@@ -15,11 +15,13 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from trainer.local.lambda_service.chaos import Chaos
 from trainer.local.lambda_service.config import FunctionConfig, Runtime
 from trainer.local.lambda_service.environment import Attempt, ExecutionEnvironment
 from trainer.local.lambda_service.errors import TooManyRequests
+from trainer.local.lambda_service.forkserver import ForkServers
 from trainer.local.lambda_service.stats import Stats
 
 
@@ -61,6 +63,7 @@ class Environments:
     ) -> None:
         self._lock, self._stats, self._chaos = lock, stats, chaos
         self.runtime, self.cloud_env, self.log_dir = runtime, cloud_env, log_dir
+        self.forks = ForkServers(log_dir)
         self.account_concurrency = account_concurrency
         # The concurrency every function's reservation takes from the account (the control plane
         # knows it; by default, the reservations of the functions that have run here).
@@ -84,6 +87,13 @@ class Environments:
     def __len__(self) -> int:
         with self._lock:
             return len(self._all)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Each environment's process, function and the variables it was started with: a forked one's
+        /proc/<pid>/environ shows its fork server's (forkserver.py)."""
+        with self._lock:
+            envs = sorted(self._all, key=lambda env: env.id)
+        return [{"pid": env.process.pid, "function": env.config.name, "environment": env.environ} for env in envs]
 
     def _has_room(self, pool: Pool) -> bool:
         """Whether one more invocation of the pool's function may run now (the caller holds the lock)."""
@@ -123,7 +133,7 @@ class Environments:
 
     def _start(self, config: FunctionConfig, pool: Pool, host: str | None) -> ExecutionEnvironment:
         try:
-            env = ExecutionEnvironment(config, self.runtime, self.cloud_env, self.log_dir, host)
+            env = ExecutionEnvironment(config, self.runtime, self.cloud_env, self.log_dir, host, self.forks)
         except BaseException:
             with self._lock:
                 pool.count -= 1
@@ -200,3 +210,4 @@ class Environments:
             thread.start()
         for thread in stoppers + self._reapers:
             thread.join(timeout=15)
+        self.forks.close()

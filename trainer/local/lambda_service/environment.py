@@ -19,6 +19,7 @@ import psutil
 
 from trainer.local import children, fleet
 from trainer.local.lambda_service.config import FunctionConfig, Runtime, function_variables
+from trainer.local.lambda_service.forkserver import ForkServers
 from trainer.local.runtime_api import Outcome, RuntimeAPI
 
 READY_TIMEOUT_S = 120.0
@@ -55,6 +56,7 @@ class ExecutionEnvironment:
         cloud_env: dict[str, str],
         log_dir: Path,
         host: str | None = None,
+        forks: ForkServers | None = None,
     ) -> None:
         self.id = next(self._ids)
         self.config = config
@@ -78,18 +80,23 @@ class ExecutionEnvironment:
                 "_HANDLER": config.handler,
             }
         )
+        self.environ = environ
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{config.name}-{self.id}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.started_at = time.monotonic()
-        self.process = children.popen(
-            [runtime.python, "-m", "awslambdaric", config.handler],
-            cwd=runtime.cwd,
-            env=environ,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.process: Any
+        if forks is not None:
+            self.process = forks.start(runtime.python, config.handler, environ, runtime.cwd, self._log)
+        else:
+            self.process = children.popen(
+                [runtime.python, "-m", "awslambdaric", config.handler],
+                cwd=runtime.cwd,
+                env=environ,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.ready_s: float | None = None
         self.pool: Any = None  # the concurrency.Pool it counts in, set by the one that starts it
 

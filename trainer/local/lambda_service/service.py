@@ -173,6 +173,9 @@ class LambdaService:
     def idle(self) -> bool:
         return self.events.idle()
 
+    def environments_listing(self) -> list[dict[str, Any]]:
+        return self.environments.listing()
+
     def close(self) -> None:
         self.events.close()
         self.held_events.clear()
