@@ -381,7 +381,9 @@ def test_a_killed_local_cloud_takes_its_environments_and_caches_with_it(cloud_im
         def commands() -> list[str]:
             return [command_line(pid) for pid in descendants(process.process.pid) - {process.process.pid}]
 
-        # Two environments (the warm one took the first event), forked from their fork server.
+        # Two environments (the warm one took the first event), forked from their fork server; an
+        # environment counts as in flight from the moment it is being started: wait for its fork.
+        wait_for(lambda: len(process.environments(name)) == 2, what="two environments running")
         environments = {env["pid"] for env in process.environments(name)}
         children = descendants(process.process.pid) - {process.process.pid}
         assert len(environments) == 2 and environments < children, (environments, commands())

@@ -24,6 +24,7 @@ from trainer.local.cloud_runner import LaunchRefused, session_services
 from trainer.local.faults import FaultPlan
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
+from trainer.local.waiting import pauses
 from trainer.nn import monolithic
 from trainer.nn.init import initialise
 
@@ -255,10 +256,11 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "the condition") -> Any:
     deadline = time.monotonic() + timeout_s
+    waits = pauses()
     while not (value := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not hold within {timeout_s:.0f} s")
-        time.sleep(0.05)
+        time.sleep(next(waits))
     return value
 
 

@@ -3,6 +3,7 @@ what a run left there (its item, its messages)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import time
@@ -17,10 +18,12 @@ from trainer.local.faults import FaultPlan
 from trainer.local.fleet import PINNED_X86_64
 from trainer.local.lambda_service import Chaos
 from trainer.local.provision import provision_stack
+from trainer.local.waiting import pauses
 
 RETRY_DELAY_S = 0.2  # Lambda waits a minute, then two, between async attempts; the tests do not
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
+SETTLED_S = 2.0  # a RUNNING run whose progress has not moved for this long has settled (wait_for_status)
 
 
 def cloud_args_for(image: ImageEnv) -> tuple[str, ...]:
@@ -30,12 +33,17 @@ def cloud_args_for(image: ImageEnv) -> tuple[str, ...]:
 
 
 def aws(service: str, cloud_env: dict[str, str]) -> Any:
+    return _client(
+        service, cloud_env["AWS_ENDPOINT_URL"], cloud_env["AWS_ACCESS_KEY_ID"], cloud_env["AWS_SECRET_ACCESS_KEY"]
+    )
+
+
+@functools.cache
+def _client(service: str, endpoint: str, key: str, secret: str) -> Any:
+    # One client per cloud and service, its connections kept: a poll then costs a request, not a
+    # client's construction as well (boto3 clients may be shared between threads).
     return boto3.client(
-        service,
-        endpoint_url=cloud_env["AWS_ENDPOINT_URL"],
-        region_name=REGION,
-        aws_access_key_id=cloud_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=cloud_env["AWS_SECRET_ACCESS_KEY"],
+        service, endpoint_url=endpoint, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
     )
 
 
@@ -119,17 +127,18 @@ def wait_for_status(
 ) -> dict[str, Any]:
     """The run item once it leaves RUNNING (or, with `settle`, once its progress stops moving)."""
     deadline = time.monotonic() + timeout_s
-    last, still = None, 0
+    last, moved_at = None, time.monotonic()
+    waits = pauses()
     while time.monotonic() < deadline:
         item = run_item(cloud_env, table, run_id)
         if item["status"] != "RUNNING":
             return item
         if settle:
-            still = still + 1 if item.get("last_seq") == last else 0
-            last = item.get("last_seq")
-            if still >= 20:
+            if item.get("last_seq") != last:
+                last, moved_at = item.get("last_seq"), time.monotonic()
+            if time.monotonic() - moved_at >= SETTLED_S:
                 return item
-        time.sleep(0.1)
+        time.sleep(next(waits))
     raise AssertionError(f"run {run_id} still RUNNING after {timeout_s:.0f} s")
 
 

@@ -4,7 +4,6 @@ and faults injected into a stack's workers."""
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -78,19 +77,6 @@ def _reference(
         on_epoch=score,
     )
     return got, costs, scores, [h / ds.x_train.shape[1] for h in hits]
-
-
-def with_faults(cloud_env, stack: dict, plan: dict) -> None:
-    """The stack's trainer runs the faulty handler (tests/integration/functions.py) with `plan`: a
-    change of its configuration, which retires its warm environments."""
-    lam = aws("lambda", cloud_env)
-    name = stack["TRAINER_FUNCTION_NAME"]
-    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    lam.update_function_configuration(
-        FunctionName=name,
-        Environment={"Variables": {**variables, "LNN_TEST_FAULTS": json.dumps(plan)}},
-        ImageConfig={"Command": [FAULTY_TRAINER]},
-    )
 
 
 def faulty(cloud_env, stack: dict) -> dict:

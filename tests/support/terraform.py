@@ -185,18 +185,14 @@ class Terraform:
         return done
 
     @contextlib.contextmanager
-    def shared_provider(
-        self, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
-    ) -> Iterator[dict[str, str]]:
+    def shared_provider(self, cwd: Path, timeout: float = 120) -> Iterator[dict[str, str]]:
         """One AWS provider process, already started, for every command run with the environment
         this yields (Terraform's TF_REATTACH_PROVIDERS). Terraform otherwise starts the provider
         afresh for every module of a validation and about four times per run block of `terraform
-        test` or per plan, each start building its whole schema: most of the CPU of a command whose
-        provider is mocked, and a large part of a real plan's. One process serves one provider
-        configuration at a time: commands one after another, or ones whose provider is mocked. It
-        reads its credentials and endpoint from `env`, as a provider Terraform starts reads them
-        from Terraform's. A command run with it installs no provider (`init` then skips it): the
-        binary is the one an earlier `init` installed in cwd."""
+        test`, each start building its whole schema: most of the CPU of a command whose provider is
+        mocked or never configured, the only commands that use it (a deploy that shared one process
+        failed a destroy once in seven runs: tests/README.md). A command run with it installs no
+        provider (`init` then skips it): the binary is the one an earlier `init` installed in cwd."""
         binaries = sorted((cwd / ".terraform" / "providers" / PROVIDER).glob("*/*/terraform-provider-aws_*"))
         assert binaries, f"no provider installed in {cwd}: run init first"
         log = cwd.parent / "shared-provider.log"
@@ -206,7 +202,7 @@ class Terraform:
                 [str(binaries[-1]), "-debug"],
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=self.env(env),
+                env=self.env(),
                 start_new_session=True,
             )
         try:

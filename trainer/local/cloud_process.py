@@ -19,6 +19,7 @@ from trainer.local import children
 from trainer.local.access import KEY_VARIABLES, new_credentials, signed_headers
 from trainer.local.faults import FaultPlan
 from trainer.local.lambda_service import Chaos
+from trainer.local.waiting import pauses
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -146,13 +147,14 @@ class CloudProcess:
     def wait_node_replaced(self, replication_group_id: str, replacements: int, timeout_s: float = 60) -> dict[str, Any]:
         """Wait until the group's node is available after `replacements` replacements in all."""
         deadline = time.monotonic() + timeout_s
+        waits = pauses()
         while True:
             node = self.nodes()[replication_group_id]
             if node["status"] == "available" and node["replacements"] >= replacements:
                 return node
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{replication_group_id}'s node was not replaced within {timeout_s:.0f} s: {node}")
-            time.sleep(0.05)
+            time.sleep(next(waits))
 
     def idle(self) -> bool:
         """Nothing queued and nothing in flight in the Lambda service."""
@@ -160,10 +162,11 @@ class CloudProcess:
 
     def wait_idle(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
+        waits = pauses()
         while not self.idle():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the Lambda service still has queued events after {timeout_s:.0f} s")
-            time.sleep(0.05)
+            time.sleep(next(waits))
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

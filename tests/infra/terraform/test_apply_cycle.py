@@ -227,8 +227,9 @@ def redis_servers(cloud: CloudProcess) -> set[int]:
 
 
 def execution_environments(cloud: CloudProcess) -> set[int]:
-    """The functions' execution environments (python -m awslambdaric <handler>)."""
-    return cloud_processes(cloud, "awslambdaric")
+    """The functions' execution environments, as the cloud lists them (forked from a fork server, their
+    command line is the fork server's)."""
+    return {env["pid"] for env in cloud.environments()}
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,20 +27,21 @@ def stack(cloud_env) -> dict:
     return faulty(cloud_env, provision_stack("dpf" + secrets.token_hex(3), trainer_memory_mb=1024))
 
 
-@pytest.fixture
-def faults(cloud, stack) -> Iterator[Callable[[dict], None]]:
-    yield lambda plan: set_faults(cloud, stack, plan)
+@pytest.fixture(autouse=True)
+def no_faults_after(cloud, stack) -> Iterator[None]:
+    """Each test's plan ends with it: the next test's workers start calm."""
+    yield
     set_faults(cloud, stack, None)
 
 
-def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_env, stack, faults, tmp_path) -> None:
+def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud, cloud_env, stack, tmp_path) -> None:
     # Two crashes, in whichever worker's environment gets there first: one before a step's partials
     # are computed, one after a chunk's update is computed and before it is published.
     points = [
         {"target": "trainer.parallel.step:worker_nodes", "skip": 7, "limit": 1},
         {"target": "trainer.parallel.step:owner_update", "skip": 12, "limit": 1, "before": False, "after": True},
     ]
-    faults({"dir": str(tmp_path), "points": points, "record": []})
+    set_faults(cloud, stack, {"dir": str(tmp_path), "points": points, "record": []})
     payload = {**REQUEST, "workers": 4, "run_id": f"dpf-{secrets.token_hex(3)}"}
     resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
     assert "FunctionError" not in resp, body
@@ -57,13 +58,13 @@ def test_workers_crashing_mid_step_are_retried_and_the_run_ends_identical(cloud_
 # worker_nodes(layout, params, activations, held, split, m, workers, worker): argument 7 is the worker
 @pytest.mark.parametrize("lost", [{"if_arg": 7}, {"if_arg_is": [7, 0]}], ids=["a worker other than 0", "worker 0"])
 def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(
-    cloud_env, stack, faults, tmp_path, lost
+    cloud, cloud_env, stack, tmp_path, lost
 ) -> None:
     """No retry at all (the function's async retries set to 0): a worker crashes at its fourth step
     and never comes back; the others compute its part past the takeover bound, and one of them
     finishes the run (worker 0 is no coordinator the run waits for)."""
     points = [{"target": "trainer.parallel.step:worker_nodes", "skip": 3, "limit": 1, **lost}]
-    faults({"dir": str(tmp_path), "points": points, "record": []})
+    set_faults(cloud, stack, {"dir": str(tmp_path), "points": points, "record": []})
     payload = {**REQUEST, "workers": 4, "run_id": f"dpl-{secrets.token_hex(3)}"}
     with retries(cloud_env, stack, 0):
         resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
@@ -74,14 +75,14 @@ def test_a_worker_lost_for_good_is_stood_in_for_and_the_run_ends_identical(
     assert_ends_as_the_reference(cloud_env, stack, payload)
 
 
-def test_a_finisher_lost_for_good_is_taken_over_and_the_run_ends_identical(cloud_env, stack, faults, tmp_path) -> None:
+def test_a_finisher_lost_for_good_is_taken_over_and_the_run_ends_identical(cloud, cloud_env, stack, tmp_path) -> None:
     """No retry at all: whichever worker claims the finish crashes in it (at the test accuracy,
     before its commit) and never comes back, after every other worker has reported. The workers
     standing by for the finish take it over once the finisher's lease lapses: the run ends
     SUCCEEDED, identical to the reference, within the lease and the finish's own time, not at the
     STALLED sweep (30 minutes)."""
     points = [{"target": "trainer.engine:accuracy", "limit": 1}]  # called by a data-parallel finish only
-    faults({"dir": str(tmp_path), "points": points, "record": []})
+    set_faults(cloud, stack, {"dir": str(tmp_path), "points": points, "record": []})
     payload = {**REQUEST, "workers": 4, "run_id": f"dpz-{secrets.token_hex(3)}"}
     with retries(cloud_env, stack, 0):
         resp, body = invoke(cloud_env, stack["LAUNCH_FUNCTION_NAME"], payload)
@@ -97,7 +98,7 @@ def test_a_finisher_lost_for_good_is_taken_over_and_the_run_ends_identical(cloud
 
 @pytest.mark.parametrize("validation", [0, 0.2], ids=["no-validation", "validation"])
 def test_epoch_items_are_written_as_the_epochs_end_and_left_as_they_are(
-    cloud_env, stack, faults, tmp_path, validation
+    cloud, cloud_env, stack, tmp_path, validation
 ) -> None:
     """The finisher is held at its test accuracy (before its commit): every epoch's item is in the
     run's history already while the run is RUNNING (with held-out examples, every epoch's but the
@@ -105,7 +106,7 @@ def test_epoch_items_are_written_as_the_epochs_end_and_left_as_they_are(
     one per epoch, with the reference's costs and scores."""
     go = tmp_path / "go"
     points = [{"target": "trainer.engine:accuracy", "pause_until": str(go)}]  # the finish's, once
-    faults({"dir": str(tmp_path), "points": points, "record": []})
+    set_faults(cloud, stack, {"dir": str(tmp_path), "points": points, "record": []})
     payload = {**REQUEST, "workers": 4, "run_id": f"dpe-{secrets.token_hex(3)}"}
     if validation:
         payload["validation_fraction"] = validation

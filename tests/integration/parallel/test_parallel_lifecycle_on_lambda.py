@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue, wait_for_status
-from tests.support.parallel import REQUEST, assert_ends_as_the_reference, with_faults
+from tests.support.parallel import REQUEST, assert_ends_as_the_reference, faulty, set_faults
 from trainer import keys
 from trainer.handlers.worker import HEARTBEAT_S, WAIT_S
 from trainer.local.cloud_runner import session_services
@@ -108,7 +108,8 @@ def test_a_worker_error_that_comes_back_fails_the_run_once_and_stops_every_worke
     the error as its reason, one FAILED message, no model, and no worker runs on."""
     stack = provision_stack("dpe" + secrets.token_hex(3), trainer_memory_mb=1024)
     url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-fail-q")
-    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": [{"target": WORKER_NODES, "skip": 10}]})
+    plan = {"dir": str(tmp_path), "points": [{"target": WORKER_NODES, "skip": 10}]}
+    set_faults(cloud, faulty(cloud_env, stack), plan)
     payload = {**LONG, "run_id": f"dpe-{secrets.token_hex(3)}"}
     launch(cloud_env, stack, payload)
     item = wait_for_status(cloud_env, stack["TABLE_NAME"], payload["run_id"], 120)
@@ -185,7 +186,7 @@ def test_a_stalled_run_whose_workers_all_vanished_resumes_and_ends_as_its_calm_t
     url = subscribe_queue(stack["SNS_TOPIC_ARN"], "dp-stalled-q")
     # Four pauses, one a worker: the resumed generation's environments find every slot taken.
     point = {"target": WORKER_NODES, "skip": 40, "limit": 4, "pause_until": str(tmp_path / "never")}
-    with_faults(cloud_env, stack, {"dir": str(tmp_path), "points": [point]})
+    set_faults(cloud, faulty(cloud_env, stack), {"dir": str(tmp_path), "points": [point]})
     payload = {**REQUEST, "epochs": 60, "workers": 4, "time_margin_ms": 3000, "run_id": f"dps-{secrets.token_hex(3)}"}
     launch(cloud_env, stack, payload)
     cloud.wait_idle(timeout_s=60)  # every worker's invocation ended by its timeout

@@ -20,7 +20,7 @@ import psutil
 from trainer.local import children, fleet
 from trainer.local.lambda_service.config import FunctionConfig, Runtime, function_variables
 from trainer.local.lambda_service.forkserver import ForkServers
-from trainer.local.runtime_api import Outcome, RuntimeAPI
+from trainer.local.runtime_api import Outcome, Pending, RuntimeAPI
 
 READY_TIMEOUT_S = 120.0
 MEMORY_CHECK_S = 0.02  # how often a running invocation's resident memory is compared with the memory size
@@ -123,10 +123,12 @@ class ExecutionEnvironment:
         started = time.monotonic()
         killed_at: float | None = None
         checked_memory = started
-        while not pending.done.wait(self._next_look(pending.picked_up_at, kill_after_s, killed_at)):
+        while True:
+            kill_due = self._kill_due(pending, kill_after_s, killed_at)
+            if pending.done.wait(self._next_look(kill_due)):
+                break
             now = time.monotonic()
-            picked = pending.picked_up_at
-            if kill_after_s is not None and picked is not None and killed_at is None and now - picked >= kill_after_s:
+            if kill_due is not None and now >= kill_due:
                 self.kill()
                 killed_at = now
             if now - checked_memory >= MEMORY_CHECK_S:
@@ -152,12 +154,21 @@ class ExecutionEnvironment:
         return Attempt(request_id, outcome.ok, outcome.body, outcome.error_type)
 
     @staticmethod
-    def _next_look(picked: float | None, kill_after_s: float | None, killed_at: float | None) -> float:
+    def _kill_due(pending: Pending, kill_after_s: float | None, killed_at: float | None) -> float | None:
+        """When a chaos kill falls due (monotonic): `kill_after_s` after the runtime picked the
+        invocation up; None without one, before the pick-up, or once done."""
+        picked = pending.picked_up_at
+        if kill_after_s is None or picked is None or killed_at is not None:
+            return None
+        return picked + kill_after_s
+
+    @staticmethod
+    def _next_look(kill_due: float | None) -> float:
         """How long to wait for the answer before looking at the process again: the memory check's
         interval, or less when a chaos kill falls due sooner (a dead process is seen within it)."""
-        if kill_after_s is None or picked is None or killed_at is not None:
+        if kill_due is None:
             return MEMORY_CHECK_S
-        return min(MEMORY_CHECK_S, max(0.001, picked + kill_after_s - time.monotonic()))
+        return min(MEMORY_CHECK_S, max(0.001, kill_due - time.monotonic()))
 
     def over_memory(self) -> bool:
         """Whether the environment's process holds more resident memory than the function's memory size
