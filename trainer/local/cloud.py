@@ -56,9 +56,8 @@ from trainer.local.moto_lambda import (
 from trainer.local.servers import free_port
 
 if TYPE_CHECKING:
-    from werkzeug.serving import BaseWSGIServer
-
     from trainer.local.elasticache import LocalElastiCache
+    from trainer.local.http_server import KeepAliveServer
 
 # What the rest of the code and the tests import from here.
 __all__ = ["KEY_VARIABLES", "REPO_ROOT", "CloudProcess", "LocalCloud", "main", "new_credentials", "signed_headers"]
@@ -97,15 +96,15 @@ class LocalCloud:
         self.faults = FaultInjector()
         self.handler_faults = HandlerFaultPlans(workdir / "handler-faults")
         self.controls: Controls  # the /_lnn/ controls, once started
-        self._server: BaseWSGIServer | None = None
+        self._server: KeepAliveServer | None = None
         self._dynamodb_lock = threading.Lock()
 
     def start(self) -> LocalCloud:
         os.environ["MOTO_PORT"] = str(self.port)  # moto builds queue URLs and the like from it
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-        from werkzeug.serving import make_server
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
         from trainer.local.elasticache import LocalElastiCache
+        from trainer.local.http_server import KeepAliveServer
         from trainer.local.moto_patched import apply_patches
 
         apply_patches()
@@ -133,9 +132,7 @@ class LocalCloud:
         )
         self.controls = Controls(self.service, self.faults, self.handler_faults, self.elasticache)
         forget_deleted_functions(self.service)
-        self._server = server = make_server(
-            "127.0.0.1", self.port, self._app(moto_app), threaded=True, request_handler=MotoRequestHandler
-        )
+        self._server = server = KeepAliveServer("127.0.0.1", self.port, self._app(moto_app))
         threading.Thread(target=server.serve_forever, args=(0.05,), name="local-cloud-http", daemon=True).start()
         return self
 
