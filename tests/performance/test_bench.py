@@ -282,11 +282,13 @@ def test_parallel_section_measures_models_and_reports_every_target_with_its_figu
     assert stall["stall_s"] >= worker_handler.TAKEOVER_S > stall["calm_step_s"]
     assert stall["final_cost"] == result["mnist"]["rows"][1]["final_cost"]
     assert stall["steps_after"] >= 1
-    at = stall["stall_at"]  # where the stall was: a survivor's first step to end after the kill
+    at = stall["stall_at"]  # where the stall was: a survivor's longest step to end after the kill
     assert at["s"] == stall["stall_s"] and at["worker"] != 1 and at["step"] >= stall["killed_at_step"]
-    assert 0 <= at["after_kill_s"] <= at["s"] + 1 and f"worker {at['worker']}'s step {at['step']}" in "\n".join(
-        parallel.render(result)
-    )
+    # It began at the kill, or one step later: the step in flight at the kill may still end (the
+    # victim's partials for it already out), and on a busy machine a step takes seconds.
+    assert 0 <= at["after_kill_s"] <= at["s"] + (
+        at["previous_s"] or 0
+    ) + 1 and f"worker {at['worker']}'s step {at['step']}" in "\n".join(parallel.render(result))
     assert 1 not in stall["invocations_by_worker"]  # its killed invocation left no line and was not retried
 
     assert [s["workers"] for s in result["sync_1mb"]] == list(parallel_model.MODELLED_WORKERS[1:])
