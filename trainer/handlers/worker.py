@@ -161,7 +161,9 @@ class WorkerInvocation:
         tensors = self.svc.tensor_store
         if not isinstance(tensors, RedisTensorStore):  # the workers reduce through the cache's streams
             raise ChainError(f"run {self.run_id!r}: data-parallel workers need the Redis tensor store")
-        store = ReductionStore(tensors.client, self.run_id, config.workers, config.dtype, self.event.resumes)
+        store = ReductionStore(
+            tensors.client, self.run_id, config.workers, config.dtype, self.event.resumes, watch_cursor=True
+        )
         try:
             store.epoch_ended(-1, time.time())  # this generation's start, once: its first epoch's duration
             held = self.held(config)

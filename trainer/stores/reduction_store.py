@@ -31,7 +31,8 @@ Stopping, at no round trip of its own: every blocking read also reads `dp:stop` 
 which a cancel and a worker that failed the run append to, so a waiting worker wakes and stops at
 once (`Stopped`); the gather's MGET of a step's chunks also reads the cancel mark and the run's
 cursor, so a worker that never waits stops at its next step, and one whose cache lost the run
-(a flushed or replaced node: the cursor is gone) says so (`CacheLost`) instead of waiting.
+(a flushed or replaced node: the cursor is gone) says so (`CacheLost`) instead of waiting; a
+worker that waits reads them too, after every blocking read that saw nothing (a second at most).
 """
 
 from __future__ import annotations
@@ -124,11 +125,15 @@ class Traffic:
 
 
 class ReductionStore:
-    def __init__(self, client: Any, run_id: str, workers: int, dtype: str, generation: int = 0) -> None:
+    def __init__(
+        self, client: Any, run_id: str, workers: int, dtype: str, generation: int = 0, watch_cursor: bool = False
+    ) -> None:
         # client: the cache's redis.Redis (the tensor store's, RedisTensorStore.client);
-        # generation: the run's resumes (its workers' events carry it)
+        # generation: the run's resumes (its workers' events carry it); watch_cursor: the run has a
+        # cursor in the cache while its workers step (a launched run does; a bare reduction has
+        # none), so a wait that finds it gone ends (`_read`)
         self.client, self.run_id, self.workers, self.dtype = client, run_id, workers, np.dtype(dtype)
-        self.generation = generation
+        self.generation, self.watch_cursor = generation, watch_cursor
         self.prefix = cache_key(run_id, CacheKind.REDUCTION) + ":" + (f"r{generation}:" if generation else "")
         self.stop = stop_key(run_id)
         self.stop_seen = "0-0"  # the stop stream's entries read already (those of other generations)
@@ -481,7 +486,21 @@ class ReductionStore:
                 missing = sorted(set(want) - set(have))
                 raise Stalled(f"{what}: {missing} still missing when the wait's bound ran out")
             return self._stopping(self.client.xread(streams) or [])
-        return self._stopping(self.client.xread(streams, block=min(BLOCK_MS, left_ms)) or [])
+        read = self.client.xread(streams, block=min(BLOCK_MS, left_ms)) or []
+        if not read and self.watch_cursor:
+            self._still_in_cache()
+        return self._stopping(read)
+
+    def _still_in_cache(self) -> None:
+        """After a blocking read that saw nothing: the run's cancel mark and cursor, as the gather
+        reads them. A cache that lost the run (its node replaced: empty) holds no stream entry for
+        anyone to write, nor the stop a failing worker could not write to it: without this look,
+        every waiting worker would wait out its whole bound (WAIT_S) before it failed."""
+        cancelled, cursor, _ = self.client.mget(self.marks)
+        if cancelled is not None:
+            raise Stopped(StopCause.CANCELLED)
+        if cursor is None:
+            raise CacheLost(f"run {self.run_id}: the cache lost the run (its cursor is gone) while a worker waited")
 
     def _stopping(self, read: list[Any]) -> list[Any]:
         """The read's entries of the waited-for stream; Stopped if the stop stream says this

@@ -15,7 +15,7 @@ import pytest
 from tests.support.cloud import aws, invoke, messages_by_run, run_item, subscribe_queue, wait_for_status
 from tests.support.parallel import REQUEST, assert_ends_as_the_reference, faulty, set_faults
 from trainer import keys
-from trainer.handlers.worker import HEARTBEAT_S, WAIT_S
+from trainer.handlers.worker import HEARTBEAT_S
 from trainer.local.cloud_runner import session_services
 from trainer.local.provision import provision_stack
 from trainer.stores.reduction_store import ReductionStore
@@ -27,10 +27,10 @@ LONG = {**REQUEST, "epochs": 400, "workers": 4}
 STOPPED_WITHIN_S = 10.0
 # Where Lambda's retries must end too (the workers a failure or the lost cache stopped, each retried
 # and finding the run over), or the test only needs the last generation gone before it goes on: a
-# worker that was waiting for the others when the cache went may wait out its bound (WAIT_S) before
-# it fails and is retried, and each retry may start an environment, which a machine the whole suite
-# keeps busy takes seconds to do.
-SETTLED_WITHIN_S = WAIT_S + 60.0
+# worker that was waiting for the others when the cache went ends within a blocking read (it looks
+# for the run's cursor: reduction_store), not at its bound (WAIT_S, a minute), and each retry may
+# start an environment, which a machine the whole suite keeps busy takes seconds to do.
+SETTLED_WITHIN_S = 60.0
 WORKER_NODES = "trainer.parallel.step:worker_nodes"
 
 

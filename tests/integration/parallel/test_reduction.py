@@ -15,10 +15,11 @@ import pytest
 import redis
 
 from trainer import engine
+from trainer.keys import CacheKind, cache_key
 from trainer.nn.init import initialise
 from trainer.parallel import reference, shards, step, worker
 from trainer.stores.reduction_store import Behind, ReductionStore, Stalled, Stopped, start_generation
-from trainer.stores.tensor_store import RedisTensorStore
+from trainer.stores.tensor_store import CacheLost, RedisTensorStore
 from trainer.vocabulary import StopCause
 
 WAIT_S = 60.0  # the bound of one wait: far above a step here, so only a real stall reaches it
@@ -465,3 +466,28 @@ def test_a_renewal_after_the_lease_lapsed_and_another_claimed_never_extends_the_
     assert not holder.claim_finish(0, 100) and other.ttl(key) <= 5, "a lapsed holder's renewal is refused"
     client.close()
     other.close()
+
+
+@pytest.mark.parametrize("gone", ["cursor", "cancelled"])
+def test_a_wait_ends_within_a_block_once_the_cache_lost_the_run_or_it_was_cancelled(redis_server, gone) -> None:
+    """A worker waiting for another's partials when its run's node is replaced (empty: the cursor
+    gone, and nobody able to write a stop to it) ends with CacheLost about a block later, not at its
+    bound; a cancel mark found so stops it. A bare reduction (no cursor to watch) waits to its bound."""
+    client = redis.Redis(**redis_server.client_kwargs())
+    run_id = secrets.token_hex(6)
+    cursor = cache_key(run_id, CacheKind.CURSOR)
+    client.set(cursor, "-1")
+    store = ReductionStore(client, run_id, 2, "float64", watch_cursor=True)
+    if gone == "cursor":
+        disturb, expected = (lambda: client.delete(cursor)), CacheLost
+    else:
+        disturb, expected = (lambda: client.set(cache_key(run_id, CacheKind.CANCEL), "1")), Stopped
+    threading.Timer(0.3, disturb).start()
+    started = time.monotonic()
+    with pytest.raises(expected):
+        store.collect(1, 0, {(0, 1)}, time.monotonic() + 30)
+    assert time.monotonic() - started < 5, "ended near one blocking read, not at the 30 s bound"
+    bare = ReductionStore(client, run_id, 2, "float64")
+    with pytest.raises(Stalled):
+        bare.collect(1, 0, {(0, 1)}, time.monotonic() + 1.5)
+    client.close()
