@@ -244,7 +244,7 @@ def test_without_the_recursion_setting_a_training_chain_dies_at_16_hops(cloud, c
     assert item["status"] == "RUNNING" and int(item["last_seq"]) == 14
 
 
-def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud_env) -> None:
+def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud, cloud_env) -> None:
     from botocore.config import Config
 
     name = make_function(cloud_env, "sleep")
@@ -257,8 +257,10 @@ def test_at_the_reserved_concurrency_a_sync_invoke_is_throttled(cloud_env) -> No
     )
     busy = threading.Thread(target=lambda: lam.invoke(FunctionName=name, Payload=b'{"seconds": 2}'))
     busy.start()
-    time.sleep(1.0)  # the first has its environment (started and busy)
     try:
+        # The first holds the one unit from its environment's start (listed from then) to its end,
+        # two seconds into its invocation: a fixed pause could end before a busy machine started it.
+        wait_for(lambda: cloud.environments(name), what="the first invocation's environment")
         with pytest.raises(ClientError) as throttled:
             lam.invoke(FunctionName=name, Payload=b'{"seconds": 0}')
     finally:
