@@ -296,9 +296,13 @@ def main(argv: list[str] | None = None) -> int:
 def announce(ready: dict[str, Any], ready_file: Path | None) -> None:
     """The ready line, on stdout (and in the ready file: only its owner may read the key in it)."""
     if ready_file:
-        fd = os.open(ready_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Written aside, then renamed: a starter waiting for the file to exist (`make up`) must
+        # never read it created but still empty.
+        partial = ready_file.with_name(ready_file.name + ".partial")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(ready) + "\n")
+        os.replace(partial, ready_file)
     print(json.dumps(ready), flush=True)
 
 
