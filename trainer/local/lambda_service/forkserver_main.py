@@ -88,8 +88,12 @@ def _start(request: dict, libc: ctypes.CDLL) -> dict:
     parent = os.getpid()
     try:
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        return {"id": request["id"], "error": str(exc)}
+    try:
         pid = os.fork()
     except OSError as exc:
+        os.close(log)
         return {"id": request["id"], "error": str(exc)}
     if pid:
         os.close(log)
