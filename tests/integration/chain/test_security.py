@@ -30,7 +30,6 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -195,12 +194,6 @@ def function_logs(stack: ChainStack, level: str = "INFO"):
         stack.calm()
 
 
-def _environments(stack: ChainStack, function_name: str) -> list[dict[str, Any]]:
-    """The function's execution environments in this stack's cloud, with the variables each started
-    with (a forked environment's /proc/<pid>/environ shows its fork server's, not its own)."""
-    return stack.cloud.environments(function_name)
-
-
 # -- 1. TLS and AUTH -------------------------------------------------------------------------
 
 
@@ -301,7 +294,8 @@ def test_no_password_anywhere_and_the_servers_files_are_private(stack: ChainStac
     variables = stack._variables()
     assert (variables["REDIS_USER_ID"], variables["REDIS_REPLICATION_GROUP_ID"]) == (cache.user_id, cache.group_id)
     assert not [k for k in variables if "SECRET" in k or "PASSWORD" in k or "TOKEN" in k], variables
-    environments = _environments(stack, stack.trainer)
+    # As the cloud lists them: a forked environment's /proc/<pid>/environ shows its fork server's.
+    environments = stack.cloud.environments(stack.trainer)
     assert environments, "the trainer has no execution environment"
     for env in environments:
         environ = "\0".join(f"{k}={v}" for k, v in env["environment"].items())

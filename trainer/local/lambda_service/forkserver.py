@@ -98,7 +98,9 @@ class ForkServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # the state below
         self._writing = threading.Lock()  # one request at a time on the pipe
-        self._waiting: dict[int, tuple[threading.Event, list[Any]]] = {}
+        # A request's answer, awaited: set when it comes, the child (or the error) in the list, and
+        # the command the child stands for (what a TimeoutExpired names).
+        self._waiting: dict[int, tuple[threading.Event, list[Any], list[str]]] = {}
         self._children: dict[int, Forked] = {}
         self.gone = False
         self._reader = threading.Thread(target=self._read, name="forkserver-answers", daemon=True)
@@ -110,7 +112,7 @@ class ForkServer:
             if self.gone:
                 raise OSError("the fork server has ended")
             request_id = next(self._ids)
-            self._waiting[request_id] = (answered, answer)
+            self._waiting[request_id] = (answered, answer, args)
         request = {"id": request_id, "handler": handler, "environ": environ, "cwd": cwd, "log": str(log)}
         stdin: IO[bytes] = self.process.stdin  # type: ignore[assignment]
         try:
@@ -126,7 +128,6 @@ class ForkServer:
         if isinstance(result, BaseException):
             raise result
         forked: Forked = result
-        forked.args = args
         return forked
 
     def _read(self) -> None:
@@ -139,9 +140,9 @@ class ForkServer:
                     if child is not None:
                         child.ended(message["code"])
                     continue
-                answered, answer = self._waiting.pop(message["id"])
+                answered, answer, args = self._waiting.pop(message["id"])
                 if "pid" in message:
-                    child = self._children[message["pid"]] = Forked(message["pid"], [])
+                    child = self._children[message["pid"]] = Forked(message["pid"], args)
                     answer.append(child)
                 else:
                     answer.append(OSError(f"the fork server could not start an environment: {message['error']}"))
@@ -152,7 +153,7 @@ class ForkServer:
             for child in self._children.values():
                 child.ended(-signal.SIGKILL)
             self._children.clear()
-            for answered, answer in self._waiting.values():
+            for answered, answer, _ in self._waiting.values():
                 answer.append(OSError("the fork server ended"))
                 answered.set()
             self._waiting.clear()
